@@ -1,0 +1,5 @@
+import sys
+
+from edgessl.cli import main
+
+sys.exit(main())

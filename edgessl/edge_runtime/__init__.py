@@ -1,0 +1,1 @@
+"""Edge runtime: numpy + onnxruntime only. This package must never import torch."""

@@ -1,0 +1,1 @@
+"""Export: torch -> ONNX, static int8 quantization, verification and the bundle format."""

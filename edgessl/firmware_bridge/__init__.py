@@ -1,0 +1,1 @@
+"""Firmware bridge: IMU wire protocol, reference C firmware, simulated device, serial transport."""

@@ -1,0 +1,249 @@
+"""The one numpy implementation of signal preprocessing, shared by the trainer and the runtime.
+
+Every function takes arrays whose last axis is time and whose second-to-last axis is channels:
+``[..., channels, time]``. Nothing here imports torch; ``scipy.signal`` is imported lazily, only by
+:func:`resample`, because importing it costs tens of MB of memory on a small device.
+
+A :class:`PreprocessSpec` is a JSON-serialisable list of steps; the exporter writes it into the bundle
+manifest and the runtime calls :func:`apply` with it, so both sides run exactly this code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PreprocessSpec",
+    "Step",
+    "apply",
+    "clip_outliers",
+    "counts_to_units",
+    "fill_missing",
+    "minmax_scale",
+    "moving_average",
+    "resample",
+    "resample_to_length",
+    "standardize",
+]
+
+
+class PreprocessError(ValueError):
+    """Raised for invalid preprocessing parameters or inputs."""
+
+
+def _check_time_major(x: np.ndarray, name: str = "x") -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise PreprocessError(f"{name} must have shape [..., channels, time]; got shape {x.shape}")
+    return x
+
+
+def standardize(x: np.ndarray, eps: float = 1e-8, ddof: int = 0) -> np.ndarray:
+    """Per-window, per-channel z-normalisation.
+
+    Args:
+        x: ``[..., C, T]`` signal.
+        eps: floor on the standard deviation, so a constant channel maps to zeros instead of NaN.
+        ddof: 0 for the population std; 1 reproduces the UCR archive's normalisation.
+
+    Returns:
+        Array of the same shape with zero mean and unit std along time (float32 for float32 input).
+    """
+    x = _check_time_major(x)
+    mean = x.mean(axis=-1, keepdims=True)
+    std = x.std(axis=-1, keepdims=True, ddof=ddof)
+    return ((x - mean) / np.maximum(std, eps)).astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+def minmax_scale(x: np.ndarray, low: float = 0.0, high: float = 1.0, eps: float = 1e-8) -> np.ndarray:
+    """Per-window, per-channel min-max scaling of ``x [..., C, T]`` into ``[low, high]``."""
+    if not high > low:
+        raise PreprocessError(f"minmax_scale needs high > low; got low={low}, high={high}")
+    x = _check_time_major(x)
+    lo = x.min(axis=-1, keepdims=True)
+    span = np.maximum(x.max(axis=-1, keepdims=True) - lo, eps)
+    return (low + (x - lo) / span * (high - low)).astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+def clip_outliers(x: np.ndarray, z: float = 4.0) -> np.ndarray:
+    """Clip each channel of each window to ``mean ± z·std`` (z-score outlier clipping)."""
+    if not z > 0:
+        raise PreprocessError(f"clip_outliers needs z > 0; got {z}")
+    x = _check_time_major(x)
+    mean = x.mean(axis=-1, keepdims=True)
+    std = x.std(axis=-1, keepdims=True)
+    return np.clip(x, mean - z * std, mean + z * std)
+
+
+def moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average along time with edge replication; output has the input's length.
+
+    Args:
+        x: ``[..., C, T]`` signal.
+        width: odd window width in samples (1 returns a copy).
+    """
+    if width < 1 or width % 2 == 0:
+        raise PreprocessError(f"moving_average width must be a positive odd integer; got {width}")
+    x = _check_time_major(x)
+    if width == 1:
+        return x.copy()
+    half = width // 2
+    pad = [(0, 0)] * (x.ndim - 1) + [(half, half)]
+    xp = np.pad(x.astype(np.float64), pad, mode="edge")
+    c = np.cumsum(xp, axis=-1)
+    c = np.concatenate([np.zeros(c.shape[:-1] + (1,)), c], axis=-1)
+    out = (c[..., width:] - c[..., :-width]) / width
+    return out.astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+def rational_ratio(rate_in: float, rate_out: float, max_denominator: int = 1000) -> tuple[int, int]:
+    """Return ``(up, down)`` with ``up/down ≈ rate_out/rate_in`` for polyphase resampling."""
+    if not (rate_in > 0 and rate_out > 0):
+        raise PreprocessError(f"sample rates must be positive; got {rate_in} -> {rate_out}")
+    frac = Fraction(rate_out / rate_in).limit_denominator(max_denominator)
+    return frac.numerator, frac.denominator
+
+
+def resample(x: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
+    """Polyphase resampling along time from ``rate_in`` to ``rate_out`` Hz (anti-aliased).
+
+    Output length is ``ceil(T · up / down)`` where ``up/down`` is the rational approximation of the
+    rate ratio (see :func:`rational_ratio`).
+    """
+    x = _check_time_major(x)
+    up, down = rational_ratio(rate_in, rate_out)
+    if up == down:
+        return x.copy()
+    from scipy.signal import resample_poly  # lazy: keep scipy.signal off small devices' import path
+
+    return resample_poly(x, up, down, axis=-1, padtype="line").astype(
+        np.result_type(x.dtype, np.float32), copy=False
+    )
+
+
+def resample_to_length(x: np.ndarray, length: int) -> np.ndarray:
+    """Stretch or shrink ``x [..., C, T]`` to ``length`` samples by linear interpolation.
+
+    This is what the UCR archive did to every uWave gesture (endpoints map to endpoints).
+    """
+    if length < 2:
+        raise PreprocessError(f"resample_to_length needs length >= 2; got {length}")
+    x = _check_time_major(x)
+    t = x.shape[-1]
+    if t == length:
+        return x.copy()
+    if t == 1:
+        return np.repeat(x, length, axis=-1)
+    pos = np.linspace(0.0, t - 1, length)
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, t - 2)
+    frac = (pos - i0).astype(np.float64)
+    out = x[..., i0] * (1.0 - frac) + x[..., i0 + 1] * frac
+    return out.astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+def counts_to_units(counts: np.ndarray, counts_per_unit: float | Sequence[float], bias: float | Sequence[float] = 0.0) -> np.ndarray:
+    """Convert raw integer sensor counts ``[..., C, T]`` to physical units (g, rad/s).
+
+    ``value = counts / counts_per_unit - bias``; both may be scalars or per-channel sequences.
+    """
+    counts = _check_time_major(counts)
+    scale = np.asarray(counts_per_unit, dtype=np.float64)
+    if np.any(scale == 0):
+        raise PreprocessError("counts_per_unit must be non-zero")
+    if scale.ndim == 1:
+        if scale.shape[0] != counts.shape[-2]:
+            raise PreprocessError(
+                f"counts_per_unit has {scale.shape[0]} entries but the signal has {counts.shape[-2]} channels"
+            )
+        scale = scale[:, None]
+    b = np.asarray(bias, dtype=np.float64)
+    if b.ndim == 1:
+        b = b[:, None]
+    return (counts / scale - b).astype(np.float32)
+
+
+def fill_missing(x: np.ndarray, source: str = "<array>", channel_names: Sequence[str] | None = None) -> np.ndarray:
+    """Forward- then backward-fill NaNs along time, per channel of each series.
+
+    Args:
+        x: ``[..., C, T]`` float array that may hold NaN.
+        source: file name used in the error message.
+        channel_names: names used in the error message.
+
+    Raises:
+        PreprocessError: if some channel of some series is entirely missing (nothing to fill from).
+    """
+    x = _check_time_major(x).astype(np.float32, copy=True)
+    nan = np.isnan(x)
+    if not nan.any():
+        return x
+    all_nan = nan.all(axis=-1)
+    if all_nan.any():
+        idx = tuple(int(i) for i in np.argwhere(all_nan)[0])
+        ch = idx[-1]
+        name = channel_names[ch] if channel_names is not None and ch < len(channel_names) else f"#{ch}"
+        where = f"series {idx[0]}, " if len(idx) > 1 else ""
+        raise PreprocessError(
+            f"{source}: {where}channel {name} is entirely missing; cannot fill it from neighbouring samples"
+        )
+    t = x.shape[-1]
+    ar = np.broadcast_to(np.arange(t), x.shape)
+    # forward fill: index of the last valid sample at or before each position
+    last = np.maximum.accumulate(np.where(nan, -1, ar), axis=-1)
+    # backward fill for the leading run: index of the first valid sample at or after each position
+    first = np.flip(np.minimum.accumulate(np.flip(np.where(nan, t, ar), axis=-1), axis=-1), axis=-1)
+    idx = np.where(last >= 0, last, first)
+    return np.take_along_axis(x, idx, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Serializable pipeline: what the bundle manifest names and the runtime applies.
+
+_STEPS: dict[str, Callable[..., np.ndarray]] = {
+    "standardize": standardize,
+    "minmax_scale": minmax_scale,
+    "clip_outliers": clip_outliers,
+    "moving_average": moving_average,
+    "resample_to_length": resample_to_length,
+    "counts_to_units": counts_to_units,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One preprocessing step: a function name from this module and its keyword arguments."""
+
+    op: str
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.op not in _STEPS:
+            raise PreprocessError(f"unknown preprocessing step {self.op!r}; expected one of {sorted(_STEPS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessSpec:
+    """An ordered list of steps, applied to ``[..., C, T]`` windows."""
+
+    steps: tuple[Step, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"module": __name__, "steps": [{"op": s.op, "params": dict(s.params)} for s in self.steps]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        if not isinstance(d, dict) or "steps" not in d:
+            raise PreprocessError(f"a preprocessing spec must be a dict with 'steps'; got {d!r}")
+        return cls(tuple(Step(s["op"], dict(s.get("params", {}))) for s in d["steps"]))
+
+
+def apply(spec: PreprocessSpec, x: np.ndarray) -> np.ndarray:
+    """Run every step of ``spec`` on ``x [..., C, T]``."""
+    for step in spec.steps:
+        x = _STEPS[step.op](x, **step.params)
+    return x

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from edgessl import preprocess as pp
+
+
+def test_standardize_zero_mean_unit_std_per_window_channel():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 5, size=(4, 3, 100)).astype(np.float32)
+    z = pp.standardize(x)
+    np.testing.assert_allclose(z.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(-1), 1, atol=1e-4)
+    assert z.dtype == np.float32
+
+
+def test_standardize_ddof1_matches_ucr_normalisation():
+    x = np.arange(10, dtype=np.float64).reshape(1, 1, 10)
+    z = pp.standardize(x, ddof=1)
+    np.testing.assert_allclose(z, (x - 4.5) / np.std(x, ddof=1))
+
+
+def test_standardize_constant_channel_gives_zeros_not_nan():
+    z = pp.standardize(np.ones((1, 2, 8)))
+    assert np.all(z == 0)
+
+
+def test_minmax_scale_range():
+    x = np.random.default_rng(1).normal(size=(5, 3, 50))
+    y = pp.minmax_scale(x, -1, 1)
+    np.testing.assert_allclose(y.min(-1), -1, atol=1e-6)
+    np.testing.assert_allclose(y.max(-1), 1, atol=1e-6)
+    with pytest.raises(ValueError, match="high > low"):
+        pp.minmax_scale(x, 1, 1)
+
+
+def test_clip_outliers_clips_only_beyond_z():
+    x = np.zeros((1, 1, 101))
+    x[0, 0, 50] = 100.0
+    y = pp.clip_outliers(x, z=3)
+    m, s = x.mean(), x.std()
+    assert y[0, 0, 50] == pytest.approx(m + 3 * s)
+    np.testing.assert_array_equal(np.delete(y[0, 0], 50), 0)
+
+
+def test_moving_average_matches_convolution_in_interior():
+    x = np.random.default_rng(2).normal(size=(2, 3, 40))
+    y = pp.moving_average(x, 5)
+    ref = np.apply_along_axis(lambda v: np.convolve(v, np.ones(5) / 5, mode="valid"), -1, x)
+    np.testing.assert_allclose(y[..., 2:-2], ref, atol=1e-6)
+    assert y.shape == x.shape
+    with pytest.raises(ValueError, match="odd"):
+        pp.moving_average(x, 4)
+
+
+def test_resample_polyphase_preserves_a_low_frequency_sine():
+    t50 = np.arange(500) / 50.0
+    x = np.sin(2 * np.pi * 1.0 * t50)[None, None]
+    y = pp.resample(x, 50, 100)
+    assert y.shape[-1] == 1000
+    t100 = np.arange(1000) / 100.0
+    np.testing.assert_allclose(y[0, 0, 50:-50], np.sin(2 * np.pi * t100)[50:-50], atol=0.02)
+    assert pp.rational_ratio(80, 100) == (5, 4)
+
+
+def test_resample_to_length_keeps_endpoints_and_linear_ramps():
+    x = np.linspace(0, 1, 17)[None, None]
+    y = pp.resample_to_length(x, 33)
+    np.testing.assert_allclose(y[0, 0], np.linspace(0, 1, 33), atol=1e-6)
+
+
+def test_counts_to_units_per_channel():
+    counts = np.array([[[26, -52]], [[25, 50]]]).reshape(1, 2, 2)
+    g = pp.counts_to_units(counts, [26, 25])
+    np.testing.assert_allclose(g, [[[1, -2], [1, 2]]])
+    with pytest.raises(ValueError, match="3 entries but the signal has 2 channels"):
+        pp.counts_to_units(counts, [1, 2, 3])
+
+
+def test_fill_missing_forward_then_backward():
+    x = np.array([[[np.nan, 1, np.nan, np.nan, 4, np.nan]]], np.float32)
+    np.testing.assert_array_equal(pp.fill_missing(x)[0, 0], [1, 1, 1, 1, 4, 4])
+
+
+def test_fill_missing_whole_channel_names_file_and_channel():
+    x = np.zeros((2, 3, 5), np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"rec\.csv: series 1, channel acc_z is entirely missing"):
+        pp.fill_missing(x, "rec.csv", ["acc_x", "acc_y", "acc_z"])
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float32, (2, 3, 12), elements=st.one_of(st.floats(-5, 5, width=32), st.just(np.nan))))
+def test_fill_missing_property(x):
+    full_missing = np.isnan(x).all(-1).any()
+    if full_missing:
+        with pytest.raises(ValueError):
+            pp.fill_missing(x)
+        return
+    y = pp.fill_missing(x)
+    assert not np.isnan(y).any()
+    ok = ~np.isnan(x)
+    np.testing.assert_array_equal(y[ok], x[ok])  # known values untouched
+
+
+def test_spec_round_trip_and_apply():
+    spec = pp.PreprocessSpec((pp.Step("clip_outliers", {"z": 3.0}), pp.Step("standardize")))
+    again = pp.PreprocessSpec.from_dict(spec.to_dict())
+    assert again == spec
+    x = np.random.default_rng(3).normal(size=(2, 3, 30))
+    np.testing.assert_allclose(pp.apply(again, x), pp.standardize(pp.clip_outliers(x, 3.0)))
+    with pytest.raises(ValueError, match="unknown preprocessing step 'fft'"):
+        pp.Step("fft")
