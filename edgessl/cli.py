@@ -79,8 +79,9 @@ def _register_core(sub: argparse._SubParsersAction) -> None:
 def _registrars() -> list[Register]:
     regs: list[Register] = [_register_core]
     from edgessl import demo
+    from edgessl.trainer import cli as trainer_cli  # imports torch only inside its handlers
 
-    regs.append(demo.register)
+    regs += [trainer_cli.register, demo.register]
     return regs
 
 

@@ -1,0 +1,106 @@
+"""``edgessl pretrain | finetune | evaluate``: argparse fills the typed configs; nothing reads globals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="synthetic", help="dataset spec; join several with + to pool (pretrain)")
+    p.add_argument("--channels", default=None, help="comma-separated channel names (aliases like acc_x ok)")
+    p.add_argument("--rate", type=float, default=None, help="resample sources of known rate to this rate (Hz)")
+    p.add_argument("--length", type=int, default=None, help="stretch windows to this many samples")
+    p.add_argument("--stream-window", default="128,64", help="window,stride cut from stream layouts")
+
+
+def _fit_args(p: argparse.ArgumentParser, epochs: int, batch: int, lr: float) -> None:
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=int, default=5)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _data_cfg(a: argparse.Namespace):
+    from edgessl.trainer.data import DataConfig
+
+    win, stride = (int(v) for v in a.stream_window.split(","))
+    return DataConfig(spec=a.data, channels=tuple(a.channels.split(",")) if a.channels else None, rate_hz=a.rate,
+                      length=a.length, stream_window=(win, stride))  # fmt: skip
+
+
+def _fit_cfg(a: argparse.Namespace, drop_last: bool):
+    from edgessl.trainer.fit import FitConfig
+
+    return FitConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                     warmup_epochs=a.warmup_epochs, grad_clip=a.grad_clip, seed=a.seed, device=a.device,
+                     drop_last=drop_last)  # fmt: skip
+
+
+def _cmd_pretrain(a: argparse.Namespace) -> int:
+    from edgessl.trainer.distributed import teardown
+    from edgessl.trainer.encoders import EncoderConfig
+    from edgessl.trainer.methods import MethodConfig
+    from edgessl.trainer.pipeline import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(_data_cfg(a), EncoderConfig(kind=a.encoder), MethodConfig(name=a.method, temperature=a.temperature),
+                         _fit_cfg(a, drop_last=True))  # fmt: skip
+    try:
+        pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
+    finally:
+        teardown()
+    return 0
+
+
+def _cmd_finetune(a: argparse.Namespace) -> int:
+    from edgessl.trainer.encoders import EncoderConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(_data_cfg(a), a.init, EncoderConfig(kind=a.encoder), a.labels_per_class, a.label_fraction,
+                         a.val_fraction, a.mode, _fit_cfg(a, drop_last=False))  # fmt: skip
+    m = finetune(cfg, a.out, progress=not a.quiet)
+    print(json.dumps({k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from edgessl.trainer.pipeline import evaluate_encoder
+
+    print(json.dumps(evaluate_encoder(a.checkpoint, _data_cfg(a), seed=a.seed), indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="self-supervised pretraining on unlabeled windows (needs [train])")
+    _data_args(p)
+    p.add_argument("--method", choices=["simclr", "vicreg", "barlow", "masked"], default="simclr")
+    p.add_argument("--encoder", choices=["cnn", "transformer"], default="cnn")
+    p.add_argument("--temperature", type=float, default=0.1, help="NT-Xent temperature")
+    p.add_argument("--out", required=True, help="output folder (checkpoint.pt, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
+    _fit_args(p, epochs=50, batch=128, lr=1e-3)
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune on a label budget; writes OUT/metrics.json and model.pt")
+    _data_args(p)
+    p.add_argument("--init", default=None, help="pretraining checkpoint (folder or file); default: from scratch")
+    p.add_argument("--encoder", choices=["cnn", "transformer"], default="cnn", help="architecture when from scratch")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--labels-per-class", type=int, default=None)
+    g.add_argument("--label-fraction", type=float, default=None)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation carved from the training split")
+    p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
+    p.add_argument("--out", required=True)
+    _fit_args(p, epochs=100, batch=64, lr=1e-3)
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="linear probe and k-NN of a checkpoint's frozen encoder")
+    p.add_argument("checkpoint")
+    _data_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_evaluate)

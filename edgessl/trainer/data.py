@@ -1,0 +1,166 @@
+"""From dataset specs to model-ready windows: channel selection by name, rate and length matching,
+the shared preprocessing, unlabeled pools for pretraining, and label-budget splits for fine-tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from edgessl import preprocess as pp
+from edgessl.datasets import DataFormatError, StreamDataset, WindowDataset, load
+
+# Names that mean the same physical channel in different sources (gravity-included accelerometer).
+ALIASES = {
+    "acc_x": ("acc_x", "total_acc_x", "accX", "ax"),
+    "acc_y": ("acc_y", "total_acc_y", "accY", "ay"),
+    "acc_z": ("acc_z", "total_acc_z", "accZ", "az"),
+}
+
+
+def resolve_channels(available: list[str], wanted: list[str]) -> list[int]:
+    """Indices of ``wanted`` channels in ``available``, matching exact names first, then aliases."""
+    out = []
+    for w in wanted:
+        if w in available:
+            out.append(available.index(w))
+            continue
+        group = next((names for names in ALIASES.values() if w in names), ())
+        hit = next((available.index(a) for a in group if a in available), None)
+        if hit is None:
+            raise DataFormatError(f"no channel {w!r} (or an alias of it) among {available}")
+        out.append(hit)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """How to turn a spec into model inputs; saved with the weights and written into the bundle.
+
+    Attributes:
+        spec: dataset spec; several joined with ``+`` are pooled (pretraining only).
+        channels: channel names (aliases accepted) or None for all.
+        rate_hz: resample windows whose source rate is known to this rate.
+        length: stretch each window to this many samples (None keeps the source length).
+        preprocess: a :class:`edgessl.preprocess.PreprocessSpec` as a dict.
+        stream_window: window length (samples at the source rate) cut from stream layouts, and its stride.
+    """
+
+    spec: str = "synthetic"
+    channels: tuple[str, ...] | None = None
+    rate_hz: float | None = None
+    length: int | None = None
+    preprocess: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: pp.PreprocessSpec((pp.Step("standardize"),)).to_dict()
+    )
+    stream_window: tuple[int, int] = (128, 64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _match(X: np.ndarray, rate: float | None, cfg: DataConfig) -> np.ndarray:
+    if cfg.rate_hz and rate and abs(rate - cfg.rate_hz) > 1e-6:
+        X = pp.resample(X, rate, cfg.rate_hz)
+    if cfg.length and X.shape[-1] != cfg.length:
+        X = pp.resample_to_length(X, cfg.length)
+    return pp.apply(pp.PreprocessSpec.from_dict(cfg.preprocess), X).astype(np.float32)
+
+
+def stream_windows(ds: StreamDataset, window: int, stride: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Cut ``[n, C, window]`` windows with ``stride`` from each recording; none crosses a recording boundary."""
+    out = []
+    for k in range(ds.n_recordings):
+        if mask is not None and not mask[k]:
+            continue
+        r = ds.recording(k)
+        if r.shape[1] < window:
+            continue
+        starts = np.arange(0, r.shape[1] - window + 1, stride)
+        out.append(np.stack([r[:, s : s + window] for s in starts]))
+    return np.concatenate(out) if out else np.zeros((0, ds.signal.shape[0], window), np.float32)
+
+
+def _select(names: list[str], cfg: DataConfig) -> tuple[list[int], list[str]]:
+    if cfg.channels is None:
+        return list(range(len(names))), names
+    idx = resolve_channels(names, list(cfg.channels))
+    return idx, list(cfg.channels)
+
+
+def labelled(cfg: DataConfig) -> tuple[WindowDataset, np.ndarray, np.ndarray]:
+    """The labelled dataset of ``cfg.spec`` and its model-ready ``X_train, X_test``."""
+    ds = load(cfg.spec)
+    if isinstance(ds, StreamDataset):
+        raise DataFormatError(f"{cfg.spec}: fine-tuning needs labelled windows; this is a stream layout")
+    idx, names = _select(ds.channel_names, cfg)
+    ds = dataclasses.replace(ds, X_train=ds.X_train[:, idx], X_test=ds.X_test[:, idx], channel_names=names,
+                             channel_units=[ds.channel_units[i] for i in idx])  # fmt: skip
+    return ds, _match(ds.X_train, ds.rate_hz, cfg), _match(ds.X_test, ds.rate_hz, cfg)
+
+
+def unlabelled_pool(cfg: DataConfig, train_subjects_only: bool = True) -> np.ndarray:
+    """Model-ready unlabeled windows from one or more specs joined by ``+``; never a test split.
+
+    Window layouts contribute ``X_train``. Stream layouts contribute windows cut from their recordings,
+    restricted to the training subjects where the file names them (``train_subjects``) or to templates in
+    the UCR train split (``ucr_split == 0``) for uWave, so nothing of a test split leaks into pretraining.
+    """
+    parts = []
+    for spec in cfg.spec.split("+"):
+        one = dataclasses.replace(cfg, spec=spec.strip())
+        ds = load(one.spec)
+        idx, _ = _select(ds.channel_names, one)
+        if isinstance(ds, WindowDataset):
+            parts.append(_match(ds.X_train[:, idx], ds.rate_hz, one))
+            continue
+        mask = np.ones(ds.n_recordings, bool)
+        if train_subjects_only:
+            if "train_subjects" in ds.extra and "subject" in ds.recording_groups:
+                mask &= np.isin(ds.recording_groups["subject"], ds.extra["train_subjects"])
+            if "ucr_split" in ds.recording_groups:
+                mask &= ds.recording_groups["ucr_split"] == 0
+        win, stride = one.stream_window
+        W = stream_windows(ds, win, stride, mask)[:, idx]
+        parts.append(_match(W, ds.rate_hz, one))
+    lengths = {p.shape[-1] for p in parts}
+    if len(lengths) > 1:
+        raise DataFormatError(f"pooled sources have different window lengths {sorted(lengths)}; set length")
+    return np.concatenate(parts).astype(np.float32)
+
+
+def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction: float | None = None,
+                       val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Carve a stratified validation split from the training rows, then draw the labelled budget from the rest.
+
+    Returns:
+        ``(train_idx, val_idx)`` into ``y``. The budget is ``per_class`` rows of each class, or ``fraction``
+        of the non-validation rows (stratified, at least one per class), or all of them.
+    """
+    if per_class is not None and fraction is not None:
+        raise ValueError("give per_class or fraction, not both")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1]; got {fraction}")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        n_val = max(1, int(round(val_fraction * len(rows)))) if len(rows) > 1 else 0
+        val.extend(rows[:n_val])
+        rest = rows[n_val:]
+        if per_class is not None:
+            if per_class > len(rest):
+                raise ValueError(f"class {c} has only {len(rest)} training rows outside validation; asked {per_class}")
+            take = per_class
+        elif fraction is not None:
+            take = max(1, int(round(fraction * len(rest))))
+        else:
+            take = len(rest)
+        train.extend(rest[:take])
+    return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))

@@ -1,0 +1,229 @@
+"""The one training loop. A *method* turns a batch into a loss; ``fit`` does everything else.
+
+CPU or CUDA is chosen automatically; bf16 autocast on CUDA; AdamW with linear warmup then cosine decay
+(per step); gradient clipping; tqdm progress; one JSON line of metrics per epoch; a checkpoint every
+epoch holding weights, optimizer, scheduler, RNG states, history and the typed config, loadable with
+``torch.load(weights_only=True)``. Every epoch's randomness (data order, augmentations, masks) is drawn
+from generators seeded by ``(seed, epoch, rank)``, so ``resume=True`` continues exactly where a run stopped.
+Under torchrun the model is wrapped in DistributedDataParallel, data are split by a DistributedSampler
+and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from edgessl.trainer.distributed import DistEnv, setup
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = "edgessl-checkpoint/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Optimisation settings shared by pretraining and fine-tuning."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 5
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_epochs < 0:
+            raise ValueError(f"invalid FitConfig {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class BatchLoss(nn.Module):
+    """Interface of a method: ``loss(batch, generator) -> (scalar loss, float logs)``."""
+
+    def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file (or a folder holding ``checkpoint.pt``) safely, with ``weights_only=True``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no checkpoint here")
+    ck = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(f"{p}: not an edgessl checkpoint (format {ck.get('format') if isinstance(ck, dict) else None})")
+    return ck
+
+
+def fit(
+    method: nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    cfg: FitConfig,
+    out_dir: str | Path,
+    config: dict[str, Any],
+    *,
+    resume: bool = False,
+    validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    select: str | None = None,
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+    env: DistEnv | None = None,
+) -> list[dict[str, float]]:
+    """Train ``method`` on the rows of ``tensors`` (e.g. ``(X,)`` or ``(X, y)``).
+
+    Args:
+        method: an ``nn.Module`` with ``loss(batch, generator)``.
+        tensors: CPU tensors with equal first dimension.
+        cfg: optimisation settings.
+        out_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go (rank 0 only).
+        config: the full typed config as a plain dict, saved with the weights.
+        resume: continue from ``out_dir/checkpoint.pt``.
+        validate: called on rank 0 after each epoch with the (unwrapped) method; returns metrics.
+        select: a key of ``validate``'s metrics to maximise; the best weights are kept in the checkpoint.
+        stop_after_epoch: stop after this epoch (0-based) as if interrupted (for tests and time budgets).
+
+    Returns:
+        The history: one dict of metrics per epoch.
+    """
+    env = env or setup(cfg.device)
+    out = Path(out_dir)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    device = env.device
+    method.to(device)
+    n = len(tensors[0])
+    per_rank_batch = max(1, cfg.batch_size // env.world_size)
+    sampler = DistributedSampler(range(n), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed,
+                                 drop_last=env.distributed)  # fmt: skip
+    n_local = len(sampler)
+    drop_last = cfg.drop_last and n_local >= per_rank_batch
+    steps_per_epoch = n_local // per_rank_batch if drop_last else math.ceil(n_local / per_rank_batch)
+    steps_per_epoch = max(1, steps_per_epoch)
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
+    )
+    model: nn.Module = method
+    if env.distributed:
+        model = nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+    history: list[dict[str, float]] = []
+    start = 0
+    best: dict[str, Any] | None = None
+    if resume and (out / CHECKPOINT).exists():
+        ck = load_checkpoint(out)
+        method.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        history = list(ck["history"])
+        best = ck.get("best")
+        start = int(ck["epoch"]) + 1
+        torch.set_rng_state(ck["rng"]["torch"])
+    data = tuple(t.to(device) for t in tensors)
+    use_amp = device.type == "cuda"
+    from tqdm.auto import tqdm
+
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), device=device)
+        g = torch.Generator(device=device).manual_seed(_epoch_seed(cfg.seed, epoch, env.rank))
+        model.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (progress and env.is_main))  # fmt: skip
+        for step in bar:
+            idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
+            batch = tuple(t[idx] for t in data)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, logs = _call_loss(model, method, batch, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            opt.step()
+            sched.step()
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch} step {step}; lower --lr")
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+        row: dict[str, float] = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()}}
+        row["lr"] = sched.get_last_lr()[0]
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        if env.is_main:
+            if validate is not None:
+                method.eval()
+                row.update(validate(method))
+            history.append(row)
+            if select is not None and (best is None or row[select] > best["metric"]):
+                best = {"epoch": epoch, "metric": row[select],
+                        "model": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}}  # fmt: skip
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            ck = {
+                "format": FORMAT,
+                "config": config,
+                "model": method.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "rng": {"torch": torch.get_rng_state()},
+                "history": history,
+            }
+            if best is not None:
+                ck["best"] = best
+            save_atomic(ck, out / CHECKPOINT)
+            if progress:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
+                print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", flush=True)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    if best is not None:
+        method.load_state_dict(best["model"])
+    return history
+
+
+def _call_loss(model: nn.Module, method: nn.Module, batch: tuple[torch.Tensor, ...], g: torch.Generator):
+    # DDP hooks gradient sync into forward(); route the method's loss through it.
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model(batch, g)
+    return method.loss(batch, g)
