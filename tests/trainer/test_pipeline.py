@@ -1,0 +1,88 @@
+import io
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgessl.trainer.data import label_budget_split, resolve_channels  # noqa: E402
+from edgessl.trainer.encoders import EncoderConfig, build_encoder, count_parameters  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["cnn", "transformer"])
+def test_encoders_small_any_length_and_onnx_exportable(kind):
+    import onnx
+
+    enc = build_encoder(EncoderConfig(kind=kind, in_channels=3)).eval()
+    assert count_parameters(enc) <= 150_000
+    for t in (64, 128, 315):
+        assert enc(torch.randn(2, 3, t)).shape == (2, EncoderConfig(kind=kind).out_dim)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(enc, torch.randn(1, 3, 128), f, dynamo=False, opset_version=17)
+    ops = {n.op_type for n in onnx.load_from_string(f.getvalue()).graph.node}
+    assert ("Conv" in ops) and ops <= {"Conv", "Relu", "ReduceMean", "MatMul", "Gemm", "Add", "Mul", "Softmax",
+                                       "Transpose", "Reshape", "LayerNormalization", "Div", "Sqrt", "Sub", "Pow",
+                                       "Constant", "Resize", "Shape", "Gather", "Slice", "Concat", "Unsqueeze",
+                                       "Squeeze", "Split", "Cast", "Where", "Equal", "ConstantOfShape", "Expand",
+                                       "ReduceMax", "Identity"}, ops  # fmt: skip
+    if kind == "cnn":
+        assert "BatchNormalization" not in ops  # folded into Conv by the exporter in eval mode
+
+
+def test_label_budget_split_is_stratified_and_disjoint():
+    y = np.repeat(np.arange(4), 25)
+    tr, va = label_budget_split(y, per_class=3, val_fraction=0.2, seed=0)
+    assert len(set(tr) & set(va)) == 0
+    assert np.all(np.bincount(y[tr]) == 3) and np.all(np.bincount(y[va]) == 5)
+    tr, _ = label_budget_split(y, fraction=0.1, seed=0)
+    assert np.all(np.bincount(y[tr]) == 2)
+    with pytest.raises(ValueError, match="only 20 training rows"):
+        label_budget_split(y, per_class=21)
+
+
+def test_channel_aliases():
+    assert resolve_channels(["body_acc_x", "total_acc_x", "total_acc_y", "total_acc_z"], ["acc_x", "acc_y", "acc_z"]) == [1, 2, 3]
+    with pytest.raises(ValueError, match="no channel 'gyro_q'"):
+        resolve_channels(["acc_x"], ["gyro_q"])
+
+
+def test_cli_pretrain_finetune_evaluate(tmp_path, capsys):
+    from edgessl.cli import main
+
+    data = "synthetic:reps=3,length=64"
+    assert main(["pretrain", "--data", data, "--method", "simclr", "--epochs", "2", "--batch-size", "64",
+                 "--warmup-epochs", "1", "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
+    assert main(["finetune", "--data", data, "--init", str(tmp_path / "pt"), "--labels-per-class", "2", "--epochs",
+                 "3", "--out", str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert m["n_train_labels"] == 16 and 0 <= m["test_accuracy"] <= 1 and 0 <= m["val_accuracy"] <= 1
+    assert (tmp_path / "ft" / "confusion.png").stat().st_size > 5000
+    assert (tmp_path / "ft" / "embedding.png").stat().st_size > 5000
+    model = torch.load(tmp_path / "ft" / "model.pt", weights_only=True)
+    assert model["class_names"] and model["prototypes"].shape == (8, 128)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "pt"), "--data", data]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert 0 <= ev["linear_probe"]["test_accuracy"] <= 1 and ev["knn"]["k"] >= 1
+
+
+def test_pretrain_never_sees_test_split(data_dir):
+    from edgessl.trainer.data import DataConfig, unlabelled_pool
+
+    # uwave_raw: only UCR-train templates; HAPT: only training subjects
+    X = unlabelled_pool(DataConfig(spec="npz:uwave_raw.npz", stream_window=(64, 64), preprocess={"steps": []}))
+    from edgessl.datasets import load_stream
+    from edgessl.trainer.data import stream_windows
+
+    raw = load_stream("npz:uwave_raw.npz")
+    expected = stream_windows(raw, 64, 64, raw.recording_groups["ucr_split"] == 0)
+    assert X.shape == expected.shape
+    hapt = unlabelled_pool(DataConfig(spec="npz:hapt_raw_streams.npz", channels=("acc_x", "acc_y", "acc_z"),
+                                      stream_window=(128, 128), preprocess={"steps": []}))  # fmt: skip
+    h = load_stream("npz:hapt_raw_streams.npz")
+    train_rec = np.isin(h.recording_groups["subject"], h.extra["train_subjects"])
+    assert 0 < len(hapt) == len(stream_windows(h, 128, 128, train_rec))
