@@ -1,0 +1,384 @@
+"""Wire protocol v1 between an IMU microcontroller and the host (specified in docs/protocol.md).
+
+Binary mode: each message is ``header | payload | crc32`` (little-endian), COBS-encoded and terminated
+by one 0x00 byte, so a receiver resynchronises at the next zero after any corruption.
+
+    header (13 bytes): version u8 | type u8 | seq u16 | timestamp_us u64 | count u8
+    crc32: IEEE 802.3 (zlib.crc32) over header + payload
+
+Text mode: one reading per line, values separated by ``,`` or TAB (Edge Impulse data-forwarder style).
+
+This module is pure Python + numpy and never raises out of :meth:`FrameDecoder.feed`: malformed input is
+counted in :class:`DecoderStats` and skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+VERSION = 1
+HEADER = struct.Struct("<BBHQB")
+HEADER_SIZE = HEADER.size  # 13
+CRC_SIZE = 4
+MAX_FRAME = 1024  # decoded bytes; longer input without a delimiter is dropped
+DELIM = b"\x00"
+
+
+class MsgType(enum.IntEnum):
+    DEVICE_INFO = 0x01
+    SAMPLES = 0x02
+    CMD_START = 0x10
+    CMD_STOP = 0x11
+    CMD_SET_RATE = 0x12
+    CMD_SET_RANGE = 0x13
+    CMD_IDENTIFY = 0x14
+    ACK = 0x20
+
+
+class AckStatus(enum.IntEnum):
+    OK = 0
+    BAD_ARGUMENT = 1
+    UNSUPPORTED = 2
+    BUSY = 3
+
+
+class Unit(enum.IntEnum):
+    G = 0
+    RAD_PER_S = 1
+    DEG_PER_S = 2
+    OTHER = 3
+
+
+UNIT_NAMES = {Unit.G: "g", Unit.RAD_PER_S: "rad/s", Unit.DEG_PER_S: "deg/s", Unit.OTHER: "other"}
+
+
+class BridgeError(Exception):
+    """Base of every firmware-bridge error."""
+
+
+class FrameError(BridgeError):
+    """A frame could not be decoded (raised only by the strict single-frame helpers)."""
+
+
+class DeviceLost(BridgeError):
+    """The device went away (unplugged, port closed) and did not come back in time."""
+
+
+class ProtocolError(BridgeError):
+    """The device answered something the protocol does not allow (wrong ack, bad info)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# CRC-32 and COBS
+
+
+def crc32(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """Consistent Overhead Byte Stuffing: the output holds no 0x00 byte."""
+    out = bytearray()
+    for block in data.split(b"\x00"):
+        # each zero-free run becomes code blocks of at most 254 data bytes
+        while len(block) >= 254:
+            out.append(0xFF)
+            out += block[:254]
+            block = block[254:]
+        out.append(len(block) + 1)
+        out += block
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Inverse of :func:`cobs_encode`; raises :class:`FrameError` on malformed input."""
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        code = data[i]
+        end = i + code
+        if code == 0 or end > n:
+            raise FrameError("malformed COBS block")
+        out += data[i + 1 : end]
+        i = end
+        if code != 0xFF and i < n:
+            out.append(0)
+    if b"\x00" in data:
+        raise FrameError("zero byte inside a COBS frame")
+    return bytes(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# frames
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    type: int
+    seq: int
+    timestamp_us: int
+    count: int
+    payload: bytes
+    version: int = VERSION
+
+
+def encode_message(frame: Frame) -> bytes:
+    """``header | payload | crc32`` (not yet COBS-encoded)."""
+    body = HEADER.pack(frame.version, frame.type, frame.seq & 0xFFFF, frame.timestamp_us, frame.count) + frame.payload
+    return body + struct.pack("<I", crc32(body))
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The bytes on the wire: COBS(message) + 0x00."""
+    return cobs_encode(encode_message(frame)) + DELIM
+
+
+def decode_message(msg: bytes) -> Frame:
+    """Parse and validate one de-COBSed message; raises :class:`FrameError` with the reason."""
+    if len(msg) < HEADER_SIZE + CRC_SIZE:
+        raise FrameError(f"frame too short: {len(msg)} bytes, need at least {HEADER_SIZE + CRC_SIZE}")
+    body, (crc,) = msg[:-CRC_SIZE], struct.unpack("<I", msg[-CRC_SIZE:])
+    if crc32(body) != crc:
+        raise FrameError("CRC mismatch")
+    version, mtype, seq, ts, count = HEADER.unpack_from(body)
+    if version != VERSION:
+        raise FrameError(f"protocol version {version}, this host speaks {VERSION}")
+    payload = body[HEADER_SIZE:]
+    if mtype == MsgType.SAMPLES:
+        if not payload or len(payload) != 1 + 2 * count * payload[0] or payload[0] == 0:
+            raise FrameError(f"SAMPLES payload of {len(payload)} bytes does not hold {count} samples")
+    elif mtype not in MsgType._value2member_map_:
+        raise FrameError(f"unknown message type 0x{mtype:02x}")
+    return Frame(mtype, seq, ts, count, bytes(payload), version)
+
+
+def decode_frame(wire: bytes) -> Frame:
+    """Decode exactly one wire frame (with or without its trailing 0x00)."""
+    return decode_message(cobs_decode(wire.rstrip(b"\x00")))
+
+
+# ----------------------------------------------------------------------------------------------
+# payloads
+
+
+def samples_payload(samples: np.ndarray) -> bytes:
+    """``samples [n, C]`` int16 counts -> SAMPLES payload (``u8 C`` then sample-major int16 LE)."""
+    s = np.asarray(samples)
+    if s.ndim != 2 or not 1 <= s.shape[1] <= 255 or not 1 <= s.shape[0] <= 255:
+        raise ValueError(f"samples must be [n<=255, C<=255] int16 counts; got shape {s.shape}")
+    if s.dtype.kind == "f" or s.min(initial=0) < -32768 or s.max(initial=0) > 32767:
+        raise ValueError("samples must be integer counts within int16")
+    return bytes([s.shape[1]]) + s.astype("<i2").tobytes()
+
+
+def parse_samples(frame: Frame) -> np.ndarray:
+    """SAMPLES frame -> ``[count, C]`` int16."""
+    c = frame.payload[0]
+    return np.frombuffer(frame.payload, dtype="<i2", offset=1).reshape(frame.count, c)
+
+
+def make_samples(seq: int, timestamp_us: int, samples: np.ndarray) -> Frame:
+    return Frame(MsgType.SAMPLES, seq & 0xFFFF, timestamp_us, int(np.asarray(samples).shape[0]), samples_payload(samples))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceInfo:
+    """What a device says about itself (the DEVICE_INFO message)."""
+
+    device_id: int
+    firmware: tuple[int, int, int]
+    channels: tuple[str, ...]
+    units: tuple[Unit, ...]
+    rate_hz: float
+    range: int  # full-scale range in the channel unit, e.g. 2 for ±2 g
+    counts_per_unit: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not (len(self.channels) == len(self.units) == len(self.counts_per_unit)) or not self.channels:
+            raise ValueError("channels, units and counts_per_unit must be non-empty and of equal length")
+        if any(len(c.encode()) > 31 for c in self.channels):
+            raise ValueError("channel names are at most 31 bytes")
+        if not self.rate_hz > 0 or any(s <= 0 for s in self.counts_per_unit):
+            raise ValueError("rate_hz and counts_per_unit must be positive")
+
+    @property
+    def unit_names(self) -> list[str]:
+        return [UNIT_NAMES[Unit(u)] for u in self.units]
+
+    def to_payload(self) -> bytes:
+        out = bytearray(struct.pack("<I3BfHB", self.device_id, *self.firmware, self.rate_hz, self.range, len(self.channels)))
+        for name, unit, scale in zip(self.channels, self.units, self.counts_per_unit, strict=True):
+            b = name.encode()
+            out += bytes([len(b)]) + b + struct.pack("<Bf", int(unit), scale)
+        return bytes(out)
+
+    @classmethod
+    def from_payload(cls, p: bytes) -> DeviceInfo:
+        try:
+            dev, a, b, c, rate, rng, n = struct.unpack_from("<I3BfHB", p)
+            off = struct.calcsize("<I3BfHB")
+            names, units, scales = [], [], []
+            for _ in range(n):
+                ln = p[off]
+                names.append(p[off + 1 : off + 1 + ln].decode())
+                unit, scale = struct.unpack_from("<Bf", p, off + 1 + ln)
+                units.append(Unit(unit))
+                scales.append(scale)
+                off += 1 + ln + 5
+            if off != len(p):
+                raise ValueError(f"{len(p) - off} trailing bytes")
+            return cls(dev, (a, b, c), tuple(names), tuple(units), rate, rng, tuple(scales))
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError) as e:
+            raise ProtocolError(f"malformed DEVICE_INFO payload: {e}") from e
+
+
+def make_command(mtype: MsgType, seq: int, arg: bytes = b"") -> Frame:
+    return Frame(mtype, seq & 0xFFFF, 0, 0, arg)
+
+
+def set_rate_arg(hz: float) -> bytes:
+    return struct.pack("<f", hz)
+
+
+def set_range_arg(full_scale: int) -> bytes:
+    return struct.pack("<H", full_scale)
+
+
+def make_ack(seq: int, timestamp_us: int, acked: Frame, status: AckStatus) -> Frame:
+    return Frame(MsgType.ACK, seq & 0xFFFF, timestamp_us, 0, struct.pack("<BHB", acked.type, acked.seq, int(status)))
+
+
+def parse_ack(frame: Frame) -> tuple[int, int, AckStatus]:
+    if len(frame.payload) != 4:
+        raise ProtocolError(f"ACK payload must be 4 bytes; got {len(frame.payload)}")
+    t, s, st = struct.unpack("<BHB", frame.payload)
+    return t, s, AckStatus(st)
+
+
+# ----------------------------------------------------------------------------------------------
+# stream decoders
+
+
+@dataclasses.dataclass
+class DecoderStats:
+    frames: int = 0
+    crc_errors: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    bytes_in: int = 0
+    lines: int = 0
+    bad_lines: int = 0
+
+
+class FrameDecoder:
+    """Bytes in, validated :class:`Frame` objects out. Never raises on bad input; counts it instead."""
+
+    def __init__(self, max_frame: int = MAX_FRAME):
+        self._buf = bytearray()
+        self.max_encoded = max_frame + max_frame // 254 + 2
+        self.stats = DecoderStats()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.stats.bytes_in += len(data)
+        self._buf += data
+        if DELIM not in data:
+            if len(self._buf) > self.max_encoded:
+                self.stats.oversized += 1
+                self._buf.clear()
+            return []
+        *chunks, rest = bytes(self._buf).split(DELIM)
+        self._buf = bytearray(rest)
+        if len(self._buf) > self.max_encoded:
+            self.stats.oversized += 1
+            self._buf.clear()
+        out = []
+        for chunk in chunks:
+            if not chunk:
+                continue  # idle delimiters
+            if len(chunk) > self.max_encoded:
+                self.stats.oversized += 1
+                continue
+            try:
+                out.append(decode_message(cobs_decode(chunk)))
+            except FrameError as e:
+                if str(e) == "CRC mismatch":
+                    self.stats.crc_errors += 1
+                else:
+                    self.stats.malformed += 1
+                continue
+            self.stats.frames += 1
+        return out
+
+
+class LineDecoder:
+    """Text mode: lines of numbers separated by ``,`` or TAB; anything else (banners, junk) is skipped.
+
+    An optional leading timestamp column is recognised when ``timestamp_column`` is True.
+    """
+
+    def __init__(self, n_channels: int | None = None, timestamp_column: bool = False, max_line: int = 512):
+        self._buf = bytearray()
+        self.n_channels = n_channels
+        self.timestamp_column = timestamp_column
+        self.max_line = max_line
+        self.stats = DecoderStats()
+
+    def feed(self, data: bytes) -> list[tuple[float | None, list[float]]]:
+        self.stats.bytes_in += len(data)
+        self._buf += data
+        *lines, rest = bytes(self._buf).split(b"\n")
+        self._buf = bytearray(rest if len(rest) <= self.max_line else b"")
+        out = []
+        for raw in lines:
+            vals = parse_reading(raw)
+            if vals is None:
+                self.stats.bad_lines += 1
+                continue
+            ts = None
+            if self.timestamp_column:
+                ts, vals = vals[0], vals[1:]
+            if self.n_channels is None:
+                self.n_channels = len(vals)
+            if len(vals) != self.n_channels or not vals:
+                self.stats.bad_lines += 1
+                continue
+            self.stats.lines += 1
+            out.append((ts, vals))
+        return out
+
+
+def parse_reading(raw: bytes) -> list[float] | None:
+    """One text line -> floats, or None when it is not a reading."""
+    try:
+        line = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    if not line:
+        return None
+    sep = "\t" if "\t" in line else ","
+    try:
+        vals = [float(v) for v in line.split(sep)]
+    except ValueError:
+        return None
+    return vals if all(np.isfinite(vals)) else None
+
+
+def format_reading(values: Sequence[float], sep: str = ",") -> bytes:
+    return (sep.join(f"{v:.5g}" if isinstance(v, float) else str(v) for v in values) + "\r\n").encode()
+
+
+def detect_mode(sample: bytes) -> str | None:
+    """``'binary'`` if ``sample`` holds a valid frame, ``'text'`` if it holds two readings, else None."""
+    dec = FrameDecoder()
+    if dec.feed(sample):
+        return "binary"
+    lines = LineDecoder()
+    if len(lines.feed(sample)) >= 2:
+        return "text"
+    return None

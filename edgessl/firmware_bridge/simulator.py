@@ -1,0 +1,365 @@
+"""A simulated IMU device on a pseudo-terminal: the whole stack runs with no hardware.
+
+The simulator opens a pty pair, keeps the master side and exposes the slave path (optionally through a
+stable symlink, the way a udev rule names a real board). It behaves like the reference firmware in binary
+mode (answers IDENTIFY / START / STOP / SET_RATE / SET_RANGE, streams SAMPLES while started) or like an
+Edge Impulse data-forwarder sketch in CSV mode (streams text lines from power-up), and can inject the
+faults that real serial links show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import struct
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.firmware_bridge import protocol as P
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """Faults to inject. Probabilities are per byte (drop, corrupt) or per frame/line (garbage).
+
+    Attributes:
+        drop: probability of dropping each byte.
+        corrupt: probability of flipping a random bit of each byte.
+        garbage: probability of a burst of 1–64 random bytes before a frame.
+        banner: a text line the device prints at power-up (and after each replug).
+        drift_ppm: the device clock runs fast (+) or slow (−) by this many parts per million.
+        actual_rate_hz: the rate the device really samples at, when it differs from the nominal one.
+        unplug_every: seconds between unplugs (0: never).
+        unplug_for: seconds the device stays unplugged.
+    """
+
+    drop: float = 0.0
+    corrupt: float = 0.0
+    garbage: float = 0.0
+    banner: str | None = None
+    drift_ppm: float = 0.0
+    actual_rate_hz: float | None = None
+    unplug_every: float = 0.0
+    unplug_for: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str | None) -> Faults:
+        """``"drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5"``."""
+        if not text:
+            return cls()
+        kw: dict = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, val = part.partition("=")
+            if key == "banner":
+                kw["banner"] = val or "edgessl simulated IMU v1 (binary protocol) booting..."
+            elif key in ("drop", "corrupt", "garbage"):
+                kw[key] = float(val)
+            elif key == "drift":
+                kw["drift_ppm"] = float(val)
+            elif key == "rate":
+                kw["actual_rate_hz"] = float(val)
+            elif key == "unplug":
+                every, _, dur = val.partition(":")
+                kw["unplug_every"], kw["unplug_for"] = float(every), float(dur or 1.0)
+            else:
+                raise ValueError(f"unknown fault {key!r}; expected drop, corrupt, garbage, banner, drift, rate, unplug")
+        return cls(**kw)
+
+
+class SimulatedImu:
+    """Streams ``signal [C, N]`` (physical units) on a pty, in real time × ``speed``.
+
+    Args:
+        signal: the recording to play, ``[C, N]`` in ``units``.
+        rate_hz: nominal sample rate (what DEVICE_INFO says).
+        channels, units: channel names and units.
+        mode: ``"binary"`` (protocol v1) or ``"csv"`` (text lines).
+        faults: what to inject.
+        speed: 1.0 is real time; larger plays faster (timestamps stay in device time).
+        loop: restart the recording at its end (else stop streaming).
+        link: a path to keep pointing at the current slave (a stable name across replugs).
+        per_frame: samples per SAMPLES frame.
+        full_scale: ±range of the simulated sensor in its unit; counts_per_unit = 32768 / full_scale.
+        seed: for the fault injection.
+    """
+
+    def __init__(self, signal: np.ndarray, rate_hz: float, channels: list[str], units: list[str] | None = None, *,
+                 mode: str = "binary", faults: Faults = Faults(), speed: float = 1.0, loop: bool = True,
+                 link: str | None = None, per_frame: int = 10, full_scale: float = 8.0, seed: int = 0,
+                 device_id: int = 0x5151A7ED):  # fmt: skip
+        if mode not in ("binary", "csv"):
+            raise ValueError(f"mode must be binary or csv; got {mode!r}")
+        self.signal = np.asarray(signal, np.float32)
+        if self.signal.ndim != 2 or self.signal.shape[0] != len(channels):
+            raise ValueError(f"signal must be [channels={len(channels)}, samples]; got {self.signal.shape}")
+        self.rate_hz, self.channels, self.mode, self.faults = rate_hz, list(channels), mode, faults
+        self.units = list(units or ["g"] * len(channels))
+        self.speed, self.loop, self.per_frame = speed, loop, per_frame
+        self.scale = 32768.0 / full_scale
+        self.full_scale = full_scale
+        unit_codes = {"g": P.Unit.G, "rad/s": P.Unit.RAD_PER_S, "deg/s": P.Unit.DEG_PER_S}
+        self.info = P.DeviceInfo(device_id, (1, 0, 0), tuple(self.channels),
+                                 tuple(unit_codes.get(u, P.Unit.OTHER) for u in self.units), float(rate_hz),
+                                 int(round(full_scale)), (self.scale,) * len(self.channels))  # fmt: skip
+        self.rng = np.random.default_rng(seed)
+        self.link = link
+        self.master: int | None = None
+        self.slave: int | None = None
+        self.slave_path: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.streaming = mode == "csv"
+        self.sample_index = 0
+        self.seq = 0
+        self.unplugs = 0
+        self.sent_samples = 0
+
+    # -- pty -------------------------------------------------------------------------------------
+    def _plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.slave_path = os.ttyname(self.slave)
+        if self.link:
+            tmp = f"{self.link}.tmp{os.getpid()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(self.slave_path, tmp)
+            os.replace(tmp, self.link)
+        if self.faults.banner:
+            self._write((self.faults.banner + "\r\n").encode(), raw=True)
+
+    def _unplug(self) -> None:
+        for fd in (self.master, self.slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.master = self.slave = None
+        if self.link:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.link)
+
+    @property
+    def path(self) -> str:
+        """What a host should open: the stable link if any, else the current slave path."""
+        return self.link or self.slave_path or ""
+
+    # -- bytes out -------------------------------------------------------------------------------
+    def _inject(self, data: bytes) -> bytes:
+        f = self.faults
+        b = np.frombuffer(data, np.uint8).copy()
+        if f.corrupt > 0:
+            hit = self.rng.random(len(b)) < f.corrupt
+            b[hit] ^= (1 << self.rng.integers(0, 8, size=int(hit.sum()))).astype(np.uint8)
+        if f.drop > 0:
+            b = b[self.rng.random(len(b)) >= f.drop]
+        out = b.tobytes()
+        if f.garbage > 0 and self.rng.random() < f.garbage:
+            out = self.rng.integers(0, 256, size=int(self.rng.integers(1, 65)), dtype=np.uint8).tobytes() + out
+        return out
+
+    def _write(self, data: bytes, raw: bool = False) -> None:
+        if self.master is None:
+            return
+        if not raw:
+            data = self._inject(data)
+        try:
+            os.write(self.master, data)
+        except BlockingIOError:
+            pass  # nobody reads: the UART's buffer overflows and the bytes are lost
+        except OSError as e:
+            if e.errno not in (errno.EIO, errno.EAGAIN):
+                raise
+
+    def _frame(self, mtype: P.MsgType, count: int, payload: bytes, t_us: int) -> bytes:
+        f = P.Frame(mtype, self.seq, t_us, count, payload)
+        self.seq = (self.seq + 1) & 0xFFFF
+        return P.encode_frame(f)
+
+    def _device_us(self, index: int) -> int:
+        rate = self.faults.actual_rate_hz or self.rate_hz
+        return int(index / rate * 1e6 * (1 + self.faults.drift_ppm * 1e-6))
+
+    # -- commands --------------------------------------------------------------------------------
+    def _handle(self, dec: P.FrameDecoder) -> None:
+        if self.master is None:
+            return
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if self.mode == "csv":
+            return  # a text-mode sketch does not speak the binary protocol
+        for cmd in dec.feed(data):
+            status = P.AckStatus.OK
+            out = b""
+            t_us = self._device_us(self.sample_index)
+            if cmd.type == P.MsgType.CMD_START:
+                self.streaming = True
+            elif cmd.type == P.MsgType.CMD_STOP:
+                self.streaming = False
+            elif cmd.type == P.MsgType.CMD_IDENTIFY:
+                out += self._frame(P.MsgType.DEVICE_INFO, 0, self.info.to_payload(), t_us)
+            elif cmd.type == P.MsgType.CMD_SET_RATE:
+                (hz,) = struct.unpack("<f", cmd.payload) if len(cmd.payload) == 4 else (0.0,)
+                if 1 <= hz <= 1000:
+                    self.rate_hz = hz
+                    self.info = dataclasses.replace(self.info, rate_hz=hz)
+                else:
+                    status = P.AckStatus.BAD_ARGUMENT
+            elif cmd.type == P.MsgType.CMD_SET_RANGE:
+                status = P.AckStatus.UNSUPPORTED  # the simulated sensor has a fixed range
+            else:
+                status = P.AckStatus.UNSUPPORTED
+            out += self._frame(P.MsgType.ACK, 0, P.make_ack(0, 0, cmd, status).payload, t_us)
+            self._write(out, raw=True)  # faults apply to the sample stream only
+
+    # -- main loop -------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Open the pty and start streaming in a thread; returns the path a host should open."""
+        self._plug()
+        self._thread = threading.Thread(target=self._run, name="simulated-imu", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def _run(self) -> None:
+        dec = P.FrameDecoder()
+        rate = self.faults.actual_rate_hz or self.rate_hz
+        t_start = time.monotonic()
+        next_unplug = t_start + self.faults.unplug_every if self.faults.unplug_every > 0 else None
+        emitted_at = 0  # samples emitted since the streaming clock was (re)anchored
+        anchor = time.monotonic()
+        n_total = self.signal.shape[1]
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if next_unplug is not None and now >= next_unplug:
+                self._unplug()
+                self.unplugs += 1
+                # the device keeps sampling while its link is down: those samples are lost
+                self._stop.wait(self.faults.unplug_for)
+                lost = int(self.faults.unplug_for * rate * self.speed)
+                self.sample_index += lost
+                if self._stop.is_set():
+                    break
+                self._plug()
+                dec = P.FrameDecoder()
+                next_unplug = time.monotonic() + self.faults.unplug_every
+                anchor, emitted_at = time.monotonic(), 0
+                continue
+            self._handle(dec)
+            if not self.streaming:
+                anchor, emitted_at = time.monotonic(), 0
+                self._stop.wait(0.01)
+                continue
+            due = int((now - anchor) * rate * self.speed)
+            if due - emitted_at < self.per_frame:
+                self._stop.wait(min(0.01, self.per_frame / (rate * self.speed) / 2))
+                continue
+            n = self.per_frame
+            idx = (self.sample_index + np.arange(n)) % n_total if self.loop else self.sample_index + np.arange(n)
+            if not self.loop and idx[-1] >= n_total:
+                self.streaming = False
+                continue
+            block = self.signal[:, idx].T
+            if self.mode == "binary":
+                counts = np.clip(np.round(block * self.scale), -32768, 32767).astype(np.int16)
+                self._write(self._frame(P.MsgType.SAMPLES, n, P.samples_payload(counts), self._device_us(self.sample_index)))
+            else:
+                self._write(b"".join(P.format_reading([float(v) for v in row]) for row in block))
+            self.sample_index += n
+            self.sent_samples += n
+            emitted_at += n
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._unplug()
+
+    def __enter__(self) -> SimulatedImu:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def load_source(source: str, rate_hz: float | None, seed: int = 0) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """The signal a simulator plays: the synthetic generator's stream, a stream dataset, or windows laid end to end."""
+    from edgessl.datasets import StreamDataset, load
+
+    if source == "synthetic" or source.startswith("synthetic:"):
+        from edgessl.synthetic import SyntheticConfig, make_stream
+
+        opts = source.partition(":")[2]
+        cfg = SyntheticConfig.from_options(dict(kv.split("=", 1) for kv in opts.split(",") if kv)) if opts else SyntheticConfig(seed=seed)
+        st = make_stream(cfg, n_gestures=60)
+        return st.signal, float(st.rate_hz or 100.0), st.channel_names, st.channel_units
+    ds = load(source)
+    if isinstance(ds, StreamDataset):
+        sig, rate = ds.signal, ds.rate_hz
+    else:
+        sig, rate = np.concatenate(list(ds.X_test), axis=1), ds.rate_hz
+    rate = rate_hz or rate
+    if rate is None:
+        raise ValueError(f"{source} has no sample rate; pass --rate")
+    return sig, float(rate), ds.channel_names, ds.channel_units
+
+
+def _cmd_simulate(args) -> int:
+    sig, rate, channels, units = load_source(args.source, args.rate)
+    link = args.link or str(Path(tempfile.gettempdir()) / f"edgessl-imu-{os.getpid()}")
+    sim = SimulatedImu(sig, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
+                       speed=args.speed, link=link, seed=args.seed)  # fmt: skip
+    path = sim.start()
+    print(path, flush=True)
+    print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode, "
+          f"slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
+    try:
+        end = None if args.seconds is None else time.monotonic() + args.seconds
+        while end is None or time.monotonic() < end:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+def _cmd_devices(args) -> int:
+    import json
+
+    from edgessl.firmware_bridge.transport import list_devices
+
+    devs = list_devices()
+    if args.json:
+        print(json.dumps(devs))
+    elif not devs:
+        print("no serial ports found (a simulated device is not listed; use the path `edgessl simulate` prints)")
+    for d in devs if not args.json else []:
+        ids = f"{d['vid']:04x}:{d['pid']:04x}" if d["vid"] is not None else "-"
+        print(f"{d['device']}\t{ids}\t{d['serial_number'] or '-'}\t{d['description']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("simulate", help="a simulated IMU on a pseudo-terminal (prints the device path)")
+    p.add_argument("--source", default="synthetic", help="synthetic, or a dataset spec (npz:uwave_raw.npz ...)")
+    p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's)")
+    p.add_argument("--mode", choices=["binary", "csv"], default="binary")
+    p.add_argument("--faults", default=None, help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5")
+    p.add_argument("--speed", type=float, default=1.0, help="playback speed (1 = real time)")
+    p.add_argument("--link", default=None, help="stable path to keep pointing at the device (default: a temp path)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_simulate)
+    p = sub.add_parser("devices", help="list serial ports with their USB ids")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_devices)
