@@ -1,0 +1,115 @@
+// edgessl reference firmware for an Arduino-compatible board with an MPU-6050 on I2C (SDA/SCL, address 0x68).
+// Streams the 3-axis accelerometer with protocol v1 (docs/protocol.md). Copy essl_protocol.h/.c next to
+// this sketch (or into a library folder) before building.
+#include <Wire.h>
+
+extern "C" {
+#include "essl_protocol.h"
+}
+
+static const uint8_t MPU_ADDR = 0x68;
+static const uint8_t PER_FRAME = 10;
+
+static essl_device_t dev;
+static uint8_t rx[2 * ESSL_MAX_FRAME];
+static size_t rx_len = 0;
+static uint8_t out[2 * ESSL_MAX_FRAME];
+static uint8_t scratch[ESSL_MAX_FRAME];
+static int16_t block[PER_FRAME * 3];
+static uint8_t in_block = 0;
+static uint64_t block_first_us = 0;
+static uint64_t next_sample_us = 0;
+static uint32_t last_micros = 0;
+static uint64_t clock_high = 0;
+
+// micros() wraps every ~71 min; extend it to 64 bits.
+static uint64_t now_us() {
+  uint32_t m = micros();
+  if (m < last_micros) clock_high += (1ULL << 32);
+  last_micros = m;
+  return clock_high | m;
+}
+
+static void mpu_write(uint8_t reg, uint8_t v) {
+  Wire.beginTransmission(MPU_ADDR);
+  Wire.write(reg);
+  Wire.write(v);
+  Wire.endTransmission();
+}
+
+static void mpu_set_range(uint16_t g) {
+  uint8_t code = g == 16 ? 3 : g == 8 ? 2 : g == 4 ? 1 : 0;  // ACCEL_CONFIG AFS_SEL
+  mpu_write(0x1C, code << 3);
+}
+
+static bool mpu_read(int16_t *xyz) {
+  Wire.beginTransmission(MPU_ADDR);
+  Wire.write(0x3B);  // ACCEL_XOUT_H
+  if (Wire.endTransmission(false) != 0) return false;
+  if (Wire.requestFrom(MPU_ADDR, (uint8_t)6) != 6) return false;
+  for (int i = 0; i < 3; i++) xyz[i] = (int16_t)((Wire.read() << 8) | Wire.read());
+  return true;
+}
+
+void setup() {
+  Serial.begin(115200);
+  Wire.begin();
+  Wire.setClock(400000);
+  mpu_write(0x6B, 0x00);  // PWR_MGMT_1: wake up
+  mpu_write(0x1A, 0x03);  // CONFIG: 44 Hz digital low-pass, ahead of 100 Hz sampling
+  mpu_set_range(2);
+  essl_device_info_t info;
+  memset(&info, 0, sizeof info);
+  info.device_id = 0x6050u;
+  info.firmware[0] = 1;
+  info.rate_hz = 100.0f;
+  info.range = 2;
+  info.n_channels = 3;
+  strcpy(info.names[0], "acc_x");
+  strcpy(info.names[1], "acc_y");
+  strcpy(info.names[2], "acc_z");
+  for (int c = 0; c < 3; c++) {
+    info.units[c] = ESSL_UNIT_G;
+    info.counts_per_unit[c] = 16384.0f;  // MPU-6050 at ±2 g
+  }
+  essl_device_init(&dev, &info);
+  Serial.write((uint8_t)0);  // a delimiter, so the host resynchronises after our reset
+}
+
+static void handle_input() {
+  while (Serial.available() && rx_len < sizeof rx) {
+    uint8_t b = Serial.read();
+    if (b != 0) {
+      rx[rx_len++] = b;
+      continue;
+    }
+    essl_frame_t cmd;
+    if (rx_len > 0 && essl_frame_decode(rx, rx_len, scratch, sizeof scratch, &cmd) == ESSL_OK) {
+      uint16_t old_range = dev.info.range;
+      size_t n = 0;
+      if (essl_device_handle(&dev, &cmd, now_us(), out, sizeof out, &n) == ESSL_OK) Serial.write(out, n);
+      if (dev.info.range != old_range) mpu_set_range(dev.info.range);
+      in_block = 0;
+      next_sample_us = now_us();
+    }
+    rx_len = 0;
+  }
+  if (rx_len == sizeof rx) rx_len = 0;  // garbage without delimiters
+}
+
+void loop() {
+  handle_input();
+  if (!dev.streaming) return;
+  uint64_t t = now_us();
+  if (t < next_sample_us) return;
+  next_sample_us += (uint64_t)(1e6f / dev.info.rate_hz);
+  int16_t xyz[3];
+  if (!mpu_read(xyz)) return;  // a failed I2C read shows up on the host as a timestamp gap
+  if (in_block == 0) block_first_us = t;
+  memcpy(block + 3 * in_block, xyz, sizeof xyz);
+  if (++in_block == PER_FRAME) {
+    size_t n = 0;
+    if (essl_device_samples(&dev, block, PER_FRAME, block_first_us, out, sizeof out, &n) == ESSL_OK) Serial.write(out, n);
+    in_block = 0;
+  }
+}

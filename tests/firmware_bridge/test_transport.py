@@ -1,0 +1,147 @@
+"""Transport and handler against the simulated device on a pseudo-terminal, with faults."""
+
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+
+from edgessl.firmware_bridge import protocol as P
+from edgessl.firmware_bridge.simulator import Faults, SimulatedImu
+from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, SerialTransport
+
+RATE = 100.0
+
+
+def _signal(n=3000):
+    t = np.arange(n) / RATE
+    return np.stack([np.sin(2 * np.pi * 0.5 * t), np.cos(2 * np.pi * 0.3 * t), 1 + 0.1 * np.sin(t)]).astype(np.float32)
+
+
+def _collect(stream, seconds):
+    blocks, gaps = [], []
+    for ev in stream.blocks(duration=seconds):
+        (blocks if isinstance(ev, SampleBlock) else gaps).append(ev)
+    return blocks, gaps
+
+
+def _check_intact(blocks, sig, scale):
+    """Every received sample equals the source sample its device timestamp names (to one count)."""
+    vals = np.concatenate([b.values for b in blocks])
+    idx = np.round(np.concatenate([b.t_device for b in blocks]) * RATE).astype(int) % sig.shape[1]
+    np.testing.assert_allclose(vals, sig[:, idx].T, atol=1.0 / scale + 1e-6)
+    return idx
+
+
+def test_loop_url_moves_bytes():
+    with SerialTransport("loop://") as t:
+        f = P.encode_frame(P.make_command(P.MsgType.CMD_START, 1))
+        t.write(f)
+        got = b""
+        while len(got) < len(f):
+            kind, data, _ = t.queue.get(timeout=2)
+            assert kind == "data"
+            got += data
+        assert got == f
+
+
+def test_binary_stream_from_simulator(tmp_path):
+    sig = _signal()
+    with SimulatedImu(sig, RATE, ["acc_x", "acc_y", "acc_z"], speed=2.0, link=str(tmp_path / "imu")) as sim:
+        with ImuStream(sim.path) as s:
+            assert s.mode == "binary" and s.channel_names == ["acc_x", "acc_y", "acc_z"] and s.sample_rate == RATE
+            blocks, gaps = _collect(s, 1.0)
+    assert gaps == [] and sum(len(b.values) for b in blocks) >= 100
+    idx = _check_intact(blocks, sig, sim.scale)
+    assert np.all(np.diff(idx) == 1)
+
+
+def test_csv_mode_with_banner_and_estimated_rate(tmp_path):
+    sig = _signal()
+    with SimulatedImu(sig, RATE, ["ax", "ay", "az"], mode="csv", faults=Faults(banner="IMU booting"),
+                      link=str(tmp_path / "imu")) as sim:  # fmt: skip
+        with ImuStream(sim.path, mode="auto") as s:
+            blocks, _ = _collect(s, 2.5)
+            assert s.mode == "text"
+            assert s.sample_rate == pytest.approx(RATE, rel=0.1)
+    vals = np.concatenate([b.values for b in blocks])
+    assert vals.shape[1] == 3 and len(vals) > 150
+    # text values are the source rounded to 5 significant digits; find the run in the source
+    start = int(np.argmin(np.abs(sig[0] - vals[0, 0]) + np.abs(sig[1] - vals[0, 1])))
+    np.testing.assert_allclose(vals[:50], sig[:, start : start + 50].T, atol=1e-4)
+
+
+def test_faulty_link_never_crashes_and_reports_gaps(tmp_path):
+    sig = _signal()
+    faults = Faults(drop=0.002, corrupt=0.002, garbage=0.05, banner="boot")
+    with SimulatedImu(sig, RATE, ["x", "y", "z"], faults=faults, speed=4.0, link=str(tmp_path / "imu"), seed=3) as sim:
+        with ImuStream(sim.path) as s:
+            blocks, gaps = _collect(s, 2.0)
+            stats = s.frames.stats
+    assert stats.crc_errors + stats.malformed > 0  # faults happened
+    assert gaps and all(g.missing > 0 and g.reason in ("sequence", "timestamp") for g in gaps)
+    _check_intact(blocks, sig, sim.scale)  # no corrupted sample got through
+
+
+def test_unplug_replug_resumes_within_2s_with_gap_length(tmp_path):
+    sig = _signal()
+    faults = Faults(unplug_every=1.0, unplug_for=0.6)
+    with SimulatedImu(sig, RATE, ["x", "y", "z"], faults=faults, link=str(tmp_path / "imu")) as sim:
+        with ImuStream(sim.path, reconnect_timeout=5) as s:
+            events = []
+            t_end = time.monotonic() + 3.2
+            while time.monotonic() < t_end:
+                events += [(time.monotonic(), e) for e in s.read(0.05)]
+    gaps = [(t, e) for t, e in events if isinstance(e, Gap)]
+    assert gaps, "the outage must be reported"
+    t_gap, gap = gaps[0]
+    assert gap.reason == "disconnect"
+    assert gap.missing == pytest.approx(0.6 * RATE, abs=12)  # the samples lost while unplugged
+    before = [e for t, e in events if isinstance(e, SampleBlock) and t < t_gap]
+    after = [e for t, e in events if isinstance(e, SampleBlock) and t >= t_gap]
+    assert before and after
+    last_before = max(t for t, e in events if isinstance(e, SampleBlock) and t < t_gap)
+    first_after = min(t for t, e in events if isinstance(e, SampleBlock) and t >= t_gap)
+    assert first_after - last_before < 0.6 + 2.0  # resumed within 2 s of the device coming back
+    _check_intact(before + after, sig, sim.scale)
+    assert sim.unplugs >= 1
+
+
+def test_device_lost_after_timeout(tmp_path):
+    sim = SimulatedImu(_signal(), RATE, ["x", "y", "z"], link=str(tmp_path / "imu"))
+    sim.start()
+    s = ImuStream(sim.path, reconnect_timeout=0.5).open()
+    sim.stop()  # unplugged for good
+    with pytest.raises(P.DeviceLost, match="did not come back"):
+        for _ in s.blocks(duration=5):
+            pass
+    s.close()
+
+
+def test_open_missing_port_is_a_clear_error(tmp_path):
+    with pytest.raises(P.DeviceLost, match="cannot open"):
+        ImuStream(str(tmp_path / "nothing-here")).open()
+
+
+def test_binary_device_that_never_answers(tmp_path):
+    with pytest.raises(P.ProtocolError, match="no acknowledgement of CMD_IDENTIFY"):
+        ImuStream("loop://", mode="binary", handshake_timeout=0.3).open()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pty semantics")
+def test_devices_command_runs(capsys):
+    from edgessl.cli import main
+
+    assert main(["devices", "--json"]) == 0
+    assert capsys.readouterr().out.strip().startswith("[")
+
+
+def test_fault_spec_parsing():
+    f = Faults.parse("drop=0.001,corrupt=0.01,garbage=0.1,banner,drift=200,rate=98,unplug=10:1.5")
+    assert (f.drop, f.corrupt, f.garbage, f.drift_ppm, f.actual_rate_hz, f.unplug_every, f.unplug_for) == (
+        0.001, 0.01, 0.1, 200, 98, 10, 1.5)  # fmt: skip
+    assert f.banner
+    with pytest.raises(ValueError, match="unknown fault 'meteor'"):
+        Faults.parse("meteor=1")
+    assert serial.__version__
