@@ -1,4 +1,6 @@
 // edgessl reference firmware for an Arduino-compatible board with an MPU-6050 on I2C (SDA/SCL, address 0x68).
+// Needs a 32-bit board (SAMD21/RP2040/ESP32/nRF52 …): the protocol keeps ~4 KiB of frame buffers, more
+// than an AVR Uno's 2 KiB of RAM.
 // Streams the 3-axis accelerometer with protocol v1 (docs/protocol.md). Copy essl_protocol.h/.c next to
 // this sketch (or into a library folder) before building.
 #include <Wire.h>

@@ -1,0 +1,59 @@
+"""``edgessl export`` and ``edgessl verify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from edgessl.export.pipeline import ExportConfig, ExportError, export_bundle
+    from edgessl.export.quantize import QuantizeConfig
+
+    cfg = ExportConfig(QuantizeConfig(a.method, a.per_channel), a.keep_fp32, a.min_agreement, a.calibration, a.stride,
+                       a.rate, a.name)  # fmt: skip
+    try:
+        export_bundle(a.checkpoint_dir, a.out, cfg)
+    except ExportError as e:
+        print(f"edgessl export: refused: {e}")
+        return 3
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, HEAD, open_bundle
+    from edgessl.export.verify import compare
+    from edgessl.trainer.data import DataConfig, labelled
+
+    b = open_bundle(a.bundle)
+    if ENCODER_FP32 not in b.members:
+        print("edgessl verify: this bundle has no fp32 encoder; export it with --keep-fp32 to compare")
+        return 2
+    cfg = DataConfig(spec=a.data, channels=tuple(b.channels), preprocess=b.manifest["preprocessing"],
+                     length=b.window)  # fmt: skip
+    ds, _, X = labelled(cfg)
+    r = compare(b.members[ENCODER_FP32], b.members[ENCODER_INT8], b.members[HEAD], X.astype(np.float32), ds.y_test)
+    print(json.dumps(r, indent=2))
+    return 0 if r["top1_agreement"] >= a.min_agreement else 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="fine-tuned model -> int8 ONNX bundle, verified against fp32")
+    p.add_argument("checkpoint_dir", help="the folder written by `edgessl finetune` (holds model.pt)")
+    p.add_argument("--out", required=True, help="bundle path, e.g. model.essl")
+    p.add_argument("--calibration", default=None, help="dataset spec for calibration (default: saved training windows)")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    p.add_argument("--keep-fp32", action="store_true", help="also store the fp32 encoder (for `edgessl verify`)")
+    p.add_argument("--min-agreement", type=float, default=0.99, help="refuse below this int8/fp32 top-1 agreement")
+    p.add_argument("--stride", type=int, default=None, help="sliding-window stride in samples (default window/4)")
+    p.add_argument("--rate", type=float, default=None, help="stream sample rate the device delivers (Hz)")
+    p.add_argument("--name", default=None, help="model name for the manifest")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("verify", help="compare a bundle's int8 and fp32 encoders on a dataset's test split")
+    p.add_argument("bundle")
+    p.add_argument("--data", required=True, help="dataset spec")
+    p.add_argument("--min-agreement", type=float, default=0.99)
+    p.set_defaults(func=_cmd_verify)

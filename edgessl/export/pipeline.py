@@ -1,0 +1,137 @@
+"""``edgessl export``: fine-tuned model -> ONNX -> static int8 -> verified -> bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgessl.edge_runtime.bundle import ADAPTATION, ENCODER_FP32, ENCODER_INT8, HEAD
+from edgessl.export.bundle import npz_bytes, write_bundle
+from edgessl.export.quantize import QuantizeConfig, quantize
+from edgessl.export.verify import compare
+
+
+class ExportError(RuntimeError):
+    """Export refused to write a bundle (quantization incomplete or int8 disagrees with fp32)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    quantize: QuantizeConfig = QuantizeConfig()
+    keep_fp32: bool = False
+    min_agreement: float = 0.99
+    calibration: str | None = None  # a dataset spec; default: training windows saved with the model
+    stride: int | None = None  # sliding mode: samples between windows (default window // 4)
+    rate_hz: float | None = None  # stream rate the device delivers (default: the training data's, else 100)
+    name: str | None = None
+
+
+def _verification_windows(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The test split of the model's own data spec when it loads, else the saved training windows."""
+    from edgessl.trainer.data import DataConfig, labelled
+
+    try:
+        ds, _, X_test = labelled(DataConfig.from_dict(info["config"]["data"]))
+        if len(X_test):
+            return X_test, ds.y_test, f"test split of {ds.name}"
+    except (OSError, ValueError):
+        pass
+    return info["calibration_windows"].numpy(), None, "training windows (the data spec did not load)"
+
+
+def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), progress: bool = True) -> dict:
+    """Export the fine-tuned model in ``model_dir`` to the bundle ``out``; returns the manifest."""
+    import torch
+
+    from edgessl.export.onnx_export import export_onnx, load_model
+    from edgessl.trainer.data import DataConfig, labelled
+
+    model, info = load_model(model_dir)
+    channels, units = info["channel_names"], info["channel_units"]
+    window = int(info["window"])
+    data_cfg = info["config"]["data"]
+    segment = info["rate_hz"] is None  # windows were stretched gestures (UCR-style): the runtime segments
+    rate = cfg.rate_hz or info["rate_hz"] or 100.0
+    meta = {"edgessl.labels": ",".join(info["class_names"]), "edgessl.sample_rate_hz": str(rate),
+            "edgessl.window": str(window), "edgessl.stride": str(cfg.stride or max(1, window // 4)),
+            "edgessl.channels": ",".join(channels), "edgessl.units": ",".join(units)}  # fmt: skip
+    with tempfile.TemporaryDirectory() as td:
+        enc32, head, enc8 = Path(td) / ENCODER_FP32, Path(td) / HEAD, Path(td) / ENCODER_INT8
+        export_onnx(model, len(channels), window, enc32, head, meta)
+        if cfg.calibration:
+            dcfg = dataclasses.replace(DataConfig.from_dict(data_cfg), spec=cfg.calibration)
+            calib = labelled(dcfg)[1]
+        else:
+            calib = info["calibration_windows"].numpy()
+        if progress:
+            print(f"quantizing ({cfg.quantize.method.value}, per_channel={cfg.quantize.per_channel}) "
+                  f"on {min(len(calib), cfg.quantize.max_calibration_windows)} calibration windows", flush=True)  # fmt: skip
+        nodes = quantize(enc32, enc8, cfg.quantize, iter(calib[: cfg.quantize.max_calibration_windows]))
+        if nodes["quantized_compute_nodes"] != nodes["compute_nodes"]:
+            raise ExportError(f"only {nodes['quantized_compute_nodes']} of {nodes['compute_nodes']} Conv/Gemm/MatMul "
+                              "nodes were quantized")  # fmt: skip
+        X, y, source = _verification_windows(info)
+        report = compare(str(enc32), str(enc8), str(head), X.astype(np.float32), y)
+        with torch.no_grad():
+            torch_pred = model(torch.from_numpy(X[:512].astype(np.float32))).argmax(1).numpy()
+        report["verified_on"] = source
+        report["torch_fp32_vs_ort_int8_agreement_first512"] = float(
+            (torch_pred == _int8_predictions(enc8, head, X[:512])).mean()
+        )
+        if progress:
+            acc = f", accuracy fp32 {report['accuracy_fp32']:.4f} int8 {report['accuracy_int8']:.4f}" if y is not None else ""
+            print(f"verification on {len(X)} windows ({source}): top-1 agreement {report['top1_agreement']:.4f}, "
+                  f"max logit diff {report['max_logit_difference']:.3f}{acc}", flush=True)  # fmt: skip
+        if report["top1_agreement"] < cfg.min_agreement:
+            raise ExportError(
+                f"int8 encoder agrees with fp32 on {report['top1_agreement']:.2%} of {len(X)} windows, below the "
+                f"required {cfg.min_agreement:.2%}; try --method entropy or percentile, --per-channel, or more "
+                "calibration data"
+            )
+        state = model.state_dict()
+        adaptation = {
+            "head_weight": state["head.weight"].numpy(),
+            "head_bias": state["head.bias"].numpy(),
+            "embedding_mean": info["embedding_mean"].numpy(),
+            "embedding_std": info["embedding_std"].numpy(),
+            "prototypes": info["prototypes"].numpy(),
+        }
+        for k in ("ssl_head_weight", "ssl_head_bias"):
+            if k in info:
+                adaptation[k] = info[k].numpy()
+        members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
+        if cfg.keep_fp32:
+            members[ENCODER_FP32] = enc32.read_bytes()
+    manifest = {
+        "model_name": cfg.name or Path(model_dir).resolve().name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "labels": list(info["class_names"]),
+        "sample_rate_hz": float(rate),
+        "window": window,
+        "stride": int(cfg.stride or max(1, window // 4)),
+        "channels": [{"name": c, "unit": u} for c, u in zip(channels, units, strict=True)],
+        "preprocessing": data_cfg["preprocess"],
+        "input_mode": "segment" if segment else "sliding",
+        "segmentation": {"energy_window_s": 0.1, "min_duration_s": 0.25, "max_duration_s": 3.2, "hangover_s": 0.15,
+                         "threshold_g": 0.08} if segment else None,  # fmt: skip
+        "embedding_dim": int(adaptation["head_weight"].shape[1]),
+        "source_metrics": dict(info["metrics"]),
+        "training": {"data": data_cfg["spec"], "encoder": info["config"]["encoder"]},
+        "quantization": cfg.quantize.to_dict(),
+        "verification": report,
+    }
+    written = write_bundle(out, manifest, members)
+    if progress:
+        print(f"wrote {out} ({Path(out).stat().st_size} bytes)", flush=True)
+    return written
+
+
+def _int8_predictions(enc8: Path, head: Path, X: np.ndarray) -> np.ndarray:
+    from edgessl.export.verify import run_batches, session
+
+    return run_batches(session(str(head)), run_batches(session(str(enc8)), X.astype(np.float32))).argmax(1)
