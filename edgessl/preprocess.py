@@ -27,6 +27,7 @@ __all__ = [
     "minmax_scale",
     "moving_average",
     "resample",
+    "resample_times",
     "resample_to_length",
     "standardize",
 ]
@@ -144,6 +145,16 @@ def resample_to_length(x: np.ndarray, length: int) -> np.ndarray:
     frac = (pos - i0).astype(np.float64)
     out = x[..., i0] * (1.0 - frac) + x[..., i0 + 1] * frac
     return out.astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+def resample_times(x: np.ndarray, t_in: np.ndarray, t_out: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``x [C, N]`` sampled at times ``t_in [N]`` onto ``t_out [M]`` -> ``[C, M]``.
+
+    The streaming resampler of the runtime (device rate -> model rate, irregular timestamps): numpy only,
+    cheap per call, no filter state. For offline data prefer the anti-aliased :func:`resample`.
+    """
+    x = _check_time_major(x)
+    return np.stack([np.interp(t_out, t_in, ch) for ch in x]).astype(np.float32)
 
 
 def counts_to_units(counts: np.ndarray, counts_per_unit: float | Sequence[float], bias: float | Sequence[float] = 0.0) -> np.ndarray:

@@ -17,3 +17,27 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def manifest(data_dir: Path) -> dict:
     return json.loads((data_dir / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory) -> Path:
+    """A quickly fine-tuned model on synthetic data (the folder `edgessl finetune` writes)."""
+    pytest.importorskip("torch")
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, finetune
+
+    out = tmp_path_factory.mktemp("model")
+    cfg = FinetuneConfig(data=DataConfig(spec="synthetic:reps=6,length=128"),
+                         fit=FitConfig(epochs=15, batch_size=64, warmup_epochs=1, drop_last=False))  # fmt: skip
+    finetune(cfg, out, progress=False, plots=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_model, tmp_path_factory) -> Path:
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "model.essl"
+    export_bundle(small_model, out, ExportConfig(keep_fp32=True, min_agreement=0.9), progress=False)
+    return out

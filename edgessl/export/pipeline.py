@@ -104,6 +104,14 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         for k in ("ssl_head_weight", "ssl_head_bias"):
             if k in info:
                 adaptation[k] = info[k].numpy()
+        # out-of-distribution threshold: the 99th percentile of training windows' distance to their prototypes,
+        # measured with the int8 encoder the device will run
+        from edgessl.export.verify import run_batches, session
+
+        E = run_batches(session(str(enc8)), calib.astype(np.float32))
+        En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        P = adaptation["prototypes"] / np.maximum(np.linalg.norm(adaptation["prototypes"], axis=1, keepdims=True), 1e-12)
+        ood_threshold = float(np.quantile(1.0 - (En @ P.T).max(1), 0.99))
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()
@@ -120,6 +128,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "segmentation": {"energy_window_s": 0.1, "min_duration_s": 0.25, "max_duration_s": 3.2, "hangover_s": 0.15,
                          "threshold_g": 0.08} if segment else None,  # fmt: skip
         "embedding_dim": int(adaptation["head_weight"].shape[1]),
+        "ood_threshold": ood_threshold,
         "source_metrics": dict(info["metrics"]),
         "training": {"data": data_cfg["spec"], "encoder": info["config"]["encoder"]},
         "quantization": cfg.quantize.to_dict(),

@@ -1,0 +1,251 @@
+"""``GestureRuntime``: open a bundle, classify windows, turn a stream into gesture events.
+
+numpy + onnxruntime only (never torch, never scipy on this path). The int8 encoder runs in
+onnxruntime; the small float head runs in numpy, so on-device adaptation can change it.
+
+Decisions a user can trust:
+* per-class probabilities, smoothed over consecutive windows (sliding mode);
+* an ``unknown`` answer when the confidence is below a threshold or the embedding is far from every
+  class prototype stored in the bundle (out-of-distribution score = 1 − max cosine similarity);
+* a consecutive-hits rule and post-detection suppression (as in the TFLite Micro magic-wand example), so
+  a gesture is reported once, with its start and end time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgessl import preprocess
+from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
+from edgessl.edge_runtime.stream import ModelInput, SegmentParams, StreamWindower
+
+UNKNOWN = "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int  # -1 for unknown
+    confidence: float
+    probs: np.ndarray
+    ood_score: float
+    latency_ms: float
+    embedding: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A reported gesture (one per gesture)."""
+
+    t: float  # device time of the decision (end of the last window that voted)
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    latency_ms: float
+    window_start: float
+    window_end: float
+    filled_gap: bool = False
+    ood_score: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["probs"] = {k: round(v, 4) for k, v in self.probs.items()}
+        for k in ("t", "confidence", "latency_ms", "window_start", "window_end", "ood_score"):
+            d[k] = round(d[k], 4)
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionConfig:
+    """How windows become events. Defaults suit 100 Hz gestures."""
+
+    confidence: float = 0.5
+    ood_threshold: float | None = None  # default: from the bundle (p99 of training windows)
+    smoothing: int = 3  # windows averaged (sliding mode)
+    hits: int = 2  # consecutive smoothed windows agreeing before an event (sliding mode)
+    suppression_s: float = 1.0  # no new event this long after one
+    report_unknown: bool = False
+
+
+def _make_session(model: bytes, providers: list[str] | None, threads: int, probe: np.ndarray) -> tuple[ort.InferenceSession, list[str]]:
+    """A session on the requested providers, checked with a real inference; CPU fallback with a warning."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    wanted = providers or ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    usable = [p for p in wanted if p in available]
+    for p in wanted:
+        if p not in available:
+            warnings.warn(f"execution provider {p} is not available here ({available}); skipping it", stacklevel=3)
+    if usable and usable != ["CPUExecutionProvider"]:
+        try:
+            sess = ort.InferenceSession(model, so, providers=[*usable, "CPUExecutionProvider"])
+            sess.run(None, {sess.get_inputs()[0].name: probe})
+            return sess, sess.get_providers()
+        except Exception as e:  # noqa: BLE001 - any provider failure falls back to the CPU
+            warnings.warn(f"providers {usable} failed a test inference ({e}); falling back to CPU", stacklevel=3)
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    sess.run(None, {sess.get_inputs()[0].name: probe})
+    return sess, sess.get_providers()
+
+
+class GestureRuntime:
+    """Live gesture recognition from a bundle.
+
+    Args:
+        bundle_path: an ``.essl`` bundle.
+        providers: onnxruntime execution providers in order of preference (default CPU).
+        threads: intra-op threads for onnxruntime (1 suits a Pi running other work).
+        decision: thresholds, smoothing and suppression.
+        adapter: an on-device adaptation method (see :mod:`edgessl.edge_runtime.adapt`), or None.
+        precision: ``"int8"`` (the deployed encoder) or ``"fp32"`` (the reference, if the bundle kept it).
+    """
+
+    def __init__(self, bundle_path: str | Path, *, providers: list[str] | None = None, threads: int = 1,
+                 decision: DecisionConfig = DecisionConfig(), adapter: Any = None, precision: str = "int8"):  # fmt: skip
+        self.bundle: Bundle = open_bundle(bundle_path)
+        m = self.bundle.manifest
+        self.labels = self.bundle.labels
+        self.channels = self.bundle.channels
+        self.window = self.bundle.window
+        self.rate_hz = float(self.bundle.rate_hz or 100.0)
+        self.preprocess = preprocess.PreprocessSpec.from_dict(m["preprocessing"])
+        probe = np.zeros((1, len(self.channels), self.window), np.float32)
+        if precision not in ("int8", "fp32"):
+            raise ValueError(f"precision must be int8 or fp32; got {precision!r}")
+        member = ENCODER_INT8 if precision == "int8" else ENCODER_FP32
+        if member not in self.bundle.members:
+            raise ValueError(f"{bundle_path}: no {member} in this bundle (export with --keep-fp32 for fp32)")
+        self.session, self.providers = _make_session(self.bundle.members[member], providers, threads, probe)
+        self._input = self.session.get_inputs()[0].name
+        p = self.bundle.adaptation()
+        self.params = p
+        self.W, self.b = p["head_weight"].astype(np.float32), p["head_bias"].astype(np.float32)
+        proto = p["prototypes"].astype(np.float32)
+        self.prototypes = proto / np.maximum(np.linalg.norm(proto, axis=1, keepdims=True), 1e-12)
+        self.decision = decision
+        self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
+        seg = SegmentParams(**m["segmentation"]) if m.get("segmentation") else None
+        self.windower = StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
+                                       m["input_mode"], seg)  # fmt: skip
+        self.adapter = adapter
+        if adapter is not None:
+            adapter.attach(self)
+        self._recent: deque = deque(maxlen=max(1, decision.smoothing))
+        self._streak_label: int | None = None
+        self._streak = 0
+        self._streak_start = 0.0
+        self._suppress_until = -np.inf
+        self.latencies_ms: list[float] = []
+
+    # -- context manager ---------------------------------------------------------------------------
+    def __enter__(self) -> GestureRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"labels": self.labels, "rate_hz": self.rate_hz, "window": self.window, "stride": self.bundle.stride,
+                "channels": self.channels, "units": self.bundle.units, "input_mode": self.bundle.manifest["input_mode"]}  # fmt: skip
+
+    # -- one window ---------------------------------------------------------------------------------
+    def embed(self, window: np.ndarray) -> np.ndarray:
+        """``[C, T]`` or ``[N, C, T]`` raw windows (bundle units) -> embeddings ``[N, D]``."""
+        x = np.asarray(window, np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1] != len(self.channels) or x.shape[2] != self.window:
+            raise ValueError(f"expected a window of shape [{len(self.channels)}, {self.window}] "
+                             f"(channels {self.channels}); got {tuple(np.asarray(window).shape)}")  # fmt: skip
+        if not np.all(np.isfinite(x)):
+            raise ValueError("window contains NaN or inf")
+        if self.adapter is not None:
+            x = self.adapter.transform_input(x)
+        x = preprocess.apply(self.preprocess, x).astype(np.float32, copy=False)
+        return self.session.run(None, {self._input: x})[0]
+
+    def head(self, e: np.ndarray) -> np.ndarray:
+        if self.adapter is not None:
+            return self.adapter.logits(e)
+        return e @ self.W.T + self.b
+
+    def classify(self, window: np.ndarray) -> Prediction:
+        """Classify one window ``[C, T]`` (in the bundle's channel order and units)."""
+        t0 = time.perf_counter()
+        e = self.embed(window)
+        logits = self.head(e)[0]
+        z = np.exp(logits - logits.max())
+        probs = z / z.sum()
+        k = int(probs.argmax())
+        en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
+        ood = float(1.0 - (self.prototypes @ en).max())
+        latency = (time.perf_counter() - t0) * 1e3
+        unknown = probs[k] < self.decision.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
+        if self.adapter is not None:
+            self.adapter.observe(window, e, probs)
+        return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, float(probs[k]), probs, ood,
+                          latency, e[0])  # fmt: skip
+
+    # -- a stream -----------------------------------------------------------------------------------
+    def feed(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Event]:
+        """Push ``samples [n, C]`` with device ``timestamps [n]`` (s); returns the events they completed."""
+        events = []
+        for inp in self.windower.push(samples, timestamps):
+            pred = self.classify(inp.x)
+            self.latencies_ms.append(pred.latency_ms)
+            ev = self._decide(inp, pred)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def gap(self) -> None:
+        """Tell the runtime the bridge lost samples: no window will span the gap."""
+        self.windower.reset()
+        self._recent.clear()
+        self._streak, self._streak_label = 0, None
+
+    def _event(self, inp: ModelInput, pred: Prediction, probs: np.ndarray, label: str, start: float) -> Event:
+        return Event(inp.t_end, label, float(probs.max()), dict(zip(self.labels, map(float, probs), strict=True)),
+                     pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score)  # fmt: skip
+
+    def _decide(self, inp: ModelInput, pred: Prediction) -> Event | None:
+        d = self.decision
+        if self.bundle.manifest["input_mode"] == "segment":
+            # one segment is one gesture candidate: report it once unless suppressed or unknown
+            if inp.t_start < self._suppress_until:
+                return None
+            if pred.index < 0 and not d.report_unknown:
+                return None
+            self._suppress_until = inp.t_end + 0.0
+            return self._event(inp, pred, pred.probs, pred.label, inp.t_start)
+        self._recent.append((pred.probs, pred.ood_score, inp.t_start))
+        probs = np.mean([r[0] for r in self._recent], axis=0)
+        k = int(probs.argmax())
+        ok = probs[k] >= d.confidence and (self.ood_threshold is None or pred.ood_score <= self.ood_threshold)
+        if not ok:
+            self._streak, self._streak_label = 0, None
+            return None
+        if k == self._streak_label:
+            self._streak += 1
+        else:
+            self._streak_label, self._streak, self._streak_start = k, 1, self._recent[0][2]
+        if self._streak >= d.hits and inp.t_end >= self._suppress_until:
+            self._suppress_until = inp.t_end + d.suppression_s
+            self._streak = 0
+            return self._event(inp, pred, probs, self.labels[k], self._streak_start)
+        return None

@@ -1,0 +1,194 @@
+"""From a live stream to model inputs (numpy only): resampling to the model's rate, a ring buffer, and
+the two input modes a bundle can ask for.
+
+* ``sliding``: fixed windows every ``stride`` samples (models trained on fixed-duration windows).
+* ``segment``: gestures cut by motion energy and each stretched to the model's window — what the uWave
+  recording button (and the UCR archive's interpolation) did. Energy is the RMS, over a short window, of
+  the acceleration's deviation from a slow estimate of gravity; a gesture starts when it rises above a
+  threshold and ends after it stays below for a hangover time.
+
+Gaps reported by the bridge (or seen as timestamp jumps) reset the buffers, so no window spans one,
+unless the gap is short enough to fill by interpolation, in which case the window is flagged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from edgessl.preprocess import resample_times, resample_to_length
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInput:
+    """One window for the model: ``x [C, T]`` at the model's length, and the stream times it covers."""
+
+    x: np.ndarray
+    t_start: float
+    t_end: float
+    filled_gap: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentParams:
+    energy_window_s: float = 0.1
+    min_duration_s: float = 0.25
+    max_duration_s: float = 3.2
+    hangover_s: float = 0.15
+    threshold_g: float = 0.08
+    gravity_tau_s: float = 0.5
+    preroll_s: float = 0.05
+
+
+class RingBuffer:
+    """Fixed-capacity buffer of ``[C]`` samples with their times; the newest ``capacity`` are kept."""
+
+    def __init__(self, channels: int, capacity: int):
+        self.x = np.zeros((channels, capacity), np.float32)
+        self.t = np.zeros(capacity, np.float64)
+        self.capacity = capacity
+        self.n = 0  # samples ever written since the last reset
+
+    def reset(self) -> None:
+        self.n = 0
+
+    def push(self, x: np.ndarray, t: np.ndarray) -> None:
+        """``x [C, k]``, ``t [k]``."""
+        k = x.shape[1]
+        if k >= self.capacity:
+            x, t = x[:, -self.capacity :], t[-self.capacity :]
+            self.n += k - self.capacity
+            k = self.capacity
+        i = self.n % self.capacity
+        first = min(k, self.capacity - i)
+        self.x[:, i : i + first] = x[:, :first]
+        self.t[i : i + first] = t[:first]
+        if first < k:
+            self.x[:, : k - first] = x[:, first:]
+            self.t[: k - first] = t[first:]
+        self.n += k
+
+    def last(self, k: int, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` samples ending at absolute index ``end`` (default: the newest)."""
+        end = self.n if end is None else end
+        if k > self.capacity or end - k < max(0, self.n - self.capacity) or end > self.n:
+            raise IndexError("requested samples are no longer (or not yet) in the ring buffer")
+        idx = np.arange(end - k, end) % self.capacity
+        return self.x[:, idx], self.t[idx]
+
+
+class StreamWindower:
+    """Turns ``(samples, timestamps)`` at the device rate into :class:`ModelInput` at the model's rate."""
+
+    def __init__(self, channels: int, rate_hz: float, window: int, stride: int, mode: str,
+                 segment: SegmentParams | None = None, max_fill_s: float = 0.05):  # fmt: skip
+        if mode not in ("sliding", "segment"):
+            raise ValueError(f"input mode must be 'sliding' or 'segment'; got {mode!r}")
+        self.C, self.rate, self.window, self.stride, self.mode = channels, rate_hz, window, stride, mode
+        self.seg = segment or SegmentParams()
+        self.max_fill_s = max_fill_s
+        cap = max(window, int(self.seg.max_duration_s * rate_hz) + int(1.0 * rate_hz)) * 2
+        self.buf = RingBuffer(channels, cap)
+        self._next_grid: float | None = None  # next model-rate time to produce
+        self._last_raw: tuple[np.ndarray, float] | None = None
+        self._next_window_end = window
+        self._filled_until = -np.inf
+        # segment state
+        self._gravity: np.ndarray | None = None
+        self._dev2: np.ndarray = np.zeros(0)
+        self._active_start: int | None = None
+        self._quiet = 0
+        self.idle = True
+
+    def reset(self) -> None:
+        self.buf.reset()
+        self._next_grid = None
+        self._last_raw = None
+        self._next_window_end = self.window
+        self._gravity = None
+        self._active_start = None
+        self._quiet = 0
+        self._dev2 = np.zeros(0)
+
+    def push(self, samples: np.ndarray, t: np.ndarray) -> list[ModelInput]:
+        """``samples [n, C]`` in the bundle's units, ``t [n]`` seconds (device time). Returns ready inputs."""
+        samples = np.asarray(samples, np.float32)
+        t = np.asarray(t, np.float64)
+        if samples.ndim != 2 or samples.shape[1] != self.C:
+            raise ValueError(f"expected samples of shape [n, {self.C}]; got {samples.shape}")
+        if len(t) != len(samples):
+            raise ValueError(f"{len(samples)} samples but {len(t)} timestamps")
+        if not np.all(np.isfinite(samples)):
+            raise ValueError("samples contain NaN or inf; the bridge must not pass invalid readings")
+        if len(t) == 0:
+            return []
+        if self._last_raw is not None:
+            gap = t[0] - self._last_raw[1]
+            if gap <= 0 or gap > 1.5 / self.rate + self.max_fill_s:
+                self.reset()  # a real gap (or time going backwards): start afresh
+            elif gap > 1.5 / self.rate:
+                self._filled_until = t[0]
+        # include the previous raw sample so interpolation spans call boundaries
+        if self._last_raw is not None:
+            xs = np.concatenate([self._last_raw[0][:, None], samples.T], axis=1)
+            ts = np.concatenate([[self._last_raw[1]], t])
+        else:
+            xs, ts = samples.T, t
+            self._next_grid = t[0]
+        self._last_raw = (samples[-1].copy(), float(t[-1]))
+        assert self._next_grid is not None
+        k = int(np.floor((ts[-1] - self._next_grid) * self.rate + 1e-9)) + 1
+        if k <= 0:
+            return []
+        grid = self._next_grid + np.arange(k) / self.rate
+        self._next_grid = grid[-1] + 1 / self.rate
+        x = resample_times(xs, ts, grid)
+        start_n = self.buf.n
+        self.buf.push(x, grid)
+        return self._sliding() if self.mode == "sliding" else self._segment(x, start_n)
+
+    def _sliding(self) -> list[ModelInput]:
+        out = []
+        while self.buf.n >= self._next_window_end:
+            x, t = self.buf.last(self.window, self._next_window_end)
+            out.append(ModelInput(x.copy(), float(t[0]), float(t[-1]), bool(t[0] <= self._filled_until <= t[-1])))
+            self._next_window_end += self.stride
+        self.idle = False
+        return out
+
+    def _segment(self, x: np.ndarray, start_n: int) -> list[ModelInput]:
+        p = self.seg
+        alpha = 1.0 / max(1.0, p.gravity_tau_s * self.rate)
+        ew = max(1, int(round(p.energy_window_s * self.rate)))
+        out = []
+        for j in range(x.shape[1]):
+            s = x[:, j]
+            if self._gravity is None:
+                self._gravity = s.astype(np.float64).copy()
+            dev = s - self._gravity
+            self._dev2 = np.append(self._dev2[-(ew - 1) :], float(dev @ dev)) if ew > 1 else np.array([float(dev @ dev)])
+            energy = float(np.sqrt(self._dev2.mean()))
+            n = start_n + j + 1  # absolute index after this sample
+            if self._active_start is None:
+                # gravity only follows the signal while the device is still, so gestures do not leak into it
+                self._gravity += alpha * (s - self._gravity)
+                if energy > p.threshold_g:
+                    self._active_start = max(0, n - ew - int(p.preroll_s * self.rate), self.buf.n - self.buf.capacity)
+                    self._quiet = 0
+                    self.idle = False
+            else:
+                self._quiet = self._quiet + 1 if energy <= p.threshold_g else 0
+                length = n - self._active_start
+                if self._quiet >= int(p.hangover_s * self.rate) or length >= int(p.max_duration_s * self.rate):
+                    end = n - self._quiet + int(p.preroll_s * self.rate) if self._quiet else n
+                    end = min(end, self.buf.n)
+                    seg_len = end - self._active_start
+                    if p.min_duration_s * self.rate <= seg_len and length < int(p.max_duration_s * self.rate):
+                        seg, ts = self.buf.last(seg_len, end)
+                        out.append(ModelInput(resample_to_length(seg, self.window), float(ts[0]), float(ts[-1]),
+                                              bool(ts[0] <= self._filled_until <= ts[-1])))  # fmt: skip
+                    self._active_start = None
+                    self._quiet = 0
+                    self.idle = True
+        return out

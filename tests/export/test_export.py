@@ -1,0 +1,144 @@
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgessl.edge_runtime.bundle import ADAPTATION, ENCODER_INT8, HEAD, MANIFEST, BundleError, open_bundle  # noqa: E402
+from edgessl.export.pipeline import ExportConfig, ExportError, export_bundle  # noqa: E402
+from edgessl.export.quantize import CalibrationMethod, QuantizeConfig  # noqa: E402
+
+
+def test_bundle_contents_and_manifest(small_bundle):
+    b = open_bundle(small_bundle)
+    m = b.manifest
+    assert m["schema_version"] == 1 and m["labels"] == b.labels and len(b.labels) == 8
+    assert m["window"] == 128 and m["channels"][0] == {"name": "acc_x", "unit": "g"}
+    assert m["input_mode"] == "segment" and m["sample_rate_hz"] == 100.0
+    assert m["preprocessing"]["module"] == "edgessl.preprocess"
+    v = m["verification"]
+    assert v["int8_nodes"]["quantized_compute_nodes"] == v["int8_nodes"]["compute_nodes"] > 0
+    assert v["top1_agreement"] >= 0.9
+    assert set(b.adaptation()) >= {"head_weight", "head_bias", "prototypes", "embedding_mean", "embedding_std"}
+    assert m["ood_threshold"] > 0
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load_from_string(b.members[ENCODER_INT8]).metadata_props}
+    assert props["edgessl.labels"].split(",") == b.labels and props["edgessl.window"] == "128"
+
+
+def test_round_trip_classify_equals_torch(small_model, small_bundle):
+    from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+    from edgessl.export.onnx_export import load_model
+    from edgessl.preprocess import standardize
+    from edgessl.synthetic import SyntheticConfig, make_dataset
+
+    model, _ = load_model(small_model)
+    X = make_dataset(SyntheticConfig(reps=6, length=128)).X_test  # raw g: the runtime applies the preprocessing
+    with torch.no_grad():
+        torch_pred = model(torch.from_numpy(standardize(X))).argmax(1).numpy()
+    anything = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+    with GestureRuntime(small_bundle, decision=anything, precision="fp32") as rt:
+        np.testing.assert_array_equal([rt.classify(x).index for x in X], torch_pred)  # exactly the torch model
+    with GestureRuntime(small_bundle, decision=anything) as rt:
+        int8_pred = np.array([rt.classify(x).index for x in X])
+    assert (int8_pred == torch_pred).mean() >= 0.95  # the deployed int8 encoder: (nearly) the same answers
+
+
+def test_quantize_config_and_methods(small_model, tmp_path):
+    with pytest.raises(ValueError):
+        QuantizeConfig(method="dynamic")
+    cfg = ExportConfig(QuantizeConfig(CalibrationMethod.PERCENTILE, per_channel=True), min_agreement=0.5)
+    m = export_bundle(small_model, tmp_path / "p.essl", cfg, progress=False)
+    assert m["quantization"]["method"] == "percentile" and m["quantization"]["per_channel"] is True
+
+
+def test_export_refuses_below_agreement(small_model, tmp_path):
+    with pytest.raises(ExportError, match="agrees with fp32 on .* below the required"):
+        export_bundle(small_model, tmp_path / "x.essl", ExportConfig(min_agreement=1.01), progress=False)
+    assert not (tmp_path / "x.essl").exists()
+
+
+def _rewrite(src, dst, edit):
+    with zipfile.ZipFile(src) as zin:
+        members = {n: zin.read(n) for n in zin.namelist()}
+    members = edit(members)
+    with zipfile.ZipFile(dst, "w") as zout:
+        for n, b in members.items():
+            zout.writestr(n, b)
+
+
+def test_tampered_member_refused(small_bundle, tmp_path):
+    def edit(m):
+        b = bytearray(m[HEAD])
+        b[len(b) // 2] ^= 1
+        m[HEAD] = bytes(b)
+        return m
+
+    _rewrite(small_bundle, tmp_path / "t.essl", edit)
+    with pytest.raises(BundleError, match="member head.onnx fails its checksum"):
+        open_bundle(tmp_path / "t.essl")
+
+
+def test_truncated_bundle_refused(small_bundle, tmp_path):
+    data = small_bundle.read_bytes()
+    (tmp_path / "cut.essl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="truncated or not a zip"):
+        open_bundle(tmp_path / "cut.essl")
+
+
+def test_newer_schema_refused(small_bundle, tmp_path):
+    def edit(m):
+        man = json.loads(m[MANIFEST])
+        man["schema_version"] = 99
+        m[MANIFEST] = json.dumps(man).encode()
+        return m
+
+    _rewrite(small_bundle, tmp_path / "new.essl", edit)
+    with pytest.raises(BundleError, match="schema version 99 is newer"):
+        open_bundle(tmp_path / "new.essl")
+
+
+@pytest.mark.parametrize("bad", ["../evil.onnx", "/etc/passwd", "a/../../b"])
+def test_unsafe_member_paths_refused(small_bundle, tmp_path, bad):
+    def edit(m):
+        m[bad] = b"x"
+        return m
+
+    _rewrite(small_bundle, tmp_path / "u.essl", edit)
+    with pytest.raises(BundleError, match="unsafe path"):
+        open_bundle(tmp_path / "u.essl")
+
+
+def test_missing_and_unlisted_members_refused(small_bundle, tmp_path):
+    _rewrite(small_bundle, tmp_path / "m.essl", lambda m: {k: v for k, v in m.items() if k != ADAPTATION})
+    with pytest.raises(BundleError, match="adaptation.npz is listed in the manifest but missing"):
+        open_bundle(tmp_path / "m.essl")
+
+    def add(m):
+        m["extra.bin"] = b"hello"
+        return m
+
+    _rewrite(small_bundle, tmp_path / "x.essl", add)
+    with pytest.raises(BundleError, match=r"\['extra.bin'\] are not listed"):
+        open_bundle(tmp_path / "x.essl")
+    shutil.copy(small_bundle, tmp_path / "ok.essl")
+    assert open_bundle(tmp_path / "ok.essl").checksum == open_bundle(small_bundle).checksum
+
+
+def test_verify_cli(small_bundle, capsys):
+    from edgessl.cli import main
+
+    assert main(["verify", str(small_bundle), "--data", "synthetic:reps=6,length=128", "--min-agreement", "0.9"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["top1_agreement"] >= 0.9 and "accuracy_int8" in r
+
+
+def test_export_cli(small_model, tmp_path, capsys):
+    from edgessl.cli import main
+
+    assert main(["export", str(small_model), "--out", str(tmp_path / "c.essl"), "--min-agreement", "0.9"]) == 0
+    assert open_bundle(tmp_path / "c.essl").manifest["members"][ENCODER_INT8]["bytes"] < 150_000
