@@ -62,7 +62,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
     cfg = FinetuneConfig(_data_cfg(a), a.init, EncoderConfig(kind=a.encoder), a.labels_per_class, a.label_fraction,
-                         a.val_fraction, a.mode, _fit_cfg(a, drop_last=False))  # fmt: skip
+                         a.val_fraction, a.mode, a.ssl_weight, _fit_cfg(a, drop_last=False))  # fmt: skip
     m = finetune(cfg, a.out, progress=not a.quiet)
     print(json.dumps({k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}))
     return 0
@@ -95,6 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--label-fraction", type=float, default=None)
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation carved from the training split")
     p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
+    p.add_argument("--ssl-weight", type=float, default=0.1,
+                   help="weight of the joint transform-prediction head used by test-time training (0: none)")
     p.add_argument("--out", required=True)
     _fit_args(p, epochs=100, batch=64, lr=1e-3)
     p.set_defaults(func=_cmd_finetune)

@@ -56,6 +56,7 @@ class DataConfig:
         default_factory=lambda: pp.PreprocessSpec((pp.Step("standardize"),)).to_dict()
     )
     stream_window: tuple[int, int] = (128, 64)
+    max_windows: int | None = None  # pretraining pool: a fixed random subset of at most this many windows
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -132,7 +133,10 @@ def unlabelled_pool(cfg: DataConfig, train_subjects_only: bool = True) -> np.nda
     lengths = {p.shape[-1] for p in parts}
     if len(lengths) > 1:
         raise DataFormatError(f"pooled sources have different window lengths {sorted(lengths)}; set length")
-    return np.concatenate(parts).astype(np.float32)
+    pool = np.concatenate(parts).astype(np.float32)
+    if cfg.max_windows is not None and len(pool) > cfg.max_windows:
+        pool = pool[np.sort(np.random.default_rng(0).permutation(len(pool))[: cfg.max_windows])]
+    return pool
 
 
 def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction: float | None = None,

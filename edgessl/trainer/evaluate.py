@@ -109,16 +109,34 @@ def finetune_augment() -> Compose:
     ])  # fmt: skip
 
 
+N_TRANSFORMS = 4  # identity, time flip, sign flip, both: the TTT self-supervised task
+
+
+def apply_transform(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Apply transform ``t[i]`` in {0: identity, 1: time flip, 2: sign flip, 3: both} to window ``x[i]``."""
+    flip_time = ((t == 1) | (t == 3)).view(-1, 1, 1)
+    flip_sign = ((t == 2) | (t == 3)).view(-1, 1, 1).to(x.dtype)
+    x = torch.where(flip_time, x.flip(-1), x)
+    return x * (1 - 2 * flip_sign)
+
+
 class SupervisedMethod(nn.Module):
-    """Cross-entropy on augmented labelled windows, for the same ``fit()`` loop as pretraining."""
+    """Cross-entropy on augmented labelled windows, for the same ``fit()`` loop as pretraining.
+
+    With ``ssl_weight > 0`` a self-supervised head is trained jointly (TTT, Sun et al. 2020): it predicts
+    which of four transforms was applied to the window from the shared embedding. The device later adapts
+    to new users by minimising that head's loss, without labels.
+    """
 
     def __init__(self, model: Classifier, augment: Compose | None = None, label_smoothing: float = 0.1,
-                 frozen_encoder: bool = False):  # fmt: skip
+                 frozen_encoder: bool = False, ssl_weight: float = 0.0, out_dim: int | None = None):  # fmt: skip
         super().__init__()
         self.model = model
         self.augment = augment
         self.label_smoothing = label_smoothing
         self.frozen_encoder = frozen_encoder
+        self.ssl_weight = ssl_weight
+        self.ssl_head = nn.Linear(out_dim or model.head.in_features, N_TRANSFORMS) if ssl_weight > 0 else None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -133,7 +151,14 @@ class SupervisedMethod(nn.Module):
                 x = self.augment(x, g)
         logits = self.model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-        return loss, {"loss": float(loss.detach()), "train_accuracy": float((logits.argmax(1) == y).float().mean())}
+        logs = {"train_accuracy": float((logits.argmax(1) == y).float().mean())}
+        if self.ssl_head is not None:
+            t = torch.randint(0, N_TRANSFORMS, (len(x),), generator=g, device=x.device)
+            ssl = F.cross_entropy(self.ssl_head(self.model.encoder(apply_transform(x, t))).float(), t)
+            loss = loss + self.ssl_weight * ssl
+            logs["ssl_loss"] = float(ssl.detach())
+        logs["loss"] = float(loss.detach())
+        return loss, logs
 
     def forward(self, batch, g=None):
         return self.loss(batch, g)

@@ -48,6 +48,7 @@ class FinetuneConfig:
     label_fraction: float | None = None
     val_fraction: float = 0.2
     mode: str = "finetune"  # or "linear": frozen encoder, only the head trains
+    ssl_weight: float = 0.1  # joint self-supervised (transform prediction) head for test-time training; 0 = off
     fit: FitConfig = FitConfig(epochs=100, batch_size=64, lr=1e-3, warmup_epochs=5, drop_last=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +130,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     if cfg.mode == "linear":
         for p in model.encoder.parameters():
             p.requires_grad_(False)
-    method = ev.SupervisedMethod(model, ev.finetune_augment(), frozen_encoder=cfg.mode == "linear")
+    method = ev.SupervisedMethod(model, ev.finetune_augment(), frozen_encoder=cfg.mode == "linear",
+                                 ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim)  # fmt: skip
     fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(tr)))
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
@@ -188,6 +190,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "prototypes": torch.from_numpy(prototypes),
         "calibration_windows": torch.from_numpy(X_train_all[np.sort(np.concatenate([tr, va]))][:512]),
     }
+    if method.ssl_head is not None:
+        bundle_info["ssl_head_weight"] = method.ssl_head.weight.detach().cpu()
+        bundle_info["ssl_head_bias"] = method.ssl_head.bias.detach().cpu()
     save_atomic(bundle_info, out / MODEL_FILE)
     ev.write_json(out / "metrics.json", metrics)
     if plots:
