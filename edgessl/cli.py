@@ -79,11 +79,12 @@ def _register_core(sub: argparse._SubParsersAction) -> None:
 def _registrars() -> list[Register]:
     regs: list[Register] = [_register_core]
     from edgessl import demo
+    from edgessl.edge_runtime import cli as runtime_cli
     from edgessl.export import cli as export_cli
     from edgessl.firmware_bridge import simulator
     from edgessl.trainer import cli as trainer_cli  # imports torch only inside its handlers
 
-    regs += [trainer_cli.register, export_cli.register, simulator.register, demo.register]
+    regs += [trainer_cli.register, export_cli.register, runtime_cli.register, simulator.register, demo.register]
     return regs
 
 

@@ -141,6 +141,7 @@ class GestureRuntime:
         self.adapter = adapter
         if adapter is not None:
             adapter.attach(self)
+            adapter.restore()
         self._recent: deque = deque(maxlen=max(1, decision.smoothing))
         self._streak_label: int | None = None
         self._streak = 0
@@ -205,7 +206,10 @@ class GestureRuntime:
     def feed(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Event]:
         """Push ``samples [n, C]`` with device ``timestamps [n]`` (s); returns the events they completed."""
         events = []
-        for inp in self.windower.push(samples, timestamps):
+        inputs = self.windower.push(samples, timestamps)
+        if self.adapter is not None:
+            self.adapter.observe_stream(np.asarray(samples), self.windower.idle)
+        for inp in inputs:
             pred = self.classify(inp.x)
             self.latencies_ms.append(pred.latency_ms)
             ev = self._decide(inp, pred)

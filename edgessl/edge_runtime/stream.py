@@ -123,12 +123,18 @@ class StreamWindower:
             raise ValueError("samples contain NaN or inf; the bridge must not pass invalid readings")
         if len(t) == 0:
             return []
-        if self._last_raw is not None:
-            gap = t[0] - self._last_raw[1]
-            if gap <= 0 or gap > 1.5 / self.rate + self.max_fill_s:
-                self.reset()  # a real gap (or time going backwards): start afresh
-            elif gap > 1.5 / self.rate:
-                self._filled_until = t[0]
+        prev = [self._last_raw[1]] if self._last_raw is not None else []
+        dt = np.diff(np.concatenate([prev, t]))
+        big = np.flatnonzero((dt <= 0) | (dt > 1.5 / self.rate + self.max_fill_s))
+        if len(big):
+            # a real gap (or time going backwards): finish the part before it, then start afresh
+            cut = int(big[0]) + 1 - len(prev)  # index into t of the first sample after the gap
+            out = self.push(samples[:cut], t[:cut]) if cut > 0 else []
+            self.reset()
+            return out + self.push(samples[cut:], t[cut:])
+        small = np.flatnonzero(dt > 1.5 / self.rate)
+        if len(small):
+            self._filled_until = float(t[int(small[-1]) + 1 - len(prev)])  # windows covering this time are flagged
         # include the previous raw sample so interpolation spans call boundaries
         if self._last_raw is not None:
             xs = np.concatenate([self._last_raw[0][:, None], samples.T], axis=1)

@@ -101,7 +101,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             "embedding_std": info["embedding_std"].numpy(),
             "prototypes": info["prototypes"].numpy(),
         }
-        for k in ("ssl_head_weight", "ssl_head_bias"):
+        for k in ("ssl_head_weight", "ssl_head_bias", "input_mean"):
             if k in info:
                 adaptation[k] = info[k].numpy()
         # out-of-distribution threshold: the 99th percentile of training windows' distance to their prototypes,

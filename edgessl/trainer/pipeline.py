@@ -188,6 +188,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "embedding_mean": torch.from_numpy(E_tr.mean(0).astype(np.float32)),
         "embedding_std": torch.from_numpy(E_tr.std(0).astype(np.float32)),
         "prototypes": torch.from_numpy(prototypes),
+        # mean raw input per channel (before preprocessing): the gravity vector for input-side adaptation
+        "input_mean": torch.from_numpy(ds.X_train[tr].mean(axis=(0, 2)).astype(np.float32)),
         "calibration_windows": torch.from_numpy(X_train_all[np.sort(np.concatenate([tr, va]))][:512]),
     }
     if method.ssl_head is not None:

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from edgessl.edge_runtime.stream import RingBuffer, SegmentParams, StreamWindower
+from edgessl.synthetic import SyntheticConfig, make_stream
+
+
+def test_ring_buffer_wraps_and_refuses_evicted_samples():
+    rb = RingBuffer(2, 5)
+    for i in range(3):
+        rb.push(np.full((2, 3), i, np.float32), np.arange(3) + 3.0 * i)
+    x, t = rb.last(5)
+    np.testing.assert_array_equal(t, [4, 5, 6, 7, 8])
+    np.testing.assert_array_equal(x[0], [1, 1, 2, 2, 2])
+    with pytest.raises(IndexError):
+        rb.last(3, end=3)
+
+
+def _feed(w, sig, t, chunk=7):
+    out = []
+    for i in range(0, sig.shape[1], chunk):
+        out += w.push(sig[:, i : i + chunk].T, t[i : i + chunk])
+    return out
+
+
+def test_sliding_windows_at_stride_and_exact_values():
+    sig = np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32)
+    t = np.arange(1000) / 100.0
+    w = StreamWindower(3, 100.0, window=100, stride=25, mode="sliding")
+    wins = _feed(w, sig, t)
+    assert len(wins) == (1000 - 100) // 25 + 1
+    np.testing.assert_allclose(wins[3].x, sig[:, 75:175], atol=1e-6)
+    assert wins[3].t_start == pytest.approx(0.75) and not wins[3].filled_gap
+
+
+def test_resampling_80hz_device_to_100hz_model():
+    t = np.arange(800) / 80.0
+    sig = np.stack([np.sin(2 * np.pi * 0.5 * t)] * 3).astype(np.float32)
+    w = StreamWindower(3, 100.0, window=100, stride=100, mode="sliding")
+    wins = _feed(w, sig, t)
+    assert len(wins) == 9  # ~10 s at 100 Hz
+    tt = wins[2].t_start + np.arange(100) / 100.0
+    np.testing.assert_allclose(wins[2].x[0], np.sin(2 * np.pi * 0.5 * tt), atol=2e-3)
+
+
+def test_no_window_spans_a_gap_but_short_gaps_are_filled_and_flagged():
+    sig = np.random.default_rng(1).normal(size=(3, 600)).astype(np.float32)
+    t = np.arange(600) / 100.0
+    t[300:] += 2.0  # a 2 s hole
+    w = StreamWindower(3, 100.0, window=100, stride=50, mode="sliding")
+    for win in _feed(w, sig, t):
+        assert not (win.t_start < 3.0 < win.t_end + 0.01 and win.t_end > 4.9), "a window spans the gap"
+        assert win.t_end - win.t_start == pytest.approx(0.99)
+    t2 = np.arange(600) / 100.0
+    t2[300:] += 0.03  # 3 missing samples: filled by interpolation, flagged
+    flagged = [win for win in _feed(StreamWindower(3, 100.0, 100, 50, "sliding"), sig, t2) if win.filled_gap]
+    assert flagged and all(win.t_start <= 3.0 <= win.t_end + 0.05 for win in flagged)
+
+
+def test_nan_and_shape_errors():
+    w = StreamWindower(3, 100.0, 100, 50, "sliding")
+    with pytest.raises(ValueError, match=r"shape \[n, 3\]"):
+        w.push(np.zeros((5, 2)), np.arange(5.0))
+    with pytest.raises(ValueError, match="NaN"):
+        w.push(np.full((5, 3), np.nan), np.arange(5.0))
+
+
+def test_segmentation_finds_the_synthetic_gestures():
+    st = make_stream(SyntheticConfig(seed=1), n_gestures=20)
+    w = StreamWindower(3, 100.0, window=128, stride=32, mode="segment", segment=SegmentParams())
+    segs = _feed(w, st.signal, np.arange(st.signal.shape[1]) / 100.0, chunk=10)
+    truth = st.extra["events"] / 100.0
+    hits = 0
+    for s, e, _ in truth:
+        hits += any(seg.t_start < e and seg.t_end > s for seg in segs)
+    assert hits >= 18 and len(segs) <= 24  # nearly every gesture found, few spurious segments
+    assert all(seg.x.shape == (3, 128) for seg in segs)
