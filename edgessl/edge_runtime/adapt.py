@@ -264,7 +264,7 @@ class Tent(Adapter):
 
     name = "tent"
 
-    def __init__(self, lr: float = 0.05, batch: int = 8, momentum: float = 0.05, div_weight: float = 1.0, **kw):
+    def __init__(self, lr: float = 0.01, batch: int = 8, momentum: float = 0.02, div_weight: float = 1.0, **kw):
         super().__init__(lr=lr, **kw)
         self.batch, self.momentum, self.div_weight = batch, momentum, div_weight
 
@@ -317,7 +317,7 @@ class TTT(Adapter):
 
     name = "ttt"
 
-    def __init__(self, lr: float = 0.01, views: int = 2, every: int = 1, seed: int = 0, **kw):
+    def __init__(self, lr: float = 0.005, views: int = 2, every: int = 1, seed: int = 0, **kw):
         super().__init__(lr=lr, **kw)
         self.views, self.every = views, every
         self.rng = np.random.default_rng(seed)
