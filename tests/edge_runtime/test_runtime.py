@@ -42,7 +42,7 @@ def test_stream_spotting_reports_each_gesture_once(small_bundle):
             events += rt.feed(st.signal[:, i : i + 10].T, t[i : i + 10])
     truth = st.extra["events"]
     matched = 0
-    for s, e, lab in truth:
+    for s, e, _lab in truth:
         hits = [ev for ev in events if ev.window_start < e / 100 + 0.3 and ev.window_end > s / 100 - 0.3]
         assert len(hits) <= 1, "a gesture was reported more than once"
         matched += bool(hits)
