@@ -168,8 +168,9 @@ def fit(
         g = torch.Generator(device=device).manual_seed(_epoch_seed(cfg.seed, epoch, env.rank))
         model.train()
         sums: dict[str, float] = {}
+        # tqdm only on a terminal: logs and CI get the per-epoch lines below instead
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (progress and env.is_main))  # fmt: skip
+                   disable=None if (progress and env.is_main) else True)  # fmt: skip
         for step in bar:
             idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
             batch = tuple(t[idx] for t in data)
@@ -212,7 +213,8 @@ def fit(
             if best is not None:
                 ck["best"] = best
             save_atomic(ck, out / CHECKPOINT)
-            if progress:
+            every = max(1, cfg.epochs // 10)
+            if progress and (epoch % every == 0 or epoch == cfg.epochs - 1):
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
                 print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", flush=True)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
