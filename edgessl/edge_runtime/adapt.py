@@ -164,10 +164,12 @@ class Adapter:
             return False  # z-scored inputs carry no absolute motion level
         return float(np.asarray(window).std(axis=-1).max()) < self.sg.idle_std
 
+    uses_pseudo_labels = True  # methods that learn from predicted labels need the entropy gate
+
     def _gate(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> bool:
         if len(self.preds) < self.sg.min_history or self._idle(window):
             return False
-        if float(entropy(probs)) > self.sg.max_entropy_frac * np.log(self.K):
+        if self.uses_pseudo_labels and float(entropy(probs)) > self.sg.max_entropy_frac * np.log(self.K):
             return False
         thr = self.rt.ood_threshold
         if thr is not None:
@@ -316,6 +318,7 @@ class TTT(Adapter):
     """Test-time training of a D×D adapter through the jointly trained self-supervised head."""
 
     name = "ttt"
+    uses_pseudo_labels = False  # the self-supervised loss needs no label, so no entropy gate
 
     def __init__(self, lr: float = 0.005, views: int = 2, every: int = 1, seed: int = 0, **kw):
         super().__init__(lr=lr, **kw)
@@ -399,7 +402,7 @@ class InputCorrection(Adapter):
         mag = float(np.linalg.norm(self.g_dev))
         if 0.5 < mag < 2.0:  # a plausible gravity reading
             self.R = _rotation_between(self.g_dev, self.g_src)
-            self.gain = float(np.linalg.norm(self.g_src)) / mag
+            self.gain = 1.0 / mag  # at rest an accelerometer must read exactly 1 g
             self.updates += 1
 
     def transform_input(self, x: np.ndarray) -> np.ndarray:
