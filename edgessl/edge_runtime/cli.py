@@ -46,7 +46,7 @@ def channel_map(device_channels: list[str], device_units: list[str], bundle_chan
         idx.append(hit)
     for i, bu in zip(idx, bundle_units, strict=True):
         du = device_units[i] if i < len(device_units) else "unknown"
-        if du not in (bu, "unknown"):
+        if bu != "z-score" and du not in (bu, "unknown"):  # a z-scoring model accepts any unit
             raise ValueError(f"channel {device_channels[i]} is in {du} but the model expects {bu}")
     return idx
 

@@ -3,9 +3,9 @@ the two input modes a bundle can ask for.
 
 * ``sliding``: fixed windows every ``stride`` samples (models trained on fixed-duration windows).
 * ``segment``: gestures cut by motion energy and each stretched to the model's window — what the uWave
-  recording button (and the UCR archive's interpolation) did. Energy is the RMS, over a short window, of
-  the acceleration's deviation from a slow estimate of gravity; a gesture starts when it rises above a
-  threshold and ends after it stays below for a hangover time.
+  recording button (and the UCR archive's interpolation) did. Energy is the moving standard deviation of
+  the acceleration over a short window (zero at rest in any orientation); a gesture starts when it rises
+  above a threshold and ends after it stays below for a hangover time.
 
 Gaps reported by the bridge (or seen as timestamp jumps) reset the buffers, so no window spans one,
 unless the gap is short enough to fill by interpolation, in which case the window is flagged.
@@ -32,12 +32,11 @@ class ModelInput:
 
 @dataclasses.dataclass(frozen=True)
 class SegmentParams:
-    energy_window_s: float = 0.1
+    energy_window_s: float = 0.2
     min_duration_s: float = 0.25
     max_duration_s: float = 3.2
     hangover_s: float = 0.15
-    threshold_g: float = 0.08
-    gravity_tau_s: float = 0.5
+    threshold_g: float = 0.05
     preroll_s: float = 0.05
 
 
@@ -95,8 +94,7 @@ class StreamWindower:
         self._next_window_end = window
         self._filled_until = -np.inf
         # segment state
-        self._gravity: np.ndarray | None = None
-        self._dev2: np.ndarray = np.zeros(0)
+        self._recent: np.ndarray = np.zeros((channels, 0), np.float32)
         self._active_start: int | None = None
         self._quiet = 0
         self.idle = True
@@ -106,10 +104,9 @@ class StreamWindower:
         self._next_grid = None
         self._last_raw = None
         self._next_window_end = self.window
-        self._gravity = None
+        self._recent = np.zeros((self.C, 0), np.float32)
         self._active_start = None
         self._quiet = 0
-        self._dev2 = np.zeros(0)
 
     def push(self, samples: np.ndarray, t: np.ndarray) -> list[ModelInput]:
         """``samples [n, C]`` in the bundle's units, ``t [n]`` seconds (device time). Returns ready inputs."""
@@ -165,20 +162,17 @@ class StreamWindower:
 
     def _segment(self, x: np.ndarray, start_n: int) -> list[ModelInput]:
         p = self.seg
-        alpha = 1.0 / max(1.0, p.gravity_tau_s * self.rate)
-        ew = max(1, int(round(p.energy_window_s * self.rate)))
+        ew = max(2, int(round(p.energy_window_s * self.rate)))
         out = []
+        # motion energy = the moving standard deviation of the signal (all channels) over the energy window:
+        # a device at rest reads ~0 whatever its orientation, so a gesture that ends in a new pose still ends
+        hist = np.concatenate([self._recent, x], axis=1) if self._recent.size else x
         for j in range(x.shape[1]):
-            s = x[:, j]
-            if self._gravity is None:
-                self._gravity = s.astype(np.float64).copy()
-            dev = s - self._gravity
-            self._dev2 = np.append(self._dev2[-(ew - 1) :], float(dev @ dev)) if ew > 1 else np.array([float(dev @ dev)])
-            energy = float(np.sqrt(self._dev2.mean()))
+            k = hist.shape[1] - x.shape[1] + j + 1
+            w = hist[:, max(0, k - ew) : k]
+            energy = float(np.sqrt(w.var(axis=1).sum())) if w.shape[1] >= 2 else 0.0
             n = start_n + j + 1  # absolute index after this sample
             if self._active_start is None:
-                # gravity only follows the signal while the device is still, so gestures do not leak into it
-                self._gravity += alpha * (s - self._gravity)
                 if energy > p.threshold_g:
                     self._active_start = max(0, n - ew - int(p.preroll_s * self.rate), self.buf.n - self.buf.capacity)
                     self._quiet = 0
@@ -187,8 +181,7 @@ class StreamWindower:
                 self._quiet = self._quiet + 1 if energy <= p.threshold_g else 0
                 length = n - self._active_start
                 if self._quiet >= int(p.hangover_s * self.rate) or length >= int(p.max_duration_s * self.rate):
-                    end = n - self._quiet + int(p.preroll_s * self.rate) if self._quiet else n
-                    end = min(end, self.buf.n)
+                    end = min(n - self._quiet + int(p.preroll_s * self.rate), self.buf.n) if self._quiet else n
                     seg_len = end - self._active_start
                     if p.min_duration_s * self.rate <= seg_len and length < int(p.max_duration_s * self.rate):
                         seg, ts = self.buf.last(seg_len, end)
@@ -197,4 +190,5 @@ class StreamWindower:
                     self._active_start = None
                     self._quiet = 0
                     self.idle = True
+        self._recent = hist[:, -ew:]
         return out

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.edge_runtime.bundle import ADAPTATION, ENCODER_FP32, ENCODER_INT8, HEAD
+from edgessl.edge_runtime.stream import SegmentParams
 from edgessl.export.bundle import npz_bytes, write_bundle
 from edgessl.export.quantize import QuantizeConfig, quantize
 from edgessl.export.verify import compare
@@ -125,8 +126,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "channels": [{"name": c, "unit": u} for c, u in zip(channels, units, strict=True)],
         "preprocessing": data_cfg["preprocess"],
         "input_mode": "segment" if segment else "sliding",
-        "segmentation": {"energy_window_s": 0.1, "min_duration_s": 0.25, "max_duration_s": 3.2, "hangover_s": 0.15,
-                         "threshold_g": 0.08} if segment else None,  # fmt: skip
+        "segmentation": dataclasses.asdict(SegmentParams()) if segment else None,
         "embedding_dim": int(adaptation["head_weight"].shape[1]),
         "ood_threshold": ood_threshold,
         "source_metrics": dict(info["metrics"]),

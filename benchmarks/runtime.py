@@ -1,0 +1,221 @@
+"""Runtime benchmark: per-window cost, end-to-end latency on a pseudo-terminal, memory and CPU of
+``edgessl run``, and gesture spotting on continuous uWave streams. Writes benchmarks/results/runtime.json.
+
+Protocol:
+* model: the default CNN fine-tuned on the UCR train split (as in benchmarks/export.py), int8 bundle,
+  input mode ``segment`` (motion-energy segmentation, each segment stretched to 315 samples, z-scored);
+* classify: ``GestureRuntime.classify`` on single test windows, one onnxruntime thread, 2000 runs after
+  200 warm-up runs (includes preprocessing, the int8 encoder, the float head and the OOD score);
+* end-to-end: the simulator writes binary frames of 10 samples at 100 Hz on a pty; the latency of an event
+  is the time from the write of the frame whose samples completed the decision to the event;
+* ``edgessl run`` as a separate process for 20 s on that device: peak RSS (VmHWM) and CPU share;
+* spotting: uWave templates of the UCR *test* split (never seen in training), one stream per user,
+  gestures in recording order separated by 1.5–3.0 s of synthesized idle: the device at rest in the
+  orientation of the gesture's first 5 samples (scaled to 1 g), small hand tremor (8–12 Hz, 0.004 g),
+  white noise, quantised to the uWave count step (1/26 g on x and y, 1/25 g on z). An event matches a
+  gesture when their intervals overlap with a tolerance of 0.25 s on each side; each gesture matches at
+  most one event. Precision, recall, F1 of detection; accuracy of the labels of matched events; false
+  events per minute of idle.
+
+    python benchmarks/runtime.py --model DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.datasets import load_stream, load_windows
+from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+
+
+def classify_cost(bundle: Path, X: np.ndarray) -> dict:
+    with GestureRuntime(bundle, threads=1) as rt:
+        for i in range(200):
+            rt.classify(X[i % len(X)])
+        ts = np.empty(2000)
+        for i in range(2000):
+            t0 = time.perf_counter()
+            rt.classify(X[i % len(X)])
+            ts[i] = time.perf_counter() - t0
+    return {"median_ms": float(np.median(ts) * 1e3), "p99_ms": float(np.percentile(ts, 99) * 1e3), "runs": 2000}
+
+
+def make_spotting_streams(raw, rng: np.random.Generator, max_per_user: int | None = None):
+    """One continuous stream per user from UCR-test templates with synthesized idle between them."""
+    split, subj = raw.recording_groups["ucr_split"], raw.recording_groups["subject"]
+    streams = []
+    for u in np.unique(subj):
+        ks = np.flatnonzero((split == 1) & (subj == u) & (np.diff(raw.offsets) >= 20))
+        if max_per_user:
+            ks = ks[:max_per_user]
+        parts, truth, pos = [], [], 0
+        for k in ks:
+            g = raw.recording(k)
+            n_idle = int(rng.uniform(1.5, 3.0) * 100)
+            rest = g[:, :5].mean(1)
+            rest = rest / max(np.linalg.norm(rest), 1e-6)
+            t = np.arange(n_idle) / 100
+            tremor = 0.004 * np.sin(2 * np.pi * rng.uniform(8, 12) * t + rng.uniform(0, 6.3, size=(3, 1)))
+            idle = rest[:, None] + tremor + rng.normal(0, 0.01, size=(3, n_idle))
+            idle = np.round(idle * np.array([[26], [26], [25]])) / np.array([[26], [26], [25]])
+            parts += [idle.astype(np.float32), g]
+            truth.append((pos + n_idle, pos + n_idle + g.shape[1], int(raw.recording_labels[k])))
+            pos += n_idle + g.shape[1]
+        tail = np.repeat(parts[-1][:, -1:], 200, axis=1)
+        parts.append(tail)
+        streams.append((np.concatenate(parts, axis=1), np.array(truth), int(u)))
+    return streams
+
+
+def spotting(bundle: Path, streams, tol: float = 0.25) -> dict:
+    tp = fp = fn = correct = 0
+    idle_s = 0.0
+    per_user = []
+    for sig, truth, u in streams:
+        t = np.arange(sig.shape[1]) / 100.0
+        with GestureRuntime(bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"))) as rt:
+            events = []
+            for i in range(0, sig.shape[1], 10):
+                events += rt.feed(sig[:, i : i + 10].T, t[i : i + 10])
+        used = set()
+        u_tp = u_correct = 0
+        for s, e, lab in truth:
+            hit = next((j for j, ev in enumerate(events) if j not in used and ev.window_start < e / 100 + tol
+                        and ev.window_end > s / 100 - tol), None)  # fmt: skip
+            if hit is None:
+                fn += 1
+                continue
+            used.add(hit)
+            u_tp += 1
+            u_correct += rt.labels.index(events[hit].label) == lab
+        tp += u_tp
+        correct += u_correct
+        fp += len(events) - len(used)
+        gest = sum(e - s for s, e, _ in truth)
+        idle_s += (sig.shape[1] - gest) / 100
+        per_user.append({"user": u, "gestures": len(truth), "events": len(events), "matched": u_tp,
+                         "label_accuracy_of_matched": u_correct / max(u_tp, 1)})  # fmt: skip
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return {"gestures": tp + fn, "events": tp + fp, "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / max(precision + recall, 1e-12), "label_accuracy_of_matched": correct / max(tp, 1),
+            "end_to_end_accuracy": correct / max(tp + fn, 1), "false_events_per_idle_minute": fp / (idle_s / 60),
+            "idle_minutes": idle_s / 60, "tolerance_s": tol, "per_user": per_user}  # fmt: skip
+
+
+def end_to_end(bundle: Path, raw, seconds: float = 25.0) -> dict:
+    """Latency from the frame write on the pty to the event, with the simulator in this process."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu
+    from edgessl.firmware_bridge.transport import ImuStream, SampleBlock
+
+    rng = np.random.default_rng(0)
+    sig, _, _ = make_spotting_streams(raw, rng, max_per_user=15)[0]
+    write_times: dict[int, float] = {}
+    lock = threading.Lock()
+
+    class TimedSim(SimulatedImu):
+        def _frame(self, mtype, count, payload, t_us):  # record when each SAMPLES frame goes out
+            seq = self.seq
+            wire = super()._frame(mtype, count, payload, t_us)
+            if count:
+                with lock:
+                    write_times[seq] = time.monotonic()
+            return wire
+
+    lat, blocks = [], 0
+    with tempfile.TemporaryDirectory() as td, TimedSim(sig, 100.0, ["acc_x", "acc_y", "acc_z"], link=str(Path(td) / "imu")) as sim:
+        with GestureRuntime(bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"))) as rt, \
+                ImuStream(sim.path) as dev:  # fmt: skip
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                for ev in dev.read(0.01):
+                    if not isinstance(ev, SampleBlock):
+                        continue
+                    blocks += 1
+                    evs = rt.feed(ev.values, ev.t_device)
+                    now = time.monotonic()
+                    if evs:
+                        with lock:
+                            w = write_times.get(ev.seq)
+                        if w is not None:
+                            lat.append((now - w) * 1e3)
+    lat = np.array(lat)
+    return {"events": len(lat), "median_ms": float(np.median(lat)) if len(lat) else None,
+            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None, "max_ms": float(lat.max()) if len(lat) else None,
+            "blocks": blocks}  # fmt: skip
+
+
+def run_process(bundle: Path, raw, seconds: float = 20.0) -> dict:
+    """Peak RSS and CPU share of a separate `edgessl run` process at 100 Hz."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu
+
+    sig, _, _ = make_spotting_streams(raw, np.random.default_rng(1), max_per_user=20)[0]
+    with tempfile.TemporaryDirectory() as td, SimulatedImu(sig, 100.0, ["acc_x", "acc_y", "acc_z"], link=str(Path(td) / "imu")) as sim:
+        p = subprocess.Popen([sys.executable, "-m", "edgessl", "run", str(bundle), "--port", sim.path, "--json",
+                              "--seconds", str(seconds), "--confidence", "0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+        peak, t0 = 0, time.monotonic()
+        cpu = 0.0
+        while p.poll() is None:
+            try:
+                status = Path(f"/proc/{p.pid}/status").read_text()
+                peak = max(peak, int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]))
+                st = Path(f"/proc/{p.pid}/stat").read_text().split()
+                cpu = (int(st[13]) + int(st[14])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.2)
+        wall = time.monotonic() - t0
+        out, err = p.communicate()
+    n_events = len([x for x in out.splitlines() if x.startswith("{")])
+    mods = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch']=None; import edgessl.edge_runtime.cli, "
+                           "edgessl.edge_runtime.runtime, edgessl.firmware_bridge.transport; "
+                           "print('scipy.signal' in sys.modules, 'torch' in [m for m in sys.modules if sys.modules[m]])"],
+                          capture_output=True, text=True).stdout.split()  # fmt: skip
+    return {"peak_rss_mb": peak / 1024, "cpu_seconds": cpu, "wall_seconds": wall, "cpu_share": cpu / wall,
+            "events": n_events, "returncode": p.returncode, "stderr_tail": err[-300:],
+            "scipy_signal_imported": mods[0] == "True" if mods else None}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, help="a finetune folder trained on uwave_gesture_ucr")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "runtime.json"))
+    a = ap.parse_args()
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+
+    raw = load_stream("npz:uwave_raw.npz")
+    X = load_windows("npz:uwave_gesture_ucr.npz").X_test[:256]
+    with tempfile.TemporaryDirectory() as td:
+        bundle = Path(td) / "ucr.essl"
+        export_bundle(a.model, bundle, ExportConfig(), progress=False)
+        res = {"protocol": __doc__.split("\n\n")[1]}
+        res["classify"] = classify_cost(bundle, X)
+        print("classify", res["classify"], flush=True)
+        res["end_to_end"] = end_to_end(bundle, raw)
+        print("end_to_end", res["end_to_end"], flush=True)
+        res["edgessl_run_process"] = run_process(bundle, raw)
+        print("process", res["edgessl_run_process"], flush=True)
+        res["spotting"] = spotting(bundle, make_spotting_streams(raw, np.random.default_rng(0)))
+        print("spotting", {k: v for k, v in res["spotting"].items() if k != "per_user"}, flush=True)
+    res["targets"] = {"classify_median_le_0.1ms": res["classify"]["median_ms"] <= 0.1,
+                      "end_to_end_p99_le_5ms": (res["end_to_end"]["p99_ms"] or 1e9) <= 5,
+                      "peak_rss_le_80MB": res["edgessl_run_process"]["peak_rss_mb"] <= 80,
+                      "spotting_f1_ge_0.95": res["spotting"]["f1"] >= 0.95}  # fmt: skip
+    res["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
+    Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res["targets"]))
+
+
+if __name__ == "__main__":
+    main()
