@@ -128,7 +128,8 @@ def test_input_correction_undoes_a_mounting_rotation(small_bundle):
     with GestureRuntime(small_bundle, adapter=A.build_adapter("input")) as rt:
         g_src = rt.adapter.g_src
         R = A._rotation_between(np.array([0.0, 0.0, 1.0]), np.array([0.0, np.sin(0.6), np.cos(0.6)]))
-        idle = (R @ g_src[:, None]).repeat(100, 1).T  # the device at rest, mounted rotated
+        g1 = g_src / np.linalg.norm(g_src)  # at rest the sensor reads exactly 1 g
+        idle = (R @ g1[:, None]).repeat(100, 1).T  # the device at rest, mounted rotated
         rt.adapter.observe_stream(idle, idle=True)
         x = ds.X_test[:4]
         rotated = np.einsum("ij,njt->nit", R, x)
