@@ -37,20 +37,13 @@ from edgessl.edge_runtime.adapt import build_adapter
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.export.pipeline import ExportConfig, export_bundle
 from edgessl.preprocess import resample, resample_to_length
+from edgessl.synthetic import rotation_matrix
 from edgessl.trainer.data import DataConfig
 from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
 METHODS = ["none", "t3a", "tent", "ttt", "input"]
 ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
-
-
-def rotation(rng: np.random.Generator, deg: float) -> np.ndarray:
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    a = np.deg2rad(deg)
-    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * (k @ k)
 
 
 def ucr_like(raw, keep: np.ndarray, transform=None) -> np.ndarray:
@@ -123,7 +116,7 @@ def main() -> None:
             cases = {"new_users": (b_u14, ucr_like(raw, test_rec & (subj <= 4)), y_raw[test_rec & (subj <= 4)],
                                    ucr_like(raw, new), y_raw[new])}  # fmt: skip
             for deg in (15, 30, 45):
-                R = rotation(rng, deg)
+                R = rotation_matrix(rng.normal(size=3), np.deg2rad(deg))
                 cases[f"rotation_{deg}"] = (b_all, clean_all, y_all, ucr_like(raw, test_rec, lambda s, R=R: (R @ s).astype(np.float32)), y_all)
             gain, bias = rng.uniform(0.8, 1.2, 3), rng.uniform(-0.1, 0.1, 3)
             Xh = har.X_test

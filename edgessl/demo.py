@@ -43,13 +43,6 @@ class DemoConfig:
         return cls(reps=4, pretrain_epochs=4, finetune_epochs=25, stream_gestures=10, speed=8.0)
 
 
-def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
-    axis = axis / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    a = np.deg2rad(deg)
-    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * (k @ k)
-
-
 def stream_accuracy(events: list[dict], truth: np.ndarray, rate: float) -> tuple[float, list[bool]]:
     """Per true gesture: correct when exactly the overlapping event(s) carry its label (missed = wrong)."""
     labels_ok = []
@@ -72,7 +65,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     from edgessl.export.pipeline import ExportConfig, export_bundle
     from edgessl.firmware_bridge.simulator import SimulatedImu
     from edgessl.firmware_bridge.transport import Gap, ImuStream
-    from edgessl.synthetic import SyntheticConfig, make_stream
+    from edgessl.synthetic import SyntheticConfig, make_stream, rotation_matrix
     from edgessl.trainer.data import DataConfig
     from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.fit import FitConfig
@@ -121,7 +114,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     t0 = _stage(4, f"simulated IMU on a pseudo-terminal: held-out user, sensor mounted {cfg.rotation_deg:g}° rotated")
     syn = SyntheticConfig(reps=cfg.reps, length=cfg.length, seed=cfg.seed)
     st = make_stream(syn, user_id=syn.n_users, n_gestures=cfg.stream_gestures, idle_s=(1.0, 2.0), stream_seed=1)
-    R = _rotation(np.random.default_rng(cfg.seed).normal(size=3), cfg.rotation_deg)
+    R = rotation_matrix(np.random.default_rng(cfg.seed).normal(size=3), np.deg2rad(cfg.rotation_deg))
     signal = (R @ st.signal).astype(np.float32)
     truth = st.extra["events"]
     with tempfile.TemporaryDirectory() as td:

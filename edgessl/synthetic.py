@@ -123,7 +123,8 @@ class UserProfile:
     gain: np.ndarray  # [3]
 
 
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+def rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation by ``angle`` radians about ``axis`` (Rodrigues)."""
     axis = axis / np.linalg.norm(axis)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
@@ -144,7 +145,7 @@ def _rot_y(a: np.ndarray) -> np.ndarray:
 def make_user(seed: int, user_id: int) -> UserProfile:
     """A user profile, deterministic in ``(seed, user_id)``."""
     rng = np.random.default_rng([seed, user_id, 1])
-    grip = _rotation(rng.normal(size=3), np.deg2rad(rng.normal(0, 30)))
+    grip = rotation_matrix(rng.normal(size=3), np.deg2rad(rng.normal(0, 30)))
     return UserProfile(
         user_id=user_id,
         speed=float(np.exp(rng.normal(0, 0.3))),
@@ -205,7 +206,7 @@ def make_gesture(label: int, user: UserProfile, rate_hz: float, rng: np.random.G
     # the wrist rolls with horizontal motion and pitches with vertical motion
     roll = user.wrist_roll * (p[:, 0] - p[:, 0].mean()) * rng.uniform(0.8, 1.2)
     pitch = user.wrist_pitch * (p[:, 2] - p[:, 2].mean()) * rng.uniform(0.8, 1.2)
-    jitter = _rotation(rng.normal(size=3), np.deg2rad(rng.normal(0, 10)))
+    jitter = rotation_matrix(rng.normal(size=3), np.deg2rad(rng.normal(0, 10)))
     R = user.grip @ jitter @ _rot_y(roll) @ _rot_x(pitch)  # [n, 3, 3]: device -> world
     spec = acc + np.array([0.0, 0.0, 1.0])
     f = np.einsum("nji,nj->ni", R, spec)  # R^T · spec
