@@ -1,7 +1,8 @@
 """Export benchmark: the default model on uwave_gesture_ucr, fp32 vs int8. Writes benchmarks/results/export.json.
 
 Protocol: the default CNN encoder fine-tuned from scratch on the UCR train split (100 % labels minus the 20 %
-validation split, 40 epochs, validation-selected), exported with MinMax static QDQ int8 calibration on 512
+validation split, validation-selected; 40 epochs when this script trains it, or the model given by --model,
+whose fit settings are recorded under "model"), exported with MinMax static QDQ int8 calibration on 512
 training windows. Accuracy on the 3582 test windows. Latency per window at batch 1, one thread, median and
 p99 over 2000 runs after 200 warm-up runs, for torch eager fp32, onnxruntime fp32 and onnxruntime int8,
 all in this run on this machine.
@@ -71,7 +72,7 @@ def main() -> None:
         size_both = b32.stat().st_size
         bundle = open_bundle(b32)
         fp32_only = len(bundle.members[ENCODER_FP32]) + len(bundle.members[HEAD])
-        model, _ = load_model(model_dir)
+        model, info = load_model(model_dir)
         _, _, X = labelled(DataConfig(spec="npz:uwave_gesture_ucr.npz"))
         xs = [X[i : i + 1].astype(np.float32) for i in range(256)]
         torch.set_num_threads(1)
@@ -91,6 +92,8 @@ def main() -> None:
         "latency_batch1_one_thread": {"torch_eager_fp32": t_torch, "onnxruntime_fp32": t32, "onnxruntime_int8": t8,
                                       "int8_over_fp32_median": t8["median_ms"] / t32["median_ms"]},  # fmt: skip
         "quantized_nodes": v["int8_nodes"],
+        "model": {"fit": info["config"]["fit"], "labels": info["config"].get("labels_per_class") or "100% minus validation",
+                  "source_metrics": info["metrics"], "trained_by": "this script" if not a.model else f"--model {a.model}"},
         "acceptance": {"int8_within_0.5pt": abs(v["accuracy_fp32"] - v["accuracy_int8"]) <= 0.005,
                        "agreement_ge_99pct": v["top1_agreement"] >= 0.99, "int8_bundle_le_150KB": size_int8 <= 150_000,
                        "int8_latency_le_0.6x_fp32": t8["median_ms"] / t32["median_ms"] <= 0.6},  # fmt: skip

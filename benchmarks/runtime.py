@@ -212,6 +212,10 @@ def main() -> None:
                       "end_to_end_p99_le_5ms": (res["end_to_end"]["p99_ms"] or 1e9) <= 5,
                       "peak_rss_le_80MB": res["edgessl_run_process"]["peak_rss_mb"] <= 80,
                       "spotting_f1_ge_0.95": res["spotting"]["f1"] >= 0.95}  # fmt: skip
+    import torch
+
+    info = torch.load(Path(a.model) / "model.pt", weights_only=True)
+    res["model"] = {"dir": a.model, "fit": info["config"]["fit"], "source_metrics": info["metrics"]}
     res["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res["targets"]))

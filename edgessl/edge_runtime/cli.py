@@ -111,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="model bundle (.essl)")
     p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
     p.add_argument("--providers", default="CPU", help="onnxruntime providers in order, e.g. TensorRT,CUDA,CPU")
-    p.add_argument("--adapt", default="none", help="test-time adaptation: none, t3a, tent, ttt, input")
+    p.add_argument("--adapt", default="tent",
+                   help="test-time adaptation: none, t3a, tent, ttt, input (default tent: best in benchmarks/results/tta_shift.json)")
     p.add_argument("--adapt-state", default=None, help="file to restore adapted state from and save it to")
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     p.add_argument("--record", default=None, help="save the raw stream losslessly to this CSV file")
