@@ -44,6 +44,7 @@ __all__ = [
     "read_csv_recording",
     "read_ts",
     "read_tsv",
+    "resolve_channels",
     "write_ts",
 ]
 
@@ -79,6 +80,30 @@ def _unit_from_channel(name: str) -> str:
     if "acc" in n:
         return "g"
     return "unknown"
+
+
+# Names that mean the same physical channel in different sources and devices (gravity-included accelerometer).
+CHANNEL_ALIASES = {
+    "acc_x": ("acc_x", "total_acc_x", "accx", "ax", "x"),
+    "acc_y": ("acc_y", "total_acc_y", "accy", "ay", "y"),
+    "acc_z": ("acc_z", "total_acc_z", "accz", "az", "z"),
+}
+
+
+def resolve_channels(available: list[str], wanted: list[str]) -> list[int]:
+    """Indices of ``wanted`` channels in ``available``: exact names first, then aliases (case-insensitive)."""
+    low = [a.lower() for a in available]
+    out = []
+    for w in wanted:
+        if w in available:
+            out.append(available.index(w))
+            continue
+        group = next((names for names in CHANNEL_ALIASES.values() if w.lower() in names), (w.lower(),))
+        hit = next((low.index(a) for a in group if a in low), None)
+        if hit is None:
+            raise DataFormatError(f"no channel {w!r} (or an alias of it) among {available}")
+        out.append(hit)
+    return out
 
 
 @dataclasses.dataclass

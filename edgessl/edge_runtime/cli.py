@@ -32,18 +32,14 @@ def channel_map(device_channels: list[str], device_units: list[str], bundle_chan
                 bundle_units: list[str]) -> list[int]:  # fmt: skip
     """Indices of the bundle's channels in the device's, by name (aliases allowed) or, for unnamed text
     devices with the same count, by position. Raises ValueError when the device cannot feed the model."""
-    aliases = {"acc_x": {"acc_x", "ax", "accx", "total_acc_x", "x"}, "acc_y": {"acc_y", "ay", "accy", "total_acc_y", "y"},
-               "acc_z": {"acc_z", "az", "accz", "total_acc_z", "z"}}  # fmt: skip
-    low = [c.lower() for c in device_channels]
-    idx = []
-    for name in bundle_channels:
-        names = aliases.get(name, {name}) | {name}
-        hit = next((i for i, c in enumerate(low) if c in {n.lower() for n in names}), None)
-        if hit is None:
-            if all(c.startswith("ch") for c in low) and len(low) == len(bundle_channels):
-                return list(range(len(bundle_channels)))
-            raise ValueError(f"the device has channels {device_channels}; the model needs {bundle_channels}")
-        idx.append(hit)
+    from edgessl.datasets import DataFormatError, resolve_channels
+
+    try:
+        idx = resolve_channels(device_channels, bundle_channels)
+    except DataFormatError:
+        if all(c.lower().startswith("ch") for c in device_channels) and len(device_channels) == len(bundle_channels):
+            return list(range(len(bundle_channels)))  # an unnamed text-mode device: by position
+        raise ValueError(f"the device has channels {device_channels}; the model needs {bundle_channels}") from None
     for i, bu in zip(idx, bundle_units, strict=True):
         du = device_units[i] if i < len(device_units) else "unknown"
         if bu != "z-score" and du not in (bu, "unknown"):  # a z-scoring model accepts any unit

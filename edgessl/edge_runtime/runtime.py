@@ -235,7 +235,7 @@ class GestureRuntime:
                 return None
             if pred.index < 0 and not d.report_unknown:
                 return None
-            self._suppress_until = inp.t_end + 0.0
+            self._suppress_until = inp.t_end
             return self._event(inp, pred, pred.probs, pred.label, inp.t_start)
         self._recent.append((pred.probs, pred.ood_score, inp.t_start))
         probs = np.mean([r[0] for r in self._recent], axis=0)

@@ -167,10 +167,18 @@ class StreamWindower:
         # motion energy = the moving standard deviation of the signal (all channels) over the energy window:
         # a device at rest reads ~0 whatever its orientation, so a gesture that ends in a new pose still ends
         hist = np.concatenate([self._recent, x], axis=1) if self._recent.size else x
+        # moving variance of every new sample's window at once, from cumulative sums (windows are shorter at the start)
+        h = hist.astype(np.float64)
+        c1 = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h, axis=1)], axis=1)
+        c2 = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h * h, axis=1)], axis=1)
+        k = np.arange(hist.shape[1] - x.shape[1] + 1, hist.shape[1] + 1)
+        a = np.maximum(0, k - ew)
+        cnt = (k - a).astype(np.float64)
+        mean = (c1[:, k] - c1[:, a]) / cnt
+        var = np.maximum((c2[:, k] - c2[:, a]) / cnt - mean * mean, 0.0).sum(axis=0)
+        energies = np.where(cnt >= 2, np.sqrt(var), 0.0)
         for j in range(x.shape[1]):
-            k = hist.shape[1] - x.shape[1] + j + 1
-            w = hist[:, max(0, k - ew) : k]
-            energy = float(np.sqrt(w.var(axis=1).sum())) if w.shape[1] >= 2 else 0.0
+            energy = float(energies[j])
             n = start_n + j + 1  # absolute index after this sample
             if self._active_start is None:
                 if energy > p.threshold_g:

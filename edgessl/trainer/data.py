@@ -10,29 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgessl import preprocess as pp
-from edgessl.datasets import DataFormatError, StreamDataset, WindowDataset, load
-
-# Names that mean the same physical channel in different sources (gravity-included accelerometer).
-ALIASES = {
-    "acc_x": ("acc_x", "total_acc_x", "accX", "ax"),
-    "acc_y": ("acc_y", "total_acc_y", "accY", "ay"),
-    "acc_z": ("acc_z", "total_acc_z", "accZ", "az"),
-}
-
-
-def resolve_channels(available: list[str], wanted: list[str]) -> list[int]:
-    """Indices of ``wanted`` channels in ``available``, matching exact names first, then aliases."""
-    out = []
-    for w in wanted:
-        if w in available:
-            out.append(available.index(w))
-            continue
-        group = next((names for names in ALIASES.values() if w in names), ())
-        hit = next((available.index(a) for a in group if a in available), None)
-        if hit is None:
-            raise DataFormatError(f"no channel {w!r} (or an alias of it) among {available}")
-        out.append(hit)
-    return out
+from edgessl.datasets import DataFormatError, StreamDataset, WindowDataset, load, resolve_channels
 
 
 @dataclasses.dataclass(frozen=True)
