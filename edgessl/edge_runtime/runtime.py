@@ -14,6 +14,7 @@ Decisions a user can trust:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from collections import deque
@@ -81,6 +82,9 @@ def _make_session(model: bytes, providers: list[str] | None, threads: int, probe
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads == 1:
+        # with one thread, spin-waiting buys nothing and costs CPU and latency on a busy Pi
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     wanted = providers or ["CPUExecutionProvider"]
     available = ort.get_available_providers()
     usable = [p for p in wanted if p in available]
@@ -118,6 +122,7 @@ class GestureRuntime:
         self.labels = self.bundle.labels
         self.channels = self.bundle.channels
         self.window = self.bundle.window
+        self._window_shape = (len(self.channels), self.window)
         self.rate_hz = float(self.bundle.rate_hz or 100.0)
         self.preprocess = preprocess.PreprocessSpec.from_dict(m["preprocessing"])
         probe = np.zeros((1, len(self.channels), self.window), np.float32)
@@ -170,10 +175,11 @@ class GestureRuntime:
         x = np.asarray(window, np.float32)
         if x.ndim == 2:
             x = x[None]
-        if x.ndim != 3 or x.shape[1] != len(self.channels) or x.shape[2] != self.window:
+        if x.shape[1:] != self._window_shape:
             raise ValueError(f"expected a window of shape [{len(self.channels)}, {self.window}] "
                              f"(channels {self.channels}); got {tuple(np.asarray(window).shape)}")  # fmt: skip
-        if not np.all(np.isfinite(x)):
+        # one float64 sum is NaN or inf exactly when an element is (it cannot overflow from float32 values)
+        if not math.isfinite(x.sum(dtype=np.float64)):
             raise ValueError("window contains NaN or inf")
         if self.adapter is not None:
             x = self.adapter.transform_input(x)
@@ -193,8 +199,8 @@ class GestureRuntime:
         z = np.exp(logits - logits.max())
         probs = z / z.sum()
         k = int(probs.argmax())
-        en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
-        ood = float(1.0 - (self.prototypes @ en).max())
+        e0 = e[0]
+        ood = 1.0 - float((self.prototypes @ e0).max()) / max(math.sqrt(float(e0 @ e0)), 1e-12)
         latency = (time.perf_counter() - t0) * 1e3
         unknown = probs[k] < self.decision.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
         if self.adapter is not None:

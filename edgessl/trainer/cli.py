@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+# kept here, not imported from trainer.methods: building the CLI must not import torch (tests check the match)
+METHODS = ("simclr", "vicreg", "barlow", "masked", "ssgan", "clip", "beit")
+
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic", help="dataset spec; join several with + to pool (pretrain)")
@@ -48,8 +51,10 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
     from edgessl.trainer.methods import MethodConfig
     from edgessl.trainer.pipeline import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(_data_cfg(a), EncoderConfig(kind=a.encoder), MethodConfig(name=a.method, temperature=a.temperature),
-                         _fit_cfg(a, drop_last=True))  # fmt: skip
+    mcfg = MethodConfig(name=a.method, temperature=a.temperature, gan_generator=a.gan_generator,
+                        gan_fraction=a.gan_fraction, codebook_size=a.codebook_size)  # fmt: skip
+    cfg = PretrainConfig(_data_cfg(a), EncoderConfig(kind=a.encoder), mcfg, _fit_cfg(a, drop_last=True),
+                         a.labels_per_class, a.label_fraction, tuple(a.exclude_class), a.descriptions)  # fmt: skip
     try:
         pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
     finally:
@@ -75,12 +80,31 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(a: argparse.Namespace) -> int:
+    from edgessl.trainer.analysis import inspect
+
+    data = _data_cfg(a) if a.data else None
+    r = inspect(a.checkpoint, a.out, data, max_windows=a.max_windows, seed=a.seed)
+    print(json.dumps({k: r[k] for k in ("dataset", "windows", "correlation", "feature_selection", "plots")}, indent=2))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="self-supervised pretraining on unlabeled windows (needs [train])")
     _data_args(p)
-    p.add_argument("--method", choices=["simclr", "vicreg", "barlow", "masked"], default="simclr")
+    p.add_argument("--method", choices=list(METHODS), default="simclr")
     p.add_argument("--encoder", choices=["cnn", "transformer"], default="cnn")
     p.add_argument("--temperature", type=float, default=0.1, help="NT-Xent temperature")
+    p.add_argument("--gan-generator", default=None,
+                   help="simclr/vicreg/barlow: an ssgan checkpoint whose generated windows join each batch")
+    p.add_argument("--gan-fraction", type=float, default=0.25, help="generated windows per real window in a batch")
+    p.add_argument("--codebook-size", type=int, default=64, help="beit: k-means tokens over patches")
+    lab = p.add_argument_group("clip (trains on labels: window, class description)")
+    g = lab.add_mutually_exclusive_group()
+    g.add_argument("--labels-per-class", type=int, default=None)
+    g.add_argument("--label-fraction", type=float, default=None)
+    lab.add_argument("--exclude-class", action="append", default=[], help="hold a class out (zero-shot); repeatable")
+    lab.add_argument("--descriptions", default=None, help="JSON file {label: description} (default: built-in)")
     p.add_argument("--out", required=True, help="output folder (checkpoint.pt, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
     _fit_args(p, epochs=50, batch=128, lr=1e-3)
@@ -106,3 +130,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("inspect", help="dissection, embedding correlation, input importance of a checkpoint (PNGs)")
+    p.add_argument("checkpoint", help="a pretrain or finetune folder or checkpoint.pt")
+    _data_args(p)
+    p.set_defaults(data=None)
+    p.add_argument("--out", required=True, help="folder for inspect.json and the plots")
+    p.add_argument("--max-windows", type=int, default=2000, help="training windows analysed")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_inspect)

@@ -138,7 +138,9 @@ def fit(
     steps_per_epoch = n_local // per_rank_batch if drop_last else math.ceil(n_local / per_rank_batch)
     steps_per_epoch = max(1, steps_per_epoch)
     params = [p for p in method.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a method may ask for its own groups (a GAN's players use Adam β1 = 0.5); lr and decay come from cfg
+    groups = method.param_groups() if hasattr(method, "param_groups") else params
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
     )

@@ -17,9 +17,22 @@ from torch import nn
 from edgessl.trainer.augment import Compose, default_pipeline
 from edgessl.trainer.distributed import gather_with_grad
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
-from edgessl.trainer.objectives import BarlowTwinsLoss, MaskedReconstructionLoss, NTXentLoss, VICRegLoss
+from edgessl.trainer.objectives import (
+    BarlowTwinsLoss,
+    CLIPLoss,
+    MaskedReconstructionLoss,
+    MaskedTokenLoss,
+    NTXentLoss,  # fmt: skip
+    SSGANLoss,
+    VICRegLoss,
+)
+from edgessl.trainer.objectives.beit import kmeans, patches, tokenize
+from edgessl.trainer.objectives.masked import random_patch_mask
+from edgessl.trainer.objectives.ssgan import all_transforms
+from edgessl.trainer.text import TextEncoder, hashed_features
 
-METHODS = ("simclr", "vicreg", "barlow", "masked")
+METHODS = ("simclr", "vicreg", "barlow", "masked", "ssgan", "clip", "beit")
+LABELLED_METHODS = ("clip",)  # trained on (window, class description) pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +47,26 @@ class MethodConfig:
     barlow_lambda: float = 5e-3
     mask_patch: int = 8
     mask_ratio: tuple[float, float] = (0.4, 0.75)
+    window: int = 0  # samples per window; set by pretraining from the data (the GAN generator needs it)
+    # SS-GAN (Chen et al. 2019)
+    noise_dim: int = 64
+    ssgan_alpha: float = 0.2
+    ssgan_beta: float = 1.0
+    # generated windows as extra instances for the two-view methods: an SS-GAN checkpoint and the share added
+    gan_generator: str | None = None
+    gan_fraction: float = 0.25
+    # CLIP-style alignment: the descriptions of the classes trained on, in label order
+    class_texts: tuple[str, ...] = ()
+    text_dim: int = 1024
+    clip_temperature: float = 0.07
+    # BEiT-style: k-means codebook size over patches of mask_patch samples
+    codebook_size: int = 64
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise ValueError(f"unknown method {self.name!r}; expected one of {METHODS}")
+        if not 0 <= self.gan_fraction <= 4:
+            raise ValueError(f"gan_fraction must be in [0, 4]; got {self.gan_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -89,6 +118,27 @@ class TwoViewMethod(SSLMethod):
             self.head = projector(d, cfg.proj_hidden * 2, cfg.proj_hidden * 2, 3)
             self.objective = BarlowTwinsLoss(cfg.barlow_lambda)
         self.augment = augment or default_pipeline()
+        self.gan: Generator | None = None
+        if cfg.gan_generator:
+            self.gan = Generator(encoder_cfg.in_channels, cfg.window, cfg.noise_dim)
+            self.gan.requires_grad_(False)
+
+    def prepare(self, X: torch.Tensor) -> None:
+        """Load the frozen generator's weights from the SS-GAN checkpoint named in the config."""
+        if self.gan is None:
+            return
+        from edgessl.trainer.fit import load_checkpoint
+
+        ck = load_checkpoint(self.cfg.gan_generator)
+        m = ck["config"].get("method", {})
+        if m.get("name") != "ssgan":
+            raise ValueError(f"{self.cfg.gan_generator}: not an SS-GAN checkpoint (method {m.get('name')!r})")
+        if (m.get("window"), ck["config"]["encoder"]["in_channels"]) != (self.cfg.window, self.encoder_cfg.in_channels):
+            raise ValueError(f"{self.cfg.gan_generator}: its generator makes windows of {m.get('window')} samples × "
+                             f"{ck['config']['encoder']['in_channels']} channels; these data have {self.cfg.window} × "
+                             f"{self.encoder_cfg.in_channels}")  # fmt: skip
+        self.gan.load_state_dict({k[len("generator.") :]: v for k, v in ck["model"].items()
+                                  if k.startswith("generator.")})  # fmt: skip
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
@@ -100,6 +150,9 @@ class TwoViewMethod(SSLMethod):
     def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch[0]
         with torch.no_grad():
+            if self.gan is not None and self.cfg.gan_fraction > 0:
+                self.gan.eval()
+                x = torch.cat([x, self.gan.sample(max(1, round(self.cfg.gan_fraction * len(x))), g)])
             v_a, v_b = self.augment(x, g), self.augment(x, g)
         loss = self.loss_from_views(v_a, v_b)
         return loss, {"loss": float(loss.detach())}
@@ -130,5 +183,165 @@ class MaskedMethod(SSLMethod):
         return loss, {"loss": float(loss.detach()), "mask_ratio": float(mask.float().mean())}
 
 
+class Generator(nn.Module):
+    """Noise ``[B, noise_dim]`` -> windows ``[B, C, window]``: a linear map to ``window/8`` steps, three
+    upsample-and-convolve stages, and a per-window z-score of each channel at the end (the windows the
+    trainer feeds are z-scored, so generated ones live in the same space)."""
+
+    def __init__(self, channels: int, window: int, noise_dim: int = 64, width: int = 128):
+        super().__init__()
+        if window < 8:
+            raise ValueError(f"the generator needs the window length (>= 8 samples); got {window}")
+        self.channels, self.window, self.noise_dim = channels, window, noise_dim
+        self.base = -(-window // 8)
+        self.fc = nn.Linear(noise_dim, width * self.base)
+        layers: list[nn.Module] = []
+        c = width
+        for c_out in (width, width // 2, width // 4):
+            layers += [nn.Upsample(scale_factor=2, mode="linear", align_corners=False),
+                       nn.Conv1d(c, c_out, 5, padding=2), nn.BatchNorm1d(c_out), nn.ReLU()]  # fmt: skip
+            c = c_out
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv1d(c, channels, 5, padding=2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc(z)).view(len(z), -1, self.base)
+        x = self.out(self.body(h))[..., : self.window]
+        x = x - x.mean(-1, keepdim=True)
+        return x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+
+    def sample(self, n: int, g: torch.Generator | None = None) -> torch.Tensor:
+        device = self.fc.weight.device
+        return self(torch.randn(n, self.noise_dim, generator=g, device=g.device if g is not None else device).to(device))
+
+
+def _untracked(module: nn.Module, x: torch.Tensor, constant: bool = False) -> torch.Tensor:
+    """``module(x)`` leaving its buffers (BatchNorm running statistics) untouched; with ``constant``, no
+    gradient reaches its parameters (gradients still flow to ``x``)."""
+    state = {n: p.detach() if constant else p for n, p in module.named_parameters()}
+    state.update({n: b.clone() for n, b in module.named_buffers()})
+    return torch.func.functional_call(module, state, (x,))
+
+
+class SSGANMethod(SSLMethod):
+    """SS-GAN: the encoder is the discriminator's body; a GAN head and a 4-way transform head sit on it.
+
+    Both players update in one step of the shared loop: the discriminator's loss sees generated windows
+    detached, the generator's loss goes through the discriminator with its parameters held constant, so
+    one backward pass gives each player the gradient of its own objective only. Generated windows never
+    update the BatchNorm statistics of the encoder, which is later used on real windows.
+    """
+
+    def __init__(self, encoder_cfg: EncoderConfig, cfg: MethodConfig):
+        super().__init__(encoder_cfg, cfg)
+        d = encoder_cfg.out_dim
+        self.generator = Generator(encoder_cfg.in_channels, cfg.window, cfg.noise_dim)
+        self.gan_head = nn.Linear(d, 1)
+        self.transform_head = nn.Linear(d, 4)
+        self.objective = SSGANLoss(cfg.ssgan_alpha, cfg.ssgan_beta)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "betas": (0.5, 0.999)}]
+
+    def _discriminate(self, x: torch.Tensor, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if frozen:
+            h = _untracked(self.encoder, x, constant=True)
+            return _untracked(self.gan_head, h, True).squeeze(1), _untracked(self.transform_head, h, True)
+        h = self.encoder(x)
+        return self.gan_head(h).squeeze(1), self.transform_head(h)
+
+    def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch[0]
+        b = len(x)
+        fake = self.generator.sample(b, g)
+        real_views, r = all_transforms(x)
+        real_logit, real_q = self._discriminate(real_views, frozen=False)
+        # the discriminator's view of fakes: GAN head only, no BatchNorm statistics from fakes
+        fake_logit_d = self.gan_head(_untracked(self.encoder, fake.detach())).squeeze(1)
+        d_loss = self.objective.d_loss(real_logit[:b], fake_logit_d, real_q, r)
+        fake_views, rf = all_transforms(fake)
+        fake_logit_g, fake_q = self._discriminate(fake_views, frozen=True)
+        g_loss = self.objective.g_loss(fake_logit_g[:b], fake_q, rf)
+        with torch.no_grad():
+            acc = float((real_q.argmax(1) == r).float().mean())
+        return d_loss + g_loss, {"loss": float((d_loss + g_loss).detach()), "d_loss": float(d_loss.detach()),
+                                 "g_loss": float(g_loss.detach()), "transform_acc": acc}  # fmt: skip
+
+
+class CLIPMethod(SSLMethod):
+    """IMU–text alignment: a projector on the encoder, a hashed n-gram text encoder, the CLIP-style loss.
+
+    Trained on (window, class) pairs; the classes' descriptions are in ``cfg.class_texts``. Windows get one
+    augmented view (the same augmentations as the two-view methods).
+    """
+
+    def __init__(self, encoder_cfg: EncoderConfig, cfg: MethodConfig, augment: Compose | None = None):
+        super().__init__(encoder_cfg, cfg)
+        if len(cfg.class_texts) < 2:
+            raise ValueError(f"clip needs the descriptions of at least 2 classes; got {list(cfg.class_texts)}")
+        self.head = projector(encoder_cfg.out_dim, cfg.proj_hidden, cfg.proj_dim, 2)
+        self.text = TextEncoder(cfg.proj_dim, cfg.text_dim)
+        self.register_buffer("text_features", torch.from_numpy(hashed_features(list(cfg.class_texts), cfg.text_dim)))
+        self.objective = CLIPLoss(cfg.clip_temperature)
+        self.augment = augment or default_pipeline()
+
+    def embed_windows(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.encoder(x)), dim=1)
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        return F.normalize(self.text.encode(texts), dim=1)
+
+    def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+        if len(batch) < 2:
+            raise ValueError("clip trains on (window, label) batches; got windows only")
+        x, y = batch[0], batch[1]
+        with torch.no_grad():
+            x = self.augment(x, g)
+        u = gather_with_grad(self.head(self.encoder(x)).float())
+        y = gather_with_grad(y.float()).long()
+        loss = self.objective(u, self.text(self.text_features), y)
+        return loss, {"loss": float(loss.detach()), "temperature": float(1 / self.objective.logit_scale.detach().exp())}
+
+
+class BEiTMethod(SSLMethod):
+    """Masked token prediction: a k-means codebook over patches (fitted in :meth:`prepare`), the encoder's
+    feature map at each patch predicts the token of masked patches (zeroed in the input, as for MAE)."""
+
+    def __init__(self, encoder_cfg: EncoderConfig, cfg: MethodConfig):
+        super().__init__(encoder_cfg, cfg)
+        d, k = encoder_cfg.out_dim, cfg.codebook_size
+        self.register_buffer("codebook", torch.zeros(k, encoder_cfg.in_channels * cfg.mask_patch))
+        self.head = nn.Sequential(nn.Conv1d(d, d, 3, padding=1), nn.ReLU(), nn.Conv1d(d, k, 1))
+        self.objective = MaskedTokenLoss()
+
+    def prepare(self, X: torch.Tensor, max_patches: int = 20000, seed: int = 0) -> None:
+        """Fit the codebook on patches of the (unlabeled, training) windows ``X``."""
+        g = torch.Generator().manual_seed(seed)
+        p = patches(X, self.cfg.mask_patch).reshape(-1, self.codebook.shape[1])
+        if len(p) > max_patches:
+            p = p[torch.randperm(len(p), generator=g)[:max_patches]]
+        self.codebook.copy_(kmeans(p, self.cfg.codebook_size, generator=g))
+
+    def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch[0]
+        if not bool(self.codebook.abs().sum() > 0):
+            raise RuntimeError("the BEiT codebook is empty: call prepare(X) on the training windows first")
+        patch = self.cfg.mask_patch
+        n = x.shape[-1] // patch
+        lo, hi = self.cfg.mask_ratio
+        ratio = lo + (hi - lo) * float(torch.rand(1, generator=g, device=g.device if g is not None else None))
+        mask = random_patch_mask(len(x), n * patch, patch, ratio, g, x.device)
+        mask = F.pad(mask, (0, x.shape[-1] - n * patch))
+        tokens = tokenize(x, self.codebook, patch)
+        f = self.encoder.forward_features(x.masked_fill(mask.unsqueeze(1), 0.0))
+        logits = self.head(F.interpolate(f, size=n, mode="linear", align_corners=False)).transpose(1, 2)
+        patch_mask = mask[:, : n * patch : patch]
+        loss = self.objective(logits.float(), tokens, patch_mask)
+        with torch.no_grad():
+            acc = float((logits[patch_mask].argmax(-1) == tokens[patch_mask]).float().mean())
+        return loss, {"loss": float(loss.detach()), "token_acc": acc, "mask_ratio": float(patch_mask.float().mean())}
+
+
 def build_method(encoder_cfg: EncoderConfig, cfg: MethodConfig) -> SSLMethod:
-    return MaskedMethod(encoder_cfg, cfg) if cfg.name == "masked" else TwoViewMethod(encoder_cfg, cfg)
+    cls = {"masked": MaskedMethod, "ssgan": SSGANMethod, "clip": CLIPMethod, "beit": BEiTMethod}.get(cfg.name, TwoViewMethod)
+    return cls(encoder_cfg, cfg)

@@ -22,19 +22,46 @@ MODEL_FILE = "model.pt"
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
+    """A pretraining job. The label fields matter only to methods that train on labels (``clip``): their
+    pairs come from the training split minus its validation part (the same split fine-tuning carves with
+    the same seed), restricted to a label budget, with ``exclude_classes`` held out for zero-shot tests."""
+
     data: DataConfig = DataConfig()
     encoder: EncoderConfig = EncoderConfig()
     method: MethodConfig = MethodConfig()
     fit: FitConfig = FitConfig(epochs=50, batch_size=128, lr=1e-3, warmup_epochs=5)
+    labels_per_class: int | None = None
+    label_fraction: float | None = None
+    exclude_classes: tuple[str, ...] = ()
+    descriptions: str | None = None  # JSON file {label: description}; default: edgessl.trainer.text
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pretrain", "data": self.data.to_dict(), "encoder": self.encoder.to_dict(),
-                "method": self.method.to_dict(), "fit": self.fit.to_dict()}  # fmt: skip
+                "method": self.method.to_dict(), "fit": self.fit.to_dict(), "labels_per_class": self.labels_per_class,
+                "label_fraction": self.label_fraction, "exclude_classes": list(self.exclude_classes),
+                "descriptions": self.descriptions}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
         return cls(DataConfig.from_dict(d["data"]), EncoderConfig.from_dict(d["encoder"]),
-                   MethodConfig.from_dict(d["method"]), FitConfig(**d["fit"]))  # fmt: skip
+                   MethodConfig.from_dict(d["method"]), FitConfig(**d["fit"]), d.get("labels_per_class"),
+                   d.get("label_fraction"), tuple(d.get("exclude_classes", ())), d.get("descriptions"))  # fmt: skip
+
+
+def labelled_pairs(cfg: PretrainConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Training windows, labels remapped to the kept classes, and the kept class names (for ``clip``)."""
+    ds, X_train_all, _ = labelled(cfg.data)
+    unknown = set(cfg.exclude_classes) - set(ds.class_names)
+    if unknown:
+        raise ValueError(f"exclude_classes {sorted(unknown)} are not classes of {cfg.data.spec} ({ds.class_names})")
+    tr, _ = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
+                               seed=cfg.fit.seed)  # fmt: skip
+    kept = [c for c in ds.class_names if c not in cfg.exclude_classes]
+    remap = np.full(len(ds.class_names), -1)
+    remap[[ds.class_names.index(c) for c in kept]] = np.arange(len(kept))
+    y = remap[ds.y_train[tr]]
+    keep = y >= 0
+    return X_train_all[tr][keep], y[keep], kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,16 +97,28 @@ class FinetuneConfig:
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Self-supervised pretraining on the unlabeled training windows of ``cfg.data``."""
+    from edgessl.trainer.methods import LABELLED_METHODS
+    from edgessl.trainer.text import describe
+
     torch.manual_seed(cfg.fit.seed)
-    X = unlabelled_pool(cfg.data)
+    mcfg = cfg.method
+    if mcfg.name in LABELLED_METHODS:
+        X, y, kept = labelled_pairs(cfg)
+        mcfg = dataclasses.replace(mcfg, class_texts=tuple(describe(kept, cfg.descriptions)))
+        tensors: tuple[torch.Tensor, ...] = (torch.from_numpy(X), torch.from_numpy(y))
+    else:
+        X = unlabelled_pool(cfg.data)
+        tensors = (torch.from_numpy(X),)
     enc = dataclasses.replace(cfg.encoder, in_channels=X.shape[1])
-    cfg = dataclasses.replace(cfg, encoder=enc)
+    cfg = dataclasses.replace(cfg, encoder=enc, method=dataclasses.replace(mcfg, window=int(X.shape[-1])))
     method = build_method(enc, cfg.method)
+    if hasattr(method, "prepare"):
+        method.prepare(tensors[0])
     if progress:
         print(f"pretrain {cfg.method.name}: {len(X)} unlabeled windows {tuple(X.shape[1:])}, "
               f"{sum(p.numel() for p in method.encoder.parameters())} encoder parameters", flush=True)  # fmt: skip
     t0 = time.perf_counter()
-    history = fit(method, (torch.from_numpy(X),), cfg.fit, out_dir, cfg.to_dict(), resume=resume, progress=progress,
+    history = fit(method, tensors, cfg.fit, out_dir, cfg.to_dict(), resume=resume, progress=progress,
                   stop_after_epoch=stop_after_epoch)  # fmt: skip
     return {"history": history, "n_windows": len(X), "seconds": time.perf_counter() - t0}
 
