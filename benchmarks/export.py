@@ -1,8 +1,8 @@
 """Export benchmark: the default model on uwave_gesture_ucr, fp32 vs int8. Writes benchmarks/results/export.json.
 
-Protocol: the default CNN encoder fine-tuned from scratch on the UCR train split (100 % labels minus the 20 %
-validation split, validation-selected; 40 epochs when this script trains it, or the model given by --model,
-whose fit settings are recorded under "model"), exported with MinMax static QDQ int8 calibration on 512
+Protocol: the reference model of benchmarks/reference_model.py (the default CNN fine-tuned from scratch on the
+UCR train split, 100 % labels minus the 20 % validation split, validation-selected, windows of 63 samples,
+60 epochs), or the model given by --model (its data and fit settings are recorded under "model"), exported with MinMax static QDQ int8 calibration on 512
 training windows. Accuracy on the 3582 test windows. Latency per window at batch 1, one thread, median and
 p99 over 2000 runs after 200 warm-up runs, for torch eager fp32, onnxruntime fp32 and onnxruntime int8,
 all in this run on this machine.
@@ -49,22 +49,17 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "export.json"))
     a = ap.parse_args()
     import torch
+    from reference_model import train_reference
 
     from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, HEAD, open_bundle
     from edgessl.export.onnx_export import load_model
     from edgessl.export.pipeline import ExportConfig, export_bundle
     from edgessl.export.verify import session
     from edgessl.trainer.data import DataConfig, labelled
-    from edgessl.trainer.fit import FitConfig
-    from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as td:
-        model_dir = Path(a.model) if a.model else Path(td) / "ucr"
-        if not a.model:
-            finetune(FinetuneConfig(data=DataConfig(spec="npz:uwave_gesture_ucr.npz"),
-                                    fit=FitConfig(epochs=40, batch_size=64, warmup_epochs=3, drop_last=False)),
-                     model_dir, progress=False, plots=False)  # fmt: skip
+        model_dir = Path(a.model) if a.model else train_reference(Path(td) / "reference")
         b32, b8 = Path(td) / "fp32.essl", Path(td) / "int8.essl"
         m8 = export_bundle(model_dir, b8, ExportConfig(), progress=False)
         export_bundle(model_dir, b32, ExportConfig(keep_fp32=True), progress=False)
@@ -73,7 +68,7 @@ def main() -> None:
         bundle = open_bundle(b32)
         fp32_only = len(bundle.members[ENCODER_FP32]) + len(bundle.members[HEAD])
         model, info = load_model(model_dir)
-        _, _, X = labelled(DataConfig(spec="npz:uwave_gesture_ucr.npz"))
+        _, _, X = labelled(DataConfig.from_dict(info["config"]["data"]))
         xs = [X[i : i + 1].astype(np.float32) for i in range(256)]
         torch.set_num_threads(1)
         with torch.no_grad():
@@ -92,7 +87,7 @@ def main() -> None:
         "latency_batch1_one_thread": {"torch_eager_fp32": t_torch, "onnxruntime_fp32": t32, "onnxruntime_int8": t8,
                                       "int8_over_fp32_median": t8["median_ms"] / t32["median_ms"]},  # fmt: skip
         "quantized_nodes": v["int8_nodes"],
-        "model": {"fit": info["config"]["fit"], "labels": info["config"].get("labels_per_class") or "100% minus validation",
+        "model": {"data": info["config"]["data"], "fit": info["config"]["fit"], "labels": info["config"].get("labels_per_class") or "100% minus validation",
                   "source_metrics": info["metrics"], "trained_by": "this script" if not a.model else f"--model {a.model}"},
         "acceptance": {"int8_within_0.5pt": abs(v["accuracy_fp32"] - v["accuracy_int8"]) <= 0.005,
                        "agreement_ge_99pct": v["top1_agreement"] >= 0.99, "int8_bundle_le_150KB": size_int8 <= 150_000,

@@ -2,8 +2,8 @@
 ``edgessl run``, and gesture spotting on continuous uWave streams. Writes benchmarks/results/runtime.json.
 
 Protocol:
-* model: the default CNN fine-tuned on the UCR train split (as in benchmarks/export.py), int8 bundle,
-  input mode ``segment`` (motion-energy segmentation, each segment stretched to 315 samples, z-scored);
+* model: the reference CNN of benchmarks/reference_model.py (UCR train split, windows of 63 samples), int8
+  bundle, input mode ``segment`` (motion-energy segmentation, each segment stretched to 63 samples, z-scored);
 * classify: ``GestureRuntime.classify`` on single test windows, one onnxruntime thread, 2000 runs after
   200 warm-up runs (includes preprocessing, the int8 encoder, the float head and the OOD score);
 * end-to-end: the simulator writes binary frames of 10 samples at 100 Hz on a pty; the latency of an event
@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.datasets import load_stream, load_windows
+from edgessl.edge_runtime.bundle import open_bundle
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+from edgessl.preprocess import resample_to_length
 
 
 def classify_cost(bundle: Path, X: np.ndarray) -> dict:
@@ -189,7 +191,8 @@ def run_process(bundle: Path, raw, seconds: float = 20.0) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, help="a finetune folder trained on uwave_gesture_ucr")
+    ap.add_argument("--model", default=None, help="a finetune folder trained on uwave_gesture_ucr "
+                    "(default: train the reference model of benchmarks/reference_model.py)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "runtime.json"))
     a = ap.parse_args()
     from edgessl.export.pipeline import ExportConfig, export_bundle
@@ -197,8 +200,13 @@ def main() -> None:
     raw = load_stream("npz:uwave_raw.npz")
     X = load_windows("npz:uwave_gesture_ucr.npz").X_test[:256]
     with tempfile.TemporaryDirectory() as td:
+        if a.model is None:
+            from reference_model import train_reference
+
+            a.model = str(train_reference(Path(td) / "reference"))
         bundle = Path(td) / "ucr.essl"
         export_bundle(a.model, bundle, ExportConfig(), progress=False)
+        X = resample_to_length(X, open_bundle(bundle).window).astype(np.float32)  # timing windows in the model's length
         res = {"protocol": __doc__.split("\n\n")[1]}
         res["classify"] = classify_cost(bundle, X)
         print("classify", res["classify"], flush=True)
@@ -215,7 +223,8 @@ def main() -> None:
     import torch
 
     info = torch.load(Path(a.model) / "model.pt", weights_only=True)
-    res["model"] = {"dir": a.model, "fit": info["config"]["fit"], "source_metrics": info["metrics"]}
+    res["model"] = {"dir": a.model, "data": info["config"]["data"], "fit": info["config"]["fit"],
+                    "source_metrics": info["metrics"]}  # fmt: skip
     res["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res["targets"]))

@@ -46,6 +46,19 @@ _STROKES: dict[str, list[tuple]] = {
     "v_shape": [("line", 0.5, -1.0), ("line", 0.5, 1.0)],
 }
 GESTURES = list(_STROKES)
+
+
+def describe_gesture(name: str) -> str:
+    """Words for a synthetic gesture, read off its stroke list (e.g. "stroke up, then stroke right, ...")."""
+    words = []
+    for kind, *args in _STROKES[name]:
+        if kind == "arc":
+            words.append("one round circle " + ("counterclockwise" if args[0] > 0 else "clockwise"))
+        else:
+            dx, dz = args
+            parts = (["up"] if dz > 0 else ["down"] if dz < 0 else []) + (["right"] if dx > 0 else ["left"] if dx < 0 else [])
+            words.append("stroke " + " and ".join(parts))
+    return ", then ".join(words)
 # Relative duration of each gesture for the same user (longer paths take longer).
 _DURATION = {"square": 1.6, "right": 0.7, "left": 0.7, "up": 0.7, "down": 0.7, "circle_ccw": 1.3, "circle_cw": 1.3,
              "v_shape": 1.0}  # fmt: skip

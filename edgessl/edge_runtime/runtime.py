@@ -125,6 +125,8 @@ class GestureRuntime:
         self._window_shape = (len(self.channels), self.window)
         self.rate_hz = float(self.bundle.rate_hz or 100.0)
         self.preprocess = preprocess.PreprocessSpec.from_dict(m["preprocessing"])
+        # bundles whose encoder graph starts with the preprocessing (schema 1 bundles without the key do not)
+        self._numpy_preprocess = not m.get("preprocessing_in_graph", False)
         probe = np.zeros((1, len(self.channels), self.window), np.float32)
         if precision not in ("int8", "fp32"):
             raise ValueError(f"precision must be int8 or fp32; got {precision!r}")
@@ -183,7 +185,8 @@ class GestureRuntime:
             raise ValueError("window contains NaN or inf")
         if self.adapter is not None:
             x = self.adapter.transform_input(x)
-        x = preprocess.apply(self.preprocess, x).astype(np.float32, copy=False)
+        if self._numpy_preprocess:
+            x = preprocess.apply(self.preprocess, x).astype(np.float32, copy=False)
         return self.session.run(None, {self._input: x})[0]
 
     def head(self, e: np.ndarray) -> np.ndarray:

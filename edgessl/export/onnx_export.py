@@ -31,16 +31,45 @@ def load_model(folder_or_file: str | Path) -> tuple[Classifier, dict[str, Any]]:
     return model.eval(), info
 
 
+class Standardize(torch.nn.Module):
+    """Per-window, per-channel z-score as graph ops (ReduceMean, Sub, Sqrt, Max, Div), identical to
+    :func:`edgessl.preprocess.standardize`. In the encoder graph these stay float (the quantizer only
+    quantizes Conv/Gemm/MatMul-class ops) and spare the device a round of numpy calls per window. The
+    z-score is idempotent, so already standardized inputs (calibration, verification) pass unchanged."""
+
+    def __init__(self, window: int, eps: float = 1e-8, ddof: int = 0):
+        super().__init__()
+        if window - ddof < 1:
+            raise ValueError(f"standardize needs more than ddof={ddof} samples; the window has {window}")
+        self.eps, self.dof = float(eps), float(window - ddof)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # only ops the quantizer leaves alone (Pow/ReduceSum/Div/Max, not Mul or Clip): otherwise it would
+        # quantize raw-unit values, and calibrate tensors of (near) zero range such as the std of z-scored data
+        d = x - x.mean(-1, keepdim=True)
+        std = (d.pow(2).sum(-1, keepdim=True) / self.dof).sqrt()
+        return d / torch.maximum(std, torch.tensor(self.eps, dtype=x.dtype))
+
+
+def graph_preprocessing(spec: dict[str, Any], window: int) -> Standardize | None:
+    """The graph form of a preprocessing spec when it has one (a single ``standardize`` step), else None."""
+    steps = spec.get("steps", [])
+    if len(steps) == 1 and steps[0]["op"] == "standardize":
+        return Standardize(window, **steps[0].get("params", {}))
+    return None
+
+
 def export_onnx(model: Classifier, n_channels: int, window: int, encoder_path: Path, head_path: Path,
-                metadata: dict[str, str]) -> None:  # fmt: skip
-    """Write ``encoder`` (window -> embedding, BatchNorm folded) and ``head`` (embedding -> logits)."""
+                metadata: dict[str, str], pre: torch.nn.Module | None = None) -> None:  # fmt: skip
+    """Write ``encoder`` (window -> embedding, BatchNorm folded; ``pre`` first if given) and ``head``."""
     import onnx
 
     model.eval()
     x = torch.zeros(1, n_channels, window)
+    encoder = torch.nn.Sequential(pre, model.encoder) if pre is not None else model.encoder
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.encoder, x, str(encoder_path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(encoder, x, str(encoder_path), dynamo=False, opset_version=OPSET,
                           input_names=["window"], output_names=["embedding"],
                           dynamic_axes={"window": {0: "batch"}, "embedding": {0: "batch"}})  # fmt: skip
         e = model.encoder(x)

@@ -49,7 +49,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
     """Export the fine-tuned model in ``model_dir`` to the bundle ``out``; returns the manifest."""
     import torch
 
-    from edgessl.export.onnx_export import export_onnx, load_model
+    from edgessl.export.onnx_export import export_onnx, graph_preprocessing, load_model
     from edgessl.trainer.data import DataConfig, labelled
 
     model, info = load_model(model_dir)
@@ -63,7 +63,8 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             "edgessl.channels": ",".join(channels), "edgessl.units": ",".join(units)}  # fmt: skip
     with tempfile.TemporaryDirectory() as td:
         enc32, head, enc8 = Path(td) / ENCODER_FP32, Path(td) / HEAD, Path(td) / ENCODER_INT8
-        export_onnx(model, len(channels), window, enc32, head, meta)
+        pre = graph_preprocessing(data_cfg["preprocess"], window)
+        export_onnx(model, len(channels), window, enc32, head, meta, pre)
         if cfg.calibration:
             dcfg = dataclasses.replace(DataConfig.from_dict(data_cfg), spec=cfg.calibration)
             calib = labelled(dcfg)[1]
@@ -125,6 +126,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "stride": int(cfg.stride or max(1, window // 4)),
         "channels": [{"name": c, "unit": u} for c, u in zip(channels, units, strict=True)],
         "preprocessing": data_cfg["preprocess"],
+        "preprocessing_in_graph": pre is not None,  # the encoder applies it; the runtime must not repeat it
         "input_mode": "segment" if segment else "sliding",
         "segmentation": dataclasses.asdict(SegmentParams()) if segment else None,
         "embedding_dim": int(adaptation["head_weight"].shape[1]),

@@ -17,32 +17,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgessl.synthetic import GESTURES, describe_gesture
+
 # Descriptions a person would write, for the class names of the data sets this package reads. Anything
 # else falls back to the class name with underscores as spaces, or to a JSON file {label: text}.
 DESCRIPTIONS: dict[str, str] = {
-    # UCI HAR / HAPT activities
-    "WALKING": "walking forward on level ground",
-    "WALKING_UPSTAIRS": "walking up the stairs, climbing upward",
-    "WALKING_DOWNSTAIRS": "walking down the stairs, descending",
-    "SITTING": "sitting still on a chair",
-    "STANDING": "standing still upright",
-    "LAYING": "lying down still on the back",
-    "STAND_TO_SIT": "from standing to sitting down",
-    "SIT_TO_STAND": "from sitting to standing up",
-    "SIT_TO_LIE": "from sitting to lying down",
-    "LIE_TO_SIT": "from lying to sitting up",
-    "STAND_TO_LIE": "from standing to lying down",
-    "LIE_TO_STAND": "from lying to standing up",
-    # the synthetic generator's gestures
-    "square": "draw a square: right, down, left, up",
-    "right": "move the hand right",
-    "left": "move the hand left",
-    "up": "move the hand up",
-    "down": "move the hand down",
-    "circle_ccw": "draw a circle counterclockwise",
-    "circle_cw": "draw a circle clockwise",
-    "shake": "shake the hand quickly back and forth",
-    "v_shape": "draw a V shape: down, then up",
+    # UCI HAR / HAPT activities, written once as motion, direction and posture (not tuned on results)
+    "WALKING": "walking: periodic steps forward on level ground, torso upright",
+    "WALKING_UPSTAIRS": "walking upstairs: periodic steps forward and up the stairs, torso upright",
+    "WALKING_DOWNSTAIRS": "walking downstairs: periodic steps forward and down the stairs, torso upright",
+    "SITTING": "sitting: no steps, still, torso upright, legs bent on a chair",
+    "STANDING": "standing: no steps, still, torso upright, legs straight",
+    "LAYING": "lying: no steps, still, torso horizontal, lying down flat",
+    "STAND_TO_SIT": "transition from standing upright to sitting down",
+    "SIT_TO_STAND": "transition from sitting to standing up",
+    "SIT_TO_LIE": "transition from sitting to lying down flat",
+    "LIE_TO_SIT": "transition from lying flat to sitting up",
+    "STAND_TO_LIE": "transition from standing upright to lying down flat",
+    "LIE_TO_STAND": "transition from lying flat to standing up",
+    # the synthetic generator's gestures, read off their stroke lists
+    **{g: describe_gesture(g) for g in GESTURES},
 }
 
 

@@ -142,3 +142,50 @@ def test_export_cli(small_model, tmp_path, capsys):
 
     assert main(["export", str(small_model), "--out", str(tmp_path / "c.essl"), "--min-agreement", "0.9"]) == 0
     assert open_bundle(tmp_path / "c.essl").manifest["members"][ENCODER_INT8]["bytes"] < 150_000
+
+
+def test_standardization_in_graph_matches_numpy_and_runtime_skips_it(small_bundle, monkeypatch):
+    import numpy as np
+
+    from edgessl import preprocess
+    from edgessl.edge_runtime.bundle import ENCODER_FP32, open_bundle
+    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.export.onnx_export import Standardize, graph_preprocessing
+    from edgessl.export.verify import session
+
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 3, 50)) * [[2.0], [0.1], [30.0]] + [[1.0], [-9.0], [0.0]]).astype(np.float32)
+    x[1, 2] = 5.0  # a constant channel maps to zeros, as numpy does
+    for ddof in (0, 1):
+        got = Standardize(50, ddof=ddof)(torch.from_numpy(x)).numpy()
+        assert np.allclose(got, preprocess.standardize(x, ddof=ddof), atol=1e-4)  # float32 rounding
+    assert graph_preprocessing({"steps": [{"op": "standardize", "params": {"ddof": 1}}]}, 50).dof == 49
+    assert graph_preprocessing({"steps": [{"op": "clip", "params": {}}]}, 50) is None
+    b = open_bundle(small_bundle)
+    assert b.manifest["preprocessing_in_graph"] is True
+    # the fp32 graph on raw windows equals the graph on numpy-standardized windows (idempotent z-score)
+    s = session(b.members[ENCODER_FP32])
+    raw = (rng.standard_normal((8, 3, b.window)) * 3 + 2).astype(np.float32)
+    e_raw = s.run(None, {"window": raw})[0]
+    e_pre = s.run(None, {"window": preprocess.standardize(raw).astype(np.float32)})[0]
+    assert np.allclose(e_raw, e_pre, atol=1e-4)
+    # and the runtime does not run the numpy preprocessing for such a bundle
+    calls = []
+    monkeypatch.setattr(preprocess, "apply", lambda *a: calls.append(1) or a[1])
+    with GestureRuntime(small_bundle) as rt:
+        rt.classify(raw[0])
+    assert calls == []
+    # nothing of the raw-unit arithmetic is quantized: the first QuantizeLinear follows the z-score
+    import onnx
+
+    from edgessl.edge_runtime.bundle import ENCODER_INT8
+
+    nodes = onnx.load_from_string(b.members[ENCODER_INT8]).graph.node
+    first_q = next(i for i, n in enumerate(nodes) if n.op_type == "QuantizeLinear")
+    assert not any(n.op_type == "Mul" for n in nodes[:first_q])
+    s8 = session(b.members[ENCODER_INT8])
+    assert np.allclose(s8.run(None, {"window": raw})[0], s8.run(None, {"window": preprocess.standardize(raw)})[0],
+                       atol=1e-4)  # fmt: skip
+    assert {n.op_type for n in nodes[:first_q]} <= {"ReduceMean", "Sub", "Pow", "ReduceSum", "Div", "Sqrt", "Max",
+                                                    "DequantizeLinear", "Constant"}  # fmt: skip

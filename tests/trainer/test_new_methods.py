@@ -141,7 +141,7 @@ def test_clip_zero_shot_on_a_held_out_class(tmp_path):
                          warmup_epochs=1), exclude_classes=("left",))  # fmt: skip
     pretrain(cfg, tmp_path / "clip", progress=False)
     ck = torch.load(tmp_path / "clip" / "checkpoint.pt", weights_only=True)
-    assert "move the hand left" not in ck["config"]["method"]["class_texts"]  # never trained on its text
+    assert "stroke left" not in ck["config"]["method"]["class_texts"]  # never trained on its text
     r = zero_shot(tmp_path / "clip", data)
     assert r["held_out"] == ["left"] and r["chance"] == pytest.approx(1 / 8)
     assert 0 <= r["held_out_recall"]["left"] <= 1 and 0 <= r["accuracy_all_classes"] <= 1

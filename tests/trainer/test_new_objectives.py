@@ -111,7 +111,8 @@ def test_hashed_text_features_share_words_and_are_deterministic():
 
 
 def test_describe_defaults_and_overrides(tmp_path):
-    assert describe(["WALKING_UPSTAIRS", "gesture_3"]) == ["walking up the stairs, climbing upward", "gesture 3"]
+    assert describe(["left", "gesture_3"]) == ["stroke left", "gesture 3"]
+    assert describe(["square"]) == ["stroke up, then stroke right, then stroke down, then stroke left"]
     p = tmp_path / "d.json"
     p.write_text('{"gesture_3": "a circle"}')
     assert describe(["gesture_3"], p) == ["a circle"]
