@@ -193,6 +193,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="a finetune folder trained on uwave_gesture_ucr "
                     "(default: train the reference model of benchmarks/reference_model.py)")
+    ap.add_argument("--compare", nargs="*", default=[], help="more finetune folders: spotting and classify only")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "runtime.json"))
     a = ap.parse_args()
     from edgessl.export.pipeline import ExportConfig, export_bundle
@@ -216,6 +217,20 @@ def main() -> None:
         print("process", res["edgessl_run_process"], flush=True)
         res["spotting"] = spotting(bundle, make_spotting_streams(raw, np.random.default_rng(0)))
         print("spotting", {k: v for k, v in res["spotting"].items() if k != "per_user"}, flush=True)
+        res["other_models"] = []
+        streams = make_spotting_streams(raw, np.random.default_rng(0))
+        for i, other in enumerate(a.compare):
+            ob = Path(td) / f"other{i}.essl"
+            export_bundle(other, ob, ExportConfig(min_agreement=0.97), progress=False)
+            sp = spotting(ob, streams)
+            info = __import__("torch").load(Path(other) / "model.pt", weights_only=True)
+            Xo = resample_to_length(load_windows("npz:uwave_gesture_ucr.npz").X_test[:256], open_bundle(ob).window)
+            res["other_models"].append({"dir": other, "window": open_bundle(ob).window, "data": info["config"]["data"],
+                                        "epochs": info["config"]["fit"]["epochs"],
+                                        "ucr_test_accuracy_arrays": info["metrics"]["test_accuracy"],
+                                        "classify": classify_cost(ob, Xo.astype(np.float32)),
+                                        "spotting_f1": sp["f1"], "stream_label_accuracy": sp["label_accuracy_of_matched"]})  # fmt: skip
+            print("other", res["other_models"][-1], flush=True)
     res["targets"] = {"classify_median_le_0.1ms": res["classify"]["median_ms"] <= 0.1,
                       "end_to_end_p99_le_5ms": (res["end_to_end"]["p99_ms"] or 1e9) <= 5,
                       "peak_rss_le_80MB": res["edgessl_run_process"]["peak_rss_mb"] <= 80,
