@@ -176,6 +176,12 @@ def _plt():
     return plt
 
 
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
 def _plot_dissection(means, sel, order, names, path) -> None:
     plt = _plt()
     top = order[: min(32, len(order))]
@@ -190,9 +196,7 @@ def _plot_dissection(means, sel, order, names, path) -> None:
     b.set_xlabel("class selectivity")
     b.set_ylabel("units")
     b.set_title(f"selectivity of {len(sel)} units (mean {sel.mean():.2f})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_top_windows(E, X, y, units, names, channels, path) -> None:
@@ -207,9 +211,7 @@ def _plot_top_windows(E, X, y, units, names, channels, path) -> None:
             ax.tick_params(labelsize=6)
     axes[0, 0].legend(fontsize=6)
     fig.suptitle("top-activating training windows of the most class-selective units", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_correlation(C, E, erank, mean_off, path) -> None:
@@ -223,9 +225,7 @@ def _plot_correlation(C, E, erank, mean_off, path) -> None:
     b.set_xlabel("component")
     b.set_ylabel("singular value / largest")
     b.set_title(f"spectrum: effective rank {erank:.1f} of {E.shape[1]}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_importance(X, y, imps, names, channels, width, path) -> None:
@@ -244,9 +244,7 @@ def _plot_importance(X, y, imps, names, channels, width, path) -> None:
             ax.set_title(f"{names[int(y[r])]} · {channels[c]}", fontsize=7)
             ax.tick_params(labelsize=6)
     fig.suptitle(f"occlusion importance ({width}-sample windows; darker = more important)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 __all__ = ["correlation", "effective_rank", "inspect", "occlusion", "select_uncorrelated", "selectivity"]
