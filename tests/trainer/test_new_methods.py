@@ -97,13 +97,14 @@ def test_clip_needs_labels_and_descriptions():
     assert torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("method", ["ssgan", "beit"])
+@pytest.mark.parametrize("method", ["ssgan", "beit", "clip"])
 def test_new_methods_through_cli_and_checkpoint(tmp_path, method):
     from edgessl.cli import main
     from edgessl.trainer.pipeline import load_pretrained_encoder
 
+    extra = ["--exclude-class", "left", "--labels-per-class", "5"] if method == "clip" else []
     assert main(["pretrain", "--data", DATA, "--method", method, "--epochs", "2", "--batch-size", "32",
-                 "--warmup-epochs", "1", "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
+                 "--warmup-epochs", "1", "--out", str(tmp_path / "pt"), "--quiet", *extra]) == 0  # fmt: skip
     rows = [json.loads(x) for x in (tmp_path / "pt" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
     enc, cfg = load_pretrained_encoder(tmp_path / "pt")
