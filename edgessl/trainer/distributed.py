@@ -50,6 +50,9 @@ def setup(prefer_device: str = "auto") -> DistEnv:
 
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any tears down: a rank that leaves while another is still
+        # talking to it can abort in gloo's background threads ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -48,7 +48,9 @@ def _worker(rank, world, port, name, out):
             grads.append(p.grad / world)
     if rank == 0:
         torch.save({"loss": loss.detach(), "grads": grads}, out)
-    dist.destroy_process_group()
+    from edgessl.trainer.distributed import teardown
+
+    teardown()  # barrier, then destroy: no rank leaves while the other still talks to it
 
 
 @pytest.mark.parametrize("name", ["simclr", "vicreg", "barlow"])
