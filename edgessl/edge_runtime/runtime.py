@@ -135,25 +135,23 @@ class GestureRuntime:
             raise ValueError(f"{bundle_path}: no {member} in this bundle (export with --keep-fp32 for fp32)")
         self.session, self.providers = _make_session(self.bundle.members[member], providers, threads, probe)
         self._input = self.session.get_inputs()[0].name
+        p = self.bundle.adaptation()
+        self.params = p
+        self.W, self.b = p["head_weight"].astype(np.float32), p["head_bias"].astype(np.float32)
+        proto = p["prototypes"].astype(np.float32)
+        self.prototypes = proto / np.maximum(np.linalg.norm(proto, axis=1, keepdims=True), 1e-12)
+        self._n_classes = len(self.b)
+        self._head_and_protos = np.ascontiguousarray(np.concatenate([self.W.T, self.prototypes.T], axis=1))
         # one window at a time on the CPU (the live path): inputs and outputs bound once to fixed buffers,
         # which spares onnxruntime's per-call argument handling (about a fifth of a 63-sample window's cost)
         self._io = None
         if self.providers == ["CPUExecutionProvider"]:
             out = self.session.get_outputs()[0]
-            dim = out.shape[-1] if isinstance(out.shape[-1], int) else int(self.session.run(None, {self._input: probe})[0].shape[-1])
-            self._in_buf = np.zeros((1, len(self.channels), self.window), np.float32)
-            self._out_buf = np.zeros((1, dim), np.float32)
+            self._in_buf = np.zeros_like(probe)
+            self._out_buf = np.zeros((1, self.W.shape[1]), np.float32)
             self._io = self.session.io_binding()
             self._io.bind_input(self._input, "cpu", 0, np.float32, list(self._in_buf.shape), self._in_buf.ctypes.data)
             self._io.bind_output(out.name, "cpu", 0, np.float32, list(self._out_buf.shape), self._out_buf.ctypes.data)
-        p = self.bundle.adaptation()
-        self.params = p
-        self.W, self.b = p["head_weight"].astype(np.float32), p["head_bias"].astype(np.float32)
-        self._WT = np.ascontiguousarray(self.W.T)
-        proto = p["prototypes"].astype(np.float32)
-        self.prototypes = proto / np.maximum(np.linalg.norm(proto, axis=1, keepdims=True), 1e-12)
-        self._n_classes = len(self.b)
-        self._head_and_protos = np.ascontiguousarray(np.concatenate([self._WT, self.prototypes.T], axis=1))
         self.decision = decision
         self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
         seg = SegmentParams(**m["segmentation"]) if m.get("segmentation") else None
@@ -211,7 +209,7 @@ class GestureRuntime:
     def head(self, e: np.ndarray) -> np.ndarray:
         if self.adapter is not None:
             return self.adapter.logits(e)
-        return e @ self._WT + self.b
+        return e @ self.W.T + self.b
 
     def classify(self, window: np.ndarray) -> Prediction:
         """Classify one window ``[C, T]`` (in the bundle's channel order and units)."""

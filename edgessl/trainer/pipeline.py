@@ -15,7 +15,8 @@ from edgessl.trainer.data import DataConfig, label_budget_split, labelled, unlab
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic
-from edgessl.trainer.methods import MethodConfig, build_method
+from edgessl.trainer.methods import LABELLED_METHODS, MethodConfig, build_method
+from edgessl.trainer.text import describe
 
 MODEL_FILE = "model.pt"
 
@@ -97,9 +98,6 @@ class FinetuneConfig:
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Self-supervised pretraining on the unlabeled training windows of ``cfg.data``."""
-    from edgessl.trainer.methods import LABELLED_METHODS
-    from edgessl.trainer.text import describe
-
     torch.manual_seed(cfg.fit.seed)
     mcfg = cfg.method
     if mcfg.name in LABELLED_METHODS:
