@@ -34,7 +34,7 @@ class DemoConfig:
     stream_gestures: int = 40
     speed: float = 4.0
     rotation_deg: float = 30.0
-    adapt: str = "tent"  # edge_runtime.adapt.DEFAULT_METHOD, the best in the shift benchmark
+    adapt: str = "input+tent"  # edge_runtime.adapt.DEFAULT_METHOD, the best in the shift benchmark
     method: str = "simclr"
     seed: int = 0
 

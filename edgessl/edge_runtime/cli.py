@@ -11,6 +11,8 @@ from typing import TextIO
 
 import numpy as np
 
+from edgessl.edge_runtime.adapt import DEFAULT_METHOD
+
 
 class Recorder:
     """Saves the raw stream losslessly as a CSV recording (``time_s`` + channels, float32 round-trips)."""
@@ -107,8 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="model bundle (.essl)")
     p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
     p.add_argument("--providers", default="CPU", help="onnxruntime providers in order, e.g. TensorRT,CUDA,CPU")
-    p.add_argument("--adapt", default="tent",
-                   help="test-time adaptation: none, t3a, tent, ttt, input (default tent: best in benchmarks/results/tta_shift.json)")
+    p.add_argument("--adapt", default=DEFAULT_METHOD,
+                   help="test-time adaptation: none, t3a, tent, ttt, input, or a chain like input+tent "
+                        f"(default {DEFAULT_METHOD}: best in benchmarks/results/tta_shift.json)")
     p.add_argument("--adapt-state", default=None, help="file to restore adapted state from and save it to")
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     p.add_argument("--record", default=None, help="save the raw stream losslessly to this CSV file")

@@ -16,6 +16,9 @@ from edgessl.export.bundle import npz_bytes, write_bundle
 from edgessl.export.quantize import QuantizeConfig, quantize
 from edgessl.export.verify import compare
 
+INPUT_MOMENTS = ("input_moments_mean", "input_moments_cov", "input_moments_lagcov", "input_moments_lags",
+                 "input_moments_natural")
+
 
 class ExportError(RuntimeError):
     """Export refused to write a bundle (quantization incomplete or int8 disagrees with fp32)."""
@@ -103,7 +106,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             "embedding_std": info["embedding_std"].numpy(),
             "prototypes": info["prototypes"].numpy(),
         }
-        for k in ("ssl_head_weight", "ssl_head_bias", "input_mean"):
+        for k in ("ssl_head_weight", "ssl_head_bias", *INPUT_MOMENTS):
             if k in info:
                 adaptation[k] = info[k].numpy()
         # out-of-distribution threshold: the 99th percentile of training windows' distance to their prototypes,

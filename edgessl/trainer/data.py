@@ -44,12 +44,17 @@ class DataConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def _match(X: np.ndarray, rate: float | None, cfg: DataConfig) -> np.ndarray:
+def match_only(X: np.ndarray, rate: float | None, cfg: DataConfig) -> np.ndarray:
+    """Windows at the model's rate and length, in their source units (before preprocessing)."""
     if cfg.rate_hz and rate and abs(rate - cfg.rate_hz) > 1e-6:
         X = pp.resample(X, rate, cfg.rate_hz)
     if cfg.length and X.shape[-1] != cfg.length:
         X = pp.resample_to_length(X, cfg.length)
-    return pp.apply(pp.PreprocessSpec.from_dict(cfg.preprocess), X).astype(np.float32)
+    return X
+
+
+def _match(X: np.ndarray, rate: float | None, cfg: DataConfig) -> np.ndarray:
+    return pp.apply(pp.PreprocessSpec.from_dict(cfg.preprocess), match_only(X, rate, cfg)).astype(np.float32)
 
 
 def stream_windows(ds: StreamDataset, window: int, stride: int, mask: np.ndarray | None = None) -> np.ndarray:

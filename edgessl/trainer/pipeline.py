@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgessl.datasets import WindowDataset
 from edgessl.trainer import evaluate as ev
-from edgessl.trainer.data import DataConfig, label_budget_split, labelled, unlabelled_pool
+from edgessl.trainer.data import DataConfig, label_budget_split, labelled, match_only, unlabelled_pool
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic
@@ -225,8 +226,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "embedding_mean": torch.from_numpy(E_tr.mean(0).astype(np.float32)),
         "embedding_std": torch.from_numpy(E_tr.std(0).astype(np.float32)),
         "prototypes": torch.from_numpy(prototypes),
-        # mean raw input per channel (before preprocessing): the gravity vector for input-side adaptation
-        "input_mean": torch.from_numpy(ds.X_train[tr].mean(axis=(0, 2)).astype(np.float32)),
+        **_input_moments(ds, cfg.data),
         "calibration_windows": torch.from_numpy(X_train_all[np.sort(np.concatenate([tr, va]))][:512]),
     }
     if method.ssl_head is not None:
@@ -241,6 +241,31 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}), test accuracy {test_acc:.4f}, "
               f"k-NN test {knn_test:.4f} (k={k})", flush=True)  # fmt: skip
     return metrics
+
+
+def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tensor]:
+    """Moments of the raw 3-axis accelerometer signal (units g) over the whole training split (no labels
+    needed), at the model's rate and length but before preprocessing: what input-side adaptation matches a
+    shifted sensor to. Empty when the model's inputs have no three channels in g."""
+    from edgessl.edge_runtime.adapt import moment_mismatch, signal_moments
+
+    acc = [i for i, u in enumerate(ds.channel_units) if u == "g"][:3]
+    if len(acc) < 3:
+        return {}
+    X = match_only(ds.X_train[:, acc], ds.rate_hz, data)
+    m = signal_moments(X)
+    # how far one person's (or one stretch of recording's) moments lie from the whole training split's:
+    # the adapter leaves streams within that distance alone
+    subject = ds.groups.get("subject")
+    if subject is not None:
+        groups = [np.flatnonzero(subject[0] == s) for s in np.unique(subject[0])]
+    else:
+        groups = [np.arange(i, min(i + 128, len(X))) for i in range(0, len(X), 128)]
+    eye, zero = np.eye(3), np.zeros(3)
+    natural = [moment_mismatch(m, signal_moments(X[g]), eye, zero) for g in groups if len(g) >= 32]
+    out = {f"input_moments_{k}": torch.from_numpy(np.asarray(v)) for k, v in m.items()}
+    out["input_moments_natural"] = torch.tensor(float(max(natural)) if natural else 0.0, dtype=torch.float64)
+    return out
 
 
 def evaluate_encoder(init: str, data: DataConfig, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
