@@ -11,7 +11,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from edgessl.export.quantize import QuantizeConfig
 
     cfg = ExportConfig(QuantizeConfig(a.method, a.per_channel), a.keep_fp32, a.min_agreement, a.calibration, a.stride,
-                       a.rate, a.name)  # fmt: skip
+                       a.rate, a.name, a.input_mode)  # fmt: skip
     try:
         export_bundle(a.checkpoint_dir, a.out, cfg)
     except ExportError as e:
@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride in samples (default window/4)")
     p.add_argument("--rate", type=float, default=None, help="stream sample rate the device delivers (Hz)")
     p.add_argument("--name", default=None, help="model name for the manifest")
+    p.add_argument("--input-mode", choices=["auto", "segment", "sliding"], default="auto",
+                   help="how the runtime makes model inputs from a stream: segment gestures by motion energy and "
+                        "stretch each to the window, or slide fixed windows (auto: segment when the training "
+                        "windows had no sampling rate)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("verify", help="compare a bundle's int8 and fp32 encoders on a dataset's test split")
     p.add_argument("bundle")

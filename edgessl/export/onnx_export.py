@@ -32,7 +32,8 @@ def load_model(folder_or_file: str | Path) -> tuple[Classifier, dict[str, Any]]:
 
 
 class Standardize(torch.nn.Module):
-    """Per-window, per-channel z-score as graph ops (ReduceMean, Sub, Sqrt, Max, Div), identical to
+    """Per-window, per-channel z-score as graph ops (InstanceNormalization; with ddof > 0 ReduceMean, Sub,
+    Pow, ReduceSum, Div, Sqrt, Max, Div), identical to
     :func:`edgessl.preprocess.standardize`. In the encoder graph these stay float (the quantizer only
     quantizes Conv/Gemm/MatMul-class ops) and spare the device a round of numpy calls per window. The
     z-score is idempotent, so already standardized inputs (calibration, verification) pass unchanged."""
@@ -44,6 +45,11 @@ class Standardize(torch.nn.Module):
         self.eps, self.dof = float(eps), float(window - ddof)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dof == x.shape[-1]:
+            # ddof = 0: one InstanceNormalization node (kept float by the quantizer, see quantize.py) instead
+            # of eight small ops; sqrt(var + eps²) equals max(std, eps) wherever it matters (std ≫ eps) and
+            # both give 0 for a constant window
+            return torch.nn.functional.instance_norm(x, eps=self.eps**2)
         # only ops the quantizer leaves alone (Pow/ReduceSum/Div/Max, not Mul or Clip): otherwise it would
         # quantize raw-unit values, and calibrate tensors of (near) zero range such as the std of z-scored data
         d = x - x.mean(-1, keepdim=True)

@@ -33,6 +33,10 @@ class ExportConfig:
     stride: int | None = None  # sliding mode: samples between windows (default window // 4)
     rate_hz: float | None = None  # stream rate the device delivers (default: the training data's, else 100)
     name: str | None = None
+    # how the runtime turns a stream into model inputs: "segment" (motion-energy segments, each stretched to
+    # the model's length: for models trained on whole gestures), "sliding" (fixed windows at the stride), or
+    # "auto" (segment when the training windows had no sampling rate, i.e. were stretched gestures)
+    input_mode: str = "auto"
 
 
 def _verification_windows(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -59,7 +63,10 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
     channels, units = info["channel_names"], info["channel_units"]
     window = int(info["window"])
     data_cfg = info["config"]["data"]
-    segment = info["rate_hz"] is None  # windows were stretched gestures (UCR-style): the runtime segments
+    if cfg.input_mode not in ("auto", "segment", "sliding"):
+        raise ValueError(f"input_mode must be auto, segment or sliding; got {cfg.input_mode!r}")
+    # auto: windows without a sampling rate were stretched gestures (UCR-style), so the runtime segments
+    segment = info["rate_hz"] is None if cfg.input_mode == "auto" else cfg.input_mode == "segment"
     rate = cfg.rate_hz or info["rate_hz"] or 100.0
     meta = {"edgessl.labels": ",".join(info["class_names"]), "edgessl.sample_rate_hz": str(rate),
             "edgessl.window": str(window), "edgessl.stride": str(cfg.stride or max(1, window // 4)),

@@ -78,14 +78,18 @@ def quantize(src: str | Path, dst: str | Path, config: QuantizeConfig, calibrati
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        name = onnx.load(str(pre)).graph.input[0].name
+        g = onnx.load(str(pre)).graph
+        name = g.input[0].name
+        # the in-graph standardisation stays float: quantizing its input would clip raw-unit values to the
+        # calibration range (a shifted or louder sensor)
+        keep_float = [n.name for n in g.node if n.op_type == "InstanceNormalization"]
         method = {CalibrationMethod.MINMAX: OrtCal.MinMax, CalibrationMethod.ENTROPY: OrtCal.Entropy,
                   CalibrationMethod.PERCENTILE: OrtCal.Percentile}[config.method]  # fmt: skip
         extra = {"CalibPercentile": config.percentile} if config.method == CalibrationMethod.PERCENTILE else {}
         quantize_static(
             str(pre), str(dst), _Reader(name, calibration, config.max_calibration_windows),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=config.per_channel, calibrate_method=method, extra_options=extra,
+            per_channel=config.per_channel, calibrate_method=method, extra_options=extra, nodes_to_exclude=keep_float,
         )  # fmt: skip
     return quantized_node_report(dst)
 
