@@ -175,9 +175,6 @@ class Adapter:
             return
         self.update(window, e, probs, k)
 
-    def observe_stream(self, samples: np.ndarray, idle: bool) -> None:
-        """Raw samples as they arrive, with the windower's idle flag (used by input-side adaptation)."""
-
     def update(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> None:
         pass
 
@@ -707,10 +704,6 @@ class Chain(Adapter):
     def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray) -> None:
         for p in self.parts:
             p.observe(window, e, probs)
-
-    def observe_stream(self, samples: np.ndarray, idle: bool) -> None:
-        for p in self.parts:
-            p.observe_stream(samples, idle)
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, p in enumerate(self.parts) for k, v in p.state().items()}

@@ -256,8 +256,6 @@ class GestureRuntime:
         """Push ``samples [n, C]`` with device ``timestamps [n]`` (s); returns the events they completed."""
         events = []
         inputs = self.windower.push(samples, timestamps)
-        if self.adapter is not None:
-            self.adapter.observe_stream(np.asarray(samples), self.windower.idle)
         for inp in inputs:
             pred = self.classify(inp.x)
             self.latencies_ms.append(pred.latency_ms)
