@@ -75,3 +75,23 @@ def test_segmentation_finds_the_synthetic_gestures():
         hits += any(seg.t_start < e and seg.t_end > s for seg in segs)
     assert hits >= 18 and len(segs) <= 24  # nearly every gesture found, few spurious segments
     assert all(seg.x.shape == (3, 128) for seg in segs)
+
+
+def test_segments_start_and_end_where_the_motion_does():
+    """The trailing energy window lags the motion; the segment's ends are moved back so that a gesture is
+    cut where it starts and stops (as the uWave button did), not an energy window late."""
+    rate, rng = 100.0, np.random.default_rng(0)
+    rest = np.array([[0.1], [0.2], [0.97]]) + rng.normal(0, 0.005, (3, 600))
+    sig = rest.copy()
+    s, e = 200, 300  # one second of motion
+    tt = np.arange(e - s) / rate
+    sig[:, s:e] += np.stack([0.6 * np.sin(2 * np.pi * 2 * tt), 0.4 * np.cos(2 * np.pi * 2 * tt) - 0.4, 0 * tt])
+    w = StreamWindower(3, rate, window=63, stride=16, mode="segment", segment=SegmentParams())
+    segs = _feed(w, sig.astype(np.float32), np.arange(sig.shape[1]) / rate, chunk=10)
+    assert len(segs) == 1
+    assert abs(segs[0].t_start - s / rate) <= 0.1 and abs(segs[0].t_end - (e - 1) / rate) <= 0.1, (segs[0].t_start, segs[0].t_end)
+    # the old setting (no release lag, a whole energy window of onset lag) cut a quarter second wide on each side
+    old = StreamWindower(3, rate, window=63, stride=16, mode="segment",
+                         segment=SegmentParams(onset_lag_s=0.2, release_lag_s=0.0))  # fmt: skip
+    o = _feed(old, sig.astype(np.float32), np.arange(sig.shape[1]) / rate, chunk=10)[0]
+    assert o.t_start < s / rate - 0.15 and o.t_end > (e - 1) / rate + 0.15
