@@ -549,9 +549,13 @@ class InputCorrection(Adapter):
     with forgetting) and, every ``every`` windows once ``min_windows`` were seen, estimates the affine map
     ``x -> A x + c`` that gives the stream the source moments (:func:`align_moments`).
 
-    Safeguards specific to a correction of the input: it is applied only when it is physically plausible
-    (singular values of ``A`` within ``gain_range``, a proper rotation) and explains at least
-    ``min_explained`` of the moment mismatch of the uncorrected stream; otherwise the source input is used.
+    Safeguards specific to a correction of the input: it is applied only when the stream's moments differ
+    from the training data's by more than ``margin`` × the most any one training user (or stretch of
+    recording) differs (recorded in the bundle as ``input_moments_natural``; kept while above ``release`` ×
+    that level), when it is physically plausible (singular values of ``A`` within ``gain_range``, a proper
+    rotation) and when it explains at least ``min_explained`` of the moment mismatch of the uncorrected
+    stream; otherwise the source input is used. For models that standardise each window (per-axis gain and
+    bias do not reach them) only the rotation of ``A`` is kept (``rotation_only``, decided from the bundle).
     It changes many predictions by design (a 90° mounting flips most of them), so the disagreement-with-source
     reset of the label-driven methods does not apply; the low-diversity collapse detector does.
     """
@@ -563,8 +567,8 @@ class InputCorrection(Adapter):
     checks_disagreement = False
 
     def __init__(self, memory: float = 1024, min_windows: int = 128, every: int = 64, min_explained: float = 0.5,
-                 gain_range: tuple[float, float] = (0.5, 2.0), margin: float = 1.0, release: float = 0.5, rotation_only: bool | None = None, global_every: int = 16, seed: int = 0,
-                 **kw):  # fmt: skip
+                 gain_range: tuple[float, float] = (0.5, 2.0), margin: float = 1.0, release: float = 0.5,
+                 rotation_only: bool | None = None, global_every: int = 16, seed: int = 0, **kw):  # fmt: skip
         super().__init__(**kw)
         self.margin, self.release, self.global_every = margin, release, global_every
         self.rotation_only = rotation_only
