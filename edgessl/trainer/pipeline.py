@@ -247,13 +247,16 @@ def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tenso
     """Moments of the raw 3-axis accelerometer signal (units g) over the whole training split (no labels
     needed), at the model's rate and length but before preprocessing: what input-side adaptation matches a
     shifted sensor to. Empty when the model's inputs have no three channels in g."""
-    from edgessl.edge_runtime.adapt import moment_mismatch, signal_moments
+    from edgessl.edge_runtime.adapt import MOMENT_LAGS, moment_mismatch, signal_moments
 
     acc = [i for i, u in enumerate(ds.channel_units) if u == "g"][:3]
     if len(acc) < 3:
         return {}
     X = match_only(ds.X_train[:, acc], ds.rate_hz, data)
-    m = signal_moments(X)
+    lags = tuple(t for t in MOMENT_LAGS if t < X.shape[-1])  # very short windows keep the lags that fit
+    if not lags:
+        return {}
+    m = signal_moments(X, lags)
     # how far one person's (or one stretch of recording's) moments lie from the whole training split's:
     # the adapter leaves streams within that distance alone
     subject = ds.groups.get("subject")
@@ -262,7 +265,7 @@ def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tenso
     else:
         groups = [np.arange(i, min(i + 128, len(X))) for i in range(0, len(X), 128)]
     eye, zero = np.eye(3), np.zeros(3)
-    natural = [moment_mismatch(m, signal_moments(X[g]), eye, zero) for g in groups if len(g) >= 32]
+    natural = [moment_mismatch(m, signal_moments(X[g], lags), eye, zero) for g in groups if len(g) >= 32]
     out = {f"input_moments_{k}": torch.from_numpy(np.asarray(v)) for k, v in m.items()}
     out["input_moments_natural"] = torch.tensor(float(max(natural)) if natural else 0.0, dtype=torch.float64)
     return out

@@ -271,3 +271,17 @@ def test_chain_leaves_out_a_part_the_bundle_cannot_support(small_bundle):
             assert [p.name for p in rt.adapter.parts] == ["tent"]
     with pytest.raises(ValueError, match="none of the adaptation methods"), pytest.warns(UserWarning):
         GestureRuntime(small_bundle, adapter=A.Chain([Refuses(), Refuses()]))
+
+
+def test_trainer_records_moments_with_the_lags_that_fit_the_window():
+    pytest.importorskip("torch")
+    from edgessl.datasets import load_windows
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.pipeline import _input_moments
+
+    ds = load_windows("synthetic:reps=2,length=128")
+    assert _input_moments(ds, DataConfig(spec="synthetic", length=2)) == {}  # no lag fits: nothing recorded
+    short = _input_moments(ds, DataConfig(spec="synthetic", length=8))
+    assert short["input_moments_lags"].tolist() == [2, 4] and short["input_moments_lagcov"].shape == (2, 3, 3)
+    full = _input_moments(ds, DataConfig(spec="synthetic", length=63))
+    assert full["input_moments_lags"].tolist() == list(A.MOMENT_LAGS) and float(full["input_moments_natural"]) > 0
