@@ -279,7 +279,7 @@ def test_trainer_records_moments_with_the_lags_that_fit_the_window():
     from edgessl.trainer.data import DataConfig
     from edgessl.trainer.pipeline import _input_moments
 
-    ds = load_windows("synthetic:reps=2,length=128")
+    ds = load_windows("synthetic:reps=5,length=128")  # 40 windows per training user: the natural level is measured
     assert _input_moments(ds, DataConfig(spec="synthetic", length=2)) == {}  # no lag fits: nothing recorded
     short = _input_moments(ds, DataConfig(spec="synthetic", length=8))
     assert short["input_moments_lags"].tolist() == [2, 4] and short["input_moments_lagcov"].shape == (2, 3, 3)
