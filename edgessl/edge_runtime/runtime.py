@@ -193,9 +193,8 @@ class GestureRuntime:
                 "channels": self.channels, "units": self.bundle.units, "input_mode": self.bundle.manifest["input_mode"]}  # fmt: skip
 
     # -- one window ---------------------------------------------------------------------------------
-    def embed(self, window: np.ndarray, adapt: bool = True) -> np.ndarray:
-        """``[C, T]`` or ``[N, C, T]`` raw windows (bundle units) -> embeddings ``[N, D]``; ``adapt=False``
-        bypasses the adapter's input correction."""
+    def embed(self, window: np.ndarray) -> np.ndarray:
+        """``[C, T]`` or ``[N, C, T]`` raw windows (bundle units) -> embeddings ``[N, D]``."""
         x = np.asarray(window, np.float32)
         if x.ndim == 2:
             x = x[None]
@@ -205,7 +204,7 @@ class GestureRuntime:
         # one float64 sum is NaN or inf exactly when an element is (it cannot overflow from float32 values)
         if not math.isfinite(x.sum(dtype=np.float64)):
             raise ValueError("window contains NaN or inf")
-        if adapt and self.adapter is not None:
+        if self.adapter is not None:
             x = self.adapter.transform_input(x)
         if self._numpy_preprocess:
             x = preprocess.apply(self.preprocess, x).astype(np.float32, copy=False)
