@@ -67,7 +67,8 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
     cfg = FinetuneConfig(_data_cfg(a), a.init, EncoderConfig(kind=a.encoder), a.labels_per_class, a.label_fraction,
-                         a.val_fraction, a.mode, a.ssl_weight, _fit_cfg(a, drop_last=False))  # fmt: skip
+                         a.val_fraction, a.mode, a.ssl_weight, _fit_cfg(a, drop_last=False), a.self_train,
+                         a.pseudo_fraction)  # fmt: skip
     m = finetune(cfg, a.out, progress=not a.quiet)
     print(json.dumps({k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}))
     return 0
@@ -121,6 +122,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
     p.add_argument("--ssl-weight", type=float, default=0.1,
                    help="weight of the joint transform-prediction head used by test-time training (0: none)")
+    p.add_argument("--self-train", type=int, default=0, metavar="ROUNDS",
+                   help="self-training rounds: pseudo-label the unlabelled training windows (outside the budget "
+                        "and the validation split), fine-tune again on budget + pseudo-labels")
+    p.add_argument("--pseudo-fraction", type=float, default=0.5,
+                   help="most confident fraction of each predicted class kept as pseudo-labels")
     p.add_argument("--out", required=True)
     _fit_args(p, epochs=100, batch=64, lr=1e-3)
     p.set_defaults(func=_cmd_finetune)

@@ -79,10 +79,18 @@ class FinetuneConfig:
     mode: str = "finetune"  # or "linear": frozen encoder, only the head trains
     ssl_weight: float = 0.1  # joint self-supervised (transform prediction) head for test-time training; 0 = off
     fit: FitConfig = FitConfig(epochs=100, batch_size=64, lr=1e-3, warmup_epochs=5, drop_last=False)
+    # self-training: after fine-tuning, pseudo-label the training windows outside the label budget and the
+    # validation split (their labels are never read), keep the most confident ``pseudo_fraction`` of each
+    # predicted class, and fine-tune again from the same initialisation on budget + pseudo-labels; repeat
+    self_train_rounds: int = 0
+    pseudo_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "linear"):
             raise ValueError(f"mode must be 'finetune' or 'linear'; got {self.mode!r}")
+        if self.self_train_rounds < 0 or not 0 < self.pseudo_fraction <= 1:
+            raise ValueError(f"self_train_rounds must be >= 0 and pseudo_fraction in (0, 1]; got "
+                             f"{self.self_train_rounds}, {self.pseudo_fraction}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -155,32 +163,52 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                                 val_fraction=cfg.val_fraction, seed=seed)  # fmt: skip
     Xtr, ytr, Xva, yva = X_train_all[tr], ds.y_train[tr], X_train_all[va], ds.y_train[va]
     if cfg.init:
-        encoder, enc_cfg = load_pretrained_encoder(cfg.init)
+        _, enc_cfg = load_pretrained_encoder(cfg.init)
         if enc_cfg.in_channels != ds.n_channels:
             raise ValueError(f"pretrained encoder takes {enc_cfg.in_channels} channels; the data have {ds.n_channels} "
                              f"({ds.channel_names}); choose channels with --channels")  # fmt: skip
     else:
         enc_cfg = dataclasses.replace(cfg.encoder, in_channels=ds.n_channels)
-        encoder = build_encoder(enc_cfg)
     cfg = dataclasses.replace(cfg, encoder=enc_cfg)
     env = setup(cfg.fit.device)
-    model = ev.Classifier(encoder, ds.n_classes, enc_cfg.out_dim).to(env.device)
-    if cfg.mode == "linear":
-        for p in model.encoder.parameters():
-            p.requires_grad_(False)
-    method = ev.SupervisedMethod(model, ev.finetune_augment(), frozen_encoder=cfg.mode == "linear",
-                                 ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim)  # fmt: skip
-    fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(tr)))
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
         return {"val_accuracy": ev.accuracy(ev.predict_logits(m.model, Xva).argmax(1), yva)}
+
+    def train(X: np.ndarray, y: np.ndarray) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:
+        """A fresh model from the initialisation, fitted on ``(X, y)`` and selected on the validation split."""
+        torch.manual_seed(seed)
+        encoder = load_pretrained_encoder(cfg.init)[0] if cfg.init else build_encoder(enc_cfg)
+        model = ev.Classifier(encoder, ds.n_classes, enc_cfg.out_dim).to(env.device)
+        if cfg.mode == "linear":
+            for p in model.encoder.parameters():
+                p.requires_grad_(False)
+        method = ev.SupervisedMethod(model, ev.finetune_augment(), frozen_encoder=cfg.mode == "linear",
+                                     ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim)  # fmt: skip
+        fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(X)))
+        history = fit(method, (torch.from_numpy(X), torch.from_numpy(y)), fit_cfg, out, cfg.to_dict(),
+                      validate=validate, select="val_accuracy", progress=progress, env=env)  # fmt: skip
+        return model, method, history
 
     if progress:
         print(f"finetune ({cfg.mode}): {len(tr)} labelled training windows, {len(va)} validation, "
               f"{len(X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
     t0 = time.perf_counter()
-    history = fit(method, (torch.from_numpy(Xtr), torch.from_numpy(ytr)), fit_cfg, out, cfg.to_dict(),
-                  validate=validate, select="val_accuracy", progress=progress, env=env)  # fmt: skip
+    model, method, history = train(Xtr, ytr)
+    self_training = []
+    pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))  # labels of these are never read
+    for r in range(cfg.self_train_rounds):
+        if not len(pool):
+            break
+        pick, pseudo = pseudo_labels(ev.predict_logits(model, X_train_all[pool]), cfg.pseudo_fraction)
+        rows = pool[pick]
+        model, method, history = train(np.concatenate([Xtr, X_train_all[rows]]), np.concatenate([ytr, pseudo]))
+        self_training.append({"round": r + 1, "pseudo_labels": len(rows),
+                              "val_accuracy": float(max(h["val_accuracy"] for h in history)),
+                              # a diagnostic only, after the fact: these labels took no part in training
+                              "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo == ds.y_train[rows]))})  # fmt: skip
+        if progress:
+            print(f"self-training round {r + 1}: {len(rows)} pseudo-labelled windows", flush=True)
     best_epoch = int(max(history, key=lambda r: r["val_accuracy"])["epoch"])
     # the test split is touched once, here, with the validation-selected weights
     logits = ev.predict_logits(model, X_test)
@@ -208,6 +236,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "confusion_matrix": cm.tolist(),
         "class_names": ds.class_names,
         "seconds": time.perf_counter() - t0,
+        "self_training": self_training,
     }
     # what export and the runtime need: the model, its data contract and embedding statistics
     E_norm = E_tr / np.maximum(np.linalg.norm(E_tr, axis=1, keepdims=True), 1e-12)
@@ -241,6 +270,20 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}), test accuracy {test_acc:.4f}, "
               f"k-NN test {knn_test:.4f} (k={k})", flush=True)  # fmt: skip
     return metrics
+
+
+def pseudo_labels(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and classes of the most confident ``fraction`` of each predicted class (at least one each),
+    so that pseudo-labels stay class-balanced as far as the predictions allow."""
+    z = logits - logits.max(1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    conf, cls = p.max(1), p.argmax(1)
+    pick = []
+    for c in np.unique(cls):
+        rows = np.flatnonzero(cls == c)
+        pick.append(rows[np.argsort(-conf[rows], kind="stable")[: max(1, int(round(fraction * len(rows))))]])
+    pick = np.sort(np.concatenate(pick)) if pick else np.zeros(0, np.int64)
+    return pick, cls[pick]
 
 
 def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tensor]:

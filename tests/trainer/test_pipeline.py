@@ -86,3 +86,54 @@ def test_pretrain_never_sees_test_split(data_dir):
     h = load_stream("npz:hapt_raw_streams.npz")
     train_rec = np.isin(h.recording_groups["subject"], h.extra["train_subjects"])
     assert 0 < len(hapt) == len(stream_windows(h, 128, 128, train_rec))
+
+
+def test_pseudo_labels_keep_the_most_confident_of_each_predicted_class():
+    import numpy as np
+
+    from edgessl.trainer.pipeline import pseudo_labels
+
+    logits = np.array([[5.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 4.0], [0.0, 0.5], [2.0, 0.0]])
+    pick, cls = pseudo_labels(logits, 0.5)
+    # class 0 is predicted for rows 0, 1, 2, 5 (keep the top 2: rows 0 and 2); class 1 for rows 3, 4 (keep row 3)
+    assert pick.tolist() == [0, 2, 3] and cls.tolist() == [0, 0, 1]
+    pick, _ = pseudo_labels(logits, 1.0)
+    assert pick.tolist() == list(range(6))
+
+
+def test_self_training_never_reads_the_labels_it_pseudo_labels(tmp_path, monkeypatch):
+    """Self-training trains on the budget + pseudo-labels and validates on the real validation split; the
+    labels of the pseudo-labelled rows can be anything without changing the model."""
+    import dataclasses
+
+    import numpy as np
+
+    import edgessl.trainer.pipeline as PL
+    from edgessl.trainer.data import DataConfig, label_budget_split
+    from edgessl.trainer.fit import FitConfig
+
+    data = DataConfig(spec="synthetic:reps=6,length=64")
+    fit = FitConfig(epochs=3, batch_size=32, warmup_epochs=1, drop_last=False)
+    cfg = PL.FinetuneConfig(data=data, labels_per_class=2, fit=fit, self_train_rounds=1, pseudo_fraction=0.5)
+    m1 = PL.finetune(cfg, tmp_path / "a", progress=False, plots=False)
+    st = m1["self_training"]
+    assert len(st) == 1 and st[0]["pseudo_labels"] > 0 and m1["n_train_labels"] == 16
+    # scramble the labels of every row outside the budget and the validation split: same model, same numbers
+    real = PL.labelled
+
+    def scrambled(c):
+        ds, a, b = real(c)
+        tr, va = label_budget_split(ds.y_train, per_class=2, seed=0)
+        y = ds.y_train.copy()
+        pool = np.setdiff1d(np.arange(len(y)), np.concatenate([tr, va]))
+        y[pool] = np.random.default_rng(1).integers(0, ds.n_classes, len(pool))
+        return dataclasses.replace(ds, y_train=y), a, b
+
+    # (the simulated split itself stratifies over all training labels; pin it, as a user's own split would be)
+    ds0 = real(data)[0]
+    split = label_budget_split(ds0.y_train, per_class=2, seed=0)
+    monkeypatch.setattr(PL, "label_budget_split", lambda *a, **k: split)
+    monkeypatch.setattr(PL, "labelled", scrambled)
+    m2 = PL.finetune(cfg, tmp_path / "b", progress=False, plots=False)
+    assert m2["test_accuracy"] == m1["test_accuracy"] and m2["val_accuracy"] == m1["val_accuracy"]
+    assert m2["self_training"][0]["pseudo_labels"] == st[0]["pseudo_labels"]
