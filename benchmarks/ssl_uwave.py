@@ -12,6 +12,10 @@ Protocol (every row):
 * an SSL-initialised run fine-tunes the whole network and also fits a linear probe on the frozen encoder;
   the one with the higher validation accuracy is reported (the choice is recorded);
 * mean ± std over seeds (fine-tuning seeds; pretraining uses seed 0 once per method and source);
+* "+ self-training" rows (``--self-train 1``): after fine-tuning, the training windows outside the label
+  budget and the validation split are pseudo-labelled (their labels are never read), the most confident half
+  of each predicted class is kept, and the model is fine-tuned again from the same initialisation on budget +
+  pseudo-labels, selected on the same validation split (``finetune --self-train``);
 * uci_har: SimCLR and VICReg only, a third of the pretraining epochs, 8 fine-tuning epochs for 10 % / 100 %
   labels (its 5.9k training windows would not fit the hour otherwise); ``har`` uses the 3 total-acceleration
   channels (an accelerometer-only device), ``har9`` all 9 (the published setting; supervised rows only);
@@ -97,6 +101,8 @@ def main() -> None:
     ap.add_argument("--no-hapt", action="store_true", help="skip the HAR+HAPT pretraining rows")
     ap.add_argument("--length", type=int, default=63, help="uWave window length the models see")
     ap.add_argument("--append", action="store_true", help="merge into the existing JSON (same key replaces)")
+    ap.add_argument("--self-train", type=int, default=0, metavar="ROUNDS",
+                    help="few-label rows with self-training (rows named 'METHOD + self-training'; 100 %% skipped)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ssl_uwave.json"))
     a = ap.parse_args()
     seeds, ep_own, ep_hapt, hapt_n, ep_few, ep_full, methods = BUDGETS[a.budget]
@@ -150,6 +156,8 @@ def main() -> None:
                 for regime, budget in label_regimes(dkey):
                     accs, chosen = [], []
                     few = regime != "100%"
+                    if a.self_train and not few:
+                        continue  # nothing outside the budget to pseudo-label
                     for seed in range(seeds):
                         epochs = ep_few if few else ep_full
                         if is_har:
@@ -166,7 +174,7 @@ def main() -> None:
                                                     labels_per_class=budget.get("labels_per_class"),
                                                     label_fraction=budget.get("label_fraction")),
                                      run_init, progress=False)  # fmt: skip
-                        cfg = FinetuneConfig(data=data, init=run_init, fit=fit, **budget)
+                        cfg = FinetuneConfig(data=data, init=run_init, fit=fit, self_train_rounds=a.self_train, **budget)
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick = m["test_accuracy"], "finetune"
                         if run_init is not None:
@@ -175,7 +183,8 @@ def main() -> None:
                                 acc, pick = pt, "linear_probe"
                         accs.append(acc)
                         chosen.append(pick)
-                    row = {"dataset": dname, "pretrain_source": source if init else "none", "method": method,
+                    row = {"dataset": dname, "pretrain_source": source if init else "none",
+                           "method": f"{method} + self-training" if a.self_train else method,
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
                            "length": length}  # fmt: skip
