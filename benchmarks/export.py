@@ -52,20 +52,15 @@ def timeit_pair(fn_a, fn_b, x_list, warmup=200, runs=2000) -> tuple[dict, dict]:
     return stat(ta), stat(tb)
 
 
-def bound_encoder(model: bytes, window_shape: tuple[int, ...]):
-    """The encoder run the way the runtime runs it on the device: one thread, inputs/outputs bound once."""
-    from edgessl.edge_runtime.runtime import _make_session
+def bound_encoder(bundle_path: Path, precision: str):
+    """The encoder run the way the runtime runs it on the device (its own session and io binding, one thread)."""
+    from edgessl.edge_runtime.runtime import GestureRuntime
 
-    probe = np.zeros(window_shape, np.float32)
-    sess, _ = _make_session(model, None, 1, probe)
-    out = np.zeros([1, *sess.get_outputs()[0].shape[1:]], np.float32)
-    io = sess.io_binding()
-    io.bind_input(sess.get_inputs()[0].name, "cpu", 0, np.float32, list(probe.shape), probe.ctypes.data)
-    io.bind_output(sess.get_outputs()[0].name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+    rt = GestureRuntime(bundle_path, precision=precision)
 
     def run(x):
-        np.copyto(probe, x)
-        sess.run_with_iobinding(io)
+        np.copyto(rt._in_buf, x)
+        rt._run_bound(*rt._run_args)
 
     return run
 
@@ -113,8 +108,7 @@ def main() -> None:
         h = session(bundle.members[HEAD])
         t32, t8 = timeit_pair(lambda x: h.run(None, {"embedding": s32.run(None, {"window": x})[0]}),
                               lambda x: h.run(None, {"embedding": s8.run(None, {"window": x})[0]}), xs)  # fmt: skip
-        e32, e8 = timeit_pair(bound_encoder(bundle.members[ENCODER_FP32], xs[0].shape),
-                              bound_encoder(bundle.members[ENCODER_INT8], xs[0].shape), xs)  # fmt: skip
+        e32, e8 = timeit_pair(bound_encoder(b32, "fp32"), bound_encoder(b32, "int8"), xs)
         v = m8["verification"]
     result = {
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),

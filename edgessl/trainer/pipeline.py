@@ -275,8 +275,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
 def pseudo_labels(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices and classes of the most confident ``fraction`` of each predicted class (at least one each),
     so that pseudo-labels stay class-balanced as far as the predictions allow."""
-    z = logits - logits.max(1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    from edgessl.edge_runtime.adapt import softmax
+
+    p = softmax(logits)
     conf, cls = p.max(1), p.argmax(1)
     pick = []
     for c in np.unique(cls):
