@@ -103,6 +103,13 @@ def main() -> None:
     ap.add_argument("--append", action="store_true", help="merge into the existing JSON (same key replaces)")
     ap.add_argument("--self-train", type=int, default=0, metavar="ROUNDS",
                     help="few-label rows with self-training (rows named 'METHOD + self-training'; 100 %% skipped)")
+    ap.add_argument("--consistency", type=float, default=0.0, metavar="WEIGHT",
+                    help="few-label rows with FixMatch consistency training (rows named 'METHOD + FixMatch ...')")
+    ap.add_argument("--epochs-full", type=int, default=None,
+                    help="fine-tuning epochs for 100 %% rows (default: the budget's; uci_har: 8)")
+    ap.add_argument("--refit", action="store_true",
+                    help="100 %% rows only: refit on training + validation for the selected epochs ('METHOD + refit')")
+    ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ssl_uwave.json"))
     a = ap.parse_args()
     seeds, ep_own, ep_hapt, hapt_n, ep_few, ep_full, methods = BUDGETS[a.budget]
@@ -156,12 +163,18 @@ def main() -> None:
                 for regime, budget in label_regimes(dkey):
                     accs, chosen = [], []
                     few = regime != "100%"
-                    if a.self_train and not few:
+                    if (a.self_train or a.consistency) and not few:
                         continue  # nothing outside the budget to pseudo-label
+                    if a.refit and few:
+                        continue  # refit would train on validation labels the budget does not have
+                    if a.regimes and regime not in a.regimes.split(","):
+                        continue
                     for seed in range(seeds):
                         epochs = ep_few if few else ep_full
                         if is_har:
                             epochs = 8 if regime in ("100%", "10%") else epochs // 2
+                        if not few and a.epochs_full:
+                            epochs = a.epochs_full
                         fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3),
                                         seed=seed, drop_last=False)  # fmt: skip
                         run_init = init
@@ -174,7 +187,8 @@ def main() -> None:
                                                     labels_per_class=budget.get("labels_per_class"),
                                                     label_fraction=budget.get("label_fraction")),
                                      run_init, progress=False)  # fmt: skip
-                        cfg = FinetuneConfig(data=data, init=run_init, fit=fit, self_train_rounds=a.self_train, **budget)
+                        cfg = FinetuneConfig(data=data, init=run_init, fit=fit, self_train_rounds=a.self_train,
+                                             consistency_weight=a.consistency, refit=a.refit, **budget)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick = m["test_accuracy"], "finetune"
                         if run_init is not None:
@@ -184,10 +198,12 @@ def main() -> None:
                         accs.append(acc)
                         chosen.append(pick)
                     row = {"dataset": dname, "pretrain_source": source if init else "none",
-                           "method": f"{method} + self-training" if a.self_train else method,
+                           "method": method + (" + FixMatch" if a.consistency else "")
+                           + (" + self-training" if a.self_train else "") + (" + refit" if a.refit else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
-                           "length": length}  # fmt: skip
+                           "length": length, "finetune_epochs": epochs,
+                           "selection": "validation accuracy, ties to the lower validation loss"}  # fmt: skip
                     rows.append(row)
                     print(f"  {dname:18s} {row['pretrain_source']:24s} {method:10s} {regime:8s} "
                           f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}  {chosen}  "

@@ -68,7 +68,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
 
     cfg = FinetuneConfig(_data_cfg(a), a.init, EncoderConfig(kind=a.encoder), a.labels_per_class, a.label_fraction,
                          a.val_fraction, a.mode, a.ssl_weight, _fit_cfg(a, drop_last=False), a.self_train,
-                         a.pseudo_fraction)  # fmt: skip
+                         a.pseudo_fraction, a.consistency, a.consistency_threshold, a.unlabelled_ratio, a.refit)  # fmt: skip
     m = finetune(cfg, a.out, progress=not a.quiet)
     print(json.dumps({k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}))
     return 0
@@ -127,6 +127,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and the validation split), fine-tune again on budget + pseudo-labels")
     p.add_argument("--pseudo-fraction", type=float, default=0.5,
                    help="most confident fraction of each predicted class kept as pseudo-labels")
+    p.add_argument("--consistency", type=float, default=0.0, metavar="WEIGHT",
+                   help="FixMatch consistency training on the same unlabelled windows: weight of its loss (0: off)")
+    p.add_argument("--consistency-threshold", type=float, default=0.8,
+                   help="confidence a weak view's prediction needs to become the strong view's target")
+    p.add_argument("--unlabelled-ratio", type=int, default=4, help="unlabelled windows drawn per labelled one")
+    p.add_argument("--refit", action="store_true",
+                   help="all labels (no budget): after selecting the epoch on validation, train again on training + "
+                        "validation windows for that many epochs and test that model")
     p.add_argument("--out", required=True)
     _fit_args(p, epochs=100, batch=64, lr=1e-3)
     p.set_defaults(func=_cmd_finetune)

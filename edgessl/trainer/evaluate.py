@@ -109,6 +109,18 @@ def finetune_augment() -> Compose:
     ])  # fmt: skip
 
 
+def strong_augment() -> Compose:
+    """Heavier label-preserving views: the "strong" branch of consistency training (FixMatch's
+    RandAugment counterpart for time series). No flips: they change a gesture's class."""
+    return Compose([
+        Augmentation("crop_resize", 0.5, {"min_scale": 0.7}),
+        Augmentation("time_warp", 0.8, {"sigma": 0.3}),
+        Augmentation("magnitude_warp", 0.8, {"sigma": 0.3}),
+        Augmentation("scaled_noise", 0.8, {"sigma": 0.15}),
+        Augmentation("blockout", 0.5, {"fraction": 0.15}),
+    ])  # fmt: skip
+
+
 N_TRANSFORMS = 4  # identity, time flip, sign flip, both: the TTT self-supervised task
 
 
@@ -126,11 +138,28 @@ class SupervisedMethod(nn.Module):
     With ``ssl_weight > 0`` a self-supervised head is trained jointly (TTT, Sun et al. 2020): it predicts
     which of four transforms was applied to the window from the shared embedding. The device later adapts
     to new users by minimising that head's loss, without labels.
+
+    With ``unlabelled`` windows and ``consistency_weight > 0`` it is FixMatch (Sohn et al. 2020): each step
+    also draws ``unlabelled_ratio`` unlabelled windows per labelled one, predicts a weakly augmented view,
+    and where that prediction is confident (max probability >= ``threshold``) trains the strongly augmented
+    view to the predicted class. Labelled, weak and strong views go through the network as one batch, so
+    BatchNorm sees all of them.
     """
 
     def __init__(self, model: Classifier, augment: Compose | None = None, label_smoothing: float = 0.1,
-                 frozen_encoder: bool = False, ssl_weight: float = 0.0, out_dim: int | None = None):  # fmt: skip
+                 frozen_encoder: bool = False, ssl_weight: float = 0.0, out_dim: int | None = None,
+                 unlabelled: torch.Tensor | None = None, consistency_weight: float = 0.0, threshold: float = 0.8,
+                 unlabelled_ratio: int = 4, strong: Compose | None = None):  # fmt: skip
         super().__init__()
+        if consistency_weight < 0 or not 0 < threshold <= 1 or unlabelled_ratio < 1:
+            raise ValueError(f"consistency_weight must be >= 0, threshold in (0, 1], unlabelled_ratio >= 1; got "
+                             f"{consistency_weight}, {threshold}, {unlabelled_ratio}")  # fmt: skip
+        self.consistency_weight = consistency_weight if unlabelled is not None and len(unlabelled) else 0.0
+        self.threshold = threshold
+        self.unlabelled_ratio = unlabelled_ratio
+        self.strong = strong or strong_augment()
+        # a buffer so that fit() moves it to the device; not persistent: it is data, not weights
+        self.register_buffer("unlabelled", unlabelled if self.consistency_weight else None, persistent=False)
         self.model = model
         self.augment = augment
         self.label_smoothing = label_smoothing
@@ -149,9 +178,23 @@ class SupervisedMethod(nn.Module):
         if self.augment is not None:
             with torch.no_grad():
                 x = self.augment(x, g)
-        logits = self.model(x)
+        if self.consistency_weight:
+            u = self.unlabelled[torch.randint(0, len(self.unlabelled), (self.unlabelled_ratio * len(x),),
+                                              generator=g, device=x.device)]  # fmt: skip
+            with torch.no_grad():
+                weak, strong = (self.augment(u, g) if self.augment is not None else u), self.strong(u, g)
+            out = self.model(torch.cat([x, weak, strong]))
+            logits, lw, ls = out[: len(x)], out[len(x) : len(x) + len(u)], out[len(x) + len(u) :]
+            conf, pseudo = F.softmax(lw.detach().float(), 1).max(1)
+            mask = (conf >= self.threshold).float()
+            unsup = (F.cross_entropy(ls.float(), pseudo, reduction="none") * mask).mean()
+        else:
+            logits = self.model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         logs = {"train_accuracy": float((logits.argmax(1) == y).float().mean())}
+        if self.consistency_weight:
+            loss = loss + self.consistency_weight * unsup
+            logs.update(consistency_loss=float(unsup.detach()), mask_rate=float(mask.mean()))
         if self.ssl_head is not None:
             t = torch.randint(0, N_TRANSFORMS, (len(x),), generator=g, device=x.device)
             ssl = F.cross_entropy(self.ssl_head(self.model.encoder(apply_transform(x, t))).float(), t)

@@ -102,7 +102,7 @@ def fit(
     *,
     resume: bool = False,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
-    select: str | None = None,
+    select: str | tuple[str, ...] | None = None,
     stop_after_epoch: int | None = None,
     progress: bool = True,
     env: DistEnv | None = None,
@@ -117,7 +117,9 @@ def fit(
         config: the full typed config as a plain dict, saved with the weights.
         resume: continue from ``out_dir/checkpoint.pt``.
         validate: called on rank 0 after each epoch with the (unwrapped) method; returns metrics.
-        select: a key of ``validate``'s metrics to maximise; the best weights are kept in the checkpoint.
+        select: a key of ``validate``'s metrics to maximise, or several compared in order (ties on the first
+            go to the second...); a key written ``-name`` is minimised. The best weights are kept in the
+            checkpoint.
         stop_after_epoch: stop after this epoch (0-based) as if interrupted (for tests and time budgets).
 
     Returns:
@@ -197,8 +199,9 @@ def fit(
                 method.eval()
                 row.update(validate(method))
             history.append(row)
-            if select is not None and (best is None or row[select] > best["metric"]):
-                best = {"epoch": epoch, "metric": row[select],
+            score = _score(row, select)
+            if score is not None and (best is None or score > tuple(best["metric"])):
+                best = {"epoch": epoch, "metric": list(score),
                         "model": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}}  # fmt: skip
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -224,6 +227,13 @@ def fit(
     if best is not None:
         method.load_state_dict(best["model"])
     return history
+
+
+def _score(row: dict[str, float], select: str | tuple[str, ...] | None) -> tuple[float, ...] | None:
+    if select is None:
+        return None
+    keys = (select,) if isinstance(select, str) else select
+    return tuple(-row[k[1:]] if k.startswith("-") else row[k] for k in keys)
 
 
 def _call_loss(model: nn.Module, method: nn.Module, batch: tuple[torch.Tensor, ...], g: torch.Generator):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,19 @@ class FinetuneConfig:
     # predicted class, and fine-tune again from the same initialisation on budget + pseudo-labels; repeat
     self_train_rounds: int = 0
     pseudo_fraction: float = 0.5
+    # consistency training (FixMatch) on the same unlabelled windows: weight of the unlabelled loss (0 = off),
+    # the confidence a weak view's prediction needs to become a target, and unlabelled windows per labelled
+    consistency_weight: float = 0.0
+    consistency_threshold: float = 0.8
+    unlabelled_ratio: int = 4
+    # with the whole training split labelled (no budget): after selecting the epoch on the validation split,
+    # train again on training + validation windows for that many epochs (same schedule) and test that model
+    refit: bool = False
 
     def __post_init__(self) -> None:
+        if self.refit and (self.labels_per_class is not None or self.label_fraction is not None):
+            raise ValueError("refit trains on the validation labels too, which a label budget does not have; "
+                             "use it without labels_per_class / label_fraction")  # fmt: skip
         if self.mode not in ("finetune", "linear"):
             raise ValueError(f"mode must be 'finetune' or 'linear'; got {self.mode!r}")
         if self.self_train_rounds < 0 or not 0 < self.pseudo_fraction <= 1:
@@ -173,10 +185,18 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     env = setup(cfg.fit.device)
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
-        return {"val_accuracy": ev.accuracy(ev.predict_logits(m.model, Xva).argmax(1), yva)}
+        logits = ev.predict_logits(m.model, Xva)
+        nll = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(yva).long())
+        return {"val_accuracy": ev.accuracy(logits.argmax(1), yva), "val_loss": float(nll)}
 
-    def train(X: np.ndarray, y: np.ndarray) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:
-        """A fresh model from the initialisation, fitted on ``(X, y)`` and selected on the validation split."""
+    # windows outside the label budget and the validation split: their labels are never read
+    pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))
+    consistency = cfg.consistency_weight > 0 and cfg.mode == "finetune" and len(pool) > 0
+
+    def train(X: np.ndarray, y: np.ndarray, stop_after_epoch: int | None = None
+              ) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:  # fmt: skip
+        """A fresh model from the initialisation, fitted on ``(X, y)`` and selected on the validation split
+        (or, with ``stop_after_epoch``, trained to that epoch without selection: the refit)."""
         torch.manual_seed(seed)
         encoder = load_pretrained_encoder(cfg.init)[0] if cfg.init else build_encoder(enc_cfg)
         model = ev.Classifier(encoder, ds.n_classes, enc_cfg.out_dim).to(env.device)
@@ -184,10 +204,22 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
         method = ev.SupervisedMethod(model, ev.finetune_augment(), frozen_encoder=cfg.mode == "linear",
-                                     ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim)  # fmt: skip
+                                     ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
+                                     unlabelled=torch.from_numpy(X_train_all[pool]) if consistency else None,
+                                     consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,
+                                     unlabelled_ratio=cfg.unlabelled_ratio)  # fmt: skip
+        if consistency:
+            # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
+            # each time) so that every step still has a full labelled batch beside its unlabelled draw
+            reps = max(1, math.ceil(max(len(pool) / cfg.unlabelled_ratio, cfg.fit.batch_size) / len(X)))
+            X, y = np.tile(X, (reps, 1, 1)), np.tile(y, reps)
         fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(X)))
         history = fit(method, (torch.from_numpy(X), torch.from_numpy(y)), fit_cfg, out, cfg.to_dict(),
-                      validate=validate, select="val_accuracy", progress=progress, env=env)  # fmt: skip
+                      # validation accuracy saturates with many labels (every epoch at 1.0): ties go to the
+                      # epoch with the lower validation cross-entropy, not simply the first one
+                      validate=None if stop_after_epoch is not None else validate,
+                      select=None if stop_after_epoch is not None else ("val_accuracy", "-val_loss"),
+                      stop_after_epoch=stop_after_epoch, progress=progress, env=env)  # fmt: skip
         return model, method, history
 
     if progress:
@@ -196,7 +228,6 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     t0 = time.perf_counter()
     model, method, history = train(Xtr, ytr)
     self_training = []
-    pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))  # labels of these are never read
     for r in range(cfg.self_train_rounds):
         if not len(pool):
             break
@@ -209,11 +240,16 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                               "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo == ds.y_train[rows]))})  # fmt: skip
         if progress:
             print(f"self-training round {r + 1}: {len(rows)} pseudo-labelled windows", flush=True)
-    best_epoch = int(max(history, key=lambda r: r["val_accuracy"])["epoch"])
+    best_epoch = int(max(history, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["epoch"])
+    val_acc = ev.accuracy(ev.predict_logits(model, Xva).argmax(1), yva)
+    if cfg.refit:
+        if progress:
+            print(f"refit on {len(tr) + len(va)} training + validation windows for {best_epoch + 1} epochs", flush=True)
+        # (the k-NN diagnostic and the prototypes below keep using the training part alone)
+        model, method, _ = train(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), stop_after_epoch=best_epoch)
     # the test split is touched once, here, with the validation-selected weights
     logits = ev.predict_logits(model, X_test)
     pred = logits.argmax(1)
-    val_acc = ev.accuracy(ev.predict_logits(model, Xva).argmax(1), yva)
     test_acc = ev.accuracy(pred, ds.y_test)
     E_tr, E_va, E_te = ev.embed(model.encoder, Xtr), ev.embed(model.encoder, Xva), ev.embed(model.encoder, X_test)
     k, knn_val = ev.knn_select(E_tr, ytr, E_va, yva, ds.n_classes)
@@ -222,8 +258,10 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     metrics = {
         "test_accuracy": test_acc,
         "val_accuracy": val_acc,
-        "n_train_labels": len(tr),
+        "n_train_labels": len(tr) + (len(va) if cfg.refit else 0),
         "n_val": len(va),
+        # with refit, val_accuracy is the selection run's: the tested model has trained on those windows
+        "refit": {"epochs": best_epoch + 1, "windows": len(tr) + len(va)} if cfg.refit else None,
         "n_test": len(X_test),
         "best_epoch": best_epoch,
         "knn": {"k": k, "val_accuracy": knn_val, "test_accuracy": knn_test},
@@ -237,6 +275,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "class_names": ds.class_names,
         "seconds": time.perf_counter() - t0,
         "self_training": self_training,
+        "consistency": {"weight": cfg.consistency_weight, "threshold": cfg.consistency_threshold,
+                        "unlabelled_windows": len(pool) if consistency else 0,
+                        "final_mask_rate": history[-1].get("mask_rate")} if consistency else None,
     }
     # what export and the runtime need: the model, its data contract and embedding statistics
     E_norm = E_tr / np.maximum(np.linalg.norm(E_tr, axis=1, keepdims=True), 1e-12)
@@ -251,7 +292,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "channel_units": list(ds.channel_units),
         "rate_hz": cfg.data.rate_hz or ds.rate_hz,
         "window": int(X_test.shape[-1]),
-        "metrics": {"test_accuracy": test_acc, "val_accuracy": val_acc, "n_train_labels": len(tr)},
+        "metrics": {k: metrics[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")},
         "embedding_mean": torch.from_numpy(E_tr.mean(0).astype(np.float32)),
         "embedding_std": torch.from_numpy(E_tr.std(0).astype(np.float32)),
         "prototypes": torch.from_numpy(prototypes),

@@ -101,9 +101,12 @@ def test_pseudo_labels_keep_the_most_confident_of_each_predicted_class():
     assert pick.tolist() == list(range(6))
 
 
-def test_self_training_never_reads_the_labels_it_pseudo_labels(tmp_path, monkeypatch):
-    """Self-training trains on the budget + pseudo-labels and validates on the real validation split; the
-    labels of the pseudo-labelled rows can be anything without changing the model."""
+@pytest.mark.parametrize("semi", [{"self_train_rounds": 1, "pseudo_fraction": 0.5},
+                                  {"consistency_weight": 1.0, "consistency_threshold": 0.2}])
+def test_semi_supervised_training_never_reads_the_labels_of_unlabelled_windows(tmp_path, monkeypatch, semi):
+    """Self-training and consistency training use the windows outside the budget and the validation split
+    without their labels, and validate on the real validation split: those labels can be anything without
+    changing the model."""
     import dataclasses
 
     import numpy as np
@@ -114,10 +117,14 @@ def test_self_training_never_reads_the_labels_it_pseudo_labels(tmp_path, monkeyp
 
     data = DataConfig(spec="synthetic:reps=6,length=64")
     fit = FitConfig(epochs=3, batch_size=32, warmup_epochs=1, drop_last=False)
-    cfg = PL.FinetuneConfig(data=data, labels_per_class=2, fit=fit, self_train_rounds=1, pseudo_fraction=0.5)
+    cfg = PL.FinetuneConfig(data=data, labels_per_class=2, fit=fit, **semi)
     m1 = PL.finetune(cfg, tmp_path / "a", progress=False, plots=False)
     st = m1["self_training"]
-    assert len(st) == 1 and st[0]["pseudo_labels"] > 0 and m1["n_train_labels"] == 16
+    assert m1["n_train_labels"] == 16
+    if cfg.self_train_rounds:
+        assert len(st) == 1 and st[0]["pseudo_labels"] > 0 and m1["consistency"] is None
+    else:
+        assert not st and m1["consistency"]["unlabelled_windows"] > 0 and m1["consistency"]["final_mask_rate"] > 0
     # scramble the labels of every row outside the budget and the validation split: same model, same numbers
     real = PL.labelled
 
@@ -136,4 +143,60 @@ def test_self_training_never_reads_the_labels_it_pseudo_labels(tmp_path, monkeyp
     monkeypatch.setattr(PL, "labelled", scrambled)
     m2 = PL.finetune(cfg, tmp_path / "b", progress=False, plots=False)
     assert m2["test_accuracy"] == m1["test_accuracy"] and m2["val_accuracy"] == m1["val_accuracy"]
-    assert m2["self_training"][0]["pseudo_labels"] == st[0]["pseudo_labels"]
+    # (the after-the-fact diagnostic reads the scrambled labels, so it alone may differ)
+    drop = "pseudo_label_accuracy_diagnostic"
+    assert [{k: v for k, v in r.items() if k != drop} for r in m2["self_training"]] == \
+        [{k: v for k, v in r.items() if k != drop} for r in st]
+    assert m2["consistency"] == m1["consistency"]
+
+
+def test_consistency_loss_equals_fixmatch_written_out():
+    """The FixMatch term against a direct computation: the same draws of unlabelled rows and views, weak
+    predictions as targets where confident, cross-entropy of the strong views, averaged over all drawn rows."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from edgessl.trainer import evaluate as ev
+
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32, 16))  # no BatchNorm: batch composition cannot matter
+    model = ev.Classifier(enc, 4, 16)
+    U = torch.randn(50, 3, 32)
+    x, y = torch.randn(6, 3, 32), torch.randint(0, 4, (6,))
+    m = ev.SupervisedMethod(model, ev.finetune_augment(), label_smoothing=0.0, unlabelled=U,
+                            consistency_weight=0.7, threshold=0.3, unlabelled_ratio=3)  # fmt: skip
+    loss, logs = m.loss((x, y), torch.Generator().manual_seed(5))
+
+    g = torch.Generator().manual_seed(5)
+    xa = ev.finetune_augment()(x, g)
+    u = U[torch.randint(0, 50, (18,), generator=g)]
+    weak, strong = ev.finetune_augment()(u, g), ev.strong_augment()(u, g)
+    with torch.no_grad():
+        p = F.softmax(model(weak), 1)
+    terms = [F.cross_entropy(model(strong[i : i + 1]), p[i].argmax().view(1)) if p[i].max() >= 0.3 else torch.tensor(0.0)
+             for i in range(18)]  # fmt: skip
+    ref = F.cross_entropy(model(xa), y) + 0.7 * torch.stack(terms).mean()
+    assert torch.allclose(loss, ref, atol=1e-5)
+    assert 0 < logs["mask_rate"] <= 1
+    with pytest.raises(ValueError, match="threshold"):
+        ev.SupervisedMethod(model, unlabelled=U, consistency_weight=1.0, threshold=0.0)
+
+
+def test_refit_trains_on_training_and_validation_for_the_selected_epochs(tmp_path):
+    import edgessl.trainer.pipeline as PL
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+
+    with pytest.raises(ValueError, match="refit"):
+        PL.FinetuneConfig(labels_per_class=5, refit=True)
+    data = DataConfig(spec="synthetic:reps=4,length=64")
+    cfg = PL.FinetuneConfig(data=data, fit=FitConfig(epochs=4, batch_size=32, warmup_epochs=1, drop_last=False),
+                            refit=True)  # fmt: skip
+    m = PL.finetune(cfg, tmp_path, progress=False, plots=False)
+    assert m["refit"] == {"epochs": m["best_epoch"] + 1, "windows": m["n_train_labels"]}
+    n = len(PL.labelled(data)[0].y_train)
+    assert m["n_train_labels"] == n and 0 < m["n_val"] < n  # every training window, validation ones included
+    # the refit ran exactly the selected number of epochs: its lines follow the selection run's in the log
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(4)) + list(range(m["best_epoch"] + 1))
+    assert all("val_accuracy" not in r for r in lines[4:])
