@@ -16,6 +16,16 @@ Protocol (every row):
   budget and the validation split are pseudo-labelled (their labels are never read), the most confident half
   of each predicted class is kept, and the model is fine-tuned again from the same initialisation on budget +
   pseudo-labels, selected on the same validation split (``finetune --self-train``);
+* "+ FixMatch" rows (``--consistency 1``): while fine-tuning, every step also draws 4 windows per labelled
+  one from the same unlabelled pool (outside the budget and the validation split) and trains a strongly
+  augmented view of each to the class predicted for a weakly augmented view, where that prediction is at
+  least 0.8 confident (FixMatch, Sohn et al. 2020; no flips among the views); an epoch passes over the pool
+  once; "+ FixMatch + self-training" does both (the pseudo-labelling model and the final one use FixMatch);
+* "+ refit" rows (100 % labels only, ``--refit``): the epoch is selected on the validation split, then the
+  model is trained again from the same initialisation on training + validation windows for that many epochs
+  and tested; rows record ``finetune_epochs`` where it differs from the budget's;
+* rows written with a ``selection`` field break ties in validation accuracy by the lower validation loss
+  (older rows took the first epoch with the best validation accuracy);
 * uci_har: SimCLR and VICReg only, a third of the pretraining epochs, 8 fine-tuning epochs for 10 % / 100 %
   labels (its 5.9k training windows would not fit the hour otherwise); ``har`` uses the 3 total-acceleration
   channels (an accelerometer-only device), ``har9`` all 9 (the published setting; supervised rows only);

@@ -6,7 +6,9 @@ training data; the test split is used once, at the end, by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,23 @@ def strong_augment() -> Compose:
     ])  # fmt: skip
 
 
+@contextlib.contextmanager
+def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside the block, BatchNorm layers in training mode still normalise with batch statistics but leave
+    their running statistics unchanged (momentum 0)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (mom, nbt) in zip(bns, saved, strict=True):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+
+
 N_TRANSFORMS = 4  # identity, time flip, sign flip, both: the TTT self-supervised task
 
 
@@ -197,7 +216,11 @@ class SupervisedMethod(nn.Module):
             logs.update(consistency_loss=float(unsup.detach()), mask_rate=float(mask.mean()))
         if self.ssl_head is not None:
             t = torch.randint(0, N_TRANSFORMS, (len(x),), generator=g, device=x.device)
-            ssl = F.cross_entropy(self.ssl_head(self.model.encoder(apply_transform(x, t))).float(), t)
+            # the flipped views must not move BatchNorm's running statistics: for inputs with an offset
+            # (gravity in g) a sign flip moves the channel means, and eval-mode statistics averaged over
+            # flipped and real windows fit neither (UCI HAR in g: validation 0.75 with train 0.95)
+            with frozen_batchnorm_statistics(self.model.encoder):
+                ssl = F.cross_entropy(self.ssl_head(self.model.encoder(apply_transform(x, t))).float(), t)
             loss = loss + self.ssl_weight * ssl
             logs["ssl_loss"] = float(ssl.detach())
         logs["loss"] = float(loss.detach())

@@ -104,7 +104,9 @@ def test_collapse_detector_resets(small_bundle):
 
 def test_state_save_restore_versioned_by_bundle(small_bundle, tmp_path, small_model):
     ds = make_dataset(SyntheticConfig(reps=6, length=128))
-    with GestureRuntime(small_bundle, decision=ANY, adapter=A.build_adapter("tent")) as rt:
+    # (this small model is unsure of many windows; the entropy gate is relaxed so that there is a state to save)
+    loose = A.Safeguards(max_entropy_frac=0.9)
+    with GestureRuntime(small_bundle, decision=ANY, adapter=A.build_adapter("tent", safeguards=loose)) as rt:
         for x in ds.X_test:
             rt.classify(x)
         assert rt.adapter.updates > 0
@@ -231,8 +233,9 @@ def test_input_correction_needs_moments_in_g(small_bundle):
 
 def test_chain_runs_every_part_and_saves_their_state(small_bundle, tmp_path):
     ds = make_dataset(SyntheticConfig(reps=6, length=128))
-    with GestureRuntime(small_bundle, decision=ANY, adapter=A.build_adapter("input+tent")) as rt:
-        chain = rt.adapter
+    # (the entropy gate relaxed so that this small, unsure model gives tent something to learn and save)
+    chain = A.Chain([A.InputCorrection(), A.Tent(safeguards=A.Safeguards(max_entropy_frac=0.9))])
+    with GestureRuntime(small_bundle, decision=ANY, adapter=chain) as rt:
         assert [p.name for p in chain.parts] == ["input", "tent"]
         for x in ds.X_test:
             rt.classify(x)
@@ -248,7 +251,8 @@ def test_chain_runs_every_part_and_saves_their_state(small_bundle, tmp_path):
 
 def test_tent_folded_head_equals_the_normalised_affine(small_bundle):
     ds = make_dataset(SyntheticConfig(reps=6, length=128))
-    with GestureRuntime(small_bundle, decision=ANY, adapter=A.build_adapter("tent")) as rt:
+    loose = A.Safeguards(max_entropy_frac=0.9)  # enough updates from this small, unsure model
+    with GestureRuntime(small_bundle, decision=ANY, adapter=A.build_adapter("tent", safeguards=loose)) as rt:
         for x in ds.X_test:
             rt.classify(x)
         t = rt.adapter

@@ -200,3 +200,25 @@ def test_refit_trains_on_training_and_validation_for_the_selected_epochs(tmp_pat
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(4)) + list(range(m["best_epoch"] + 1))
     assert all("val_accuracy" not in r for r in lines[4:])
+
+
+def test_transform_prediction_head_leaves_batchnorm_statistics_to_the_real_windows():
+    """The TTT head sees sign- and time-flipped windows; BatchNorm's running statistics must come from the
+    classification pass alone (for inputs with gravity in them, flips move the channel means)."""
+    from edgessl.trainer import evaluate as ev
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 64) + torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1), torch.randint(0, 4, (16,))
+
+    def model():
+        torch.manual_seed(1)
+        return ev.Classifier(build_encoder(EncoderConfig(in_channels=3)), 4, 128)
+
+    with_ssl = ev.SupervisedMethod(model(), augment=None, ssl_weight=0.5).train()
+    plain = ev.SupervisedMethod(model(), augment=None, ssl_weight=0.0).train()
+    with_ssl.loss((x, y), torch.Generator().manual_seed(0))
+    plain.loss((x, y), torch.Generator().manual_seed(0))
+    a, b = with_ssl.model.state_dict(), plain.model.state_dict()
+    stats = [k for k in a if "running_" in k or "num_batches" in k]
+    assert stats and all(torch.equal(a[k], b[k]) for k in stats)
+    assert not torch.equal(a[stats[0]], torch.zeros_like(a[stats[0]]))  # the real pass did update them
