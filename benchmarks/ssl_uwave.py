@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--append", action="store_true", help="merge into the existing JSON (same key replaces)")
     ap.add_argument("--self-train", type=int, default=0, metavar="ROUNDS",
                     help="few-label rows with self-training (rows named 'METHOD + self-training'; 100 %% skipped)")
+    ap.add_argument("--pseudo-fraction", type=float, default=0.5, help="with --self-train: fraction kept per class")
     ap.add_argument("--consistency", type=float, default=0.0, metavar="WEIGHT",
                     help="few-label rows with FixMatch consistency training (rows named 'METHOD + FixMatch ...')")
     ap.add_argument("--epochs-full", type=int, default=None,
@@ -198,6 +199,7 @@ def main() -> None:
                                                     label_fraction=budget.get("label_fraction")),
                                      run_init, progress=False)  # fmt: skip
                         cfg = FinetuneConfig(data=data, init=run_init, fit=fit, self_train_rounds=a.self_train,
+                                             pseudo_fraction=a.pseudo_fraction,
                                              consistency_weight=a.consistency, refit=a.refit, **budget)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick = m["test_accuracy"], "finetune"
@@ -209,7 +211,9 @@ def main() -> None:
                         chosen.append(pick)
                     row = {"dataset": dname, "pretrain_source": source if init else "none",
                            "method": method + (" + FixMatch" if a.consistency else "")
-                           + (" + self-training" if a.self_train else "") + (" + refit" if a.refit else ""),
+                           + (" + self-training" if a.self_train else "")
+                           + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
+                           + (" + refit" if a.refit else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
                            "length": length, "finetune_epochs": epochs,
