@@ -15,6 +15,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=None, help="resample sources of known rate to this rate (Hz)")
     p.add_argument("--length", type=int, default=None, help="stretch windows to this many samples")
     p.add_argument("--stream-window", default="128,64", help="window,stride cut from stream layouts")
+    p.add_argument("--no-standardize", action="store_true",
+                   help="keep windows in their units (g, rad/s) instead of z-scoring each window and channel: "
+                        "for activities and postures, where the direction of gravity is the signal")
 
 
 def _fit_args(p: argparse.ArgumentParser, epochs: int, batch: int, lr: float) -> None:
@@ -33,8 +36,9 @@ def _data_cfg(a: argparse.Namespace):
     from edgessl.trainer.data import DataConfig
 
     win, stride = (int(v) for v in a.stream_window.split(","))
+    extra = {"preprocess": {"module": "edgessl.preprocess", "steps": []}} if a.no_standardize else {}
     return DataConfig(spec=a.data, channels=tuple(a.channels.split(",")) if a.channels else None, rate_hz=a.rate,
-                      length=a.length, stream_window=(win, stride))  # fmt: skip
+                      length=a.length, stream_window=(win, stride), **extra)  # fmt: skip
 
 
 def _fit_cfg(a: argparse.Namespace, drop_last: bool):

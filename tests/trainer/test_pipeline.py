@@ -222,3 +222,23 @@ def test_transform_prediction_head_leaves_batchnorm_statistics_to_the_real_windo
     stats = [k for k in a if "running_" in k or "num_batches" in k]
     assert stats and all(torch.equal(a[k], b[k]) for k in stats)
     assert not torch.equal(a[stats[0]], torch.zeros_like(a[stats[0]]))  # the real pass did update them
+
+
+def test_unstandardised_model_from_cli_to_runtime(tmp_path):
+    """--no-standardize keeps windows in their units through training, the bundle and the runtime: a window
+    and the same window shifted by a constant (gravity on another axis) get different embeddings."""
+    from edgessl.cli import main
+    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+    from edgessl.synthetic import SyntheticConfig, make_dataset
+
+    data = "synthetic:reps=2,length=64"
+    assert main(["finetune", "--data", data, "--no-standardize", "--epochs", "2", "--out", str(tmp_path / "ft"),
+                 "--quiet", "--ssl-weight", "0"]) == 0  # fmt: skip
+    export_bundle(tmp_path / "ft", tmp_path / "m.essl", ExportConfig(min_agreement=0.5), progress=False)
+    x = make_dataset(SyntheticConfig(reps=1, length=64)).X_test[0]
+    with GestureRuntime(tmp_path / "m.essl") as rt:
+        assert rt.bundle.manifest["preprocessing"]["steps"] == []
+        shifted = x + np.array([[0.5], [0.0], [-0.5]], np.float32)
+        e = rt.embed(np.stack([x, shifted]))
+        assert not np.allclose(e[0], e[1], atol=1e-3)
