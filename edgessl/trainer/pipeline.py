@@ -247,7 +247,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
             print(f"refit on {len(tr) + len(va)} training + validation windows for {best_epoch + 1} epochs", flush=True)
         # (the k-NN diagnostic and the prototypes below keep using the training part alone)
         model, method, _ = train(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), stop_after_epoch=best_epoch)
-    # the test split is touched once, here, with the validation-selected weights
+    # the test split is touched once, here, with the validation-selected weights (or the refit to that epoch)
     logits = ev.predict_logits(model, X_test)
     pred = logits.argmax(1)
     test_acc = ev.accuracy(pred, ds.y_test)
