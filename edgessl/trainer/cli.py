@@ -70,9 +70,13 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(_data_cfg(a), a.init, EncoderConfig(kind=a.encoder), a.labels_per_class, a.label_fraction,
-                         a.val_fraction, a.mode, a.ssl_weight, _fit_cfg(a, drop_last=False), a.self_train,
-                         a.pseudo_fraction, a.consistency, a.consistency_threshold, a.unlabelled_ratio, a.refit)  # fmt: skip
+    cfg = FinetuneConfig(data=_data_cfg(a), init=a.init, encoder=EncoderConfig(kind=a.encoder),
+                         labels_per_class=a.labels_per_class, label_fraction=a.label_fraction,
+                         val_fraction=a.val_fraction, mode=a.mode, ssl_weight=a.ssl_weight,
+                         fit=_fit_cfg(a, drop_last=False), self_train_rounds=a.self_train,
+                         pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
+                         consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
+                         refit=a.refit)  # fmt: skip
     m = finetune(cfg, a.out, progress=not a.quiet)
     print(json.dumps({k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}))
     return 0

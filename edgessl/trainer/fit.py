@@ -199,7 +199,7 @@ def fit(
                 method.eval()
                 row.update(validate(method))
             history.append(row)
-            score = _score(row, select)
+            score = selection_score(row, select)
             if score is not None and (best is None or score > tuple(best["metric"])):
                 best = {"epoch": epoch, "metric": list(score),
                         "model": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}}  # fmt: skip
@@ -229,7 +229,8 @@ def fit(
     return history
 
 
-def _score(row: dict[str, float], select: str | tuple[str, ...] | None) -> tuple[float, ...] | None:
+def selection_score(row: dict[str, float], select: str | tuple[str, ...] | None) -> tuple[float, ...] | None:
+    """What ``fit(select=...)`` maximises for one epoch's metrics (None without a selection)."""
     if select is None:
         return None
     keys = (select,) if isinstance(select, str) else select

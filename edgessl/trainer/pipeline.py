@@ -16,11 +16,13 @@ from edgessl.trainer import evaluate as ev
 from edgessl.trainer.data import DataConfig, label_budget_split, labelled, match_only, unlabelled_pool
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
-from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic
+from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic, selection_score
 from edgessl.trainer.methods import LABELLED_METHODS, MethodConfig, build_method
 from edgessl.trainer.text import describe
 
 MODEL_FILE = "model.pt"
+# validation accuracy saturates with many labels (every epoch at 1.0): ties go to the lower validation loss
+SELECT = ("val_accuracy", "-val_loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,10 +217,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
             X, y = np.tile(X, (reps, 1, 1)), np.tile(y, reps)
         fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(X)))
         history = fit(method, (torch.from_numpy(X), torch.from_numpy(y)), fit_cfg, out, cfg.to_dict(),
-                      # validation accuracy saturates with many labels (every epoch at 1.0): ties go to the
-                      # epoch with the lower validation cross-entropy, not simply the first one
                       validate=None if stop_after_epoch is not None else validate,
-                      select=None if stop_after_epoch is not None else ("val_accuracy", "-val_loss"),
+                      select=None if stop_after_epoch is not None else SELECT,
                       stop_after_epoch=stop_after_epoch, progress=progress, env=env)  # fmt: skip
         return model, method, history
 
@@ -240,7 +240,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                               "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo == ds.y_train[rows]))})  # fmt: skip
         if progress:
             print(f"self-training round {r + 1}: {len(rows)} pseudo-labelled windows", flush=True)
-    best_epoch = int(max(history, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["epoch"])
+    best_epoch = int(max(history, key=lambda r: selection_score(r, SELECT))["epoch"])
     val_acc = ev.accuracy(ev.predict_logits(model, Xva).argmax(1), yva)
     if cfg.refit:
         if progress:
