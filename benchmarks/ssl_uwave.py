@@ -24,6 +24,10 @@ Protocol (every row):
 * "+ refit" rows (100 % labels only, ``--refit``): the epoch is selected on the validation split, then the
   model is trained again from the same initialisation on training + validation windows for that many epochs
   and tested; rows record ``finetune_epochs`` where it differs from the budget's;
+* "..., subject-wise validation" rows (``--val-groups subject``): the validation split is made of whole
+  training subjects (about 20 % of the windows) instead of a stratified sample of windows, so epochs are
+  selected on people the model has not seen, as the test subjects are (UCI HAR's windows also overlap by
+  half, so a random split puts halves of the same signal on both sides); the refit then adds them back;
 * rows written with a ``selection`` field break ties in validation accuracy by the lower validation loss
   (older rows took the first epoch with the best validation accuracy);
 * uci_har: SimCLR and VICReg only, a third of the pretraining epochs, 8 fine-tuning epochs for 10 % / 100 %
@@ -57,7 +61,7 @@ import numpy as np
 import torch
 
 from edgessl.trainer import evaluate as ev
-from edgessl.trainer.data import DataConfig, label_budget_split, labelled
+from edgessl.trainer.data import DataConfig, label_budget_split, labelled, train_groups
 from edgessl.trainer.encoders import EncoderConfig
 from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.methods import MethodConfig
@@ -94,12 +98,13 @@ def pretrain_once(cache: dict, key, cfg: PretrainConfig, root: Path) -> str:
     return cache[key][0]
 
 
-def probe(init: str, data: DataConfig, budget: dict, seed: int) -> tuple[float, float]:
+def probe(init: str, data: DataConfig, budget: dict, seed: int, val_groups: str | None) -> tuple[float, float]:
     """Linear probe on the frozen encoder with the same split as fine-tuning: (val, test) accuracy."""
     encoder, _ = load_pretrained_encoder(init)
     ds, Xtr_all, Xte = labelled(data)
     tr, va = label_budget_split(ds.y_train, per_class=budget.get("labels_per_class"),
-                                fraction=budget.get("label_fraction"), seed=seed)  # fmt: skip
+                                fraction=budget.get("label_fraction"), seed=seed,
+                                groups=train_groups(ds, val_groups))  # fmt: skip
     E_tr, E_va, E_te = ev.embed(encoder, Xtr_all[tr]), ev.embed(encoder, Xtr_all[va]), ev.embed(encoder, Xte)
     predict, info = ev.linear_probe(E_tr, ds.y_train[tr], E_va, ds.y_train[va], ds.n_classes, seed=seed)
     return info["val_accuracy"], ev.accuracy(predict(E_te), ds.y_test)
@@ -125,6 +130,8 @@ def main() -> None:
                     help="100 %% rows only: refit on training + validation for the selected epochs ('METHOD + refit')")
     ap.add_argument("--har-raw", action="store_true",
                     help="uci_har windows in their units, without the per-window z-score (rows '..., not standardised')")
+    ap.add_argument("--val-groups", default=None, metavar="NAME",
+                    help="validation split of whole groups (e.g. 'subject'; rows '..., subject-wise validation')")
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
                     help="merge the rows of another run's JSON (with --datasets none: merge only, train nothing)")
     ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
@@ -218,11 +225,12 @@ def main() -> None:
                                      run_init, progress=False)  # fmt: skip
                         cfg = FinetuneConfig(data=data, init=run_init, fit=fit, self_train_rounds=a.self_train,
                                              pseudo_fraction=a.pseudo_fraction,
-                                             consistency_weight=a.consistency, refit=a.refit, **budget)  # fmt: skip
+                                             consistency_weight=a.consistency, refit=a.refit,
+                                             val_groups=a.val_groups, **budget)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick = m["test_accuracy"], "finetune"
                         if run_init is not None:
-                            pv, pt = probe(run_init, data, budget, seed)
+                            pv, pt = probe(run_init, data, budget, seed, a.val_groups)
                             if pv > m["val_accuracy"]:
                                 acc, pick = pt, "linear_probe"
                         accs.append(acc)
@@ -231,7 +239,8 @@ def main() -> None:
                            "method": method + (" + FixMatch" if a.consistency else "")
                            + (" + self-training" if a.self_train else "")
                            + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
-                           + (" + refit" if a.refit else ""),
+                           + (" + refit" if a.refit else "")
+                           + (f", {a.val_groups}-wise validation" if a.val_groups else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
                            "length": length, "finetune_epochs": epochs,

@@ -72,7 +72,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
 
     cfg = FinetuneConfig(data=_data_cfg(a), init=a.init, encoder=EncoderConfig(kind=a.encoder),
                          labels_per_class=a.labels_per_class, label_fraction=a.label_fraction,
-                         val_fraction=a.val_fraction, mode=a.mode, ssl_weight=a.ssl_weight,
+                         val_fraction=a.val_fraction, val_groups=a.val_groups, mode=a.mode, ssl_weight=a.ssl_weight,
                          fit=_fit_cfg(a, drop_last=False), self_train_rounds=a.self_train,
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
@@ -127,6 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--labels-per-class", type=int, default=None)
     g.add_argument("--label-fraction", type=float, default=None)
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation carved from the training split")
+    p.add_argument("--val-groups", default=None, metavar="NAME",
+                   help="carve validation from whole groups of the dataset's per-row ids (e.g. 'subject': "
+                        "select on people the model has not seen, as a subject-wise test split does)")
     p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
     p.add_argument("--ssl-weight", type=float, default=0.1,
                    help="weight of the joint transform-prediction head used by test-time training (0: none)")

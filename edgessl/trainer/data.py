@@ -123,8 +123,15 @@ def unlabelled_pool(cfg: DataConfig, train_subjects_only: bool = True) -> np.nda
 
 
 def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction: float | None = None,
-                       val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Carve a stratified validation split from the training rows, then draw the labelled budget from the rest.
+                       val_fraction: float = 0.2, seed: int = 0,
+                       groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Carve a validation split from the training rows, then draw the labelled budget from the rest.
+
+    Without ``groups`` the validation split is stratified by class. With ``groups`` (one id per row, e.g.
+    the subject) it is made of whole groups, drawn at random until they hold ``val_fraction`` of the rows,
+    so that validation measures what the test split of a subject-wise benchmark measures: people the model
+    has not seen. (Overlapping windows of one recording in both parts would also leak: UCI HAR's windows
+    overlap by half.)
 
     Returns:
         ``(train_idx, val_idx)`` into ``y``. The budget is ``per_class`` rows of each class, or ``fraction``
@@ -135,12 +142,19 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
     if fraction is not None and not 0 < fraction <= 1:
         raise ValueError(f"label fraction must be in (0, 1]; got {fraction}")
     rng = np.random.default_rng(seed)
+    in_val = None
+    if groups is not None:
+        in_val = _group_validation(y, np.asarray(groups), val_fraction, rng)
     train, val = [], []
     for c in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == c))
-        n_val = max(1, int(round(val_fraction * len(rows)))) if len(rows) > 1 else 0
-        val.extend(rows[:n_val])
-        rest = rows[n_val:]
+        if in_val is not None:
+            val.extend(rows[in_val[rows]])
+            rest = rows[~in_val[rows]]
+        else:
+            n_val = max(1, int(round(val_fraction * len(rows)))) if len(rows) > 1 else 0
+            val.extend(rows[:n_val])
+            rest = rows[n_val:]
         if per_class is not None:
             if per_class > len(rest):
                 raise ValueError(f"class {c} has only {len(rest)} training rows outside validation; asked {per_class}")
@@ -151,3 +165,32 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
             take = len(rest)
         train.extend(rest[:take])
     return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
+
+
+def train_groups(ds: WindowDataset, name: str | None) -> np.ndarray | None:
+    """The per-row ids ``name`` (e.g. ``"subject"``) of the training split, or None for no name."""
+    if name is None:
+        return None
+    if name not in ds.groups:
+        raise ValueError(f"{ds.name}: no per-row {name!r} ids for a group-wise validation split; "
+                         f"this dataset has {sorted(ds.groups) or 'none'}")
+    return ds.groups[name][0]
+
+
+def _group_validation(y: np.ndarray, groups: np.ndarray, val_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Row mask of a validation split made of whole groups holding about ``val_fraction`` of the rows."""
+    if groups.shape != y.shape:
+        raise ValueError(f"groups must give one id per training row: {groups.shape} for {y.shape[0]} rows")
+    ids = np.unique(groups)
+    if len(ids) < 2:
+        raise ValueError(f"a group-wise validation split needs at least 2 groups; the training rows have {len(ids)}")
+    in_val = np.zeros(len(y), bool)
+    for g in rng.permutation(ids)[: len(ids) - 1]:  # at least one group stays for training
+        if in_val.mean() >= val_fraction:
+            break
+        in_val |= groups == g
+    missing = sorted(int(c) for c in set(np.unique(y)) - set(np.unique(y[~in_val])))
+    if missing:
+        raise ValueError(f"the group-wise validation split took every training row of classes {missing}; "
+                         f"use fewer validation groups (val_fraction {val_fraction}) or a row-wise split")
+    return in_val

@@ -13,7 +13,7 @@ import torch
 
 from edgessl.datasets import WindowDataset
 from edgessl.trainer import evaluate as ev
-from edgessl.trainer.data import DataConfig, label_budget_split, labelled, match_only, unlabelled_pool
+from edgessl.trainer.data import DataConfig, label_budget_split, labelled, match_only, train_groups, unlabelled_pool
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic, selection_score
@@ -79,6 +79,8 @@ class FinetuneConfig:
     labels_per_class: int | None = None
     label_fraction: float | None = None
     val_fraction: float = 0.2
+    # carve the validation split from whole groups of rows (e.g. "subject": validate on unseen people)
+    val_groups: str | None = None
     mode: str = "finetune"  # or "linear": frozen encoder, only the head trains
     ssl_weight: float = 0.1  # joint self-supervised (transform prediction) head for test-time training; 0 = off
     fit: FitConfig = FitConfig(epochs=100, batch_size=64, lr=1e-3, warmup_epochs=5, drop_last=False)
@@ -174,7 +176,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     torch.manual_seed(seed)
     ds, X_train_all, X_test = labelled(cfg.data)
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
-                                val_fraction=cfg.val_fraction, seed=seed)  # fmt: skip
+                                val_fraction=cfg.val_fraction, seed=seed,
+                                groups=train_groups(ds, cfg.val_groups))  # fmt: skip
     Xtr, ytr, Xva, yva = X_train_all[tr], ds.y_train[tr], X_train_all[va], ds.y_train[va]
     if cfg.init:
         _, enc_cfg = load_pretrained_encoder(cfg.init)
@@ -269,8 +272,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "init": cfg.init,
         "mode": cfg.mode,
         "seed": seed,
-        "protocol": "validation split carved from the training data (stratified); epoch and k selected on it; "
-        "test split evaluated once with the selected weights",
+        "protocol": "validation split carved from the training data ("
+        + (f"whole {cfg.val_groups} groups" if cfg.val_groups else "stratified")
+        + "); epoch and k selected on it; test split evaluated once with the selected weights",
         "confusion_matrix": cm.tolist(),
         "class_names": ds.class_names,
         "seconds": time.perf_counter() - t0,

@@ -44,6 +44,45 @@ def test_label_budget_split_is_stratified_and_disjoint():
         label_budget_split(y, per_class=21)
 
 
+def test_group_wise_validation_split_keeps_each_group_whole():
+    groups = np.repeat(np.arange(10), 30)  # 10 subjects, 30 windows each, every class in every subject
+    y = np.tile(np.arange(3), 100)
+    tr, va = label_budget_split(y, val_fraction=0.2, seed=1, groups=groups)
+    assert set(groups[tr]).isdisjoint(groups[va]) and len(set(groups[va])) == 2  # 2 whole subjects = 20 %
+    assert len(tr) + len(va) == len(y)
+    # the budget is still k per class, drawn outside the validation subjects
+    tr5, va5 = label_budget_split(y, per_class=5, seed=1, groups=groups)
+    assert np.all(np.bincount(y[tr5]) == 5) and set(groups[tr5]).isdisjoint(groups[va5])
+    assert np.array_equal(va5, va)  # the same seed picks the same validation subjects whatever the budget
+    other = {tuple(np.unique(groups[label_budget_split(y, seed=s, groups=groups)[1]])) for s in range(6)}
+    assert len(other) > 1  # seeds draw different subjects
+    with pytest.raises(ValueError, match="one id per training row"):
+        label_budget_split(y, groups=groups[:-1])
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        label_budget_split(y, groups=np.zeros_like(y))
+    # a seed whose validation half holds subject 0; then let class 3 live in subject 0 alone
+    seed = next(s for s in range(50) if 0 in groups[label_budget_split(y, val_fraction=0.5, seed=s, groups=groups)[1]])
+    with pytest.raises(ValueError, match=r"took every training row of classes \[3\]"):
+        label_budget_split(np.where(groups == 0, 3, y), val_fraction=0.5, seed=seed, groups=groups)
+
+
+def test_finetune_validates_on_unseen_subjects(tmp_path):
+    import edgessl.trainer.pipeline as PL
+    from edgessl.cli import main
+
+    data = "synthetic:reps=3,length=64"
+    with pytest.raises(ValueError, match="no per-row 'day' ids.*'repetition', 'subject'"):
+        PL.finetune(PL.FinetuneConfig(data=PL.DataConfig(spec=data), val_groups="day"), tmp_path / "x")
+    assert main(["finetune", "--data", data, "--val-groups", "subject", "--epochs", "2", "--out",
+                 str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert "whole subject groups" in m["protocol"]
+    ds = PL.labelled(PL.DataConfig(spec=data))[0]
+    tr, va = label_budget_split(ds.y_train, seed=0, groups=ds.groups["subject"][0])
+    assert m["n_val"] == len(va) and m["n_train_labels"] == len(tr)
+    assert set(ds.groups["subject"][0][tr]).isdisjoint(ds.groups["subject"][0][va])
+
+
 def test_channel_aliases():
     assert resolve_channels(["body_acc_x", "total_acc_x", "total_acc_y", "total_acc_z"], ["acc_x", "acc_y", "acc_z"]) == [1, 2, 3]
     with pytest.raises(ValueError, match="no channel 'gyro_q'"):
