@@ -24,6 +24,9 @@ Protocol (every row):
 * "+ refit" rows (100 % labels only, ``--refit``): the epoch is selected on the validation split, then the
   model is trained again from the same initialisation on training + validation windows for that many epochs
   and tested; rows record ``finetune_epochs`` where it differs from the budget's;
+* "+ EMA (d)" rows (``--ema d``): fine-tuning keeps an exponential moving average of the weights and
+  BatchNorm statistics (decay d per step); validation, epoch selection, the refit and the test use the
+  average (FixMatch, too, evaluates an EMA model);
 * "..., subject-wise validation" rows (``--val-groups subject``): the validation split is made of whole
   training subjects (about 20 % of the windows) instead of a stratified sample of windows, so epochs are
   selected on people the model has not seen, as the test subjects are (UCI HAR's windows also overlap by
@@ -130,6 +133,8 @@ def main() -> None:
                     help="100 %% rows only: refit on training + validation for the selected epochs ('METHOD + refit')")
     ap.add_argument("--har-raw", action="store_true",
                     help="uci_har windows in their units, without the per-window z-score (rows '..., not standardised')")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="fine-tune with a moving average of the weights (rows '... + EMA')")
     ap.add_argument("--val-groups", default=None, metavar="NAME",
                     help="validation split of whole groups (e.g. 'subject'; rows '..., subject-wise validation')")
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
@@ -212,7 +217,7 @@ def main() -> None:
                         if not few and a.epochs_full:
                             epochs = a.epochs_full
                         fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3),
-                                        seed=seed, drop_last=False)  # fmt: skip
+                                        seed=seed, drop_last=False, ema_decay=a.ema)  # fmt: skip
                         run_init = init
                         if init == "per-seed":  # clip: pairs of this seed's labelled budget only
                             run_init = str(root / f"clip_{dkey}_{regime.replace('/', '_')}_{seed}")
@@ -240,6 +245,7 @@ def main() -> None:
                            + (" + self-training" if a.self_train else "")
                            + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
                            + (" + refit" if a.refit else "")
+                           + (f" + EMA ({a.ema:g})" if a.ema else "")
                            + (f", {a.val_groups}-wise validation" if a.val_groups else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,

@@ -27,6 +27,9 @@ def _fit_args(p: argparse.ArgumentParser, epochs: int, batch: int, lr: float) ->
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=int, default=5)
     p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.99); validation, selection "
+                        "and the saved model use it (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -46,7 +49,7 @@ def _fit_cfg(a: argparse.Namespace, drop_last: bool):
 
     return FitConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      warmup_epochs=a.warmup_epochs, grad_clip=a.grad_clip, seed=a.seed, device=a.device,
-                     drop_last=drop_last)  # fmt: skip
+                     drop_last=drop_last, ema_decay=a.ema)  # fmt: skip
 
 
 def _cmd_pretrain(a: argparse.Namespace) -> int:

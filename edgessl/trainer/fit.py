@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 
 from edgessl.trainer.distributed import DistEnv, setup
@@ -44,10 +45,15 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     drop_last: bool = True
+    # exponential moving average of the weights (and BatchNorm statistics), updated every step; 0 = off.
+    # Validation, selection and the returned model use the average (FixMatch evaluates its EMA model)
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_epochs < 0:
             raise ValueError(f"invalid FitConfig {self}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = no weight average); got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,7 +122,8 @@ def fit(
         out_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go (rank 0 only).
         config: the full typed config as a plain dict, saved with the weights.
         resume: continue from ``out_dir/checkpoint.pt``.
-        validate: called on rank 0 after each epoch with the (unwrapped) method; returns metrics.
+        validate: called on rank 0 after each epoch with the (unwrapped) method, or with its weight
+            average when ``cfg.ema_decay`` is set; returns metrics.
         select: a key of ``validate``'s metrics to maximise, or several compared in order (ties on the first
             go to the second...); a key written ``-name`` is minimised. The best weights are kept in the
             checkpoint.
@@ -146,6 +153,9 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
     )
+    # the average is of this rank's weights, which DDP keeps equal on every rank
+    ema = (AveragedModel(method, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay > 0 else None)  # fmt: skip
     model: nn.Module = method
     if env.distributed:
         model = nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
@@ -161,6 +171,10 @@ def fit(
         best = ck.get("best")
         start = int(ck["epoch"]) + 1
         torch.set_rng_state(ck["rng"]["torch"])
+        if ema is not None:
+            if "ema" not in ck:
+                raise ValueError(f"{out / CHECKPOINT} has no weight average to resume; it was trained without ema_decay")
+            ema.load_state_dict(ck["ema"])
     data = tuple(t.to(device) for t in tensors)
     use_amp = device.type == "cuda"
     from tqdm.auto import tqdm
@@ -186,6 +200,8 @@ def fit(
                 logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(method)
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch} step {step}; lower --lr")
             for k, v in logs.items():
@@ -195,14 +211,15 @@ def fit(
         row["lr"] = sched.get_last_lr()[0]
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if env.is_main:
+            judged = ema.module if ema is not None else method
             if validate is not None:
-                method.eval()
-                row.update(validate(method))
+                judged.eval()
+                row.update(validate(judged))
             history.append(row)
             score = selection_score(row, select)
             if score is not None and (best is None or score > tuple(best["metric"])):
                 best = {"epoch": epoch, "metric": list(score),
-                        "model": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}}  # fmt: skip
+                        "model": {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}}  # fmt: skip
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             ck = {
@@ -217,6 +234,8 @@ def fit(
             }
             if best is not None:
                 ck["best"] = best
+            if ema is not None:
+                ck["ema"] = ema.state_dict()
             save_atomic(ck, out / CHECKPOINT)
             every = max(1, cfg.epochs // 10)
             if progress and (epoch % every == 0 or epoch == cfg.epochs - 1):
@@ -226,6 +245,8 @@ def fit(
             break
     if best is not None:
         method.load_state_dict(best["model"])
+    elif ema is not None:
+        method.load_state_dict(ema.module.state_dict())
     return history
 
 
