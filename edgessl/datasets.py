@@ -5,6 +5,12 @@ A *dataset spec* string selects a source:
 =====================  ======================================================================
 ``npz:PATH``           our ``.npz`` layout (``X_train [n, C, T]``, ``y_train`` ...) or a stream layout
                        (``signal`` + ``offsets`` / ``experiment_offsets``), see ``shared/data/README.md``
+``npz:PATH?split=S``   a stream layout of labelled recordings as windows: each recording stretched to
+                       ``length=N`` samples (default the longest), train/test by the per-recording array
+                       ``S`` (0 / 1), e.g. ``npz:uwave_raw.npz?split=ucr_split,length=315``: the UCR
+                       split of the raw uWave templates, in g; or ``like=FILE``: the rows of the windowed
+                       ``FILE`` (its split and order) rebuilt from the recordings they match by label and
+                       shared ids, e.g. ``npz:uwave_raw.npz?like=uwave_gesture_uea.npz``
 ``ucr:PATH``           UCR/UEA archive files: ``NAME_TRAIN.ts|.arff|.tsv`` (the ``_TEST`` partner is found
                        beside it) or the common prefix ``DIR/NAME``
 ``har:DIR``            the UCI HAR folder (``train/Inertial Signals/*.txt``, ``y_train.txt`` ...)
@@ -256,6 +262,81 @@ class StreamDataset:
             (0, len(self.channel_names), length), np.float32
         )
         return X.astype(np.float32), self.recording_labels[idx].astype(np.int64)
+
+    def split_windows(self, split: str, length: int | None = None) -> WindowDataset:
+        """Labelled recordings as a :class:`WindowDataset` with the train/test split of a per-recording array.
+
+        Each labelled recording (e.g. a uWave template) is stretched to ``length`` samples (default: the
+        longest selected recording). ``recording_groups[split]`` says where each goes: 0 train, 1 test, any
+        other value (e.g. -1) nowhere. The other per-recording ids (subject, day ...) become per-row groups.
+        """
+        if split not in self.recording_groups:
+            raise DataFormatError(f"{self.name}: no per-recording split array {split!r}; the file has "
+                                  f"{sorted(self.recording_groups)}")  # fmt: skip
+        if self.recording_labels is None:
+            raise DataFormatError(f"{self.name}: recordings carry no labels, so they cannot become labelled windows")
+        where = self.recording_groups[split]
+        usable = np.diff(self.offsets) >= 2
+        if not np.any((where == 0) & usable) or not np.any((where == 1) & usable):
+            raise DataFormatError(f"{self.name}: split {split!r} must mark some recordings 0 (train) and some 1 "
+                                  f"(test); found values {sorted(set(where.tolist()))}")  # fmt: skip
+        if length is None:
+            length = int(np.diff(self.offsets)[(where == 0) | (where == 1)].max())
+        if length < 2:
+            raise DataFormatError(f"{self.name}: windows need at least 2 samples; got length={length}")
+        parts, groups = {}, {}
+        for code, key in ((0, "train"), (1, "test")):
+            mask = (where == code) & usable
+            parts[key] = self.to_windows(length, mask)
+            groups[key] = {g: a[mask] for g, a in self.recording_groups.items() if g != split}
+        return WindowDataset(
+            parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1], list(self.class_names),
+            list(self.channel_names), list(self.channel_units), None,
+            {g: (groups["train"][g], groups["test"][g]) for g in groups["train"]},
+            name=f"{self.name} ({split} split, recordings stretched to {length})",
+        )
+
+
+def windows_like(raw: StreamDataset, like: WindowDataset, length: int | None = None) -> WindowDataset:
+    """The rows of a windowed dataset rebuilt from the labelled recordings they were made from.
+
+    Each row of ``like`` (train and test, in its order) is matched to the one recording of ``raw`` with the
+    same label and the same value of every per-row id the two share (e.g. subject, day, repetition); that
+    recording, stretched to ``length`` samples (default: the longest one used), becomes the row. So a
+    published split (the UEA archive's uWave rows) can be read in the raw recordings' units.
+    """
+    if raw.recording_labels is None:
+        raise DataFormatError(f"{raw.name}: recordings carry no labels, so they cannot be matched to {like.name}'s rows")
+    keys = sorted(set(like.groups) & set(raw.recording_groups))
+    if not keys:
+        raise DataFormatError(f"{raw.name} and {like.name} share no per-row ids to match rows with: "
+                              f"{sorted(raw.recording_groups)} vs {sorted(like.groups)}")  # fmt: skip
+    table: dict[tuple[int, ...], list[int]] = {}
+    cols = [raw.recording_labels] + [raw.recording_groups[k] for k in keys]
+    for r, key in enumerate(zip(*(c.tolist() for c in cols), strict=True)):
+        table.setdefault(key, []).append(r)
+    picked = {}
+    for i, split in enumerate(("train", "test")):
+        y = getattr(like, f"y_{split}")
+        rows = list(zip(y.tolist(), *(like.groups[k][i].tolist() for k in keys), strict=True))
+        found = [table.get(key, []) for key in rows]
+        bad = [(j, key, len(f)) for j, (key, f) in enumerate(zip(rows, found, strict=True)) if len(f) != 1]
+        if bad:
+            j, key, n = bad[0]
+            raise DataFormatError(f"{like.name}: {len(bad)} {split} row(s) match no single recording of {raw.name} "
+                                  f"by (label, {', '.join(keys)}); e.g. row {j} {key} matches {n}")  # fmt: skip
+        picked[split] = np.array([f[0] for f in found], np.int64)
+    lengths = np.diff(raw.offsets)
+    used = np.concatenate(list(picked.values()))
+    if np.any(lengths[used] < 2):
+        raise DataFormatError(f"{like.name}: {int(np.sum(lengths[used] < 2))} row(s) come from recordings shorter "
+                              "than 2 samples")  # fmt: skip
+    length = int(lengths[used].max()) if length is None else length
+    X = {k: np.stack([resample_to_length(raw.recording(r), length) for r in v]).astype(np.float32)
+         for k, v in picked.items()}  # fmt: skip
+    return WindowDataset(X["train"], like.y_train, X["test"], like.y_test, list(like.class_names),
+                         list(raw.channel_names), list(raw.channel_units), None, dict(like.groups),
+                         name=f"{like.name} rows from {raw.name} (stretched to {length})")  # fmt: skip
 
 
 def uwave_ucr_windows(raw: StreamDataset, length: int = 315) -> np.ndarray:
@@ -866,7 +947,29 @@ def load(spec: str) -> WindowDataset | StreamDataset:
         raise ValueError(f"dataset spec {spec!r} needs a path: npz:PATH, ucr:PATH, har:DIR, csv:PATH or synthetic")
     try:
         if kind == "npz":
-            return read_npz(resolve_path(arg))
+            path, _, opt = arg.partition("?")
+            ds = read_npz(resolve_path(path))
+            opts = _parse_kv(opt)
+            if unknown := set(opts) - {"split", "like", "length"}:
+                raise ValueError(f"unknown npz option(s) {sorted(unknown)} in {spec!r}; expected split=NAME or "
+                                 "like=FILE, and length=N")  # fmt: skip
+            if "split" in opts and "like" in opts:
+                raise ValueError(f"{spec!r}: give split= or like=, not both")
+            if "split" not in opts and "like" not in opts:
+                if "length" in opts:
+                    raise ValueError(f"{spec!r}: length= applies with split= or like= (labelled recordings to windows)")
+                return ds
+            if not isinstance(ds, StreamDataset):
+                raise DataFormatError(f"{spec}: split= and like= turn labelled recordings of a stream layout into "
+                                      "windows; this file is already windowed")  # fmt: skip
+            length = int(opts["length"]) if "length" in opts else None
+            if "like" in opts:
+                like = read_npz(resolve_path(opts["like"]))
+                if not isinstance(like, WindowDataset):
+                    raise DataFormatError(f"{spec}: like= names a windowed file whose rows to rebuild; "
+                                          f"{opts['like']} is a stream layout")  # fmt: skip
+                return windows_like(ds, like, length)
+            return ds.split_windows(opts["split"], length)
         if kind == "ucr":
             return load_ucr(arg)
         if kind == "har":

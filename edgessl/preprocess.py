@@ -44,16 +44,21 @@ def _check_time_major(x: np.ndarray, name: str = "x") -> np.ndarray:
     return x
 
 
-def standardize(x: np.ndarray, eps: float = 1e-8, ddof: int = 0) -> np.ndarray:
-    """Per-window, per-channel z-normalisation.
+def standardize(x: np.ndarray, eps: float = 1e-8, ddof: int = 0, per_channel: bool = True) -> np.ndarray:
+    """Per-window z-normalisation: each channel loses its mean; each channel (or the window) its scale.
 
     Args:
         x: ``[..., C, T]`` signal.
         eps: floor on the standard deviation, so a constant channel maps to zeros instead of NaN.
         ddof: 0 for the population std; 1 reproduces the UCR archive's normalisation.
+        per_channel: True divides each channel by its own std (the UCR archive's normalisation); False
+            divides every channel of a window by one scale, the root mean square of the channels' stds,
+            so the ratios between axes (the direction of a movement) survive. Means are per channel
+            either way: gravity leaves a window.
 
     Returns:
-        Array of the same shape with zero mean and unit std along time (float32 for float32 input).
+        Array of the same shape with zero mean per channel and unit std along time per channel (or unit
+        mean variance over the channels), float32 for float32 input.
     """
     x = _check_time_major(x)
     n = x.shape[-1]
@@ -61,7 +66,8 @@ def standardize(x: np.ndarray, eps: float = 1e-8, ddof: int = 0) -> np.ndarray:
         raise PreprocessError(f"standardize needs more than ddof={ddof} samples per channel; got {n}")
     # one pass fewer than x.std(): this runs on every live window
     d = x - x.mean(axis=-1, keepdims=True)
-    std = np.sqrt(np.einsum("...t,...t->...", d, d)[..., None] / (n - ddof))
+    var = np.einsum("...t,...t->...", d, d)[..., None] / (n - ddof)
+    std = np.sqrt(var if per_channel else var.mean(axis=-2, keepdims=True))
     return (d / np.maximum(std, eps)).astype(np.result_type(x.dtype, np.float32), copy=False)
 
 

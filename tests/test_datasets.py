@@ -48,6 +48,86 @@ def test_uwave_raw_templates_rebuild_ucr_rows(data_dir):
         np.testing.assert_array_equal(raw.recording_labels[ks], y_ucr[index[ks]])
 
 
+def test_uwave_raw_templates_with_the_ucr_split_in_g(data_dir):
+    """npz:uwave_raw.npz?split=ucr_split: the UCR split's gestures, in g, row for row the UCR rows' sources."""
+    ds = D.load("npz:uwave_raw.npz?split=ucr_split,length=315")
+    ucr = D.load_windows("npz:uwave_gesture_ucr.npz")
+    assert (len(ds.y_train), len(ds.y_test)) == (896, 3582) and ds.channel_units == ["g"] * 3
+    assert ds.rate_hz is None and "split" in ds.name and "ucr_split" not in ds.groups
+    for key in ("train", "test"):
+        index = ds.groups["ucr_index"][0 if key == "train" else 1]
+        np.testing.assert_array_equal(getattr(ds, f"y_{key}"), getattr(ucr, f"y_{key}")[index])
+        np.testing.assert_array_equal(ds.groups["subject"][0 if key == "train" else 1],
+                                      ucr.groups["subject"][0 if key == "train" else 1][index])  # fmt: skip
+    # gravity is still in the windows (about 1 g), unlike the archive's z-normalised rows
+    assert 0.8 < np.median(np.linalg.norm(ds.X_train.mean(-1), axis=1)) < 1.2
+
+
+def test_split_option_turns_labelled_recordings_into_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [5, 8, 1, 6, 7]
+    sig = rng.normal(size=(2, sum(lengths))).astype(np.float32)
+    p = tmp_path / "rec.npz"
+    np.savez(p, signal=sig, offsets=np.concatenate([[0], np.cumsum(lengths)]), label=np.array([0, 1, 0, 1, 0]),
+             where=np.array([0, 0, 1, 1, -1]), subject=np.array([1, 2, 3, 4, 5]),
+             channel_names=np.array(["a", "b"]), class_names=np.array(["x", "y"]))  # fmt: skip
+    ds = D.load(f"npz:{p}?split=where")
+    assert ds.X_train.shape == (2, 2, 8) and ds.X_test.shape == (1, 2, 8)  # the length-1 recording is dropped
+    np.testing.assert_array_equal(ds.y_train, [0, 1])
+    np.testing.assert_array_equal(ds.groups["subject"][1], [4])
+    np.testing.assert_allclose(ds.X_train[1], sig[:, 5:13])  # the longest recording is not stretched
+    np.testing.assert_allclose(ds.X_train[0][:, [0, -1]], sig[:, [0, 4]])  # endpoints kept
+    assert D.load(f"npz:{p}?split=where,length=4").X_test.shape == (1, 2, 4)
+    with pytest.raises(D.DataFormatError, match="no per-recording split array 'nope'"):
+        D.load(f"npz:{p}?split=nope")
+    with pytest.raises(ValueError, match="unknown npz option"):
+        D.load(f"npz:{p}?splitt=where")
+    with pytest.raises(ValueError, match="length= applies with split="):
+        D.load(f"npz:{p}?length=4")
+    np.savez(tmp_path / "one.npz", signal=sig, offsets=np.concatenate([[0], np.cumsum(lengths)]),
+             label=np.zeros(5, int), where=np.zeros(5, int))  # fmt: skip
+    with pytest.raises(D.DataFormatError, match=r"some 1 \(test\)"):
+        D.load(f"npz:{tmp_path / 'one.npz'}?split=where")
+    X, y = _xy()
+    np.savez(tmp_path / "win.npz", X_train=X, y_train=y, X_test=X, y_test=y)
+    with pytest.raises(D.DataFormatError, match="already windowed"):
+        D.load(f"npz:{tmp_path / 'win.npz'}?split=where")
+
+
+def test_uea_rows_rebuilt_from_raw_templates(data_dir):
+    """npz:uwave_raw.npz?like=uwave_gesture_uea.npz: the UEA split, order and labels, in g."""
+    ds = D.load("npz:uwave_raw.npz?like=uwave_gesture_uea.npz,length=315")
+    uea = D.load_windows("npz:uwave_gesture_uea.npz")
+    np.testing.assert_array_equal(ds.y_test, uea.y_test)
+    assert ds.X_train.shape == uea.X_train.shape and ds.channel_units == ["g"] * 3
+    # z-normalised, each row is the archive's row up to the archive's two-step stretching
+    from edgessl.preprocess import standardize
+
+    assert np.abs(standardize(ds.X_test, ddof=1) - uea.X_test).mean() < 0.01
+
+
+def test_like_option_matches_rows_by_label_and_shared_ids(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [5, 8, 6, 7]
+    sig = rng.normal(size=(2, sum(lengths))).astype(np.float32)
+    off = np.concatenate([[0], np.cumsum(lengths)])
+    np.savez(tmp_path / "rec.npz", signal=sig, offsets=off, label=np.array([0, 1, 0, 1]), subject=np.array([1, 1, 2, 2]),
+             channel_names=np.array(["a", "b"]), class_names=np.array(["x", "y"]))  # fmt: skip
+    X = np.zeros((2, 2, 3), np.float32)
+    np.savez(tmp_path / "win.npz", X_train=X, y_train=np.array([1, 0]), X_test=X[:1], y_test=np.array([0]),
+             subject_train=np.array([2, 1]), subject_test=np.array([2]))  # fmt: skip
+    ds = D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'win.npz'},length=4")
+    np.testing.assert_allclose(ds.X_train[0][:, [0, -1]], sig[:, [off[3], off[4] - 1]])  # label 1, subject 2
+    np.testing.assert_allclose(ds.X_test[0][:, [0, -1]], sig[:, [off[2], off[3] - 1]])
+    np.testing.assert_array_equal(ds.y_train, [1, 0])
+    np.savez(tmp_path / "bad.npz", X_train=X, y_train=np.array([1, 1]), X_test=X[:1], y_test=np.array([0]),
+             subject_train=np.array([2, 3]), subject_test=np.array([2]))  # fmt: skip
+    with pytest.raises(D.DataFormatError, match=r"1 train row\(s\) match no single recording"):
+        D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'bad.npz'}")
+    with pytest.raises(ValueError, match="not both"):
+        D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'win.npz'},split=subject")
+
+
 def _xy(n=6, c=3, t=20, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, c, t)).astype(np.float32), rng.integers(0, 3, n)

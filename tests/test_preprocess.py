@@ -22,6 +22,24 @@ def test_standardize_ddof1_matches_ucr_normalisation():
     np.testing.assert_allclose(z, (x - 4.5) / np.std(x, ddof=1))
 
 
+def test_standardize_one_scale_per_window_keeps_axis_ratios():
+    """per_channel=False: means per channel, one scale per window = the RMS of the channels' stds."""
+    x = np.array([[[1.0, 3.0, 1.0, 3.0], [10.0, 10.0, 10.0, 10.0], [0.0, 0.0, 4.0, 4.0]]])  # stds 1, 0, 2
+    z = pp.standardize(x, per_channel=False)
+    scale = np.sqrt((1.0 + 0.0 + 4.0) / 3)
+    np.testing.assert_allclose(z, (x - x.mean(-1, keepdims=True)) / scale)
+    np.testing.assert_allclose((z**2).mean(), 1.0)  # unit mean variance over the window's channels
+    # the direction survives: channel 2 moves twice as much as channel 0 (per channel, both would be 1)
+    np.testing.assert_allclose(z[0, 2].std() / z[0, 0].std(), 2.0)
+    np.testing.assert_allclose(pp.standardize(z, per_channel=False), z, atol=1e-12)  # idempotent
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(5, 3, 30)) * rng.uniform(0.1, 10, size=(5, 3, 1))
+    ref = np.stack([(v - v.mean(1, keepdims=True)) / np.sqrt(np.mean(np.var(v, axis=1, ddof=1)))
+                    for v in w])  # fmt: skip
+    np.testing.assert_allclose(pp.standardize(w, ddof=1, per_channel=False), ref, rtol=1e-10)
+    assert np.all(pp.standardize(np.ones((1, 3, 8)), per_channel=False) == 0)
+
+
 def test_standardize_constant_channel_gives_zeros_not_nan():
     z = pp.standardize(np.ones((1, 2, 8)))
     assert np.all(z == 0)

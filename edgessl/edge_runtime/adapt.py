@@ -592,7 +592,8 @@ class InputCorrection(Adapter):
         if self.rotation_only is None:
             # a model that standardises each window per channel ignores per-axis gain and bias: only the
             # rotation of the correction matters, and correcting the rest would only fit a user's style
-            self.rotation_only = any(st.op == "standardize" for st in runtime.preprocess.steps)
+            self.rotation_only = any(st.op == "standardize" and st.params.get("per_channel", True)
+                                     for st in runtime.preprocess.steps)  # fmt: skip
         super().attach(runtime)
 
     def reset(self) -> None:

@@ -32,19 +32,24 @@ def load_model(folder_or_file: str | Path) -> tuple[Classifier, dict[str, Any]]:
 
 
 class Standardize(torch.nn.Module):
-    """Per-window, per-channel z-score as graph ops (InstanceNormalization; with ddof > 0 ReduceMean, Sub,
-    Pow, ReduceSum, Div, Sqrt, Max, Div), identical to
+    """Per-window, per-channel z-score as graph ops (InstanceNormalization; with ddof > 0 or one scale per
+    window, ``per_channel=False``: ReduceMean, Sub, Pow, ReduceSum, Div, Sqrt, Max, Div), identical to
     :func:`edgessl.preprocess.standardize`. In the encoder graph these stay float (the quantizer only
     quantizes Conv/Gemm/MatMul-class ops) and spare the device a round of numpy calls per window. The
     z-score is idempotent, so already standardized inputs (calibration, verification) pass unchanged."""
 
-    def __init__(self, window: int, eps: float = 1e-8, ddof: int = 0):
+    def __init__(self, window: int, eps: float = 1e-8, ddof: int = 0, per_channel: bool = True):
         super().__init__()
         if window - ddof < 1:
             raise ValueError(f"standardize needs more than ddof={ddof} samples; the window has {window}")
-        self.eps, self.dof = float(eps), float(window - ddof)
+        self.eps, self.dof, self.per_channel = float(eps), float(window - ddof), bool(per_channel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.per_channel:
+            # one scale per window: the root mean square of the channels' stds (same op family as below)
+            d = x - x.mean(-1, keepdim=True)
+            std = (d.pow(2).sum(-1, keepdim=True).mean(-2, keepdim=True) / self.dof).sqrt()
+            return d / torch.maximum(std, torch.tensor(self.eps, dtype=x.dtype))
         if self.dof == x.shape[-1]:
             # ddof = 0: one InstanceNormalization node (kept float by the quantizer, see quantize.py) instead
             # of eight small ops; sqrt(var + eps²) equals max(std, eps) wherever it matters (std ≫ eps) and

@@ -15,9 +15,13 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=None, help="resample sources of known rate to this rate (Hz)")
     p.add_argument("--length", type=int, default=None, help="stretch windows to this many samples")
     p.add_argument("--stream-window", default="128,64", help="window,stride cut from stream layouts")
+    p.add_argument("--standardize", choices=("channel", "window", "none"), default="channel",
+                   help="per-window z-score: 'channel' divides each channel by its own std (default, the UCR "
+                        "archive's normalisation); 'window' divides all channels by one scale, so the ratios "
+                        "between axes (a movement's direction) survive; 'none' keeps the units (g, rad/s)")
     p.add_argument("--no-standardize", action="store_true",
-                   help="keep windows in their units (g, rad/s) instead of z-scoring each window and channel: "
-                        "for activities and postures, where the direction of gravity is the signal")
+                   help="same as --standardize none: keep windows in their units, for activities and postures, "
+                        "where the direction of gravity is the signal")
 
 
 def _fit_args(p: argparse.ArgumentParser, epochs: int, batch: int, lr: float) -> None:
@@ -36,10 +40,11 @@ def _fit_args(p: argparse.ArgumentParser, epochs: int, batch: int, lr: float) ->
 
 
 def _data_cfg(a: argparse.Namespace):
-    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.data import DataConfig, standardize_spec
 
     win, stride = (int(v) for v in a.stream_window.split(","))
-    extra = {"preprocess": {"module": "edgessl.preprocess", "steps": []}} if a.no_standardize else {}
+    mode = "none" if a.no_standardize else a.standardize
+    extra = {"preprocess": standardize_spec(mode)} if mode != "channel" else {}
     return DataConfig(spec=a.data, channels=tuple(a.channels.split(",")) if a.channels else None, rate_hz=a.rate,
                       length=a.length, stream_window=(win, stride), **extra)  # fmt: skip
 

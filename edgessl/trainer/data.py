@@ -44,6 +44,16 @@ class DataConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def standardize_spec(mode: str) -> dict[str, Any]:
+    """The preprocessing of a per-window z-score mode: ``channel`` (each channel by its own std, the
+    default), ``window`` (one scale per window, keeping the ratios between axes) or ``none`` (units kept)."""
+    steps = {"channel": (pp.Step("standardize"),), "window": (pp.Step("standardize", {"per_channel": False}),),
+             "none": ()}  # fmt: skip
+    if mode not in steps:
+        raise ValueError(f"standardize mode must be one of {sorted(steps)}; got {mode!r}")
+    return pp.PreprocessSpec(steps[mode]).to_dict()
+
+
 def match_only(X: np.ndarray, rate: float | None, cfg: DataConfig) -> np.ndarray:
     """Windows at the model's rate and length, in their source units (before preprocessing)."""
     if cfg.rate_hz and rate and abs(rate - cfg.rate_hz) > 1e-6:

@@ -158,8 +158,12 @@ def test_standardization_in_graph_matches_numpy_and_runtime_skips_it(small_bundl
     x = (rng.standard_normal((4, 3, 50)) * [[2.0], [0.1], [30.0]] + [[1.0], [-9.0], [0.0]]).astype(np.float32)
     x[1, 2] = 5.0  # a constant channel maps to zeros, as numpy does
     for ddof in (0, 1):
-        got = Standardize(50, ddof=ddof)(torch.from_numpy(x)).numpy()
-        assert np.allclose(got, preprocess.standardize(x, ddof=ddof), atol=1e-4)  # float32 rounding
+        for per_channel in (True, False):
+            got = Standardize(50, ddof=ddof, per_channel=per_channel)(torch.from_numpy(x)).numpy()
+            want = preprocess.standardize(x, ddof=ddof, per_channel=per_channel)
+            assert np.allclose(got, want, atol=1e-4)  # float32 rounding
+    assert not graph_preprocessing({"steps": [{"op": "standardize", "params": {"per_channel": False}}]},
+                                   50).per_channel  # fmt: skip
     assert graph_preprocessing({"steps": [{"op": "standardize", "params": {"ddof": 1}}]}, 50).dof == 49
     assert graph_preprocessing({"steps": [{"op": "clip", "params": {}}]}, 50) is None
     b = open_bundle(small_bundle)

@@ -283,3 +283,26 @@ def test_unstandardised_model_from_cli_to_runtime(tmp_path):
         shifted = x + np.array([[0.5], [0.0], [-0.5]], np.float32)
         e = rt.embed(np.stack([x, shifted]))
         assert not np.allclose(e[0], e[1], atol=1e-3)
+
+
+def test_window_scale_standardisation_from_cli_to_runtime(tmp_path):
+    """--standardize window: one scale per window goes from training into the bundle's graph. The runtime
+    ignores gravity and the window's overall gain, but not a change of gain on one axis (which a
+    per-channel z-score would erase)."""
+    from edgessl.cli import main
+    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+    from edgessl.synthetic import SyntheticConfig, make_dataset
+
+    data = "synthetic:reps=2,length=64"
+    assert main(["finetune", "--data", data, "--standardize", "window", "--epochs", "2", "--out",
+                 str(tmp_path / "ft"), "--quiet", "--ssl-weight", "0"]) == 0  # fmt: skip
+    export_bundle(tmp_path / "ft", tmp_path / "m.essl", ExportConfig(min_agreement=0.5), progress=False)
+    x = make_dataset(SyntheticConfig(reps=1, length=64)).X_test[0]
+    with GestureRuntime(tmp_path / "m.essl") as rt:
+        assert rt.bundle.manifest["preprocessing"]["steps"] == [{"op": "standardize", "params": {"per_channel": False}}]
+        offset_and_gain = 3.0 * x + np.array([[0.5], [0.0], [-0.5]], np.float32)
+        one_axis = x * np.array([[4.0], [1.0], [1.0]], np.float32)
+        e = rt.embed(np.stack([x, offset_and_gain, one_axis]))
+        np.testing.assert_allclose(e[1], e[0], atol=1e-3)
+        assert not np.allclose(e[2], e[0], atol=1e-3)
