@@ -8,7 +8,7 @@ Protocol (every row):
   or a fraction) is drawn from the rest; the test split is used once per run, at the end;
 * pretraining never sees a test split: (a) the target's own training windows without labels; (b) HAPT
   raw streams of the UCI HAR *training* subjects only (acc x/y/z, 1.28 s windows stretched to the target
-  length) — "HAR+HAPT train subjects";
+  length, preprocessed as the target's windows) — "HAR+HAPT train subjects";
 * an SSL-initialised run fine-tunes the whole network and also fits a linear probe on the frozen encoder;
   the one with the higher validation accuracy is reported (the choice is recorded);
 * mean ± std over seeds (fine-tuning seeds; pretraining uses seed 0 once per method and source);
@@ -67,6 +67,7 @@ import json
 import platform
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -210,13 +211,13 @@ def main() -> None:
                                       FitConfig(epochs=ep_own, batch_size=128, warmup_epochs=max(1, ep_own // 10)))  # fmt: skip
                 inits.append(("own train split + generated", "simclr+gan",
                               pretrain_once(cache, (dkey, "simclr+gan", "own"), pcfg, root)))  # fmt: skip
-            if dkey in ("ucr", "uea") and not a.no_hapt:
+            if dkey in ("ucr", "uea", "ucrg", "ueag") and not a.no_hapt:
                 hapt = DataConfig(spec="npz:hapt_raw_streams.npz", channels=("acc_x", "acc_y", "acc_z"), length=length,
-                                  stream_window=(64, 32), max_windows=hapt_n)  # fmt: skip
+                                  stream_window=(64, 32), max_windows=hapt_n, preprocess=data.preprocess)  # fmt: skip
                 for m in [m for m in methods if m in ("simclr", "vicreg")]:
                     pcfg = PretrainConfig(hapt, EncoderConfig(in_channels=3), MethodConfig(name=m),
                                           FitConfig(epochs=ep_hapt, batch_size=256, warmup_epochs=1))  # fmt: skip
-                    key = ("hapt", m, length)
+                    key = ("hapt", m, length, zlib.crc32(json.dumps(data.preprocess).encode()))  # same preprocessing
                     pretrain_once(cache, key, pcfg, root)
                     inits.append(("HAR+HAPT train subjects", m, cache[key][0]))
             if "clip" in methods and not is_har:
