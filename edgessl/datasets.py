@@ -962,7 +962,11 @@ def load(spec: str) -> WindowDataset | StreamDataset:
             if not isinstance(ds, StreamDataset):
                 raise DataFormatError(f"{spec}: split= and like= turn labelled recordings of a stream layout into "
                                       "windows; this file is already windowed")  # fmt: skip
-            length = int(opts["length"]) if "length" in opts else None
+            length = None
+            if "length" in opts:
+                if not opts["length"].isdigit():
+                    raise ValueError(f"{spec!r}: length= must be a whole number of samples; got {opts['length']!r}")
+                length = int(opts["length"])
             if "like" in opts:
                 like = read_npz(resolve_path(opts["like"]))
                 if not isinstance(like, WindowDataset):

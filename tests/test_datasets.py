@@ -82,6 +82,8 @@ def test_split_option_turns_labelled_recordings_into_windows(tmp_path):
         D.load(f"npz:{p}?split=nope")
     with pytest.raises(ValueError, match="unknown npz option"):
         D.load(f"npz:{p}?splitt=where")
+    with pytest.raises(ValueError, match="length= must be a whole number"):
+        D.load(f"npz:{p}?split=where,length=4.5")
     with pytest.raises(ValueError, match="length= applies with split="):
         D.load(f"npz:{p}?length=4")
     np.savez(tmp_path / "one.npz", signal=sig, offsets=np.concatenate([[0], np.cumsum(lengths)]),
