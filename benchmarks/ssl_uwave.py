@@ -184,7 +184,7 @@ def main() -> None:
             is_har = dkey in ("har", "har9")
             data = DataConfig(spec=spec, channels=channels, length=None if is_har else a.length)
             if is_har and a.har_raw:  # windows in their units (g, rad/s): posture lives in the mean
-                data = dataclasses.replace(data, preprocess={"module": "edgessl.preprocess", "steps": []})
+                data = dataclasses.replace(data, preprocess=standardize_spec("none"))
                 dname += ", not standardised"
             if dkey in ("ucrg", "ueag"):
                 mode = a.standardize or "window"
