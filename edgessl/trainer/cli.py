@@ -84,9 +84,12 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          fit=_fit_cfg(a, drop_last=False), self_train_rounds=a.self_train,
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
-                         refit=a.refit)  # fmt: skip
+                         refit=a.refit, test_adapt_groups=a.test_adapt_groups)  # fmt: skip
     m = finetune(cfg, a.out, progress=not a.quiet)
-    print(json.dumps({k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}))
+    summary = {k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}
+    if m["test_adapted"]:
+        summary["test_accuracy_adapted"] = m["test_adapted"]["test_accuracy"]
+    print(json.dumps(summary))
     return 0
 
 
@@ -154,6 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit", action="store_true",
                    help="all labels (no budget): after selecting the epoch on validation, train again on training + "
                         "validation windows for that many epochs and test that model")
+    p.add_argument("--test-adapt-groups", default=None, metavar="NAME",
+                   help="also report the model adapted to each test group of the dataset's per-row ids (e.g. "
+                        "'subject'): BatchNorm statistics re-estimated on that group's unlabelled windows")
     p.add_argument("--out", required=True)
     _fit_args(p, epochs=100, batch=64, lr=1e-3)
     p.set_defaults(func=_cmd_finetune)

@@ -177,14 +177,22 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
     return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
 
 
-def train_groups(ds: WindowDataset, name: str | None) -> np.ndarray | None:
+def train_groups(ds: WindowDataset, name: str | None, purpose: str = "a group-wise validation split"
+                 ) -> np.ndarray | None:  # fmt: skip
     """The per-row ids ``name`` (e.g. ``"subject"``) of the training split, or None for no name."""
-    if name is None:
-        return None
+    return None if name is None else _groups(ds, name, purpose)[0]
+
+
+def groups_of_test_split(ds: WindowDataset, name: str, purpose: str = "per-group test-time adaptation") -> np.ndarray:
+    """The per-row ids ``name`` (e.g. ``"subject"``) of the test split."""
+    return _groups(ds, name, purpose)[1]
+
+
+def _groups(ds: WindowDataset, name: str, purpose: str) -> tuple[np.ndarray, np.ndarray]:
     if name not in ds.groups:
-        raise ValueError(f"{ds.name}: no per-row {name!r} ids for a group-wise validation split; "
+        raise ValueError(f"{ds.name}: no per-row {name!r} ids for {purpose}; "
                          f"this dataset has {sorted(ds.groups) or 'none'}")
-    return ds.groups[name][0]
+    return ds.groups[name]
 
 
 def _group_validation(y: np.ndarray, groups: np.ndarray, val_fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -13,7 +13,15 @@ import torch
 
 from edgessl.datasets import WindowDataset
 from edgessl.trainer import evaluate as ev
-from edgessl.trainer.data import DataConfig, label_budget_split, labelled, match_only, train_groups, unlabelled_pool
+from edgessl.trainer.data import (
+    DataConfig,
+    groups_of_test_split,
+    label_budget_split,
+    labelled,
+    match_only,
+    train_groups,
+    unlabelled_pool,
+)
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic, selection_score
@@ -97,6 +105,9 @@ class FinetuneConfig:
     # with the whole training split labelled (no budget): after selecting the epoch on the validation split,
     # train again on training + validation windows for that many epochs (same schedule) and test that model
     refit: bool = False
+    # also report the selected model with its BatchNorm statistics re-estimated on each group's unlabelled
+    # windows (e.g. "subject": adaptation to each test user, AdaBN); the plain test accuracy is unchanged
+    test_adapt_groups: str | None = None
 
     def __post_init__(self) -> None:
         if self.refit and (self.labels_per_class is not None or self.label_fraction is not None):
@@ -187,6 +198,11 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     else:
         enc_cfg = dataclasses.replace(cfg.encoder, in_channels=ds.n_channels)
     cfg = dataclasses.replace(cfg, encoder=enc_cfg)
+    if cfg.test_adapt_groups:  # fail before training, not after
+        groups_of_test_split(ds, cfg.test_adapt_groups)
+        if enc_cfg.kind != "cnn":
+            raise ValueError(f"per-group test-time adaptation re-estimates BatchNorm statistics; the {enc_cfg.kind} "
+                             "encoder has none (use the cnn encoder)")  # fmt: skip
     env = setup(cfg.fit.device)
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
@@ -254,6 +270,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     logits = ev.predict_logits(model, X_test)
     pred = logits.argmax(1)
     test_acc = ev.accuracy(pred, ds.y_test)
+    adapted = _group_adapted(model, cfg, ds, X_test, Xva, va) if cfg.test_adapt_groups else None
     E_tr, E_va, E_te = ev.embed(model.encoder, Xtr), ev.embed(model.encoder, Xva), ev.embed(model.encoder, X_test)
     k, knn_val = ev.knn_select(E_tr, ytr, E_va, yva, ds.n_classes)
     knn_test = ev.accuracy(ev.knn_predict(E_tr, ytr, E_te, k, ds.n_classes), ds.y_test)
@@ -279,6 +296,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "class_names": ds.class_names,
         "seconds": time.perf_counter() - t0,
         "self_training": self_training,
+        "test_adapted": adapted,
         "consistency": {"weight": cfg.consistency_weight, "threshold": cfg.consistency_threshold,
                         "unlabelled_windows": len(pool) if consistency else 0,
                         "final_mask_rate": history[-1].get("mask_rate")} if consistency else None,
@@ -315,6 +333,25 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}), test accuracy {test_acc:.4f}, "
               f"k-NN test {knn_test:.4f} (k={k})", flush=True)  # fmt: skip
     return metrics
+
+
+def _group_adapted(model: ev.Classifier, cfg: FinetuneConfig, ds: WindowDataset, X_test: np.ndarray,
+                   X_val: np.ndarray, va: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """Accuracy of ``model`` adapted per group (BatchNorm statistics of each group's unlabelled windows)."""
+    name = cfg.test_adapt_groups
+    g_te, g_va = groups_of_test_split(ds, name), train_groups(ds, name, "per-group test-time adaptation")[va]
+    pred = ev.group_adapted_logits(model, X_test, g_te).argmax(1)
+    pred_cross = ev.group_adapted_logits(model, X_test, g_te, crossfit_seed=cfg.fit.seed).argmax(1)
+    return {
+        "groups": name,
+        "method": "BatchNorm statistics re-estimated on each group's unlabelled windows (AdaBN); weights unchanged",
+        "n_test_groups": int(len(np.unique(g_te))),
+        "test_accuracy": ev.accuracy(pred, ds.y_test),
+        # each window predicted with the statistics of the other half of its group's windows
+        "test_accuracy_crossfit": ev.accuracy(pred_cross, ds.y_test),
+        "val_accuracy": ev.accuracy(ev.group_adapted_logits(model, X_val, g_va).argmax(1), ds.y_train[va]),
+        "confusion_matrix": ev.confusion_matrix(ds.y_test, pred, ds.n_classes).tolist(),
+    }
 
 
 def pseudo_labels(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
