@@ -335,9 +335,13 @@ def _result(rows, a, t_start, record_run: bool = True) -> dict:
                               if n == d or (d.startswith("uwave") and n.startswith(d + " (raw"))]:  # fmt: skip
         cand = [r for r in rows if r["dataset"] == dset and r["labels"] == lab]
         best = max(cand, key=lambda r: r["acc_mean"], default=None)
+        # rows adapted at test read the test subjects' unlabelled windows: also the best without them
+        plain = max([r for r in cand if " at test" not in r["method"]], key=lambda r: r["acc_mean"], default=None)
         targets[f"{dset} {lab}"] = {"target": target, "best": best and round(best["acc_mean"], 4),
                                     "by": best and f"{best['method']} ({best['pretrain_source']})",
-                                    "met": bool(best and best["acc_mean"] >= target)}  # fmt: skip
+                                    "met": bool(best and best["acc_mean"] >= target),
+                                    "best_without_test_windows": plain and round(plain["acc_mean"], 4),
+                                    "met_without_test_windows": bool(plain and plain["acc_mean"] >= target)}  # fmt: skip
     return {
         "protocol": __doc__.split("\n\n")[2],
         "budget": {"name": a.budget, "seeds": seeds, "pretrain_epochs_own": ep_own, "pretrain_epochs_hapt": ep_hapt,
@@ -359,9 +363,10 @@ def _markdown(result: dict, path: Path) -> None:
     for r in sorted(result["rows"], key=lambda r: (r["dataset"], r["labels"], -r["acc_mean"])):
         lines.append(f"| {r['dataset']} | {r['pretrain_source']} | {r['method']} | {r['labels']} | "
                      f"{r.get('length', 315)} | {r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {r['seeds']} |")  # fmt: skip
-    lines += ["", "| target | best | by | met |", "|---|---|---|---|"]
+    lines += ["", "| target | best | by | met | best without test windows | met without |", "|---|---|---|---|---|---|"]
     for k, t in result["targets"].items():
-        lines.append(f"| {k} ≥ {t['target']} | {t['best']} | {t['by']} | {'yes' if t['met'] else 'no'} |")
+        lines.append(f"| {k} ≥ {t['target']} | {t['best']} | {t['by']} | {'yes' if t['met'] else 'no'} | "
+                     f"{t.get('best_without_test_windows')} | {'yes' if t.get('met_without_test_windows') else 'no'} |")  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
