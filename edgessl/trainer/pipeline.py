@@ -199,7 +199,11 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         enc_cfg = dataclasses.replace(cfg.encoder, in_channels=ds.n_channels)
     cfg = dataclasses.replace(cfg, encoder=enc_cfg)
     if cfg.test_adapt_groups:  # fail before training, not after
-        groups_of_test_split(ds, cfg.test_adapt_groups)
+        ids, counts = np.unique(groups_of_test_split(ds, cfg.test_adapt_groups), return_counts=True)
+        if counts.min() < 4:
+            raise ValueError(f"per-group test-time adaptation needs at least 4 test windows per "
+                             f"{cfg.test_adapt_groups} (2 for each half when cross-fitted); {cfg.test_adapt_groups} "
+                             f"{ids[counts.argmin()]} has {counts.min()}")  # fmt: skip
         if enc_cfg.kind != "cnn":
             raise ValueError(f"per-group test-time adaptation re-estimates BatchNorm statistics; the {enc_cfg.kind} "
                              "encoder has none (use the cnn encoder)")  # fmt: skip
@@ -349,7 +353,10 @@ def _group_adapted(model: ev.Classifier, cfg: FinetuneConfig, ds: WindowDataset,
         "test_accuracy": ev.accuracy(pred, ds.y_test),
         # each window predicted with the statistics of the other half of its group's windows
         "test_accuracy_crossfit": ev.accuracy(pred_cross, ds.y_test),
-        "val_accuracy": ev.accuracy(ev.group_adapted_logits(model, X_val, g_va).argmax(1), ds.y_train[va]),
+        # a diagnostic on the validation windows, grouped the same way; None where a group there has a
+        # single window (no statistics to re-estimate), as small validation splits of many users can
+        "val_accuracy": ev.accuracy(ev.group_adapted_logits(model, X_val, g_va).argmax(1), ds.y_train[va])
+        if len(g_va) and np.unique(g_va, return_counts=True)[1].min() >= 2 else None,
         "confusion_matrix": ev.confusion_matrix(ds.y_test, pred, ds.n_classes).tolist(),
     }
 

@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edgessl.trainer import evaluate as ev  # noqa: E402
+from edgessl.trainer.data import label_budget_split  # noqa: E402
 from edgessl.trainer.encoders import EncoderConfig, build_encoder  # noqa: E402
 
 
@@ -125,3 +126,29 @@ def test_finetune_reports_per_subject_adaptation_beside_the_plain_test(tmp_path)
     # without the option nothing is adapted
     assert main(["finetune", "--data", data, "--epochs", "1", "--out", str(tmp_path / "ft2"), "--quiet"]) == 0
     assert json.loads((tmp_path / "ft2" / "metrics.json").read_text())["test_adapted"] is None
+
+
+def test_adaptation_refuses_tiny_test_groups_before_training_and_tolerates_a_tiny_validation_group(tmp_path):
+    import edgessl.trainer.pipeline as PL
+
+    rng = np.random.default_rng(0)
+    y_tr, y_te = np.tile(np.arange(2), 20), np.tile(np.arange(2), 6)
+    arrays = {"X_train": rng.normal(size=(40, 3, 32)).astype(np.float32), "y_train": y_tr,
+              "X_test": rng.normal(size=(12, 3, 32)).astype(np.float32), "y_test": y_te,
+              "subject_train": np.r_[np.repeat([1, 2, 3], 13), 4],  # subject 4: a single window
+              "subject_test": np.repeat([5, 6, 7], 4)}  # fmt: skip
+    np.savez(tmp_path / "ok.npz", **arrays)
+    np.savez(tmp_path / "tiny.npz", **{**arrays, "subject_test": np.r_[np.repeat([5, 6], 4), 7, 7, 7, 8]})
+    with pytest.raises(ValueError, match="at least 4 test windows per subject.*subject 8 has 1"):
+        PL.finetune(PL.FinetuneConfig(data=PL.DataConfig(spec=f"npz:{tmp_path / 'tiny.npz'}"),
+                                      test_adapt_groups="subject"), tmp_path / "t")  # fmt: skip
+    assert not (tmp_path / "t" / "checkpoint.pt").exists()  # nothing was trained
+    fit = PL.FitConfig(epochs=1, batch_size=16, warmup_epochs=0)
+    for seed in range(20):  # a seed whose validation split holds subject 4's single window
+        _, va = label_budget_split(y_tr, seed=seed)
+        if 39 in va:
+            break
+    m = PL.finetune(PL.FinetuneConfig(data=PL.DataConfig(spec=f"npz:{tmp_path / 'ok.npz'}"),
+                                      fit=PL.FitConfig(**{**fit.to_dict(), "seed": seed}), test_adapt_groups="subject"),
+                    tmp_path / "ok", progress=False, plots=False)  # fmt: skip
+    assert m["test_adapted"]["val_accuracy"] is None and 0 <= m["test_adapted"]["test_accuracy"] <= 1
