@@ -177,10 +177,9 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
     return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
 
 
-def train_groups(ds: WindowDataset, name: str | None, purpose: str = "a group-wise validation split"
-                 ) -> np.ndarray | None:  # fmt: skip
+def train_groups(ds: WindowDataset, name: str | None) -> np.ndarray | None:
     """The per-row ids ``name`` (e.g. ``"subject"``) of the training split, or None for no name."""
-    return None if name is None else _groups(ds, name, purpose)[0]
+    return None if name is None else _groups(ds, name, "a group-wise validation split")[0]
 
 
 def groups_of_test_split(ds: WindowDataset, name: str, purpose: str = "per-group test-time adaptation") -> np.ndarray:

@@ -342,8 +342,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
 def _group_adapted(model: ev.Classifier, cfg: FinetuneConfig, ds: WindowDataset, X_test: np.ndarray,
                    X_val: np.ndarray, va: np.ndarray) -> dict[str, Any]:  # fmt: skip
     """Accuracy of ``model`` adapted per group (BatchNorm statistics of each group's unlabelled windows)."""
-    name = cfg.test_adapt_groups
-    g_te, g_va = groups_of_test_split(ds, name), train_groups(ds, name, "per-group test-time adaptation")[va]
+    name = cfg.test_adapt_groups  # checked before training
+    g_tr, g_te = ds.groups[name]
+    g_va = g_tr[va]
     pred = ev.group_adapted_logits(model, X_test, g_te).argmax(1)
     pred_cross = ev.group_adapted_logits(model, X_test, g_te, crossfit_seed=cfg.fit.seed).argmax(1)
     return {
