@@ -164,6 +164,8 @@ def main() -> None:
     ap.add_argument("--test-adapt", default=None, metavar="NAME",
                     help="also write rows of the same models adapted per test group (e.g. 'subject'): "
                          "'..., per-subject BN adaptation at test'")
+    ap.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
+                    help="fine-tuning views also rotate the axis triads by up to DEG degrees (finetune --rotate)")
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
                     help="merge the rows of another run's JSON (with --datasets none: merge only, train nothing)")
     ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
@@ -264,7 +266,7 @@ def main() -> None:
                                              pseudo_fraction=a.pseudo_fraction,
                                              consistency_weight=a.consistency, refit=a.refit,
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
-                                             **budget)  # fmt: skip
+                                             rotate_degrees=a.rotate, **budget)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick = m["test_accuracy"], "finetune"
                         if a.test_adapt:
@@ -282,6 +284,7 @@ def main() -> None:
                            + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
                            + (" + refit" if a.refit else "")
                            + (f" + EMA ({a.ema:g})" if a.ema else "")
+                           + (f" + rotation ({a.rotate:g}°)" if a.rotate else "")
                            + (f", {a.val_groups}-wise validation" if a.val_groups else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,

@@ -15,6 +15,8 @@ Ops (Um et al. 2017; Iwana & Uchida 2021; the seed survey's list):
     time_warp        monotone random warp of the time axis, endpoints fixed
     smooth           3-tap filter H(z) = λ/2·z + (1−λ) + λ/2·z⁻¹, λ random per sample
     random_crop      a random sub-window of fixed length (output is shorter)
+    rotate           one random 3-D rotation per window, applied to every (x, y, z) axis triad of the sensor
+                     (a device worn at a slightly different angle; Um et al. 2017)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ Tensor = torch.Tensor
 __all__ = [
     "Augmentation",
     "Compose",
+    "axis_triads",
     "blockout",
     "crop_resize",
     "default_pipeline",
@@ -39,6 +42,7 @@ __all__ = [
     "jitter",
     "magnitude_warp",
     "random_crop",
+    "rotate",
     "scaled_noise",
     "smooth",
     "time_warp",
@@ -175,6 +179,62 @@ def random_crop(x: Tensor, g: torch.Generator | None = None, length: int | None 
     return torch.gather(x, 2, idx)
 
 
+def axis_triads(channel_names: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
+    """The (x, y, z) channel triads of one sensor frame, found by name: ``acc_x, acc_y, acc_z`` or
+    ``total_acc_x ...`` (a trailing ``x``/``y``/``z`` after ``_``, ``-``, ``.`` or nothing, same prefix).
+
+    Returns index triples in x, y, z order, sorted by the x index; channels of no complete triad are left out.
+    """
+    by_prefix: dict[str, dict[str, int]] = {}
+    for i, name in enumerate(channel_names):
+        low = str(name).lower()
+        if low and low[-1] in "xyz":
+            by_prefix.setdefault(low[:-1].rstrip("_-. "), {})[low[-1]] = i
+    triads = [(d["x"], d["y"], d["z"]) for d in by_prefix.values() if len(d) == 3]
+    return tuple(sorted(triads))
+
+
+def rotation_matrices(n: int, max_degrees: float, g: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> Tensor:  # fmt: skip
+    """``[n, 3, 3]`` rotations about axes drawn uniformly on the sphere, by angles uniform in
+    ``[-max_degrees, max_degrees]`` (Rodrigues' formula)."""
+    axis = torch.randn(n, 3, generator=g, device=device)
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    theta = math.radians(max_degrees) * (2 * torch.rand(n, generator=g, device=device) - 1)
+    K = torch.zeros(n, 3, 3, device=device)
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    K = K - K.transpose(1, 2)
+    s, c = theta.sin().view(n, 1, 1), theta.cos().view(n, 1, 1)
+    return torch.eye(3, device=device) + s * K + (1 - c) * (K @ K)
+
+
+def rotate(x: Tensor, g: torch.Generator | None = None, max_degrees: float = 15.0,
+           triads: Sequence[Sequence[int]] | None = None) -> Tensor:  # fmt: skip
+    """Rotate each window's axis triads by one random rotation of at most ``max_degrees``.
+
+    Every triad of a window (accelerometer, gyroscope, gravity ...) turns by the *same* rotation, as all
+    of a device's sensors do when it sits at another angle. ``triads`` are ``(x, y, z)`` channel indices
+    (see :func:`axis_triads`); None means ``x [B, 3, T]`` is one triad. Other channels are untouched.
+    """
+    _check(x)
+    B, C, _ = x.shape
+    if triads is None:
+        if C != 3:
+            raise ValueError(f"rotate needs the (x, y, z) channel triads of a {C}-channel window; pass triads=")
+        triads = ((0, 1, 2),)
+    if not triads:
+        raise ValueError("rotate needs at least one (x, y, z) channel triad; got none")
+    for t in triads:
+        if len(t) != 3 or not all(0 <= i < C for i in t):
+            raise ValueError(f"each triad must be 3 channel indices in [0, {C}); got {tuple(t)}")
+    R = rotation_matrices(B, max_degrees, g, x.device).to(x.dtype)
+    out = x.clone()
+    for t in triads:
+        idx = list(t)
+        out[:, idx] = R @ x[:, idx]
+    return out
+
+
 _OPS = {
     "flip_time": flip_time,
     "flip_sign": flip_sign,
@@ -185,6 +245,7 @@ _OPS = {
     "magnitude_warp": magnitude_warp,
     "time_warp": time_warp,
     "smooth": smooth,
+    "rotate": rotate,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +103,20 @@ class Classifier(nn.Module):
         return self.head(self.encoder(x))
 
 
-def finetune_augment() -> Compose:
-    """Light label-preserving views for supervised fine-tuning with few labels."""
-    return Compose([
+def finetune_augment(rotate_degrees: float = 0.0, triads: Sequence[Sequence[int]] = ()) -> Compose:
+    """Light label-preserving views for supervised fine-tuning with few labels.
+
+    With ``rotate_degrees > 0``, half of the windows also turn their axis ``triads`` by one random rotation
+    of at most that angle (the sensor worn at another angle by another person).
+    """
+    ops = [
         Augmentation("time_warp", 0.5, {"sigma": 0.15}),
         Augmentation("magnitude_warp", 0.5, {"sigma": 0.15}),
         Augmentation("scaled_noise", 0.5, {"sigma": 0.05}),
-    ])  # fmt: skip
+    ]
+    if rotate_degrees > 0:
+        ops.insert(0, Augmentation("rotate", 0.5, {"max_degrees": rotate_degrees, "triads": tuple(map(tuple, triads))}))
+    return Compose(ops)
 
 
 def strong_augment() -> Compose:

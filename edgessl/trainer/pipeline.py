@@ -13,6 +13,7 @@ import torch
 
 from edgessl.datasets import WindowDataset
 from edgessl.trainer import evaluate as ev
+from edgessl.trainer.augment import axis_triads
 from edgessl.trainer.data import (
     DataConfig,
     groups_of_test_split,
@@ -108,8 +109,13 @@ class FinetuneConfig:
     # also report the selected model with its BatchNorm statistics re-estimated on each group's unlabelled
     # windows (e.g. "subject": adaptation to each test user, AdaBN); the plain test accuracy is unchanged
     test_adapt_groups: str | None = None
+    # fine-tuning views also rotate the sensor's (x, y, z) channel triads (found by name) by up to this many
+    # degrees, one rotation per window for all its triads; 0 = off
+    rotate_degrees: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.rotate_degrees <= 180:
+            raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
         if self.refit and (self.labels_per_class is not None or self.label_fraction is not None):
             raise ValueError("refit trains on the validation labels too, which a label budget does not have; "
                              "use it without labels_per_class / label_fraction")  # fmt: skip
@@ -207,6 +213,10 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         if enc_cfg.kind != "cnn":
             raise ValueError(f"per-group test-time adaptation re-estimates BatchNorm statistics; the {enc_cfg.kind} "
                              "encoder has none (use the cnn encoder)")  # fmt: skip
+    triads = axis_triads(ds.channel_names)
+    if cfg.rotate_degrees > 0 and not triads:
+        raise ValueError(f"rotation needs (x, y, z) channel triads named like acc_x, acc_y, acc_z; the channels are "
+                         f"{ds.channel_names}")  # fmt: skip
     env = setup(cfg.fit.device)
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
@@ -228,7 +238,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         if cfg.mode == "linear":
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
-        method = ev.SupervisedMethod(model, ev.finetune_augment(), frozen_encoder=cfg.mode == "linear",
+        method = ev.SupervisedMethod(model, ev.finetune_augment(cfg.rotate_degrees, triads), frozen_encoder=cfg.mode == "linear",
                                      ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
                                      unlabelled=torch.from_numpy(X_train_all[pool]) if consistency else None,
                                      consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,

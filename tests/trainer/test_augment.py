@@ -121,7 +121,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"\[batch, channels, time\]"):
         A.jitter(torch.zeros(3, 10))
     with pytest.raises(ValueError, match="unknown augmentation"):
-        A.Augmentation("rotate90")
+        A.Augmentation("rotate90")  # not an op: rotate takes degrees
     with pytest.raises(ValueError, match="probability"):
         A.Augmentation("jitter", p=2)
 
@@ -133,3 +133,61 @@ def test_batched_equals_per_sample():
     y_one = torch.cat([A.smooth(x[i : i + 1], lam=torch.tensor([0.4])) for i in range(4)])
     assert torch.allclose(y_batch, y_one)
     np.testing.assert_allclose(y_batch.numpy(), y_one.numpy())
+
+
+def test_axis_triads_by_name():
+    har = ["body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x", "body_gyro_y", "body_gyro_z",
+           "total_acc_x", "total_acc_y", "total_acc_z"]  # fmt: skip
+    assert A.axis_triads(har) == ((0, 1, 2), (3, 4, 5), (6, 7, 8))
+    assert A.axis_triads(["acc_z", "acc_x", "temp", "acc_y", "gyro_x"]) == ((1, 3, 0),)  # x, y, z order
+    assert A.axis_triads(["Acc-X", "Acc-Y", "Acc-Z"]) == ((0, 1, 2),)
+    assert A.axis_triads(["acc_x", "acc_y", "pressure"]) == ()
+
+
+def test_rotation_matrices_equal_scipy_rotvec_on_the_same_draws():
+    from scipy.spatial.transform import Rotation
+
+    R = A.rotation_matrices(200, 30.0, g(3))
+    gen = g(3)  # the same draws, in the same order, turned into rotation vectors for scipy
+    axis = torch.randn(200, 3, generator=gen)
+    axis = axis / axis.norm(dim=1, keepdim=True)
+    theta = math.radians(30.0) * (2 * torch.rand(200, generator=gen) - 1)
+    ref = Rotation.from_rotvec((axis * theta[:, None]).double().numpy()).as_matrix()
+    np.testing.assert_allclose(R.double().numpy(), ref, atol=1e-6)
+    angles = np.degrees(np.abs(theta.numpy()))
+    assert angles.max() <= 30.0 and angles.max() > 25.0  # bounded, and the range is used
+    np.testing.assert_allclose(torch.linalg.det(R).numpy(), 1.0, atol=1e-5)
+    # a hand-made case: 90 degrees about z takes x to y
+    Rz = torch.tensor(Rotation.from_rotvec([0, 0, math.pi / 2]).as_matrix(), dtype=torch.float32)
+    x = torch.tensor([[[1.0], [0.0], [0.0]]])
+    assert torch.allclose(Rz @ x, torch.tensor([[[0.0], [1.0], [0.0]]]), atol=1e-6)
+
+
+def test_rotate_turns_every_triad_of_a_window_by_the_same_rotation():
+    B, T = 6, 40
+    acc = _x(B, 3, T, seed=1)
+    gyro = _x(B, 3, T, seed=2)
+    other = _x(B, 1, T, seed=3)
+    x = torch.cat([gyro[:, :1], acc, other, gyro[:, 1:]], 1)  # gyro x, acc x/y/z, other, gyro y/z
+    triads = ((1, 2, 3), (0, 5, 6))
+    y = A.rotate(x, g(7), max_degrees=40.0, triads=triads)
+    R = A.rotation_matrices(B, 40.0, g(7))  # the op's draws
+    assert torch.allclose(y[:, [1, 2, 3]], R @ acc, atol=1e-5)
+    assert torch.allclose(y[:, [0, 5, 6]], R @ gyro, atol=1e-5)  # the same rotation for the other sensor
+    assert torch.equal(y[:, 4:5], other)  # channels of no triad untouched
+    # per sample: the rotation recovered from acc by least squares maps gyro too (one device, one pose)
+    for b in range(B):
+        Rb = torch.linalg.lstsq(acc[b].T, y[b, [1, 2, 3]].T).solution.T
+        assert torch.allclose(Rb @ gyro[b], y[b, [0, 5, 6]], atol=1e-4)
+    assert torch.allclose(y[:, [1, 2, 3]].norm(dim=1), acc.norm(dim=1), atol=1e-5)  # lengths kept
+    assert torch.allclose(A.rotate(acc, g(0), max_degrees=0.0), acc)  # no angle, no change
+    assert not torch.allclose(A.rotate(acc, g(0)), acc)
+
+
+def test_rotate_errors():
+    with pytest.raises(ValueError, match="triads of a 6-channel window"):
+        A.rotate(_x(2, 6, 10))
+    with pytest.raises(ValueError, match="at least one"):
+        A.rotate(_x(2, 6, 10), triads=())
+    with pytest.raises(ValueError, match=r"3 channel indices in \[0, 6\)"):
+        A.rotate(_x(2, 6, 10), triads=((0, 1, 6),))

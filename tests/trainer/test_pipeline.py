@@ -85,6 +85,34 @@ def test_finetune_validates_on_unseen_subjects(tmp_path):
     assert set(ds.groups["subject"][0][tr]).isdisjoint(ds.groups["subject"][0][va])
 
 
+def test_finetune_rotation_views(tmp_path, monkeypatch):
+    import edgessl.trainer.evaluate as ev
+    import edgessl.trainer.pipeline as PL
+    from edgessl.cli import main
+
+    data = "synthetic:reps=3,length=64"
+    with pytest.raises(ValueError, match=r"triads named like acc_x.*\['acc_x', 'acc_y'\]"):
+        PL.finetune(PL.FinetuneConfig(data=PL.DataConfig(spec=data, channels=("acc_x", "acc_y")), rotate_degrees=10),
+                    tmp_path / "x")  # fmt: skip
+    with pytest.raises(ValueError, match=r"rotate_degrees must be in \[0, 180\]"):
+        PL.FinetuneConfig(rotate_degrees=-5)
+    built = []  # the views the training loop is given
+    monkeypatch.setattr(ev, "finetune_augment", lambda *a: built.append(a) or ev.Compose([]))
+    assert main(["finetune", "--data", data, "--rotate", "12", "--epochs", "1", "--out", str(tmp_path / "ft"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert built == [(12.0, ((0, 1, 2),))]
+    saved = torch.load(tmp_path / "ft" / "model.pt", weights_only=True)["config"]
+    assert saved["rotate_degrees"] == 12.0
+
+
+def test_finetune_augment_rotation_op():
+    from edgessl.trainer.evaluate import finetune_augment
+
+    assert "rotate" not in [o.op for o in finetune_augment().ops]
+    rot = finetune_augment(20.0, [(0, 1, 2), (3, 4, 5)]).ops[0]
+    assert rot.op == "rotate" and rot.p == 0.5 and rot.params == {"max_degrees": 20.0, "triads": ((0, 1, 2), (3, 4, 5))}
+
+
 def test_channel_aliases():
     assert resolve_channels(["body_acc_x", "total_acc_x", "total_acc_y", "total_acc_z"], ["acc_x", "acc_y", "acc_z"]) == [1, 2, 3]
     with pytest.raises(ValueError, match="no channel 'gyro_q'"):
