@@ -60,7 +60,7 @@ Protocol (every row):
   at most D degrees about an axis uniform on the sphere (``finetune --rotate``): the device held or worn at
   another angle. D was chosen on *validation* accuracy in pilots of the supervised CNN: uWave (3 seeds,
   1 and 5 labels per class and 100 %, D in 0/15/30/60/90/180, archive and g rows) peaked at 60 for both;
-  UCI HAR 9 channels in their units (subject-wise validation, 2 seeds, D in 0/8/20) at 20. On the archive's
+  UCI HAR 9 channels in their units (subject-wise validation, 2 seeds, D in 0/8/20/30/45) at 20. On the archive's
   per-axis z-normalised rows the axes no longer share a scale, so there it is a channel-mixing view rather
   than a physical rotation;
 * "..., per-subject BN adaptation at test" rows (``--test-adapt subject``): the same fine-tuned models as
