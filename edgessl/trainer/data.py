@@ -182,9 +182,9 @@ def train_groups(ds: WindowDataset, name: str | None) -> np.ndarray | None:
     return None if name is None else _groups(ds, name, "a group-wise validation split")[0]
 
 
-def groups_of_test_split(ds: WindowDataset, name: str, purpose: str = "per-group test-time adaptation") -> np.ndarray:
+def groups_of_test_split(ds: WindowDataset, name: str) -> np.ndarray:
     """The per-row ids ``name`` (e.g. ``"subject"``) of the test split."""
-    return _groups(ds, name, purpose)[1]
+    return _groups(ds, name, "per-group test-time adaptation")[1]
 
 
 def _groups(ds: WindowDataset, name: str, purpose: str) -> tuple[np.ndarray, np.ndarray]:
