@@ -301,17 +301,23 @@ class Compose:
         return "Compose(" + ", ".join(f"{o.op}(p={o.p})" for o in self.ops) + ")"
 
 
-def default_pipeline() -> Compose:
+def default_pipeline(rotate_degrees: float = 0.0, triads: Sequence[Sequence[int]] | None = None) -> Compose:
     """The default view generator for contrastive pretraining on accelerometer windows.
 
     Sign and time flips are left out: for gestures they change the class (a left stroke flipped is a
-    right stroke), so they would teach invariance to exactly what must be told apart.
+    right stroke), so they would teach invariance to exactly what must be told apart. With
+    ``rotate_degrees > 0`` half of the views first turn the axis ``triads`` by one random rotation of at
+    most that angle (see :func:`rotate`; None: the window is one ``(x, y, z)`` triad).
     """
-    return Compose([
+    ops = [
         Augmentation("crop_resize", 0.5, {"min_scale": 0.7}),
         Augmentation("time_warp", 0.5, {"sigma": 0.2}),
         Augmentation("magnitude_warp", 0.5, {"sigma": 0.2}),
         Augmentation("scaled_noise", 0.8, {"sigma": 0.1}),
         Augmentation("smooth", 0.3, {"max_lambda": 0.5}),
         Augmentation("blockout", 0.3, {"fraction": 0.1}),
-    ])  # fmt: skip
+    ]
+    if rotate_degrees > 0:
+        kw = {"max_degrees": float(rotate_degrees), "triads": None if triads is None else tuple(map(tuple, triads))}
+        ops.insert(0, Augmentation("rotate", 0.5, kw))
+    return Compose(ops)

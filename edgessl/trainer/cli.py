@@ -64,7 +64,8 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
     from edgessl.trainer.pipeline import PretrainConfig, pretrain
 
     mcfg = MethodConfig(name=a.method, temperature=a.temperature, gan_generator=a.gan_generator,
-                        gan_fraction=a.gan_fraction, codebook_size=a.codebook_size)  # fmt: skip
+                        gan_fraction=a.gan_fraction, codebook_size=a.codebook_size,
+                        rotate_degrees=a.rotate)  # fmt: skip
     cfg = PretrainConfig(_data_cfg(a), EncoderConfig(kind=a.encoder), mcfg, _fit_cfg(a, drop_last=True),
                          a.labels_per_class, a.label_fraction, tuple(a.exclude_class), a.descriptions)  # fmt: skip
     try:
@@ -126,6 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--label-fraction", type=float, default=None)
     lab.add_argument("--exclude-class", action="append", default=[], help="hold a class out (zero-shot); repeatable")
     lab.add_argument("--descriptions", default=None, help="JSON file {label: description} (default: built-in)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
+                   help="views also rotate the sensor's (x, y, z) channel triads, found by name, by one random "
+                        "rotation of up to DEG degrees per window (simclr, vicreg, barlow, clip; 0: off)")
     p.add_argument("--out", required=True, help="output folder (checkpoint.pt, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
     _fit_args(p, epochs=50, batch=128, lr=1e-3)

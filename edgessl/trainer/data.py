@@ -106,11 +106,21 @@ def unlabelled_pool(cfg: DataConfig, train_subjects_only: bool = True) -> np.nda
     restricted to the training subjects where the file names them (``train_subjects``) or to templates in
     the UCR train split (``ucr_split == 0``) for uWave, so nothing of a test split leaks into pretraining.
     """
+    return unlabelled_windows(cfg, train_subjects_only)[0]
+
+
+def unlabelled_windows(cfg: DataConfig, train_subjects_only: bool = True) -> tuple[np.ndarray, list[str]]:
+    """:func:`unlabelled_pool` and the names of its channels (the same in every pooled source)."""
     parts = []
+    names: list[str] | None = None
     for spec in cfg.spec.split("+"):
         one = dataclasses.replace(cfg, spec=spec.strip())
         ds = load(one.spec)
-        idx, _ = _select(ds.channel_names, one)
+        idx, these = _select(ds.channel_names, one)
+        if names is not None and list(these) != names:
+            raise DataFormatError(f"pooled sources have different channels: {names} and {list(these)} in "
+                                  f"{one.spec}; choose the same channels by name with channels / --channels")  # fmt: skip
+        names = list(these)
         if isinstance(ds, WindowDataset):
             parts.append(_match(ds.X_train[:, idx], ds.rate_hz, one))
             continue
@@ -129,7 +139,7 @@ def unlabelled_pool(cfg: DataConfig, train_subjects_only: bool = True) -> np.nda
     pool = np.concatenate(parts).astype(np.float32)
     if cfg.max_windows is not None and len(pool) > cfg.max_windows:
         pool = pool[np.sort(np.random.default_rng(0).permutation(len(pool))[: cfg.max_windows])]
-    return pool
+    return pool, names or []
 
 
 def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction: float | None = None,

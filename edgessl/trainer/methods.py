@@ -33,6 +33,7 @@ from edgessl.trainer.text import TextEncoder, hashed_features
 
 METHODS = ("simclr", "vicreg", "barlow", "masked", "ssgan", "clip", "beit")
 LABELLED_METHODS = ("clip",)  # trained on (window, class description) pairs
+VIEW_METHODS = ("simclr", "vicreg", "barlow", "clip")  # trained on augmented views (default_pipeline)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +62,26 @@ class MethodConfig:
     clip_temperature: float = 0.07
     # BEiT-style: k-means codebook size over patches of mask_patch samples
     codebook_size: int = 64
+    # views of the methods that augment (VIEW_METHODS) also rotate the (x, y, z) channel triads by up to this
+    # many degrees, one rotation per window; 0 = off. The triads are channel indices, set by pretraining from
+    # the channel names (empty: a 3-channel window is one triad)
+    rotate_degrees: float = 0.0
+    triads: tuple[tuple[int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise ValueError(f"unknown method {self.name!r}; expected one of {METHODS}")
         if not 0 <= self.gan_fraction <= 4:
             raise ValueError(f"gan_fraction must be in [0, 4]; got {self.gan_fraction}")
+        if not 0 <= self.rotate_degrees <= 180:
+            raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
+        if self.rotate_degrees > 0 and self.name not in VIEW_METHODS:
+            raise ValueError(f"{self.name} trains on windows without augmented views, so it has nothing to rotate; "
+                             f"rotation views are for {', '.join(VIEW_METHODS)}")  # fmt: skip
+        # JSON round trips give lists; keep the config hashable and equal to the one saved
+        object.__setattr__(self, "triads", tuple(tuple(int(i) for i in t) for t in self.triads))
+        if any(len(t) != 3 for t in self.triads):
+            raise ValueError(f"triads must be (x, y, z) channel index triples; got {self.triads}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -117,7 +132,7 @@ class TwoViewMethod(SSLMethod):
         else:
             self.head = projector(d, cfg.proj_hidden * 2, cfg.proj_hidden * 2, 3)
             self.objective = BarlowTwinsLoss(cfg.barlow_lambda)
-        self.augment = augment or default_pipeline()
+        self.augment = augment or default_pipeline(cfg.rotate_degrees, cfg.triads or None)
         self.gan: Generator | None = None
         if cfg.gan_generator:
             self.gan = Generator(encoder_cfg.in_channels, cfg.window, cfg.noise_dim)
@@ -283,7 +298,7 @@ class CLIPMethod(SSLMethod):
         self.text = TextEncoder(cfg.proj_dim, cfg.text_dim)
         self.register_buffer("text_features", torch.from_numpy(hashed_features(list(cfg.class_texts), cfg.text_dim)))
         self.objective = CLIPLoss(cfg.clip_temperature)
-        self.augment = augment or default_pipeline()
+        self.augment = augment or default_pipeline(cfg.rotate_degrees, cfg.triads or None)
 
     def embed_windows(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.encoder(x)), dim=1)

@@ -21,7 +21,7 @@ from edgessl.trainer.data import (
     labelled,
     match_only,
     train_groups,
-    unlabelled_pool,
+    unlabelled_windows,
 )
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
@@ -62,8 +62,9 @@ class PretrainConfig:
                    d.get("label_fraction"), tuple(d.get("exclude_classes", ())), d.get("descriptions"))  # fmt: skip
 
 
-def labelled_pairs(cfg: PretrainConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Training windows, labels remapped to the kept classes, and the kept class names (for ``clip``)."""
+def labelled_pairs(cfg: PretrainConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Training windows, labels remapped to the kept classes, the kept class names and the channel names
+    (for ``clip``)."""
     ds, X_train_all, _ = labelled(cfg.data)
     unknown = set(cfg.exclude_classes) - set(ds.class_names)
     if unknown:
@@ -75,7 +76,7 @@ def labelled_pairs(cfg: PretrainConfig) -> tuple[np.ndarray, np.ndarray, list[st
     remap[[ds.class_names.index(c) for c in kept]] = np.arange(len(kept))
     y = remap[ds.y_train[tr]]
     keep = y >= 0
-    return X_train_all[tr][keep], y[keep], kept
+    return X_train_all[tr][keep], y[keep], kept, list(ds.channel_names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +144,18 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, pro
     torch.manual_seed(cfg.fit.seed)
     mcfg = cfg.method
     if mcfg.name in LABELLED_METHODS:
-        X, y, kept = labelled_pairs(cfg)
+        X, y, kept, channels = labelled_pairs(cfg)
         mcfg = dataclasses.replace(mcfg, class_texts=tuple(describe(kept, cfg.descriptions)))
         tensors: tuple[torch.Tensor, ...] = (torch.from_numpy(X), torch.from_numpy(y))
     else:
-        X = unlabelled_pool(cfg.data)
+        X, channels = unlabelled_windows(cfg.data)
         tensors = (torch.from_numpy(X),)
+    if mcfg.rotate_degrees > 0:
+        triads = tuple(axis_triads(channels))
+        if not triads:
+            raise ValueError(f"rotation views need (x, y, z) channel triads named like acc_x, acc_y, acc_z; the "
+                             f"channels are {channels}")  # fmt: skip
+        mcfg = dataclasses.replace(mcfg, triads=triads)
     enc = dataclasses.replace(cfg.encoder, in_channels=X.shape[1])
     cfg = dataclasses.replace(cfg, encoder=enc, method=dataclasses.replace(mcfg, window=int(X.shape[-1])))
     method = build_method(enc, cfg.method)

@@ -113,6 +113,66 @@ def test_finetune_augment_rotation_op():
     assert rot.op == "rotate" and rot.p == 0.5 and rot.params == {"max_degrees": 20.0, "triads": ((0, 1, 2), (3, 4, 5))}
 
 
+def test_pretrain_rotation_views(tmp_path, monkeypatch):
+    import edgessl.trainer.methods as M
+    import edgessl.trainer.pipeline as PL
+    from edgessl.cli import main
+    from edgessl.datasets import write_ts
+    from edgessl.trainer.augment import default_pipeline
+
+    data = "synthetic:reps=3,length=64"
+    built = []  # the views each method is given
+    monkeypatch.setattr(M, "default_pipeline", lambda *a: built.append(a) or default_pipeline(*a))
+    assert main(["pretrain", "--data", data, "--method", "vicreg", "--rotate", "30", "--epochs", "2", "--batch-size",
+                 "32", "--warmup-epochs", "1", "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
+    assert built == [(30.0, ((0, 1, 2),))]
+    saved = torch.load(tmp_path / "pt" / "checkpoint.pt", weights_only=True)
+    m = M.MethodConfig.from_dict(saved["config"]["method"])
+    assert (m.rotate_degrees, m.triads) == (30.0, ((0, 1, 2),))  # rebuilt from the checkpoint alone
+    # an interrupted run resumes with the same views
+    half = tmp_path / "half"
+    PL.pretrain(PL.PretrainConfig.from_dict(saved["config"]), half, progress=False, stop_after_epoch=0)
+    PL.pretrain(PL.PretrainConfig.from_dict(saved["config"]), half, resume=True, progress=False)
+    resumed = torch.load(half / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(resumed[k], saved["model"][k]) for k in saved["model"])
+    # errors: no triads among the channels, a method without views, pooled sources of other channels
+    with pytest.raises(ValueError, match=r"triads named like acc_x.*\['acc_x', 'acc_y'\]"):
+        PL.pretrain(PL.PretrainConfig(PL.DataConfig(spec=data, channels=("acc_x", "acc_y")),
+                                      method=M.MethodConfig(name="simclr", rotate_degrees=10)), tmp_path / "x")  # fmt: skip
+    with pytest.raises(ValueError, match="masked trains on windows without augmented views"):
+        M.MethodConfig(name="masked", rotate_degrees=10)
+    with pytest.raises(ValueError, match=r"rotate_degrees must be in \[0, 180\]"):
+        M.MethodConfig(name="vicreg", rotate_degrees=200)
+    rng = np.random.default_rng(0)
+    write_ts(tmp_path / "other_TRAIN.ts", rng.normal(size=(6, 3, 64)), np.arange(6) % 2, ["a", "b"])
+    write_ts(tmp_path / "other_TEST.ts", rng.normal(size=(6, 3, 64)), np.arange(6) % 2, ["a", "b"])
+    from edgessl.datasets import DataFormatError
+    from edgessl.trainer.data import unlabelled_windows
+
+    with pytest.raises(DataFormatError, match=r"different channels: \['acc_x', 'acc_y', 'acc_z'\] and \['dim_0'"):
+        unlabelled_windows(PL.DataConfig(spec=f"{data}+ucr:{tmp_path / 'other'}"))
+
+
+def test_default_pipeline_rotation_op():
+    from edgessl.trainer.augment import default_pipeline
+    from edgessl.trainer.encoders import EncoderConfig
+    from edgessl.trainer.methods import MethodConfig, build_method
+
+    assert "rotate" not in [o.op for o in default_pipeline().ops]
+    rot = default_pipeline(45, [(0, 1, 2), (3, 4, 5)]).ops[0]
+    assert rot.op == "rotate" and rot.p == 0.5 and rot.params == {"max_degrees": 45.0, "triads": ((0, 1, 2), (3, 4, 5))}
+    method = build_method(EncoderConfig(in_channels=6), MethodConfig(name="barlow", rotate_degrees=45,
+                                                                     triads=[[0, 1, 2], [3, 4, 5]]))  # fmt: skip
+    assert method.augment.ops[0].params["triads"] == ((0, 1, 2), (3, 4, 5))
+    x = torch.randn(64, 6, 32)
+    v = method.augment(x, torch.Generator().manual_seed(0))
+    # a rotation keeps each triad's norm at every sample (the other ops of the view are off for this check)
+    only_rot = default_pipeline(45, [(0, 1, 2), (3, 4, 5)]).ops[0]
+    r = only_rot(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(r[:, :3].norm(dim=1), x[:, :3].norm(dim=1), atol=1e-5)
+    assert 0 < (r != x).any(-1).any(-1).float().mean() < 1 and v.shape == x.shape
+
+
 def test_channel_aliases():
     assert resolve_channels(["body_acc_x", "total_acc_x", "total_acc_y", "total_acc_z"], ["acc_x", "acc_y", "acc_z"]) == [1, 2, 3]
     with pytest.raises(ValueError, match="no channel 'gyro_q'"):
