@@ -182,6 +182,9 @@ def main() -> None:
     ap.add_argument("--pretrain-rotate", type=float, default=0.0, metavar="DEG",
                     help="SSL pretraining views of simclr / vicreg / barlow also rotate the axis triads by up to DEG "
                          "degrees (pretrain --rotate; rows 'METHOD (rotation DEG° in pretraining)')")
+    ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
+                    help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
+                         "'..., CNN W1-W2-W3-W4')")
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
                     help="merge the rows of another run's JSON (with --datasets none: merge only, train nothing)")
     ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
@@ -202,6 +205,7 @@ def main() -> None:
         _markdown(result, Path(a.out).with_suffix(".md"))
         return
     torch.set_num_threads(2)
+    encoder = EncoderConfig(widths=tuple(int(w) for w in a.widths.split(","))) if a.widths else EncoderConfig()
     rows, cache = [], {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
@@ -233,14 +237,14 @@ def main() -> None:
             for m in own if not is_har else [m for m in own if m in ("simclr", "vicreg")]:
                 mcfg, label = ssl_cfg(m)
                 ep = ep_own if not is_har else max(1, ep_own // 3)  # har: 5.9k windows, a third of the epochs
-                pcfg = PretrainConfig(data, EncoderConfig(in_channels=X_train.shape[1]), mcfg,
+                pcfg = PretrainConfig(data, dataclasses.replace(encoder, in_channels=X_train.shape[1]), mcfg,
                                       FitConfig(epochs=ep, batch_size=128, warmup_epochs=max(1, ep // 10)))  # fmt: skip
                 inits.append(("own train split", label, pretrain_once(cache, (dkey, m, "own"), pcfg, root)))
             if "simclr+gan" in methods and not is_har:
                 gan = pretrain_once(cache, (dkey, "ssgan", "own"), PretrainConfig(
-                    data, EncoderConfig(in_channels=X_train.shape[1]), MethodConfig(name="ssgan"),
+                    data, dataclasses.replace(encoder, in_channels=X_train.shape[1]), MethodConfig(name="ssgan"),
                     FitConfig(epochs=ep_own, batch_size=128, warmup_epochs=max(1, ep_own // 10))), root)  # fmt: skip
-                pcfg = PretrainConfig(data, EncoderConfig(in_channels=X_train.shape[1]),
+                pcfg = PretrainConfig(data, dataclasses.replace(encoder, in_channels=X_train.shape[1]),
                                       MethodConfig(name="simclr", gan_generator=gan, gan_fraction=0.25),
                                       FitConfig(epochs=ep_own, batch_size=128, warmup_epochs=max(1, ep_own // 10)))  # fmt: skip
                 inits.append(("own train split + generated", "simclr+gan",
@@ -250,7 +254,7 @@ def main() -> None:
                                   stream_window=(64, 32), max_windows=hapt_n, preprocess=data.preprocess)  # fmt: skip
                 for m in [m for m in methods if m in ("simclr", "vicreg")]:
                     mcfg, label = ssl_cfg(m)
-                    pcfg = PretrainConfig(hapt, EncoderConfig(in_channels=3), mcfg,
+                    pcfg = PretrainConfig(hapt, dataclasses.replace(encoder, in_channels=3), mcfg,
                                           FitConfig(epochs=ep_hapt, batch_size=256, warmup_epochs=1))  # fmt: skip
                     key = ("hapt", m, length, zlib.crc32(json.dumps(data.preprocess).encode()))  # same preprocessing
                     pretrain_once(cache, key, pcfg, root)
@@ -278,14 +282,14 @@ def main() -> None:
                         run_init = init
                         if init == "per-seed":  # clip: pairs of this seed's labelled budget only
                             run_init = str(root / f"clip_{dkey}_{regime.replace('/', '_')}_{seed}")
-                            pretrain(PretrainConfig(data, EncoderConfig(in_channels=X_train.shape[1]),
+                            pretrain(PretrainConfig(data, dataclasses.replace(encoder, in_channels=X_train.shape[1]),
                                                     MethodConfig(name="clip"),
                                                     FitConfig(epochs=ep_few if few else ep_full, batch_size=64,
                                                               warmup_epochs=3, seed=seed),
                                                     labels_per_class=budget.get("labels_per_class"),
                                                     label_fraction=budget.get("label_fraction")),
                                      run_init, progress=False)  # fmt: skip
-                        cfg = FinetuneConfig(data=data, init=run_init, fit=fit, self_train_rounds=a.self_train,
+                        cfg = FinetuneConfig(data=data, init=run_init, encoder=encoder, fit=fit, self_train_rounds=a.self_train,
                                              pseudo_fraction=a.pseudo_fraction,
                                              consistency_weight=a.consistency, refit=a.refit,
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
@@ -308,7 +312,8 @@ def main() -> None:
                            + (" + refit" if a.refit else "")
                            + (f" + EMA ({a.ema:g})" if a.ema else "")
                            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "")
-                           + (f", {a.val_groups}-wise validation" if a.val_groups else ""),
+                           + (f", {a.val_groups}-wise validation" if a.val_groups else "")
+                           + (f", CNN {a.widths.replace(',', '-')}" if a.widths else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
                            "length": length, "finetune_epochs": epochs,
