@@ -342,11 +342,12 @@ def main() -> None:
 
 
 def _key(r: dict) -> tuple:
-    return r["dataset"], r["pretrain_source"], r["method"], r["labels"]
+    # fine-tuning epochs and window length are part of a row's identity: a run with other values adds rows
+    return r["dataset"], r["pretrain_source"], r["method"], r["labels"], r.get("length"), r.get("finetune_epochs")
 
 
 def _merge(old: list[dict], new: list[dict]) -> list[dict]:
-    """Rows of this run replace rows of the same key; the others are kept (each row records its own length)."""
+    """Rows of this run replace rows of the same key; the others are kept."""
     fresh = {_key(r) for r in new}
     return [r for r in old if _key(r) not in fresh] + new
 
@@ -394,11 +395,12 @@ def _markdown(result: dict, path: Path) -> None:
     minutes = sum(r["minutes"] for r in result["runs"])
     lines = [f"# SSL few-label benchmark ({result['budget']['name']} budget, {minutes:.0f} min in "
              f"{len(result['runs'])} run(s) on 2 cores)", "", result["protocol"], "",
-             "| dataset | pretrain source | method | labels | length | accuracy (mean ± std) | seeds |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| dataset | pretrain source | method | labels | length | epochs | accuracy (mean ± std) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in sorted(result["rows"], key=lambda r: (r["dataset"], r["labels"], -r["acc_mean"])):
         lines.append(f"| {r['dataset']} | {r['pretrain_source']} | {r['method']} | {r['labels']} | "
-                     f"{r.get('length', 315)} | {r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {r['seeds']} |")  # fmt: skip
+                     f"{r.get('length', 315)} | {r.get('finetune_epochs') or '—'} | {r['acc_mean']:.4f} ± "
+                     f"{r['acc_std']:.4f} | {r['seeds']} |")  # fmt: skip
     lines += ["", "| target | best | by | met | best without test windows | met without |", "|---|---|---|---|---|---|"]
     for k, t in result["targets"].items():
         lines.append(f"| {k} ≥ {t['target']} | {t['best']} | {t['by']} | {'yes' if t['met'] else 'no'} | "
