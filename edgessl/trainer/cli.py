@@ -57,16 +57,30 @@ def _fit_cfg(a: argparse.Namespace, drop_last: bool):
                      drop_last=drop_last, ema_decay=a.ema)  # fmt: skip
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``--widths``: four positive whole numbers, comma-separated (one per CNN block)."""
+    parts = [t.strip() for t in text.split(",")]
+    if len(parts) != 4 or not all(t.isdigit() and int(t) > 0 for t in parts):
+        raise argparse.ArgumentTypeError(f"expected 4 positive channel counts like 48,96,128,160 (one per CNN "
+                                         f"block); got {text!r}")  # fmt: skip
+    return tuple(int(t) for t in parts)
+
+
+def _encoder_cfg(a: argparse.Namespace):
+    from edgessl.trainer.encoders import EncoderConfig
+
+    return EncoderConfig(kind=a.encoder) if a.widths is None else EncoderConfig(kind=a.encoder, widths=a.widths)
+
+
 def _cmd_pretrain(a: argparse.Namespace) -> int:
     from edgessl.trainer.distributed import teardown
-    from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.methods import MethodConfig
     from edgessl.trainer.pipeline import PretrainConfig, pretrain
 
     mcfg = MethodConfig(name=a.method, temperature=a.temperature, gan_generator=a.gan_generator,
                         gan_fraction=a.gan_fraction, codebook_size=a.codebook_size,
                         rotate_degrees=a.rotate)  # fmt: skip
-    cfg = PretrainConfig(_data_cfg(a), EncoderConfig(kind=a.encoder), mcfg, _fit_cfg(a, drop_last=True),
+    cfg = PretrainConfig(_data_cfg(a), _encoder_cfg(a), mcfg, _fit_cfg(a, drop_last=True),
                          a.labels_per_class, a.label_fraction, tuple(a.exclude_class), a.descriptions)  # fmt: skip
     try:
         pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
@@ -76,10 +90,13 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(a: argparse.Namespace) -> int:
-    from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(data=_data_cfg(a), init=a.init, encoder=EncoderConfig(kind=a.encoder),
+    if a.init and a.widths:
+        raise ValueError(f"--widths sets the architecture of a model from scratch; {a.init} fixes its own (drop --widths "
+                         "or --init)")  # fmt: skip
+
+    cfg = FinetuneConfig(data=_data_cfg(a), init=a.init, encoder=_encoder_cfg(a),
                          labels_per_class=a.labels_per_class, label_fraction=a.label_fraction,
                          val_fraction=a.val_fraction, val_groups=a.val_groups, mode=a.mode, ssl_weight=a.ssl_weight,
                          fit=_fit_cfg(a, drop_last=False), self_train_rounds=a.self_train,
@@ -116,6 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--method", choices=list(METHODS), default="simclr")
     p.add_argument("--encoder", choices=["cnn", "transformer"], default="cnn")
+    p.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,W3,W4",
+                   help="CNN channel widths of its 4 blocks (default 32,64,96,128: 80k parameters; 48,96,128,160 "
+                        "is about 150k)")
     p.add_argument("--temperature", type=float, default=0.1, help="NT-Xent temperature")
     p.add_argument("--gan-generator", default=None,
                    help="simclr/vicreg/barlow: an ssgan checkpoint whose generated windows join each batch")
@@ -139,6 +159,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--init", default=None, help="pretraining checkpoint (folder or file); default: from scratch")
     p.add_argument("--encoder", choices=["cnn", "transformer"], default="cnn", help="architecture when from scratch")
+    p.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,W3,W4",
+                   help="CNN channel widths of its 4 blocks, when from scratch (default 32,64,96,128: 80k parameters; 48,96,128,160 "
+                        "is about 150k)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels-per-class", type=int, default=None)
     g.add_argument("--label-fraction", type=float, default=None)

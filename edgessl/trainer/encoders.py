@@ -65,7 +65,7 @@ class EncoderConfig:
 
 
 class CNNEncoder(nn.Module):
-    """Conv-BN-ReLU blocks then global average pooling. ~100k parameters by default."""
+    """Conv-BN-ReLU blocks then global average pooling. About 80k parameters by default."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()

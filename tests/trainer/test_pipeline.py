@@ -173,6 +173,28 @@ def test_default_pipeline_rotation_op():
     assert 0 < (r != x).any(-1).any(-1).float().mean() < 1 and v.shape == x.shape
 
 
+def test_cli_widths(tmp_path, capsys):
+    from edgessl.cli import main
+    from edgessl.trainer.encoders import EncoderConfig, build_encoder, count_parameters
+
+    data = "synthetic:reps=3,length=64"
+    assert main(["finetune", "--data", data, "--widths", "16,24,32,40", "--epochs", "1", "--out", str(tmp_path / "ft"),
+                 "--quiet"]) == 0  # fmt: skip
+    saved = torch.load(tmp_path / "ft" / "model.pt", weights_only=True)
+    assert saved["config"]["encoder"]["widths"] == [16, 24, 32, 40]
+    assert saved["model"]["encoder.features.9.weight"].shape == (40, 32, 3)  # the 4th block's conv
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["finetune", "--data", data, "--widths", "16,24,32", "--out", str(tmp_path / "x")])
+    assert "expected 4 positive channel counts like 48,96,128,160" in capsys.readouterr().err
+    assert main(["finetune", "--data", data, "--init", str(tmp_path / "ft"), "--widths", "16,24,32,40", "--out",
+                 str(tmp_path / "y")]) == 1  # fmt: skip
+    assert "--widths sets the architecture of a model from scratch" in capsys.readouterr().err
+    # the widest of the default's shape that the 150k-parameter cap allows
+    for c in (3, 9):
+        assert count_parameters(build_encoder(EncoderConfig(in_channels=c, widths=(48, 96, 128, 160)))) <= 150_000
+
+
 def test_channel_aliases():
     assert resolve_channels(["body_acc_x", "total_acc_x", "total_acc_y", "total_acc_z"], ["acc_x", "acc_y", "acc_z"]) == [1, 2, 3]
     with pytest.raises(ValueError, match="no channel 'gyro_q'"):
