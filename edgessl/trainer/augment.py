@@ -43,6 +43,7 @@ __all__ = [
     "magnitude_warp",
     "random_crop",
     "rotate",
+    "rotation_view",
     "scaled_noise",
     "smooth",
     "time_warp",
@@ -318,6 +319,12 @@ def default_pipeline(rotate_degrees: float = 0.0, triads: Sequence[Sequence[int]
         Augmentation("blockout", 0.3, {"fraction": 0.1}),
     ]
     if rotate_degrees > 0:
-        kw = {"max_degrees": float(rotate_degrees), "triads": None if triads is None else tuple(map(tuple, triads))}
-        ops.insert(0, Augmentation("rotate", 0.5, kw))
+        ops.insert(0, rotation_view(rotate_degrees, triads))
     return Compose(ops)
+
+
+def rotation_view(max_degrees: float, triads: Sequence[Sequence[int]] | None = None, p: float = 0.5) -> Augmentation:
+    """The rotation op of the pretraining and fine-tuning views: half of the windows by default (see
+    :func:`rotate`; ``triads`` None: the window is one ``(x, y, z)`` triad)."""
+    return Augmentation("rotate", p, {"max_degrees": float(max_degrees),
+                                      "triads": None if triads is None else tuple(map(tuple, triads))})  # fmt: skip

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.trainer.augment import Augmentation, Compose
+from edgessl.trainer.augment import Augmentation, Compose, rotation_view
 
 
 @torch.no_grad()
@@ -115,7 +115,7 @@ def finetune_augment(rotate_degrees: float = 0.0, triads: Sequence[Sequence[int]
         Augmentation("scaled_noise", 0.5, {"sigma": 0.05}),
     ]
     if rotate_degrees > 0:
-        ops.insert(0, Augmentation("rotate", 0.5, {"max_degrees": rotate_degrees, "triads": tuple(map(tuple, triads))}))
+        ops.insert(0, rotation_view(rotate_degrees, triads))
     return Compose(ops)
 
 
