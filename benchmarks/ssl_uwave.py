@@ -123,6 +123,13 @@ BUDGETS = {
 }
 
 
+def ssl_method(m: str, rotate_degrees: float) -> tuple[MethodConfig, str]:
+    """An SSL method's pretraining config and its rows' name (rotation only for the methods with views)."""
+    if rotate_degrees and m in VIEW_METHODS:
+        return MethodConfig(name=m, rotate_degrees=rotate_degrees), f"{m} (rotation {rotate_degrees:g}° in pretraining)"
+    return MethodConfig(name=m), m
+
+
 def label_regimes(dataset: str) -> list[tuple[str, dict]]:
     if dataset in ("uea", "ueag"):
         return [("1/class", {"labels_per_class": 1}), ("5/class", {"labels_per_class": 5}), ("100%", {})]
@@ -233,14 +240,8 @@ def main() -> None:
             print(f"{dname}: {len(X_train)} train windows of {X_train.shape[1:]}", flush=True)
             inits: list[tuple[str, str, str | None]] = [] if a.no_supervised else [("none", "supervised", None)]
             own = [m for m in methods if m not in ("clip", "simclr+gan")]
-            def ssl_cfg(m: str) -> tuple[MethodConfig, str]:  # the method's config and its rows' name
-                if a.pretrain_rotate and m in VIEW_METHODS:
-                    return (MethodConfig(name=m, rotate_degrees=a.pretrain_rotate),
-                            f"{m} (rotation {a.pretrain_rotate:g}° in pretraining)")  # fmt: skip
-                return MethodConfig(name=m), m
-
             for m in own if not is_har else [m for m in own if m in ("simclr", "vicreg")]:
-                mcfg, label = ssl_cfg(m)
+                mcfg, label = ssl_method(m, a.pretrain_rotate)
                 ep = ep_own if not is_har else max(1, ep_own // 3)  # har: 5.9k windows, a third of the epochs
                 pcfg = PretrainConfig(data, dataclasses.replace(encoder, in_channels=X_train.shape[1]), mcfg,
                                       FitConfig(epochs=ep, batch_size=128, warmup_epochs=max(1, ep // 10)))  # fmt: skip
@@ -258,7 +259,7 @@ def main() -> None:
                 hapt = DataConfig(spec="npz:hapt_raw_streams.npz", channels=("acc_x", "acc_y", "acc_z"), length=length,
                                   stream_window=(64, 32), max_windows=hapt_n, preprocess=data.preprocess)  # fmt: skip
                 for m in [m for m in methods if m in ("simclr", "vicreg")]:
-                    mcfg, label = ssl_cfg(m)
+                    mcfg, label = ssl_method(m, a.pretrain_rotate)
                     pcfg = PretrainConfig(hapt, dataclasses.replace(encoder, in_channels=3), mcfg,
                                           FitConfig(epochs=ep_hapt, batch_size=256, warmup_epochs=1))  # fmt: skip
                     key = ("hapt", m, length, zlib.crc32(json.dumps(data.preprocess).encode()))  # same preprocessing
