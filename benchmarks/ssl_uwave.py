@@ -194,6 +194,8 @@ def main() -> None:
     ap.add_argument("--pretrain-rotate", type=float, default=0.0, metavar="DEG",
                     help="SSL pretraining views of simclr / vicreg / barlow also rotate the axis triads by up to DEG "
                          "degrees (pretrain --rotate; rows 'METHOD (rotation DEG° in pretraining)')")
+    ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                    help="fine-tuning mixes labelled windows in pairs, weights ~ Beta(ALPHA, ALPHA) (finetune --mixup)")
     ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
                     help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
                          "'..., CNN W1-W2-W3-W4')")
@@ -299,7 +301,7 @@ def main() -> None:
                                              pseudo_fraction=a.pseudo_fraction,
                                              consistency_weight=a.consistency, refit=a.refit,
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
-                                             rotate_degrees=a.rotate, **budget)  # fmt: skip
+                                             rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick = m["test_accuracy"], "finetune"
                         if a.test_adapt:
@@ -318,6 +320,7 @@ def main() -> None:
                            + (" + refit" if a.refit else "")
                            + (f" + EMA ({a.ema:g})" if a.ema else "")
                            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "")
+                           + (f" + mixup ({a.mixup:g})" if a.mixup else "")
                            + (f", {a.val_groups}-wise validation" if a.val_groups else "")
                            + (f", CNN {a.widths.replace(',', '-')}" if a.widths else ""),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),

@@ -103,7 +103,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
                          refit=a.refit, test_adapt_groups=a.test_adapt_groups,
-                         rotate_degrees=a.rotate)  # fmt: skip
+                         rotate_degrees=a.rotate, mixup_alpha=a.mixup)  # fmt: skip
     m = finetune(cfg, a.out, progress=not a.quiet)
     summary = {k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}
     if m["test_adapted"]:
@@ -191,6 +191,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
                    help="fine-tuning views also rotate the sensor's (x, y, z) channel triads, found by name, by one "
                         "random rotation of up to DEG degrees per window (0: off)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mix labelled windows in pairs, weights ~ Beta(ALPHA, ALPHA), and their labels' losses "
+                        "likewise (0: off)")
     p.add_argument("--out", required=True)
     _fit_args(p, epochs=100, batch=64, lr=1e-3)
     p.set_defaults(func=_cmd_finetune)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.special
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -159,6 +161,27 @@ def apply_transform(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return x * (1 - 2 * flip_sign)
 
 
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Mix each window with a random partner from the same batch.
+
+    Args:
+        x: ``[B, C, T]`` windows; y: ``[B]`` labels; alpha: the Beta distribution's parameter;
+        g: the generator that draws the permutation and the weights (on ``x``'s device).
+
+    Returns:
+        ``(mixed [B, C, T], partner labels [B], lam [B])`` with ``lam`` in [0.5, 1], the weight of ``x``'s
+        own window and label.
+    """
+    perm = torch.randperm(len(x), generator=g, device=x.device)
+    u = torch.rand(len(x), generator=g, device=x.device, dtype=torch.float64)
+    # Beta draws by the inverse CDF of a seeded uniform: torch's Beta sampler takes no generator
+    lam = torch.from_numpy(scipy.special.betaincinv(alpha, alpha, u.cpu().numpy())).to(x.device, torch.float32)
+    lam = torch.maximum(lam, 1 - lam)
+    mixed = lam.view(-1, 1, 1).to(x.dtype) * x + (1 - lam.view(-1, 1, 1).to(x.dtype)) * x[perm]
+    return mixed, y[perm], lam
+
+
 class SupervisedMethod(nn.Module):
     """Cross-entropy on augmented labelled windows, for the same ``fit()`` loop as pretraining.
 
@@ -171,16 +194,24 @@ class SupervisedMethod(nn.Module):
     and where that prediction is confident (max probability >= ``threshold``) trains the strongly augmented
     view to the predicted class. Labelled, weak and strong views go through the network as one batch, so
     BatchNorm sees all of them.
+
+    With ``mixup_alpha > 0`` the labelled windows are mixed in pairs (mixup, Zhang et al. 2018): window ``i``
+    becomes ``lam_i * x_i + (1 - lam_i) * x_p(i)`` for a random permutation ``p`` of the batch, with one
+    ``lam_i ~ Beta(alpha, alpha)`` per window folded to ``max(lam_i, 1 - lam_i)`` (so window ``i`` stays
+    the larger part), and its loss is the same mixture of the two labels' cross-entropies.
     """
 
     def __init__(self, model: Classifier, augment: Compose | None = None, label_smoothing: float = 0.1,
                  frozen_encoder: bool = False, ssl_weight: float = 0.0, out_dim: int | None = None,
                  unlabelled: torch.Tensor | None = None, consistency_weight: float = 0.0, threshold: float = 0.8,
-                 unlabelled_ratio: int = 4, strong: Compose | None = None):  # fmt: skip
+                 unlabelled_ratio: int = 4, strong: Compose | None = None, mixup_alpha: float = 0.0):  # fmt: skip
         super().__init__()
         if consistency_weight < 0 or not 0 < threshold <= 1 or unlabelled_ratio < 1:
             raise ValueError(f"consistency_weight must be >= 0, threshold in (0, 1], unlabelled_ratio >= 1; got "
                              f"{consistency_weight}, {threshold}, {unlabelled_ratio}")  # fmt: skip
+        if not mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0: off; 0.2-0.4 are usual); got {mixup_alpha}")
+        self.mixup_alpha = mixup_alpha
         self.consistency_weight = consistency_weight if unlabelled is not None and len(unlabelled) else 0.0
         self.threshold = threshold
         self.unlabelled_ratio = unlabelled_ratio
@@ -205,6 +236,9 @@ class SupervisedMethod(nn.Module):
         if self.augment is not None:
             with torch.no_grad():
                 x = self.augment(x, g)
+        lam = None
+        if self.mixup_alpha:
+            x, y2, lam = mixup(x, y, self.mixup_alpha, g)
         if self.consistency_weight:
             u = self.unlabelled[torch.randint(0, len(self.unlabelled), (self.unlabelled_ratio * len(x),),
                                               generator=g, device=x.device)]  # fmt: skip
@@ -217,7 +251,11 @@ class SupervisedMethod(nn.Module):
             unsup = (F.cross_entropy(ls.float(), pseudo, reduction="none") * mask).mean()
         else:
             logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        if lam is None:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        else:
+            ce = functools.partial(F.cross_entropy, logits.float(), reduction="none", label_smoothing=self.label_smoothing)
+            loss = (lam * ce(y) + (1 - lam) * ce(y2)).mean()
         logs = {"train_accuracy": float((logits.argmax(1) == y).float().mean())}
         if self.consistency_weight:
             loss = loss + self.consistency_weight * unsup

@@ -113,10 +113,14 @@ class FinetuneConfig:
     # fine-tuning views also rotate the sensor's (x, y, z) channel triads (found by name) by up to this many
     # degrees, one rotation per window for all its triads; 0 = off
     rotate_degrees: float = 0.0
+    # mixup of labelled windows in pairs with weights ~ Beta(alpha, alpha); 0 = off
+    mixup_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
+        if not self.mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0: off); got {self.mixup_alpha}")
         if self.refit and (self.labels_per_class is not None or self.label_fraction is not None):
             raise ValueError("refit trains on the validation labels too, which a label budget does not have; "
                              "use it without labels_per_class / label_fraction")  # fmt: skip
@@ -249,7 +253,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                                      ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
                                      unlabelled=torch.from_numpy(X_train_all[pool]) if consistency else None,
                                      consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,
-                                     unlabelled_ratio=cfg.unlabelled_ratio)  # fmt: skip
+                                     unlabelled_ratio=cfg.unlabelled_ratio, mixup_alpha=cfg.mixup_alpha)  # fmt: skip
         if consistency:
             # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
             # each time) so that every step still has a full labelled batch beside its unlabelled draw

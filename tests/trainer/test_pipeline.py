@@ -333,6 +333,40 @@ def test_consistency_loss_equals_fixmatch_written_out():
         ev.SupervisedMethod(model, unlabelled=U, consistency_weight=1.0, threshold=0.0)
 
 
+def test_mixup_loss_equals_the_mixture_written_out():
+    """Mixup against a direct computation: Beta(alpha, alpha) weights from the same seeded uniforms (by
+    scipy's Beta quantile), folded to >= 0.5, the same partner permutation, the labels' losses mixed alike."""
+    import scipy.stats
+    import torch.nn.functional as F
+    from torch import nn
+
+    from edgessl.trainer import evaluate as ev
+
+    torch.manual_seed(0)
+    model = ev.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 8)), 4, 8)
+    x, y = torch.randn(10, 3, 16), torch.randint(0, 4, (10,))
+    m = ev.SupervisedMethod(model, augment=None, label_smoothing=0.1, mixup_alpha=0.4)
+    loss, _ = m.loss((x, y), torch.Generator().manual_seed(3))
+
+    g = torch.Generator().manual_seed(3)
+    perm = torch.randperm(10, generator=g)
+    u = torch.rand(10, generator=g, dtype=torch.float64).numpy()
+    lam = scipy.stats.beta(0.4, 0.4).ppf(u)
+    terms = []
+    for i in range(10):
+        li = max(lam[i], 1 - lam[i])
+        xi = (li * x[i] + (1 - li) * x[perm[i]]).unsqueeze(0)
+        out = model(xi)
+        terms.append(li * F.cross_entropy(out, y[i : i + 1], label_smoothing=0.1)
+                     + (1 - li) * F.cross_entropy(out, y[perm[i]].view(1), label_smoothing=0.1))  # fmt: skip
+    assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-5)
+    mixed, _, lam_t = ev.mixup(x, y, 0.4, torch.Generator().manual_seed(3))
+    assert mixed.shape == x.shape and bool(((lam_t >= 0.5) & (lam_t <= 1)).all())
+    assert not torch.allclose(mixed, x)  # a real mixture, not the identity
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        ev.SupervisedMethod(model, mixup_alpha=-1.0)
+
+
 def test_refit_trains_on_training_and_validation_for_the_selected_epochs(tmp_path):
     import edgessl.trainer.pipeline as PL
     from edgessl.trainer.data import DataConfig
