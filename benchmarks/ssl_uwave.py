@@ -349,7 +349,7 @@ def main() -> None:
                         if tests:  # the same fine-tuned models (never the probe), adapted per test group
                             rows.append({**row, "method": row["method"] + suffix, "acc_mean": float(np.mean(tests)),
                                          "acc_std": float(np.std(tests)), "accs": [round(x, 4) for x in tests],
-                                         "selected_head": ["finetune"] * len(vals),
+                                         "selected_head": ["finetune"] * len(tests),
                                          "unadapted_accs": [round(x, 4) for x in accs]})  # fmt: skip
                     print(f"  {dname:18s} {row['pretrain_source']:24s} {method:10s} {regime:8s} "
                           f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}  {chosen}  "

@@ -178,8 +178,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator | N
     # Beta draws by the inverse CDF of a seeded uniform: torch's Beta sampler takes no generator
     lam = torch.from_numpy(scipy.special.betaincinv(alpha, alpha, u.cpu().numpy())).to(x.device, torch.float32)
     lam = torch.maximum(lam, 1 - lam)
-    mixed = lam.view(-1, 1, 1).to(x.dtype) * x + (1 - lam.view(-1, 1, 1).to(x.dtype)) * x[perm]
-    return mixed, y[perm], lam
+    w = lam.view(-1, 1, 1).to(x.dtype)
+    return w * x + (1 - w) * x[perm], y[perm], lam
 
 
 class SupervisedMethod(nn.Module):
