@@ -288,7 +288,7 @@ def main() -> None:
                 inits.append(("own labelled budget (descriptions)", "clip", "per-seed"))
             for source, method, init in inits:
                 for regime, budget in label_regimes(dkey):
-                    accs, vals, chosen, adapted, adapted_cross = [], [], [], [], []
+                    accs, vals, ft_vals, chosen, adapted, adapted_cross = [], [], [], [], [], []
                     few = regime != "100%"
                     if (a.self_train or a.consistency) and not few:
                         continue  # nothing outside the budget to pseudo-label
@@ -321,6 +321,7 @@ def main() -> None:
                                              rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick, val = m["test_accuracy"], "finetune", m["val_accuracy"]
+                        ft_vals.append(m["val_accuracy"])
                         if a.test_adapt:
                             adapted.append(m["test_adapted"]["test_accuracy"])
                             adapted_cross.append(m["test_adapted"]["test_accuracy_crossfit"])
@@ -355,6 +356,7 @@ def main() -> None:
                             rows.append({**row, "method": row["method"] + suffix, "acc_mean": float(np.mean(tests)),
                                          "acc_std": float(np.std(tests)), "accs": [round(x, 4) for x in tests],
                                          "selected_head": ["finetune"] * len(tests),
+                                         "val_accs": [round(x, 4) for x in ft_vals],  # the fine-tuned model's
                                          "unadapted_accs": [round(x, 4) for x in accs]})  # fmt: skip
                     print(f"  {dname:18s} {row['pretrain_source']:24s} {method:10s} {regime:8s} "
                           f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}  {chosen}  "
