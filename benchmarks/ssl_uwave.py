@@ -120,7 +120,14 @@ from edgessl.trainer.data import DataConfig, label_budget_split, labelled, stand
 from edgessl.trainer.encoders import EncoderConfig
 from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.methods import VIEW_METHODS, MethodConfig
-from edgessl.trainer.pipeline import FinetuneConfig, PretrainConfig, finetune, load_pretrained_encoder, pretrain
+from edgessl.trainer.pipeline import (
+    FinetuneConfig,
+    PretrainConfig,
+    cross_validate,
+    finetune,
+    load_pretrained_encoder,
+    pretrain,
+)
 
 DATASETS = {
     "ucr": ("uwave_gesture_ucr", "npz:uwave_gesture_ucr.npz", None),
@@ -219,9 +226,17 @@ def main() -> None:
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
                     help="merge the rows of another run's JSON (with --datasets none: merge only, train nothing)")
     ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per row (with --cv: partitions; default: the budget's)")
+    ap.add_argument("--cv", type=int, default=None, metavar="K",
+                    help="model selection only: each row's recipe is scored by stratified K-fold cross-validation "
+                         "on the training split (one partition per seed; the test split is not read) and written "
+                         "to results/ssl_uwave_cv.json (--out) instead")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ssl_uwave.json"))
     a = ap.parse_args()
+    if a.cv and a.out == ap.get_default("out"):
+        a.out = str(Path(__file__).parent / "results" / "ssl_uwave_cv.json")
     seeds, ep_own, ep_hapt, hapt_n, ep_few, ep_full, methods = BUDGETS[a.budget]
+    seeds = a.seeds or seeds
     if a.methods:
         methods = () if a.methods == "none" else tuple(a.methods.split(","))
     a.methods_run = methods
@@ -296,6 +311,11 @@ def main() -> None:
                         continue  # refit would train on validation labels the budget does not have
                     if a.regimes and regime not in a.regimes.split(","):
                         continue
+                    if a.cv:
+                        rows.append(_cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder,
+                                            ep_few if few else (a.epochs_full or ep_full), seeds, root))  # fmt: skip
+                        _write_cv(a.out, old_rows, rows, a, t_start)
+                        continue
                     for seed in range(seeds):
                         epochs = ep_few if few else ep_full
                         if is_har:
@@ -333,15 +353,7 @@ def main() -> None:
                         vals.append(val)
                         chosen.append(pick)
                     row = {"dataset": dname, "pretrain_source": source if init else "none",
-                           "method": method + (" + FixMatch" if a.consistency else "")
-                           + (" + self-training" if a.self_train else "")
-                           + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
-                           + (" + refit" if a.refit else "")
-                           + (f" + EMA ({a.ema:g})" if a.ema else "")
-                           + (f" + rotation ({a.rotate:g}°)" if a.rotate else "")
-                           + (f" + mixup ({a.mixup:g})" if a.mixup else "")
-                           + (f", {a.val_groups}-wise validation" if a.val_groups else "")
-                           + (f", CNN {a.widths.replace(',', '-')}" if a.widths else ""),
+                           "method": _method_name(a, method),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
                            # the selected head's validation accuracy (with refit: the selection run's), per seed:
@@ -362,10 +374,65 @@ def main() -> None:
                           f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}  {chosen}  "
                           f"[{(time.perf_counter() - t_start) / 60:.1f} min]", flush=True)  # fmt: skip
                     Path(a.out).write_text(json.dumps(_result(_merge(old_rows, rows), a, t_start), indent=2) + "\n")
-    result = _result(_merge(old_rows, rows), a, t_start)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    _markdown(result, Path(a.out).with_suffix(".md"))
+    if a.cv:
+        _write_cv(a.out, old_rows, rows, a, t_start)
+    else:
+        result = _result(_merge(old_rows, rows), a, t_start)
+        Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+        _markdown(result, Path(a.out).with_suffix(".md"))
     print(f"wrote {a.out}")
+
+
+def _method_name(a, method: str) -> str:
+    return (method + (" + FixMatch" if a.consistency else "") + (" + self-training" if a.self_train else "")
+            + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
+            + (" + refit" if a.refit else "") + (f" + EMA ({a.ema:g})" if a.ema else "")
+            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
+            + (f", {a.val_groups}-wise validation" if a.val_groups else "")
+            + (f", CNN {a.widths.replace(',', '-')}" if a.widths else ""))  # fmt: skip
+
+
+def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder, epochs, seeds, root) -> dict:
+    """A recipe scored by cross-validation on the training split alone (``--cv``): no test accuracy exists."""
+    if init == "per-seed" or dkey in ("har", "har9") and not a.epochs_full:
+        raise ValueError("--cv covers the uWave rows with a fixed initialisation (not clip, not uci_har's defaults)")
+    fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3), seed=0,
+                    drop_last=False, ema_decay=a.ema)  # fmt: skip
+    cfg = FinetuneConfig(data=data, init=init, encoder=encoder, fit=fit, self_train_rounds=a.self_train,
+                         pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
+                         rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
+    t0 = time.perf_counter()
+    r = cross_validate(cfg, a.cv, root / "cv", repeats=seeds, progress=False)
+    row = {"dataset": dname, "pretrain_source": source if init else "none", "method": _method_name(a, method),
+           "labels": regime, "length": int(data.length or 0) or None, "finetune_epochs": epochs,
+           "cv_accuracy": round(r["cv_accuracy"], 4), "best_epoch": r["best_epoch"],
+           "cv_accuracy_per_partition": [round(p["cv_accuracy"], 4) for p in r["per_repeat"]],
+           "folds": a.cv, "partitions": seeds, "windows_per_partition": r["n_windows"],
+           "minutes": round((time.perf_counter() - t0) / 60, 1)}  # fmt: skip
+    print(f"  cv {dname} {row['method']} {regime}: {row['cv_accuracy']:.4f} (epoch {r['best_epoch'] + 1}; "
+          f"partitions {row['cv_accuracy_per_partition']}) [{row['minutes']} min]", flush=True)  # fmt: skip
+    return row
+
+
+def _write_cv(out: str, old_rows: list[dict], rows: list[dict], a, t_start) -> None:
+    rows = _merge(old_rows, rows)
+    runs = list(a.previous_runs) + [{"minutes": round((time.perf_counter() - t_start) / 60, 1),
+                                     "args": {k: v for k, v in vars(a).items() if k not in ("previous_runs", "methods_run")}}]  # fmt: skip
+    doc = ("Model selection by cross-validation on the training split (``ssl_uwave.py --cv K``): each recipe is "
+           "fine-tuned K times per partition, each time validated on one of K stratified folds; per epoch the "
+           "folds' validation windows are pooled (every training window once per partition), and the recipe's "
+           "score is the pooled accuracy of its best epoch (``cv_accuracy``; ``best_epoch`` counts from 0). "
+           "The test split is not read. Recipes are compared here before any of them is run on the test split.")
+    Path(out).write_text(json.dumps({"protocol": doc, "runs": runs, "rows": rows}, indent=2) + "\n")
+    lines = ["# Cross-validated recipes (training split only)", "", doc, "",
+             "| dataset | pretrain source | method | labels | length | epochs | cv accuracy | best epoch (from 1) | "
+             "per partition | folds × partitions | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["labels"], -r["cv_accuracy"])):
+        lines.append(f"| {r['dataset']} | {r['pretrain_source']} | {r['method']} | {r['labels']} | {r['length']} | "
+                     f"{r['finetune_epochs']} | {r['cv_accuracy']:.4f} | {r['best_epoch'] + 1} | "
+                     f"{', '.join(f'{x:.4f}' for x in r['cv_accuracy_per_partition'])} | "
+                     f"{r['folds']} × {r['partitions']} | {r['minutes']} |")  # fmt: skip
+    Path(out).with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def _key(r: dict) -> tuple:

@@ -90,7 +90,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(a: argparse.Namespace) -> int:
-    from edgessl.trainer.pipeline import FinetuneConfig, finetune
+    from edgessl.trainer.pipeline import FinetuneConfig, cross_validate, finetune
 
     if a.init and a.widths:
         raise ValueError(f"--widths sets the architecture of a model from scratch; {a.init} fixes its own (drop --widths "
@@ -104,6 +104,12 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
                          refit=a.refit, test_adapt_groups=a.test_adapt_groups,
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup)  # fmt: skip
+    if a.cv:
+        if a.val_groups:
+            raise ValueError("--cv validates on stratified folds; it does not take --val-groups")
+        r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
+        print(json.dumps({k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats", "n_windows")}))
+        return 0
     m = finetune(cfg, a.out, progress=not a.quiet)
     summary = {k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}
     if m["test_adapted"]:
@@ -169,6 +175,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-groups", default=None, metavar="NAME",
                    help="carve validation from whole groups of the dataset's per-row ids (e.g. 'subject': "
                         "select on people the model has not seen, as a subject-wise test split does)")
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="model selection only: stratified K-fold cross-validation on the training split (writes "
+                        "OUT/cv.json; the test split is not read, no model is written)")
+    p.add_argument("--cv-repeats", type=int, default=1, metavar="R", help="with --cv: R partitions (seeds SEED..)")
     p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
     p.add_argument("--ssl-weight", type=float, default=0.1,
                    help="weight of the joint transform-prediction head used by test-time training (0: none)")

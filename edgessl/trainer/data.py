@@ -143,8 +143,8 @@ def unlabelled_windows(cfg: DataConfig, train_subjects_only: bool = True) -> tup
 
 
 def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction: float | None = None,
-                       val_fraction: float = 0.2, seed: int = 0,
-                       groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                       val_fraction: float = 0.2, seed: int = 0, groups: np.ndarray | None = None,
+                       fold: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Carve a validation split from the training rows, then draw the labelled budget from the rest.
 
     Without ``groups`` the validation split is stratified by class. With ``groups`` (one id per row, e.g.
@@ -152,6 +152,11 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
     so that validation measures what the test split of a subject-wise benchmark measures: people the model
     has not seen. (Overlapping windows of one recording in both parts would also leak: UCI HAR's windows
     overlap by half.)
+
+    With ``fold=(i, k)`` the validation split is fold ``i`` of a stratified ``k``-fold partition of the rows
+    (one partition per ``seed``; ``val_fraction`` is then ``1 / k``): the ``k`` folds of one seed validate on
+    every training row once, which is what cross-validation pools when one 20 % split is too small to tell
+    two models apart.
 
     Returns:
         ``(train_idx, val_idx)`` into ``y``. The budget is ``per_class`` rows of each class, or ``fraction``
@@ -161,16 +166,28 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
         raise ValueError("give per_class or fraction, not both")
     if fraction is not None and not 0 < fraction <= 1:
         raise ValueError(f"label fraction must be in (0, 1]; got {fraction}")
+    if fold is not None:
+        i, k = fold
+        if k < 2 or not 0 <= i < k:
+            raise ValueError(f"fold must be (i, k) with k >= 2 and 0 <= i < k; got {fold}")
+        if groups is not None:
+            raise ValueError("a k-fold validation split is stratified by class; it does not take groups")
     rng = np.random.default_rng(seed)
     in_val = None
     if groups is not None:
         in_val = _group_validation(y, np.asarray(groups), val_fraction, rng)
+    offset = 0  # rotates the first fold per class, so that the folds' sizes differ by at most one row
     train, val = [], []
     for c in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == c))
         if in_val is not None:
             val.extend(rows[in_val[rows]])
             rest = rows[~in_val[rows]]
+        elif fold is not None:
+            member = (np.arange(len(rows)) + offset) % fold[1] == fold[0]
+            offset += len(rows)
+            val.extend(rows[member])
+            rest = rows[~member]
         else:
             n_val = max(1, int(round(val_fraction * len(rows)))) if len(rows) > 1 else 0
             val.extend(rows[:n_val])

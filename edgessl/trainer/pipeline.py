@@ -91,6 +91,8 @@ class FinetuneConfig:
     val_fraction: float = 0.2
     # carve the validation split from whole groups of rows (e.g. "subject": validate on unseen people)
     val_groups: str | None = None
+    # (i, k): validate on fold i of a stratified k-fold partition instead (cross_validate runs the k folds)
+    val_fold: tuple[int, int] | None = None
     mode: str = "finetune"  # or "linear": frozen encoder, only the head trains
     ssl_weight: float = 0.1  # joint self-supervised (transform prediction) head for test-time training; 0 = off
     fit: FitConfig = FitConfig(epochs=100, batch_size=64, lr=1e-3, warmup_epochs=5, drop_last=False)
@@ -117,6 +119,12 @@ class FinetuneConfig:
     mixup_alpha: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.val_fold is not None:
+            object.__setattr__(self, "val_fold", tuple(int(v) for v in self.val_fold))  # JSON gives a list
+            i, k = self.val_fold
+            if k < 2 or not 0 <= i < k or self.val_groups:
+                raise ValueError(f"val_fold must be (i, k) with k >= 2 and 0 <= i < k, without val_groups; got "
+                                 f"{self.val_fold}, val_groups={self.val_groups!r}")  # fmt: skip
         if not 0 <= self.rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
         if not self.mixup_alpha >= 0:
@@ -192,11 +200,14 @@ def load_pretrained_encoder(path: str | Path) -> tuple[torch.nn.Module, EncoderC
     return encoder, enc_cfg
 
 
-def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, plots: bool = True) -> dict[str, Any]:
+def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, plots: bool = True,
+             test: bool = True) -> dict[str, Any]:  # fmt: skip
     """Fine-tune (or linearly probe) on a label budget, select on validation, test once, write a report.
 
     Writes ``metrics.json``, ``model.pt`` (everything export needs), ``checkpoint.pt``, ``metrics.jsonl``,
-    ``confusion.png`` and ``embedding.png`` to ``out_dir``.
+    ``confusion.png`` and ``embedding.png`` to ``out_dir``. With ``test=False`` it stops after selection
+    (no refit, no test prediction, nothing written but the training checkpoint and log) and returns the
+    validation figures alone: a model-selection run, as ``cross_validate`` makes.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +216,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     ds, X_train_all, X_test = labelled(cfg.data)
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
                                 val_fraction=cfg.val_fraction, seed=seed,
-                                groups=train_groups(ds, cfg.val_groups))  # fmt: skip
+                                groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold)  # fmt: skip
     Xtr, ytr, Xva, yva = X_train_all[tr], ds.y_train[tr], X_train_all[va], ds.y_train[va]
     if cfg.init:
         _, enc_cfg = load_pretrained_encoder(cfg.init)
@@ -286,6 +297,12 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
             print(f"self-training round {r + 1}: {len(rows)} pseudo-labelled windows", flush=True)
     best_epoch = int(max(history, key=lambda r: selection_score(r, SELECT))["epoch"])
     val_acc = ev.accuracy(ev.predict_logits(model, Xva).argmax(1), yva)
+    if not test:
+        return {"val_accuracy": val_acc, "best_epoch": best_epoch, "n_val": len(va), "n_train_labels": len(tr),
+                # per epoch, for pooling folds (weighted by n_val): validation accuracy and loss
+                "val_curve": [{"epoch": int(h["epoch"]), "val_accuracy": float(h["val_accuracy"]),
+                               "val_loss": float(h["val_loss"])} for h in history],
+                "seconds": time.perf_counter() - t0}  # fmt: skip
     if cfg.refit:
         if progress:
             print(f"refit on {len(tr) + len(va)} training + validation windows for {best_epoch + 1} epochs", flush=True)
@@ -358,6 +375,67 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}), test accuracy {test_acc:.4f}, "
               f"k-NN test {knn_test:.4f} (k={k})", flush=True)  # fmt: skip
     return metrics
+
+
+def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats: int = 1,
+                   progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Stratified ``folds``-fold cross-validation of a fine-tuning recipe on the training split alone.
+
+    Each of ``repeats`` partitions (seeds ``cfg.fit.seed``, ``+1``, ...) trains ``folds`` models, each
+    validated on one fold; the test split is never predicted. Per epoch, the folds' validation windows are
+    pooled (every training window counted once per repeat), and the recipe's score is the pooled accuracy
+    of the best epoch (ties to the lower pooled loss): one maximum over ``folds`` times more windows than a
+    single 20 % split has, which is what separates recipes whose single-split accuracies tie.
+
+    Writes ``cv.json`` to ``out_dir`` and returns it: ``cv_accuracy``, ``best_epoch``, the pooled curve, and
+    per repeat the pooled accuracy at its own best epoch and each fold's selected accuracy.
+    """
+    if cfg.refit or cfg.test_adapt_groups:
+        cfg = dataclasses.replace(cfg, refit=False, test_adapt_groups=None)  # both act after selection only
+    out = Path(out_dir)
+    runs: list[list[dict[str, Any]]] = []
+    for r in range(repeats):
+        seed = cfg.fit.seed + r
+        runs.append([])
+        for i in range(folds):
+            fold_cfg = dataclasses.replace(cfg, val_fold=(i, folds), val_groups=None,
+                                           fit=dataclasses.replace(cfg.fit, seed=seed))  # fmt: skip
+            m = finetune(fold_cfg, out / f"seed{seed}_fold{i}", progress=False, plots=False, test=False)
+            runs[-1].append(m)
+            if progress:
+                print(f"cv seed {seed} fold {i + 1}/{folds}: val accuracy {m['val_accuracy']:.4f} "
+                      f"(epoch {m['best_epoch'] + 1}, {m['n_val']} windows)", flush=True)  # fmt: skip
+
+    def pooled(ms: list[dict[str, Any]]) -> list[dict[str, float]]:
+        n = sum(m["n_val"] for m in ms)
+        epochs = min(len(m["val_curve"]) for m in ms)
+        # whole windows, so that epochs with as many correct windows tie exactly and the loss decides
+        return [{"epoch": e,
+                 "val_accuracy": sum(round(m["val_curve"][e]["val_accuracy"] * m["n_val"]) for m in ms) / n,
+                 "val_loss": sum(m["val_curve"][e]["val_loss"] * m["n_val"] for m in ms) / n}
+                for e in range(epochs)]  # fmt: skip
+
+    def best(curve: list[dict[str, float]]) -> dict[str, float]:
+        return max(curve, key=lambda c: selection_score(c, SELECT))  # as one run selects its epoch
+
+    curve = pooled([m for ms in runs for m in ms])
+    top = best(curve)
+    report = {
+        "cv_accuracy": top["val_accuracy"],
+        "best_epoch": int(top["epoch"]),
+        "folds": folds,
+        "repeats": repeats,
+        "n_windows": sum(m["n_val"] for m in runs[0]),
+        "per_repeat": [{"seed": cfg.fit.seed + r, "cv_accuracy": best(pooled(ms))["val_accuracy"],
+                        "fold_val_accuracy": [m["val_accuracy"] for m in ms]} for r, ms in enumerate(runs)],
+        "curve": curve,
+        "protocol": f"stratified {folds}-fold cross-validation on the training split, {repeats} partition(s); "
+                    "validation windows pooled per epoch; the test split is not read",
+        "config": cfg.to_dict(),
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    ev.write_json(out / "cv.json", report)
+    return report
 
 
 def _group_adapted(model: ev.Classifier, cfg: FinetuneConfig, ds: WindowDataset, X_test: np.ndarray,

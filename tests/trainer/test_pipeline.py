@@ -66,6 +66,62 @@ def test_group_wise_validation_split_keeps_each_group_whole():
         label_budget_split(np.where(groups == 0, 3, y), val_fraction=0.5, seed=seed, groups=groups)
 
 
+def test_k_fold_validation_partitions_the_training_rows():
+    y = np.repeat(np.arange(3), [21, 17, 12])
+    vals = [label_budget_split(y, seed=4, fold=(i, 5))[1] for i in range(5)]
+    assert np.array_equal(np.sort(np.concatenate(vals)), np.arange(len(y)))  # every row validates exactly once
+    sizes = [len(v) for v in vals]
+    assert max(sizes) - min(sizes) <= 1
+    for c in range(3):  # stratified: each fold holds a fifth of each class, to a row
+        per_fold = [np.sum(y[v] == c) for v in vals]
+        assert max(per_fold) - min(per_fold) <= 1
+    tr, va = label_budget_split(y, per_class=2, seed=4, fold=(3, 5))
+    assert np.array_equal(va, vals[3]) and np.all(np.bincount(y[tr]) == 2) and set(tr).isdisjoint(va)
+    assert not np.array_equal(label_budget_split(y, seed=5, fold=(0, 5))[1], vals[0])  # a seed is a partition
+    with pytest.raises(ValueError, match="k >= 2 and 0 <= i < k"):
+        label_budget_split(y, fold=(5, 5))
+    with pytest.raises(ValueError, match="does not take groups"):
+        label_budget_split(y, fold=(0, 5), groups=np.arange(len(y)) % 4)
+
+
+def test_cross_validation_pools_the_folds_and_never_predicts_the_test_split(tmp_path, monkeypatch):
+    import edgessl.trainer.evaluate as ev
+    import edgessl.trainer.pipeline as PL
+    from edgessl.cli import main
+    from edgessl.trainer.fit import FitConfig
+
+    data = PL.DataConfig(spec="synthetic:reps=3,length=64")
+    ds, X_train, X_test = PL.labelled(data)
+    predicted = []
+    real_predict = ev.predict_logits
+    monkeypatch.setattr(ev, "predict_logits", lambda m, X: predicted.append(X.shape) or real_predict(m, X))
+    cfg = PL.FinetuneConfig(data=data, fit=FitConfig(epochs=3, batch_size=32, warmup_epochs=1, drop_last=False),
+                            refit=True)  # fmt: skip
+    r = PL.cross_validate(cfg, 4, tmp_path / "cv", repeats=2, progress=False)
+    fold_sizes = {len(label_budget_split(ds.y_train, seed=s, fold=(i, 4))[1]) for s in (0, 1) for i in range(4)}
+    assert len(X_test) not in fold_sizes  # (so that the shapes below tell the splits apart)
+    assert predicted and {shape[0] for shape in predicted} <= fold_sizes  # validation folds only, never the test
+    assert not (tmp_path / "cv" / "seed0_fold0" / "model.pt").exists()  # selection runs write no model
+    assert r["n_windows"] == len(X_train) and r["folds"] == 4 and len(r["per_repeat"]) == 2
+    # the pooled curve is the folds' correct windows over all validation windows, epoch by epoch
+    folds = [json.loads(line) for s in (0, 1) for i in range(4)
+             for line in (tmp_path / "cv" / f"seed{s}_fold{i}" / "metrics.jsonl").read_text().splitlines()]
+    for e in range(3):
+        rows = [f for f in folds if f["epoch"] == e]
+        assert len(rows) == 8
+        sizes = [len(label_budget_split(ds.y_train, seed=s, fold=(i, 4))[1]) for s in (0, 1) for i in range(4)]
+        want = sum(round(f["val_accuracy"] * n) for f, n in zip(rows, sizes, strict=True)) / (2 * len(X_train))
+        assert r["curve"][e]["val_accuracy"] == pytest.approx(want)
+    assert r["cv_accuracy"] == max(c["val_accuracy"] for c in r["curve"])
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["cv_accuracy"] == r["cv_accuracy"]
+    with pytest.raises(ValueError, match="without val_groups"):
+        PL.FinetuneConfig(val_fold=(0, 3), val_groups="subject")
+    monkeypatch.undo()
+    assert main(["finetune", "--data", "synthetic:reps=3,length=64", "--epochs", "2", "--cv", "2", "--out",
+                 str(tmp_path / "cli"), "--quiet"]) == 0  # fmt: skip
+    assert (tmp_path / "cli" / "cv.json").exists() and not (tmp_path / "cli" / "metrics.json").exists()
+
+
 def test_finetune_validates_on_unseen_subjects(tmp_path):
     import edgessl.trainer.pipeline as PL
     from edgessl.cli import main
