@@ -8,27 +8,15 @@ from typing import Any
 
 import torch
 
-from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.evaluate import Classifier
-from edgessl.trainer.pipeline import MODEL_FILE
+from edgessl.trainer.pipeline import load_classifier
 
 OPSET = 17
 
 
 def load_model(folder_or_file: str | Path) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild the fine-tuned classifier from ``model.pt`` alone (``weights_only=True``)."""
-    p = Path(folder_or_file)
-    if p.is_dir():
-        p = p / MODEL_FILE
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no {MODEL_FILE}; export takes the folder written by `edgessl finetune`")
-    info = torch.load(p, map_location="cpu", weights_only=True)
-    if not isinstance(info, dict) or info.get("format") != "edgessl-model/1":
-        raise ValueError(f"{p}: not an edgessl fine-tuned model")
-    enc_cfg = EncoderConfig.from_dict(info["config"]["encoder"])
-    model = Classifier(build_encoder(enc_cfg), len(info["class_names"]), enc_cfg.out_dim)
-    model.load_state_dict(info["model"])
-    return model.eval(), info
+    return load_classifier(folder_or_file)
 
 
 class Standardize(torch.nn.Module):

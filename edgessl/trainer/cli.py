@@ -103,7 +103,8 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
                          refit=a.refit, test_adapt_groups=a.test_adapt_groups,
-                         rotate_degrees=a.rotate, mixup_alpha=a.mixup)  # fmt: skip
+                         rotate_degrees=a.rotate, mixup_alpha=a.mixup, teachers=tuple(a.teacher),
+                         distill_weight=a.distill_weight, distill_temperature=a.distill_temperature)  # fmt: skip
     if a.cv:
         if a.val_groups:
             raise ValueError("--cv validates on stratified folds; it does not take --val-groups")
@@ -175,6 +176,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-groups", default=None, metavar="NAME",
                    help="carve validation from whole groups of the dataset's per-row ids (e.g. 'subject': "
                         "select on people the model has not seen, as a subject-wise test split does)")
+    kd = p.add_argument_group("knowledge distillation (e.g. a larger model into the device's)")
+    kd.add_argument("--teacher", action="append", default=[], metavar="DIR",
+                    help="a fine-tuned model folder of the same data, classes, seed and label budget; repeat for "
+                         "an ensemble (its mean probability)")
+    kd.add_argument("--distill-weight", type=float, default=0.5, help="weight of the KL term (the rest: labels)")
+    kd.add_argument("--distill-temperature", type=float, default=1.0, help="softening temperature T")
     p.add_argument("--cv", type=int, default=None, metavar="K",
                    help="model selection only: stratified K-fold cross-validation on the training split (writes "
                         "OUT/cv.json; the test split is not read, no model is written)")

@@ -199,13 +199,28 @@ class SupervisedMethod(nn.Module):
     becomes ``lam_i * x_i + (1 - lam_i) * x_p(i)`` for a random permutation ``p`` of the batch, with one
     ``lam_i ~ Beta(alpha, alpha)`` per window folded to ``max(lam_i, 1 - lam_i)`` (so window ``i`` stays
     the larger part), and its loss is the same mixture of the two labels' cross-entropies.
+
+    With ``teachers`` (fine-tuned classifiers of the same classes and inputs, e.g. a larger model or an
+    ensemble) and ``distill_weight`` a in (0, 1] it is knowledge distillation (Hinton et al. 2015): the loss
+    is ``(1 - a) * CE + a * T**2 * KL(p_teacher || p_student)`` at temperature ``T``, where ``p_teacher`` is
+    the teachers' mean softened probability on the *same* augmented (and mixed) view the student sees
+    (consistent views, Beyer et al. 2022). Teachers stay frozen in eval mode and outside the state dict.
     """
 
     def __init__(self, model: Classifier, augment: Compose | None = None, label_smoothing: float = 0.1,
                  frozen_encoder: bool = False, ssl_weight: float = 0.0, out_dim: int | None = None,
                  unlabelled: torch.Tensor | None = None, consistency_weight: float = 0.0, threshold: float = 0.8,
-                 unlabelled_ratio: int = 4, strong: Compose | None = None, mixup_alpha: float = 0.0):  # fmt: skip
+                 unlabelled_ratio: int = 4, strong: Compose | None = None, mixup_alpha: float = 0.0,
+                 teachers: Sequence[nn.Module] = (), distill_weight: float = 0.0,
+                 distill_temperature: float = 1.0):  # fmt: skip
         super().__init__()
+        if not 0 <= distill_weight <= 1 or not distill_temperature > 0 or bool(teachers) != (distill_weight > 0):
+            raise ValueError(f"distillation needs teachers, a weight in (0, 1] and a temperature > 0 (no teachers: "
+                             f"weight 0); got {len(teachers)} teacher(s), weight {distill_weight}, temperature "
+                             f"{distill_temperature}")  # fmt: skip
+        # a plain list, not a ModuleList: the teachers must not train, switch to train mode, or enter checkpoints
+        self._teachers = [t.eval().requires_grad_(False) for t in teachers]
+        self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
         if consistency_weight < 0 or not 0 < threshold <= 1 or unlabelled_ratio < 1:
             raise ValueError(f"consistency_weight must be >= 0, threshold in (0, 1], unlabelled_ratio >= 1; got "
                              f"{consistency_weight}, {threshold}, {unlabelled_ratio}")  # fmt: skip
@@ -257,6 +272,10 @@ class SupervisedMethod(nn.Module):
             ce = functools.partial(F.cross_entropy, logits.float(), reduction="none", label_smoothing=self.label_smoothing)
             loss = (lam * ce(y) + (1 - lam) * ce(y2)).mean()
         logs = {"train_accuracy": float((logits.argmax(1) == y).float().mean())}
+        if self._teachers:
+            kd = distillation_loss(logits[: len(x)].float(), self.teacher_probabilities(x), self.distill_temperature)
+            loss = (1 - self.distill_weight) * loss + self.distill_weight * kd
+            logs["distill_loss"] = float(kd.detach())
         if self.consistency_weight:
             loss = loss + self.consistency_weight * unsup
             logs.update(consistency_loss=float(unsup.detach()), mask_rate=float(mask.mean()))
@@ -272,8 +291,28 @@ class SupervisedMethod(nn.Module):
         logs["loss"] = float(loss.detach())
         return loss, logs
 
+    @torch.no_grad()
+    def teacher_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """The teachers' mean softened class probabilities ``[B, K]`` for windows ``x`` ``[B, C, T]``."""
+        p = 0
+        for t in self._teachers:
+            t.to(x.device).eval()
+            p = p + F.softmax(t(x).float() / self.distill_temperature, 1)
+        return p / len(self._teachers)
+
     def forward(self, batch, g=None):
         return self.loss(batch, g)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_p: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T**2 * KL(teacher_p || softmax(student_logits / T))``, averaged over the batch (Hinton et al. 2015;
+    the ``T**2`` keeps its gradients on the scale of a cross-entropy's as ``T`` changes).
+
+    Args:
+        student_logits: ``[B, K]``; teacher_p: ``[B, K]`` probabilities at the same temperature; temperature: T.
+    """
+    log_q = F.log_softmax(student_logits / temperature, 1)
+    return temperature**2 * F.kl_div(log_q, teacher_p, reduction="batchmean")
 
 
 @torch.no_grad()

@@ -117,6 +117,11 @@ class FinetuneConfig:
     rotate_degrees: float = 0.0
     # mixup of labelled windows in pairs with weights ~ Beta(alpha, alpha); 0 = off
     mixup_alpha: float = 0.0
+    # knowledge distillation from fine-tuned models (model.pt folders) of the same data config and classes:
+    # loss = (1 - distill_weight) * CE + distill_weight * T^2 * KL(teachers' mean || student) at T; () = off
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.val_fold is not None:
@@ -125,6 +130,10 @@ class FinetuneConfig:
             if k < 2 or not 0 <= i < k or self.val_groups:
                 raise ValueError(f"val_fold must be (i, k) with k >= 2 and 0 <= i < k, without val_groups; got "
                                  f"{self.val_fold}, val_groups={self.val_groups!r}")  # fmt: skip
+        object.__setattr__(self, "teachers", tuple(str(t) for t in self.teachers))  # JSON gives a list
+        if self.teachers and not (0 < self.distill_weight <= 1 and self.distill_temperature > 0):
+            raise ValueError(f"distillation needs distill_weight in (0, 1] and distill_temperature > 0; got "
+                             f"{self.distill_weight}, {self.distill_temperature}")  # fmt: skip
         if not 0 <= self.rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
         if not self.mixup_alpha >= 0:
@@ -239,6 +248,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     if cfg.rotate_degrees > 0 and not triads:
         raise ValueError(f"rotation needs (x, y, z) channel triads named like acc_x, acc_y, acc_z; the channels are "
                          f"{ds.channel_names}")  # fmt: skip
+    # checked before training, so that a mismatch fails early
+    teachers = {stage: [_teacher(path, cfg, ds, stage) for path in cfg.teachers] for stage in ("selection", "refit")}
     env = setup(cfg.fit.device)
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
@@ -252,6 +263,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
 
     def train(X: np.ndarray, y: np.ndarray, stop_after_epoch: int | None = None
               ) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:  # fmt: skip
+        stage_teachers = teachers["selection" if stop_after_epoch is None else "refit"]
         """A fresh model from the initialisation, fitted on ``(X, y)`` and selected on the validation split
         (or, with ``stop_after_epoch``, trained to that epoch without selection: the refit)."""
         torch.manual_seed(seed)
@@ -264,7 +276,10 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                                      ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
                                      unlabelled=torch.from_numpy(X_train_all[pool]) if consistency else None,
                                      consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,
-                                     unlabelled_ratio=cfg.unlabelled_ratio, mixup_alpha=cfg.mixup_alpha)  # fmt: skip
+                                     unlabelled_ratio=cfg.unlabelled_ratio, mixup_alpha=cfg.mixup_alpha,
+                                     teachers=stage_teachers,
+                                     distill_weight=cfg.distill_weight if stage_teachers else 0.0,
+                                     distill_temperature=cfg.distill_temperature)  # fmt: skip
         if consistency:
             # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
             # each time) so that every step still has a full labelled batch beside its unlabelled draw
@@ -304,6 +319,10 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                                "val_loss": float(h["val_loss"])} for h in history],
                 "seconds": time.perf_counter() - t0}  # fmt: skip
     if cfg.refit:
+        # the selected model, as a distillation teacher for students of the same split (see _teacher)
+        save_atomic({"format": "edgessl-model/1", "config": cfg.to_dict(), "class_names": list(ds.class_names),
+                     "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+                    out / SELECTION_MODEL_FILE)  # fmt: skip
         if progress:
             print(f"refit on {len(tr) + len(va)} training + validation windows for {best_epoch + 1} epochs", flush=True)
         # (the k-NN diagnostic and the prototypes below keep using the training part alone)
@@ -377,6 +396,58 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     return metrics
 
 
+def load_classifier(folder_or_file: str | Path) -> tuple[ev.Classifier, dict[str, Any]]:
+    """Rebuild a fine-tuned classifier (eval mode) and its saved metadata from ``model.pt`` alone."""
+    p = Path(folder_or_file)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no {MODEL_FILE}; expected the folder written by `edgessl finetune`")
+    info = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(info, dict) or info.get("format") != "edgessl-model/1":
+        raise ValueError(f"{p}: not an edgessl fine-tuned model")
+    enc_cfg = EncoderConfig.from_dict(info["config"]["encoder"])
+    model = ev.Classifier(build_encoder(enc_cfg), len(info["class_names"]), enc_cfg.out_dim)
+    model.load_state_dict(info["model"])
+    return model.eval(), info
+
+
+SELECTION_MODEL_FILE = "model_selection.pt"  # with refit: the validation-selected model, before the refit
+_SPLIT_FIELDS = ("labels_per_class", "label_fraction", "val_fraction", "val_groups", "val_fold")
+
+
+def _teacher(path: str, cfg: FinetuneConfig, ds: WindowDataset, stage: str) -> ev.Classifier:
+    """A distillation teacher, checked to take the student's inputs, to answer with its classes, and never
+    to have trained on the student's validation windows: it must come from the same split (same seed and
+    budget), and while the student selects its epoch (``stage="selection"``) a refitted teacher stands in
+    by its own selection model, which had not seen them; the student's refit distils the refitted one."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    use = folder / (SELECTION_MODEL_FILE if stage == "selection" and (folder / SELECTION_MODEL_FILE).exists()
+                    else MODEL_FILE)  # fmt: skip
+    model, info = load_classifier(use)
+    tc = info["config"]
+    split = {k: (tc.get(k), getattr(cfg, k)) for k in _SPLIT_FIELDS}
+    split["seed"] = (tc["fit"]["seed"], cfg.fit.seed)
+    split = {k: v for k, v in split.items() if (list(v[0]) if isinstance(v[0], (list, tuple)) else v[0])
+             != (list(v[1]) if isinstance(v[1], (list, tuple)) else v[1])}  # fmt: skip
+    if split:
+        raise ValueError(f"teacher {path} was fine-tuned on another split (teacher, student): {split}; it would have "
+                         "trained on the student's validation windows. Fine-tune the teacher with the student's "
+                         "seed and label budget")  # fmt: skip
+    if stage == "selection" and use.name == MODEL_FILE and tc.get("refit"):
+        raise ValueError(f"teacher {path} was refitted on the validation windows and has no {SELECTION_MODEL_FILE}; "
+                         "the student could not select on them")  # fmt: skip
+    theirs, ours = tc["data"], cfg.data.to_dict()
+    if theirs != ours:
+        diff = {k: (theirs.get(k), ours.get(k)) for k in ours if theirs.get(k) != ours.get(k)}
+        raise ValueError(f"teacher {path} was fine-tuned on other inputs (teacher, student): {diff}; a teacher "
+                         "must see the windows the student sees")  # fmt: skip
+    if list(info["class_names"]) != list(ds.class_names):
+        raise ValueError(f"teacher {path} has classes {info['class_names']}; the student's are {ds.class_names}")
+    return model
+
+
 def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats: int = 1,
                    progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Stratified ``folds``-fold cross-validation of a fine-tuning recipe on the training split alone.
@@ -390,6 +461,9 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
     Writes ``cv.json`` to ``out_dir`` and returns it: ``cv_accuracy``, ``best_epoch``, the pooled curve, and
     per repeat the pooled accuracy at its own best epoch and each fold's selected accuracy.
     """
+    if cfg.teachers:
+        raise ValueError("cross-validation with distillation teachers is not supported: a teacher fine-tuned on "
+                         "the training split has seen every fold's validation windows")  # fmt: skip
     if cfg.refit or cfg.test_adapt_groups:
         cfg = dataclasses.replace(cfg, refit=False, test_adapt_groups=None)  # both act after selection only
     out = Path(out_dir)

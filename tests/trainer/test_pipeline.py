@@ -1,6 +1,8 @@
+import dataclasses
 import io
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -506,3 +508,55 @@ def test_window_scale_standardisation_from_cli_to_runtime(tmp_path):
         e = rt.embed(np.stack([x, offset_and_gain, one_axis]))
         np.testing.assert_allclose(e[1], e[0], atol=1e-3)
         assert not np.allclose(e[2], e[0], atol=1e-3)
+
+
+def test_distillation_loss_equals_the_kl_divergence_written_out():
+    from edgessl.trainer.evaluate import distillation_loss
+
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 4), torch.randn(5, 4)
+    for T in (1.0, 3.0):
+        p = torch.softmax(t / T, 1)
+        q = torch.softmax(s / T, 1)
+        want = sum(float(p[i, k] * torch.log(p[i, k] / q[i, k])) for i in range(5) for k in range(4)) / 5 * T**2
+        assert float(distillation_loss(s, p, T)) == pytest.approx(want, rel=1e-5)
+    assert float(distillation_loss(s, torch.softmax(s, 1))) == pytest.approx(0.0, abs=1e-6)  # a perfect match
+    # known value: uniform student, one-hot-ish teacher [1, 0]: KL = log 2
+    assert float(distillation_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))) == pytest.approx(np.log(2))
+
+
+def test_distillation_from_a_teacher_of_the_same_split_never_through_its_validation_windows(tmp_path, monkeypatch):
+    import edgessl.trainer.pipeline as PL
+    from edgessl.cli import main
+    from edgessl.trainer.fit import FitConfig
+
+    data = "synthetic:reps=3,length=64"
+    fit = FitConfig(epochs=3, batch_size=32, warmup_epochs=1, drop_last=False)
+    teacher = PL.finetune(PL.FinetuneConfig(data=PL.DataConfig(spec=data), fit=fit, refit=True), tmp_path / "t",
+                          progress=False, plots=False)  # fmt: skip
+    assert (tmp_path / "t" / PL.SELECTION_MODEL_FILE).exists() and teacher["refit"]
+    loaded = []
+    real_load = PL.load_classifier
+    monkeypatch.setattr(PL, "load_classifier", lambda p: loaded.append(Path(p).name) or real_load(p))
+    student = PL.FinetuneConfig(data=PL.DataConfig(spec=data), fit=fit, refit=True, teachers=(str(tmp_path / "t"),),
+                                distill_weight=0.7)  # fmt: skip
+    PL.finetune(student, tmp_path / "s", progress=False, plots=False)
+    # the student selects its epoch distilling the teacher's selection model, and refits from the refitted one
+    assert loaded == [PL.SELECTION_MODEL_FILE, PL.MODEL_FILE]
+    log = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["distill_loss"] >= 0 for r in log)
+    saved = torch.load(tmp_path / "s" / "model.pt", weights_only=True)
+    assert list(saved["config"]["teachers"]) == [str(tmp_path / "t")]
+    assert set(saved["model"]) == set(torch.load(tmp_path / "t" / "model.pt", weights_only=True)["model"])  # no teacher inside
+    with pytest.raises(ValueError, match=r"another split.*'seed': \(0, 1\)"):
+        PL.finetune(dataclasses.replace(student, fit=dataclasses.replace(fit, seed=1)), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="other inputs.*'length': \\(None, 48\\)"):
+        PL.finetune(dataclasses.replace(student, data=PL.DataConfig(spec=data, length=48)), tmp_path / "x",
+                    progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="not supported"):
+        PL.cross_validate(student, 2, tmp_path / "cv", progress=False)
+    with pytest.raises(ValueError, match="distill_weight in \\(0, 1\\]"):
+        PL.FinetuneConfig(teachers=("t",), distill_weight=0.0)
+    monkeypatch.undo()
+    assert main(["finetune", "--data", data, "--epochs", "2", "--teacher", str(tmp_path / "t"), "--distill-weight",
+                 "1", "--out", str(tmp_path / "cli"), "--quiet"]) == 0  # fmt: skip
