@@ -227,6 +227,11 @@ def main() -> None:
     ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
                     help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
                          "'..., CNN W1-W2-W3-W4')")
+    ap.add_argument("--teacher-widths", default=None, metavar="W1,W2,W3,W4",
+                    help="distil: per seed, first fine-tune a CNN of these widths from scratch with the row's recipe "
+                         "(same seed, split and budget), then the row's model with it as the teacher (rows "
+                         "'..., distilled from CNN W1-W2-W3-W4 (A)')")
+    ap.add_argument("--distill-weight", type=float, default=0.5, help="with --teacher-widths: the KL term's weight")
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
                     help="merge the rows of another run's JSON (with --datasets none: merge only, train nothing)")
     ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
@@ -307,7 +312,7 @@ def main() -> None:
                 inits.append(("own labelled budget (descriptions)", "clip", "per-seed"))
             for source, method, init in inits:
                 for regime, budget in label_regimes(dkey):
-                    accs, vals, ft_vals, chosen, adapted, adapted_cross = [], [], [], [], [], []
+                    accs, vals, ft_vals, chosen, adapted, adapted_cross, teacher_accs = [], [], [], [], [], [], []
                     few = regime != "100%"
                     if (a.self_train or a.consistency) and not few:
                         continue  # nothing outside the budget to pseudo-label
@@ -343,6 +348,13 @@ def main() -> None:
                                              consistency_weight=a.consistency, refit=a.refit,
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
                                              rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
+                        if a.teacher_widths:  # the teacher: same recipe, seed and split, from scratch, wider
+                            t_enc = EncoderConfig(widths=tuple(int(w) for w in a.teacher_widths.split(",")))
+                            tm = finetune(dataclasses.replace(cfg, init=None, encoder=t_enc), root / "teacher",
+                                          progress=False, plots=False)  # fmt: skip
+                            teacher_accs.append(tm["test_accuracy"])
+                            cfg = dataclasses.replace(cfg, teachers=(str(root / "teacher"),),
+                                                      distill_weight=a.distill_weight)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick, val = m["test_accuracy"], "finetune", m["val_accuracy"]
                         ft_vals.append(m["val_accuracy"])
@@ -365,6 +377,8 @@ def main() -> None:
                            "val_accs": [round(x, 4) for x in vals],
                            "length": length, "finetune_epochs": epochs,
                            "selection": "validation accuracy, ties to the lower validation loss"}  # fmt: skip
+                    if teacher_accs:  # the teachers' own test accuracy, for the record (larger than the cap)
+                        row.update(teacher_accs=[round(x, 4) for x in teacher_accs], teacher_widths=a.teacher_widths)
                     rows.append(row)
                     for suffix, tests in ((f", per-{a.test_adapt} BN adaptation at test", adapted),
                                           (f", per-{a.test_adapt} BN adaptation at test (other half)", adapted_cross)):
@@ -393,11 +407,15 @@ def _method_name(a, method: str) -> str:
             + (" + refit" if a.refit else "") + (f" + EMA ({a.ema:g})" if a.ema else "")
             + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
-            + (f", CNN {a.widths.replace(',', '-')}" if a.widths else ""))  # fmt: skip
+            + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
+            + (f", distilled from CNN {a.teacher_widths.replace(',', '-')} ({a.distill_weight:g})"
+               if a.teacher_widths else ""))  # fmt: skip
 
 
 def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder, epochs, seeds, root) -> dict:
     """A recipe scored by cross-validation on the training split alone (``--cv``): no test accuracy exists."""
+    if a.teacher_widths:
+        raise ValueError("--cv with --teacher-widths: a teacher trained on the training split has seen every fold")
     if init == "per-seed" or dkey in ("har", "har9") and not a.epochs_full:
         raise ValueError("--cv covers the uWave rows with a fixed initialisation (not clip, not uci_har's defaults)")
     fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3), seed=0,
