@@ -249,7 +249,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         raise ValueError(f"rotation needs (x, y, z) channel triads named like acc_x, acc_y, acc_z; the channels are "
                          f"{ds.channel_names}")  # fmt: skip
     # checked before training, so that a mismatch fails early
-    teachers = {stage: [_teacher(path, cfg, ds, stage) for path in cfg.teachers] for stage in ("selection", "refit")}
+    teachers = {stage: [_teacher(path, cfg, ds, stage) for path in cfg.teachers]
+                for stage in (("selection", "refit") if cfg.refit else ("selection",))}  # fmt: skip
     env = setup(cfg.fit.device)
 
     def validate(m: ev.SupervisedMethod) -> dict[str, float]:
