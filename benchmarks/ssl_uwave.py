@@ -114,6 +114,7 @@ Protocol (every row):
   model that has seen a few minutes of the new user's unlabelled signal).
 
     python benchmarks/ssl_uwave.py [--budget full|quick] [--datasets ucr,uea,har] [--methods ...] [--append]
+    python benchmarks/ssl_uwave.py --cv 5 --datasets ucr --regimes 100% ...   # recipes scored by CV only
 """
 
 from __future__ import annotations
