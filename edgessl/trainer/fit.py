@@ -88,14 +88,21 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file (or a folder holding ``checkpoint.pt``) safely, with ``weights_only=True``."""
+    return load_saved(path, CHECKPOINT, FORMAT, "checkpoint")
+
+
+def load_saved(path: str | Path, file_name: str, fmt: str, what: str) -> dict[str, Any]:
+    """Load ``path`` (or ``path/file_name`` for a folder) with ``weights_only=True`` and check that it is a
+    dict of format ``fmt``; ``what`` names the expected thing in the errors."""
     p = Path(path)
     if p.is_dir():
-        p = p / CHECKPOINT
+        p = p / file_name
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no checkpoint here")
+        raise FileNotFoundError(f"{p}: no {what} here ({file_name}, as edgessl writes it)")
     ck = torch.load(p, map_location="cpu", weights_only=True)
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise ValueError(f"{p}: not an edgessl checkpoint (format {ck.get('format') if isinstance(ck, dict) else None})")
+    if not isinstance(ck, dict) or ck.get("format") != fmt:
+        raise ValueError(f"{p}: not an edgessl {what} (format {ck.get('format') if isinstance(ck, dict) else None}, "
+                         f"expected {fmt})")  # fmt: skip
     return ck
 
 

@@ -25,7 +25,7 @@ from edgessl.trainer.data import (
 )
 from edgessl.trainer.distributed import setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
-from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, save_atomic, selection_score
+from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, load_saved, save_atomic, selection_score
 from edgessl.trainer.methods import LABELLED_METHODS, MethodConfig, build_method
 from edgessl.trainer.text import describe
 
@@ -399,14 +399,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
 
 def load_classifier(folder_or_file: str | Path) -> tuple[ev.Classifier, dict[str, Any]]:
     """Rebuild a fine-tuned classifier (eval mode) and its saved metadata from ``model.pt`` alone."""
-    p = Path(folder_or_file)
-    if p.is_dir():
-        p = p / MODEL_FILE
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no {MODEL_FILE}; expected the folder written by `edgessl finetune`")
-    info = torch.load(p, map_location="cpu", weights_only=True)
-    if not isinstance(info, dict) or info.get("format") != "edgessl-model/1":
-        raise ValueError(f"{p}: not an edgessl fine-tuned model")
+    info = load_saved(folder_or_file, MODEL_FILE, "edgessl-model/1", "fine-tuned model")
     enc_cfg = EncoderConfig.from_dict(info["config"]["encoder"])
     model = ev.Classifier(build_encoder(enc_cfg), len(info["class_names"]), enc_cfg.out_dim)
     model.load_state_dict(info["model"])
