@@ -106,8 +106,6 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup, teachers=tuple(a.teacher),
                          distill_weight=a.distill_weight, distill_temperature=a.distill_temperature)  # fmt: skip
     if a.cv:
-        if a.val_groups:
-            raise ValueError("--cv validates on stratified folds; it does not take --val-groups")
         r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
         print(json.dumps({k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats", "n_windows")}))
         return 0
@@ -184,7 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     kd.add_argument("--distill-temperature", type=float, default=1.0, help="softening temperature T")
     p.add_argument("--cv", type=int, default=None, metavar="K",
                    help="model selection only: stratified K-fold cross-validation on the training split (writes "
-                        "OUT/cv.json; the test split is not read, no model is written)")
+                        "OUT/cv.json; the test split is never predicted, no model is written)")
     p.add_argument("--cv-repeats", type=int, default=1, metavar="R", help="with --cv: R partitions (seeds SEED..)")
     p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
     p.add_argument("--ssl-weight", type=float, default=0.1,

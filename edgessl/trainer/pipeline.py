@@ -458,6 +458,9 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
     if cfg.teachers:
         raise ValueError("cross-validation with distillation teachers is not supported: a teacher fine-tuned on "
                          "the training split has seen every fold's validation windows")  # fmt: skip
+    if cfg.val_groups:
+        raise ValueError(f"cross-validation validates on stratified folds; it does not take val_groups "
+                         f"({cfg.val_groups!r})")  # fmt: skip
     if cfg.refit or cfg.test_adapt_groups:
         cfg = dataclasses.replace(cfg, refit=False, test_adapt_groups=None)  # both act after selection only
     out = Path(out_dir)
@@ -466,8 +469,7 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
         seed = cfg.fit.seed + r
         runs.append([])
         for i in range(folds):
-            fold_cfg = dataclasses.replace(cfg, val_fold=(i, folds), val_groups=None,
-                                           fit=dataclasses.replace(cfg.fit, seed=seed))  # fmt: skip
+            fold_cfg = dataclasses.replace(cfg, val_fold=(i, folds), fit=dataclasses.replace(cfg.fit, seed=seed))
             m = finetune(fold_cfg, out / f"seed{seed}_fold{i}", progress=False, plots=False, test=False)
             runs[-1].append(m)
             if progress:
@@ -498,7 +500,7 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
                         "fold_val_accuracy": [m["val_accuracy"] for m in ms]} for r, ms in enumerate(runs)],
         "curve": curve,
         "protocol": f"stratified {folds}-fold cross-validation on the training split, {repeats} partition(s); "
-                    "validation windows pooled per epoch; the test split is not read",
+                    "validation windows pooled per epoch; the test split is never predicted",
         "config": cfg.to_dict(),
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

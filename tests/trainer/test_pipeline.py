@@ -118,6 +118,8 @@ def test_cross_validation_pools_the_folds_and_never_predicts_the_test_split(tmp_
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["cv_accuracy"] == r["cv_accuracy"]
     with pytest.raises(ValueError, match="without val_groups"):
         PL.FinetuneConfig(val_fold=(0, 3), val_groups="subject")
+    with pytest.raises(ValueError, match="does not take val_groups"):
+        PL.cross_validate(dataclasses.replace(cfg, val_groups="subject"), 3, tmp_path / "g", progress=False)
     monkeypatch.undo()
     assert main(["finetune", "--data", "synthetic:reps=3,length=64", "--epochs", "2", "--cv", "2", "--out",
                  str(tmp_path / "cli"), "--quiet"]) == 0  # fmt: skip
