@@ -155,6 +155,9 @@ DATASETS = {
     "har": ("uci_har", "npz:uci_har.npz", None),
     "har9": ("uci_har (9 channels)", "npz:uci_har.npz", None),  # body acc, gyro, total acc: the published setting
 }
+# (c) an unlabelled pool for the UEA rows: every uWave template from which none of the UEA file's 440 rows
+# (train or test) was made — other repetitions by the same 8 users; never one of its test gestures
+LIBRARY = ("uWave library outside the UEA file", "npz:uwave_raw.npz?outside=uwave_gesture_uea.npz,length=315")
 BUDGETS = {
     # name: (seeds, pretrain epochs own, pretrain epochs hapt, hapt windows, ft epochs few, ft epochs full, methods)
     # sized to run in about an hour on 2 cores; uci_har (5.9k training windows) gets its own smaller budget below
@@ -206,6 +209,12 @@ def main() -> None:
     ap.add_argument("--methods", default=None, help="comma list (default: the budget's); 'none' = supervised only")
     ap.add_argument("--no-supervised", action="store_true", help="skip the from-scratch rows")
     ap.add_argument("--no-hapt", action="store_true", help="skip the HAR+HAPT pretraining rows")
+    ap.add_argument("--no-own", action="store_true", help="skip the rows pretrained on the target's own training split")
+    ap.add_argument("--library", action="store_true",
+                    help="uea / ueag rows: (c) the uWave templates none of the UEA file's rows was made from are an "
+                         "unlabelled pool: SSL methods also pretrain on it (source '" + LIBRARY[0] + "') and "
+                         "--consistency / --self-train draw from it, at 100 %% labels too (rows '... (unlabelled: "
+                         "uWave library)')")
     ap.add_argument("--length", type=int, default=63, help="uWave window length the models see")
     ap.add_argument("--append", action="store_true", help="merge into the existing JSON (same key replaces)")
     ap.add_argument("--self-train", type=int, default=0, metavar="ROUNDS",
@@ -297,13 +306,22 @@ def main() -> None:
             length = X_train.shape[-1]
             print(f"{dname}: {len(X_train)} train windows of {X_train.shape[1:]}", flush=True)
             inits: list[tuple[str, str, str | None]] = [] if a.no_supervised else [("none", "supervised", None)]
-            own = [m for m in methods if m not in ("clip", "simclr+gan")]
+            own = [m for m in methods if m not in ("clip", "simclr+gan")] if not a.no_own else []
+            library = a.library and dkey in ("uea", "ueag")
+            unlabelled = LIBRARY[1] if library and (a.consistency or a.self_train) else None
             for m in own if not is_har else [m for m in own if m in ("simclr", "vicreg")]:
                 mcfg, label = ssl_method(m, a.pretrain_rotate)
                 ep = ep_own if not is_har else max(1, ep_own // 3)  # har: 5.9k windows, a third of the epochs
                 pcfg = PretrainConfig(data, dataclasses.replace(encoder, in_channels=X_train.shape[1]), mcfg,
                                       FitConfig(epochs=ep, batch_size=128, warmup_epochs=max(1, ep // 10)))  # fmt: skip
                 inits.append(("own train split", label, pretrain_once(cache, (dkey, m, "own"), pcfg, root)))
+            if library:  # (c): pretrained on the uWave templates outside the UEA file, prepared as the target
+                for m in [m for m in methods if m not in ("clip", "simclr+gan")]:
+                    mcfg, label = ssl_method(m, a.pretrain_rotate)
+                    pcfg = PretrainConfig(dataclasses.replace(data, spec=LIBRARY[1]),
+                                          dataclasses.replace(encoder, in_channels=X_train.shape[1]), mcfg,
+                                          FitConfig(epochs=ep_hapt, batch_size=128, warmup_epochs=max(1, ep_hapt // 10)))  # fmt: skip
+                    inits.append((LIBRARY[0], label, pretrain_once(cache, (dkey, m, "library"), pcfg, root)))
             if "simclr+gan" in methods and not is_har:
                 gan = pretrain_once(cache, (dkey, "ssgan", "own"), PretrainConfig(
                     data, dataclasses.replace(encoder, in_channels=X_train.shape[1]), MethodConfig(name="ssgan"),
@@ -329,7 +347,7 @@ def main() -> None:
                 for regime, budget in label_regimes(dkey):
                     accs, vals, ft_vals, chosen, adapted, adapted_cross, teacher_accs = [], [], [], [], [], [], []
                     few = regime != "100%"
-                    if (a.self_train or a.consistency) and not few:
+                    if (a.self_train or a.consistency) and not few and not unlabelled:
                         continue  # nothing outside the budget to pseudo-label
                     if a.refit and few:
                         continue  # refit would train on validation labels the budget does not have
@@ -337,7 +355,8 @@ def main() -> None:
                         continue
                     if a.cv:
                         rows.append(_cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder,
-                                            ep_few if few else (a.epochs_full or ep_full), seeds, root))  # fmt: skip
+                                            ep_few if few else (a.epochs_full or ep_full), seeds, root,
+                                            unlabelled))  # fmt: skip
                         _write_cv(a.out, old_rows, rows, a, t_start)
                         continue
                     for seed in range(seeds):
@@ -360,7 +379,7 @@ def main() -> None:
                                      run_init, progress=False)  # fmt: skip
                         cfg = FinetuneConfig(data=data, init=run_init, encoder=encoder, fit=fit, self_train_rounds=a.self_train,
                                              pseudo_fraction=a.pseudo_fraction,
-                                             consistency_weight=a.consistency, refit=a.refit,
+                                             consistency_weight=a.consistency, refit=a.refit, unlabelled=unlabelled,
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
                                              rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
                         if a.teacher_widths:  # the teacher: same recipe, seed and split, from scratch, wider
@@ -384,7 +403,7 @@ def main() -> None:
                         vals.append(val)
                         chosen.append(pick)
                     row = {"dataset": dname, "pretrain_source": source if init else "none",
-                           "method": _method_name(a, method),
+                           "method": _method_name(a, method, unlabelled),
                            "labels": regime, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                            "seeds": seeds, "accs": [round(x, 4) for x in accs], "selected_head": chosen,
                            # the selected head's validation accuracy (with refit: the selection run's), per seed:
@@ -416,9 +435,10 @@ def main() -> None:
     print(f"wrote {a.out}")
 
 
-def _method_name(a, method: str) -> str:
+def _method_name(a, method: str, unlabelled: str | None = None) -> str:
     return (method + (" + FixMatch" if a.consistency else "") + (" + self-training" if a.self_train else "")
             + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
+            + (" (unlabelled: uWave library)" if unlabelled else "")
             + (" + refit" if a.refit else "") + (f" + EMA ({a.ema:g})" if a.ema else "")
             + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
@@ -427,7 +447,8 @@ def _method_name(a, method: str) -> str:
                if a.teacher_widths else ""))  # fmt: skip
 
 
-def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder, epochs, seeds, root) -> dict:
+def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder, epochs, seeds, root,
+            unlabelled: str | None = None) -> dict:  # fmt: skip
     """A recipe scored by cross-validation on the training split alone (``--cv``): no test accuracy exists."""
     if a.teacher_widths:
         raise ValueError("--cv with --teacher-widths: a teacher trained on the training split has seen every fold")
@@ -437,10 +458,11 @@ def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder,
                     drop_last=False, ema_decay=a.ema)  # fmt: skip
     cfg = FinetuneConfig(data=data, init=init, encoder=encoder, fit=fit, self_train_rounds=a.self_train,
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
-                         rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
+                         rotate_degrees=a.rotate, mixup_alpha=a.mixup, unlabelled=unlabelled, **budget)  # fmt: skip
     t0 = time.perf_counter()
     r = cross_validate(cfg, a.cv, root / "cv", repeats=seeds, progress=False)
-    row = {"dataset": dname, "pretrain_source": source if init else "none", "method": _method_name(a, method),
+    row = {"dataset": dname, "pretrain_source": source if init else "none",
+           "method": _method_name(a, method, unlabelled),
            "labels": regime, "length": int(data.length or 0) or None, "finetune_epochs": epochs,
            "cv_accuracy": round(r["cv_accuracy"], 4), "best_epoch": r["best_epoch"],
            "cv_accuracy_per_partition": [round(p["cv_accuracy"], 4) for p in r["per_repeat"]],

@@ -10,7 +10,10 @@ A *dataset spec* string selects a source:
                        ``S`` (0 / 1), e.g. ``npz:uwave_raw.npz?split=ucr_split,length=315``: the UCR
                        split of the raw uWave templates, in g; or ``like=FILE``: the rows of the windowed
                        ``FILE`` (its split and order) rebuilt from the recordings they match by label and
-                       shared ids, e.g. ``npz:uwave_raw.npz?like=uwave_gesture_uea.npz``
+                       shared ids, e.g. ``npz:uwave_raw.npz?like=uwave_gesture_uea.npz``; or
+                       ``outside=FILE``: the recordings *none* of ``FILE``'s rows was made from (train;
+                       its matched rows are the test split), e.g. an unlabelled pool that holds no
+                       gesture of the UEA file: ``npz:uwave_raw.npz?outside=uwave_gesture_uea.npz``
 ``ucr:PATH``           UCR/UEA archive files: ``NAME_TRAIN.ts|.arff|.tsv`` (the ``_TEST`` partner is found
                        beside it) or the common prefix ``DIR/NAME``
 ``har:DIR``            the UCI HAR folder (``train/Inertial Signals/*.txt``, ``y_train.txt`` ...)
@@ -297,14 +300,8 @@ class StreamDataset:
         )
 
 
-def windows_like(raw: StreamDataset, like: WindowDataset, length: int | None = None) -> WindowDataset:
-    """The rows of a windowed dataset rebuilt from the labelled recordings they were made from.
-
-    Each row of ``like`` (train and test, in its order) is matched to the one recording of ``raw`` with the
-    same label and the same value of every per-row id the two share (e.g. subject, day, repetition); that
-    recording, stretched to ``length`` samples (default: the longest one used), becomes the row. So a
-    published split (the UEA archive's uWave rows) can be read in the raw recordings' units.
-    """
+def _matched_recordings(raw: StreamDataset, like: WindowDataset) -> dict[str, np.ndarray]:
+    """For each split of ``like``, the recording of ``raw`` each row was made from (see :func:`windows_like`)."""
     if raw.recording_labels is None:
         raise DataFormatError(f"{raw.name}: recordings carry no labels, so they cannot be matched to {like.name}'s rows")
     keys = sorted(set(like.groups) & set(raw.recording_groups))
@@ -326,6 +323,18 @@ def windows_like(raw: StreamDataset, like: WindowDataset, length: int | None = N
             raise DataFormatError(f"{like.name}: {len(bad)} {split} row(s) match no single recording of {raw.name} "
                                   f"by (label, {', '.join(keys)}); e.g. row {j} {key} matches {n}")  # fmt: skip
         picked[split] = np.array([f[0] for f in found], np.int64)
+    return picked
+
+
+def windows_like(raw: StreamDataset, like: WindowDataset, length: int | None = None) -> WindowDataset:
+    """The rows of a windowed dataset rebuilt from the labelled recordings they were made from.
+
+    Each row of ``like`` (train and test, in its order) is matched to the one recording of ``raw`` with the
+    same label and the same value of every per-row id the two share (e.g. subject, day, repetition); that
+    recording, stretched to ``length`` samples (default: the longest one used), becomes the row. So a
+    published split (the UEA archive's uWave rows) can be read in the raw recordings' units.
+    """
+    picked = _matched_recordings(raw, like)
     lengths = np.diff(raw.offsets)
     used = np.concatenate(list(picked.values()))
     if np.any(lengths[used] < 2):
@@ -337,6 +346,27 @@ def windows_like(raw: StreamDataset, like: WindowDataset, length: int | None = N
     return WindowDataset(X["train"], like.y_train, X["test"], like.y_test, list(like.class_names),
                          list(raw.channel_names), list(raw.channel_units), None, dict(like.groups),
                          name=f"{like.name} rows from {raw.name} (stretched to {length})")  # fmt: skip
+
+
+def windows_outside(raw: StreamDataset, like: WindowDataset, length: int | None = None) -> WindowDataset:
+    """The labelled recordings of ``raw`` that none of ``like``'s rows was made from, as windows.
+
+    The train split holds every usable recording (at least 2 samples) matched by no row of ``like`` (train
+    or test; matched as in :func:`windows_like`); the test split holds the recordings its rows were made
+    from, so what is kept out stays visible. Each is stretched to ``length`` samples (default: the longest).
+    E.g. ``npz:uwave_raw.npz?outside=uwave_gesture_uea.npz``: the uWave library without any gesture of the
+    UEA file, an unlabelled pool for a model that is tested on the UEA test rows.
+    """
+    picked = _matched_recordings(raw, like)
+    split = np.zeros(raw.n_recordings, np.int64)
+    split[np.concatenate(list(picked.values()))] = 1
+    if not np.any((split == 0) & (np.diff(raw.offsets) >= 2)):
+        raise DataFormatError(f"{raw.name}: every usable recording (2 samples or more) was made into a row of "
+                              f"{like.name}; none is left outside it")  # fmt: skip
+    ds = dataclasses.replace(raw, recording_groups={**raw.recording_groups, "_outside": split})
+    out = ds.split_windows("_outside", length)
+    return dataclasses.replace(out, name=f"{raw.name} outside the rows of {like.name} (stretched to "
+                                         f"{out.X_train.shape[-1]}; test: the {int(split.sum())} recordings of those rows)")
 
 
 def uwave_ucr_windows(raw: StreamDataset, length: int = 315) -> np.ndarray:
@@ -950,29 +980,32 @@ def load(spec: str) -> WindowDataset | StreamDataset:
             path, _, opt = arg.partition("?")
             ds = read_npz(resolve_path(path))
             opts = _parse_kv(opt)
-            if unknown := set(opts) - {"split", "like", "length"}:
-                raise ValueError(f"unknown npz option(s) {sorted(unknown)} in {spec!r}; expected split=NAME or "
-                                 "like=FILE, and length=N")  # fmt: skip
-            if "split" in opts and "like" in opts:
-                raise ValueError(f"{spec!r}: give split= or like=, not both")
-            if "split" not in opts and "like" not in opts:
+            if unknown := set(opts) - {"split", "like", "outside", "length"}:
+                raise ValueError(f"unknown npz option(s) {sorted(unknown)} in {spec!r}; expected split=NAME, "
+                                 "like=FILE or outside=FILE, and length=N")  # fmt: skip
+            given = [k for k in ("split", "like", "outside") if k in opts]
+            if len(given) > 1:
+                raise ValueError(f"{spec!r}: give one of split=, like= and outside=, not both {given}")
+            if not given:
                 if "length" in opts:
-                    raise ValueError(f"{spec!r}: length= applies with split= or like= (labelled recordings to windows)")
+                    raise ValueError(f"{spec!r}: length= applies with split=, like= or outside= (labelled "
+                                     "recordings to windows)")  # fmt: skip
                 return ds
             if not isinstance(ds, StreamDataset):
-                raise DataFormatError(f"{spec}: split= and like= turn labelled recordings of a stream layout into "
+                raise DataFormatError(f"{spec}: {given[0]}= turns labelled recordings of a stream layout into "
                                       "windows; this file is already windowed")  # fmt: skip
             length = None
             if "length" in opts:
                 if not opts["length"].isdigit():
                     raise ValueError(f"{spec!r}: length= must be a whole number of samples; got {opts['length']!r}")
                 length = int(opts["length"])
-            if "like" in opts:
-                like = read_npz(resolve_path(opts["like"]))
+            if "like" in opts or "outside" in opts:
+                key = given[0]
+                like = read_npz(resolve_path(opts[key]))
                 if not isinstance(like, WindowDataset):
-                    raise DataFormatError(f"{spec}: like= names a windowed file whose rows to rebuild; "
-                                          f"{opts['like']} is a stream layout")  # fmt: skip
-                return windows_like(ds, like, length)
+                    raise DataFormatError(f"{spec}: {key}= names a windowed file whose rows to match; "
+                                          f"{opts[key]} is a stream layout")  # fmt: skip
+                return (windows_like if key == "like" else windows_outside)(ds, like, length)
             return ds.split_windows(opts["split"], length)
         if kind == "ucr":
             return load_ucr(arg)

@@ -130,6 +130,46 @@ def test_like_option_matches_rows_by_label_and_shared_ids(tmp_path):
         D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'win.npz'},split=subject")
 
 
+def test_outside_option_keeps_the_recordings_no_row_was_made_from(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [5, 8, 6, 7, 1]
+    sig = rng.normal(size=(2, sum(lengths))).astype(np.float32)
+    off = np.concatenate([[0], np.cumsum(lengths)])
+    np.savez(tmp_path / "rec.npz", signal=sig, offsets=off, label=np.array([0, 1, 0, 1, 0]),
+             subject=np.array([1, 1, 2, 2, 3]), channel_names=np.array(["a", "b"]), class_names=np.array(["x", "y"]))  # fmt: skip
+    X = np.zeros((1, 2, 3), np.float32)
+    np.savez(tmp_path / "win.npz", X_train=X, y_train=np.array([1]), X_test=X, y_test=np.array([0]),
+             subject_train=np.array([2]), subject_test=np.array([1]))  # fmt: skip
+    ds = D.load(f"npz:{tmp_path / 'rec.npz'}?outside={tmp_path / 'win.npz'},length=4")
+    # rows of win.npz were made from recordings 3 (label 1, subject 2) and 0 (label 0, subject 1); the
+    # 1-sample recording 4 is no window; so 1 and 2 remain, in order
+    assert ds.X_train.shape == (2, 2, 4) and ds.y_train.tolist() == [1, 0] and ds.y_test.tolist() == [0, 1]
+    np.testing.assert_allclose(ds.X_train[0][:, [0, -1]], sig[:, [off[1], off[2] - 1]])
+    np.testing.assert_allclose(ds.X_train[1][:, [0, -1]], sig[:, [off[2], off[3] - 1]])
+    np.testing.assert_array_equal(ds.groups["subject"][0], [1, 2])
+    np.savez(tmp_path / "all.npz", X_train=np.zeros((2, 2, 3), np.float32), y_train=np.array([1, 0]),
+             X_test=np.zeros((2, 2, 3), np.float32), y_test=np.array([0, 1]), subject_train=np.array([1, 2]),
+             subject_test=np.array([1, 2]))  # fmt: skip
+    with pytest.raises(D.DataFormatError, match="none is left outside it"):
+        D.load(f"npz:{tmp_path / 'rec.npz'}?outside={tmp_path / 'all.npz'}")
+    with pytest.raises(ValueError, match="give one of"):
+        D.load(f"npz:{tmp_path / 'rec.npz'}?outside={tmp_path / 'win.npz'},like={tmp_path / 'win.npz'}")
+
+
+def test_uwave_library_outside_the_uea_file_holds_none_of_its_gestures(data_dir):
+    ds = D.load("npz:uwave_raw.npz?outside=uwave_gesture_uea.npz,length=315")
+    uea = D.load_windows("npz:uwave_gesture_uea.npz")
+    assert len(ds.X_train) == 4478 - 440 and len(ds.X_test) == 440
+
+    def gestures(d, i):  # (label, subject, day, repetition) of split i's rows
+        y = (d.y_train, d.y_test)[i]
+        return set(zip(y.tolist(), *(d.groups[k][i].tolist() for k in ("subject", "day", "repetition")), strict=True))
+
+    assert len(gestures(ds, 0)) == len(ds.X_train)
+    assert not gestures(ds, 0) & (gestures(uea, 0) | gestures(uea, 1))
+    assert gestures(ds, 1) == gestures(uea, 0) | gestures(uea, 1)
+
+
 def _xy(n=6, c=3, t=20, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, c, t)).astype(np.float32), rng.integers(0, 3, n)

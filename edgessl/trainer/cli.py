@@ -102,7 +102,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          fit=_fit_cfg(a, drop_last=False), self_train_rounds=a.self_train,
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
-                         refit=a.refit, test_adapt_groups=a.test_adapt_groups,
+                         unlabelled=a.unlabelled, refit=a.refit, test_adapt_groups=a.test_adapt_groups,
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup, teachers=tuple(a.teacher),
                          distill_weight=a.distill_weight, distill_temperature=a.distill_temperature)  # fmt: skip
     if a.cv:
@@ -197,6 +197,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--consistency-threshold", type=float, default=0.8,
                    help="confidence a weak view's prediction needs to become the strong view's target")
     p.add_argument("--unlabelled-ratio", type=int, default=4, help="unlabelled windows drawn per labelled one")
+    p.add_argument("--unlabelled", default=None, metavar="SPEC",
+                   help="more unlabelled windows for --self-train / --consistency: the training windows of this "
+                        "dataset spec (never its test split), prepared like --data; e.g. "
+                        "'npz:uwave_raw.npz?outside=uwave_gesture_uea.npz' (no gesture of the UEA file)")
     p.add_argument("--refit", action="store_true",
                    help="all labels (no budget): after selecting the epoch on validation, train again on training + "
                         "validation windows for that many epochs and test that model")

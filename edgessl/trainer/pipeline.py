@@ -106,6 +106,10 @@ class FinetuneConfig:
     consistency_weight: float = 0.0
     consistency_threshold: float = 0.8
     unlabelled_ratio: int = 4
+    # more unlabelled windows for both: the training windows of this dataset spec (``+`` pools several; never
+    # a test split), prepared as ``data`` (channels by name, rate, length, preprocessing). With it, FixMatch
+    # and self-training also run with the whole training split labelled
+    unlabelled: str | None = None
     # with the whole training split labelled (no budget): after selecting the epoch on the validation split,
     # train again on training + validation windows for that many epochs (same schedule) and test that model
     refit: bool = False
@@ -258,9 +262,18 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         nll = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(yva).long())
         return {"val_accuracy": ev.accuracy(logits.argmax(1), yva), "val_loss": float(nll)}
 
-    # windows outside the label budget and the validation split: their labels are never read
+    # windows outside the label budget and the validation split (their labels are never read), then the
+    # training windows of cfg.unlabelled: U[i] is X_train_all[pool[i]] for i < len(pool)
     pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))
-    consistency = cfg.consistency_weight > 0 and cfg.mode == "finetune" and len(pool) > 0
+    U = X_train_all[pool]
+    if cfg.unlabelled:
+        extra, names = unlabelled_windows(dataclasses.replace(cfg.data, spec=cfg.unlabelled))
+        if names != list(ds.channel_names) or extra.shape[1:] != X_train_all.shape[1:]:
+            raise ValueError(f"unlabelled windows of {cfg.unlabelled} are {list(extra.shape[1:])} with channels {names}; "
+                             f"the labelled ones are {list(X_train_all.shape[1:])} with {ds.channel_names}: choose "
+                             "the same channels by name and a common length")  # fmt: skip
+        U = np.concatenate([U, extra])
+    consistency = cfg.consistency_weight > 0 and cfg.mode == "finetune" and len(U) > 0
 
     def train(X: np.ndarray, y: np.ndarray, stop_after_epoch: int | None = None
               ) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:  # fmt: skip
@@ -275,7 +288,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                 p.requires_grad_(False)
         method = ev.SupervisedMethod(model, ev.finetune_augment(cfg.rotate_degrees, triads), frozen_encoder=cfg.mode == "linear",
                                      ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
-                                     unlabelled=torch.from_numpy(X_train_all[pool]) if consistency else None,
+                                     unlabelled=torch.from_numpy(U) if consistency else None,
                                      consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,
                                      unlabelled_ratio=cfg.unlabelled_ratio, mixup_alpha=cfg.mixup_alpha,
                                      teachers=stage_teachers,
@@ -284,7 +297,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         if consistency:
             # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
             # each time) so that every step still has a full labelled batch beside its unlabelled draw
-            reps = max(1, math.ceil(max(len(pool) / cfg.unlabelled_ratio, cfg.fit.batch_size) / len(X)))
+            reps = max(1, math.ceil(max(len(U) / cfg.unlabelled_ratio, cfg.fit.batch_size) / len(X)))
             X, y = np.tile(X, (reps, 1, 1)), np.tile(y, reps)
         fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(X)))
         history = fit(method, (torch.from_numpy(X), torch.from_numpy(y)), fit_cfg, out, cfg.to_dict(),
@@ -298,19 +311,23 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
               f"{len(X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     model, method, history = train(Xtr, ytr)
+    X_fit, y_fit = Xtr, ytr  # what the selected model trained on (with self-training: + pseudo-labels)
     self_training = []
     for r in range(cfg.self_train_rounds):
-        if not len(pool):
+        if not len(U):
             break
-        pick, pseudo = pseudo_labels(ev.predict_logits(model, X_train_all[pool]), cfg.pseudo_fraction)
-        rows = pool[pick]
-        model, method, history = train(np.concatenate([Xtr, X_train_all[rows]]), np.concatenate([ytr, pseudo]))
-        self_training.append({"round": r + 1, "pseudo_labels": len(rows),
+        pick, pseudo = pseudo_labels(ev.predict_logits(model, U), cfg.pseudo_fraction)
+        own = pick < len(pool)  # picked from the training split (the others come from cfg.unlabelled)
+        X_fit, y_fit = np.concatenate([Xtr, U[pick]]), np.concatenate([ytr, pseudo])
+        model, method, history = train(X_fit, y_fit)
+        self_training.append({"round": r + 1, "pseudo_labels": len(pick),
                               "val_accuracy": float(max(h["val_accuracy"] for h in history)),
-                              # a diagnostic only, after the fact: these labels took no part in training
-                              "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo == ds.y_train[rows]))})  # fmt: skip
+                              # a diagnostic only, after the fact, on the training split's windows: these
+                              # labels took no part in training
+                              "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo[own] == ds.y_train[pool[pick[own]]]))
+                              if own.any() else None})  # fmt: skip
         if progress:
-            print(f"self-training round {r + 1}: {len(rows)} pseudo-labelled windows", flush=True)
+            print(f"self-training round {r + 1}: {len(pick)} pseudo-labelled windows", flush=True)
     best_epoch = int(max(history, key=lambda r: selection_score(r, SELECT))["epoch"])
     val_acc = ev.accuracy(ev.predict_logits(model, Xva).argmax(1), yva)
     if not test:
@@ -325,9 +342,10 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                      "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
                     out / SELECTION_MODEL_FILE)  # fmt: skip
         if progress:
-            print(f"refit on {len(tr) + len(va)} training + validation windows for {best_epoch + 1} epochs", flush=True)
+            print(f"refit on {len(X_fit) + len(va)} training (and pseudo-labelled) + validation windows for "
+                  f"{best_epoch + 1} epochs", flush=True)  # fmt: skip
         # (the k-NN diagnostic and the prototypes below keep using the training part alone)
-        model, method, _ = train(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), stop_after_epoch=best_epoch)
+        model, method, _ = train(np.concatenate([X_fit, Xva]), np.concatenate([y_fit, yva]), stop_after_epoch=best_epoch)
     # the test split is touched once, here, with the validation-selected weights (or the refit to that epoch)
     logits = ev.predict_logits(model, X_test)
     pred = logits.argmax(1)
@@ -343,7 +361,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "n_train_labels": len(tr) + (len(va) if cfg.refit else 0),
         "n_val": len(va),
         # with refit, val_accuracy is the selection run's: the tested model has trained on those windows
-        "refit": {"epochs": best_epoch + 1, "windows": len(tr) + len(va)} if cfg.refit else None,
+        "refit": {"epochs": best_epoch + 1, "windows": len(X_fit) + len(va)} if cfg.refit else None,
         "n_test": len(X_test),
         "best_epoch": best_epoch,
         "knn": {"k": k, "val_accuracy": knn_val, "test_accuracy": knn_test},
@@ -360,7 +378,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "self_training": self_training,
         "test_adapted": adapted,
         "consistency": {"weight": cfg.consistency_weight, "threshold": cfg.consistency_threshold,
-                        "unlabelled_windows": len(pool) if consistency else 0,
+                        "unlabelled_windows": len(U) if consistency else 0,
                         "final_mask_rate": history[-1].get("mask_rate")} if consistency else None,
     }
     # what export and the runtime need: the model, its data contract and embedding statistics

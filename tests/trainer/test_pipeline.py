@@ -361,6 +361,40 @@ def test_semi_supervised_training_never_reads_the_labels_of_unlabelled_windows(t
     assert m2["consistency"] == m1["consistency"]
 
 
+@pytest.mark.parametrize("semi", [{"self_train_rounds": 1, "pseudo_fraction": 0.5},
+                                  {"consistency_weight": 1.0, "consistency_threshold": 0.2}])
+def test_unlabelled_spec_feeds_semi_supervised_training_with_every_label_used(tmp_path, semi):
+    """With ``unlabelled`` another dataset's training windows join the pool, so FixMatch and self-training
+    run with the whole training split labelled (and refit): the pool is exactly those windows, the refit
+    keeps the pseudo-labelled ones, and windows the labelled ones cannot be batched with are refused."""
+    import edgessl.trainer.pipeline as PL
+    from edgessl.datasets import load
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+
+    extra = "synthetic:reps=2,length=64,seed=7"
+    n_extra = len(load(extra).X_train)
+    fit = FitConfig(epochs=2, batch_size=32, warmup_epochs=1, drop_last=False)
+    cfg = PL.FinetuneConfig(data=DataConfig(spec="synthetic:reps=3,length=64"), fit=fit, refit=True,
+                            unlabelled=extra, **semi)  # fmt: skip
+    m = PL.finetune(cfg, tmp_path / "a", progress=False, plots=False)
+    n_labels = m["n_train_labels"]  # training + validation windows, all labelled
+    if cfg.self_train_rounds:
+        st = m["self_training"]
+        assert len(st) == 1 and st[0]["pseudo_labels"] > 0 and m["consistency"] is None
+        # every pseudo-label came from the other dataset: no training-split window was left unlabelled
+        assert st[0]["pseudo_label_accuracy_diagnostic"] is None
+        assert m["refit"]["windows"] == n_labels + st[0]["pseudo_labels"]
+    else:
+        assert m["consistency"]["unlabelled_windows"] == n_extra and m["refit"]["windows"] == n_labels
+    # without it there is nothing to pseudo-label or to draw from at 100 % labels
+    m0 = PL.finetune(dataclasses.replace(cfg, unlabelled=None), tmp_path / "b", progress=False, plots=False)
+    assert m0["self_training"] == [] and m0["consistency"] is None
+    with pytest.raises(ValueError, match=r"unlabelled windows of .* are \[3, 50\].* common length"):
+        PL.finetune(dataclasses.replace(cfg, unlabelled="synthetic:reps=2,length=50"), tmp_path / "c",
+                    progress=False, plots=False)  # fmt: skip
+
+
 def test_consistency_loss_equals_fixmatch_written_out():
     """The FixMatch term against a direct computation: the same draws of unlabelled rows and views, weak
     predictions as targets where confident, cross-entropy of the strong views, averaged over all drawn rows."""
