@@ -104,7 +104,8 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          consistency_threshold=a.consistency_threshold, unlabelled_ratio=a.unlabelled_ratio,
                          unlabelled=a.unlabelled, refit=a.refit, test_adapt_groups=a.test_adapt_groups,
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup, teachers=tuple(a.teacher),
-                         distill_weight=a.distill_weight, distill_temperature=a.distill_temperature)  # fmt: skip
+                         distill_weight=a.distill_weight, distill_temperature=a.distill_temperature,
+                         split_seed=a.split_seed)  # fmt: skip
     if a.cv:
         r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
         print(json.dumps({k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats", "n_windows")}))
@@ -183,6 +184,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cv", type=int, default=None, metavar="K",
                    help="model selection only: stratified K-fold cross-validation on the training split (writes "
                         "OUT/cv.json; the test split is never predicted, no model is written)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="S",
+                   help="seed of the label budget and validation split (default: --seed, which also seeds the "
+                        "initialisation, batch order and views); e.g. teachers of one split for --teacher")
     p.add_argument("--cv-repeats", type=int, default=1, metavar="R", help="with --cv: R partitions (seeds SEED..)")
     p.add_argument("--mode", choices=["finetune", "linear"], default="finetune")
     p.add_argument("--ssl-weight", type=float, default=0.1,

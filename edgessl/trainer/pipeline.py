@@ -126,6 +126,9 @@ class FinetuneConfig:
     teachers: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 1.0
+    # seed of the label budget and validation split (None: fit.seed, which also seeds the initialisation,
+    # batch order and views): models of one split that differ in everything else, e.g. an ensemble of teachers
+    split_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.val_fold is not None:
@@ -228,7 +231,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     torch.manual_seed(seed)
     ds, X_train_all, X_test = labelled(cfg.data)
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
-                                val_fraction=cfg.val_fraction, seed=seed,
+                                val_fraction=cfg.val_fraction, seed=_split_seed(cfg),
                                 groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold)  # fmt: skip
     Xtr, ytr, Xva, yva = X_train_all[tr], ds.y_train[tr], X_train_all[va], ds.y_train[va]
     if cfg.init:
@@ -369,6 +372,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "init": cfg.init,
         "mode": cfg.mode,
         "seed": seed,
+        "split_seed": _split_seed(cfg),
         "protocol": "validation split carved from the training data ("
         + (f"whole {cfg.val_groups} groups" if cfg.val_groups else "stratified")
         + "); epoch and k selected on it; test split evaluated once with the selected weights",
@@ -428,10 +432,14 @@ SELECTION_MODEL_FILE = "model_selection.pt"  # with refit: the validation-select
 _SPLIT_FIELDS = ("labels_per_class", "label_fraction", "val_fraction", "val_groups", "val_fold")
 
 
+def _split_seed(cfg: FinetuneConfig) -> int:
+    return cfg.fit.seed if cfg.split_seed is None else cfg.split_seed
+
+
 def _teacher(path: str, cfg: FinetuneConfig, ds: WindowDataset, stage: str) -> ev.Classifier:
     """A distillation teacher, checked to take the student's inputs, to answer with its classes, and never
-    to have trained on the student's validation windows: it must come from the same split (same seed and
-    budget), and while the student selects its epoch (``stage="selection"``) a refitted teacher stands in
+    to have trained on the student's validation windows: it must come from the same split (same split
+    seed and budget), and while the student selects its epoch (``stage="selection"``) a refitted teacher stands in
     by its own selection model, which had not seen them; the student's refit distils the refitted one."""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
@@ -440,13 +448,14 @@ def _teacher(path: str, cfg: FinetuneConfig, ds: WindowDataset, stage: str) -> e
     model, info = load_classifier(use)
     tc = info["config"]
     split = {k: (tc.get(k), getattr(cfg, k)) for k in _SPLIT_FIELDS}
-    split["seed"] = (tc["fit"]["seed"], cfg.fit.seed)
+    split["split_seed"] = (tc.get("split_seed") if tc.get("split_seed") is not None else tc["fit"]["seed"],
+                           _split_seed(cfg))  # fmt: skip
     split = {k: v for k, v in split.items() if (list(v[0]) if isinstance(v[0], (list, tuple)) else v[0])
              != (list(v[1]) if isinstance(v[1], (list, tuple)) else v[1])}  # fmt: skip
     if split:
         raise ValueError(f"teacher {path} was fine-tuned on another split (teacher, student): {split}; it would have "
                          "trained on the student's validation windows. Fine-tune the teacher with the student's "
-                         "seed and label budget")  # fmt: skip
+                         "split seed and label budget")  # fmt: skip
     if stage == "selection" and use.name == MODEL_FILE and tc.get("refit"):
         raise ValueError(f"teacher {path} was refitted on the validation windows and has no {SELECTION_MODEL_FILE}; "
                          "the student could not select on them")  # fmt: skip
@@ -487,7 +496,8 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
         seed = cfg.fit.seed + r
         runs.append([])
         for i in range(folds):
-            fold_cfg = dataclasses.replace(cfg, val_fold=(i, folds), fit=dataclasses.replace(cfg.fit, seed=seed))
+            fold_cfg = dataclasses.replace(cfg, val_fold=(i, folds), fit=dataclasses.replace(cfg.fit, seed=seed),
+                                           split_seed=None if cfg.split_seed is None else cfg.split_seed + r)  # fmt: skip
             m = finetune(fold_cfg, out / f"seed{seed}_fold{i}", progress=False, plots=False, test=False)
             runs[-1].append(m)
             if progress:

@@ -561,6 +561,28 @@ def test_distillation_loss_equals_the_kl_divergence_written_out():
     assert float(distillation_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))) == pytest.approx(np.log(2))
 
 
+def test_split_seed_fixes_the_split_while_the_training_seed_varies(tmp_path, monkeypatch):
+    import edgessl.trainer.pipeline as PL
+    from edgessl.trainer.fit import FitConfig
+
+    seen = []
+    real = PL.label_budget_split
+    monkeypatch.setattr(PL, "label_budget_split", lambda *a, **k: seen.append(k["seed"]) or real(*a, **k))
+    cfg = PL.FinetuneConfig(data=PL.DataConfig(spec="synthetic:reps=2,length=32"), split_seed=5,
+                            fit=FitConfig(epochs=1, batch_size=32, warmup_epochs=0, drop_last=False))  # fmt: skip
+    weights = []
+    for seed in (0, 1):
+        m = PL.finetune(dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, seed=seed)), tmp_path / str(seed),
+                        progress=False, plots=False)  # fmt: skip
+        assert (m["seed"], m["split_seed"]) == (seed, 5)
+        weights.append(torch.load(tmp_path / str(seed) / "model.pt", weights_only=True)["model"])
+    assert seen == [5, 5]
+    assert not torch.equal(weights[0]["head.weight"], weights[1]["head.weight"])
+    seen.clear()
+    PL.cross_validate(cfg, 2, tmp_path / "cv", repeats=2, progress=False)
+    assert seen == [5, 5, 6, 6]  # one partition per repeat
+
+
 def test_distillation_from_a_teacher_of_the_same_split_never_through_its_validation_windows(tmp_path, monkeypatch):
     import edgessl.trainer.pipeline as PL
     from edgessl.cli import main
@@ -584,8 +606,12 @@ def test_distillation_from_a_teacher_of_the_same_split_never_through_its_validat
     saved = torch.load(tmp_path / "s" / "model.pt", weights_only=True)
     assert list(saved["config"]["teachers"]) == [str(tmp_path / "t")]
     assert set(saved["model"]) == set(torch.load(tmp_path / "t" / "model.pt", weights_only=True)["model"])  # no teacher inside
-    with pytest.raises(ValueError, match=r"another split.*'seed': \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"another split.*'split_seed': \(0, 1\)"):
         PL.finetune(dataclasses.replace(student, fit=dataclasses.replace(fit, seed=1)), tmp_path / "x", progress=False)
+    # a student of another training seed on the teacher's split (split_seed 0) is accepted; so is a teacher
+    # of another training seed: an ensemble of one split
+    PL.finetune(dataclasses.replace(student, fit=dataclasses.replace(fit, seed=1), split_seed=0, refit=False,
+                                    teachers=(str(tmp_path / "t"),) * 2), tmp_path / "y", progress=False, plots=False)  # fmt: skip
     with pytest.raises(ValueError, match="other inputs.*'length': \\(None, 48\\)"):
         PL.finetune(dataclasses.replace(student, data=PL.DataConfig(spec=data, length=48)), tmp_path / "x",
                     progress=False)  # fmt: skip
