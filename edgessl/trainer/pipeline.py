@@ -275,6 +275,11 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
             raise ValueError(f"unlabelled windows of {cfg.unlabelled} are {list(extra.shape[1:])} with channels {names}; "
                              f"the labelled ones are {list(X_train_all.shape[1:])} with {ds.channel_names}: choose "
                              "the same channels by name and a common length")  # fmt: skip
+        held_out = {w.tobytes() for w in np.concatenate([Xva, X_test])}
+        if n_same := sum(w.tobytes() in held_out for w in extra):
+            raise ValueError(f"{n_same} unlabelled window(s) of {cfg.unlabelled} are validation or test windows of "
+                             f"{cfg.data.spec}; an unlabelled pool must hold none of the windows a model is selected "
+                             "or tested on (e.g. npz:uwave_raw.npz?outside=FILE keeps FILE's gestures out)")  # fmt: skip
         U = np.concatenate([U, extra])
     consistency = cfg.consistency_weight > 0 and cfg.mode == "finetune" and len(U) > 0
 

@@ -390,6 +390,8 @@ def test_unlabelled_spec_feeds_semi_supervised_training_with_every_label_used(tm
     # without it there is nothing to pseudo-label or to draw from at 100 % labels
     m0 = PL.finetune(dataclasses.replace(cfg, unlabelled=None), tmp_path / "b", progress=False, plots=False)
     assert m0["self_training"] == [] and m0["consistency"] is None
+    with pytest.raises(ValueError, match=r"are validation or test windows of"):  # the labelled data itself
+        PL.finetune(dataclasses.replace(cfg, unlabelled=cfg.data.spec), tmp_path / "d", progress=False, plots=False)
     with pytest.raises(ValueError, match=r"unlabelled windows of .* are \[3, 50\].* common length"):
         PL.finetune(dataclasses.replace(cfg, unlabelled="synthetic:reps=2,length=50"), tmp_path / "c",
                     progress=False, plots=False)  # fmt: skip
