@@ -321,7 +321,7 @@ def main() -> None:
                 data = dataclasses.replace(data, preprocess=standardize_spec(mode))
                 dname += {"channel": ", standardised per channel", "window": ", one scale per window",
                           "none": ", not standardised"}[mode]  # fmt: skip
-            ds, X_train, _ = labelled(data)
+            ds, X_train, X_test = labelled(data)
             length = X_train.shape[-1]
             print(f"{dname}: {len(X_train)} train windows of {X_train.shape[1:]}", flush=True)
             inits: list[tuple[str, str, str | None]] = [] if a.no_supervised else [("none", "supervised", None)]
@@ -412,10 +412,9 @@ def main() -> None:
                                               t_dir, progress=False, plots=False)  # fmt: skip
                                 teacher_accs.append(tm["test_accuracy"])
                             if a.teachers > 1:  # the ensemble's own test accuracy, for the record
-                                ds_t, _, X_te = labelled(data)
-                                p = np.mean([torch.softmax(torch.from_numpy(ev.predict_logits(load_classifier(d)[0], X_te)),
+                                p = np.mean([torch.softmax(torch.from_numpy(ev.predict_logits(load_classifier(d)[0], X_test)),
                                                            1).numpy() for d in t_dirs], 0)  # fmt: skip
-                                ensemble_accs.append(ev.accuracy(p.argmax(1), ds_t.y_test))
+                                ensemble_accs.append(ev.accuracy(p.argmax(1), ds.y_test))
                             cfg = dataclasses.replace(cfg, teachers=tuple(str(d) for d in t_dirs),
                                                       distill_weight=a.distill_weight)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
@@ -484,7 +483,8 @@ def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder,
             unlabelled: str | None = None) -> dict:  # fmt: skip
     """A recipe scored by cross-validation on the training split alone (``--cv``): no test accuracy exists."""
     if a.teacher_widths or a.teachers > 1:
-        raise ValueError("--cv with --teacher-widths: a teacher trained on the training split has seen every fold")
+        raise ValueError("--cv with --teacher-widths / --teachers: a teacher trained on the training split has seen "
+                         "every fold")  # fmt: skip
     if init == "per-seed" or dkey in ("har", "har9") and not a.epochs_full:
         raise ValueError("--cv covers the uWave rows with a fixed initialisation (not clip, not uci_har's defaults)")
     fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3), seed=0,
