@@ -48,6 +48,7 @@ def _worker(rank, world, port, name, out):
             grads.append(p.grad / world)
     if rank == 0:
         torch.save({"loss": loss.detach(), "grads": grads}, out)
+    open(f"{out}.rank{rank}.done", "w").close()  # every collective of this rank has returned
     from edgessl.trainer.distributed import teardown
 
     teardown()  # barrier, then destroy: no rank leaves while the other still talks to it
@@ -56,7 +57,17 @@ def _worker(rank, world, port, name, out):
 @pytest.mark.parametrize("name", ["simclr", "vicreg", "barlow"])
 def test_two_process_loss_and_grads_equal_single_process(tmp_path, name):
     out = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(2, _free_port(), name, out), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(2, _free_port(), name, out), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        # gloo can abort a rank in its background threads while the group is torn down ("terminate called
+        # without an active exception"; rare, seen once on CI despite the barrier in teardown). Tolerated only
+        # after both ranks finished every collective: the figures under test are complete by then
+        if e.signal_name != "SIGABRT" or not all(os.path.exists(f"{out}.rank{r}.done") for r in range(2)):
+            raise
+        import warnings
+
+        warnings.warn(f"gloo aborted a rank during teardown, after the computation: {e}", stacklevel=1)
     got = torch.load(out, weights_only=True)
     va, vb = _views()
     m = _method(name)
