@@ -272,6 +272,9 @@ def main() -> None:
                          "probability is the target. Widths: --teacher-widths, else the row's (rows '..., "
                          "distilled from N × CNN W (A)')")
     ap.add_argument("--distill-weight", type=float, default=0.5, help="with --teacher-widths: the KL term's weight")
+    ap.add_argument("--distill-pool", action="store_true",
+                    help="with --teachers / --teacher-widths: the student also matches the teachers on the "
+                         "unlabelled pool (finetune --distill-unlabelled; rows '..., distilled ... on the pool')")
     ap.add_argument("--merge-from", action="append", default=[], metavar="JSON",
                     help="merge the rows of another run's JSON (with --datasets none: merge only, train nothing)")
     ap.add_argument("--regimes", default=None, help="comma list of label regimes to run (default: all)")
@@ -282,6 +285,8 @@ def main() -> None:
                          "to results/ssl_uwave_cv.json (--out) instead")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ssl_uwave.json"))
     a = ap.parse_args()
+    if a.distill_pool and not (a.teacher_widths or a.teachers > 1):
+        ap.error("--distill-pool distils teachers on the unlabelled pool: give --teachers N or --teacher-widths")
     if a.cv and a.out == ap.get_default("out"):
         a.out = str(Path(__file__).parent / "results" / "ssl_uwave_cv.json")
     seeds, ep_own, ep_hapt, hapt_n, ep_few, ep_full, methods = BUDGETS[a.budget]
@@ -416,7 +421,8 @@ def main() -> None:
                                                            1).numpy() for d in t_dirs], 0)  # fmt: skip
                                 ensemble_accs.append(ev.accuracy(p.argmax(1), ds.y_test))
                             cfg = dataclasses.replace(cfg, teachers=tuple(str(d) for d in t_dirs),
-                                                      distill_weight=a.distill_weight)  # fmt: skip
+                                                      distill_weight=a.distill_weight,
+                                                      distill_unlabelled=a.distill_pool)  # fmt: skip
                         m = finetune(cfg, root / "ft", progress=False, plots=False)
                         acc, pick, val = m["test_accuracy"], "finetune", m["val_accuracy"]
                         ft_vals.append(m["val_accuracy"])
@@ -476,7 +482,8 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
             + (f", distilled from {f'{a.teachers} × ' if a.teachers > 1 else ''}CNN "
                f"{(a.teacher_widths or a.widths or '32,64,96,128').replace(',', '-')} ({a.distill_weight:g})"
-               if a.teacher_widths or a.teachers > 1 else ""))  # fmt: skip
+               if a.teacher_widths or a.teachers > 1 else "")
+            + (" on the pool too" if a.distill_pool else ""))  # fmt: skip
 
 
 def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder, epochs, seeds, root,

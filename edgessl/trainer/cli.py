@@ -105,6 +105,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
                          unlabelled=a.unlabelled, refit=a.refit, test_adapt_groups=a.test_adapt_groups,
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup, teachers=tuple(a.teacher),
                          distill_weight=a.distill_weight, distill_temperature=a.distill_temperature,
+                         distill_unlabelled=a.distill_unlabelled,
                          split_seed=a.split_seed)  # fmt: skip
     if a.cv:
         r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
@@ -181,6 +182,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "an ensemble (its mean probability)")
     kd.add_argument("--distill-weight", type=float, default=0.5, help="weight of the KL term (the rest: labels)")
     kd.add_argument("--distill-temperature", type=float, default=1.0, help="softening temperature T")
+    kd.add_argument("--distill-unlabelled", action="store_true",
+                    help="also match the teachers on strongly augmented views of the unlabelled windows (outside "
+                         "the budget and validation split, and --unlabelled): KL term of the same weight")
     p.add_argument("--cv", type=int, default=None, metavar="K",
                    help="model selection only: stratified K-fold cross-validation on the training split (writes "
                         "OUT/cv.json; the test split is never predicted, no model is written)")

@@ -205,6 +205,10 @@ class SupervisedMethod(nn.Module):
     is ``(1 - a) * CE + a * T**2 * KL(p_teacher || p_student)`` at temperature ``T``, where ``p_teacher`` is
     the teachers' mean softened probability on the *same* augmented (and mixed) view the student sees
     (consistent views, Beyer et al. 2022). Teachers stay frozen in eval mode and outside the state dict.
+    With ``distill_unlabelled`` the student also matches the teachers on unlabelled windows: every step draws
+    ``unlabelled_ratio`` windows per labelled one from ``unlabelled`` (the same draw as FixMatch's, when both
+    run), and adds ``a * T**2 * KL(p_teacher || p_student)`` on their strongly augmented views, teacher and
+    student on the same view (function matching on unlabelled data; Beyer et al. 2022, Xie et al. 2020).
     """
 
     def __init__(self, model: Classifier, augment: Compose | None = None, label_smoothing: float = 0.1,
@@ -212,8 +216,13 @@ class SupervisedMethod(nn.Module):
                  unlabelled: torch.Tensor | None = None, consistency_weight: float = 0.0, threshold: float = 0.8,
                  unlabelled_ratio: int = 4, strong: Compose | None = None, mixup_alpha: float = 0.0,
                  teachers: Sequence[nn.Module] = (), distill_weight: float = 0.0,
-                 distill_temperature: float = 1.0):  # fmt: skip
+                 distill_temperature: float = 1.0, distill_unlabelled: bool = False):  # fmt: skip
         super().__init__()
+        if distill_unlabelled and not (teachers and unlabelled is not None and len(unlabelled)):
+            raise ValueError(f"distillation on unlabelled windows needs teachers and unlabelled windows; got "
+                             f"{len(teachers)} teacher(s), {0 if unlabelled is None else len(unlabelled)} unlabelled "
+                             "window(s)")  # fmt: skip
+        self.distill_unlabelled = distill_unlabelled
         if not 0 <= distill_weight <= 1 or not distill_temperature > 0 or bool(teachers) != (distill_weight > 0):
             raise ValueError(f"distillation needs teachers, a weight in (0, 1] and a temperature > 0 (no teachers: "
                              f"weight 0); got {len(teachers)} teacher(s), weight {distill_weight}, temperature "
@@ -232,7 +241,8 @@ class SupervisedMethod(nn.Module):
         self.unlabelled_ratio = unlabelled_ratio
         self.strong = strong or strong_augment()
         # a buffer so that fit() moves it to the device; not persistent: it is data, not weights
-        self.register_buffer("unlabelled", unlabelled if self.consistency_weight else None, persistent=False)
+        self.register_buffer("unlabelled", unlabelled if self.consistency_weight or distill_unlabelled else None,
+                             persistent=False)  # fmt: skip
         self.model = model
         self.augment = augment
         self.label_smoothing = label_smoothing
@@ -254,18 +264,20 @@ class SupervisedMethod(nn.Module):
         lam = None
         if self.mixup_alpha:
             x, y2, lam = mixup(x, y, self.mixup_alpha, g)
-        if self.consistency_weight:
+        if self.consistency_weight or self.distill_unlabelled:
             u = self.unlabelled[torch.randint(0, len(self.unlabelled), (self.unlabelled_ratio * len(x),),
                                               generator=g, device=x.device)]  # fmt: skip
             with torch.no_grad():
-                weak, strong = (self.augment(u, g) if self.augment is not None else u), self.strong(u, g)
+                weak = (self.augment(u, g) if self.augment is not None else u) if self.consistency_weight else u[:0]
+                strong = self.strong(u, g)
             out = self.model(torch.cat([x, weak, strong]))
-            logits, lw, ls = out[: len(x)], out[len(x) : len(x) + len(u)], out[len(x) + len(u) :]
+            logits, lw, ls = out[: len(x)], out[len(x) : len(x) + len(weak)], out[len(x) + len(weak) :]
+        else:
+            logits = self.model(x)
+        if self.consistency_weight:
             conf, pseudo = F.softmax(lw.detach().float(), 1).max(1)
             mask = (conf >= self.threshold).float()
             unsup = (F.cross_entropy(ls.float(), pseudo, reduction="none") * mask).mean()
-        else:
-            logits = self.model(x)
         if lam is None:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         else:
@@ -276,6 +288,10 @@ class SupervisedMethod(nn.Module):
             kd = distillation_loss(logits[: len(x)].float(), self.teacher_probabilities(x), self.distill_temperature)
             loss = (1 - self.distill_weight) * loss + self.distill_weight * kd
             logs["distill_loss"] = float(kd.detach())
+        if self.distill_unlabelled:
+            kd_u = distillation_loss(ls.float(), self.teacher_probabilities(strong), self.distill_temperature)
+            loss = loss + self.distill_weight * kd_u
+            logs["distill_unlabelled_loss"] = float(kd_u.detach())
         if self.consistency_weight:
             loss = loss + self.consistency_weight * unsup
             logs.update(consistency_loss=float(unsup.detach()), mask_rate=float(mask.mean()))

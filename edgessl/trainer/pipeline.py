@@ -126,6 +126,9 @@ class FinetuneConfig:
     teachers: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 1.0
+    # also distil on the unlabelled pool (windows outside the budget and validation split, and `unlabelled`):
+    # + distill_weight * T^2 * KL(teachers' mean || student) on strongly augmented views of its windows
+    distill_unlabelled: bool = False
     # seed of the label budget and validation split (None: fit.seed, which also seeds the initialisation,
     # batch order and views): models of one split that differ in everything else, e.g. an ensemble of teachers
     split_seed: int | None = None
@@ -141,6 +144,8 @@ class FinetuneConfig:
         if self.teachers and not (0 < self.distill_weight <= 1 and self.distill_temperature > 0):
             raise ValueError(f"distillation needs distill_weight in (0, 1] and distill_temperature > 0; got "
                              f"{self.distill_weight}, {self.distill_temperature}")  # fmt: skip
+        if self.distill_unlabelled and not self.teachers:
+            raise ValueError("distill_unlabelled distils the teachers on unlabelled windows; give teachers too")
         if not 0 <= self.rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
         if not self.mixup_alpha >= 0:
@@ -282,6 +287,10 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                              "or tested on (e.g. npz:uwave_raw.npz?outside=FILE keeps FILE's gestures out)")  # fmt: skip
         U = np.concatenate([U, extra])
     consistency = cfg.consistency_weight > 0 and cfg.mode == "finetune" and len(U) > 0
+    if cfg.distill_unlabelled and not len(U):
+        raise ValueError("distill_unlabelled needs unlabelled windows: every training window is labelled or in the "
+                         "validation split; give more with unlabelled=SPEC (--unlabelled)")  # fmt: skip
+    draws = consistency or cfg.distill_unlabelled  # steps draw from the pool U
 
     def train(X: np.ndarray, y: np.ndarray, stop_after_epoch: int | None = None
               ) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:  # fmt: skip
@@ -296,13 +305,14 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                 p.requires_grad_(False)
         method = ev.SupervisedMethod(model, ev.finetune_augment(cfg.rotate_degrees, triads), frozen_encoder=cfg.mode == "linear",
                                      ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
-                                     unlabelled=torch.from_numpy(U) if consistency else None,
+                                     unlabelled=torch.from_numpy(U) if draws else None,
                                      consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,
                                      unlabelled_ratio=cfg.unlabelled_ratio, mixup_alpha=cfg.mixup_alpha,
                                      teachers=stage_teachers,
                                      distill_weight=cfg.distill_weight if stage_teachers else 0.0,
-                                     distill_temperature=cfg.distill_temperature)  # fmt: skip
-        if consistency:
+                                     distill_temperature=cfg.distill_temperature,
+                                     distill_unlabelled=cfg.distill_unlabelled)  # fmt: skip
+        if draws:
             # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
             # each time) so that every step still has a full labelled batch beside its unlabelled draw
             reps = max(1, math.ceil(max(len(U) / cfg.unlabelled_ratio, cfg.fit.batch_size) / len(X)))
@@ -389,6 +399,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "consistency": {"weight": cfg.consistency_weight, "threshold": cfg.consistency_threshold,
                         "unlabelled_windows": len(U) if consistency else 0,
                         "final_mask_rate": history[-1].get("mask_rate")} if consistency else None,
+        "distill_unlabelled_windows": len(U) if cfg.distill_unlabelled else 0,
     }
     # what export and the runtime need: the model, its data contract and embedding statistics
     E_norm = E_tr / np.maximum(np.linalg.norm(E_tr, axis=1, keepdims=True), 1e-12)

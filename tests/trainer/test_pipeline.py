@@ -563,6 +563,55 @@ def test_distillation_loss_equals_the_kl_divergence_written_out():
     assert float(distillation_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))) == pytest.approx(np.log(2))
 
 
+def test_distillation_on_unlabelled_windows_equals_the_kl_divergence_written_out():
+    """``distill_unlabelled``: besides the labelled views, the student matches the teachers' mean on strongly
+    augmented views of drawn unlabelled windows (teacher and student on the same view), weighted like the
+    labelled KL term; with FixMatch too, both use one draw of unlabelled windows."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from edgessl.trainer import evaluate as ev
+
+    def make():
+        return ev.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32, 16)), 4, 16)  # no BatchNorm
+
+    torch.manual_seed(0)
+    model, teachers = make(), [make(), make()]
+    U = torch.randn(40, 3, 32)
+    x, y = torch.randn(5, 3, 32), torch.randint(0, 4, (5,))
+    T, a = 2.0, 0.6
+    m = ev.SupervisedMethod(model, ev.finetune_augment(), label_smoothing=0.0, unlabelled=U, unlabelled_ratio=3,
+                            teachers=teachers, distill_weight=a, distill_temperature=T, distill_unlabelled=True)  # fmt: skip
+    loss, logs = m.loss((x, y), torch.Generator().manual_seed(3))
+
+    g = torch.Generator().manual_seed(3)
+    xa = ev.finetune_augment()(x, g)
+    strong = ev.strong_augment()(U[torch.randint(0, 40, (15,), generator=g)], g)
+
+    def kl(v):  # the teachers' mean softened probability against the student's, row by row, written out
+        with torch.no_grad():
+            p = sum(F.softmax(t(v) / T, 1) for t in teachers) / 2
+        q = F.softmax(model(v) / T, 1)
+        return T**2 * sum((p[i] * torch.log(p[i] / q[i])).sum() for i in range(len(v))) / len(v)
+
+    ref = (1 - a) * F.cross_entropy(model(xa), y) + a * kl(xa) + a * kl(strong)
+    assert torch.allclose(loss, ref, atol=1e-5)
+    assert logs["distill_unlabelled_loss"] == pytest.approx(float(kl(strong).detach()), rel=1e-4)
+    # a student equal to its teacher has nothing to learn from it on the pool
+    same = ev.SupervisedMethod(model, ev.finetune_augment(), unlabelled=U, teachers=[model], distill_weight=1.0,
+                               distill_unlabelled=True)  # fmt: skip
+    assert same.loss((x, y), torch.Generator().manual_seed(1))[1]["distill_unlabelled_loss"] == pytest.approx(0, abs=1e-5)
+    # with FixMatch: both terms are logged from one draw of the pool
+    both = ev.SupervisedMethod(model, ev.finetune_augment(), unlabelled=U, consistency_weight=1.0, threshold=0.2,
+                               teachers=teachers, distill_weight=a, distill_unlabelled=True)  # fmt: skip
+    logs = both.loss((x, y), torch.Generator().manual_seed(3))[1]
+    assert {"mask_rate", "consistency_loss", "distill_unlabelled_loss"} <= set(logs)
+    with pytest.raises(ValueError, match="needs teachers and unlabelled windows; got 0 teacher"):
+        ev.SupervisedMethod(model, unlabelled=U, distill_unlabelled=True)
+    with pytest.raises(ValueError, match="2 teacher\\(s\\), 0 unlabelled"):
+        ev.SupervisedMethod(model, teachers=teachers, distill_weight=a, distill_unlabelled=True)
+
+
 def test_split_seed_fixes_the_split_while_the_training_seed_varies(tmp_path, monkeypatch):
     import edgessl.trainer.pipeline as PL
     from edgessl.trainer.fit import FitConfig
@@ -588,6 +637,7 @@ def test_split_seed_fixes_the_split_while_the_training_seed_varies(tmp_path, mon
 def test_distillation_from_a_teacher_of_the_same_split_never_through_its_validation_windows(tmp_path, monkeypatch):
     import edgessl.trainer.pipeline as PL
     from edgessl.cli import main
+    from edgessl.datasets import load
     from edgessl.trainer.fit import FitConfig
 
     data = "synthetic:reps=3,length=64"
@@ -621,6 +671,17 @@ def test_distillation_from_a_teacher_of_the_same_split_never_through_its_validat
         PL.cross_validate(student, 2, tmp_path / "cv", progress=False)
     with pytest.raises(ValueError, match="distill_weight in \\(0, 1\\]"):
         PL.FinetuneConfig(teachers=("t",), distill_weight=0.0)
+    # distillation on the unlabelled pool: at 100 % labels there is none unless another source gives it
+    with pytest.raises(ValueError, match="give teachers too"):
+        PL.FinetuneConfig(distill_unlabelled=True)
+    with pytest.raises(ValueError, match="needs unlabelled windows.*--unlabelled"):
+        PL.finetune(dataclasses.replace(student, distill_unlabelled=True), tmp_path / "x", progress=False)
+    extra = "synthetic:reps=2,length=64,seed=7"
+    pooled = PL.finetune(dataclasses.replace(student, distill_unlabelled=True, unlabelled=extra), tmp_path / "p",
+                         progress=False, plots=False)  # fmt: skip
+    assert pooled["distill_unlabelled_windows"] == len(load(extra).X_train) and pooled["consistency"] is None
+    log = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["distill_unlabelled_loss"] >= 0 for r in log)
     monkeypatch.undo()
     assert main(["finetune", "--data", data, "--epochs", "2", "--teacher", str(tmp_path / "t"), "--distill-weight",
                  "1", "--out", str(tmp_path / "cli"), "--quiet"]) == 0  # fmt: skip
