@@ -262,6 +262,9 @@ def main() -> None:
     ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
                     help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
                          "'..., CNN W1-W2-W3-W4')")
+    ap.add_argument("--integrate", type=int, choices=[0, 1, 2], default=0,
+                    help="every model's encoder first appends running integrals of its input channels, z-scored per "
+                         "window (1 velocity, 2 + position; rows '..., integrated input (...)')")
     ap.add_argument("--teacher-widths", default=None, metavar="W1,W2,W3,W4",
                     help="distil: per seed, first fine-tune a CNN of these widths from scratch with the row's recipe "
                          "(same seed, split and budget), then the row's model with it as the teacher (rows "
@@ -308,7 +311,8 @@ def main() -> None:
         _markdown(result, Path(a.out).with_suffix(".md"))
         return
     torch.set_num_threads(2)
-    encoder = EncoderConfig(widths=tuple(int(w) for w in a.widths.split(","))) if a.widths else EncoderConfig()
+    encoder = EncoderConfig(integrate=a.integrate, **({"widths": tuple(int(w) for w in a.widths.split(","))}
+                                                      if a.widths else {}))  # fmt: skip
     rows, cache = [], {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
@@ -408,7 +412,8 @@ def main() -> None:
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
                                              rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
                         if a.teacher_widths or a.teachers > 1:  # the teachers: same recipe and split, from scratch
-                            t_enc = EncoderConfig(widths=tuple(int(w) for w in a.teacher_widths.split(","))) \
+                            t_enc = EncoderConfig(widths=tuple(int(w) for w in a.teacher_widths.split(",")),
+                                                  integrate=a.integrate) \
                                 if a.teacher_widths else encoder  # fmt: skip
                             t_dirs = [root / f"teacher{j}" for j in range(a.teachers)]
                             for j, t_dir in enumerate(t_dirs):
@@ -480,6 +485,7 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
             + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
+            + (f", integrated input ({('velocity', 'velocity + position')[a.integrate - 1]})" if a.integrate else "")
             + (f", distilled from {f'{a.teachers} × ' if a.teachers > 1 else ''}CNN "
                f"{(a.teacher_widths or a.widths or '32,64,96,128').replace(',', '-')} ({a.distill_weight:g})"
                if a.teacher_widths or a.teachers > 1 else "")

@@ -57,6 +57,10 @@ def _fit_cfg(a: argparse.Namespace, drop_last: bool):
                      drop_last=drop_last, ema_decay=a.ema)  # fmt: skip
 
 
+INTEGRATE_HELP = ("the encoder first appends each channel's running integral, z-scored per window: 1 velocity, "
+                  "2 velocity and position (the trajectory of a gesture); 0 off")
+
+
 def _widths(text: str) -> tuple[int, ...]:
     """``--widths``: four positive whole numbers, comma-separated (one per CNN block)."""
     parts = [t.strip() for t in text.split(",")]
@@ -69,7 +73,8 @@ def _widths(text: str) -> tuple[int, ...]:
 def _encoder_cfg(a: argparse.Namespace):
     from edgessl.trainer.encoders import EncoderConfig
 
-    return EncoderConfig(kind=a.encoder) if a.widths is None else EncoderConfig(kind=a.encoder, widths=a.widths)
+    return EncoderConfig(kind=a.encoder, integrate=a.integrate,
+                         **({} if a.widths is None else {"widths": a.widths}))  # fmt: skip
 
 
 def _cmd_pretrain(a: argparse.Namespace) -> int:
@@ -92,9 +97,9 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.pipeline import FinetuneConfig, cross_validate, finetune
 
-    if a.init and a.widths:
-        raise ValueError(f"--widths sets the architecture of a model from scratch; {a.init} fixes its own (drop --widths "
-                         "or --init)")  # fmt: skip
+    if a.init and (a.widths or a.integrate):
+        raise ValueError(f"--widths / --integrate set the architecture of a model from scratch; {a.init} fixes its own "
+                         "(drop them or --init)")  # fmt: skip
 
     cfg = FinetuneConfig(data=_data_cfg(a), init=a.init, encoder=_encoder_cfg(a),
                          labels_per_class=a.labels_per_class, label_fraction=a.label_fraction,
@@ -143,6 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,W3,W4",
                    help="CNN channel widths of its 4 blocks (default 32,64,96,128: 80k parameters; 48,96,128,160 "
                         "is about 150k)")
+    p.add_argument("--integrate", type=int, choices=[0, 1, 2], default=0, help=INTEGRATE_HELP)
     p.add_argument("--temperature", type=float, default=0.1, help="NT-Xent temperature")
     p.add_argument("--gan-generator", default=None,
                    help="simclr/vicreg/barlow: an ssgan checkpoint whose generated windows join each batch")
@@ -169,6 +175,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,W3,W4",
                    help="CNN channel widths of its 4 blocks, when from scratch (default 32,64,96,128: 80k parameters; 48,96,128,160 "
                         "is about 150k)")
+    p.add_argument("--integrate", type=int, choices=[0, 1, 2], default=0, help=INTEGRATE_HELP + " (from scratch)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels-per-class", type=int, default=None)
     g.add_argument("--label-fraction", type=float, default=None)

@@ -35,6 +35,48 @@ def test_encoders_small_any_length_and_onnx_exportable(kind):
         assert "BatchNormalization" not in ops  # folded into Conv by the exporter in eval mode
 
 
+def test_integrated_input_is_the_running_sum_z_scored_and_exports():
+    """``integrate``: the encoder appends each channel's running sum (and that sum's running sum), each z-scored
+    over the window, written out with numpy loops; known value on a hand-made window; any length; ONNX."""
+    import onnx
+
+    from edgessl.trainer.encoders import Integrate
+
+    x = torch.randn(2, 3, 40)
+    out = Integrate(2)(x).numpy()
+    assert out.shape == (2, 9, 40)
+    np.testing.assert_array_equal(out[:, :3], x.numpy())
+    for b in range(2):
+        for c in range(3):
+            v = x[b, c].double().numpy()
+            for order in (1, 2):
+                acc, run = np.zeros_like(v), 0.0
+                for t in range(len(v)):  # the running sum, one sample at a time
+                    run += v[t]
+                    acc[t] = run
+                v = (acc - acc.mean()) / np.sqrt(((acc - acc.mean()) ** 2).mean() + 1e-5)
+                np.testing.assert_allclose(out[b, 3 * order + c], v, atol=1e-4)
+    # known value: a constant acceleration 1 is a ramp of velocity 1, 2, 3, 4 -> z-score of a ramp
+    ramp = Integrate(1)(torch.ones(1, 1, 4))[0, 1].numpy()
+    np.testing.assert_allclose(ramp, (np.arange(1, 5) - 2.5) / np.sqrt(1.25 + 1e-5), atol=1e-6)
+    with pytest.raises(ValueError, match="integrate must be 0 \\(off\\), 1"):
+        EncoderConfig(integrate=3)
+    for kind in ("cnn", "transformer"):
+        cfg = EncoderConfig(kind=kind, in_channels=3, integrate=2)
+        enc = build_encoder(cfg).eval()
+        for t in (64, 315):
+            assert enc(torch.randn(2, 3, t)).shape == (2, cfg.out_dim)
+    # the 150k CNN with velocity and position channels stays under the issue's cap
+    assert count_parameters(build_encoder(EncoderConfig(in_channels=3, widths=(48, 96, 128, 160), integrate=2))) <= 150_000
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(build_encoder(EncoderConfig(integrate=2)).eval(), torch.randn(1, 3, 63), f, dynamo=False,
+                          opset_version=17)  # fmt: skip
+    ops = {n.op_type for n in onnx.load_from_string(f.getvalue()).graph.node}
+    assert {"CumSum", "Conv"} <= ops and "BatchNormalization" not in ops
+
+
 def test_label_budget_split_is_stratified_and_disjoint():
     y = np.repeat(np.arange(4), 25)
     tr, va = label_budget_split(y, per_class=3, val_fraction=0.2, seed=0)
@@ -249,7 +291,12 @@ def test_cli_widths(tmp_path, capsys):
     assert "expected 4 positive channel counts like 48,96,128,160" in capsys.readouterr().err
     assert main(["finetune", "--data", data, "--init", str(tmp_path / "ft"), "--widths", "16,24,32,40", "--out",
                  str(tmp_path / "y")]) == 1  # fmt: skip
-    assert "--widths sets the architecture of a model from scratch" in capsys.readouterr().err
+    assert "--widths / --integrate set the architecture of a model from scratch" in capsys.readouterr().err
+    assert main(["finetune", "--data", data, "--integrate", "2", "--epochs", "1", "--out", str(tmp_path / "in"),
+                 "--quiet"]) == 0  # fmt: skip
+    saved = torch.load(tmp_path / "in" / "model.pt", weights_only=True)
+    assert saved["config"]["encoder"]["integrate"] == 2
+    assert saved["model"]["encoder.features.0.weight"].shape[1] == 9  # 3 channels, their velocities and positions
     # the widest of the default's shape that the issue's 150k-parameter cap allows
     for c in (3, 9):
         assert count_parameters(build_encoder(EncoderConfig(in_channels=c, widths=(48, 96, 128, 160)))) <= 150_000
