@@ -31,8 +31,8 @@ class EncoderConfig:
         heads: transformer attention heads.
         patch: transformer patch length (samples per token).
         integrate: 0 (default), or 1 / 2: the encoder first appends the running integral of each channel
-            (1: velocity from acceleration) and of that (2: position, the shape a gesture draws), each
-            z-scored per window, so the convolutions see trajectories no short kernel could sum up.
+            (1: velocity from acceleration, its window mean removed first) and of that (2: position, the
+            shape a gesture draws), each z-scored per window: trajectories no short kernel could sum up.
     """
 
     kind: str = "cnn"
@@ -71,10 +71,11 @@ class EncoderConfig:
 
 
 class Integrate(nn.Module):
-    """``[B, C, T] -> [B, C * (1 + order), T]``: the input, then its running sum along time (``order`` 1) and
-    the running sum of that (``order`` 2), each derived channel z-scored over its window. On a z-scored
-    acceleration window (mean 0) the first is a velocity that returns to 0 at the end; the second, a
-    position trace. Exports as CumSum, ReduceMean and elementwise ops (kept in float by static quantization)."""
+    """``[B, C, T] -> [B, C * (1 + order), T]``: the input, then the running sum along time of its deviation
+    from the window mean (``order`` 1) and the running sum of that (``order`` 2), each derived channel
+    z-scored over its window. On an acceleration window the first is a velocity with gravity and drift
+    removed, returning to 0 at the window's end; the second, a position trace. Exports as CumSum, ReduceMean
+    and elementwise ops (kept in float by static quantization)."""
 
     def __init__(self, order: int, eps: float = 1e-5):
         super().__init__()
@@ -83,7 +84,7 @@ class Integrate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, v = [x], x
         for _ in range(self.order):
-            v = torch.cumsum(v, dim=-1)
+            v = torch.cumsum(v - v.mean(dim=-1, keepdim=True), dim=-1)
             v = v - v.mean(dim=-1, keepdim=True)
             v = v / torch.sqrt((v * v).mean(dim=-1, keepdim=True) + self.eps)
             out.append(v)

@@ -51,14 +51,14 @@ def test_integrated_input_is_the_running_sum_z_scored_and_exports():
             v = x[b, c].double().numpy()
             for order in (1, 2):
                 acc, run = np.zeros_like(v), 0.0
-                for t in range(len(v)):  # the running sum, one sample at a time
-                    run += v[t]
+                for t in range(len(v)):  # the running sum of the deviation from the mean, one sample at a time
+                    run += v[t] - v.mean()
                     acc[t] = run
                 v = (acc - acc.mean()) / np.sqrt(((acc - acc.mean()) ** 2).mean() + 1e-5)
                 np.testing.assert_allclose(out[b, 3 * order + c], v, atol=1e-4)
-    # known value: a constant acceleration 1 is a ramp of velocity 1, 2, 3, 4 -> z-score of a ramp
-    ramp = Integrate(1)(torch.ones(1, 1, 4))[0, 1].numpy()
-    np.testing.assert_allclose(ramp, (np.arange(1, 5) - 2.5) / np.sqrt(1.25 + 1e-5), atol=1e-6)
+    # known values: 1, -1, 1, -1 (mean 0) sums to 1, 0, 1, 0 -> z-scored +-1; a constant (gravity) adds nothing
+    v = Integrate(1)(torch.tensor([[[1.0, -1.0, 1.0, -1.0]]]) + 9.81)[0, 1].numpy()
+    np.testing.assert_allclose(v, np.array([0.5, -0.5, 0.5, -0.5]) / np.sqrt(0.25 + 1e-5), atol=1e-5)
     with pytest.raises(ValueError, match="integrate must be 0 \\(off\\), 1"):
         EncoderConfig(integrate=3)
     for kind in ("cnn", "transformer"):
