@@ -103,6 +103,11 @@ Protocol (every row):
   per seed, N teachers of the row's split (``finetune --split-seed``) differing in initialisation, batch order
   and views (seeds SEED + 1000 j), and their mean probability as the target; ``ensemble_accs`` records the
   ensemble's own test accuracy per seed, which is not the row's figure (N models, N times the cap);
+  "... on the pool too" rows (``--distill-pool``): the student also matches the teachers' mean probability on
+  strongly augmented views of the unlabelled pool (4 windows per labelled one per step, teacher and student
+  on the same view; ``finetune --distill-unlabelled``), with the same weight A; fixed before its one test run,
+  not tuned (distillation cannot be cross-validated here: a teacher trained on the training split has seen
+  every fold);
 * "(unlabelled: uWave library)" rows and the pretraining source "uWave library outside the UEA file"
   (``--library``, UEA rows only): (c) a third unlabelled source besides (a) and (b), the 4038 uWave templates
   from which *none* of the UEA file's 440 rows (train or test) was made (``npz:uwave_raw.npz?outside=
