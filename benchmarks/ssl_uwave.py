@@ -108,6 +108,11 @@ Protocol (every row):
   on the same view; ``finetune --distill-unlabelled``), with the same weight A; fixed before its one test run,
   not tuned (distillation cannot be cross-validated here: a teacher trained on the training split has seen
   every fold);
+* ", integrated input (velocity + position)" rows (``--integrate 2``): the encoder first appends, per channel,
+  the running sum of its deviation from the window mean (a velocity) and that sum's running sum (a position),
+  each z-scored per window (``EncoderConfig.integrate``; the first convolution sees 9 channels, +2k
+  parameters, the 150k CNN stays under the cap): the trajectory a gesture draws, which no short kernel sums
+  up. Scored by cross-validation on the training split before any test run (``results/ssl_uwave_cv.md``);
 * "(unlabelled: uWave library)" rows and the pretraining source "uWave library outside the UEA file"
   (``--library``, UEA rows only): (c) a third unlabelled source besides (a) and (b), the 4038 uWave templates
   from which *none* of the UEA file's 440 rows (train or test) was made (``npz:uwave_raw.npz?outside=
