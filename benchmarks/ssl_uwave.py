@@ -272,6 +272,9 @@ def main() -> None:
     ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
                     help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
                          "'..., CNN W1-W2-W3-W4')")
+    ap.add_argument("--strides", default=None, metavar="S1,S2,S3,S4",
+                    help="CNN strides per block (default 1,2,2,2; rows '..., strides S1-S2-S3-S4'): 2,2,2,2 widens "
+                         "the last block's receptive field from 27 to 47 samples at the same parameter count")
     ap.add_argument("--integrate", type=int, choices=[0, 1, 2], default=0,
                     help="every model's encoder first appends running integrals of its input channels, z-scored per "
                          "window (1 velocity, 2 + position; rows '..., integrated input (...)')")
@@ -322,7 +325,8 @@ def main() -> None:
         return
     torch.set_num_threads(2)
     encoder = EncoderConfig(integrate=a.integrate, **({"widths": tuple(int(w) for w in a.widths.split(","))}
-                                                      if a.widths else {}))  # fmt: skip
+                                                      if a.widths else {}),
+                            **({"strides": tuple(int(w) for w in a.strides.split(","))} if a.strides else {}))  # fmt: skip
     rows, cache = [], {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
@@ -495,6 +499,7 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
             + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
+            + (f", strides {a.strides.replace(',', '-')}" if a.strides else "")
             + (f", integrated input ({('velocity', 'velocity + position')[a.integrate - 1]})" if a.integrate else "")
             + (f", distilled from {f'{a.teachers} × ' if a.teachers > 1 else ''}CNN "
                f"{(a.teacher_widths or a.widths or '32,64,96,128').replace(',', '-')} ({a.distill_weight:g})"
