@@ -108,6 +108,8 @@ Protocol (every row):
   on the same view; ``finetune --distill-unlabelled``), with the same weight A; fixed before its one test run,
   not tuned (distillation cannot be cross-validated here: a teacher trained on the training split has seen
   every fold);
+* ", strides S1-S2-S3-S4" rows (``--strides``; CV only): the CNN's strides per block (default 1-2-2-2);
+  2-2-2-2 widens the last block's receptive field from 27 to 47 of the 63 samples at the same parameter count;
 * ", integrated input (velocity + position)" rows (``--integrate 2``): the encoder first appends, per channel,
   the running sum of its deviation from the window mean (a velocity) and that sum's running sum (a position),
   each z-scored per window (``EncoderConfig.integrate``; the first convolution sees 9 channels, +2k
