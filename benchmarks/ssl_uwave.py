@@ -326,9 +326,8 @@ def main() -> None:
         _markdown(result, Path(a.out).with_suffix(".md"))
         return
     torch.set_num_threads(2)
-    encoder = EncoderConfig(integrate=a.integrate, **({"widths": tuple(int(w) for w in a.widths.split(","))}
-                                                      if a.widths else {}),
-                            **({"strides": tuple(int(w) for w in a.strides.split(","))} if a.strides else {}))  # fmt: skip
+    encoder = dataclasses.replace(EncoderConfig(integrate=a.integrate), **{k: _ints(v) for k, v in
+                                  (("widths", a.widths), ("strides", a.strides)) if v})  # fmt: skip
     rows, cache = [], {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
@@ -428,8 +427,8 @@ def main() -> None:
                                              val_groups=a.val_groups, test_adapt_groups=a.test_adapt,
                                              rotate_degrees=a.rotate, mixup_alpha=a.mixup, **budget)  # fmt: skip
                         if a.teacher_widths or a.teachers > 1:  # the teachers: same recipe and split, from scratch
-                            t_enc = EncoderConfig(widths=tuple(int(w) for w in a.teacher_widths.split(",")),
-                                                  integrate=a.integrate) \
+                            # the row's encoder (strides, integration), wider where --teacher-widths says
+                            t_enc = dataclasses.replace(encoder, widths=_ints(a.teacher_widths)) \
                                 if a.teacher_widths else encoder  # fmt: skip
                             t_dirs = [root / f"teacher{j}" for j in range(a.teachers)]
                             for j, t_dir in enumerate(t_dirs):
@@ -491,6 +490,11 @@ def main() -> None:
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
         _markdown(result, Path(a.out).with_suffix(".md"))
     print(f"wrote {a.out}")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers (``--widths``, ``--strides``, ``--teacher-widths``)."""
+    return tuple(int(w) for w in text.split(","))
 
 
 def _method_name(a, method: str, unlabelled: str | None = None) -> str:
