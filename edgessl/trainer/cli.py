@@ -57,8 +57,8 @@ def _fit_cfg(a: argparse.Namespace, drop_last: bool):
                      drop_last=drop_last, ema_decay=a.ema)  # fmt: skip
 
 
-INTEGRATE_HELP = ("the encoder first appends each channel's running integral, z-scored per window: 1 velocity, "
-                  "2 velocity and position (the trajectory of a gesture); 0 off")
+INTEGRATE_HELP = ("the encoder first appends each channel's running integral (its window mean removed first), "
+                  "z-scored per window: 1 velocity, 2 velocity and position (the trajectory of a gesture); 0 off")
 
 
 def _widths(text: str) -> tuple[int, ...]:
