@@ -56,15 +56,42 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward returns this rank's rows of the gradient summed over ranks.
+
+    Public collectives only (``all_gather`` forward, ``all_reduce`` backward; gloo and nccl both have them):
+    ``torch.distributed.nn.functional.all_gather`` is deprecated as of torch 2.13, and on gloo its backward
+    runs an all-to-all.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = x.contiguous()
+        sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
+        dist.all_gather(sizes, torch.tensor([len(x)], dtype=torch.long, device=x.device))
+        if any(int(s) != len(x) for s in sizes):
+            raise ValueError(f"gather_with_grad needs the same number of rows on every rank; got "
+                             f"{[int(s) for s in sizes]} (use a DistributedSampler with drop_last)")  # fmt: skip
+        parts = [torch.empty_like(x) for _ in sizes]
+        dist.all_gather(parts, x)
+        ctx.rows = len(x)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank along dim 0, keeping gradients to each rank's own rows.
+    """Concatenate ``x`` from every rank along dim 0 (rank order), keeping gradients to each rank's own rows.
 
     Outside a process group this is the identity. The backward pass sums the gradients from every rank
-    (``torch.distributed.nn.functional.all_gather``); DDP then averages parameter gradients over ranks,
-    which together give exactly the gradient of the loss on the global batch.
+    (each rank's loss sees every row); DDP then averages parameter gradients over ranks, which together
+    give exactly the gradient of the loss on the global batch. Every rank must hold the same number of rows.
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)

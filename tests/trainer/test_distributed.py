@@ -100,3 +100,26 @@ def test_fit_under_two_processes_rank0_writes(tmp_path):
 
     ck = load_checkpoint(tmp_path)
     assert ck["epoch"] == 1 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def _uneven_worker(rank, world, port, out):
+    import torch.distributed as dist
+
+    from edgessl.trainer.distributed import gather_with_grad, teardown
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        gather_with_grad(torch.zeros(4 + rank, 3))
+    except ValueError as e:
+        with open(f"{out}.rank{rank}", "w") as f:
+            f.write(str(e))
+    teardown()
+
+
+def test_gather_with_grad_refuses_uneven_rows_on_every_rank(tmp_path):
+    out = str(tmp_path / "err")
+    mp.spawn(_uneven_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    for r in range(2):  # both ranks refuse (none waits in a collective the other never joins)
+        msg = open(f"{out}.rank{r}").read()
+        assert "same number of rows on every rank" in msg and "[4, 5]" in msg
