@@ -110,6 +110,11 @@ Protocol (every row):
   every fold);
 * ", strides S1-S2-S3-S4" rows (``--strides``; CV only): the CNN's strides per block (default 1-2-2-2);
   2-2-2-2 widens the last block's receptive field from 27 to 47 of the 63 samples at the same parameter count;
+* "+ SAM (RHO)" rows (``--sam RHO``; CV first): fine-tuning steps take their gradient at the weights moved
+  by RHO along the normalised gradient (sharpness-aware minimisation, Foret et al. 2021; the same views in
+  both passes, BatchNorm statistics from the first; ``finetune --sam``);
+* ", weight decay WD" rows (``--weight-decay``; CV first): AdamW's decoupled weight decay in fine-tuning
+  (every other row: 1e-4, at learning rate 1e-3);
 * ", integrated input (velocity + position)" rows (``--integrate 2``): the encoder first appends, per channel,
   the running sum of its deviation from the window mean (a velocity) and that sum's running sum (a position),
   each z-scored per window (``EncoderConfig.integrate``; the first convolution sees 9 channels, +2k
@@ -274,6 +279,11 @@ def main() -> None:
     ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
                     help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
                          "'..., CNN W1-W2-W3-W4')")
+    ap.add_argument("--weight-decay", type=float, default=1e-4, metavar="WD",
+                    help="AdamW weight decay of fine-tuning (default 1e-4; rows '..., weight decay WD' otherwise)")
+    ap.add_argument("--sam", type=float, default=0.0, metavar="RHO",
+                    help="fine-tune with sharpness-aware minimisation of radius RHO (finetune --sam; rows "
+                         "'... + SAM (RHO)')")
     ap.add_argument("--strides", default=None, metavar="S1,S2,S3,S4",
                     help="CNN strides per block (default 1,2,2,2; rows '..., strides S1-S2-S3-S4'): 2,2,2,2 widens "
                          "the last block's receptive field from 27 to 47 samples at the same parameter count")
@@ -409,8 +419,9 @@ def main() -> None:
                             epochs = 8 if regime in ("100%", "10%") else epochs // 2
                         if not few and a.epochs_full:
                             epochs = a.epochs_full
-                        fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3),
-                                        seed=seed, drop_last=False, ema_decay=a.ema)  # fmt: skip
+                        fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, weight_decay=a.weight_decay,
+                        warmup_epochs=min(5, epochs // 3),
+                                        seed=seed, drop_last=False, ema_decay=a.ema, sam_rho=a.sam)  # fmt: skip
                         run_init = init
                         if init == "per-seed":  # clip: pairs of this seed's labelled budget only
                             run_init = str(root / f"clip_{dkey}_{regime.replace('/', '_')}_{seed}")
@@ -502,10 +513,11 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
             + (" (unlabelled: uWave library)" if unlabelled else "")
             + (" + refit" if a.refit else "") + (f" + EMA ({a.ema:g})" if a.ema else "")
-            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
+            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "") + (f" + SAM ({a.sam:g})" if a.sam else "")
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
             + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
             + (f", strides {a.strides.replace(',', '-')}" if a.strides else "")
+            + (f", weight decay {a.weight_decay:g}" if a.weight_decay != 1e-4 else "")
             + (f", integrated input ({('velocity', 'velocity + position')[a.integrate - 1]})" if a.integrate else "")
             + (f", distilled from {f'{a.teachers} × ' if a.teachers > 1 else ''}CNN "
                f"{(a.teacher_widths or a.widths or '32,64,96,128').replace(',', '-')} ({a.distill_weight:g})"
@@ -521,8 +533,9 @@ def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder,
                          "every fold")  # fmt: skip
     if init == "per-seed" or dkey in ("har", "har9") and not a.epochs_full:
         raise ValueError("--cv covers the uWave rows with a fixed initialisation (not clip, not uci_har's defaults)")
-    fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=min(5, epochs // 3), seed=0,
-                    drop_last=False, ema_decay=a.ema)  # fmt: skip
+    fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, weight_decay=a.weight_decay,
+                        warmup_epochs=min(5, epochs // 3), seed=0,
+                    drop_last=False, ema_decay=a.ema, sam_rho=a.sam)  # fmt: skip
     cfg = FinetuneConfig(data=data, init=init, encoder=encoder, fit=fit, self_train_rounds=a.self_train,
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup, unlabelled=unlabelled, **budget)  # fmt: skip

@@ -34,6 +34,9 @@ def _fit_args(p: argparse.ArgumentParser, epochs: int, batch: int, lr: float) ->
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.99); validation, selection "
                         "and the saved model use it (0 = off)")
+    p.add_argument("--sam", type=float, default=0.0, metavar="RHO",
+                   help="sharpness-aware minimisation: take each step's gradient at the weights moved by RHO along "
+                        "the normalised gradient (0.05 is SAM's usual radius; two passes per step; 0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -54,7 +57,7 @@ def _fit_cfg(a: argparse.Namespace, drop_last: bool):
 
     return FitConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      warmup_epochs=a.warmup_epochs, grad_clip=a.grad_clip, seed=a.seed, device=a.device,
-                     drop_last=drop_last, ema_decay=a.ema)  # fmt: skip
+                     drop_last=drop_last, ema_decay=a.ema, sam_rho=a.sam)  # fmt: skip
 
 
 INTEGRATE_HELP = ("the encoder first appends each channel's running integral (its window mean removed first), "

@@ -6,11 +6,10 @@ training data; the test split is used once, at the end, by the caller.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgessl.trainer.augment import Augmentation, Compose, rotation_view
+from edgessl.trainer.fit import frozen_batchnorm_statistics
 
 
 @torch.no_grad()
@@ -131,23 +131,6 @@ def strong_augment() -> Compose:
         Augmentation("scaled_noise", 0.8, {"sigma": 0.15}),
         Augmentation("blockout", 0.5, {"fraction": 0.15}),
     ])  # fmt: skip
-
-
-@contextlib.contextmanager
-def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
-    """Inside the block, BatchNorm layers in training mode still normalise with batch statistics but leave
-    their running statistics unchanged (momentum 0)."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (mom, nbt) in zip(bns, saved, strict=True):
-            m.momentum = mom
-            if nbt is not None:
-                m.num_batches_tracked.copy_(nbt)
 
 
 N_TRANSFORMS = 4  # identity, time flip, sign flip, both: the TTT self-supervised task

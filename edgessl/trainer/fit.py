@@ -1,7 +1,7 @@
 """The one training loop. A *method* turns a batch into a loss; ``fit`` does everything else.
 
 CPU or CUDA is chosen automatically; bf16 autocast on CUDA; AdamW with linear warmup then cosine decay
-(per step); gradient clipping; tqdm progress; one JSON line of metrics per epoch; a checkpoint every
+(per step); gradient clipping; optional sharpness-aware minimisation (SAM); tqdm progress; one JSON line of metrics per epoch; a checkpoint every
 epoch holding weights, optimizer, scheduler, RNG states, history and the typed config, loadable with
 ``torch.load(weights_only=True)``. Every epoch's randomness (data order, augmentations, masks) is drawn
 from generators seeded by ``(seed, epoch, rank)``, so ``resume=True`` continues exactly where a run stopped.
@@ -11,12 +11,13 @@ and only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,18 @@ class FitConfig:
     # exponential moving average of the weights (and BatchNorm statistics), updated every step; 0 = off.
     # Validation, selection and the returned model use the average (FixMatch evaluates its EMA model)
     ema_decay: float = 0.0
+    # sharpness-aware minimisation (Foret et al. 2021): each step's gradient is taken at the weights moved
+    # by sam_rho along the normalised gradient (two forward/backward passes per step); 0 = off
+    sam_rho: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_epochs < 0:
             raise ValueError(f"invalid FitConfig {self}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = no weight average); got {self.ema_decay}")
+        if not (self.sam_rho >= 0 and math.isfinite(self.sam_rho)):
+            raise ValueError(f"sam_rho must be a finite radius >= 0 (0 = plain steps; SAM's default 0.05); "
+                             f"got {self.sam_rho}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,10 +206,18 @@ def fit(
         for step in bar:
             idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
             batch = tuple(t[idx] for t in data)
+            views_state = g.get_state() if cfg.sam_rho > 0 else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, logs = _call_loss(model, method, batch, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.sam_rho > 0:
+                def again(batch=batch, views_state=views_state, g=g):
+                    g.set_state(views_state)  # the same views, masks and mixing as the first pass
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        return _call_loss(model, method, batch, g)[0]
+
+                logs["sam_loss"] = sam_gradient(method, params, cfg.sam_rho, again)
             if cfg.grad_clip > 0:
                 logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
@@ -255,6 +270,49 @@ def fit(
     elif ema is not None:
         method.load_state_dict(ema.module.state_dict())
     return history
+
+
+def sam_gradient(module: nn.Module, params: list[nn.Parameter], rho: float, loss_fn: Callable[[], torch.Tensor]
+                 ) -> float:  # fmt: skip
+    """Replace the gradients in ``params`` (from a backward pass already run) by SAM's: the gradient of
+    ``loss_fn()`` at the weights moved by ``rho`` along the normalised gradient; then move the weights back.
+
+    ``loss_fn`` must see the same batch and the same random draws as the first pass. BatchNorm running
+    statistics of ``module`` are left as the first pass set them. Returns the loss at the moved weights.
+    """
+    with torch.no_grad():
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gr) for gr in grads])) if grads else 0.0
+        saved = [p.detach().clone() for p in params]
+        for p in params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=rho / (float(norm) + 1e-12))
+    for p in params:
+        p.grad = None
+    with frozen_batchnorm_statistics(module):
+        loss = loss_fn()
+    loss.backward()
+    with torch.no_grad():
+        for p, w in zip(params, saved, strict=True):
+            p.copy_(w)  # exactly the weights the first pass saw
+    return float(loss.detach())
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside the block, BatchNorm layers in training mode still normalise with batch statistics but leave
+    their running statistics unchanged (momentum 0)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (mom, nbt) in zip(bns, saved, strict=True):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
 
 
 def selection_score(row: dict[str, float], select: str | tuple[str, ...] | None) -> tuple[float, ...] | None:

@@ -175,12 +175,12 @@ def test_finetune_validates_on_unseen_subjects(tmp_path):
     data = "synthetic:reps=3,length=64"
     with pytest.raises(ValueError, match="no per-row 'day' ids.*'repetition', 'subject'"):
         PL.finetune(PL.FinetuneConfig(data=PL.DataConfig(spec=data), val_groups="day"), tmp_path / "x")
-    assert main(["finetune", "--data", data, "--val-groups", "subject", "--epochs", "2", "--ema", "0.9", "--out",
+    assert main(["finetune", "--data", data, "--val-groups", "subject", "--epochs", "2", "--ema", "0.9", "--sam", "0.05", "--out",
                  str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
     m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert "whole subject groups" in m["protocol"]
     saved = torch.load(tmp_path / "ft" / "model.pt", weights_only=True)["config"]
-    assert saved["fit"]["ema_decay"] == 0.9 and saved["val_groups"] == "subject"
+    assert saved["fit"]["ema_decay"] == 0.9 and saved["fit"]["sam_rho"] == 0.05 and saved["val_groups"] == "subject"
     ds = PL.labelled(PL.DataConfig(spec=data))[0]
     tr, va = label_budget_split(ds.y_train, seed=0, groups=ds.groups["subject"][0])
     assert m["n_val"] == len(va) and m["n_train_labels"] == len(tr)
