@@ -1,10 +1,11 @@
 """The one training loop. A *method* turns a batch into a loss; ``fit`` does everything else.
 
 CPU or CUDA is chosen automatically; bf16 autocast on CUDA; AdamW with linear warmup then cosine decay
-(per step); gradient clipping; optional sharpness-aware minimisation (SAM); tqdm progress; one JSON line of metrics per epoch; a checkpoint every
-epoch holding weights, optimizer, scheduler, RNG states, history and the typed config, loadable with
-``torch.load(weights_only=True)``. Every epoch's randomness (data order, augmentations, masks) is drawn
-from generators seeded by ``(seed, epoch, rank)``, so ``resume=True`` continues exactly where a run stopped.
+(per step); gradient clipping; optional sharpness-aware minimisation (SAM); tqdm progress; one JSON line of
+metrics per epoch; a checkpoint every epoch holding weights, optimizer, scheduler, RNG states, history and
+the typed config, loadable with ``torch.load(weights_only=True)``. Every epoch's randomness (data order,
+augmentations, masks) is drawn from generators seeded by ``(seed, epoch, rank)``, so ``resume=True``
+continues exactly where a run stopped.
 Under torchrun the model is wrapped in DistributedDataParallel, data are split by a DistributedSampler
 and only rank 0 writes.
 """
