@@ -1,5 +1,6 @@
 """Two CPU processes (gloo) give the same loss and gradients as one process on the same global batch."""
 
+import json
 import os
 import socket
 
@@ -80,7 +81,7 @@ def test_two_process_loss_and_grads_equal_single_process(tmp_path, name):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
-def _fit_worker(rank, world, port, out_dir):
+def _fit_worker(rank, world, port, out_dir, sam_rho=0.0):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))  # fmt: skip
     from edgessl.trainer.distributed import teardown
@@ -89,17 +90,20 @@ def _fit_worker(rank, world, port, out_dir):
     torch.manual_seed(0)
     m = build_method(SMALL, MethodConfig(name="simclr", proj_hidden=16, proj_dim=8))
     X = torch.randn(64, 3, 32, generator=torch.Generator().manual_seed(1))
-    fit(m, (X,), FitConfig(epochs=2, batch_size=32, warmup_epochs=1, device="cpu"), out_dir, {"kind": "ddp"},
-        progress=False)  # fmt: skip
+    fit(m, (X,), FitConfig(epochs=2, batch_size=32, warmup_epochs=1, device="cpu", sam_rho=sam_rho), out_dir,
+        {"kind": "ddp"}, progress=False)  # fmt: skip
     teardown()
 
 
-def test_fit_under_two_processes_rank0_writes(tmp_path):
-    mp.spawn(_fit_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("sam_rho", [0.0, 0.05])
+def test_fit_under_two_processes_rank0_writes(tmp_path, sam_rho):
+    mp.spawn(_fit_worker, args=(2, _free_port(), str(tmp_path), sam_rho), nprocs=2, join=True)
     from edgessl.trainer.fit import load_checkpoint
 
     ck = load_checkpoint(tmp_path)
-    assert ck["epoch"] == 1 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert ck["epoch"] == 1 and len(rows) == 2
+    assert ("sam_loss" in rows[0]) == (sam_rho > 0)  # under DDP, SAM's second pass ran (and synced) too
 
 
 def _uneven_worker(rank, world, port, out):
