@@ -1,0 +1,112 @@
+"""Which UCR training windows does the 100 % recipe get wrong, and are they wrong in g too? Writes
+benchmarks/results/ucr_errors.json.
+
+Protocol: stratified 5-fold cross-validation of the UCR training split (896 windows; partition seed 0, the
+folds ``ssl_uwave.py --cv 5`` uses); the test split is never read. Recipe: the 100 % rows' 150k CNN
+(widths 48-96-128-160), 100 epochs, batch 64, AdamW 1e-3, fine-tuning views, each fold's model selected on
+its own fold (``finetune(test=False)``; the per-fold best epoch makes these error counts slightly
+optimistic, which is what a question about *which* windows are hard can afford). Two inputs of the same
+gestures, fold by fold the same windows:
+
+* ``archive``: the archive's rows (per-axis z-normalised), stretched to 63 samples — the benchmark rows;
+* ``g``: the same templates rebuilt from the raw recordings in g (``npz:uwave_raw.npz?like=...``), 63
+  samples, one scale per window (the ``ucrg`` rows' preprocessing: the ratio between axes kept).
+
+Each input is trained with two initialisation seeds (0 and 1; same folds). Reported: errors per run, the
+windows both archive models get wrong (the recipe's stable errors), how many of those both g models get
+right, and the class pairs of the stable errors. If the archive's stable errors are mostly right in g, the
+archive rows' per-axis z-score, not the training recipe, is what caps the archive figure.
+
+    python benchmarks/ucr_errors.py [--folds 5] [--epochs 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgessl.trainer import evaluate as ev
+from edgessl.trainer.data import DataConfig, label_budget_split, labelled, standardize_spec
+from edgessl.trainer.encoders import EncoderConfig, build_encoder
+from edgessl.trainer.fit import FitConfig, load_checkpoint
+from edgessl.trainer.pipeline import FinetuneConfig, finetune
+
+INPUTS = {
+    "archive": DataConfig(spec="npz:uwave_gesture_ucr.npz", length=63),
+    "g": DataConfig(spec="npz:uwave_raw.npz?like=uwave_gesture_ucr.npz,length=315", length=63,
+                    preprocess=standardize_spec("window")),
+}  # fmt: skip
+ENCODER = EncoderConfig(widths=(48, 96, 128, 160))
+
+
+def fold_predictions(data: DataConfig, seed: int, folds: int, epochs: int, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold predictions for every training window (partition seed 0), and the labels."""
+    ds, X, _ = labelled(data)
+    pred = np.full(len(ds.y_train), -1)
+    for i in range(folds):
+        cfg = FinetuneConfig(data=data, encoder=ENCODER, val_fold=(i, folds), split_seed=0,
+                             fit=FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=5, seed=seed,
+                                           drop_last=False))  # fmt: skip
+        out = root / f"s{seed}_f{i}"
+        finetune(cfg, out, progress=False, plots=False, test=False)
+        _, va = label_budget_split(ds.y_train, val_fraction=cfg.val_fraction, seed=0, fold=(i, folds))
+        model = ev.Classifier(build_encoder(ENCODER), ds.n_classes, ENCODER.out_dim)
+        best = load_checkpoint(out)["best"]["model"]  # the SupervisedMethod's state: the classifier under model.
+        model.load_state_dict({k[len("model."):]: v for k, v in best.items() if k.startswith("model.")})
+        pred[va] = ev.predict_logits(model.eval(), X[va]).argmax(1)
+    assert (pred >= 0).all()
+    return pred, ds.y_train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ucr_errors.json"))
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    runs: dict[str, dict[int, np.ndarray]] = {}
+    y = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in INPUTS.items():
+            for seed in (0, 1):
+                p, y_ = fold_predictions(data, seed, a.folds, a.epochs, Path(tmp) / f"{name}_{seed}")
+                assert y is None or np.array_equal(y, y_), "the two inputs' training rows must be the same windows"
+                y = y_
+                runs.setdefault(name, {})[seed] = p
+                print(f"{name} seed {seed}: {int((p != y).sum())} errors of {len(y)}", flush=True)
+    wrong = {n: {s: set(np.flatnonzero(p != y).tolist()) for s, p in r.items()} for n, r in runs.items()}
+    stable = sorted(wrong["archive"][0] & wrong["archive"][1])
+    right_in_g = [i for i in stable if i not in wrong["g"][0] and i not in wrong["g"][1]]
+    g_stable = wrong["g"][0] & wrong["g"][1]
+    names = labelled(INPUTS["archive"])[0].class_names
+    pairs = Counter(f"{names[y[i]]} -> {names[runs['archive'][0][i]]}" for i in stable)
+    result = {
+        "protocol": __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2],
+        "windows": len(y),
+        "errors": {n: {str(s): len(w) for s, w in r.items()} for n, r in wrong.items()},
+        "cv_accuracy": {n: {str(s): round(1 - len(w) / len(y), 4) for s, w in r.items()} for n, r in wrong.items()},
+        "archive_errors_in_both_seeds": len(stable),
+        "archive_errors_in_one_seed_only": len(wrong["archive"][0] ^ wrong["archive"][1]),
+        "of_those_right_in_g_both_seeds": len(right_in_g),
+        "g_errors_in_both_seeds": len(g_stable),
+        "g_stable_errors_also_archive_stable": len(g_stable & set(stable)),
+        "archive_stable_error_pairs (true -> predicted, seed 0)": dict(pairs.most_common()),
+        "archive_stable_error_rows": stable,
+        "minutes": round((time.perf_counter() - t0) / 60, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+    }
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("protocol", "archive_stable_error_rows")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
