@@ -1,23 +1,24 @@
-"""Which UCR training windows does the 100 % recipe get wrong, and are they wrong in g too? Writes
-benchmarks/results/ucr_errors.json.
+"""Which uWave training windows does a 100 % recipe get wrong, and are they wrong in g too? Writes
+benchmarks/results/uwave_errors_{ucr,uea}.json.
 
-Protocol: stratified 5-fold cross-validation of the UCR training split (896 windows; partition seed 0, the
-folds ``ssl_uwave.py --cv 5`` uses); the test split is never read. Recipe: the 100 % rows' 150k CNN
-(widths 48-96-128-160), 100 epochs, batch 64, AdamW 1e-3, fine-tuning views, each fold's model selected on
-its own fold (``finetune(test=False)``; the per-fold best epoch makes these error counts slightly
-optimistic, which is what a question about *which* windows are hard can afford). Two inputs of the same
-gestures, fold by fold the same windows:
+Protocol: stratified 5-fold cross-validation of the training split (partition seed 0, the folds
+``ssl_uwave.py --cv 5`` uses); the test split is never read. Recipes: UCR (896 windows), the 100 % rows'
+150k CNN (widths 48-96-128-160), 100 epochs; UEA (120 windows), the default CNN, 300 epochs (the UEA
+rows' budget). Batch 64, AdamW 1e-3, fine-tuning views; each fold's model selected on its own fold
+(``finetune(test=False)``; the per-fold best epoch makes these error counts slightly optimistic, which is
+what a question about *which* windows are hard can afford). Two inputs of the same gestures, fold by fold
+the same windows:
 
 * ``archive``: the archive's rows (per-axis z-normalised), stretched to 63 samples — the benchmark rows;
 * ``g``: the same templates rebuilt from the raw recordings in g (``npz:uwave_raw.npz?like=...``), 63
-  samples, one scale per window (the ``ucrg`` rows' preprocessing: the ratio between axes kept).
+  samples, one scale per window (the ``ucrg`` / ``ueag`` rows' preprocessing: the ratio between axes kept).
 
 Each input is trained with two initialisation seeds (0 and 1; same folds). Reported: errors per run, the
 windows both archive models get wrong (the recipe's stable errors), how many of those both g models get
 right, and the class pairs of the stable errors. If the archive's stable errors are mostly right in g, the
 archive rows' per-axis z-score, not the training recipe, is what caps the archive figure.
 
-    python benchmarks/ucr_errors.py [--folds 5] [--epochs 100]
+    python benchmarks/uwave_errors.py [--dataset ucr|uea] [--folds 5] [--epochs N]
 """
 
 from __future__ import annotations
@@ -39,26 +40,31 @@ from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, load_checkpoint
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
-INPUTS = {
-    "archive": DataConfig(spec="npz:uwave_gesture_ucr.npz", length=63),
-    "g": DataConfig(spec="npz:uwave_raw.npz?like=uwave_gesture_ucr.npz,length=315", length=63,
-                    preprocess=standardize_spec("window")),
-}  # fmt: skip
-ENCODER = EncoderConfig(widths=(48, 96, 128, 160))
+DATASETS = {  # file, encoder, epochs
+    "ucr": ("uwave_gesture_ucr.npz", EncoderConfig(widths=(48, 96, 128, 160)), 100),
+    "uea": ("uwave_gesture_uea.npz", EncoderConfig(), 300),
+}
 
 
-def fold_predictions(data: DataConfig, seed: int, folds: int, epochs: int, root: Path) -> tuple[np.ndarray, np.ndarray]:
+def inputs(file: str) -> dict[str, DataConfig]:
+    return {"archive": DataConfig(spec=f"npz:{file}", length=63),
+            "g": DataConfig(spec=f"npz:uwave_raw.npz?like={file},length=315", length=63,
+                            preprocess=standardize_spec("window"))}  # fmt: skip
+
+
+def fold_predictions(data: DataConfig, encoder: EncoderConfig, seed: int, folds: int, epochs: int, root: Path
+                     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Out-of-fold predictions for every training window (partition seed 0), and the labels."""
     ds, X, _ = labelled(data)
     pred = np.full(len(ds.y_train), -1)
     for i in range(folds):
-        cfg = FinetuneConfig(data=data, encoder=ENCODER, val_fold=(i, folds), split_seed=0,
+        cfg = FinetuneConfig(data=data, encoder=encoder, val_fold=(i, folds), split_seed=0,
                              fit=FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=5, seed=seed,
                                            drop_last=False))  # fmt: skip
         out = root / f"s{seed}_f{i}"
         finetune(cfg, out, progress=False, plots=False, test=False)
         _, va = label_budget_split(ds.y_train, val_fraction=cfg.val_fraction, seed=0, fold=(i, folds))
-        model = ev.Classifier(build_encoder(ENCODER), ds.n_classes, ENCODER.out_dim)
+        model = ev.Classifier(build_encoder(encoder), ds.n_classes, encoder.out_dim)
         best = load_checkpoint(out)["best"]["model"]  # the SupervisedMethod's state: the classifier under model.
         model.load_state_dict({k[len("model."):]: v for k, v in best.items() if k.startswith("model.")})
         pred[va] = ev.predict_logits(model.eval(), X[va]).argmax(1)
@@ -68,17 +74,22 @@ def fold_predictions(data: DataConfig, seed: int, folds: int, epochs: int, root:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="ucr")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ucr_errors.json"))
+    ap.add_argument("--epochs", type=int, default=None, help="default: the dataset's (ucr 100, uea 300)")
+    ap.add_argument("--out", default=None, help="default: results/uwave_errors_DATASET.json")
     a = ap.parse_args()
+    file, encoder, epochs = DATASETS[a.dataset]
+    epochs = a.epochs or epochs
+    out = a.out or str(Path(__file__).parent / "results" / f"uwave_errors_{a.dataset}.json")
+    ins = inputs(file)
     t0 = time.perf_counter()
     runs: dict[str, dict[int, np.ndarray]] = {}
     y = None
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in INPUTS.items():
+        for name, data in ins.items():
             for seed in (0, 1):
-                p, y_ = fold_predictions(data, seed, a.folds, a.epochs, Path(tmp) / f"{name}_{seed}")
+                p, y_ = fold_predictions(data, encoder, seed, a.folds, epochs, Path(tmp) / f"{name}_{seed}")
                 assert y is None or np.array_equal(y, y_), "the two inputs' training rows must be the same windows"
                 y = y_
                 runs.setdefault(name, {})[seed] = p
@@ -87,10 +98,13 @@ def main() -> None:
     stable = sorted(wrong["archive"][0] & wrong["archive"][1])
     right_in_g = [i for i in stable if i not in wrong["g"][0] and i not in wrong["g"][1]]
     g_stable = wrong["g"][0] & wrong["g"][1]
-    names = labelled(INPUTS["archive"])[0].class_names
+    names = labelled(ins["archive"])[0].class_names
     pairs = Counter(f"{names[y[i]]} -> {names[runs['archive'][0][i]]}" for i in stable)
     result = {
-        "protocol": __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2],
+        "dataset": file,
+        "encoder_widths": list(encoder.widths),
+        "epochs": epochs,
+        "protocol": "\n\n".join(__doc__.split("\n\n")[1:4]),
         "windows": len(y),
         "errors": {n: {str(s): len(w) for s, w in r.items()} for n, r in wrong.items()},
         "cv_accuracy": {n: {str(s): round(1 - len(w) / len(y), 4) for s, w in r.items()} for n, r in wrong.items()},
@@ -104,7 +118,7 @@ def main() -> None:
         "minutes": round((time.perf_counter() - t0) / 60, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
     }
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("protocol", "archive_stable_error_rows")}, indent=2))
 
 
