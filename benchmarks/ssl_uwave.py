@@ -419,9 +419,7 @@ def main() -> None:
                             epochs = 8 if regime in ("100%", "10%") else epochs // 2
                         if not few and a.epochs_full:
                             epochs = a.epochs_full
-                        fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, weight_decay=a.weight_decay,
-                        warmup_epochs=min(5, epochs // 3),
-                                        seed=seed, drop_last=False, ema_decay=a.ema, sam_rho=a.sam)  # fmt: skip
+                        fit = _finetune_fit(a, epochs, seed)
                         run_init = init
                         if init == "per-seed":  # clip: pairs of this seed's labelled budget only
                             run_init = str(root / f"clip_{dkey}_{regime.replace('/', '_')}_{seed}")
@@ -513,7 +511,8 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (f" x{a.self_train} ({a.pseudo_fraction:g})" if a.self_train > 1 else "")
             + (" (unlabelled: uWave library)" if unlabelled else "")
             + (" + refit" if a.refit else "") + (f" + EMA ({a.ema:g})" if a.ema else "")
-            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "") + (f" + SAM ({a.sam:g})" if a.sam else "")
+            + (f" + rotation ({a.rotate:g}°)" if a.rotate else "") + (f" + mixup ({a.mixup:g})" if a.mixup else "")
+            + (f" + SAM ({a.sam:g})" if a.sam else "")
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
             + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
             + (f", strides {a.strides.replace(',', '-')}" if a.strides else "")
@@ -525,6 +524,12 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (" on the pool too" if a.distill_pool else ""))  # fmt: skip
 
 
+def _finetune_fit(a, epochs: int, seed: int) -> FitConfig:
+    """The fine-tuning optimisation of every uWave / HAR row and of its cross-validation."""
+    return FitConfig(epochs=epochs, batch_size=64, lr=1e-3, weight_decay=a.weight_decay,
+                     warmup_epochs=min(5, epochs // 3), seed=seed, drop_last=False, ema_decay=a.ema, sam_rho=a.sam)
+
+
 def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder, epochs, seeds, root,
             unlabelled: str | None = None) -> dict:  # fmt: skip
     """A recipe scored by cross-validation on the training split alone (``--cv``): no test accuracy exists."""
@@ -533,9 +538,7 @@ def _cv_row(a, dkey, dname, source, method, regime, budget, data, init, encoder,
                          "every fold")  # fmt: skip
     if init == "per-seed" or dkey in ("har", "har9") and not a.epochs_full:
         raise ValueError("--cv covers the uWave rows with a fixed initialisation (not clip, not uci_har's defaults)")
-    fit = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, weight_decay=a.weight_decay,
-                        warmup_epochs=min(5, epochs // 3), seed=0,
-                    drop_last=False, ema_decay=a.ema, sam_rho=a.sam)  # fmt: skip
+    fit = _finetune_fit(a, epochs, seed=0)  # the partitions' seeds count up from it
     cfg = FinetuneConfig(data=data, init=init, encoder=encoder, fit=fit, self_train_rounds=a.self_train,
                          pseudo_fraction=a.pseudo_fraction, consistency_weight=a.consistency,
                          rotate_degrees=a.rotate, mixup_alpha=a.mixup, unlabelled=unlabelled, **budget)  # fmt: skip
