@@ -279,8 +279,9 @@ def main() -> None:
     ap.add_argument("--widths", default=None, metavar="W1,W2,W3,W4",
                     help="CNN channel widths of every model of the run (default: the encoder's, 32,64,96,128; rows "
                          "'..., CNN W1-W2-W3-W4')")
-    ap.add_argument("--weight-decay", type=float, default=1e-4, metavar="WD",
-                    help="AdamW weight decay of fine-tuning (default 1e-4; rows '..., weight decay WD' otherwise)")
+    ap.add_argument("--weight-decay", type=float, default=FitConfig.weight_decay, metavar="WD",
+                    help=f"AdamW weight decay of fine-tuning (default {FitConfig.weight_decay:g}, the trainer's; rows "
+                         "'..., weight decay WD' otherwise)")
     ap.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                     help="fine-tune with sharpness-aware minimisation of radius RHO (finetune --sam; rows "
                          "'... + SAM (RHO)')")
@@ -516,7 +517,7 @@ def _method_name(a, method: str, unlabelled: str | None = None) -> str:
             + (f", {a.val_groups}-wise validation" if a.val_groups else "")
             + (f", CNN {a.widths.replace(',', '-')}" if a.widths else "")
             + (f", strides {a.strides.replace(',', '-')}" if a.strides else "")
-            + (f", weight decay {a.weight_decay:g}" if a.weight_decay != 1e-4 else "")
+            + (f", weight decay {a.weight_decay:g}" if a.weight_decay != FitConfig.weight_decay else "")
             + (f", integrated input ({('velocity', 'velocity + position')[a.integrate - 1]})" if a.integrate else "")
             + (f", distilled from {f'{a.teachers} × ' if a.teachers > 1 else ''}CNN "
                f"{(a.teacher_widths or a.widths or '32,64,96,128').replace(',', '-')} ({a.distill_weight:g})"
