@@ -16,6 +16,11 @@ A *dataset spec* string selects a source:
                        gesture of the UEA file: ``npz:uwave_raw.npz?outside=uwave_gesture_uea.npz``
 ``ucr:PATH``           UCR/UEA archive files: ``NAME_TRAIN.ts|.arff|.tsv`` (the ``_TEST`` partner is found
                        beside it) or the common prefix ``DIR/NAME``
+``...?quantum=Q``      (``npz:`` windows and ``ucr:``) rows whose channels were z-normalised one by one,
+                       made from integer sensor counts: the relative scale of the channels is read back
+                       from the sensor-step lattice (:mod:`edgessl.quantum`) and the rows come out with
+                       one scale per window; ``Q`` is the unit per count, one value or one per channel
+                       joined by ``:``, e.g. ``npz:uwave_gesture_ucr.npz?quantum=1/26:1/26:1/25``
 ``har:DIR``            the UCI HAR folder (``train/Inertial Signals/*.txt``, ``y_train.txt`` ...)
 ``csv:PATH``           a CSV recording: a timestamp column then one column per channel, header required
 ``synthetic[:k=v,..]`` the embedded synthetic IMU gesture generator (see :mod:`edgessl.synthetic`)
@@ -964,6 +969,27 @@ def resolve_path(p: str) -> Path:
     return path
 
 
+def _restore_scales(ds: WindowDataset, value: str, spec: str) -> WindowDataset:
+    """``quantum=Q``: the relative scale of the channels back from the sensor-step lattice."""
+    from fractions import Fraction
+
+    from edgessl.quantum import QuantumError, restore_axis_scales
+
+    try:
+        q = [float(Fraction(v.strip())) for v in value.split(":")]
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{spec!r}: quantum= takes the unit per sensor count, one number or one per channel "
+                         f"joined by ':' (e.g. 1/26:1/26:1/25); got {value!r}") from None  # fmt: skip
+    if len(q) == 1:
+        q *= ds.n_channels
+    try:
+        X_train, _ = restore_axis_scales(ds.X_train, q, name=f"{spec} (train)")
+        X_test, _ = restore_axis_scales(ds.X_test, q, name=f"{spec} (test)")
+    except QuantumError as e:
+        raise DataFormatError(str(e)) from e
+    return dataclasses.replace(ds, X_train=X_train, X_test=X_test, name=f"{ds.name} (axis scales restored)")
+
+
 def load(spec: str) -> WindowDataset | StreamDataset:
     """Load a dataset from a spec string (see the module docstring)."""
     kind, _, arg = spec.partition(":")
@@ -980,12 +1006,17 @@ def load(spec: str) -> WindowDataset | StreamDataset:
             path, _, opt = arg.partition("?")
             ds = read_npz(resolve_path(path))
             opts = _parse_kv(opt)
-            if unknown := set(opts) - {"split", "like", "outside", "length"}:
+            if unknown := set(opts) - {"split", "like", "outside", "length", "quantum"}:
                 raise ValueError(f"unknown npz option(s) {sorted(unknown)} in {spec!r}; expected split=NAME, "
-                                 "like=FILE or outside=FILE, and length=N")  # fmt: skip
+                                 "like=FILE or outside=FILE, and length=N; or quantum=Q")  # fmt: skip
             given = [k for k in ("split", "like", "outside") if k in opts]
             if len(given) > 1:
                 raise ValueError(f"{spec!r}: give one of split=, like= and outside=, not both {given}")
+            if "quantum" in opts:
+                if given or not isinstance(ds, WindowDataset):
+                    raise ValueError(f"{spec!r}: quantum= applies to a windowed file of per-channel z-normalised "
+                                     "rows, alone; not to a stream layout or with split=, like= or outside=")  # fmt: skip
+                return _restore_scales(ds, opts["quantum"], spec)
             if not given:
                 if "length" in opts:
                     raise ValueError(f"{spec!r}: length= applies with split=, like= or outside= (labelled "
@@ -1008,7 +1039,12 @@ def load(spec: str) -> WindowDataset | StreamDataset:
                 return (windows_like if key == "like" else windows_outside)(ds, like, length)
             return ds.split_windows(opts["split"], length)
         if kind == "ucr":
-            return load_ucr(arg)
+            path, _, opt = arg.partition("?")
+            opts = _parse_kv(opt)
+            if unknown := set(opts) - {"quantum"}:
+                raise ValueError(f"unknown ucr option(s) {sorted(unknown)} in {spec!r}; expected quantum=Q")
+            ds = load_ucr(path)
+            return _restore_scales(ds, opts["quantum"], spec) if "quantum" in opts else ds
         if kind == "har":
             return load_har(arg)
         if kind == "csv":
