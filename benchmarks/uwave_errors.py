@@ -6,19 +6,22 @@ Protocol: stratified 5-fold cross-validation of the training split (partition se
 150k CNN (widths 48-96-128-160), 100 epochs; UEA (120 windows), the default CNN, 300 epochs (the UEA
 rows' budget). Batch 64, AdamW 1e-3, fine-tuning views; each fold's model selected on its own fold
 (``finetune(test=False)``; the per-fold best epoch makes these error counts slightly optimistic, which is
-what a question about *which* windows are hard can afford). Two inputs of the same gestures, fold by fold
+what a question about *which* windows are hard can afford). Inputs of the same gestures, fold by fold
 the same windows:
 
 * ``archive``: the archive's rows (per-axis z-normalised), stretched to 63 samples — the benchmark rows;
 * ``g``: the same templates rebuilt from the raw recordings in g (``npz:uwave_raw.npz?like=...``), 63
-  samples, one scale per window (the ``ucrg`` / ``ueag`` rows' preprocessing: the ratio between axes kept).
+  samples, one scale per window (the ``ucrg`` / ``ueag`` rows' preprocessing: the ratio between axes kept);
+* ``restored`` (``--add restored``, run later into the same file): the archive's rows with each axis'
+  relative scale read back from the sensor's quantisation (``npz:FILE?quantum=1/26:1/26:1/25``, the
+  ``ucrq`` / ``ueaq`` rows), one scale per window — no data beyond the archive file.
 
 Each input is trained with two initialisation seeds (0 and 1; same folds). Reported: errors per run, the
 windows both archive models get wrong (the recipe's stable errors), how many of those both g models get
 right, and the class pairs of the stable errors. If the archive's stable errors are mostly right in g, the
 archive rows' per-axis z-score, not the training recipe, is what caps the archive figure.
 
-    python benchmarks/uwave_errors.py [--dataset ucr|uea] [--folds 5] [--epochs N]
+    python benchmarks/uwave_errors.py [--dataset ucr|uea] [--folds 5] [--epochs N] [--add restored]
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ DATASETS = {  # file, encoder, epochs
 def inputs(file: str) -> dict[str, DataConfig]:
     return {"archive": DataConfig(spec=f"npz:{file}", length=63),
             "g": DataConfig(spec=f"npz:uwave_raw.npz?like={file},length=315", length=63,
-                            preprocess=standardize_spec("window"))}  # fmt: skip
+                            preprocess=standardize_spec("window")),
+            "restored": DataConfig(spec=f"npz:{file}?quantum=1/26:1/26:1/25", length=63,
+                                   preprocess=standardize_spec("window"))}  # fmt: skip
 
 
 def fold_predictions(data: DataConfig, encoder: EncoderConfig, seed: int, folds: int, epochs: int, root: Path
@@ -78,11 +83,16 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=None, help="default: the dataset's (ucr 100, uea 300)")
     ap.add_argument("--out", default=None, help="default: results/uwave_errors_DATASET.json")
+    ap.add_argument("--add", choices=("restored",), default=None,
+                    help="run only this input and add it to the existing --out file (its archive/g runs kept)")
     a = ap.parse_args()
     file, encoder, epochs = DATASETS[a.dataset]
     epochs = a.epochs or epochs
     out = a.out or str(Path(__file__).parent / "results" / f"uwave_errors_{a.dataset}.json")
     ins = inputs(file)
+    if a.add:
+        return add_input(a, file, encoder, epochs, ins[a.add], out)
+    del ins["restored"]
     t0 = time.perf_counter()
     runs: dict[str, dict[int, np.ndarray]] = {}
     y = None
@@ -120,6 +130,31 @@ def main() -> None:
     }
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("protocol", "archive_stable_error_rows")}, indent=2))
+
+
+def add_input(a: argparse.Namespace, file: str, encoder: EncoderConfig, epochs: int, data: DataConfig,
+              out: str) -> None:  # fmt: skip
+    """Run one more input with the same folds and seeds, and compare it with the stored archive errors."""
+    result = json.loads(Path(out).read_text())
+    if (result["epochs"], result["encoder_widths"]) != (epochs, list(encoder.widths)):
+        raise SystemExit(f"{out} was made with {result['epochs']} epochs and widths {result['encoder_widths']}; "
+                         "run the same recipe")  # fmt: skip
+    t0 = time.perf_counter()
+    wrong, y = {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (0, 1):
+            p, y = fold_predictions(data, encoder, seed, a.folds, epochs, Path(tmp) / f"{a.add}_{seed}")
+            wrong[seed] = set(np.flatnonzero(p != y).tolist())
+            print(f"{a.add} seed {seed}: {len(wrong[seed])} errors of {len(y)}", flush=True)
+    stable = result["archive_stable_error_rows"]
+    result["errors"][a.add] = {str(s): len(w) for s, w in wrong.items()}
+    result["cv_accuracy"][a.add] = {str(s): round(1 - len(w) / len(y), 4) for s, w in wrong.items()}
+    result[f"of_those_right_{a.add}_both_seeds"] = len([i for i in stable if i not in wrong[0] | wrong[1]])
+    result[f"{a.add}_errors_in_both_seeds"] = len(wrong[0] & wrong[1])
+    result[f"minutes_{a.add}"] = round((time.perf_counter() - t0) / 60, 1)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("errors", "archive_errors_in_both_seeds", f"of_those_right_{a.add}_both_seeds",
+                                           f"{a.add}_errors_in_both_seeds")}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":
