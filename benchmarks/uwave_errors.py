@@ -152,6 +152,7 @@ def add_input(a: argparse.Namespace, file: str, encoder: EncoderConfig, epochs: 
     result[f"of_those_right_{a.add}_both_seeds"] = len([i for i in stable if i not in wrong[0] | wrong[1]])
     result[f"{a.add}_errors_in_both_seeds"] = len(wrong[0] & wrong[1])
     result[f"minutes_{a.add}"] = round((time.perf_counter() - t0) / 60, 1)
+    result["protocol"] = "\n\n".join(__doc__.split("\n\n")[1:4])
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("errors", "archive_errors_in_both_seeds", f"of_those_right_{a.add}_both_seeds",
                                            f"{a.add}_errors_in_both_seeds")}, indent=2))  # fmt: skip
