@@ -143,8 +143,7 @@ def restore_axis_scales(X: np.ndarray, quantum: np.ndarray | list[float], *, nam
     if failed.any():
         warnings.warn(f"{name}: {int(failed.sum())} of {len(X)} windows show no sensor-step lattice; they keep "
                       "their per-channel scales", stacklevel=2)  # fmt: skip
-    with np.errstate(divide="ignore"):
-        s = np.where(w > 0, q / np.where(w > 0, w, 1.0), 0.0)
+    s = np.where(w > 0, q / np.where(w > 0, w, 1.0), 0.0)  # 0 for a channel that never moved
     s[failed] = 1.0
     rms = np.sqrt((s**2).mean(axis=1, keepdims=True))
     s = np.where(rms > 0, s / np.where(rms > 0, rms, 1.0), 1.0)
