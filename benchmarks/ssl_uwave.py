@@ -57,7 +57,8 @@ Protocol (every row):
   that shared factor, and the rows come out with one scale per window, as the ``ucrg`` rows (then
   ``--standardize``, default one scale per window). No label and no raw template is read; the estimator was
   checked against the raw templates of the training rows (98.9 % of the ratios between two axes within 5 %).
-  The recipe was scored by 5-fold CV of the training split before any such row was tested;
+  The 100 % recipes were scored by 5-fold CV of the training split before any such row was tested; the
+  few-label rows use the archive rows' recipes unchanged;
 * uWave windows are stretched from 315 to ``--length`` samples (default 63): chosen on *validation* accuracy
   in a pilot of the supervised CNN (lengths 32/63/105/315, 1 and 5 labels per class and 100 %, 2 seeds);
   shorter windows gave the small CNN a larger receptive field per gesture and +10–15 pt at 5 labels/class;
