@@ -202,6 +202,9 @@ DATASETS = {
     "har": ("uci_har", "npz:uci_har.npz", None),
     "har9": ("uci_har (9 channels)", "npz:uci_har.npz", None),  # body acc, gyro, total acc: the published setting
 }
+UEA_KEYS = ("uea", "ueag", "ueaq")  # the UEA file's rows: archive, in g, axis scales restored
+ONE_SCALE_KEYS = ("ucrg", "ueag", "ucrq", "ueaq")  # rows that keep the ratio between axes: --standardize applies
+UWAVE_KEYS = ("ucr", "uea") + ONE_SCALE_KEYS
 # (c) an unlabelled pool for the UEA rows: every uWave template from which none of the UEA file's 440 rows
 # (train or test) was made — other repetitions by the same 8 users; never one of its test gestures
 LIBRARY = ("uWave library outside the UEA file", "npz:uwave_raw.npz?outside=uwave_gesture_uea.npz,length=315")
@@ -221,7 +224,7 @@ def ssl_method(m: str, rotate_degrees: float) -> tuple[MethodConfig, str]:
 
 
 def label_regimes(dataset: str) -> list[tuple[str, dict]]:
-    if dataset in ("uea", "ueag", "ueaq"):
+    if dataset in UEA_KEYS:
         return [("1/class", {"labels_per_class": 1}), ("5/class", {"labels_per_class": 5}), ("100%", {})]
     return [("1/class", {"labels_per_class": 1}), ("5/class", {"labels_per_class": 5}),
             ("10%", {"label_fraction": 0.1}), ("100%", {})]  # fmt: skip
@@ -367,7 +370,7 @@ def main() -> None:
             if is_har and a.har_raw:  # windows in their units (g, rad/s): posture lives in the mean
                 data = dataclasses.replace(data, preprocess=standardize_spec("none"))
                 dname += ", not standardised"
-            if dkey in ("ucrg", "ueag", "ucrq", "ueaq"):
+            if dkey in ONE_SCALE_KEYS:
                 mode = a.standardize or "window"
                 data = dataclasses.replace(data, preprocess=standardize_spec(mode))
                 dname += {"channel": ", standardised per channel", "window": ", one scale per window",
@@ -377,7 +380,7 @@ def main() -> None:
             print(f"{dname}: {len(X_train)} train windows of {X_train.shape[1:]}", flush=True)
             inits: list[tuple[str, str, str | None]] = [] if a.no_supervised else [("none", "supervised", None)]
             own = [m for m in methods if m not in ("clip", "simclr+gan")] if not a.no_own else []
-            library = a.library and dkey in ("uea", "ueag", "ueaq")
+            library = a.library and dkey in UEA_KEYS
             unlabelled = LIBRARY[1] if library and (a.consistency or a.self_train) else None
             for m in own if not is_har else [m for m in own if m in ("simclr", "vicreg")]:
                 mcfg, label = ssl_method(m, a.pretrain_rotate)
@@ -401,7 +404,7 @@ def main() -> None:
                                       FitConfig(epochs=ep_own, batch_size=128, warmup_epochs=max(1, ep_own // 10)))  # fmt: skip
                 inits.append(("own train split + generated", "simclr+gan",
                               pretrain_once(cache, (dkey, "simclr+gan", "own"), pcfg, root)))  # fmt: skip
-            if dkey in ("ucr", "uea", "ucrg", "ueag", "ucrq", "ueaq") and not a.no_hapt:
+            if dkey in UWAVE_KEYS and not a.no_hapt:
                 hapt = DataConfig(spec="npz:hapt_raw_streams.npz", channels=("acc_x", "acc_y", "acc_z"), length=length,
                                   stream_window=(64, 32), max_windows=hapt_n, preprocess=data.preprocess)  # fmt: skip
                 for m in [m for m in methods if m in ("simclr", "vicreg")]:
