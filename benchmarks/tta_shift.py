@@ -84,7 +84,8 @@ def stream_accuracy(bundle: Path, X: np.ndarray, y: np.ndarray, method: str) -> 
 
 def train_bundle(root: Path, name: str, data: DataConfig, seed: int, labels_per_class: int | None, epochs: int) -> Path:
     out = root / f"{name}_{seed}"
-    cfg = FinetuneConfig(data=data, labels_per_class=labels_per_class,
+    # ssl_weight 0.1: the TTT head that the ``ttt`` method adapts (the trainer trains none unless asked)
+    cfg = FinetuneConfig(data=data, labels_per_class=labels_per_class, ssl_weight=0.1,
                          fit=FitConfig(epochs=epochs, batch_size=64, warmup_epochs=3, seed=seed, drop_last=False))  # fmt: skip
     finetune(cfg, out, progress=False, plots=False)
     bundle = out / "model.essl"

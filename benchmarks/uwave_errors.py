@@ -10,10 +10,10 @@ what a question about *which* windows are hard can afford). Inputs of the same g
 the same windows:
 
 * ``archive``: the archive's rows (per-axis z-normalised), stretched to 63 samples — the benchmark rows;
-* ``g``: the same templates rebuilt from the raw recordings in g (``npz:uwave_raw.npz?like=...``), 63
+* ``g``: the same templates rebuilt from the raw recordings in g (``uwave:uwave_raw.npz?like=...``), 63
   samples, one scale per window (the ``ucrg`` / ``ueag`` rows' preprocessing: the ratio between axes kept);
 * ``restored`` (``--add restored``, run later into the same file): the archive's rows with each axis'
-  relative scale read back from the sensor's quantisation (``npz:FILE?quantum=1/26:1/26:1/25``, the
+  relative scale read back from the sensor's quantisation (``uwave:FILE?quantum=1/26:1/26:1/25``, the
   ``ucrq`` / ``ueaq`` rows), one scale per window — no data beyond the archive file.
 
 Each input is trained with two initialisation seeds (0 and 1; same folds). Reported: errors per run, the
@@ -36,12 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import uwave_archive  # noqa: F401  (registers the uwave: dataset scheme of the inputs below)
 
 from edgessl.trainer import evaluate as ev
 from edgessl.trainer.data import DataConfig, label_budget_split, labelled, standardize_spec
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, load_checkpoint
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
+from edgessl.trainer.supervised import Classifier
 
 DATASETS = {  # file, encoder, epochs
     "ucr": ("uwave_gesture_ucr.npz", EncoderConfig(widths=(48, 96, 128, 160)), 100),
@@ -51,9 +53,9 @@ DATASETS = {  # file, encoder, epochs
 
 def inputs(file: str) -> dict[str, DataConfig]:
     return {"archive": DataConfig(spec=f"npz:{file}", length=63),
-            "g": DataConfig(spec=f"npz:uwave_raw.npz?like={file},length=315", length=63,
+            "g": DataConfig(spec=f"uwave:uwave_raw.npz?like={file},length=315", length=63,
                             preprocess=standardize_spec("window")),
-            "restored": DataConfig(spec=f"npz:{file}?quantum=1/26:1/26:1/25", length=63,
+            "restored": DataConfig(spec=f"uwave:{file}?quantum=1/26:1/26:1/25", length=63,
                                    preprocess=standardize_spec("window"))}  # fmt: skip
 
 
@@ -63,13 +65,14 @@ def fold_predictions(data: DataConfig, encoder: EncoderConfig, seed: int, folds:
     ds, X, _ = labelled(data)
     pred = np.full(len(ds.y_train), -1)
     for i in range(folds):
-        cfg = FinetuneConfig(data=data, encoder=encoder, val_fold=(i, folds), split_seed=0,
+        # ssl_weight 0.1: the TTT head the stored errors were measured with (the trainer's default then)
+        cfg = FinetuneConfig(data=data, encoder=encoder, val_fold=(i, folds), split_seed=0, ssl_weight=0.1,
                              fit=FitConfig(epochs=epochs, batch_size=64, lr=1e-3, warmup_epochs=5, seed=seed,
                                            drop_last=False))  # fmt: skip
         out = root / f"s{seed}_f{i}"
         finetune(cfg, out, progress=False, plots=False, test=False)
         _, va = label_budget_split(ds.y_train, val_fraction=cfg.val_fraction, seed=0, fold=(i, folds))
-        model = ev.Classifier(build_encoder(encoder), ds.n_classes, encoder.out_dim)
+        model = Classifier(build_encoder(encoder), ds.n_classes, encoder.out_dim)
         best = load_checkpoint(out)["best"]["model"]  # the SupervisedMethod's state: the classifier under model.
         model.load_state_dict({k[len("model."):]: v for k, v in best.items() if k.startswith("model.")})
         pred[va] = ev.predict_logits(model.eval(), X[va]).argmax(1)

@@ -6,8 +6,8 @@ Subpackages:
     edge_runtime: numpy + onnxruntime live inference (never imports torch).
     firmware_bridge: wire protocol, reference firmware, simulator and serial transport.
 
-Top-level modules shared by both sides: ``datasets`` (loaders), ``preprocess`` (the one
-preprocessing implementation) and ``synthetic`` (the embedded IMU gesture generator).
+Shared by both sides: ``datasets`` (loaders behind a registry of spec schemes, the embedded synthetic
+IMU gesture generator among them) and ``preprocess`` (the one numpy preprocessing implementation).
 """
 
 __version__ = "0.1.0"

@@ -1,18 +1,24 @@
 """The ``edgessl`` command line. Each subcommand lives with its subpackage; this file only wires them.
 
 Subcommands must import their heavy dependencies (torch, onnxruntime, scipy.signal) inside their
-handlers, so ``edgessl --help`` and ``edgessl --version`` work on a base install without torch.
+handlers, so ``edgessl --help`` and ``edgessl --version`` work on a base install without torch; a command
+that needs torch there fails with one line naming the extra to install. ``main`` is the error boundary:
+see ``edgessl.errors`` and docs/errors.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgessl import __version__
+from edgessl.errors import ExitCode, classify
 
 Register = Callable[[argparse._SubParsersAction], None]
 
@@ -93,23 +99,41 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgessl", description="Self-supervised IMU gesture recognition, from unlabeled data to a live device."
     )
     parser.add_argument("--version", action="version", version=f"edgessl {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback when a command fails (give it first: edgessl --debug run ...)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for reg in _registrars():
         reg(sub)
     return parser
 
 
+def _command(args: argparse.Namespace) -> str:
+    """``run``, or ``data info`` for a nested subcommand (its dest ends in ``_cmd``)."""
+    nested = [v for k, v in vars(args).items() if k.endswith("_cmd") and isinstance(v, str)]
+    return " ".join([args.command, *nested])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure becomes one stderr line and an exit code (docs/errors.md)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return int(ExitCode.USAGE)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"edgessl {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:
+        # whoever read stdout has gone (`edgessl run --json | head -1`): stop quietly, as a shell pipeline does
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
+    except (Exception, KeyboardInterrupt) as e:
+        code, message = classify(e)
+        if args.debug:
+            traceback.print_exc()
+        lead = "" if code == ExitCode.INTERRUPTED else "error: "
+        print(f"edgessl {_command(args)}: {lead}{message}", file=sys.stderr, flush=True)
+        return int(code)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ Every function takes arrays whose last axis is time and whose second-to-last axi
 
 A :class:`PreprocessSpec` is a JSON-serialisable list of steps; the exporter writes it into the bundle
 manifest and the runtime calls :func:`apply` with it, so both sides run exactly this code.
+
+The statistics that both sides compute live here too, for the same reason: :func:`softmax`, and the
+moments of a raw 3-axis signal (:func:`signal_moments`, :class:`MomentAccumulator`,
+:func:`moment_mismatch`) that the trainer records in the bundle and the runtime's input-side adaptation
+matches a stream to.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from edgessl.errors import DataError
+
 __all__ = [
+    "MOMENT_LAGS",
+    "MomentAccumulator",
     "PreprocessSpec",
     "Step",
     "apply",
@@ -25,15 +34,18 @@ __all__ = [
     "counts_to_units",
     "fill_missing",
     "minmax_scale",
+    "moment_mismatch",
     "moving_average",
     "resample",
     "resample_times",
     "resample_to_length",
+    "signal_moments",
+    "softmax",
     "standardize",
 ]
 
 
-class PreprocessError(ValueError):
+class PreprocessError(DataError, ValueError):
     """Raised for invalid preprocessing parameters or inputs."""
 
 
@@ -218,8 +230,8 @@ def fill_missing(x: np.ndarray, source: str = "<array>", channel_names: Sequence
     last = np.maximum.accumulate(np.where(nan, -1, ar), axis=-1)
     # backward fill for the leading run: index of the first valid sample at or after each position
     first = np.flip(np.minimum.accumulate(np.flip(np.where(nan, t, ar), axis=-1), axis=-1), axis=-1)
-    idx = np.where(last >= 0, last, first)
-    return np.take_along_axis(x, idx, axis=-1)
+    src = np.where(last >= 0, last, first)
+    return np.take_along_axis(x, src, axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,3 +280,84 @@ def apply(spec: PreprocessSpec, x: np.ndarray) -> np.ndarray:
     for step in spec.steps:
         x = _STEPS[step.op](x, **step.params)
     return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics both sides compute: the trainer records them in the bundle, the runtime compares with them.
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Probabilities from logits ``[..., K]`` along the last axis (shifted by the max, so no overflow)."""
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+MOMENT_LAGS = (2, 4, 8, 16)  # in model-input samples
+
+
+class MomentAccumulator:
+    """Running sufficient statistics of a 3-axis signal seen as windows ``[3, T]``: mean, covariance and
+    covariances at the lags :data:`MOMENT_LAGS`, with exponential forgetting (``memory`` windows), so the
+    memory is bounded and a remounted sensor is followed."""
+
+    def __init__(self, lags: tuple[int, ...] = MOMENT_LAGS, memory: float | None = None):
+        self.lags = tuple(int(t) for t in lags)
+        self.decay = 1.0 if memory is None else 1.0 - 1.0 / memory
+        L = len(self.lags)
+        self.windows = 0.0
+        self.n0, self.s1, self.s2 = 0.0, np.zeros(3), np.zeros((3, 3))
+        self.nl, self.P, self.a, self.b = np.zeros(L), np.zeros((L, 3, 3)), np.zeros((L, 3)), np.zeros((L, 3))
+
+    def add(self, X: np.ndarray) -> None:
+        """``X [3, T]`` or ``[N, 3, T]`` windows (raw units)."""
+        X = np.asarray(X, np.float64)
+        if X.ndim == 2:
+            X = X[None]
+        d = self.decay ** len(X)
+        for name in ("windows", "n0", "s1", "s2", "nl", "P", "a", "b"):
+            setattr(self, name, getattr(self, name) * d)
+        N, _, T = X.shape
+        self.windows += N
+        self.n0 += N * T
+        self.s1 += X.sum((0, 2))
+        self.s2 += np.einsum("nit,njt->ij", X, X)
+        for i, t in enumerate(self.lags):
+            if t >= T:
+                continue
+            x, y = X[:, :, :-t], X[:, :, t:]
+            self.nl[i] += N * (T - t)
+            self.P[i] += np.einsum("nit,njt->ij", x, y)
+            self.a[i] += x.sum((0, 2))
+            self.b[i] += y.sum((0, 2))
+
+    def moments(self) -> dict[str, np.ndarray]:
+        """``mean [3]``, ``cov [3, 3]``, ``lagcov [L, 3, 3]`` (symmetrised, centred on the overall mean)."""
+        if self.n0 <= 0 or not np.all(self.nl > 0):
+            raise ValueError("not enough samples for the moments (every lag needs windows longer than it)")
+        mu = self.s1 / self.n0
+        C = self.s2 / self.n0 - np.outer(mu, mu)
+        mm = np.outer(mu, mu)
+        Lc = (self.P - np.einsum("li,j->lij", self.a, mu) - np.einsum("i,lj->lij", mu, self.b)
+              + self.nl[:, None, None] * mm) / self.nl[:, None, None]  # fmt: skip
+        return {"mean": mu, "cov": C, "lagcov": (Lc + Lc.transpose(0, 2, 1)) / 2, "lags": np.array(self.lags)}
+
+
+def signal_moments(X: np.ndarray, lags: tuple[int, ...] = MOMENT_LAGS) -> dict[str, np.ndarray]:
+    """The moments of :class:`MomentAccumulator` over windows ``X [N, 3, T]`` (what the bundle records)."""
+    acc = MomentAccumulator(lags)
+    acc.add(X)
+    return acc.moments()
+
+
+def moment_mismatch(src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], A: np.ndarray, c: np.ndarray) -> float:
+    """How far the moments of ``A x + c`` (x with moments ``tgt``) are from ``src``: relative squared
+    differences of the mean, covariance and lagged covariances, summed."""
+    mu = A @ tgt["mean"] + c
+    C = A @ tgt["cov"] @ A.T
+    L = np.einsum("ab,lbc,dc->lad", A, tgt["lagcov"], A)
+
+    def rel(d: np.ndarray, r: np.ndarray) -> float:
+        return float((d**2).sum() / max(float((r**2).sum()), 1e-12))
+
+    return rel(mu - src["mean"], src["mean"]) + rel(C - src["cov"], src["cov"]) + rel(L - src["lagcov"], src["lagcov"])

@@ -41,3 +41,25 @@ def small_bundle(small_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "model.essl"
     export_bundle(small_model, out, ExportConfig(keep_fp32=True, min_agreement=0.9), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def ttt_bundle(small_bundle, tmp_path_factory) -> Path:
+    """A bundle of a model fine-tuned with the self-supervised (TTT) head, which the trainer no longer trains
+    by default; ``small_bundle`` itself when it has one. Keeps the fp32 encoder: every optional member."""
+    from edgessl.edge_runtime.bundle import open_bundle
+
+    if "ssl_head_weight" in open_bundle(small_bundle).adaptation():
+        return small_bundle
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, finetune
+
+    out = tmp_path_factory.mktemp("ttt_model")
+    cfg = FinetuneConfig(data=DataConfig(spec="synthetic:reps=6,length=128"), ssl_weight=0.1,
+                         fit=FitConfig(epochs=15, batch_size=64, warmup_epochs=1, drop_last=False))  # fmt: skip
+    finetune(cfg, out, progress=False, plots=False)
+    bundle = tmp_path_factory.mktemp("ttt_bundle") / "model.essl"
+    export_bundle(out, bundle, ExportConfig(keep_fp32=True, min_agreement=0.9), progress=False)
+    return bundle

@@ -34,20 +34,6 @@ def test_bare_shared_name_resolves_and_known_rates(data_dir):
         D.load_windows("npz:uwave_raw.npz")
 
 
-def test_uwave_raw_templates_rebuild_ucr_rows(data_dir):
-    """The UCR procedure (stretch to 315, z-normalise with ddof=1) on raw templates gives the UCR rows."""
-    raw = D.load_stream("npz:uwave_raw.npz")
-    ucr = D.load_windows("npz:uwave_gesture_ucr.npz")
-    split, index = raw.recording_groups["ucr_split"], raw.recording_groups["ucr_index"]
-    X = D.uwave_ucr_windows(raw)
-    for s, X_ucr, y_ucr in ((0, ucr.X_train, ucr.y_train), (1, ucr.X_test, ucr.y_test)):
-        ks = np.flatnonzero(split == s)
-        const = np.flatnonzero(np.ptp(X_ucr[index[ks]], axis=-1).min(-1) < 1e-3)  # the one constant channel
-        ks = np.delete(ks, const)
-        np.testing.assert_allclose(X[ks], X_ucr[index[ks]], atol=1e-4)
-        np.testing.assert_array_equal(raw.recording_labels[ks], y_ucr[index[ks]])
-
-
 def test_uwave_raw_templates_with_the_ucr_split_in_g(data_dir):
     """npz:uwave_raw.npz?split=ucr_split: the UCR split's gestures, in g, row for row the UCR rows' sources."""
     ds = D.load("npz:uwave_raw.npz?split=ucr_split,length=315")
@@ -94,80 +80,6 @@ def test_split_option_turns_labelled_recordings_into_windows(tmp_path):
     np.savez(tmp_path / "win.npz", X_train=X, y_train=y, X_test=X, y_test=y)
     with pytest.raises(D.DataFormatError, match="already windowed"):
         D.load(f"npz:{tmp_path / 'win.npz'}?split=where")
-
-
-def test_uea_rows_rebuilt_from_raw_templates(data_dir):
-    """npz:uwave_raw.npz?like=uwave_gesture_uea.npz: the UEA split, order and labels, in g."""
-    ds = D.load("npz:uwave_raw.npz?like=uwave_gesture_uea.npz,length=315")
-    uea = D.load_windows("npz:uwave_gesture_uea.npz")
-    np.testing.assert_array_equal(ds.y_test, uea.y_test)
-    assert ds.X_train.shape == uea.X_train.shape and ds.channel_units == ["g"] * 3
-    # z-normalised, each row is the archive's row up to the archive's two-step stretching
-    from edgessl.preprocess import standardize
-
-    assert np.abs(standardize(ds.X_test, ddof=1) - uea.X_test).mean() < 0.01
-
-
-def test_like_option_matches_rows_by_label_and_shared_ids(tmp_path):
-    rng = np.random.default_rng(0)
-    lengths = [5, 8, 6, 7]
-    sig = rng.normal(size=(2, sum(lengths))).astype(np.float32)
-    off = np.concatenate([[0], np.cumsum(lengths)])
-    np.savez(tmp_path / "rec.npz", signal=sig, offsets=off, label=np.array([0, 1, 0, 1]), subject=np.array([1, 1, 2, 2]),
-             channel_names=np.array(["a", "b"]), class_names=np.array(["x", "y"]))  # fmt: skip
-    X = np.zeros((2, 2, 3), np.float32)
-    np.savez(tmp_path / "win.npz", X_train=X, y_train=np.array([1, 0]), X_test=X[:1], y_test=np.array([0]),
-             subject_train=np.array([2, 1]), subject_test=np.array([2]))  # fmt: skip
-    ds = D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'win.npz'},length=4")
-    np.testing.assert_allclose(ds.X_train[0][:, [0, -1]], sig[:, [off[3], off[4] - 1]])  # label 1, subject 2
-    np.testing.assert_allclose(ds.X_test[0][:, [0, -1]], sig[:, [off[2], off[3] - 1]])
-    np.testing.assert_array_equal(ds.y_train, [1, 0])
-    np.savez(tmp_path / "bad.npz", X_train=X, y_train=np.array([1, 1]), X_test=X[:1], y_test=np.array([0]),
-             subject_train=np.array([2, 3]), subject_test=np.array([2]))  # fmt: skip
-    with pytest.raises(D.DataFormatError, match=r"1 train row\(s\) match no single recording"):
-        D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'bad.npz'}")
-    with pytest.raises(ValueError, match="not both"):
-        D.load(f"npz:{tmp_path / 'rec.npz'}?like={tmp_path / 'win.npz'},split=subject")
-
-
-def test_outside_option_keeps_the_recordings_no_row_was_made_from(tmp_path):
-    rng = np.random.default_rng(0)
-    lengths = [5, 8, 6, 7, 1]
-    sig = rng.normal(size=(2, sum(lengths))).astype(np.float32)
-    off = np.concatenate([[0], np.cumsum(lengths)])
-    np.savez(tmp_path / "rec.npz", signal=sig, offsets=off, label=np.array([0, 1, 0, 1, 0]),
-             subject=np.array([1, 1, 2, 2, 3]), channel_names=np.array(["a", "b"]), class_names=np.array(["x", "y"]))  # fmt: skip
-    X = np.zeros((1, 2, 3), np.float32)
-    np.savez(tmp_path / "win.npz", X_train=X, y_train=np.array([1]), X_test=X, y_test=np.array([0]),
-             subject_train=np.array([2]), subject_test=np.array([1]))  # fmt: skip
-    ds = D.load(f"npz:{tmp_path / 'rec.npz'}?outside={tmp_path / 'win.npz'},length=4")
-    # rows of win.npz were made from recordings 3 (label 1, subject 2) and 0 (label 0, subject 1); the
-    # 1-sample recording 4 is no window; so 1 and 2 remain, in order
-    assert ds.X_train.shape == (2, 2, 4) and ds.y_train.tolist() == [1, 0] and ds.y_test.tolist() == [0, 1]
-    np.testing.assert_allclose(ds.X_train[0][:, [0, -1]], sig[:, [off[1], off[2] - 1]])
-    np.testing.assert_allclose(ds.X_train[1][:, [0, -1]], sig[:, [off[2], off[3] - 1]])
-    np.testing.assert_array_equal(ds.groups["subject"][0], [1, 2])
-    np.savez(tmp_path / "all.npz", X_train=np.zeros((2, 2, 3), np.float32), y_train=np.array([1, 0]),
-             X_test=np.zeros((2, 2, 3), np.float32), y_test=np.array([0, 1]), subject_train=np.array([1, 2]),
-             subject_test=np.array([1, 2]))  # fmt: skip
-    with pytest.raises(D.DataFormatError, match="none is left outside it"):
-        D.load(f"npz:{tmp_path / 'rec.npz'}?outside={tmp_path / 'all.npz'}")
-    with pytest.raises(ValueError, match="give one of"):
-        D.load(f"npz:{tmp_path / 'rec.npz'}?outside={tmp_path / 'win.npz'},like={tmp_path / 'win.npz'}")
-
-
-def test_uwave_library_outside_the_uea_file_holds_none_of_its_gestures(data_dir):
-    ds = D.load("npz:uwave_raw.npz?outside=uwave_gesture_uea.npz,length=315")
-    uea = D.load_windows("npz:uwave_gesture_uea.npz")
-    assert len(ds.X_train) == 4478 - 440 and len(ds.X_test) == 440
-
-    def gestures(d, i):  # (label, subject, day, repetition) of split i's rows
-        y = (d.y_train, d.y_test)[i]
-        return set(zip(y.tolist(), *(d.groups[k][i].tolist() for k in ("subject", "day", "repetition")), strict=True))
-
-    assert len(gestures(ds, 0)) == len(ds.X_train)
-    assert not gestures(ds, 0) & (gestures(uea, 0) | gestures(uea, 1))
-    assert gestures(ds, 1) == gestures(uea, 0) | gestures(uea, 1)
 
 
 def _xy(n=6, c=3, t=20, seed=0):
@@ -359,3 +271,53 @@ def test_npz_window_layout_round_trip_with_units(tmp_path):
     ds = D.load(f"npz:{tmp_path / 'w.npz'}")
     assert ds.rate_hz == 25.0 and ds.channel_units == ["g", "g", "rad/s"]
     np.testing.assert_array_equal(ds.X_train, X)
+
+
+def test_registry_dispatches_on_the_scheme(monkeypatch, tmp_path):
+    from edgessl.datasets import registry
+
+    monkeypatch.setattr(registry, "_SOURCES", dict(registry._SOURCES))
+    assert set(D.registered_sources()) >= {"npz", "ucr", "har", "csv", "synthetic"}  # and what benchmarks add
+    X, y = _xy()
+    seen = []
+
+    def toy(arg):
+        seen.append(arg)
+        return D.WindowDataset(X, y, X[:2], y[:2], ["a", "b", "c"], ["acc_x", "acc_y", "acc_z"], ["g"] * 3, 10.0)
+
+    D.register_source("toy", toy)
+    ds = D.load_windows("Toy:some/path?k=v")  # the scheme is case-insensitive; the rest reaches the loader as is
+    assert seen == ["some/path?k=v"] and ds.rate_hz == 10.0
+    np.testing.assert_array_equal(ds.X_train, X)
+    D.register_source("toy", toy)  # the same loader again is harmless
+    with pytest.raises(ValueError, match="already registered"):
+        D.register_source("toy", lambda arg: toy(arg))
+    with pytest.raises(ValueError, match="already registered"):
+        D.register_source("npz", toy)
+    D.register_source("toy", lambda arg: toy("again"), replace=True)
+    D.load("toy:")
+    assert seen[-1] == "again"
+    with pytest.raises(ValueError, match="lower-case word"):
+        D.register_source("Bad scheme", toy)
+    with pytest.raises(ValueError, match=r"unknown dataset kind 'zip'.*npz.*synthetic.*toy"):
+        D.load("zip:foo")
+    with pytest.raises(ValueError, match="needs a path"):
+        D.load("npz:")
+
+
+def test_npz_spec_takes_split_and_length_only(tmp_path):
+    X, y = _xy()
+    np.savez(tmp_path / "w.npz", X_train=X, y_train=y, X_test=X[:2], y_test=y[:2])
+    for opt in ("quantum=1/26", "like=w.npz", "outside=w.npz"):
+        with pytest.raises(ValueError, match="unknown npz option"):
+            D.load(f"npz:{tmp_path / 'w.npz'}?{opt}")
+    with pytest.raises(ValueError, match="unknown ucr option"):
+        D.load(f"ucr:{tmp_path / 'W'}?length=3")
+
+
+def test_synthetic_source_is_registered_like_the_others():
+    from edgessl.datasets.synthetic import load_synthetic
+
+    ds = D.load("SYNTHETIC:reps=1,length=32,seed=2")
+    np.testing.assert_array_equal(ds.X_train, load_synthetic("reps=1,length=32,seed=2").X_train)
+    assert ds.name == "synthetic(seed=2)" and ds.X_test.shape == (16, 3, 32)  # 2 test users x 8 gestures

@@ -131,3 +131,68 @@ def test_spec_round_trip_and_apply():
     np.testing.assert_allclose(pp.apply(again, x), pp.standardize(pp.clip_outliers(x, 3.0)))
     with pytest.raises(ValueError, match="unknown preprocessing step 'fft'"):
         pp.Step("fft")
+
+
+# -- statistics shared by the trainer and the runtime ---------------------------------------------------
+
+
+def test_softmax_is_stable_and_normalised():
+    z = np.array([[1000.0, 1001.0, 999.0], [0.0, 0.0, 0.0]])
+    p = pp.softmax(z)
+    np.testing.assert_allclose(p.sum(-1), 1.0)
+    np.testing.assert_allclose(p[1], 1 / 3)
+    e = np.exp([1.0, 2.0, 0.0])
+    np.testing.assert_allclose(p[0], e / e.sum())  # shift-invariant: the same as without the huge offset
+
+
+def _ar_signal(rng, n, T=64):
+    """Windows of a 3-axis signal with gravity and axis-specific autocorrelation (distinct lag structure)."""
+    x = np.zeros((n, 3, T))
+    e = rng.normal(size=(n, 3, T)) * np.array([0.3, 0.2, 0.1])[None, :, None]
+    for t in range(1, T):
+        x[:, :, t] = np.array([0.95, 0.6, 0.2])[None] * x[:, :, t - 1] + e[:, :, t]
+    return x + np.array([0.1, -0.2, 0.97])[None, :, None]
+
+
+def test_moments_match_direct_computation():
+    rng = np.random.default_rng(0)
+    X = _ar_signal(rng, 20, 40)
+    m = pp.signal_moments(X, lags=(1, 3))
+    flat = X.transpose(0, 2, 1).reshape(-1, 3)
+    mu = flat.mean(0)
+    np.testing.assert_allclose(m["mean"], mu)
+    np.testing.assert_allclose(m["cov"], np.cov(flat.T, bias=True), atol=1e-12)
+    for i, lag in enumerate((1, 3)):  # loop over every pair of samples `lag` apart inside a window
+        S, n = np.zeros((3, 3)), 0
+        for w in X:
+            for t in range(40 - lag):
+                S += np.outer(w[:, t] - mu, w[:, t + lag] - mu)
+                n += 1
+        np.testing.assert_allclose(m["lagcov"][i], (S / n + S.T / n) / 2, atol=1e-12)
+    # accumulating window by window gives the same numbers as one batch
+    acc = pp.MomentAccumulator(lags=(1, 3))
+    for w in X:
+        acc.add(w)
+    for k in ("mean", "cov", "lagcov"):
+        np.testing.assert_allclose(acc.moments()[k], m[k], atol=1e-12)
+    # hand values: a constant window has its value as mean and no covariance
+    c = pp.signal_moments(np.ones((2, 3, 5)) * np.array([1.0, 2.0, 3.0])[None, :, None], lags=(1,))
+    np.testing.assert_allclose(c["mean"], [1, 2, 3])
+    np.testing.assert_allclose(c["cov"], np.zeros((3, 3)), atol=1e-12)
+
+
+def test_moment_mismatch_is_zero_for_the_same_moments_and_grows_with_a_shift():
+    rng = np.random.default_rng(1)
+    X = _ar_signal(rng, 50)
+    m = pp.signal_moments(X)
+    eye, zero = np.eye(3), np.zeros(3)
+    assert pp.moment_mismatch(m, m, eye, zero) == 0.0
+    # a gain of 2 on x: the sum of the relative squared differences of the three moments
+    G = np.diag([2.0, 1.0, 1.0])
+    shifted = pp.signal_moments(np.einsum("ij,njt->nit", G, X))
+    d = pp.moment_mismatch(m, shifted, eye, zero)
+    rel = lambda a, b: ((a - b) ** 2).sum() / (b**2).sum()  # noqa: E731
+    want = rel(shifted["mean"], m["mean"]) + rel(shifted["cov"], m["cov"]) + rel(shifted["lagcov"], m["lagcov"])
+    assert d == pytest.approx(want) and d > 0.1
+    # undoing the gain with A restores the moments
+    assert pp.moment_mismatch(m, shifted, np.linalg.inv(G), zero) == pytest.approx(0.0, abs=1e-12)

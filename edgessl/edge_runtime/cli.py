@@ -1,39 +1,113 @@
-"""``edgessl run``: live gesture recognition from a serial IMU (numpy + onnxruntime only)."""
+"""``edgessl run``: live gesture recognition from a serial IMU (numpy + onnxruntime only).
+
+Built to run unattended (a systemd service, docs/deploy.md): it waits for a port that is not there yet
+(``--wait``), waits through unplugs of any length, reports every gap and every state change (a ``--json``
+line, or the status line), never mixes two devices' samples (``--follow-device`` to switch on purpose),
+and turns SIGTERM and Ctrl-C into a clean stop that saves ``--adapt-state`` (also every ``--save-every``
+seconds, atomically).
+
+``--json`` lines on stdout, one object each; an event has no wrapper (``{"t": .., "label": ..}``, see
+:meth:`~edgessl.edge_runtime.runtime.Event.to_json`), the others have one key saying what they are:
+``{"device": {"state": "waiting" | "streaming" | "reconnecting", "port": ..}}``,
+``{"gap": {"t_start", "t_end", "seconds", "missing", "reason", "timeline_reset"}}``,
+``{"device_changed": {"old", "new", "action": "remapped" | "followed"}}`` and, last,
+``{"stats": {..}}`` (the bridge's counters, the runtime's, events and the stop reason).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import queue
+import signal
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
-from typing import TextIO
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
+from edgessl.errors import DeviceError, UsageError
+
+if TYPE_CHECKING:
+    from edgessl.edge_runtime.adapt import Adapter
+    from edgessl.firmware_bridge.protocol import DeviceChanged
+    from edgessl.firmware_bridge.transport import Gap, ImuStream
+
+
+class ChannelMapError(DeviceError, ValueError):
+    """The device's channels cannot feed the model (names or units); a device error (exit code 5)."""
 
 
 class Recorder:
-    """Saves the raw stream losslessly as a CSV recording (``time_s`` + channels, float32 round-trips)."""
+    """Saves the raw stream losslessly as a CSV recording (``time_s`` + channels, float32 round-trips).
+
+    Only finite values are written. Each gap is a comment line (``# gap t_start=.. t_end=.. missing=..
+    reason=.. timeline_reset=..``), which the CSV loader skips: the times on either side show the hole,
+    the comment says why. The file must not exist: a recording never replaces another file.
+    """
 
     def __init__(self, path: str | Path, channels: list[str]):
-        self.f: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.path = Path(path)
+        self.channels = list(channels)
+        try:
+            self.f: TextIO | None = open(self.path, "x", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except FileExistsError:
+            raise UsageError(f"--record {path}: the file exists; expected a new path (a recording never "
+                             "replaces a file)") from None  # fmt: skip
         self.f.write(",".join(["time_s", *channels]) + "\n")
+        self._order: list[int] | None = None  # device column of each recorded channel (None: same order)
+
+    def follow(self, device_channels: list[str]) -> bool:
+        """The device now sends ``device_channels``: record them in this file's column order when they are
+        the same channels; False (and the recording ends, saying why) when they are not."""
+        if sorted(device_channels) == sorted(self.channels):
+            self._order = None if device_channels == self.channels else [device_channels.index(c) for c in self.channels]
+            return True
+        self.comment(f"recording ends: the device now sends channels {device_channels}")
+        self.close()
+        return False
 
     def write(self, t: np.ndarray, values: np.ndarray) -> None:
-        rows = (",".join([repr(float(ti)), *(repr(float(v)) for v in row)]) for ti, row in zip(t, values, strict=True))
+        if self.f is None:
+            return
+        if self._order is not None:
+            values = values[:, self._order]
+        keep = np.isfinite(values).all(axis=1) & np.isfinite(t)
+        rows = (",".join([repr(float(ti)), *(repr(float(v)) for v in row)])
+                for ti, row in zip(t[keep], values[keep], strict=True))  # fmt: skip
         self.f.write("\n".join(rows) + "\n")
         self.f.flush()
 
+    def gap(self, g: Gap) -> None:
+        self.comment(f"gap t_start={g.t_start!r} t_end={g.t_end!r} missing={g.missing} reason={g.reason} "
+                     f"timeline_reset={str(g.timeline_reset).lower()}")  # fmt: skip
+
+    def comment(self, text: str) -> None:
+        if self.f is not None:
+            self.f.write(f"# {' '.join(text.split())}\n")
+            self.f.flush()
+
     def close(self) -> None:
-        self.f.close()
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 def channel_map(device_channels: list[str], device_units: list[str], bundle_channels: list[str],
                 bundle_units: list[str]) -> list[int]:  # fmt: skip
     """Indices of the bundle's channels in the device's, by name (aliases allowed) or, for unnamed text
-    devices with the same count, by position. Raises ValueError when the device cannot feed the model."""
+    devices with the same count, by position.
+
+    Raises:
+        ChannelMapError: the device cannot feed the model (a :class:`DeviceError`, and a ValueError).
+    """
     from edgessl.datasets import DataFormatError, resolve_channels
 
     try:
@@ -41,11 +115,11 @@ def channel_map(device_channels: list[str], device_units: list[str], bundle_chan
     except DataFormatError:
         if all(c.lower().startswith("ch") for c in device_channels) and len(device_channels) == len(bundle_channels):
             return list(range(len(bundle_channels)))  # an unnamed text-mode device: by position
-        raise ValueError(f"the device has channels {device_channels}; the model needs {bundle_channels}") from None
+        raise ChannelMapError(f"the device has channels {device_channels}; the model needs {bundle_channels}") from None
     for i, bu in zip(idx, bundle_units, strict=True):
         du = device_units[i] if i < len(device_units) else "unknown"
         if bu != "z-score" and du not in (bu, "unknown"):  # a z-scoring model accepts any unit
-            raise ValueError(f"channel {device_channels[i]} is in {du} but the model expects {bu}")
+            raise ChannelMapError(f"channel {device_channels[i]} is in {du} but the model expects {bu}")
     return idx
 
 
@@ -54,69 +128,277 @@ def _bar(p: float, width: int = 20) -> str:
     return "#" * n + "." * (width - n)
 
 
+def _wait_seconds(text: str) -> float | None:
+    """``--wait``: seconds >= 0, or ``forever`` (None)."""
+    if text.strip().lower() in ("forever", "inf", "none"):
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 or 'forever'; got {text!r}")
+    return v
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0; got {text!r}")
+    return v
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT while the run could not stop by itself (waiting for the port, or a second signal)."""
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM (what systemd sends) become a clean stop: the main loop sees :attr:`signal` and
+    ends, and the adapted state is saved. While :attr:`blocking` (waiting for the port), or at a second
+    signal, the handler raises :class:`_Stopped` instead. Installed only in the main thread."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.blocking = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        again = self.signal is not None
+        self.signal = signal.Signals(signum).name
+        if self.blocking or again:
+            raise _Stopped(self.signal)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: TextIO | None = None, line: str | None = None) -> None:  # fmt: skip
+    print(f"edgessl run: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+def _save_state(adapter: Adapter, path: str, final: bool) -> None:
+    try:
+        adapter.save(path)
+    except OSError as e:
+        if final:
+            raise UsageError(f"--adapt-state {path}: cannot save the adapted state ({e.strerror or e}); "
+                             "expected a writable path") from e  # fmt: skip
+        warnings.warn(f"--adapt-state {path}: cannot save the adapted state ({e.strerror or e}); trying again later",
+                      stacklevel=2)  # fmt: skip
+
+
+def _gap_json(g: Gap) -> dict[str, Any]:
+    return {"t_start": round(g.t_start, 4), "t_end": round(g.t_end, 4), "seconds": round(g.seconds, 4),
+            "missing": g.missing, "reason": g.reason, "timeline_reset": g.timeline_reset}  # fmt: skip
+
+
+def _same_device(e: DeviceChanged) -> bool:
+    """The same board with the same channels (perhaps reordered, or at another rate): safe to re-map."""
+    old, new = e.old, e.new
+    return old.device_id == new.device_id and sorted(zip(old.channels, old.units, strict=True)) == sorted(
+        zip(new.channels, new.units, strict=True)
+    )
+
+
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from edgessl.edge_runtime.adapt import build_adapter
     from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+    from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
+
+    def emit(record: dict[str, Any]) -> None:
+        print(json.dumps(record), file=out, flush=True)
+
+    def note(text: str) -> None:  # a line of its own, after the status line
+        print(f"\n# {text}", file=out, flush=True)
+
+    states: queue.SimpleQueue[str] = queue.SimpleQueue()
+    seen: set[str] = set()
+
+    def report_state(state: str) -> None:
+        if state == "closed":
+            return
+        first = state not in seen
+        seen.add(state)
+        if args.json:
+            emit({"device": {"state": state, "port": args.port}})
+        elif state == "waiting":
+            limit = "forever" if wait is None else f"up to {wait:g} s"
+            note(f"waiting for {args.port} ({limit}; --wait sets the limit)")
+        elif state == "reconnecting":
+            note(f"{args.port} went away; waiting for it to come back")
+        elif state == "streaming" and not first:  # the first time, the header line says so
+            note(f"{args.port} is back")
+
+    def on_state(state: str) -> None:
+        # the reader thread only queues; the main thread prints (waiting happens in the main thread, in open())
+        if threading.current_thread() is threading.main_thread():
+            report_state(state)
+        else:
+            states.put(state)
 
     providers = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in args.providers.split(",")]
     decision = DecisionConfig(confidence=args.confidence)
-    adapter = build_adapter(args.adapt, state_path=args.adapt_state)
-    with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter) as rt, \
-            ImuStream(args.port, mode=args.mode, rate_hz=args.rate) as dev:  # fmt: skip
-        idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
-        rec = Recorder(args.record, dev.channel_names) if args.record else None
-        if not args.json:
-            print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers {rt.providers} | "
-                  f"device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz", file=out, flush=True)  # fmt: skip
-        t_end = None if args.seconds is None else time.monotonic() + args.seconds
-        n_samples, t_start, last_status = 0, time.monotonic(), 0.0
-        try:
-            while t_end is None or time.monotonic() < t_end:
-                for ev in dev.read(0.05):
-                    if isinstance(ev, Gap):
-                        rt.gap()
+    wait = args.wait
+    if args.seconds is not None:
+        wait = args.seconds if wait is None else min(wait, args.seconds)
+    t_end = None if args.seconds is None else time.monotonic() + args.seconds
+    stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
+    if args.record and os.path.lexists(args.record):  # before waiting for the port, not after
+        raise UsageError(f"--record {args.record}: the file exists; expected a new path (a recording never "
+                         "replaces a file)")  # fmt: skip
+    with warnings.catch_warnings(), _StopSignals() as stop:
+        warnings.showwarning = _one_line_warning
+        adapter = build_adapter(args.adapt, state_path=args.adapt_state)
+        with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter) as rt:
+            if args.adapt_state:
+                stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
+            dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
+                            on_state=on_state)  # fmt: skip
+            rec: Recorder | None = None
+            finished = False
+            try:
+                stop.blocking = True
+                try:
+                    dev.open()
+                finally:
+                    stop.blocking = False
+                idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
+                rec = Recorder(args.record, dev.channel_names) if args.record else None
+                if not args.json:
+                    print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
+                          f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz",
+                          file=out, flush=True)  # fmt: skip
+                n_samples, t_start, last_status, last_save = 0, time.monotonic(), 0.0, time.monotonic()
+                while t_end is None or time.monotonic() < t_end:
+                    if stop.signal is not None:
+                        stats["stopped_by"] = stop.signal
+                        break
+                    try:
+                        items = dev.read(0.05)
+                    except DeviceChanged as changed:
+                        idx, rec = _device_changed(changed, dev, rt.channels, rt.bundle.units, rec, args, emit, note)
                         continue
-                    assert isinstance(ev, SampleBlock)
-                    if rec is not None:
-                        rec.write(ev.t_device, ev.values)
-                    n_samples += len(ev.values)
-                    for e in rt.feed(ev.values[:, idx], ev.t_device):
-                        if args.json:
-                            print(json.dumps(e.to_json()), file=out, flush=True)
-                        else:
-                            print(f"\r{e.t:9.2f}s  {e.label:>12s}  [{_bar(e.confidence)}] {e.confidence:.2f}  "
-                                  f"{e.latency_ms:.2f} ms  ({e.window_start:.2f}-{e.window_end:.2f} s)", file=out, flush=True)  # fmt: skip
-                if not args.json and time.monotonic() - last_status > 0.5:
-                    last_status = time.monotonic()
-                    rate = n_samples / max(1e-9, last_status - t_start)
-                    lat = np.median(rt.latencies_ms[-50:]) if rt.latencies_ms else float("nan")
-                    state = "idle" if rt.windower.idle else "moving"
-                    print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  dropped {dev.dropped_samples}   ",
-                          end="", file=out, flush=True)  # fmt: skip
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if rec is not None:
-                rec.close()
-            if adapter is not None and args.adapt_state:
-                adapter.save(args.adapt_state)
+                    finally:
+                        # after the read: a state the reader thread set comes before the gap it caused
+                        while not states.empty():
+                            report_state(states.get())
+                    for ev in items:
+                        if isinstance(ev, Gap):
+                            rt.gap(ev.seconds, timeline_reset=ev.timeline_reset)
+                            if rec is not None:
+                                rec.gap(ev)
+                            if args.json:
+                                emit({"gap": _gap_json(ev)})
+                            elif ev.timeline_reset or ev.seconds >= 1.0:
+                                note(f"gap of {ev.seconds:.2f} s ({ev.reason}"
+                                     f"{', new timeline' if ev.timeline_reset else ''})")  # fmt: skip
+                            continue
+                        assert isinstance(ev, SampleBlock)
+                        t, values = ev.t_device, ev.values
+                        ok = np.isfinite(values).all(axis=1)
+                        if not ok.all():  # the bridge removes them; never let one through to the model or the file
+                            stats["rejected_non_finite"] = stats.get("rejected_non_finite", 0) + int((~ok).sum())
+                            t, values = t[ok], values[ok]
+                        if rec is not None:
+                            rec.write(t, values)
+                        n_samples += len(values)
+                        for g in rt.feed(values[:, idx], t):
+                            stats["events"] += 1
+                            if args.json:
+                                emit(g.to_json())
+                            else:
+                                print(f"\r{g.t:9.2f}s  {g.label:>12s}  [{_bar(g.confidence)}] {g.confidence:.2f}  "
+                                      f"{g.latency_ms:.2f} ms  ({g.window_start:.2f}-{g.window_end:.2f} s)", file=out, flush=True)  # fmt: skip
+                    now = time.monotonic()
+                    if adapter is not None and args.adapt_state and now - last_save >= args.save_every:
+                        _save_state(adapter, args.adapt_state, final=False)
+                        last_save = now
+                    if not args.json and now - last_status > 0.5:
+                        last_status = now
+                        c = dev.counters()
+                        rate = n_samples / max(1e-9, now - t_start)
+                        lat = np.median(rt.latencies_ms[-50:]) if rt.latencies_ms else float("nan")
+                        state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
+                        print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  dropped {c['dropped_samples']}  "
+                              f"rejected {sum(c['rejected_samples'].values())}  gaps {sum(c['gaps'].values())}   ",
+                              end="", file=out, flush=True)  # fmt: skip
+                finished = True
+            except _Stopped as sig:
+                stats["stopped_by"] = str(sig)
+                finished = True
+            finally:
+                dev.close()
+                if rec is not None:
+                    rec.close()
+                if adapter is not None and args.adapt_state:
+                    _save_state(adapter, args.adapt_state, final=finished)
+            if dev.info is not None or dev.delivered_samples:
+                stats.update(device=dev.counters(), runtime=dict(rt.stats))
+            if args.json:
+                emit({"stats": stats})
+            else:
+                c = dev.counters()
+                print(f"\n# stopped ({stats['stopped_by']}): {stats['events']} events, {c['delivered_samples']} samples; "
+                      f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())} "
+                      f"{dict(c['rejected_samples'])}, gaps {dict(c['gaps'])}", file=out, flush=True)  # fmt: skip
     return 0
+
+
+def _device_changed(e: DeviceChanged, dev: ImuStream, channels: list[str], units: list[str], rec: Recorder | None,
+                    args: argparse.Namespace, emit: Any, note: Any) -> tuple[list[int], Recorder | None]:  # fmt: skip
+    """Another device (or channel set) took over the port: re-map the same channels, follow another device
+    only with ``--follow-device``, else stop with a device error. Returns the new channel map and recorder."""
+    same = _same_device(e)
+    if not same and not args.follow_device:
+        raise DeviceError(f"{e}; pass --follow-device to switch to the new device")
+    idx = channel_map(dev.channel_names, dev.unit_names, channels, units)
+    if rec is not None and not rec.follow(dev.channel_names):
+        warnings.warn(f"--record {rec.path}: recording ended, the new device sends other channels", stacklevel=2)
+        rec = None
+    action = "remapped" if same else "followed"
+    if args.json:
+        emit({"device_changed": {"old": str(e.old), "new": str(e.new), "action": action}})
+    else:
+        note(f"the device changed from {e.old} to {e.new}; {action} its channels, windows restart")
+    return idx, rec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="live gesture recognition from a serial IMU")
     p.add_argument("bundle", help="model bundle (.essl)")
     p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
+    p.add_argument("--wait", type=_wait_seconds, default="forever",
+                   help="seconds to wait for a port that is not there yet, or 'forever' (what a service wants); "
+                        "0 fails at once. Unplugs are always waited out")  # fmt: skip
+    p.add_argument("--follow-device", action="store_true",
+                   help="when another device (other id or channels) takes over the port, switch to it if it can "
+                        "feed the model, instead of stopping with a device error")  # fmt: skip
     p.add_argument("--providers", default="CPU", help="onnxruntime providers in order, e.g. TensorRT,CUDA,CPU")
     p.add_argument("--adapt", default=DEFAULT_METHOD,
                    help="test-time adaptation: none, t3a, tent, ttt, input, or a chain like input+tent "
                         f"(default {DEFAULT_METHOD}: best in benchmarks/results/tta_shift.json)")
-    p.add_argument("--adapt-state", default=None, help="file to restore adapted state from and save it to")
-    p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
-    p.add_argument("--record", default=None, help="save the raw stream losslessly to this CSV file")
+    p.add_argument("--adapt-state", default=None,
+                   help="file to restore adapted state from and save it to (exactly this path; saved atomically "
+                        "every --save-every seconds and at exit, SIGTERM included; an unusable one is set aside)")  # fmt: skip
+    p.add_argument("--save-every", type=_positive, default=60.0, help="seconds between saves of --adapt-state")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout: events, gaps, device states and changes, final stats")
+    p.add_argument("--record", default=None,
+                   help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")
     p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (else estimated)")
     p.add_argument("--confidence", type=float, default=0.5, help="below this the answer is 'unknown'")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (waiting included)")
     p.set_defaults(func=run)

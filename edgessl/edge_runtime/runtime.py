@@ -9,6 +9,11 @@ Decisions a user can trust:
   class prototype stored in the bundle (out-of-distribution score = 1 − max cosine similarity);
 * a consecutive-hits rule and post-detection suppression (as in the TFLite Micro magic-wand example), so
   a gesture is reported once, with its start and end time.
+
+Streams in the field have holes (see :meth:`GestureRuntime.gap` and :meth:`GestureRuntime.feed`): a short gap
+is bridged by interpolation (the windows that cover it are flagged ``filled_gap``), a long one restarts the
+windows, and a new timeline (a device clock that restarted or jumped, timestamps that go backwards) also
+resets the smoothing and the post-detection suppression, so events resume at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,9 @@ import numpy as np
 import onnxruntime as ort
 
 from edgessl import preprocess
+from edgessl.edge_runtime.adapt import AdaptContext, Adapter, InputMoments, SslHead
 from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
-from edgessl.edge_runtime.stream import ModelInput, SegmentParams, StreamWindower
+from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 
 UNKNOWN = "unknown"
 
@@ -111,12 +117,22 @@ class GestureRuntime:
         providers: onnxruntime execution providers in order of preference (default CPU).
         threads: intra-op threads for onnxruntime (1 suits a Pi running other work).
         decision: thresholds, smoothing and suppression.
-        adapter: an on-device adaptation method (see :mod:`edgessl.edge_runtime.adapt`), or None.
+        adapter: an on-device adaptation method (see :mod:`edgessl.edge_runtime.adapt`), or None; the
+            runtime hands it an :class:`~edgessl.edge_runtime.adapt.AdaptContext` (:meth:`adapt_context`).
         precision: ``"int8"`` (the deployed encoder) or ``"fp32"`` (the reference, if the bundle kept it).
+        max_fill_s: stream gaps up to this long are bridged by linear interpolation (windows over one are
+            flagged ``filled_gap``) instead of restarting the windows: at 100 Hz with 10-sample frames, the
+            default 0.25 s bridges one or two lost frames, which a noisy link loses every second or so.
+
+    Attributes:
+        stats: counters of what the stream did to the windows: ``"filled_gaps"`` (bridged),
+            ``"window_resets"`` (long gaps), ``"timeline_resets"`` (new timelines, from :meth:`gap` or
+            :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`).
     """
 
     def __init__(self, bundle_path: str | Path, *, providers: list[str] | None = None, threads: int = 1,
-                 decision: DecisionConfig = DecisionConfig(), adapter: Any = None, precision: str = "int8"):  # fmt: skip
+                 decision: DecisionConfig = DecisionConfig(), adapter: Adapter | None = None, precision: str = "int8",
+                 max_fill_s: float = 0.25):  # fmt: skip
         self.bundle: Bundle = open_bundle(bundle_path)
         m = self.bundle.manifest
         self.labels = self.bundle.labels
@@ -156,24 +172,27 @@ class GestureRuntime:
             # the binding's own C entry point: the Python wrapper's per-call checks concern WebGPU graph
             # capture only (not used on the CPU) and cost about a tenth of a small model's run
             sess_c, io_c = getattr(self.session, "_sess", None), getattr(self._io, "_iobinding", None)
+            self._run_args: tuple[Any, ...]
             if sess_c is not None and io_c is not None and hasattr(sess_c, "run_with_iobinding"):
                 self._run_bound, self._run_args = sess_c.run_with_iobinding, (io_c, None)
             else:
                 self._run_bound, self._run_args = self.session.run_with_iobinding, (self._io,)
         self.decision = decision
         self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
-        seg = SegmentParams(**m["segmentation"]) if m.get("segmentation") else None
         self.windower = StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
-                                       m["input_mode"], seg)  # fmt: skip
+                                       m["input_mode"], self.bundle.segmentation, max_fill_s=max_fill_s)  # fmt: skip
         self.adapter = adapter
+        self.restored_state = False  # an adapter's state_path was restored (see Adapter.restore)
         if adapter is not None:
-            adapter.attach(self)
-            adapter.restore()
+            adapter.attach(self.adapt_context())
+            self.restored_state = adapter.restore()
         self._recent: deque = deque(maxlen=max(1, decision.smoothing))
         self._streak_label: int | None = None
         self._streak = 0
         self._streak_start = 0.0
         self._suppress_until = -np.inf
+        self._last_t: float | None = None  # the last timestamp fed, across gaps (time must increase)
+        self.stats: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
 
     # -- context manager ---------------------------------------------------------------------------
@@ -187,6 +206,17 @@ class GestureRuntime:
         self._io = None
         self.session = None  # type: ignore[assignment]
 
+    def adapt_context(self) -> AdaptContext:
+        """What an adapter may use: the bundle's float parameters, this runtime's thresholds and encoder."""
+        p = self.params
+        return AdaptContext(
+            bundle=self.bundle.path, checksum=self.bundle.checksum, labels=tuple(self.labels),
+            units=tuple(self.bundle.units), preprocess=self.preprocess, head_weight=self.W, head_bias=self.b,
+            prototypes=self.prototypes, embedding_mean=p["embedding_mean"], embedding_std=p["embedding_std"],
+            ood_threshold=self.ood_threshold, embed=self.embed, ssl_head=SslHead.from_params(p),
+            input_moments=InputMoments.from_params(p),
+        )  # fmt: skip
+
     @property
     def metadata(self) -> dict[str, Any]:
         return {"labels": self.labels, "rate_hz": self.rate_hz, "window": self.window, "stride": self.bundle.stride,
@@ -195,15 +225,7 @@ class GestureRuntime:
     # -- one window ---------------------------------------------------------------------------------
     def embed(self, window: np.ndarray) -> np.ndarray:
         """``[C, T]`` or ``[N, C, T]`` raw windows (bundle units) -> embeddings ``[N, D]``."""
-        x = np.asarray(window, np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.shape[1:] != self._window_shape:
-            raise ValueError(f"expected a window of shape [{len(self.channels)}, {self.window}] "
-                             f"(channels {self.channels}); got {tuple(np.asarray(window).shape)}")  # fmt: skip
-        # one float64 sum is NaN or inf exactly when an element is (it cannot overflow from float32 values)
-        if not math.isfinite(x.sum(dtype=np.float64)):
-            raise ValueError("window contains NaN or inf")
+        x = self._checked(window)
         if self.adapter is not None:
             x = self.adapter.transform_input(x)
         if self._numpy_preprocess:
@@ -214,13 +236,44 @@ class GestureRuntime:
             return self._out_buf.copy()
         return self.session.run(None, {self._input: x})[0]
 
+    def _checked(self, window: np.ndarray) -> np.ndarray:
+        """``[C, T]`` or ``[N, C, T]`` as float32 ``[N, C, T]``, or ValueError naming what is wrong."""
+        x = np.asarray(window, np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != self._window_shape:
+            raise ValueError(f"expected a window of shape [{len(self.channels)}, {self.window}] or a batch "
+                             f"[N, {len(self.channels)}, {self.window}] (channels {self.channels}); "
+                             f"got {tuple(np.asarray(window).shape)}")  # fmt: skip
+        if len(x) == 0:
+            raise ValueError(f"empty batch of windows {x.shape}; expected [N >= 1, {len(self.channels)}, {self.window}]")
+        # one float64 sum is NaN or inf exactly when an element is (it cannot overflow from float32 values)
+        if not math.isfinite(x.sum(dtype=np.float64)):
+            raise ValueError("window contains NaN or inf")
+        return x
+
     def head(self, e: np.ndarray) -> np.ndarray:
         if self.adapter is not None:
             return self.adapter.logits(e)
         return e @ self.W.T + self.b
 
-    def classify(self, window: np.ndarray) -> Prediction:
-        """Classify one window ``[C, T]`` (in the bundle's channel order and units)."""
+    def classify(self, window: np.ndarray) -> Prediction | list[Prediction]:
+        """Classify one window ``[C, T]`` or a batch ``[N, C, T]`` (the bundle's channel order and units).
+
+        Returns:
+            A :class:`Prediction` for one window; for a batch, a list of ``N`` of them, the same as classifying
+            each window in order (an adapter observes each before the next is classified).
+
+        Raises:
+            ValueError: another shape (the message gives the expected one), an empty batch, or NaN/inf values.
+        """
+        x = np.asarray(window)
+        if x.ndim == 3:
+            # the whole batch is checked before any window reaches an adapter: all or nothing
+            return [self._classify_one(w) for w in self._checked(x)]
+        return self._classify_one(x)
+
+    def _classify_one(self, window: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
         e = self.embed(window)
         e0 = e[0]
@@ -252,22 +305,89 @@ class GestureRuntime:
 
     # -- a stream -----------------------------------------------------------------------------------
     def feed(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Event]:
-        """Push ``samples [n, C]`` with device ``timestamps [n]`` (s); returns the events they completed."""
+        """Push ``samples [n, C]`` with device ``timestamps [n]`` (s); returns the events they completed.
+
+        Timestamps policy: NaN or inf is a ValueError (nothing of the call is used). A timestamp that is
+        not later than the one before it (in this call or the last one, gaps included) starts a new
+        timeline, as :meth:`gap` with ``timeline_reset=True`` does, and is counted in
+        ``stats["backwards_timestamps"]``: a device whose clock restarted is back in business at once.
+        Jumps forward are gaps (:meth:`gap`'s rules, by their length).
+
+        Raises:
+            ValueError: shapes that disagree, or non-finite samples or timestamps.
+        """
+        x = np.asarray(samples, np.float32)
+        t = np.asarray(timestamps, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.channels):
+            raise ValueError(f"expected samples of shape [n, {len(self.channels)}] (channels {self.channels}); "
+                             f"got {x.shape}")  # fmt: skip
+        if t.ndim != 1 or len(t) != len(x):
+            raise ValueError(f"{len(x)} samples but timestamps of shape {t.shape}; expected [{len(x)}]")
+        if not np.all(np.isfinite(t)):
+            i = int(np.flatnonzero(~np.isfinite(t))[0])
+            raise ValueError(f"timestamps must be finite seconds; got {t[i]} at index {i}")
+        if not np.all(np.isfinite(x)):
+            i = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+            raise ValueError(f"samples must be finite; sample {i} holds NaN or inf (reject it before feeding)")
+        if len(t) == 0:
+            return []
+        prev = np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
+        back = np.flatnonzero(t <= prev)
+        events: list[Event] = []
+        start = 0
+        for cut in [*back.tolist(), len(t)]:
+            if cut > start:
+                events += self._feed_increasing(x[start:cut], t[start:cut])
+            if cut < len(t):
+                self.stats["backwards_timestamps"] += 1
+                self._new_timeline()
+            start = cut
+        return events
+
+    def _feed_increasing(self, x: np.ndarray, t: np.ndarray) -> list[Event]:
         events = []
-        inputs = self.windower.push(samples, timestamps)
+        inputs = self.windower.push(x, t)
+        self._last_t = float(t[-1])
         for inp in inputs:
-            pred = self.classify(inp.x)
+            pred = self._classify_one(inp.x)
             self.latencies_ms.append(pred.latency_ms)
             ev = self._decide(inp, pred)
             if ev is not None:
                 events.append(ev)
         return events
 
-    def gap(self) -> None:
-        """Tell the runtime the bridge lost samples: no window will span the gap."""
+    def gap(self, seconds: float | None = None, *, timeline_reset: bool = False) -> None:
+        """Tell the runtime the stream lost samples (a bridge :class:`~edgessl.firmware_bridge.transport.Gap`:
+        ``rt.gap(g.seconds, timeline_reset=g.timeline_reset)``).
+
+        Args:
+            seconds: the length of the hole in stream time; None when unknown (treated as long).
+            timeline_reset: the times before and after are unrelated (a device clock that restarted or
+                jumped, another device).
+
+        A gap of at most ``max_fill_s`` on the same timeline is bridged by interpolation when the next samples
+        arrive (their windows are flagged ``filled_gap``). A longer one restarts the windows and the smoothing,
+        so no window spans it; the event suppression stays (it is keyed to the same clock). A timeline reset
+        also clears the suppression and forgets the last timestamp, so the next samples may start anywhere.
+        """
+        if timeline_reset:
+            self._new_timeline()
+        elif seconds is not None and seconds <= self.windower.max_fill_s:
+            self.stats["filled_gaps"] += 1
+        else:
+            self.stats["window_resets"] += 1
+            self._restart_windows()
+
+    def _restart_windows(self) -> None:
         self.windower.reset()
         self._recent.clear()
         self._streak, self._streak_label = 0, None
+
+    def _new_timeline(self) -> None:
+        self.stats["timeline_resets"] += 1
+        self._restart_windows()
+        self._suppress_until = -np.inf
+        self._last_t = None
 
     def _event(self, inp: ModelInput, pred: Prediction, probs: np.ndarray, label: str, start: float) -> Event:
         return Event(inp.t_end, label, float(probs.max()), dict(zip(self.labels, map(float, probs), strict=True)),

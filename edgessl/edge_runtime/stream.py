@@ -17,7 +17,10 @@ import dataclasses
 
 import numpy as np
 
+from edgessl.edge_runtime.bundle import SegmentParams
 from edgessl.preprocess import resample_times, resample_to_length
+
+__all__ = ["ModelInput", "RingBuffer", "SegmentParams", "StreamWindower"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,22 +31,6 @@ class ModelInput:
     t_start: float
     t_end: float
     filled_gap: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentParams:
-    energy_window_s: float = 0.2
-    min_duration_s: float = 0.25
-    max_duration_s: float = 3.2
-    hangover_s: float = 0.15
-    threshold_g: float = 0.05
-    preroll_s: float = 0.05
-    # the energy is a trailing window: it crosses the threshold shortly after a gesture starts and falls back
-    # about one energy window after it ends; the segment's ends are moved back by these lags. Chosen on
-    # streams of uWave *training* templates so that segments match the button cuts (median offsets
-    # -0.09 s at the start, +0.03 s at the end; before: -0.24 s and +0.23 s)
-    onset_lag_s: float = 0.05
-    release_lag_s: float = 0.2
 
 
 class RingBuffer:

@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgessl.errors import ModelError
+
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from edgessl.export.pipeline import ExportConfig, ExportError, export_bundle
+    from edgessl.export.pipeline import ExportConfig, export_bundle
     from edgessl.export.quantize import QuantizeConfig
 
     cfg = ExportConfig(QuantizeConfig(a.method, a.per_channel), a.keep_fp32, a.min_agreement, a.calibration, a.stride,
                        a.rate, a.name, a.input_mode)  # fmt: skip
-    try:
-        export_bundle(a.checkpoint_dir, a.out, cfg)
-    except ExportError as e:
-        print(f"edgessl export: refused: {e}")
-        return 3
+    export_bundle(a.checkpoint_dir, a.out, cfg)  # a refusal (ExportError) is a model error at the CLI boundary
     return 0
 
 
@@ -29,14 +27,16 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
     b = open_bundle(a.bundle)
     if ENCODER_FP32 not in b.members:
-        print("edgessl verify: this bundle has no fp32 encoder; export it with --keep-fp32 to compare")
-        return 2
+        raise ModelError(f"{a.bundle} has no fp32 encoder; expected a bundle exported with --keep-fp32")
     cfg = DataConfig(spec=a.data, channels=tuple(b.channels), preprocess=b.manifest["preprocessing"],
                      length=b.window)  # fmt: skip
     ds, _, X = labelled(cfg)
     r = compare(b.members[ENCODER_FP32], b.members[ENCODER_INT8], b.members[HEAD], X.astype(np.float32), ds.y_test)
     print(json.dumps(r, indent=2))
-    return 0 if r["top1_agreement"] >= a.min_agreement else 3
+    if r["top1_agreement"] < a.min_agreement:
+        raise ModelError(f"{a.bundle}: int8/fp32 top-1 agreement {r['top1_agreement']:.4f} is below "
+                         f"--min-agreement {a.min_agreement}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from edgessl.trainer.evaluate import Classifier
 from edgessl.trainer.pipeline import load_classifier
+from edgessl.trainer.supervised import Classifier
 
 OPSET = 17
 
@@ -68,11 +68,11 @@ def export_onnx(model: Classifier, n_channels: int, window: int, encoder_path: P
     encoder = torch.nn.Sequential(pre, model.encoder) if pre is not None else model.encoder
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(encoder, x, str(encoder_path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(encoder, (x,), str(encoder_path), dynamo=False, opset_version=OPSET,
                           input_names=["window"], output_names=["embedding"],
                           dynamic_axes={"window": {0: "batch"}, "embedding": {0: "batch"}})  # fmt: skip
         e = model.encoder(x)
-        torch.onnx.export(model.head, e, str(head_path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(model.head, (e,), str(head_path), dynamo=False, opset_version=OPSET,
                           input_names=["embedding"], output_names=["logits"],
                           dynamic_axes={"embedding": {0: "batch"}, "logits": {0: "batch"}})  # fmt: skip
     for path in (encoder_path, head_path):

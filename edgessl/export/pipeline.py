@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from edgessl.edge_runtime.bundle import ADAPTATION, ENCODER_FP32, ENCODER_INT8, HEAD
-from edgessl.edge_runtime.stream import SegmentParams
+from edgessl.edge_runtime.bundle import ADAPTATION, ENCODER_FP32, ENCODER_INT8, HEAD, SegmentParams
+from edgessl.errors import ModelError
 from edgessl.export.bundle import npz_bytes, write_bundle
 from edgessl.export.quantize import QuantizeConfig, quantize
 from edgessl.export.verify import compare
@@ -20,7 +20,7 @@ INPUT_MOMENTS = ("input_moments_mean", "input_moments_cov", "input_moments_lagco
                  "input_moments_natural")
 
 
-class ExportError(RuntimeError):
+class ExportError(ModelError, RuntimeError):
     """Export refused to write a bundle (quantization incomplete or int8 disagrees with fp32)."""
 
 

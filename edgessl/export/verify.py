@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnxruntime as ort
 
@@ -27,7 +29,7 @@ def compare(fp32_encoder: bytes | str, int8_encoder: bytes | str, head: bytes | 
     lf = run_batches(h, run_batches(session(fp32_encoder), X))
     lq = run_batches(h, run_batches(session(int8_encoder), X))
     pf, pq = lf.argmax(1), lq.argmax(1)
-    out = {
+    out: dict[str, Any] = {
         "windows": int(len(X)),
         "top1_agreement": float((pf == pq).mean()),
         "max_logit_difference": float(np.abs(lf - lq).max()),

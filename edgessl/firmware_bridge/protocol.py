@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import struct
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
+
+from edgessl.errors import DeviceError
 
 VERSION = 1
 HEADER = struct.Struct("<BBHQB")
@@ -58,7 +61,7 @@ class Unit(enum.IntEnum):
 UNIT_NAMES = {Unit.G: "g", Unit.RAD_PER_S: "rad/s", Unit.DEG_PER_S: "deg/s", Unit.OTHER: "other"}
 
 
-class BridgeError(Exception):
+class BridgeError(DeviceError):
     """Base of every firmware-bridge error."""
 
 
@@ -72,6 +75,41 @@ class DeviceLost(BridgeError):
 
 class ProtocolError(BridgeError):
     """The device answered something the protocol does not allow (wrong ack, bad info)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceIdentity:
+    """What must stay the same for two stretches of a stream to be mixed: who the device is and what its
+    samples mean. Text-mode devices have no id, and their rate is compared only when the user gave it."""
+
+    device_id: int | None
+    channels: tuple[str, ...]
+    units: tuple[str, ...]
+    rate_hz: float | None
+
+    @classmethod
+    def from_info(cls, info: DeviceInfo) -> DeviceIdentity:
+        return cls(info.device_id, tuple(info.channels), tuple(info.unit_names), float(info.rate_hz))
+
+    def __str__(self) -> str:
+        who = "text device" if self.device_id is None else f"device 0x{self.device_id:08x}"
+        rate = "?" if self.rate_hz is None else f"{self.rate_hz:g}"
+        return f"{who} with {len(self.channels)} channels {list(self.channels)} in {list(self.units)} at {rate} Hz"
+
+
+class DeviceChanged(BridgeError):
+    """The device behind the port is no longer the one the stream started with (a re-announcement with other
+    channels, units, rate or id; another board after a replug; a text device whose line width changed).
+
+    Raised by :meth:`ImuStream.read` after every sample of the old device was delivered and before any of the
+    new one; the stream has already switched to ``new``. A consumer that cannot use it stops (the CLI maps
+    every :class:`BridgeError` to the device exit code); one that can re-maps its channels and keeps reading:
+    the next read starts with a :class:`Gap` of reason ``"device-changed"``.
+    """
+
+    def __init__(self, port: str, old: DeviceIdentity, new: DeviceIdentity):
+        self.port, self.old, self.new = port, old, new
+        super().__init__(f"{port}: the device changed from {old} to {new}; its samples are not mixed with the old ones")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,8 +242,8 @@ class DeviceInfo:
             raise ValueError("channels, units and counts_per_unit must be non-empty and of equal length")
         if any(len(c.encode()) > 31 for c in self.channels):
             raise ValueError("channel names are at most 31 bytes")
-        if not self.rate_hz > 0 or any(s <= 0 for s in self.counts_per_unit):
-            raise ValueError("rate_hz and counts_per_unit must be positive")
+        if not 0 < self.rate_hz < np.inf or not all(0 < s < np.inf for s in self.counts_per_unit):
+            raise ValueError("rate_hz and counts_per_unit must be positive and finite")
 
     @property
     def unit_names(self) -> list[str]:
@@ -267,6 +305,8 @@ def parse_ack(frame: Frame) -> tuple[int, int, AckStatus]:
 
 @dataclasses.dataclass
 class DecoderStats:
+    """Counts of what a decoder saw. ``bad_lines`` is the total of ``rejected_lines`` (per reason)."""
+
     frames: int = 0
     crc_errors: int = 0
     malformed: int = 0
@@ -274,6 +314,11 @@ class DecoderStats:
     bytes_in: int = 0
     lines: int = 0
     bad_lines: int = 0
+    rejected_lines: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def reject_line(self, reason: str) -> None:
+        self.bad_lines += 1
+        self.rejected_lines[reason] = self.rejected_lines.get(reason, 0) + 1
 
 
 class FrameDecoder:
@@ -316,54 +361,160 @@ class FrameDecoder:
         return out
 
 
-class LineDecoder:
-    """Text mode: lines of numbers separated by ``,`` or TAB; anything else (banners, junk) is skipped.
+MAX_TEXT_VALUE = 1e6  # no IMU reports a million g or rad/s: a larger number is a corrupted line
+TIME_COLUMNS = ("t", "time", "time_s", "time_ms", "timestamp", "timestamp_ms", "timestamp_us", "millis", "micros")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 
-    An optional leading timestamp column is recognised when ``timestamp_column`` is True.
+# rejection reasons of text lines; all but "unparsed" stand for a reading that was lost
+LINE_REASONS = ("unparsed", "garbled", "width", "non-finite", "out-of-range")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextLine:
+    """One decoded text line.
+
+    Attributes:
+        kind: ``"reading"``, ``"header"`` (a CSV header: ``names``) or ``"rejected"`` (``reason``).
+        values: the numbers of a reading (and of a rejected line where they parsed).
+        timestamp: the leading time column of a reading, when the decoder has one.
+        reason: why a line was rejected, one of :data:`LINE_REASONS`. ``"unparsed"`` (banners, logs) is
+            not a lost reading; every other reason is.
+        names: channel names of a header line (without its time column).
     """
 
-    def __init__(self, n_channels: int | None = None, timestamp_column: bool = False, max_line: int = 512):
+    kind: str
+    values: tuple[float, ...] = ()
+    timestamp: float | None = None
+    reason: str = ""
+    names: tuple[str, ...] = ()
+
+    @property
+    def lost_reading(self) -> bool:
+        return self.kind == "rejected" and self.reason != "unparsed"
+
+
+class LineDecoder:
+    """Text mode: lines of numbers separated by ``,`` or TAB (Edge Impulse data-forwarder style).
+
+    The width (values per reading) is fixed by ``n_channels``, else by a CSV header line (two or more
+    names, e.g. ``acc_x,acc_y,acc_z``), else by the first two consecutive readings of equal width, so a
+    numeric boot message cannot fix it. Lines are rejected and counted per reason (:data:`LINE_REASONS`):
+    text that is not a reading, a reading with the wrong width, a non-finite value, or a value beyond
+    ``max_abs``. An optional leading time column is recognised when ``timestamp_column`` is True (or the
+    header starts with one of :data:`TIME_COLUMNS`).
+    """
+
+    def __init__(self, n_channels: int | None = None, timestamp_column: bool = False, max_line: int = 512,
+                 max_abs: float = MAX_TEXT_VALUE):  # fmt: skip
         self._buf = bytearray()
         self.n_channels = n_channels
         self.timestamp_column = timestamp_column
         self.max_line = max_line
+        self.max_abs = max_abs
+        self.header: tuple[str, ...] | None = None
+        self._candidate: TextLine | None = None  # a first reading waiting for a second of its width
         self.stats = DecoderStats()
 
+    def reset_partial(self) -> None:
+        """Forget a partial line (the port was reopened: its rest will never come)."""
+        self._buf.clear()
+
     def feed(self, data: bytes) -> list[tuple[float | None, list[float]]]:
+        """Bytes in, accepted readings out as ``(timestamp or None, values)``."""
+        return [(ln.timestamp, list(ln.values)) for ln in self.decode(data) if ln.kind == "reading"]
+
+    def decode(self, data: bytes) -> list[TextLine]:
+        """Bytes in, every complete line out as a :class:`TextLine`, in order."""
         self.stats.bytes_in += len(data)
         self._buf += data
         *lines, rest = bytes(self._buf).split(b"\n")
         self._buf = bytearray(rest if len(rest) <= self.max_line else b"")
-        out = []
+        out: list[TextLine] = []
         for raw in lines:
-            vals = parse_reading(raw)
-            if vals is None:
-                self.stats.bad_lines += 1
-                continue
-            ts = None
-            if self.timestamp_column:
-                ts, vals = vals[0], vals[1:]
-            if self.n_channels is None:
-                self.n_channels = len(vals)
-            if len(vals) != self.n_channels or not vals:
-                self.stats.bad_lines += 1
-                continue
-            self.stats.lines += 1
-            out.append((ts, vals))
+            out += self._line(raw)
         return out
+
+    def recheck(self, line: TextLine) -> list[TextLine]:
+        """A line rejected for its width, checked again after ``n_channels`` changed (another device)."""
+        if line.kind != "rejected" or line.reason != "width" or len(line.values) != self.n_channels:
+            return [line]
+        self.stats.bad_lines -= 1
+        self.stats.rejected_lines["width"] -= 1
+        return self._check(TextLine("reading", line.values))
+
+    def _reject(self, reason: str, values: Sequence[float] = ()) -> list[TextLine]:
+        self.stats.reject_line(reason)
+        return [TextLine("rejected", tuple(values), reason=reason)]
+
+    def _line(self, raw: bytes) -> list[TextLine]:
+        fields = _split(raw)
+        if fields is None:
+            return self._reject("unparsed")
+        try:
+            vals = [float(v) for v in fields]
+        except ValueError:
+            names = tuple(f.strip().strip('"') for f in fields)
+            if len(names) >= 2 and all(_NAME.match(n) for n in names):
+                return self._on_header(names)
+            if self.n_channels is not None and len(fields) == self.n_channels + self.timestamp_column and \
+                    any(c.isdigit() for c in "".join(fields)):  # fmt: skip
+                return self._reject("garbled")  # a reading with a damaged value
+            return self._reject("unparsed")
+        ts = None
+        if self.timestamp_column and vals:
+            ts, vals = vals[0], vals[1:]
+        if not vals:
+            return self._reject("unparsed")
+        if self.n_channels is None:
+            return self._lock(TextLine("reading", tuple(vals), ts))
+        if len(vals) != self.n_channels:
+            return self._reject("width", vals)
+        return self._check(TextLine("reading", tuple(vals), ts))
+
+    def _check(self, line: TextLine) -> list[TextLine]:
+        v = np.asarray(line.values, np.float64)
+        if not np.all(np.isfinite(v)):
+            return self._reject("non-finite", line.values)
+        if np.any(np.abs(v) > self.max_abs):
+            return self._reject("out-of-range", line.values)
+        self.stats.lines += 1
+        return [line]
+
+    def _lock(self, line: TextLine) -> list[TextLine]:
+        cand, self._candidate = self._candidate, line
+        if cand is None:
+            return []
+        if len(cand.values) != len(line.values):
+            return self._reject("unparsed")  # the earlier one was a lone number (a boot count, a log), not a reading
+        self.n_channels, self._candidate = len(line.values), None
+        return self._check(cand) + self._check(line)
+
+    def _on_header(self, names: tuple[str, ...]) -> list[TextLine]:
+        if names[0].lower() in TIME_COLUMNS:
+            if self.n_channels is None and self.header is None:
+                self.timestamp_column = True
+            names = names[1:]
+        if self.n_channels is None:
+            self.n_channels, self._candidate = len(names), None
+        self.header = names
+        return [TextLine("header", names=names)]
+
+
+def _split(raw: bytes) -> list[str] | None:
+    """The fields of a line (bytes that are not ASCII become U+FFFD: the line is damaged), None if blank."""
+    line = raw.decode("ascii", errors="replace").strip()
+    if not line:
+        return None
+    return line.split("\t" if "\t" in line else ",")
 
 
 def parse_reading(raw: bytes) -> list[float] | None:
-    """One text line -> floats, or None when it is not a reading."""
-    try:
-        line = raw.decode("ascii").strip()
-    except UnicodeDecodeError:
+    """One text line -> finite floats, or None when it is not a reading."""
+    fields = _split(raw)
+    if fields is None:
         return None
-    if not line:
-        return None
-    sep = "\t" if "\t" in line else ","
     try:
-        vals = [float(v) for v in line.split(sep)]
+        vals = [float(v) for v in fields]
     except ValueError:
         return None
     return vals if all(np.isfinite(vals)) else None

@@ -5,6 +5,9 @@ stable symlink, the way a udev rule names a real board). It behaves like the ref
 mode (answers IDENTIFY / START / STOP / SET_RATE / SET_RANGE, streams SAMPLES while started) or like an
 Edge Impulse data-forwarder sketch in CSV mode (streams text lines from power-up), and can inject the
 faults that real serial links show.
+
+The simulator never removes or replaces a file it did not create: an existing ``link`` path is refused, and
+on unplug or stop only its own symlink (still pointing where it set it) is removed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class Faults:
         actual_rate_hz: the rate the device really samples at, when it differs from the nominal one.
         unplug_every: seconds between unplugs (0: never).
         unplug_for: seconds the device stays unplugged.
+        restart_every: seconds between device resets that keep the link up (a watchdog reset behind a USB
+            bridge chip): sequence numbers and the clock start again at 0 and a binary device waits for
+            CMD_START, as docs/protocol.md says (0: never).
     """
 
     drop: float = 0.0
@@ -48,10 +54,11 @@ class Faults:
     actual_rate_hz: float | None = None
     unplug_every: float = 0.0
     unplug_for: float = 1.0
+    restart_every: float = 0.0
 
     @classmethod
     def parse(cls, text: str | None) -> Faults:
-        """``"drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5"``."""
+        """``"drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20"``."""
         if not text:
             return cls()
         kw: dict = {}
@@ -68,8 +75,10 @@ class Faults:
             elif key == "unplug":
                 every, _, dur = val.partition(":")
                 kw["unplug_every"], kw["unplug_for"] = float(every), float(dur or 1.0)
+            elif key == "restart":
+                kw["restart_every"] = float(val)
             else:
-                raise ValueError(f"unknown fault {key!r}; expected drop, corrupt, garbage, banner, drift, rate, unplug")
+                raise ValueError(f"unknown fault {key!r}; expected drop, corrupt, garbage, banner, drift, rate, unplug, restart")
         return cls(**kw)
 
 
@@ -84,7 +93,8 @@ class SimulatedImu:
         faults: what to inject.
         speed: 1.0 is real time; larger plays faster (timestamps stay in device time).
         loop: restart the recording at its end (else stop streaming).
-        link: a path to keep pointing at the current slave (a stable name across replugs).
+        link: a path to keep pointing at the current slave (a stable name across replugs). It must not
+            exist: :meth:`start` raises ValueError rather than replace someone's file.
         per_frame: samples per SAMPLES frame.
         full_scale: ±range of the simulated sensor in its unit; counts_per_unit = 32768 / full_scale.
         seed: for the fault injection.
@@ -110,6 +120,8 @@ class SimulatedImu:
                                  int(round(full_scale)), (self.scale,) * len(self.channels))  # fmt: skip
         self.rng = np.random.default_rng(seed)
         self.link = link
+        self._link_target: str | None = None  # where our symlink points, while it exists
+        self.link_refused = 0  # replugs that found someone else's file at ``link`` (left alone)
         self.master: int | None = None
         self.slave: int | None = None
         self.slave_path: str | None = None
@@ -119,32 +131,52 @@ class SimulatedImu:
         self.sample_index = 0
         self.seq = 0
         self.unplugs = 0
+        self.restarts = 0
         self.sent_samples = 0
 
     # -- pty -------------------------------------------------------------------------------------
-    def _plug(self) -> None:
+    def _plug(self, first: bool = False) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
         self.slave_path = os.ttyname(self.slave)
         if self.link:
-            tmp = f"{self.link}.tmp{os.getpid()}"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            os.symlink(self.slave_path, tmp)
-            os.replace(tmp, self.link)
+            self._make_link(first)
         if self.faults.banner:
             self._write((self.faults.banner + "\r\n").encode(), raw=True)
 
-    def _unplug(self) -> None:
+    def _make_link(self, first: bool) -> None:
+        assert self.link and self.slave_path
+        try:
+            os.symlink(self.slave_path, self.link)  # fails if anything is there: nothing is ever replaced
+        except FileExistsError:
+            if first:
+                self._close_pty()
+                raise ValueError(f"link path {self.link} already exists and was not created by this simulator; "
+                                 "remove it or choose another --link") from None  # fmt: skip
+            self.link_refused += 1  # someone put a file there while we were unplugged: theirs now
+            return
+        self._link_target = self.slave_path
+
+    def _remove_link(self) -> None:
+        """Remove our symlink, only if it is still ours (a symlink pointing where we set it)."""
+        target, self._link_target = self._link_target, None
+        if not self.link or target is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.path.islink(self.link) and os.readlink(self.link) == target:
+                os.unlink(self.link)
+
+    def _close_pty(self) -> None:
         for fd in (self.master, self.slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.master = self.slave = None
-        if self.link:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.link)
+
+    def _unplug(self) -> None:
+        self._close_pty()
+        self._remove_link()
 
     @property
     def path(self) -> str:
@@ -223,8 +255,12 @@ class SimulatedImu:
 
     # -- main loop -------------------------------------------------------------------------------
     def start(self) -> str:
-        """Open the pty and start streaming in a thread; returns the path a host should open."""
-        self._plug()
+        """Open the pty and start streaming in a thread; returns the path a host should open.
+
+        Raises:
+            ValueError: ``link`` already exists.
+        """
+        self._plug(first=True)
         self._thread = threading.Thread(target=self._run, name="simulated-imu", daemon=True)
         self._thread.start()
         return self.path
@@ -234,6 +270,7 @@ class SimulatedImu:
         rate = self.faults.actual_rate_hz or self.rate_hz
         t_start = time.monotonic()
         next_unplug = t_start + self.faults.unplug_every if self.faults.unplug_every > 0 else None
+        next_restart = t_start + self.faults.restart_every if self.faults.restart_every > 0 else None
         emitted_at = 0  # samples emitted since the streaming clock was (re)anchored
         anchor = time.monotonic()
         n_total = self.signal.shape[1]
@@ -252,6 +289,12 @@ class SimulatedImu:
                 dec = P.FrameDecoder()
                 next_unplug = time.monotonic() + self.faults.unplug_every
                 anchor, emitted_at = time.monotonic(), 0
+                continue
+            if next_restart is not None and now >= next_restart:
+                self._restart()
+                dec = P.FrameDecoder()
+                next_restart = now + self.faults.restart_every
+                anchor, emitted_at = now, 0
                 continue
             self._handle(dec)
             if not self.streaming:
@@ -277,6 +320,15 @@ class SimulatedImu:
             self.sent_samples += n
             emitted_at += n
 
+    def _restart(self) -> None:
+        """A reset that keeps the link: counters and clock from 0, a binary device waits for CMD_START."""
+        self.restarts += 1
+        self.seq = 0
+        self.sample_index = 0
+        self.streaming = self.mode == "csv"
+        if self.faults.banner:
+            self._write((self.faults.banner + "\r\n").encode(), raw=True)
+
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -298,8 +350,14 @@ def load_source(source: str, rate_hz: float | None, seed: int = 0) -> tuple[np.n
     if source == "synthetic" or source.startswith("synthetic:"):
         from edgessl.synthetic import SyntheticConfig, make_stream
 
-        opts = source.partition(":")[2]
-        cfg = SyntheticConfig.from_options(dict(kv.split("=", 1) for kv in opts.split(",") if kv)) if opts else SyntheticConfig(seed=seed)
+        opts: dict[str, str] = {}
+        for kv in filter(None, source.partition(":")[2].split(",")):
+            key, sep, val = kv.partition("=")
+            if not sep:
+                raise ValueError(f"synthetic option {kv!r} in {source!r} must be key=value")
+            opts[key] = val
+        opts.setdefault("seed", str(seed))  # a seed in the spec wins over the argument
+        cfg = SyntheticConfig.from_options(opts)
         st = make_stream(cfg, n_gestures=60)
         return st.signal, float(st.rate_hz or 100.0), st.channel_names, st.channel_units
     ds = load(source)
@@ -314,7 +372,7 @@ def load_source(source: str, rate_hz: float | None, seed: int = 0) -> tuple[np.n
 
 
 def _cmd_simulate(args) -> int:
-    sig, rate, channels, units = load_source(args.source, args.rate)
+    sig, rate, channels, units = load_source(args.source, args.rate, seed=args.seed)
     link = args.link or str(Path(tempfile.gettempdir()) / f"edgessl-imu-{os.getpid()}")
     sim = SimulatedImu(sig, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
                        speed=args.speed, link=link, seed=args.seed)  # fmt: skip
@@ -354,11 +412,13 @@ def register(sub) -> None:
     p.add_argument("--source", default="synthetic", help="synthetic, or a dataset spec (npz:uwave_raw.npz ...)")
     p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's)")
     p.add_argument("--mode", choices=["binary", "csv"], default="binary")
-    p.add_argument("--faults", default=None, help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5")
+    p.add_argument("--faults", default=None,
+                   help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (1 = real time)")
-    p.add_argument("--link", default=None, help="stable path to keep pointing at the device (default: a temp path)")
+    p.add_argument("--link", default=None,
+                   help="stable path to keep pointing at the device; must not exist (default: a temp path)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic signal and of the faults")
     p.set_defaults(func=_cmd_simulate)
     p = sub.add_parser("devices", help="list serial ports with their USB ids")
     p.add_argument("--json", action="store_true")

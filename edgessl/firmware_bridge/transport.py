@@ -5,24 +5,35 @@ Ports are opened with ``serial.serial_for_url``, so ``loop://``, a pseudo-termin
 the host-built firmware) and real USB serial devices all work the same way. When the device goes away the
 reader thread keeps trying to reopen it — by its path, or by VID/PID/serial number when a ``PortMatch`` is
 given and the system lists them — and the handler reports the outage as a :class:`Gap` with its length.
+
+What reaches the consumer is checked: samples that are non-finite or beyond the device's full scale, frames
+and lines of the wrong width, frames before the device said who it is, all are removed, counted per reason
+(:meth:`ImuStream.counters`) and replaced by a :class:`Gap`, so a window never spans them. Stream times are
+strictly increasing: a device clock that restarts or jumps starts a new timeline that continues after the
+old one (a gap with ``timeline_reset``). A device that comes back as another device raises
+:class:`~edgessl.firmware_bridge.protocol.DeviceChanged` instead of mixing the two.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import serial
 import serial.tools.list_ports
 
 from edgessl.firmware_bridge import protocol as P
-from edgessl.firmware_bridge.protocol import BridgeError, DeviceLost, ProtocolError
+from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceIdentity, DeviceLost, ProtocolError
 
-__all__ = ["Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport", "list_devices"]
+__all__ = ["GAP_REASONS", "STATES", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport", "list_devices"]
+
+STATES = ("waiting", "streaming", "reconnecting", "lost", "closed")
+StateHook = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +66,42 @@ class SerialTransport:
 
     Queue items: ``("data", bytes, t_host)``, ``("down", None, t_host)`` when the port failed,
     ``("up", None, t_host)`` when it was reopened, ``("lost", message, t_host)`` when reconnection gave up.
+
+    Args:
+        url: anything ``serial_for_url`` opens.
+        reconnect_timeout: seconds to keep reopening a port that went away; None keeps trying until closed.
+        wait_for_port: seconds :meth:`open` waits for a port that does not exist yet; 0 fails at once,
+            None waits until it appears (or :meth:`close` is called from another thread).
+        on_state: called with each new :attr:`state`: from the thread that calls :meth:`open` while
+            waiting, from the reader thread afterwards. Keep it short (it runs on the I/O path).
+
+    Attributes:
+        state: one of :data:`STATES`: ``"waiting"`` (open() waits for the port), ``"streaming"`` (the port
+            is open), ``"reconnecting"`` (it went away; being reopened), ``"lost"`` (gave up), ``"closed"``.
+        overflow_bytes: bytes dropped because the consumer stopped reading and the queue filled up.
     """
 
     def __init__(self, url: str, baudrate: int = 115200, *, match: PortMatch | None = None,
-                 reconnect_timeout: float = 10.0, read_size: int = 4096):  # fmt: skip
+                 reconnect_timeout: float | None = 10.0, wait_for_port: float | None = 0.0, read_size: int = 4096,
+                 on_state: StateHook | None = None):  # fmt: skip
         self.url, self.baudrate, self.match = url, baudrate, match
         self.reconnect_timeout = reconnect_timeout
+        self.wait_for_port = wait_for_port
         self.read_size = read_size
+        self.on_state = on_state
+        self.state = "closed"
+        self.overflow_bytes = 0
         self.queue: queue.Queue = queue.Queue(maxsize=10000)
         self._ser: serial.SerialBase | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
 
     def _resolve(self) -> str:
         if self.match is None:
@@ -80,19 +115,52 @@ class SerialTransport:
         return serial.serial_for_url(self._resolve(), baudrate=self.baudrate, timeout=0.05, write_timeout=1.0)
 
     def open(self) -> SerialTransport:
-        try:
-            self._ser = self._open()
-        except (serial.SerialException, OSError, ValueError) as e:
-            raise DeviceLost(f"cannot open {self.url}: {e}") from e
+        """Open the port (waiting for it as ``wait_for_port`` says) and start the reader thread.
+
+        Raises:
+            DeviceLost: the port could not be opened in time (the message names it and why).
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError(f"{self.url} is already open")  # two readers would steal each other's bytes
+        self._stop.clear()
+        deadline = None if self.wait_for_port is None else time.monotonic() + self.wait_for_port
+        while True:
+            try:
+                ser = self._open()
+                break
+            except ValueError as e:  # a malformed URL never starts to work: no point in waiting
+                self._set_state("closed")
+                raise DeviceLost(f"cannot open {self.url}: {e}") from e
+            except (serial.SerialException, OSError) as e:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._set_state("closed")
+                    waited = f" (waited {self.wait_for_port:g} s)" if self.wait_for_port else ""
+                    raise DeviceLost(f"cannot open {self.url}{waited}: {e}") from e
+                self._set_state("waiting")
+                if self._stop.wait(0.1):
+                    self._set_state("closed")
+                    raise DeviceLost(f"cannot open {self.url}: closed while waiting for it") from e
+        with self._lock:
+            self._ser = ser
+        self._set_state("streaming")
         self._thread = threading.Thread(target=self._run, name=f"serial-reader {self.url}", daemon=True)
         self._thread.start()
         return self
 
-    def _put(self, item) -> None:
-        try:
-            self.queue.put(item, timeout=0.5)
-        except queue.Full:
-            pass  # the consumer stalled; dropping is what a UART FIFO would do, and the gap shows downstream
+    def _put(self, item: tuple) -> None:
+        if item[0] == "data":
+            try:
+                self.queue.put(item, timeout=0.5)
+            except queue.Full:
+                # the consumer stalled; dropping is what a UART FIFO would do. Counted, and the gap shows downstream
+                self.overflow_bytes += len(item[1])
+            return
+        while not self._stop.is_set():  # a state change must reach the consumer, however late
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -107,24 +175,29 @@ class SerialTransport:
                 # TypeError/AttributeError: pyserial internals when the fd vanished under a read
                 with self._lock:
                     self._close_port()
+                if self._stop.is_set():
+                    return
+                self._set_state("reconnecting")
                 self._put(("down", None, time.monotonic()))
                 continue
             if data:
                 self._put(("data", data, time.monotonic()))
 
     def _reconnect(self) -> bool:
-        deadline = time.monotonic() + self.reconnect_timeout
+        deadline = None if self.reconnect_timeout is None else time.monotonic() + self.reconnect_timeout
         while not self._stop.is_set():
             try:
                 ser = self._open()
             except (serial.SerialException, OSError, ValueError):
-                if time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() > deadline:
+                    self._set_state("lost")
                     self._put(("lost", f"{self.url} did not come back within {self.reconnect_timeout:g} s", time.monotonic()))
                     return False
                 self._stop.wait(0.05)
                 continue
             with self._lock:
                 self._ser = ser
+            self._set_state("streaming")
             self._put(("up", None, time.monotonic()))
             return True
         return False
@@ -154,6 +227,7 @@ class SerialTransport:
             self._thread.join(timeout)
         with self._lock:
             self._close_port()
+        self._set_state("closed")
 
     def __enter__(self) -> SerialTransport:
         return self.open()
@@ -167,9 +241,10 @@ class SampleBlock:
     """Consecutive samples from the device.
 
     Attributes:
-        values: float32 ``[n, C]`` in physical units (g, rad/s).
-        t_device: float64 ``[n]`` device time of each sample in seconds (unwrapped, from the frame header;
-            in text mode, sample index / rate).
+        values: float32 ``[n, C]`` in physical units (g, rad/s); always finite and within the full scale.
+        t_device: float64 ``[n]`` stream time of each sample in seconds: the device clock (unwrapped, from the
+            frame header; in text mode, accumulated sample periods), shifted at each timeline reset so that it
+            is strictly increasing over the whole stream.
         t_host: host monotonic time when the block arrived.
         seq: frame sequence number (binary mode) or -1.
     """
@@ -180,15 +255,35 @@ class SampleBlock:
     seq: int = -1
 
 
+# why samples are missing between two blocks
+GAP_REASONS = {
+    "sequence": "frames were lost on the link",
+    "timestamp": "the device skipped samples",
+    "disconnect": "the port went away and came back",
+    "rejected": "samples arrived but were removed (non-finite, out of range, wrong width, garbled)",
+    "clock-restart": "the device clock went backwards (a reset); a new timeline starts",
+    "time-jump": "the device clock jumped ahead of the host's; a new timeline starts",
+    "device-changed": "another device (or channel set) took over the port; a new timeline starts",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Gap:
-    """Samples that never arrived: between ``t_start`` and ``t_end`` (device seconds, or host seconds for
-    a disconnect of a device whose clock restarted), about ``missing`` samples."""
+    """Samples that never reached the consumer, between stream times ``t_start`` and ``t_end``: about
+    ``missing`` of them (estimated from host time when the device clock cannot tell).
+
+    Attributes:
+        reason: one of :data:`GAP_REASONS`.
+        timeline_reset: the device clock was restarted, jumped or belongs to another device: device times
+            before and after are unrelated (the stream times stay increasing). A consumer resets anything
+            keyed to time (smoothing, event suppression).
+    """
 
     t_start: float
     t_end: float
     missing: int
-    reason: str  # "sequence", "timestamp", "disconnect"
+    reason: str
+    timeline_reset: bool = False
 
     @property
     def seconds(self) -> float:
@@ -203,52 +298,137 @@ class ImuStream:
         mode: ``"binary"``, ``"text"`` or ``"auto"`` (detect from the first bytes, sending IDENTIFY to
             provoke a binary device).
         rate_hz: the sample rate of a text-mode device (estimated from arrival times when None).
-        channels: channel names of a text-mode device (default ``ch0..``).
+        channels: channel names of a text-mode device (default: its CSV header if it prints one, else ``ch0..``).
         units: units of a text-mode device's values.
-        handshake_timeout: seconds to wait for DEVICE_INFO and acknowledgements.
+        handshake_timeout: seconds to wait for DEVICE_INFO and acknowledgements (text mode: for the first
+            readings, which fix the width).
+        reconnect_timeout: seconds to wait for an unplugged device to come back; None waits forever.
+        wait_for_port: seconds :meth:`open` waits for a port that does not exist yet; 0 fails at once,
+            None waits forever.
+        on_state: status hook, called with each new :attr:`state` (see :class:`SerialTransport`).
+        max_abs: text mode: values beyond this magnitude are rejected (binary: the announced full scale).
+        max_time_jump: seconds the device clock may run ahead of the host clock across a gap before it
+            counts as a jump (a new timeline) rather than lost samples. A simulator playing at ``speed`` > 1
+            runs ahead by ``outage × (speed − 1)``.
+        stall_timeout: seconds without a SAMPLES frame while the port is open before a binary device is
+            asked again to identify and start (a watchdog reset that kept the USB link up). None: three
+            frame periods, at least 1 s.
+        max_bad_frames: consecutive SAMPLES frames whose width disagrees with DEVICE_INFO before the device
+            is asked to identify again; after twice as many, :class:`ProtocolError`.
+        relock_lines: text mode: consecutive readings of another width that mean another device
+            (:class:`DeviceChanged`).
+
+    Counters (cumulative; :meth:`counters` gives a JSON-ready snapshot):
+        delivered_samples: samples handed to the consumer.
+        dropped_samples: samples that never arrived (the gaps' ``missing``, without ``"rejected"`` ones).
+        rejected_samples: per reason, samples that arrived and were removed: ``"non-finite"``,
+            ``"out-of-range"``, ``"width"``, ``"garbled"`` (text), ``"overlap"`` (device time already
+            delivered), ``"no-info"`` (before DEVICE_INFO).
+        rejected_frames: per reason, binary frames: ``"width"``, ``"no-info"``, ``"bad-info"`` (plus the
+            decoder's ``"crc"``, ``"malformed"``, ``"oversized"`` in :meth:`counters`).
+        gap_counts: gaps per reason.
+        reannouncements, device_changes, stalls, handshake_failures: as named.
     """
 
     def __init__(self, url: str, mode: str = "auto", *, rate_hz: float | None = None, channels: list[str] | None = None,
                  units: list[str] | None = None, baudrate: int = 115200, match: PortMatch | None = None,
-                 handshake_timeout: float = 2.0, reconnect_timeout: float = 10.0):  # fmt: skip
+                 handshake_timeout: float = 2.0, reconnect_timeout: float | None = 10.0,
+                 wait_for_port: float | None = 0.0, on_state: StateHook | None = None,
+                 max_abs: float = P.MAX_TEXT_VALUE, max_time_jump: float = 10.0, stall_timeout: float | None = None,
+                 max_bad_frames: int = 20, relock_lines: int = 10):  # fmt: skip
         if mode not in ("auto", "binary", "text"):
             raise ValueError(f"mode must be auto, binary or text; got {mode!r}")
-        self.transport = SerialTransport(url, baudrate, match=match, reconnect_timeout=reconnect_timeout)
+        self.transport = SerialTransport(url, baudrate, match=match, reconnect_timeout=reconnect_timeout,
+                                         wait_for_port=wait_for_port, on_state=on_state)  # fmt: skip
         self.mode = mode
         self.rate_hz = rate_hz
         self.channels = channels
         self.units = units
         self.handshake_timeout = handshake_timeout
+        self.max_time_jump = max_time_jump
+        self.stall_timeout = stall_timeout
+        self.max_bad_frames = max_bad_frames
+        self.relock_lines = relock_lines
         self.info: P.DeviceInfo | None = None
         self.frames = P.FrameDecoder()
-        self.lines = P.LineDecoder()
-        self._pending: list[P.Frame] = []
-        self._pending_lines: list = []
+        self.lines = P.LineDecoder(max_abs=max_abs)
+        # decoded items not yet handed out, in arrival order: ("frame", Frame, t) ("lines", [TextLine], t)
+        # ("down" | "up", None, t) ("lost", message, t)
+        self._pending: collections.deque[tuple] = collections.deque()
         self._backlog: list[bytes] = []
+        self._fatal: BridgeError | None = None  # raised by the next read(), after what came before it
+        self._announced: DeviceIdentity | None = None
+        self._expect_change = False
+        self._reset_reason: str | None = None  # the next samples start a new timeline, for this reason
+        self._bounds: np.ndarray | None = None
         self._cmd_seq = 0
         self._last_seq: int | None = None
-        self._next_t: float | None = None  # expected device time of the next sample
+        self._next_t: float | None = None  # expected stream time of the next sample
+        self._offset = 0.0  # stream time - device time in the current timeline
+        self._last_host = 0.0  # host time of the last samples
+        self._last_frame_host = 0.0  # ... of the last SAMPLES frame, accepted or not
+        self._last_handshake = 0.0
+        self._frame_period = 0.1
         self._down_since: float | None = None
+        self._rejected_pending = False
+        self._width_run = 0
+        self._line_width_run: tuple[int, int] = (0, 0)  # (width, consecutive lines of it)
+        self._text_t = 0.0
         self._text_count = 0
         self._text_times: list[tuple[float, int]] = []
+        self._held_rows: list[tuple[float, ...] | None] = []
+        self._held_reasons: list[str] = []
+        self.rate_wait = 5.0  # text mode without rate_hz: longest hold of the first readings for the estimate
+        self.delivered_samples = 0
         self.dropped_samples = 0
+        self.rejected_samples: collections.Counter[str] = collections.Counter()
+        self.rejected_frames: collections.Counter[str] = collections.Counter()
+        self.gap_counts: collections.Counter[str] = collections.Counter()
+        self.reannouncements = 0
+        self.device_changes = 0
+        self.stalls = 0
+        self.handshake_failures = 0
         self.gaps: list[Gap] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> ImuStream:
+        """Open the port, identify the device (binary) or read until the line width is known (text).
+
+        Raises:
+            DeviceLost: the port cannot be opened (after ``wait_for_port``).
+            ProtocolError: a binary device does not answer, or a text device sends no readings.
+        """
         self.transport.open()
-        if self.mode in ("auto", "binary"):
-            try:
-                self._handshake()
-                self.mode = "binary"
-            except ProtocolError:
-                if self.mode == "binary":
-                    self.close()
-                    raise
-                self.mode = "text"
-                self._pending_lines = self.lines.feed(b"".join(self._backlog))
-        self._backlog.clear()
+        try:
+            if self.mode in ("auto", "binary"):
+                try:
+                    self._handshake()
+                    self.mode = "binary"
+                except ProtocolError:
+                    if self.mode == "binary":
+                        raise
+                    self.mode = "text"
+                    self._pending.append(("lines", self.lines.decode(b"".join(self._backlog)), time.monotonic()))
+            self._backlog.clear()
+            if self.mode == "text":
+                self._await_text()
+        except BaseException:
+            self.transport.close()
+            raise
+        self._announced = self.identity
+        self._last_frame_host = self._last_handshake = time.monotonic()
         return self
+
+    def _await_text(self) -> None:
+        deadline = time.monotonic() + self.handshake_timeout
+        while self.lines.n_channels is None:
+            if time.monotonic() > deadline:
+                raise ProtocolError(f"{self.transport.url}: no text readings within {self.handshake_timeout:g} s "
+                                    "(expected lines of numbers like 0.01,-0.98,0.11)")  # fmt: skip
+            self._ingest(self._drain(0.05))
+        if self.channels is not None and len(self.channels) != self.lines.n_channels:
+            raise ProtocolError(f"{self.transport.url}: the device sends {self.lines.n_channels} values per line "
+                                f"but {len(self.channels)} channel names were given")  # fmt: skip
 
     def close(self) -> None:
         if self.mode == "binary":
@@ -264,6 +444,11 @@ class ImuStream:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def state(self) -> str:
+        """``"waiting"``, ``"streaming"``, ``"reconnecting"``, ``"lost"`` or ``"closed"`` (see :data:`STATES`)."""
+        return self.transport.state
+
     # -- binary commands -----------------------------------------------------------------------------
     def _send(self, mtype: P.MsgType, arg: bytes = b"") -> P.Frame:
         f = P.make_command(mtype, self._cmd_seq, arg)
@@ -275,22 +460,37 @@ class ImuStream:
         """Send one command and wait for its acknowledgement (frames that arrive meanwhile are kept)."""
         sent = self._send(mtype, arg)
         deadline = time.monotonic() + self.handshake_timeout
+        status: P.AckStatus | None = None
         while time.monotonic() < deadline:
-            frames = self._read_frames(0.05)
-            if self.mode == "auto" and not frames and P.detect_mode(b"".join(self._backlog)) == "text":
+            got_frames = False
+            for kind, data, t in self._drain(0.05):
+                if kind != "data":
+                    self._pending.append((kind, data, t))
+                    continue
+                if self.mode == "auto":
+                    self._backlog.append(data)  # replayed into the text decoder if this is not a binary device
+                for f in self.frames.feed(data):
+                    got_frames = True
+                    if f.type == P.MsgType.ACK:
+                        try:
+                            a_type, a_seq, a_status = P.parse_ack(f)
+                        except (ProtocolError, ValueError):
+                            self.rejected_frames["bad-ack"] += 1
+                            continue
+                        if a_type == sent.type and a_seq == sent.seq:
+                            status = a_status
+                    elif f.type == P.MsgType.DEVICE_INFO:
+                        self._on_info(f.payload)
+                    else:
+                        self._pending.append(("frame", f, t))
+            if status is not None:
+                return status
+            if self.mode == "auto" and not got_frames and P.detect_mode(b"".join(self._backlog)) == "text":
                 raise ProtocolError("the device streams text lines")
-            for f in frames:
-                if f.type == P.MsgType.ACK:
-                    t, s, status = P.parse_ack(f)
-                    if t == sent.type and s == sent.seq:
-                        return status
-                elif f.type == P.MsgType.DEVICE_INFO:
-                    self.info = P.DeviceInfo.from_payload(f.payload)
-                else:
-                    self._pending.append(f)
         raise ProtocolError(f"no acknowledgement of {mtype.name} within {self.handshake_timeout:g} s")
 
     def _handshake(self) -> None:
+        self._last_handshake = time.monotonic()
         status = self.command(P.MsgType.CMD_IDENTIFY)
         if status != P.AckStatus.OK or self.info is None:
             raise ProtocolError(f"IDENTIFY answered {status.name} without DEVICE_INFO")
@@ -298,22 +498,59 @@ class ImuStream:
         if status != P.AckStatus.OK:
             raise ProtocolError(f"START answered {status.name}")
 
+    def _try_handshake(self) -> None:
+        try:
+            self._handshake()
+        except BridgeError:
+            self.handshake_failures += 1  # tried again at the next stall
+
     def set_rate(self, hz: float) -> None:
         status = self.command(P.MsgType.CMD_SET_RATE, P.set_rate_arg(hz))
         if status != P.AckStatus.OK:
             raise ProtocolError(f"device refused rate {hz:g} Hz ({status.name})")
-        self.command(P.MsgType.CMD_IDENTIFY)
+        self._expect_change = True  # the new DEVICE_INFO names the new rate: asked for, not another device
+        try:
+            self.command(P.MsgType.CMD_IDENTIFY)
+        finally:
+            self._expect_change = False
+        self._announced = self.identity
+
+    # -- identity ------------------------------------------------------------------------------------
+    @property
+    def identity(self) -> DeviceIdentity | None:
+        """Who is streaming (None while unknown); a change of it is never mixed into one stream."""
+        if self.info is not None:
+            return DeviceIdentity.from_info(self.info)
+        if self.mode == "text" and self.lines.n_channels:
+            return DeviceIdentity(None, tuple(self.channel_names), tuple(self.unit_names), self.rate_hz)
+        return None
+
+    def _on_info(self, payload: bytes) -> None:
+        try:
+            new = P.DeviceInfo.from_payload(payload)
+        except ProtocolError:
+            self.rejected_frames["bad-info"] += 1
+            return
+        old, self.info = self.info, new
+        counts = np.asarray(new.counts_per_unit, np.float64)
+        # ``range`` is specified in g (CMD_SET_RANGE): it bounds the g channels; one count of rounding allowed
+        g = np.array([u == P.Unit.G for u in new.units]) & (new.range > 0)
+        self._bounds = np.where(g, new.range + 1.0 / counts, np.inf)
+        if old is None:
+            return
+        self.reannouncements += 1
+        before, now = DeviceIdentity.from_info(old), DeviceIdentity.from_info(new)
+        if self._expect_change or before == now:
+            return
+        self._switch(self._announced or before, now)
+
+    def _switch(self, old: DeviceIdentity, new: DeviceIdentity) -> None:
+        self.device_changes += 1
+        self._announced = new
+        self._fatal = DeviceChanged(self.transport.url, old, new)
+        self._reset_reason = "device-changed"
 
     # -- reading -------------------------------------------------------------------------------------
-    def _read_frames(self, timeout: float) -> list[P.Frame]:
-        out: list[P.Frame] = []
-        for kind, data, _t in self._drain(timeout):
-            if kind == "data":
-                out += self.frames.feed(data)
-                if self.mode == "auto":
-                    self._backlog.append(data)  # replayed into the text decoder if this is not a binary device
-        return out
-
     def _drain(self, timeout: float) -> list[tuple]:
         items = []
         try:
@@ -324,11 +561,24 @@ class ImuStream:
             pass
         return items
 
+    def _ingest(self, items: list[tuple]) -> None:
+        for kind, data, t in items:
+            if kind != "data":
+                self._pending.append((kind, data, t))
+            elif self.mode == "binary":
+                self._pending.extend(("frame", f, t) for f in self.frames.feed(data))
+            else:
+                self._pending.append(("lines", self.lines.decode(data), t))
+
     @property
     def channel_names(self) -> list[str]:
         if self.info is not None:
             return list(self.info.channels)
-        return self.channels or [f"ch{i}" for i in range(self.lines.n_channels or 0)]
+        if self.channels:
+            return list(self.channels)
+        if self.lines.header is not None and len(self.lines.header) == self.lines.n_channels:
+            return list(self.lines.header)
+        return [f"ch{i}" for i in range(self.lines.n_channels or 0)]
 
     @property
     def unit_names(self) -> list[str]:
@@ -348,28 +598,45 @@ class ImuStream:
             return (ts[-1][1] - ts[0][1]) / (ts[-1][0] - ts[0][0])
         return None
 
+    @property
+    def lost_samples(self) -> int:
+        """Every sample the consumer did not get: dropped on the way plus rejected on arrival."""
+        return self.dropped_samples + sum(self.rejected_samples.values())
+
+    def counters(self) -> dict:
+        """A JSON-ready snapshot of the state and every counter (for a status line or a ``--json`` record)."""
+        fs = self.frames.stats
+        frames = dict(self.rejected_frames)
+        for key, n in (("crc", fs.crc_errors), ("malformed", fs.malformed), ("oversized", fs.oversized)):
+            if n:
+                frames[key] = n
+        return {"state": self.state, "delivered_samples": self.delivered_samples,
+                "dropped_samples": self.dropped_samples, "rejected_samples": dict(self.rejected_samples),
+                "rejected_frames": frames, "rejected_lines": dict(self.lines.stats.rejected_lines),
+                "gaps": dict(self.gap_counts), "reannouncements": self.reannouncements,
+                "device_changes": self.device_changes, "stalls": self.stalls,
+                "handshake_failures": self.handshake_failures, "overflow_bytes": self.transport.overflow_bytes}  # fmt: skip
+
     def read(self, timeout: float = 0.1) -> list[SampleBlock | Gap]:
-        """Everything that arrived within ``timeout`` seconds: sample blocks and gaps, in order."""
+        """Everything that arrived within ``timeout`` seconds: sample blocks and gaps, in order.
+
+        Raises:
+            DeviceChanged: another device took over the port (after the old one's samples were returned);
+                reading on continues with the new one.
+            DeviceLost: the device did not come back within ``reconnect_timeout``.
+            ProtocolError: a binary device keeps sending samples that disagree with its DEVICE_INFO.
+        """
+        self._raise_fatal()
         events: list[SampleBlock | Gap] = []
-        for f in self._pending:
-            events += self._on_frame(f, time.monotonic())
-        self._pending.clear()
-        if self._pending_lines:
-            events += self._on_lines(self._pending_lines, time.monotonic())
-            self._pending_lines = []
-        for kind, data, t in self._drain(timeout):
-            if kind == "data":
-                if self.mode == "binary":
-                    for f in self.frames.feed(data):
-                        events += self._on_frame(f, t)
-                else:
-                    events += self._on_lines(self.lines.feed(data), t)
-            elif kind == "down":
-                self._down_since = t
-            elif kind == "up":
-                events += self._on_reconnect(t)
-            elif kind == "lost":
-                raise DeviceLost(data)
+        self._process(events)
+        if self._fatal is None:
+            self._ingest(self._drain(0.0 if events else timeout))
+            self._process(events)
+        if self._fatal is None:
+            self._check_stall()
+            self._process(events)
+        if not events:
+            self._raise_fatal()
         return events
 
     def blocks(self, duration: float | None = None, timeout: float = 0.1) -> Iterator[SampleBlock | Gap]:
@@ -377,58 +644,238 @@ class ImuStream:
         while end is None or time.monotonic() < end:
             yield from self.read(timeout)
 
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            exc, self._fatal = self._fatal, None
+            raise exc
+
+    def _process(self, events: list[SampleBlock | Gap]) -> None:
+        while self._pending and self._fatal is None:
+            kind, data, t = self._pending.popleft()
+            if kind == "frame":
+                events += self._on_frame(data, t)
+            elif kind == "lines":
+                events += self._on_lines(data, t)
+            elif kind == "down":
+                if self._down_since is None:
+                    self._down_since = t
+            elif kind == "up":
+                events += self._on_reconnect(t)
+            elif kind == "lost":
+                self._fatal = DeviceLost(data)
+
+    def _check_stall(self) -> None:
+        if self.mode != "binary" or self.transport.state != "streaming":
+            return
+        limit = self.stall_timeout if self.stall_timeout is not None else max(1.0, 3 * self._frame_period)
+        now = time.monotonic()
+        if now - max(self._last_frame_host, self._last_handshake) > limit:
+            self.stalls += 1
+            self._try_handshake()
+
     def _on_reconnect(self, t: float) -> list[SampleBlock | Gap]:
         if self.mode == "binary":
-            # the device may have restarted: ask again who it is and to stream
-            try:
-                self._handshake()
-            except BridgeError:
-                pass
-        return []
+            # the device may have restarted, or be another one: ask again who it is and to stream
+            self._try_handshake()
+            return []
+        self.lines.reset_partial()
+        down = self._down_since if self._down_since is not None else t
+        self._down_since = None
+        rate = self.sample_rate or 1.0
+        missing = int(round((t - down) * rate))
+        gap = Gap(self._text_t, self._text_t + missing / rate, missing, "disconnect")
+        self._text_t = gap.t_end
+        return [self._gap(gap)]
+
+    def _gap(self, gap: Gap) -> Gap:
+        self.gaps.append(gap)
+        self.gap_counts[gap.reason] += 1
+        if gap.reason != "rejected":
+            self.dropped_samples += gap.missing
+        return gap
+
+    def _deliver(self, values: np.ndarray, t: np.ndarray, t_host: float, seq: int, rate: float,
+                 reasons: np.ndarray) -> list[SampleBlock | Gap]:  # fmt: skip
+        """Blocks of the acceptable rows of ``values [n, C]`` and a ``"rejected"`` gap for each run of the
+        others; ``reasons [n]`` is "" for rows not rejected yet."""
+        reasons = reasons.astype(object)
+        ok = reasons == ""
+        finite = np.isfinite(values).all(axis=1)
+        reasons[ok & ~finite] = "non-finite"
+        if self._bounds is not None and self.mode == "binary":
+            inside = (np.abs(np.where(np.isfinite(values), values, 0)) <= self._bounds).all(axis=1)
+            reasons[(reasons == "") & ~inside] = "out-of-range"
+        ok = reasons == ""
+        n = len(values)
+        self._next_t = float(t[-1]) + 1.0 / rate
+        self._last_host = t_host
+        if ok.all():
+            self.delivered_samples += n
+            return [SampleBlock(values.astype(np.float32), t, t_host, seq)]
+        events: list[SampleBlock | Gap] = []
+        edges = np.flatnonzero(np.diff(ok.astype(np.int8))) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, n], strict=True):
+            if ok[a]:
+                self.delivered_samples += int(b - a)
+                events.append(SampleBlock(values[a:b].astype(np.float32), t[a:b], t_host, seq))
+            else:
+                for r in reasons[a:b]:
+                    self.rejected_samples[r] += 1
+                t_end = float(t[b]) if b < n else self._next_t
+                events.append(self._gap(Gap(float(t[a]), t_end, int(b - a), "rejected")))
+        return events
 
     def _on_frame(self, f: P.Frame, t_host: float) -> list[SampleBlock | Gap]:
         if f.type == P.MsgType.DEVICE_INFO:
-            self.info = P.DeviceInfo.from_payload(f.payload)
+            self._on_info(f.payload)
             return []
-        if f.type != P.MsgType.SAMPLES or self.info is None:
+        if f.type != P.MsgType.SAMPLES:
+            return []
+        self._last_frame_host = t_host
+        if self.info is None:
+            self.rejected_frames["no-info"] += 1
+            self.rejected_samples["no-info"] += f.count
+            self._rejected_pending = True
             return []
         counts = P.parse_samples(f)
         if counts.shape[1] != len(self.info.channels):
-            return []  # a frame that disagrees with DEVICE_INFO cannot be interpreted
+            return self._on_bad_width(f)
+        self._width_run = 0
         rate = float(self.info.rate_hz)
-        t0 = f.timestamp_us * 1e-6
+        n = counts.shape[0]
+        self._frame_period = n / rate
+        t0 = f.timestamp_us * 1e-6 + self._offset
         events: list[SampleBlock | Gap] = []
         if self._next_t is not None:
-            missing = int(round((t0 - self._next_t) * rate))
-            seq_missing = (f.seq - self._last_seq - 1) & 0xFFFF if self._last_seq is not None else 0
-            if missing > 0:
-                reason = "disconnect" if self._down_since is not None else ("sequence" if seq_missing else "timestamp")
-                gap = Gap(self._next_t, t0, missing, reason)
-                events.append(gap)
-                self.gaps.append(gap)
-                self.dropped_samples += missing
-            elif missing < -counts.shape[0]:
-                # the device clock went backwards: it restarted. Start a new timeline; report the outage in host time.
-                if self._down_since is not None:
-                    gap = Gap(self._down_since, t_host, int(round((t_host - self._down_since) * rate)), "disconnect")
-                    events.append(gap)
-                    self.gaps.append(gap)
+            reason, missing, reset = None, 0, False
+            dt = t0 - self._next_t
+            step = int(round(dt * rate))
+            host_dt = t_host - self._last_host
+            if self._reset_reason is not None:
+                reason, reset = self._reset_reason, True
+            elif step < -n or (step < 0 and self._down_since is not None):
+                # back by more than a frame, or back at all across a reconnect (nothing is resent across one)
+                reason, reset = "clock-restart", True
+            elif step > 0 and dt - host_dt > self.max_time_jump:
+                reason, reset = "time-jump", True
+            if reset:
+                # a new timeline: continue after the old one, with the outage the host clock measured
+                missing = max(0, int(round(host_dt * rate)) - n)
+                new_t0 = self._next_t + missing / rate
+                self._offset += new_t0 - t0
+                t0 = new_t0
+                if self._down_since is not None and reason == "clock-restart":
+                    reason = "disconnect"
+            elif step > 0:
+                missing = step
+                seq_missing = (f.seq - self._last_seq - 1) & 0xFFFF if self._last_seq is not None else 0
+                reason = ("disconnect" if self._down_since is not None else "rejected" if self._rejected_pending
+                          else "sequence" if seq_missing else "timestamp")  # fmt: skip
+            elif step < 0:
+                # the frame repeats device time already delivered (a retransmission): only its new part counts
+                k = min(n, -step)
+                self.rejected_samples["overlap"] += k
+                counts, t0, n = counts[k:], t0 + k / rate, n - k
+                if n == 0:
+                    self._last_host = t_host
+                    return []
+            if reason is not None:
+                events.append(self._gap(Gap(self._next_t, t0, missing, reason, reset)))
+        self._reset_reason = None
         self._down_since = None
+        self._rejected_pending = False
         self._last_seq = f.seq
-        n = counts.shape[0]
-        self._next_t = t0 + n / rate
-        scale = np.asarray(self.info.counts_per_unit, np.float32)
-        events.append(SampleBlock((counts / scale).astype(np.float32), t0 + np.arange(n) / rate, t_host, f.seq))
+        scale = np.asarray(self.info.counts_per_unit, np.float64)
+        t = t0 + np.arange(n) / rate
+        events += self._deliver(counts / scale, t, t_host, f.seq, rate, np.full(n, "", object))
         return events
 
-    def _on_lines(self, readings: list, t_host: float) -> list[SampleBlock | Gap]:
-        if not readings:
-            return []
-        vals = np.array([v for _, v in readings], np.float32)
-        n = len(vals)
-        start = self._text_count
-        self._text_count += n
+    def _on_bad_width(self, f: P.Frame) -> list[SampleBlock | Gap]:
+        assert self.info is not None
+        self.rejected_frames["width"] += 1
+        self.rejected_samples["width"] += f.count
+        self._rejected_pending = True
+        self._width_run += 1
+        width = f.payload[0]
+        if self._width_run == self.max_bad_frames:
+            self._try_handshake()  # perhaps the device changed and will say so
+        elif self._width_run >= 2 * self.max_bad_frames:
+            self._width_run = 0
+            self._fatal = ProtocolError(
+                f"{self.transport.url}: the device announces {len(self.info.channels)} channels "
+                f"{list(self.info.channels)} but sends {width}-value samples "
+                f"({self.rejected_frames['width']} frames rejected)")  # fmt: skip
+        return []
+
+    def _on_lines(self, lines: list[P.TextLine], t_host: float) -> list[SampleBlock | Gap]:
+        rows: list[tuple[float, ...] | None] = []
+        reasons: list[str] = []
+        reset, switched = self._reset_reason, False
+        for i, ln in enumerate(lines):
+            if self._text_line_switches(ln):
+                # this line and the rest were decoded for the old device: read them again as the new one's
+                self._pending.appendleft(("lines", [r for x in lines[i:] for r in self.lines.recheck(x)], t_host))
+                switched = True
+                break
+            if ln.kind == "reading":
+                rows.append(ln.values)
+                reasons.append("")
+            elif ln.lost_reading:
+                rows.append(None)
+                reasons.append(ln.reason)
+        events: list[SampleBlock | Gap] = []
+        if not rows:
+            return events
+        self._text_count += len(rows)
         self._text_times.append((t_host, self._text_count))
         self._text_times = self._text_times[-500:]
-        rate = self.sample_rate or 1.0
-        return [SampleBlock(vals, (start + np.arange(n)) / rate, t_host, -1)]
+        rate = self.sample_rate
+        if rate is None or self._held_rows:
+            # hold the first readings until their arrival times tell the rate: no made-up spacing goes out
+            self._held_rows += rows
+            self._held_reasons += reasons
+            if rate is None:
+                t_first, n_first = self._text_times[0]
+                if t_host - t_first < self.rate_wait:
+                    return events
+                rate = (self._text_count - n_first) / (t_host - t_first) if t_host > t_first else 1.0
+            rows, reasons = self._held_rows, self._held_reasons
+            self._held_rows, self._held_reasons = [], []
+        n = len(rows)
+        width = self.lines.n_channels or 1
+        vals = np.array([r if r is not None and len(r) == width else (np.nan,) * width for r in rows], np.float64)
+        if reset is not None:
+            events.append(self._gap(Gap(self._text_t, self._text_t, 0, reset, True)))
+            if not switched:
+                self._reset_reason = None
+        # accumulated periods, not index / rate: the estimated rate changes, the times must not go back
+        t = self._text_t + np.arange(n) / rate
+        self._text_t += n / rate
+        events += self._deliver(vals, t, t_host, -1, rate, np.array(reasons, object))
+        return events
+
+    def _text_line_switches(self, ln: P.TextLine) -> bool:
+        """Track a text device's identity; True when ``ln`` shows another device (the switch is made)."""
+        old = self._announced
+        if ln.kind == "header":
+            if old is None or self.channels is not None:
+                return False
+            if len(ln.names) != self.lines.n_channels:
+                self.lines.n_channels = len(ln.names)
+        elif ln.kind == "rejected" and ln.reason == "width":
+            w = len(ln.values)
+            run = self._line_width_run[1] + 1 if self._line_width_run[0] == w else 1
+            self._line_width_run = (w, run)
+            if old is None or run < self.relock_lines:
+                return False
+            self.lines.n_channels, self.lines.header = w, None
+            self._line_width_run = (0, 0)
+        else:
+            if ln.kind == "reading":
+                self._line_width_run = (0, 0)
+            return False
+        new = self.identity
+        if old is None or new is None or new == old:
+            return False
+        self._switch(old, new)
+        return True

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CNNEncoder", "EncoderConfig", "Integrate", "TransformerEncoder", "build_encoder", "count_parameters"]
+from edgessl.trainer.config_file import drop_retired
+
+__all__ = ["CNNEncoder", "EncoderConfig", "TransformerEncoder", "build_encoder", "count_parameters"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +32,6 @@ class EncoderConfig:
         depth: transformer layers.
         heads: transformer attention heads.
         patch: transformer patch length (samples per token).
-        integrate: 0 (default), or 1 / 2: the encoder first appends the running integral of each channel
-            (1: velocity from acceleration, its window mean removed first) and of that (2: position, the
-            shape a gesture draws), each z-scored per window: trajectories no short kernel could sum up.
     """
 
     kind: str = "cnn"
@@ -44,11 +43,8 @@ class EncoderConfig:
     depth: int = 2
     heads: int = 4
     patch: int = 8
-    integrate: int = 0
 
     def __post_init__(self) -> None:
-        if self.integrate not in (0, 1, 2):
-            raise ValueError(f"integrate must be 0 (off), 1 (velocity) or 2 (velocity and position); got {self.integrate}")
         if self.kind not in ("cnn", "transformer"):
             raise ValueError(f"encoder kind must be 'cnn' or 'transformer'; got {self.kind!r}")
         if self.in_channels < 1:
@@ -67,35 +63,10 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-class Integrate(nn.Module):
-    """``[B, C, T] -> [B, C * (1 + order), T]``: the input, then the running sum along time of its deviation
-    from the window mean (``order`` 1) and the running sum of that (``order`` 2), each derived channel
-    z-scored over its window. On an acceleration window the first is a velocity with gravity and drift
-    removed, returning to 0 at the window's end; the second, a position trace. Exports as CumSum, ReduceMean
-    and elementwise ops (kept in float by static quantization)."""
-
-    def __init__(self, order: int, eps: float = 1e-5):
-        super().__init__()
-        self.order, self.eps = order, eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, v = [x], x
-        for _ in range(self.order):
-            v = torch.cumsum(v - v.mean(dim=-1, keepdim=True), dim=-1)
-            v = v - v.mean(dim=-1, keepdim=True)
-            v = v / torch.sqrt((v * v).mean(dim=-1, keepdim=True) + self.eps)
-            out.append(v)
-        return torch.cat(out, dim=1)
-
-
-def _front(cfg: EncoderConfig) -> tuple[nn.Module, int]:
-    """The input stage and the channel count the first layer sees."""
-    if not cfg.integrate:
-        return nn.Identity(), cfg.in_channels
-    return Integrate(cfg.integrate), cfg.in_channels * (1 + cfg.integrate)
+        # integrated input channels were measured to add nothing and removed; old configs hold them off (0)
+        d = drop_retired(d, {"integrate": 0}, "encoder")
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
 
 
 class CNNEncoder(nn.Module):
@@ -104,7 +75,7 @@ class CNNEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         layers: list[nn.Module] = []
-        self.front, c = _front(cfg)
+        c = cfg.in_channels
         for w, k, s in zip(cfg.widths, cfg.kernels, cfg.strides, strict=True):
             layers += [nn.Conv1d(c, w, k, stride=s, padding=k // 2, bias=False), nn.BatchNorm1d(w), nn.ReLU()]
             c = w
@@ -113,7 +84,7 @@ class CNNEncoder(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T] -> [B, D, T']`` feature map before pooling."""
-        return self.features(self.front(x))
+        return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T] -> [B, D]``."""
@@ -147,8 +118,7 @@ class TransformerEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, max_tokens: int = 64):
         super().__init__()
         d = cfg.embed_dim
-        self.front, c = _front(cfg)
-        self.patch = nn.Conv1d(c, d, cfg.patch, stride=cfg.patch)
+        self.patch = nn.Conv1d(cfg.in_channels, d, cfg.patch, stride=cfg.patch)
         self.pos = nn.Parameter(torch.zeros(1, d, max_tokens))
         nn.init.normal_(self.pos, std=0.02)
         self.blocks = nn.Sequential(*[_Block(d, cfg.heads) for _ in range(cfg.depth)])
@@ -156,7 +126,7 @@ class TransformerEncoder(nn.Module):
         self.out_dim = d
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.patch(self.front(x))  # [B, D, N]
+        t = self.patch(x)  # [B, D, N]
         pos = nn.functional.interpolate(self.pos, size=t.shape[-1], mode="linear", align_corners=False)
         z = self.blocks((t + pos).transpose(1, 2))
         return self.norm(z).transpose(1, 2)  # [B, D, N]

@@ -1,7 +1,7 @@
 """The one training loop. A *method* turns a batch into a loss; ``fit`` does everything else.
 
 CPU or CUDA is chosen automatically; bf16 autocast on CUDA; AdamW with linear warmup then cosine decay
-(per step); gradient clipping; optional sharpness-aware minimisation (SAM); tqdm progress; one JSON line of
+(per step); gradient clipping; tqdm progress; one JSON line of
 metrics per epoch; a checkpoint every epoch holding weights, optimizer, scheduler, RNG states, history and
 the typed config, loadable with ``torch.load(weights_only=True)``. Every epoch's randomness (data order,
 augmentations, masks) is drawn from generators seeded by ``(seed, epoch, rank)``, so ``resume=True``
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 
+from edgessl.trainer.config_file import drop_retired
 from edgessl.trainer.distributed import DistEnv, setup
 
 CHECKPOINT = "checkpoint.pt"
@@ -47,24 +47,18 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     drop_last: bool = True
-    # exponential moving average of the weights (and BatchNorm statistics), updated every step; 0 = off.
-    # Validation, selection and the returned model use the average (FixMatch evaluates its EMA model)
-    ema_decay: float = 0.0
-    # sharpness-aware minimisation (Foret et al. 2021): each step's gradient is taken at the weights moved
-    # by sam_rho along the normalised gradient (two forward/backward passes per step); 0 = off
-    sam_rho: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_epochs < 0:
             raise ValueError(f"invalid FitConfig {self}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 = no weight average); got {self.ema_decay}")
-        if not (self.sam_rho >= 0 and math.isfinite(self.sam_rho)):
-            raise ValueError(f"sam_rho must be a finite radius >= 0 (0 = plain steps; SAM's default 0.05); "
-                             f"got {self.sam_rho}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FitConfig:
+        # weight averaging (EMA) and SAM were measured to add nothing and removed; old configs hold them off
+        return cls(**drop_retired(d, {"ema_decay": 0.0, "sam_rho": 0.0}, "fit"))
 
 
 class BatchLoss(nn.Module):
@@ -137,8 +131,7 @@ def fit(
         out_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go (rank 0 only).
         config: the full typed config as a plain dict, saved with the weights.
         resume: continue from ``out_dir/checkpoint.pt``.
-        validate: called on rank 0 after each epoch with the (unwrapped) method, or with its weight
-            average when ``cfg.ema_decay`` is set; returns metrics.
+        validate: called on rank 0 after each epoch with the (unwrapped) method; returns metrics.
         select: a key of ``validate``'s metrics to maximise, or several compared in order (ties on the first
             go to the second...); a key written ``-name`` is minimised. The best weights are kept in the
             checkpoint.
@@ -163,14 +156,12 @@ def fit(
     steps_per_epoch = max(1, steps_per_epoch)
     params = [p for p in method.parameters() if p.requires_grad]
     # a method may ask for its own groups (a GAN's players use Adam β1 = 0.5); lr and decay come from cfg
-    groups = method.param_groups() if hasattr(method, "param_groups") else params
+    param_groups = getattr(method, "param_groups", None)
+    groups = param_groups() if param_groups is not None else params
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
     )
-    # the average is of this rank's weights, which DDP keeps equal on every rank
-    ema = (AveragedModel(method, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay > 0 else None)  # fmt: skip
     model: nn.Module = method
     if env.distributed:
         model = nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
@@ -186,10 +177,6 @@ def fit(
         best = ck.get("best")
         start = int(ck["epoch"]) + 1
         torch.set_rng_state(ck["rng"]["torch"])
-        if ema is not None:
-            if "ema" not in ck:
-                raise ValueError(f"{out / CHECKPOINT} has no weight average to resume; it was trained without ema_decay")
-            ema.load_state_dict(ck["ema"])
     data = tuple(t.to(device) for t in tensors)
     use_amp = device.type == "cuda"
     from tqdm.auto import tqdm
@@ -207,24 +194,14 @@ def fit(
         for step in bar:
             idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
             batch = tuple(t[idx] for t in data)
-            views_state = g.get_state() if cfg.sam_rho > 0 else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, logs = _call_loss(model, method, batch, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.sam_rho > 0:
-                def again(batch=batch, views_state=views_state, g=g):
-                    g.set_state(views_state)  # the same views, masks and mixing as the first pass
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                        return _call_loss(model, method, batch, g)[0]
-
-                logs["sam_loss"] = sam_gradient(method, params, cfg.sam_rho, again)
             if cfg.grad_clip > 0:
                 logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
             sched.step()
-            if ema is not None:
-                ema.update_parameters(method)
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch} step {step}; lower --lr")
             for k, v in logs.items():
@@ -234,15 +211,14 @@ def fit(
         row["lr"] = sched.get_last_lr()[0]
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if env.is_main:
-            judged = ema.module if ema is not None else method
             if validate is not None:
-                judged.eval()
-                row.update(validate(judged))
+                method.eval()
+                row.update(validate(method))
             history.append(row)
             score = selection_score(row, select)
             if score is not None and (best is None or score > tuple(best["metric"])):
                 best = {"epoch": epoch, "metric": list(score),
-                        "model": {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}}  # fmt: skip
+                        "model": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}}  # fmt: skip
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             ck = {
@@ -257,8 +233,6 @@ def fit(
             }
             if best is not None:
                 ck["best"] = best
-            if ema is not None:
-                ck["ema"] = ema.state_dict()
             save_atomic(ck, out / CHECKPOINT)
             every = max(1, cfg.epochs // 10)
             if progress and (epoch % every == 0 or epoch == cfg.epochs - 1):
@@ -268,35 +242,7 @@ def fit(
             break
     if best is not None:
         method.load_state_dict(best["model"])
-    elif ema is not None:
-        method.load_state_dict(ema.module.state_dict())
     return history
-
-
-def sam_gradient(module: nn.Module, params: list[nn.Parameter], rho: float, loss_fn: Callable[[], torch.Tensor]
-                 ) -> float:  # fmt: skip
-    """Replace the gradients in ``params`` (from a backward pass already run) by SAM's: the gradient of
-    ``loss_fn()`` at the weights moved by ``rho`` along the normalised gradient; then move the weights back.
-
-    ``loss_fn`` must see the same batch and the same random draws as the first pass. BatchNorm running
-    statistics of ``module`` are left as the first pass set them. Returns the loss at the moved weights.
-    """
-    with torch.no_grad():
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gr) for gr in grads])) if grads else 0.0
-        saved = [p.detach().clone() for p in params]
-        for p in params:
-            if p.grad is not None:
-                p.add_(p.grad, alpha=rho / (float(norm) + 1e-12))
-    for p in params:
-        p.grad = None
-    with frozen_batchnorm_statistics(module):
-        loss = loss_fn()
-    loss.backward()
-    with torch.no_grad():
-        for p, w in zip(params, saved, strict=True):
-            p.copy_(w)  # exactly the weights the first pass saw
-    return float(loss.detach())
 
 
 @contextlib.contextmanager

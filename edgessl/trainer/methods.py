@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgessl.trainer.augment import Compose, default_pipeline
+from edgessl.trainer.config_file import drop_retired
 from edgessl.trainer.distributed import gather_with_grad
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.objectives import (
@@ -48,14 +49,11 @@ class MethodConfig:
     barlow_lambda: float = 5e-3
     mask_patch: int = 8
     mask_ratio: tuple[float, float] = (0.4, 0.75)
-    window: int = 0  # samples per window; set by pretraining from the data (the GAN generator needs it)
+    window: int = 0  # samples per window; set by pretraining from the data (SS-GAN's generator needs it)
     # SS-GAN (Chen et al. 2019)
     noise_dim: int = 64
     ssgan_alpha: float = 0.2
     ssgan_beta: float = 1.0
-    # generated windows as extra instances for the two-view methods: an SS-GAN checkpoint and the share added
-    gan_generator: str | None = None
-    gan_fraction: float = 0.25
     # CLIP-style alignment: the descriptions of the classes trained on, in label order
     class_texts: tuple[str, ...] = ()
     text_dim: int = 1024
@@ -71,8 +69,6 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise ValueError(f"unknown method {self.name!r}; expected one of {METHODS}")
-        if not 0 <= self.gan_fraction <= 4:
-            raise ValueError(f"gan_fraction must be in [0, 4]; got {self.gan_fraction}")
         if not 0 <= self.rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
         if self.rotate_degrees > 0 and self.name not in VIEW_METHODS:
@@ -88,7 +84,10 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MethodConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        # generated SS-GAN windows in two-view batches were measured to add nothing and removed
+        d = drop_retired(d, {"gan_generator": None, "gan_fraction": 0.25}, "method")
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
 
 
 def projector(d_in: int, hidden: int, d_out: int, layers: int = 2) -> nn.Sequential:
@@ -133,27 +132,6 @@ class TwoViewMethod(SSLMethod):
             self.head = projector(d, cfg.proj_hidden * 2, cfg.proj_hidden * 2, 3)
             self.objective = BarlowTwinsLoss(cfg.barlow_lambda)
         self.augment = augment or default_pipeline(cfg.rotate_degrees, cfg.triads or None)
-        self.gan: Generator | None = None
-        if cfg.gan_generator:
-            self.gan = Generator(encoder_cfg.in_channels, cfg.window, cfg.noise_dim)
-            self.gan.requires_grad_(False)
-
-    def prepare(self, X: torch.Tensor) -> None:
-        """Load the frozen generator's weights from the SS-GAN checkpoint named in the config."""
-        if self.gan is None:
-            return
-        from edgessl.trainer.fit import load_checkpoint
-
-        ck = load_checkpoint(self.cfg.gan_generator)
-        m = ck["config"].get("method", {})
-        if m.get("name") != "ssgan":
-            raise ValueError(f"{self.cfg.gan_generator}: not an SS-GAN checkpoint (method {m.get('name')!r})")
-        if (m.get("window"), ck["config"]["encoder"]["in_channels"]) != (self.cfg.window, self.encoder_cfg.in_channels):
-            raise ValueError(f"{self.cfg.gan_generator}: its generator makes windows of {m.get('window')} samples × "
-                             f"{ck['config']['encoder']['in_channels']} channels; these data have {self.cfg.window} × "
-                             f"{self.encoder_cfg.in_channels}")  # fmt: skip
-        self.gan.load_state_dict({k[len("generator.") :]: v for k, v in ck["model"].items()
-                                  if k.startswith("generator.")})  # fmt: skip
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
@@ -165,9 +143,6 @@ class TwoViewMethod(SSLMethod):
     def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch[0]
         with torch.no_grad():
-            if self.gan is not None and self.cfg.gan_fraction > 0:
-                self.gan.eval()
-                x = torch.cat([x, self.gan.sample(max(1, round(self.cfg.gan_fraction * len(x))), g)])
             v_a, v_b = self.augment(x, g), self.augment(x, g)
         loss = self.loss_from_views(v_a, v_b)
         return loss, {"loss": float(loss.detach())}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +16,20 @@ import torch
 from edgessl.datasets import WindowDataset
 from edgessl.trainer import evaluate as ev
 from edgessl.trainer.augment import axis_triads
+from edgessl.trainer.config_file import drop_retired
 from edgessl.trainer.data import (
     DataConfig,
-    groups_of_test_split,
     label_budget_split,
     labelled,
     match_only,
     train_groups,
     unlabelled_windows,
 )
-from edgessl.trainer.distributed import setup
+from edgessl.trainer.distributed import DistEnv, setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, load_saved, save_atomic, selection_score
 from edgessl.trainer.methods import LABELLED_METHODS, MethodConfig, build_method
+from edgessl.trainer.supervised import Classifier, FixMatch, SupervisedMethod, TransformPrediction, finetune_augment
 from edgessl.trainer.text import describe
 
 MODEL_FILE = "model.pt"
@@ -58,7 +61,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
         return cls(DataConfig.from_dict(d["data"]), EncoderConfig.from_dict(d["encoder"]),
-                   MethodConfig.from_dict(d["method"]), FitConfig(**d["fit"]), d.get("labels_per_class"),
+                   MethodConfig.from_dict(d["method"]), FitConfig.from_dict(d["fit"]), d.get("labels_per_class"),
                    d.get("label_fraction"), tuple(d.get("exclude_classes", ())), d.get("descriptions"))  # fmt: skip
 
 
@@ -94,7 +97,9 @@ class FinetuneConfig:
     # (i, k): validate on fold i of a stratified k-fold partition instead (cross_validate runs the k folds)
     val_fold: tuple[int, int] | None = None
     mode: str = "finetune"  # or "linear": frozen encoder, only the head trains
-    ssl_weight: float = 0.1  # joint self-supervised (transform prediction) head for test-time training; 0 = off
+    # weight of a joint transform-prediction head, which the runtime's ``ttt`` adapter needs; 0 = no head
+    # (the default: ttt recovered nothing in benchmarks/results/tta_shift.json)
+    ssl_weight: float = 0.0
     fit: FitConfig = FitConfig(epochs=100, batch_size=64, lr=1e-3, warmup_epochs=5, drop_last=False)
     # self-training: after fine-tuning, pseudo-label the training windows outside the label budget and the
     # validation split (their labels are never read), keep the most confident ``pseudo_fraction`` of each
@@ -113,24 +118,13 @@ class FinetuneConfig:
     # with the whole training split labelled (no budget): after selecting the epoch on the validation split,
     # train again on training + validation windows for that many epochs (same schedule) and test that model
     refit: bool = False
-    # also report the selected model with its BatchNorm statistics re-estimated on each group's unlabelled
-    # windows (e.g. "subject": adaptation to each test user, AdaBN); the plain test accuracy is unchanged
-    test_adapt_groups: str | None = None
     # fine-tuning views also rotate the sensor's (x, y, z) channel triads (found by name) by up to this many
     # degrees, one rotation per window for all its triads; 0 = off
     rotate_degrees: float = 0.0
     # mixup of labelled windows in pairs with weights ~ Beta(alpha, alpha); 0 = off
     mixup_alpha: float = 0.0
-    # knowledge distillation from fine-tuned models (model.pt folders) of the same data config and classes:
-    # loss = (1 - distill_weight) * CE + distill_weight * T^2 * KL(teachers' mean || student) at T; () = off
-    teachers: tuple[str, ...] = ()
-    distill_weight: float = 0.5
-    distill_temperature: float = 1.0
-    # also distil on the unlabelled pool (windows outside the budget and validation split, and `unlabelled`):
-    # + distill_weight * T^2 * KL(teachers' mean || student) on strongly augmented views of its windows
-    distill_unlabelled: bool = False
     # seed of the label budget and validation split (None: fit.seed, which also seeds the initialisation,
-    # batch order and views): models of one split that differ in everything else, e.g. an ensemble of teachers
+    # batch order and views): models of one split that differ in everything else
     split_seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -140,12 +134,8 @@ class FinetuneConfig:
             if k < 2 or not 0 <= i < k or self.val_groups:
                 raise ValueError(f"val_fold must be (i, k) with k >= 2 and 0 <= i < k, without val_groups; got "
                                  f"{self.val_fold}, val_groups={self.val_groups!r}")  # fmt: skip
-        object.__setattr__(self, "teachers", tuple(str(t) for t in self.teachers))  # JSON gives a list
-        if self.teachers and not (0 < self.distill_weight <= 1 and self.distill_temperature > 0):
-            raise ValueError(f"distillation needs distill_weight in (0, 1] and distill_temperature > 0; got "
-                             f"{self.distill_weight}, {self.distill_temperature}")  # fmt: skip
-        if self.distill_unlabelled and not self.teachers:
-            raise ValueError("distill_unlabelled distils the teachers on unlabelled windows; give teachers too")
+        if not self.ssl_weight >= 0:
+            raise ValueError(f"ssl_weight must be >= 0 (0: no transform-prediction head); got {self.ssl_weight}")
         if not 0 <= self.rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees}")
         if not self.mixup_alpha >= 0:
@@ -166,9 +156,15 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinetuneConfig:
-        d = {k: v for k, v in d.items() if k != "kind"}
-        d.update(data=DataConfig.from_dict(d["data"]), encoder=EncoderConfig.from_dict(d["encoder"]), fit=FitConfig(**d["fit"]))
+        d = drop_retired({k: v for k, v in d.items() if k != "kind"}, RETIRED_FINETUNE, "finetune config")
+        d.update(data=DataConfig.from_dict(d["data"]), encoder=EncoderConfig.from_dict(d["encoder"]),
+                 fit=FitConfig.from_dict(d["fit"]))  # fmt: skip
         return cls(**d)
+
+
+# options measured to add nothing and removed (docs/results.md); old saved configs hold them at these values
+RETIRED_FINETUNE = {"test_adapt_groups": None, "teachers": (), "distill_weight": 0.5, "distill_temperature": 1.0,
+                    "distill_unlabelled": False}  # fmt: skip
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -192,8 +188,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, pro
     enc = dataclasses.replace(cfg.encoder, in_channels=X.shape[1])
     cfg = dataclasses.replace(cfg, encoder=enc, method=dataclasses.replace(mcfg, window=int(X.shape[-1])))
     method = build_method(enc, cfg.method)
-    if hasattr(method, "prepare"):
-        method.prepare(tensors[0])
+    prepare = getattr(method, "prepare", None)  # methods that fit something to the data first (beit's codebook)
+    if prepare is not None:
+        prepare(tensors[0])
     if progress:
         print(f"pretrain {cfg.method.name}: {len(X)} unlabeled windows {tuple(X.shape[1:])}, "
               f"{sum(p.numel() for p in method.encoder.parameters())} encoder parameters", flush=True)  # fmt: skip
@@ -221,24 +218,58 @@ def load_pretrained_encoder(path: str | Path) -> tuple[torch.nn.Module, EncoderC
     return encoder, enc_cfg
 
 
-def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, plots: bool = True,
-             test: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Fine-tune (or linearly probe) on a label budget, select on validation, test once, write a report.
+@dataclasses.dataclass
+class _Run:
+    """One fine-tuning job's data, split once, and what every training pass of it shares.
 
-    Writes ``metrics.json``, ``model.pt`` (everything export needs), ``checkpoint.pt``, ``metrics.jsonl``,
-    ``confusion.png`` and ``embedding.png`` to ``out_dir``. With ``test=False`` it stops after selection
-    (no refit, no test prediction, nothing written but the training checkpoint and log) and returns the
-    validation figures alone: a model-selection run, as ``cross_validate`` makes.
+    ``U`` holds the unlabelled windows: first those of the training split outside the label budget and the
+    validation split (``U[i]`` is ``X_train_all[pool[i]]`` for ``i < len(pool)``; their labels are never
+    read), then the training windows of ``cfg.unlabelled``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed = cfg.fit.seed
-    torch.manual_seed(seed)
+
+    cfg: FinetuneConfig
+    ds: WindowDataset
+    X_train_all: np.ndarray
+    X_test: np.ndarray
+    tr: np.ndarray
+    va: np.ndarray
+    pool: np.ndarray
+    U: np.ndarray
+    triads: tuple[tuple[int, int, int], ...]
+    env: DistEnv
+    out: Path
+    progress: bool
+    notes: list[str]  # settings the data could not take, dropped (metrics["recipe_notes"])
+
+    @property
+    def Xtr(self) -> np.ndarray:
+        return self.X_train_all[self.tr]
+
+    @property
+    def ytr(self) -> np.ndarray:
+        return self.ds.y_train[self.tr]
+
+    @property
+    def Xva(self) -> np.ndarray:
+        return self.X_train_all[self.va]
+
+    @property
+    def yva(self) -> np.ndarray:
+        return self.ds.y_train[self.va]
+
+    @property
+    def consistency(self) -> bool:
+        """Whether FixMatch runs: a weight, a network that trains, and windows to draw from."""
+        return self.cfg.consistency_weight > 0 and self.cfg.mode == "finetune" and len(self.U) > 0
+
+
+def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
+    """Load and split the data, fix the encoder's architecture, gather the unlabelled pool; every check that
+    can fail runs here, before any training."""
     ds, X_train_all, X_test = labelled(cfg.data)
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
                                 val_fraction=cfg.val_fraction, seed=_split_seed(cfg),
                                 groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold)  # fmt: skip
-    Xtr, ytr, Xva, yva = X_train_all[tr], ds.y_train[tr], X_train_all[va], ds.y_train[va]
     if cfg.init:
         _, enc_cfg = load_pretrained_encoder(cfg.init)
         if enc_cfg.in_channels != ds.n_channels:
@@ -247,146 +278,182 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     else:
         enc_cfg = dataclasses.replace(cfg.encoder, in_channels=ds.n_channels)
     cfg = dataclasses.replace(cfg, encoder=enc_cfg)
-    if cfg.test_adapt_groups:  # fail before training, not after
-        ids, counts = np.unique(groups_of_test_split(ds, cfg.test_adapt_groups), return_counts=True)
-        if counts.min() < 4:
-            raise ValueError(f"per-group test-time adaptation needs at least 4 test windows per "
-                             f"{cfg.test_adapt_groups} (2 for each half when cross-fitted); {cfg.test_adapt_groups} "
-                             f"{ids[counts.argmin()]} has {counts.min()}")  # fmt: skip
-        if enc_cfg.kind != "cnn":
-            raise ValueError(f"per-group test-time adaptation re-estimates BatchNorm statistics; the {enc_cfg.kind} "
-                             "encoder has none (use the cnn encoder)")  # fmt: skip
-    triads = axis_triads(ds.channel_names)
+    triads = tuple(axis_triads(ds.channel_names))
+    notes: list[str] = []
     if cfg.rotate_degrees > 0 and not triads:
-        raise ValueError(f"rotation needs (x, y, z) channel triads named like acc_x, acc_y, acc_z; the channels are "
-                         f"{ds.channel_names}")  # fmt: skip
-    # checked before training, so that a mismatch fails early
-    teachers = {stage: [_teacher(path, cfg, ds, stage) for path in cfg.teachers]
-                for stage in (("selection", "refit") if cfg.refit else ("selection",))}  # fmt: skip
+        # a recipe (the default one too) must run on any channels: drop the view it cannot make, and say so
+        notes.append(f"rotation views ({cfg.rotate_degrees:g} degrees) dropped: they need (x, y, z) channel triads "
+                     f"named like acc_x, acc_y, acc_z; the channels are {list(ds.channel_names)}")  # fmt: skip
+        cfg = dataclasses.replace(cfg, rotate_degrees=0.0)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     env = setup(cfg.fit.device)
+    pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))
+    U = X_train_all[pool]
+    if cfg.unlabelled:
+        U = np.concatenate([U, _extra_unlabelled(cfg, ds, X_train_all, np.concatenate([X_train_all[va], X_test]))])
+    return _Run(cfg, ds, X_train_all, X_test, tr, va, pool, U, triads, env, out, progress, notes)
 
-    def validate(m: ev.SupervisedMethod) -> dict[str, float]:
+
+def _extra_unlabelled(cfg: FinetuneConfig, ds: WindowDataset, X_train_all: np.ndarray, held_out: np.ndarray
+                      ) -> np.ndarray:  # fmt: skip
+    """The training windows of ``cfg.unlabelled``, prepared like the labelled ones, none of them a window of
+    ``held_out`` (the validation and test windows)."""
+    assert cfg.unlabelled is not None
+    extra, names = unlabelled_windows(dataclasses.replace(cfg.data, spec=cfg.unlabelled))
+    if names != list(ds.channel_names) or extra.shape[1:] != X_train_all.shape[1:]:
+        raise ValueError(f"unlabelled windows of {cfg.unlabelled} are {list(extra.shape[1:])} with channels {names}; "
+                         f"the labelled ones are {list(X_train_all.shape[1:])} with {ds.channel_names}: choose "
+                         "the same channels by name and a common length")  # fmt: skip
+    seen = {w.tobytes() for w in held_out}
+    if n_same := sum(w.tobytes() in seen for w in extra):
+        raise ValueError(f"{n_same} unlabelled window(s) of {cfg.unlabelled} are validation or test windows of "
+                         f"{cfg.data.spec}; an unlabelled pool must hold none of the windows a model is selected "
+                         "or tested on")  # fmt: skip
+    return extra
+
+
+def _validator(run: _Run) -> Callable[[torch.nn.Module], dict[str, float]]:
+    Xva, yva = run.Xva, run.yva
+
+    def validate(m: torch.nn.Module) -> dict[str, float]:
+        assert isinstance(m, SupervisedMethod)
         logits = ev.predict_logits(m.model, Xva)
         nll = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(yva).long())
         return {"val_accuracy": ev.accuracy(logits.argmax(1), yva), "val_loss": float(nll)}
 
-    # windows outside the label budget and the validation split (their labels are never read), then the
-    # training windows of cfg.unlabelled: U[i] is X_train_all[pool[i]] for i < len(pool)
-    pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))
-    U = X_train_all[pool]
-    if cfg.unlabelled:
-        extra, names = unlabelled_windows(dataclasses.replace(cfg.data, spec=cfg.unlabelled))
-        if names != list(ds.channel_names) or extra.shape[1:] != X_train_all.shape[1:]:
-            raise ValueError(f"unlabelled windows of {cfg.unlabelled} are {list(extra.shape[1:])} with channels {names}; "
-                             f"the labelled ones are {list(X_train_all.shape[1:])} with {ds.channel_names}: choose "
-                             "the same channels by name and a common length")  # fmt: skip
-        held_out = {w.tobytes() for w in np.concatenate([Xva, X_test])}
-        if n_same := sum(w.tobytes() in held_out for w in extra):
-            raise ValueError(f"{n_same} unlabelled window(s) of {cfg.unlabelled} are validation or test windows of "
-                             f"{cfg.data.spec}; an unlabelled pool must hold none of the windows a model is selected "
-                             "or tested on (e.g. npz:uwave_raw.npz?outside=FILE keeps FILE's gestures out)")  # fmt: skip
-        U = np.concatenate([U, extra])
-    consistency = cfg.consistency_weight > 0 and cfg.mode == "finetune" and len(U) > 0
-    if cfg.distill_unlabelled and not len(U):
-        raise ValueError("distill_unlabelled needs unlabelled windows: every training window is labelled or in the "
-                         "validation split; give more with unlabelled=SPEC (--unlabelled)")  # fmt: skip
-    draws = consistency or cfg.distill_unlabelled  # steps draw from the pool U
+    return validate
 
-    def train(X: np.ndarray, y: np.ndarray, stop_after_epoch: int | None = None
-              ) -> tuple[ev.Classifier, ev.SupervisedMethod, list[dict]]:  # fmt: skip
-        stage_teachers = teachers["selection" if stop_after_epoch is None else "refit"]
-        """A fresh model from the initialisation, fitted on ``(X, y)`` and selected on the validation split
-        (or, with ``stop_after_epoch``, trained to that epoch without selection: the refit)."""
-        torch.manual_seed(seed)
-        encoder = load_pretrained_encoder(cfg.init)[0] if cfg.init else build_encoder(enc_cfg)
-        model = ev.Classifier(encoder, ds.n_classes, enc_cfg.out_dim).to(env.device)
-        if cfg.mode == "linear":
-            for p in model.encoder.parameters():
-                p.requires_grad_(False)
-        method = ev.SupervisedMethod(model, ev.finetune_augment(cfg.rotate_degrees, triads), frozen_encoder=cfg.mode == "linear",
-                                     ssl_weight=cfg.ssl_weight if cfg.mode == "finetune" else 0.0, out_dim=enc_cfg.out_dim,
-                                     unlabelled=torch.from_numpy(U) if draws else None,
-                                     consistency_weight=cfg.consistency_weight, threshold=cfg.consistency_threshold,
-                                     unlabelled_ratio=cfg.unlabelled_ratio, mixup_alpha=cfg.mixup_alpha,
-                                     teachers=stage_teachers,
-                                     distill_weight=cfg.distill_weight if stage_teachers else 0.0,
-                                     distill_temperature=cfg.distill_temperature,
-                                     distill_unlabelled=cfg.distill_unlabelled)  # fmt: skip
-        if draws:
-            # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
-            # each time) so that every step still has a full labelled batch beside its unlabelled draw
-            reps = max(1, math.ceil(max(len(U) / cfg.unlabelled_ratio, cfg.fit.batch_size) / len(X)))
-            X, y = np.tile(X, (reps, 1, 1)), np.tile(y, reps)
-        fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(X)))
-        history = fit(method, (torch.from_numpy(X), torch.from_numpy(y)), fit_cfg, out, cfg.to_dict(),
-                      validate=None if stop_after_epoch is not None else validate,
-                      select=None if stop_after_epoch is not None else SELECT,
-                      stop_after_epoch=stop_after_epoch, progress=progress, env=env)  # fmt: skip
-        return model, method, history
 
-    if progress:
-        print(f"finetune ({cfg.mode}): {len(tr)} labelled training windows, {len(va)} validation, "
-              f"{len(X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
-    t0 = time.perf_counter()
-    model, method, history = train(Xtr, ytr)
-    X_fit, y_fit = Xtr, ytr  # what the selected model trained on (with self-training: + pseudo-labels)
-    self_training = []
-    for r in range(cfg.self_train_rounds):
-        if not len(U):
+def _supervised_method(run: _Run) -> SupervisedMethod:
+    """A fresh classifier from the initialisation (seeded) with the loss terms the config asks for."""
+    cfg = run.cfg
+    torch.manual_seed(cfg.fit.seed)
+    encoder = load_pretrained_encoder(cfg.init)[0] if cfg.init else build_encoder(cfg.encoder)
+    model = Classifier(encoder, run.ds.n_classes, cfg.encoder.out_dim).to(run.env.device)
+    if cfg.mode == "linear":
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+    fixmatch = (FixMatch(torch.from_numpy(run.U), cfg.consistency_weight, cfg.consistency_threshold,
+                         cfg.unlabelled_ratio) if run.consistency else None)  # fmt: skip
+    ttt = TransformPrediction(cfg.encoder.out_dim, cfg.ssl_weight) if cfg.ssl_weight > 0 and cfg.mode == "finetune" else None
+    return SupervisedMethod(model, finetune_augment(cfg.rotate_degrees, run.triads), frozen_encoder=cfg.mode == "linear",
+                            mixup_alpha=cfg.mixup_alpha, fixmatch=fixmatch, ttt=ttt)  # fmt: skip
+
+
+def _train(run: _Run, X: np.ndarray, y: np.ndarray, stop_after_epoch: int | None = None
+           ) -> tuple[Classifier, SupervisedMethod, list[dict]]:  # fmt: skip
+    """A fresh model from the initialisation, fitted on ``(X, y)`` and selected on the validation split
+    (or, with ``stop_after_epoch``, trained to that epoch without selection: the refit)."""
+    cfg = run.cfg
+    method = _supervised_method(run)
+    if run.consistency:
+        # an epoch passes over the unlabelled windows once; the few labelled ones repeat (fresh views
+        # each time) so that every step still has a full labelled batch beside its unlabelled draw
+        reps = max(1, math.ceil(max(len(run.U) / cfg.unlabelled_ratio, cfg.fit.batch_size) / len(X)))
+        X, y = np.tile(X, (reps, 1, 1)), np.tile(y, reps)
+    fit_cfg = dataclasses.replace(cfg.fit, batch_size=min(cfg.fit.batch_size, len(X)))
+    selecting = stop_after_epoch is None
+    history = fit(method, (torch.from_numpy(X), torch.from_numpy(y)), fit_cfg, run.out, cfg.to_dict(),
+                  validate=_validator(run) if selecting else None, select=SELECT if selecting else None,
+                  stop_after_epoch=stop_after_epoch, progress=run.progress, env=run.env)  # fmt: skip
+    return method.model, method, history
+
+
+def _self_train(run: _Run, model: Classifier, method: SupervisedMethod, history: list[dict]):
+    """``cfg.self_train_rounds`` rounds: pseudo-label the unlabelled windows with the current model, keep the
+    most confident ``pseudo_fraction`` of each predicted class, train again from the initialisation on the
+    budget + those. Returns the last model, its method, history, the windows and labels it trained on, and
+    one report per round."""
+    X_fit, y_fit = run.Xtr, run.ytr
+    rounds = []
+    for r in range(run.cfg.self_train_rounds):
+        if not len(run.U):
             break
-        pick, pseudo = pseudo_labels(ev.predict_logits(model, U), cfg.pseudo_fraction)
-        own = pick < len(pool)  # picked from the training split (the others come from cfg.unlabelled)
-        X_fit, y_fit = np.concatenate([Xtr, U[pick]]), np.concatenate([ytr, pseudo])
-        model, method, history = train(X_fit, y_fit)
-        self_training.append({"round": r + 1, "pseudo_labels": len(pick),
-                              "val_accuracy": float(max(h["val_accuracy"] for h in history)),
-                              # a diagnostic only, after the fact, on the training split's windows: these
-                              # labels took no part in training
-                              "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo[own] == ds.y_train[pool[pick[own]]]))
-                              if own.any() else None})  # fmt: skip
-        if progress:
+        pick, pseudo = pseudo_labels(ev.predict_logits(model, run.U), run.cfg.pseudo_fraction)
+        own = pick < len(run.pool)  # picked from the training split (the others come from cfg.unlabelled)
+        X_fit, y_fit = np.concatenate([run.Xtr, run.U[pick]]), np.concatenate([run.ytr, pseudo])
+        model, method, history = _train(run, X_fit, y_fit)
+        rounds.append({"round": r + 1, "pseudo_labels": len(pick),
+                       "val_accuracy": float(max(h["val_accuracy"] for h in history)),
+                       # a diagnostic only, after the fact, on the training split's windows: these labels
+                       # took no part in training
+                       "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo[own] == run.ds.y_train[run.pool[pick[own]]]))
+                       if own.any() else None})  # fmt: skip
+        if run.progress:
             print(f"self-training round {r + 1}: {len(pick)} pseudo-labelled windows", flush=True)
-    best_epoch = int(max(history, key=lambda r: selection_score(r, SELECT))["epoch"])
-    val_acc = ev.accuracy(ev.predict_logits(model, Xva).argmax(1), yva)
+    return model, method, history, X_fit, y_fit, rounds
+
+
+def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, plots: bool = True,
+             test: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune (or linearly probe) on a label budget, select on validation, test once, write a report.
+
+    Steps: prepare the data and pool, train and select, self-train, refit, test once, write the model and
+    its report. Writes ``metrics.json``, ``model.pt`` (everything export needs), ``checkpoint.pt``,
+    ``metrics.jsonl``, ``confusion.png`` and ``embedding.png`` to ``out_dir``. With ``test=False`` it stops
+    after selection (no refit, no test prediction, nothing written but the training checkpoint and log) and
+    returns the validation figures alone: a model-selection run, as ``cross_validate`` makes.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.fit.seed)
+    run = _prepare(cfg, out, progress)
+    cfg = run.cfg  # with the encoder's input channels
+    if progress:
+        print(f"finetune ({cfg.mode}): {len(run.tr)} labelled training windows, {len(run.va)} validation, "
+              f"{len(run.X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
+    t0 = time.perf_counter()
+    model, method, history = _train(run, run.Xtr, run.ytr)
+    model, method, history, X_fit, y_fit, self_training = _self_train(run, model, method, history)
+    best_epoch = int(max(history, key=lambda r: _score(r))["epoch"])
+    val_acc = ev.accuracy(ev.predict_logits(model, run.Xva).argmax(1), run.yva)
     if not test:
-        return {"val_accuracy": val_acc, "best_epoch": best_epoch, "n_val": len(va), "n_train_labels": len(tr),
+        return {"val_accuracy": val_acc, "best_epoch": best_epoch, "n_val": len(run.va), "n_train_labels": len(run.tr),
                 # per epoch, for pooling folds (weighted by n_val): validation accuracy and loss
                 "val_curve": [{"epoch": int(h["epoch"]), "val_accuracy": float(h["val_accuracy"]),
                                "val_loss": float(h["val_loss"])} for h in history],
-                "seconds": time.perf_counter() - t0}  # fmt: skip
+                "seconds": time.perf_counter() - t0, "recipe_notes": run.notes}  # fmt: skip
     if cfg.refit:
-        # the selected model, as a distillation teacher for students of the same split (see _teacher)
-        save_atomic({"format": "edgessl-model/1", "config": cfg.to_dict(), "class_names": list(ds.class_names),
-                     "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
-                    out / SELECTION_MODEL_FILE)  # fmt: skip
         if progress:
-            print(f"refit on {len(X_fit) + len(va)} training (and pseudo-labelled) + validation windows for "
+            print(f"refit on {len(X_fit) + len(run.va)} training (and pseudo-labelled) + validation windows for "
                   f"{best_epoch + 1} epochs", flush=True)  # fmt: skip
         # (the k-NN diagnostic and the prototypes below keep using the training part alone)
-        model, method, _ = train(np.concatenate([X_fit, Xva]), np.concatenate([y_fit, yva]), stop_after_epoch=best_epoch)
-    # the test split is touched once, here, with the validation-selected weights (or the refit to that epoch)
-    logits = ev.predict_logits(model, X_test)
+        model, method, _ = _train(run, np.concatenate([X_fit, run.Xva]), np.concatenate([y_fit, run.yva]),
+                                  stop_after_epoch=best_epoch)  # fmt: skip
+    metrics, E_tr = _test_report(run, model, history, best_epoch, val_acc, len(X_fit), self_training, t0, plots)
+    save_atomic(_bundle_info(run, model, method, metrics, E_tr), out / MODEL_FILE)
+    ev.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _test_report(run: _Run, model: Classifier, history: list[dict], best_epoch: int, val_acc: float, n_fit: int,
+                 self_training: list[dict], t0: float, plots: bool) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
+    """The test split, touched once here with the validation-selected weights (or the refit to that epoch):
+    accuracy, k-NN (k chosen on validation), confusion matrix, plots. Returns the report and the training
+    windows' embeddings."""
+    cfg, ds = run.cfg, run.ds
+    logits = ev.predict_logits(model, run.X_test)
     pred = logits.argmax(1)
     test_acc = ev.accuracy(pred, ds.y_test)
-    adapted = _group_adapted(model, cfg, ds, X_test, Xva, va) if cfg.test_adapt_groups else None
-    E_tr, E_va, E_te = ev.embed(model.encoder, Xtr), ev.embed(model.encoder, Xva), ev.embed(model.encoder, X_test)
-    k, knn_val = ev.knn_select(E_tr, ytr, E_va, yva, ds.n_classes)
-    knn_test = ev.accuracy(ev.knn_predict(E_tr, ytr, E_te, k, ds.n_classes), ds.y_test)
+    E_tr, E_va, E_te = (ev.embed(model.encoder, X) for X in (run.Xtr, run.Xva, run.X_test))
+    k, knn_val = ev.knn_select(E_tr, run.ytr, E_va, run.yva, ds.n_classes)
+    knn_test = ev.accuracy(ev.knn_predict(E_tr, run.ytr, E_te, k, ds.n_classes), ds.y_test)
     cm = ev.confusion_matrix(ds.y_test, pred, ds.n_classes)
     metrics = {
         "test_accuracy": test_acc,
         "val_accuracy": val_acc,
-        "n_train_labels": len(tr) + (len(va) if cfg.refit else 0),
-        "n_val": len(va),
+        "n_train_labels": len(run.tr) + (len(run.va) if cfg.refit else 0),
+        "n_val": len(run.va),
         # with refit, val_accuracy is the selection run's: the tested model has trained on those windows
-        "refit": {"epochs": best_epoch + 1, "windows": len(X_fit) + len(va)} if cfg.refit else None,
-        "n_test": len(X_test),
+        "refit": {"epochs": best_epoch + 1, "windows": n_fit + len(run.va)} if cfg.refit else None,
+        "n_test": len(run.X_test),
         "best_epoch": best_epoch,
         "knn": {"k": k, "val_accuracy": knn_val, "test_accuracy": knn_test},
         "dataset": ds.name,
         "init": cfg.init,
         "mode": cfg.mode,
-        "seed": seed,
+        "seed": cfg.fit.seed,
         "split_seed": _split_seed(cfg),
         "protocol": "validation split carved from the training data ("
         + (f"whole {cfg.val_groups} groups" if cfg.val_groups else "stratified")
@@ -395,17 +462,30 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "class_names": ds.class_names,
         "seconds": time.perf_counter() - t0,
         "self_training": self_training,
-        "test_adapted": adapted,
+        "recipe_notes": run.notes,
         "consistency": {"weight": cfg.consistency_weight, "threshold": cfg.consistency_threshold,
-                        "unlabelled_windows": len(U) if consistency else 0,
-                        "final_mask_rate": history[-1].get("mask_rate")} if consistency else None,
-        "distill_unlabelled_windows": len(U) if cfg.distill_unlabelled else 0,
-    }
-    # what export and the runtime need: the model, its data contract and embedding statistics
+                        "unlabelled_windows": len(run.U),
+                        "final_mask_rate": history[-1].get("mask_rate")} if run.consistency else None,
+    }  # fmt: skip
+    if plots:
+        ev.plot_confusion(cm, ds.class_names, run.out / "confusion.png", f"{ds.name}: test accuracy {test_acc:.3f}")
+        ev.plot_embedding(E_te, ds.y_test, ds.class_names, run.out / "embedding.png",
+                          f"{ds.name}: test embeddings (PCA)")  # fmt: skip
+    if run.progress:
+        print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}), test accuracy {test_acc:.4f}, "
+              f"k-NN test {knn_test:.4f} (k={k})", flush=True)  # fmt: skip
+    return metrics, E_tr
+
+
+def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics: dict[str, Any], E_tr: np.ndarray
+                 ) -> dict[str, Any]:  # fmt: skip
+    """``model.pt``: what export and the runtime need: the model, its data contract, embedding statistics,
+    class prototypes, input moments, calibration windows, and the TTT head when one was trained."""
+    cfg, ds = run.cfg, run.ds
     E_norm = E_tr / np.maximum(np.linalg.norm(E_tr, axis=1, keepdims=True), 1e-12)
-    prototypes = np.stack([E_norm[ytr == c].mean(0) if np.any(ytr == c) else np.zeros(E_tr.shape[1])
+    prototypes = np.stack([E_norm[run.ytr == c].mean(0) if np.any(run.ytr == c) else np.zeros(E_tr.shape[1])
                            for c in range(ds.n_classes)]).astype(np.float32)  # fmt: skip
-    bundle_info = {
+    info = {
         "format": "edgessl-model/1",
         "config": cfg.to_dict(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -413,76 +493,38 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         "channel_names": list(ds.channel_names),
         "channel_units": list(ds.channel_units),
         "rate_hz": cfg.data.rate_hz or ds.rate_hz,
-        "window": int(X_test.shape[-1]),
+        "window": int(run.X_test.shape[-1]),
         "metrics": {k: metrics[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")},
         "embedding_mean": torch.from_numpy(E_tr.mean(0).astype(np.float32)),
         "embedding_std": torch.from_numpy(E_tr.std(0).astype(np.float32)),
         "prototypes": torch.from_numpy(prototypes),
         **_input_moments(ds, cfg.data),
-        "calibration_windows": torch.from_numpy(X_train_all[np.sort(np.concatenate([tr, va]))][:512]),
+        "calibration_windows": torch.from_numpy(run.X_train_all[np.sort(np.concatenate([run.tr, run.va]))][:512]),
     }
-    if method.ssl_head is not None:
-        bundle_info["ssl_head_weight"] = method.ssl_head.weight.detach().cpu()
-        bundle_info["ssl_head_bias"] = method.ssl_head.bias.detach().cpu()
-    save_atomic(bundle_info, out / MODEL_FILE)
-    ev.write_json(out / "metrics.json", metrics)
-    if plots:
-        ev.plot_confusion(cm, ds.class_names, out / "confusion.png", f"{ds.name}: test accuracy {test_acc:.3f}")
-        ev.plot_embedding(E_te, ds.y_test, ds.class_names, out / "embedding.png", f"{ds.name}: test embeddings (PCA)")
-    if progress:
-        print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}), test accuracy {test_acc:.4f}, "
-              f"k-NN test {knn_test:.4f} (k={k})", flush=True)  # fmt: skip
-    return metrics
+    if method.ttt is not None:
+        info["ssl_head_weight"] = method.ttt.head.weight.detach().cpu()
+        info["ssl_head_bias"] = method.ttt.head.bias.detach().cpu()
+    return info
 
 
-def load_classifier(folder_or_file: str | Path) -> tuple[ev.Classifier, dict[str, Any]]:
+def load_classifier(folder_or_file: str | Path) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild a fine-tuned classifier (eval mode) and its saved metadata from ``model.pt`` alone."""
     info = load_saved(folder_or_file, MODEL_FILE, "edgessl-model/1", "fine-tuned model")
     enc_cfg = EncoderConfig.from_dict(info["config"]["encoder"])
-    model = ev.Classifier(build_encoder(enc_cfg), len(info["class_names"]), enc_cfg.out_dim)
+    model = Classifier(build_encoder(enc_cfg), len(info["class_names"]), enc_cfg.out_dim)
     model.load_state_dict(info["model"])
     return model.eval(), info
 
 
-SELECTION_MODEL_FILE = "model_selection.pt"  # with refit: the validation-selected model, before the refit
-_SPLIT_FIELDS = ("labels_per_class", "label_fraction", "val_fraction", "val_groups", "val_fold")
+def _score(row: dict[str, float]) -> tuple[float, ...]:
+    """How one epoch ranks in model selection (``SELECT``, as ``fit`` ranks them)."""
+    score = selection_score(row, SELECT)
+    assert score is not None
+    return score
 
 
 def _split_seed(cfg: FinetuneConfig) -> int:
     return cfg.fit.seed if cfg.split_seed is None else cfg.split_seed
-
-
-def _teacher(path: str, cfg: FinetuneConfig, ds: WindowDataset, stage: str) -> ev.Classifier:
-    """A distillation teacher, checked to take the student's inputs, to answer with its classes, and never
-    to have trained on the student's validation windows: it must come from the same split (same split
-    seed and budget), and while the student selects its epoch (``stage="selection"``) a refitted teacher stands in
-    by its own selection model, which had not seen them; the student's refit distils the refitted one."""
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    use = folder / (SELECTION_MODEL_FILE if stage == "selection" and (folder / SELECTION_MODEL_FILE).exists()
-                    else MODEL_FILE)  # fmt: skip
-    model, info = load_classifier(use)
-    tc = info["config"]
-    split = {k: (tc.get(k), getattr(cfg, k)) for k in _SPLIT_FIELDS}
-    split["split_seed"] = (tc.get("split_seed") if tc.get("split_seed") is not None else tc["fit"]["seed"],
-                           _split_seed(cfg))  # fmt: skip
-    split = {k: v for k, v in split.items() if (list(v[0]) if isinstance(v[0], (list, tuple)) else v[0])
-             != (list(v[1]) if isinstance(v[1], (list, tuple)) else v[1])}  # fmt: skip
-    if split:
-        raise ValueError(f"teacher {path} was fine-tuned on another split (teacher, student): {split}; it would have "
-                         "trained on the student's validation windows. Fine-tune the teacher with the student's "
-                         "split seed and label budget")  # fmt: skip
-    if stage == "selection" and use.name == MODEL_FILE and tc.get("refit"):
-        raise ValueError(f"teacher {path} was refitted on the validation windows and has no {SELECTION_MODEL_FILE}; "
-                         "the student could not select on them")  # fmt: skip
-    theirs, ours = tc["data"], cfg.data.to_dict()
-    if theirs != ours:
-        diff = {k: (theirs.get(k), ours.get(k)) for k in ours if theirs.get(k) != ours.get(k)}
-        raise ValueError(f"teacher {path} was fine-tuned on other inputs (teacher, student): {diff}; a teacher "
-                         "must see the windows the student sees")  # fmt: skip
-    if list(info["class_names"]) != list(ds.class_names):
-        raise ValueError(f"teacher {path} has classes {info['class_names']}; the student's are {ds.class_names}")
-    return model
 
 
 def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats: int = 1,
@@ -498,14 +540,11 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
     Writes ``cv.json`` to ``out_dir`` and returns it: ``cv_accuracy``, ``best_epoch``, the pooled curve, and
     per repeat the pooled accuracy at its own best epoch and each fold's selected accuracy.
     """
-    if cfg.teachers:
-        raise ValueError("cross-validation with distillation teachers is not supported: a teacher fine-tuned on "
-                         "the training split has seen every fold's validation windows")  # fmt: skip
     if cfg.val_groups:
         raise ValueError(f"cross-validation validates on stratified folds; it does not take val_groups "
                          f"({cfg.val_groups!r})")  # fmt: skip
-    if cfg.refit or cfg.test_adapt_groups:
-        cfg = dataclasses.replace(cfg, refit=False, test_adapt_groups=None)  # both act after selection only
+    if cfg.refit:
+        cfg = dataclasses.replace(cfg, refit=False)  # it acts after selection only
     out = Path(out_dir)
     runs: list[list[dict[str, Any]]] = []
     for r in range(repeats):
@@ -530,7 +569,7 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
                 for e in range(epochs)]  # fmt: skip
 
     def best(curve: list[dict[str, float]]) -> dict[str, float]:
-        return max(curve, key=lambda c: selection_score(c, SELECT))  # as one run selects its epoch
+        return max(curve, key=_score)  # as one run selects its epoch
 
     curve = pooled([m for ms in runs for m in ms])
     top = best(curve)
@@ -552,41 +591,18 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
     return report
 
 
-def _group_adapted(model: ev.Classifier, cfg: FinetuneConfig, ds: WindowDataset, X_test: np.ndarray,
-                   X_val: np.ndarray, va: np.ndarray) -> dict[str, Any]:  # fmt: skip
-    """Accuracy of ``model`` adapted per group (BatchNorm statistics of each group's unlabelled windows)."""
-    name = cfg.test_adapt_groups  # checked before training
-    g_tr, g_te = ds.groups[name]
-    g_va = g_tr[va]
-    pred = ev.group_adapted_logits(model, X_test, g_te).argmax(1)
-    pred_cross = ev.group_adapted_logits(model, X_test, g_te, crossfit_seed=cfg.fit.seed).argmax(1)
-    return {
-        "groups": name,
-        "method": "BatchNorm statistics re-estimated on each group's unlabelled windows (AdaBN); weights unchanged",
-        "n_test_groups": int(len(np.unique(g_te))),
-        "test_accuracy": ev.accuracy(pred, ds.y_test),
-        # each window predicted with the statistics of the other half of its group's windows
-        "test_accuracy_crossfit": ev.accuracy(pred_cross, ds.y_test),
-        # a diagnostic on the validation windows, grouped the same way; None where a group there has a
-        # single window (no statistics to re-estimate), as small validation splits of many users can
-        "val_accuracy": ev.accuracy(ev.group_adapted_logits(model, X_val, g_va).argmax(1), ds.y_train[va])
-        if len(g_va) and np.unique(g_va, return_counts=True)[1].min() >= 2 else None,
-        "confusion_matrix": ev.confusion_matrix(ds.y_test, pred, ds.n_classes).tolist(),
-    }
-
-
 def pseudo_labels(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices and classes of the most confident ``fraction`` of each predicted class (at least one each),
     so that pseudo-labels stay class-balanced as far as the predictions allow."""
-    from edgessl.edge_runtime.adapt import softmax
+    from edgessl.preprocess import softmax
 
     p = softmax(logits)
     conf, cls = p.max(1), p.argmax(1)
-    pick = []
+    picks: list[np.ndarray] = []
     for c in np.unique(cls):
         rows = np.flatnonzero(cls == c)
-        pick.append(rows[np.argsort(-conf[rows], kind="stable")[: max(1, int(round(fraction * len(rows))))]])
-    pick = np.sort(np.concatenate(pick)) if pick else np.zeros(0, np.int64)
+        picks.append(rows[np.argsort(-conf[rows], kind="stable")[: max(1, int(round(fraction * len(rows))))]])
+    pick = np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
     return pick, cls[pick]
 
 
@@ -594,7 +610,7 @@ def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tenso
     """Moments of the raw 3-axis accelerometer signal (units g) over the whole training split (no labels
     needed), at the model's rate and length but before preprocessing: what input-side adaptation matches a
     shifted sensor to. Empty when the model's inputs have no three channels in g."""
-    from edgessl.edge_runtime.adapt import MOMENT_LAGS, moment_mismatch, signal_moments
+    from edgessl.preprocess import MOMENT_LAGS, moment_mismatch, signal_moments
 
     acc = [i for i, u in enumerate(ds.channel_units) if u == "g"][:3]
     if len(acc) < 3:

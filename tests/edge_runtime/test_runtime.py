@@ -106,7 +106,10 @@ def test_run_cli_json_lines(small_bundle, tmp_path):
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
-    assert lines and set(lines[0]) >= {"t", "label", "confidence", "probs", "latency_ms", "window_start", "window_end"}
+    events = [x for x in lines if "label" in x]  # the other lines say what they are: device, gap, stats
+    assert events and set(events[0]) >= {"t", "label", "confidence", "probs", "latency_ms", "window_start", "window_end"}
+    assert lines[0] == {"device": {"state": "streaming", "port": sim.path}} and set(lines[-1]) == {"stats"}
+    assert lines[-1]["stats"]["events"] == len(events) and lines[-1]["stats"]["device"]["delivered_samples"] > 200
     from edgessl.datasets import load
 
     rec = load(f"csv:{tmp_path / 'rec.csv'}")

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from edgessl.edge_runtime.stream import RingBuffer, SegmentParams, StreamWindower
+from edgessl.edge_runtime.bundle import SegmentParams
+from edgessl.edge_runtime.stream import RingBuffer, StreamWindower
 from edgessl.synthetic import SyntheticConfig, make_stream
 
 

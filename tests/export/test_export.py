@@ -48,32 +48,6 @@ def test_round_trip_classify_equals_torch(small_model, small_bundle):
     assert (int8_pred == torch_pred).mean() >= 0.95  # the deployed int8 encoder: (nearly) the same answers
 
 
-def test_integrated_input_encoder_exports_and_classifies_like_torch(tmp_path):
-    """An encoder that integrates its input (CumSum before the first Conv) exports, quantizes its Convs to
-    int8 and answers like the torch model through the runtime."""
-    from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
-    from edgessl.export.onnx_export import load_model
-    from edgessl.preprocess import standardize
-    from edgessl.synthetic import SyntheticConfig, make_dataset
-    from edgessl.trainer.data import DataConfig
-    from edgessl.trainer.encoders import EncoderConfig
-    from edgessl.trainer.fit import FitConfig
-    from edgessl.trainer.pipeline import FinetuneConfig, finetune
-
-    cfg = FinetuneConfig(data=DataConfig(spec="synthetic:reps=4,length=64"), encoder=EncoderConfig(integrate=2),
-                         fit=FitConfig(epochs=8, batch_size=64, warmup_epochs=1, drop_last=False))  # fmt: skip
-    finetune(cfg, tmp_path / "m", progress=False, plots=False)
-    m = export_bundle(tmp_path / "m", tmp_path / "i.essl", ExportConfig(keep_fp32=True, min_agreement=0.8), progress=False)
-    assert m["verification"]["int8_nodes"]["quantized_compute_nodes"] == m["verification"]["int8_nodes"]["compute_nodes"] > 0
-    model, _ = load_model(tmp_path / "m")
-    X = make_dataset(SyntheticConfig(reps=4, length=64)).X_test
-    with torch.no_grad():
-        want = model(torch.from_numpy(standardize(X))).argmax(1).numpy()
-    anything = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
-    with GestureRuntime(tmp_path / "i.essl", decision=anything, precision="fp32") as rt:
-        np.testing.assert_array_equal([rt.classify(x).index for x in X], want)
-
-
 def test_quantize_config_and_methods(small_model, tmp_path):
     with pytest.raises(ValueError):
         QuantizeConfig(method="dynamic")

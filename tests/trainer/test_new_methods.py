@@ -102,33 +102,20 @@ def test_new_methods_through_cli_and_checkpoint(tmp_path, method):
     from edgessl.cli import main
     from edgessl.trainer.pipeline import load_pretrained_encoder
 
-    extra = ["--exclude-class", "left", "--labels-per-class", "5"] if method == "clip" else []
-    assert main(["pretrain", "--data", DATA, "--method", method, "--epochs", "2", "--batch-size", "32",
-                 "--warmup-epochs", "1", "--out", str(tmp_path / "pt"), "--quiet", *extra]) == 0  # fmt: skip
+    settings = {"fit": {"batch_size": 32, "warmup_epochs": 1}}
+    if method == "clip":  # trains on labels: a budget, one class held out
+        settings.update(exclude_classes=["left"], labels_per_class=5)
+    (tmp_path / "pt.json").write_text(json.dumps(settings))
+    assert main(["pretrain", "--data", DATA, "--method", method, "--epochs", "2", "--config", str(tmp_path / "pt.json"),
+                 "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
     rows = [json.loads(x) for x in (tmp_path / "pt" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
     enc, cfg = load_pretrained_encoder(tmp_path / "pt")
     assert enc(torch.randn(2, 3, 64)).shape == (2, cfg.out_dim)
     assert main(["finetune", "--data", DATA, "--init", str(tmp_path / "pt"), "--labels-per-class", "2", "--epochs",
-                 "2", "--out", str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
-
-
-def test_generated_windows_join_contrastive_batches(tmp_path, capsys):
-    from edgessl.cli import main
-
-    assert main(["pretrain", "--data", DATA, "--method", "ssgan", "--epochs", "1", "--batch-size", "32",
-                 "--warmup-epochs", "1", "--out", str(tmp_path / "gan"), "--quiet"]) == 0  # fmt: skip
-    assert main(["pretrain", "--data", DATA, "--method", "simclr", "--gan-generator", str(tmp_path / "gan"),
-                 "--gan-fraction", "0.5", "--epochs", "1", "--batch-size", "32", "--warmup-epochs", "1",
-                 "--out", str(tmp_path / "sim"), "--quiet"]) == 0  # fmt: skip
-    ck = torch.load(tmp_path / "sim" / "checkpoint.pt", weights_only=True)
-    gan = torch.load(tmp_path / "gan" / "checkpoint.pt", weights_only=True)
-    # the frozen generator inside the contrastive run is the SS-GAN's, unchanged by training
-    assert torch.equal(ck["model"]["gan.fc.weight"], gan["model"]["generator.fc.weight"])
-    # a generator for other windows is refused with both shapes named
-    assert main(["pretrain", "--data", "synthetic:reps=3,length=96", "--method", "simclr", "--gan-generator",
-                 str(tmp_path / "gan"), "--epochs", "1", "--out", str(tmp_path / "bad"), "--quiet"]) != 0  # fmt: skip
-    assert "windows of 64 samples × 3 channels; these data have 96 × 3" in capsys.readouterr().err
+                 "2", "--recipe", "baseline", "--out", str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
+    if method == "clip":
+        assert torch.load(tmp_path / "pt" / "checkpoint.pt", weights_only=True)["config"]["exclude_classes"] == ["left"]
 
 
 def test_clip_zero_shot_on_a_held_out_class(tmp_path):
@@ -152,8 +139,9 @@ def test_clip_zero_shot_on_a_held_out_class(tmp_path):
 def test_inspect_writes_readable_plots(tmp_path, capsys):
     from edgessl.cli import main
 
-    assert main(["pretrain", "--data", DATA, "--method", "vicreg", "--epochs", "1", "--batch-size", "32",
-                 "--warmup-epochs", "1", "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
+    (tmp_path / "pt.toml").write_text("[fit]\nbatch_size = 32\nwarmup_epochs = 1\n")
+    assert main(["pretrain", "--data", DATA, "--method", "vicreg", "--epochs", "1", "--config", str(tmp_path / "pt.toml"),
+                 "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
     assert main(["inspect", str(tmp_path / "pt"), "--out", str(tmp_path / "insp")]) == 0
     r = json.loads((tmp_path / "insp" / "inspect.json").read_text())
     for name in ("dissection", "top_windows", "correlation", "importance"):

@@ -1,0 +1,125 @@
+"""Dataset spec strings: where the shared data lives, and the registry that maps a spec's scheme to a loader.
+
+A spec is ``SCHEME:ARGUMENT`` (``npz:uci_har.npz``, ``synthetic:seed=1``); :func:`load` hands the argument
+to the loader registered for the scheme. The package registers the built-in sources; a benchmark or a
+user registers its own with :func:`register_source`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
+from edgessl.preprocess import PreprocessError
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "Dataset",
+    "Loader",
+    "default_data_dir",
+    "load",
+    "load_stream",
+    "load_windows",
+    "parse_options",
+    "register_source",
+    "registered_sources",
+    "resolve_path",
+]
+
+DATA_DIR_ENV = "EDGESSL_DATA_DIR"
+
+Dataset = WindowDataset | StreamDataset
+Loader = Callable[[str], Dataset]
+"""A loader takes the spec's text after ``SCHEME:`` (path and ``?`` options; may be empty)."""
+
+_SOURCES: dict[str, Loader] = {}
+
+
+def register_source(scheme: str, loader: Loader, *, replace: bool = False) -> None:
+    """Make ``SCHEME:...`` specs load through ``loader``.
+
+    Raises:
+        ValueError: the scheme is not a lower-case word, or another loader already has it (unless
+            ``replace``).
+    """
+    if not scheme.isidentifier() or scheme != scheme.lower():
+        raise ValueError(f"a dataset scheme is a lower-case word (npz, ucr ...); got {scheme!r}")
+    old = _SOURCES.get(scheme)
+    if old is not None and old is not loader and not replace:
+        raise ValueError(f"dataset scheme {scheme!r} is already registered to {old.__module__}.{old.__qualname__}")
+    _SOURCES[scheme] = loader
+
+
+def registered_sources() -> list[str]:
+    """The schemes :func:`load` knows, sorted."""
+    return sorted(_SOURCES)
+
+
+def load(spec: str) -> Dataset:
+    """Load a dataset from a spec string ``SCHEME:ARGUMENT`` (see ``docs/data.md``)."""
+    scheme, _, arg = spec.partition(":")
+    scheme = scheme.strip().lower()
+    loader = _SOURCES.get(scheme)
+    if loader is None:
+        raise ValueError(f"unknown dataset kind {scheme!r} in {spec!r}; expected {', '.join(registered_sources())}")
+    try:
+        return loader(arg)
+    except PreprocessError as e:
+        raise DataFormatError(str(e)) from e
+
+
+def load_windows(spec: str) -> WindowDataset:
+    """Load a windowed dataset; a stream layout is an error that says how to get windows from it."""
+    ds = load(spec)
+    if isinstance(ds, StreamDataset):
+        raise DataFormatError(
+            f"{spec}: this is a continuous-stream dataset ({ds.summary()}); cut windows from it with "
+            "StreamDataset.to_windows() or use a windowed source"
+        )
+    return ds
+
+
+def load_stream(spec: str) -> StreamDataset:
+    """Load a continuous-stream dataset."""
+    ds = load(spec)
+    if not isinstance(ds, StreamDataset):
+        raise DataFormatError(f"{spec}: expected a stream layout (signal + offsets); this is a windowed dataset")
+    return ds
+
+
+def default_data_dir() -> Path:
+    """Where the shared data sets live: ``$EDGESSL_DATA_DIR`` or ``../shared/data`` beside the project."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def resolve_path(p: str) -> Path:
+    """A bare file name that does not exist here is looked up in the shared data folder."""
+    path = Path(p).expanduser()
+    if not path.exists() and not path.is_absolute() and len(path.parts) == 1:
+        alt = default_data_dir() / path
+        if alt.exists():
+            return alt
+    return path
+
+
+def parse_options(s: str) -> dict[str, str]:
+    """``key=value,key=value`` (the part of a spec after ``?``) as a dict."""
+    out = {}
+    for part in filter(None, s.split(",")):
+        k, eq, v = part.partition("=")
+        if not eq:
+            raise ValueError(f"expected key=value in dataset options, got {part!r}")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def need_path(scheme: str, arg: str) -> str:
+    """The argument of a file-based scheme, or an error saying that the spec lacks a path."""
+    if not arg:
+        raise ValueError(f"dataset spec {scheme + ':'!r} needs a path: npz:PATH, ucr:PATH, har:DIR, csv:PATH or synthetic")
+    return arg

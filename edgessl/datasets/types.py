@@ -1,0 +1,260 @@
+"""The dataset types every loader returns, their errors and the channel-name rules (numpy only).
+
+This module imports no loader and no generator: loaders and :mod:`edgessl.datasets.synthetic` import it,
+never the other way round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.errors import DataError
+from edgessl.preprocess import resample_to_length
+
+__all__ = [
+    "CHANNEL_ALIASES",
+    "DataFormatError",
+    "StreamDataset",
+    "WindowDataset",
+    "parse_float",
+    "resolve_channels",
+    "unit_from_channel",
+]
+
+
+class DataFormatError(DataError, ValueError):
+    """A data file is malformed or inconsistent; the message names the file (and line where known)."""
+
+
+def unit_from_channel(name: str) -> str:
+    """The unit a channel name implies: ``rad/s`` for gyroscopes, ``g`` for accelerometers."""
+    n = name.lower()
+    if "gyro" in n:
+        return "rad/s"
+    if "acc" in n:
+        return "g"
+    return "unknown"
+
+
+# Names that mean the same physical channel in different sources and devices (gravity-included accelerometer).
+CHANNEL_ALIASES = {
+    "acc_x": ("acc_x", "total_acc_x", "accx", "ax", "x"),
+    "acc_y": ("acc_y", "total_acc_y", "accy", "ay", "y"),
+    "acc_z": ("acc_z", "total_acc_z", "accz", "az", "z"),
+}
+
+
+def resolve_channels(available: list[str], wanted: list[str]) -> list[int]:
+    """Indices of ``wanted`` channels in ``available``: exact names first, then aliases (case-insensitive)."""
+    low = [a.lower() for a in available]
+    out = []
+    for w in wanted:
+        if w in available:
+            out.append(available.index(w))
+            continue
+        group = next((names for names in CHANNEL_ALIASES.values() if w.lower() in names), (w.lower(),))
+        hit = next((low.index(a) for a in group if a in low), None)
+        if hit is None:
+            raise DataFormatError(f"no channel {w!r} (or an alias of it) among {available}")
+        out.append(hit)
+    return out
+
+
+@dataclasses.dataclass
+class WindowDataset:
+    """Fixed-length labelled windows with a train/test split.
+
+    Attributes:
+        X_train: float32 ``[n_train, C, T]``.
+        y_train: int64 ``[n_train]`` class indices into ``class_names``.
+        X_test: float32 ``[n_test, C, T]``.
+        y_test: int64 ``[n_test]``.
+        class_names: one name per class.
+        channel_names: one name per channel.
+        channel_units: one unit per channel (``g``, ``rad/s``, ``z-score`` ...).
+        rate_hz: sample rate, or None when the windows were stretched to a fixed length.
+        groups: extra per-row integer arrays, e.g. ``{"subject": (train, test)}``.
+        name: where the data came from.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    channel_names: list[str]
+    channel_units: list[str]
+    rate_hz: float | None
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
+            if X.ndim != 3:
+                raise DataFormatError(f"{self.name}: X_{split} must be [n, channels, length]; got {X.shape}")
+            if len(X) != len(y):
+                raise DataFormatError(f"{self.name}: X_{split} has {len(X)} rows but y_{split} has {len(y)}")
+            if X.shape[1] != len(self.channel_names):
+                raise DataFormatError(
+                    f"{self.name}: X_{split} has {X.shape[1]} channels but {len(self.channel_names)} channel names"
+                )
+        if self.X_train.shape[1:] != self.X_test.shape[1:] and len(self.X_test):
+            raise DataFormatError(f"{self.name}: train {self.X_train.shape[1:]} and test {self.X_test.shape[1:]} differ")
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def length(self) -> int:
+        return int(self.X_train.shape[2])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def select_channels(self, names: list[str]) -> WindowDataset:
+        """Return a copy holding only the named channels, in the given order."""
+        missing = [n for n in names if n not in self.channel_names]
+        if missing:
+            raise DataFormatError(f"{self.name}: no channel(s) {missing}; available: {self.channel_names}")
+        idx = [self.channel_names.index(n) for n in names]
+        return dataclasses.replace(
+            self,
+            X_train=self.X_train[:, idx],
+            X_test=self.X_test[:, idx],
+            channel_names=list(names),
+            channel_units=[self.channel_units[i] for i in idx],
+        )
+
+    def summary(self) -> str:
+        rate = f"{self.rate_hz:g} Hz" if self.rate_hz else "no fixed rate"
+        return (
+            f"{self.name}: {len(self.X_train)} train / {len(self.X_test)} test windows, "
+            f"{self.n_channels} channels {self.channel_names} x {self.length} samples ({rate}), "
+            f"{self.n_classes} classes"
+        )
+
+
+@dataclasses.dataclass
+class StreamDataset:
+    """Continuous recordings concatenated along time and cut by ``offsets``.
+
+    Attributes:
+        signal: float32 ``[C, N]``.
+        offsets: int64 ``[R + 1]``; recording ``k`` is ``signal[:, offsets[k]:offsets[k+1]]``.
+        channel_names, channel_units, class_names, rate_hz: as in :class:`WindowDataset`.
+        sample_labels: int ``[N]`` per-sample class (−1 unlabelled), or None.
+        recording_labels: int ``[R]`` one class per recording (e.g. a uWave template), or None.
+        recording_groups: per-recording integer arrays (``subject``, ``day`` ...).
+        timestamps: float64 ``[N]`` seconds, where the source had them.
+    """
+
+    signal: np.ndarray
+    offsets: np.ndarray
+    channel_names: list[str]
+    channel_units: list[str]
+    class_names: list[str]
+    rate_hz: float | None
+    sample_labels: np.ndarray | None = None
+    recording_labels: np.ndarray | None = None
+    recording_groups: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    timestamps: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.signal.ndim != 2:
+            raise DataFormatError(f"{self.name}: signal must be [channels, samples]; got {self.signal.shape}")
+        off = self.offsets
+        if off.ndim != 1 or len(off) < 2 or off[0] != 0 or off[-1] != self.signal.shape[1] or np.any(np.diff(off) < 0):
+            raise DataFormatError(
+                f"{self.name}: offsets must rise from 0 to the signal length {self.signal.shape[1]}; "
+                f"got {len(off)} offsets from {off[:1]} to {off[-1:]}"
+            )
+
+    @property
+    def n_recordings(self) -> int:
+        return len(self.offsets) - 1
+
+    def recording(self, k: int) -> np.ndarray:
+        """Recording ``k`` as ``[C, n_k]``."""
+        return self.signal[:, self.offsets[k] : self.offsets[k + 1]]
+
+    def recordings(self) -> Iterator[np.ndarray]:
+        for k in range(self.n_recordings):
+            yield self.recording(k)
+
+    def summary(self) -> str:
+        rate = f"{self.rate_hz:g} Hz" if self.rate_hz else "unknown rate"
+        return (
+            f"{self.name}: {self.n_recordings} recordings, {self.signal.shape[1]} samples, "
+            f"{len(self.channel_names)} channels {self.channel_names} ({rate})"
+        )
+
+    def to_windows(self, length: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stretch each labelled recording to ``length`` samples (what the UCR archive did to uWave).
+
+        Returns:
+            ``(X [n, C, length], y [n])`` over the recordings selected by ``mask`` that have at least
+            two samples.
+        """
+        if self.recording_labels is None:
+            raise DataFormatError(f"{self.name}: recordings carry no labels, so they cannot become labelled windows")
+        sel = np.ones(self.n_recordings, bool) if mask is None else np.asarray(mask, bool)
+        lengths = np.diff(self.offsets)
+        sel &= lengths >= 2
+        idx = np.flatnonzero(sel)
+        X = np.stack([resample_to_length(self.recording(k), length) for k in idx.tolist()]) if len(idx) else np.zeros(
+            (0, len(self.channel_names), length), np.float32
+        )
+        return X.astype(np.float32), self.recording_labels[idx].astype(np.int64)
+
+    def split_windows(self, split: str, length: int | None = None) -> WindowDataset:
+        """Labelled recordings as a :class:`WindowDataset` with the train/test split of a per-recording array.
+
+        Each labelled recording (e.g. a uWave template) is stretched to ``length`` samples (default: the
+        longest selected recording). ``recording_groups[split]`` says where each goes: 0 train, 1 test, any
+        other value (e.g. -1) nowhere. The other per-recording ids (subject, day ...) become per-row groups.
+        """
+        if split not in self.recording_groups:
+            raise DataFormatError(f"{self.name}: no per-recording split array {split!r}; the file has "
+                                  f"{sorted(self.recording_groups)}")  # fmt: skip
+        if self.recording_labels is None:
+            raise DataFormatError(f"{self.name}: recordings carry no labels, so they cannot become labelled windows")
+        where = self.recording_groups[split]
+        usable = np.diff(self.offsets) >= 2
+        if not np.any((where == 0) & usable) or not np.any((where == 1) & usable):
+            raise DataFormatError(f"{self.name}: split {split!r} must mark some recordings 0 (train) and some 1 "
+                                  f"(test); found values {sorted(set(where.tolist()))}")  # fmt: skip
+        if length is None:
+            length = int(np.diff(self.offsets)[(where == 0) | (where == 1)].max())
+        if length < 2:
+            raise DataFormatError(f"{self.name}: windows need at least 2 samples; got length={length}")
+        parts, groups = {}, {}
+        for code, key in ((0, "train"), (1, "test")):
+            mask = (where == code) & usable
+            parts[key] = self.to_windows(length, mask)
+            groups[key] = {g: a[mask] for g, a in self.recording_groups.items() if g != split}
+        return WindowDataset(
+            parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1], list(self.class_names),
+            list(self.channel_names), list(self.channel_units), None,
+            {g: (groups["train"][g], groups["test"][g]) for g in groups["train"]},
+            name=f"{self.name} ({split} split, recordings stretched to {length})",
+        )
+
+
+def parse_float(tok: str, path: Path, lineno: int) -> float:
+    """One number of a text file; ``?``, ``NaN`` and an empty cell are missing (NaN)."""
+    tok = tok.strip()
+    if tok in ("?", "NaN", "nan", ""):
+        return float("nan")
+    try:
+        return float(tok)
+    except ValueError:
+        raise DataFormatError(f"{path}:{lineno}: expected a number or '?', got {tok!r}") from None

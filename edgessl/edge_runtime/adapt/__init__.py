@@ -1,0 +1,63 @@
+"""Test-time adaptation on the device (numpy only, the int8 encoder stays frozen).
+
+Methods (``--adapt``), one module each:
+    none   the source model.
+    t3a    backprop-free prototype adjustment from confident pseudo-labels (:mod:`.t3a`).
+    tent   entropy minimisation on a normalisation affine in front of the float head (:mod:`.tent`).
+    ttt    test-time training through the self-supervised head trained at fine-tuning, for bundles that
+           have one (:mod:`.ttt`).
+    input  input-side correction of a shifted accelerometer by moment matching (:mod:`.input_correction`,
+           optimiser in :mod:`.align`).
+    a+b    several at once (:mod:`.chain`), e.g. ``input+tent``, the default.
+
+The runtime hands each adapter an :class:`AdaptContext` (:mod:`.context`): the bundle's head, prototypes,
+embedding statistics, thresholds, input moments and the encoder; adapters read nothing else.
+Safeguards shared by all (:mod:`.safeguards`, applied in :mod:`.base`): a reliability gate (prediction
+entropy and out-of-distribution score), no updates while idle, a class-diversity check on the recent
+prediction histogram, a penalty pulling parameters to their source values, a collapse detector that resets
+to the source state, and bounded memory. Adapted state is saved and restored per device/user, tagged with
+the bundle's checksum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgessl.edge_runtime.adapt.base import STATE_FORMAT, Adapter
+from edgessl.edge_runtime.adapt.chain import Chain
+from edgessl.edge_runtime.adapt.context import AdaptContext, InputMoments, SslHead
+from edgessl.edge_runtime.adapt.input_correction import InputCorrection
+from edgessl.edge_runtime.adapt.safeguards import Safeguards
+from edgessl.edge_runtime.adapt.t3a import T3A
+from edgessl.edge_runtime.adapt.tent import Tent
+from edgessl.edge_runtime.adapt.ttt import TTT
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "STATE_FORMAT", "AdaptContext", "Adapter", "Chain", "InputCorrection",
+           "InputMoments", "Safeguards", "SslHead", "T3A", "TTT", "Tent", "build_adapter"]  # fmt: skip
+
+# The method benchmarks/results/tta_shift.json shows best on average over the shifts: input-side moment
+# matching for the mounting, Tent on the head for the rest (64 % of the lost accuracy recovered on average,
+# no loss on clean streams; see docs/results.md for the figures of each method).
+DEFAULT_METHOD = "input+tent"
+
+METHODS: dict[str, type[Adapter] | None] = {"none": None, "t3a": T3A, "tent": Tent, "ttt": TTT, "input": InputCorrection}
+
+
+def build_adapter(name: str, state_path: str | None = None, **kw: Any) -> Adapter | None:
+    """An adapter by name (``none`` gives None; ``a+b`` chains two, e.g. ``input+tent``, with default
+    settings). ``state_path``: restored when the runtime attaches it, if the file exists (see
+    :meth:`Adapter.restore`). ``kw``: the method's settings (e.g. ``safeguards``, ``lr``)."""
+    if "+" in name:
+        parts = [build_adapter(n) for n in name.split("+")]
+        kept = [p for p in parts if p is not None]
+        if len(kept) < len(parts) or len(kept) < 2:
+            raise ValueError(f"a chain of adaptation methods names two or more of {sorted(set(METHODS) - {'none'})}; got {name!r}")
+        return Chain(kept, state_path)
+    if name not in METHODS:
+        raise ValueError(f"unknown adaptation method {name!r}; expected one of {sorted(METHODS)} or a chain like input+tent")
+    cls = METHODS[name]
+    if cls is None:
+        return None
+    a = cls(**kw)
+    a.state_path = state_path
+    return a

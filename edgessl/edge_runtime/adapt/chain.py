@@ -1,0 +1,68 @@
+"""Several adaptation methods at once, e.g. ``input+tent`` (the default)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from edgessl.edge_runtime.adapt.base import Adapter
+from edgessl.edge_runtime.adapt.context import AdaptContext
+
+
+class Chain(Adapter):
+    """Several adapters at once, e.g. ``input+tent``: the input-side correction of the first part that has
+    one, the head of the last part that has one; every part observes every window with its own gates,
+    safeguards and state."""
+
+    def __init__(self, parts: list[Adapter], state_path: str | None = None):  # noqa: D107 - no Adapter.__init__
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.state_path = state_path
+
+    @property
+    def updates(self) -> int:  # type: ignore[override]
+        return sum(p.updates for p in self.parts)
+
+    @property
+    def resets(self) -> int:  # type: ignore[override]
+        return sum(p.resets for p in self.parts)
+
+    def attach(self, ctx: AdaptContext) -> None:
+        """Attach every part; a part this bundle cannot support (e.g. input-side correction on z-scored
+        inputs, ttt without a self-supervised head) is left out with a warning, so the default chain runs
+        with any bundle."""
+        self.ctx = ctx
+        kept = []
+        for p in self.parts:
+            try:
+                p.attach(ctx)
+                kept.append(p)
+            except ValueError as e:
+                warnings.warn(f"adaptation {p.name} is not available for this bundle and is left out: {e}", stacklevel=2)
+        if not kept:
+            raise ValueError(f"none of the adaptation methods {self.name} is available for this bundle")
+        self.parts = kept
+
+    def reset(self) -> None:
+        for p in self.parts:
+            p.reset()
+
+    def transform_input(self, x: np.ndarray) -> np.ndarray:
+        for p in self.parts:
+            x = p.transform_input(x)
+        return x
+
+    def logits(self, e: np.ndarray) -> np.ndarray:
+        return self.parts[-1].logits(e)
+
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray) -> None:
+        for p in self.parts:
+            p.observe(window, e, probs)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {f"{i}.{k}": v for i, p in enumerate(self.parts) for k, v in p.state().items()}
+
+    def load_state(self, st: dict[str, np.ndarray]) -> None:
+        for i, p in enumerate(self.parts):
+            p.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith(f"{i}.")})

@@ -1,0 +1,82 @@
+"""The safeguards every adaptation method shares: what keeps a bad stream from ruining the model.
+
+A reliability gate (prediction entropy and out-of-distribution score, applied by :class:`Adapter`), no
+updates while idle, a class-diversity check on the recent prediction histogram, and a collapse detector
+that resets to the source state; all with bounded memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Safeguards:
+    """Parameters of the safeguards (shared by every method)."""
+
+    max_entropy_frac: float = 0.4  # update only when H(p) < this × log K
+    history: int = 128  # recent predictions kept for the diversity check and collapse detector
+    min_history: int = 16  # no updates before this many predictions were seen
+    max_class_share: float = 0.35  # skip updates for a class that dominates the recent predictions
+    collapse_entropy_frac: float = 0.35  # reset if the recent histogram's entropy falls below this × log K
+    max_disagreement: float = 0.35  # reset if adapted and source predictions disagree this often on recent windows
+    idle_std: float = 0.03  # raw windows (g) with less motion than this are idle
+    source_penalty: float = 0.1  # pull towards the source parameters
+    check_every: int = 4  # run the collapse detector every this many windows
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of probabilities ``[..., K]`` along the last axis."""
+    return -(p * np.log(np.maximum(p, 1e-12))).sum(axis=-1)
+
+
+class PredictionHistory:
+    """The last ``size`` (adapted, source) prediction pairs, with their class histograms and disagreement
+    count kept in step (O(1) per window)."""
+
+    def __init__(self, size: int, n_classes: int):
+        self.pairs: deque[tuple[int, int]] = deque(maxlen=size)
+        self.adapted = np.zeros(n_classes, np.int64)
+        self.source = np.zeros(n_classes, np.int64)
+        self.disagree = 0
+        self.seen = 0  # windows recorded in all (not bounded by ``size``)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def record(self, k: int, src: int) -> None:
+        """Remember one (adapted, source) prediction pair, forgetting the oldest when full."""
+        if len(self.pairs) == self.pairs.maxlen:
+            ok, osrc = self.pairs[0]
+            self.adapted[ok] -= 1
+            self.source[osrc] -= 1
+            self.disagree -= ok != osrc
+        self.pairs.append((k, src))
+        self.seen += 1
+        self.adapted[k] += 1
+        self.source[src] += 1
+        self.disagree += k != src
+
+
+def is_idle(window: np.ndarray, idle_std: float) -> bool:
+    """True when no channel of the raw window ``[C, T]`` moves more than ``idle_std`` (its std)."""
+    x = np.asarray(window, np.float64)
+    m = x.sum(-1) / x.shape[-1]
+    var = np.einsum("ct,ct->c", x, x) / x.shape[-1] - m * m  # two reductions, no temporaries
+    return float(var.max()) < idle_std**2
+
+
+def collapsed(recent: PredictionHistory, sg: Safeguards, n_classes: int, check_disagreement: bool = True) -> bool:
+    """True when the adapted predictions are much less diverse than the source's on the same windows, or
+    (with ``check_disagreement``) disagree with them too often; never before half the history is filled."""
+    if len(recent) < sg.history // 2:
+        return False
+    n = len(recent)
+    hist, hist_src = recent.adapted / n, recent.source / n
+    low_div = float(entropy(hist)) < sg.collapse_entropy_frac * np.log(n_classes) and \
+        float(entropy(hist)) < 0.8 * float(entropy(hist_src))  # fmt: skip
+    disagree = check_disagreement and recent.disagree > sg.max_disagreement * n
+    return low_div or disagree

@@ -1,0 +1,82 @@
+from collections import deque
+
+import numpy as np
+import pytest
+
+from edgessl.edge_runtime.adapt import Safeguards, Tent, build_adapter
+from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, is_idle
+from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+from edgessl.synthetic import SyntheticConfig, make_dataset
+
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+
+
+def _accuracy(rt, X, y):
+    return float(np.mean([rt.classify(x).index == yi for x, yi in zip(X, y, strict=True)]))
+
+
+@pytest.mark.parametrize("method", ["t3a", "tent", "ttt", "input", "input+tent"])
+def test_adversarial_streams_do_not_hurt_the_clean_stream(small_bundle, ttt_bundle, method):
+    """10^4 windows of one class, then sensor noise, then a clean stream: within 1 pt of the source model."""
+    bundle = ttt_bundle if method == "ttt" else small_bundle  # ttt needs a model fine-tuned with its head
+    ds = make_dataset(SyntheticConfig(reps=10, length=128))
+    X, y = ds.X_test, ds.y_test
+    with GestureRuntime(bundle, decision=ANY) as rt:
+        source = _accuracy(rt, X, y)
+    rng = np.random.default_rng(0)
+    one = ds.X_train[ds.y_train == 0]
+    with GestureRuntime(bundle, decision=ANY, adapter=build_adapter(method)) as rt:
+        for i in range(10_000):
+            rt.classify(one[i % len(one)] + rng.normal(0, 0.01, size=one.shape[1:]).astype(np.float32))
+        for _ in range(300):
+            rt.classify((np.array([[0.0], [0.0], [1.0]]) + rng.normal(0, 0.02, size=(3, 128))).astype(np.float32))
+        adapted = _accuracy(rt, X, y)
+    assert adapted >= source - 0.01, (method, source, adapted)
+
+
+def test_without_safeguards_the_one_class_stream_does_hurt(small_bundle):
+    """The safeguards are what keep the previous test green: switch them off and tent collapses."""
+    ds = make_dataset(SyntheticConfig(reps=6, length=128))
+    with GestureRuntime(small_bundle, decision=ANY) as rt:
+        source = _accuracy(rt, ds.X_test, ds.y_test)
+    off = Safeguards(max_entropy_frac=10, min_history=0, max_class_share=1.0, collapse_entropy_frac=0.0,
+                     max_disagreement=1.0, source_penalty=0.0)  # fmt: skip
+    one = ds.X_train[ds.y_train == 0]
+    with GestureRuntime(small_bundle, decision=ANY, adapter=Tent(safeguards=off, lr=0.5)) as rt:
+        for i in range(2000):
+            rt.classify(one[i % len(one)])
+        unguarded = _accuracy(rt, ds.X_test, ds.y_test)
+    assert unguarded < source - 0.05, (source, unguarded)
+
+
+def test_collapse_detector_resets(small_bundle):
+    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("t3a")) as rt:
+        ad = rt.adapter
+        for k in range(ad.sg.history - 1):  # the classification below completes a multiple of check_every
+            ad.recent.record(0, k % 8)  # adapted says 0, source disagrees
+        assert ad.collapsed()
+        ad.P[0] += 1.0
+        rt.classify(make_dataset(SyntheticConfig(reps=1, length=128)).X_test[0])
+        assert ad.resets == 1 and np.allclose(ad.P, ad.P0)
+
+
+def test_prediction_history_keeps_its_histograms_in_step_with_the_pairs():
+    rng = np.random.default_rng(0)
+    h, ref = PredictionHistory(size=10, n_classes=4), deque(maxlen=10)
+    for _ in range(57):
+        k, src = (int(v) for v in rng.integers(0, 4, 2))
+        h.record(k, src)
+        ref.append((k, src))
+        assert list(h.pairs) == list(ref)
+        np.testing.assert_array_equal(h.adapted, np.bincount([a for a, _ in ref], minlength=4))
+        np.testing.assert_array_equal(h.source, np.bincount([s for _, s in ref], minlength=4))
+        assert h.disagree == sum(a != s for a, s in ref)
+    assert len(h) == 10 and h.seen == 57
+
+
+def test_idle_is_a_window_without_motion():
+    rng = np.random.default_rng(0)
+    still = np.array([[0.0], [0.0], [1.0]]) + rng.normal(0, 0.005, (3, 64))  # at rest, any orientation
+    assert is_idle(still, 0.03)
+    moving = still + np.sin(np.linspace(0, 6, 64))[None] * np.array([[0.2], [0.0], [0.0]])
+    assert not is_idle(moving, 0.03)
