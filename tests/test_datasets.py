@@ -258,8 +258,10 @@ def test_npz_errors(tmp_path):
     np.savez(tmp_path / "x.npz", foo=np.zeros(3))
     with pytest.raises(D.DataFormatError, match="expected arrays"):
         D.load(f"npz:{tmp_path / 'x.npz'}")
-    with pytest.raises(FileNotFoundError, match="EDGESSL_DATA_DIR"):
+    with pytest.raises(FileNotFoundError, match="nope.npz: no such file; check the path"):
         D.load(f"npz:{tmp_path / 'nope.npz'}")
+    with pytest.raises(FileNotFoundError, match="looked in .* and .*EDGESSL_DATA_DIR"):
+        D.load("npz:no_such_file_anywhere.npz")  # a bare name: here, then the shared data folder
     with pytest.raises(ValueError, match="unknown dataset kind"):
         D.load("zip:foo")
 

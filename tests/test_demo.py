@@ -1,6 +1,9 @@
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_quick_runs_end_to_end_and_reports(tmp_path):
     from edgessl.cli import main
 
@@ -9,7 +12,11 @@ def test_demo_quick_runs_end_to_end_and_reports(tmp_path):
     s = report["stages"]
     assert set(s) == {"data", "pretrain", "finetune", "export", "stream", "runtime"}
     assert s["stream"]["samples_received"] > 1000 and s["runtime"]["events"] > 0
-    assert 0 <= s["runtime"]["accuracy_adapted"] <= 1 and 0 <= s["runtime"]["accuracy_unadapted"] <= 1
+    # 8 gestures, chance 0.125: held-out users (0.58 when written), the live stream of a rotated new user (0.70)
+    assert s["finetune"]["test_accuracy"] >= 0.35 and s["finetune"]["knn_test_accuracy"] >= 0.35, s["finetune"]
+    assert s["export"]["top1_agreement"] >= 0.95 and s["export"]["max_logit_difference"] < 0.5, s["export"]
+    assert abs(s["export"]["accuracy_int8"] - s["export"]["accuracy_fp32"]) <= 0.05, s["export"]
+    assert s["runtime"]["accuracy_adapted"] >= 0.35 and s["runtime"]["accuracy_unadapted"] >= 0.35, s["runtime"]
     md = (tmp_path / "report.md").read_text()
     # the report shows the figures the stages printed
     assert f"{s['finetune']['test_accuracy']:.3f}" in md and f"{s['runtime']['accuracy_adapted']:.3f}" in md

@@ -11,8 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from edgessl.datasets.registry import DATA_DIR_ENV, need_path, parse_options, resolve_path
-from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset, unit_from_channel
+from edgessl.datasets.registry import DATA_DIR_ENV, default_data_dir, need_path, parse_options, resolve_path
+from edgessl.datasets.types import (
+    DataFormatError,
+    StreamDataset,
+    WindowDataset,
+    check_finite,
+    unit_from_channel,
+)
 from edgessl.preprocess import fill_missing
 
 __all__ = ["SHARED_FILES", "load_npz", "read_npz"]
@@ -56,6 +62,26 @@ def parse_length(opts: dict[str, str], spec: str) -> int | None:
     return int(opts["length"])
 
 
+def _float_array(path: Path, z: Any, key: str) -> np.ndarray:
+    """``z[key]`` as float32, refusing values that are not numbers or that float32 cannot hold."""
+    a = z[key]
+    if a.dtype.kind not in "biuf":
+        raise DataFormatError(f"{path}: {key} must hold numbers; its dtype is {a.dtype}")
+    if a.dtype.kind == "f":
+        check_finite(a, f"{path}: {key}")
+    return a.astype(np.float32)
+
+
+def _check_labels(path: Path, key: str, y: np.ndarray, classes: list[str], allow_unlabelled: bool) -> None:
+    """Every label must index ``classes`` (``-1``, unlabelled, only where ``allow_unlabelled``)."""
+    lo = -1 if allow_unlabelled else 0
+    bad = np.unique(y[(y < lo) | (y >= len(classes))])
+    if len(bad):
+        shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        raise DataFormatError(f"{path}: {key} holds label value(s) {shown} outside the {len(classes)} class_names "
+                              f"{classes} (expected {lo}..{len(classes) - 1})")  # fmt: skip
+
+
 def _str_list(a: np.ndarray) -> list[str]:
     return [str(s) for s in a.tolist()]
 
@@ -76,7 +102,9 @@ def read_npz(path: str | Path) -> WindowDataset | StreamDataset:
     """Read our ``.npz`` layout (windows) or one of the two stream layouts."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file (set {DATA_DIR_ENV} to point at the shared data folder)")
+        where = (f"looked in {Path.cwd()} and {default_data_dir()} (set {DATA_DIR_ENV} for another data folder)"
+                 if len(path.parts) == 1 else "check the path")  # fmt: skip
+        raise FileNotFoundError(f"{path}: no such file; {where}")
     try:
         z = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
@@ -91,8 +119,7 @@ def read_npz(path: str | Path) -> WindowDataset | StreamDataset:
                 f"{path}: expected arrays {sorted(need)} (window layout) or 'signal' + offsets (stream layout); "
                 f"found {sorted(files)}"
             )
-        X_train = z["X_train"].astype(np.float32)
-        X_test = z["X_test"].astype(np.float32)
+        X_train, X_test = (_float_array(path, z, k) for k in ("X_train", "X_test"))
         n_ch = X_train.shape[1] if X_train.ndim == 3 else 0
         channels = _str_list(z["channel_names"]) if "channel_names" in files else [f"ch{i}" for i in range(n_ch)]
         y_train, y_test = z["y_train"].astype(np.int64), z["y_test"].astype(np.int64)
@@ -100,6 +127,8 @@ def read_npz(path: str | Path) -> WindowDataset | StreamDataset:
             classes = _str_list(z["class_names"])
         else:
             classes = [str(i) for i in range(int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1)]
+        for split, y in (("y_train", y_train), ("y_test", y_test)):
+            _check_labels(path, split, y, classes, allow_unlabelled=False)
         groups = {
             k[: -len("_train")]: (z[k].astype(np.int64), z[k[: -len("_train")] + "_test"].astype(np.int64))
             for k in files
@@ -116,7 +145,7 @@ def _read_stream_npz(path: Path, z: Any) -> StreamDataset:
     off_key = "offsets" if "offsets" in files else "experiment_offsets" if "experiment_offsets" in files else None
     if off_key is None:
         raise DataFormatError(f"{path}: stream layout needs 'offsets' or 'experiment_offsets'; found {sorted(files)}")
-    signal = z["signal"].astype(np.float32)
+    signal = _float_array(path, z, "signal")
     channels = _str_list(z["channel_names"]) if "channel_names" in files else [f"ch{i}" for i in range(len(signal))]
     classes = _str_list(z["class_names"]) if "class_names" in files else []
     offsets = z[off_key].astype(np.int64)
@@ -133,6 +162,10 @@ def _read_stream_npz(path: Path, z: Any) -> StreamDataset:
                 f"{path}: 'label' has {len(lab)} entries; expected one per sample ({signal.shape[1]}) "
                 f"or one per recording ({n_rec})"
             )
+    if classes:
+        for name, lab in (("label", sample_labels), ("label", recording_labels)):
+            if lab is not None:
+                _check_labels(path, name, lab, classes, allow_unlabelled=True)
     groups: dict[str, np.ndarray] = {}
     extra: dict[str, np.ndarray] = {}
     for k in files - {"signal", off_key, "label", "channel_names", "class_names", "rate_hz", "channel_units"}:

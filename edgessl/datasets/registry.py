@@ -8,10 +8,13 @@ user registers its own with :func:`register_source`.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
+from edgessl.errors import EdgesslError
 from edgessl.preprocess import PreprocessError
 
 __all__ = [
@@ -64,10 +67,19 @@ def load(spec: str) -> Dataset:
     loader = _SOURCES.get(scheme)
     if loader is None:
         raise ValueError(f"unknown dataset kind {scheme!r} in {spec!r}; expected {', '.join(registered_sources())}")
+    named = Path(arg.partition("?")[0]).name or spec  # every data error names the file it is about
     try:
         return loader(arg)
-    except PreprocessError as e:
-        raise DataFormatError(str(e)) from e
+    except (PreprocessError, DataFormatError) as e:
+        if named in str(e) and isinstance(e, DataFormatError):
+            raise
+        raise DataFormatError(str(e) if named in str(e) else f"{spec}: {e}") from e
+    except EdgesslError:
+        raise
+    except (EOFError, TypeError, IndexError, KeyError, ValueError, UnicodeDecodeError, zipfile.BadZipFile,
+            zlib.error) as e:  # fmt: skip
+        # a malformed user file that a loader did not anticipate: still a data error that names the file
+        raise DataFormatError(f"{spec}: cannot be read as {scheme} data ({type(e).__name__}: {e})") from e
 
 
 def load_windows(spec: str) -> WindowDataset:

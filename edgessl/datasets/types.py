@@ -30,6 +30,11 @@ class DataFormatError(DataError, ValueError):
     """A data file is malformed or inconsistent; the message names the file (and line where known)."""
 
 
+def _check_rate(name: str, rate_hz: float | None) -> None:
+    if rate_hz is not None and not (np.isfinite(rate_hz) and rate_hz > 0):
+        raise DataFormatError(f"{name}: the sample rate must be a finite number of Hz > 0; got {rate_hz}")
+
+
 def unit_from_channel(name: str) -> str:
     """The unit a channel name implies: ``rad/s`` for gyroscopes, ``g`` for accelerometers."""
     n = name.lower()
@@ -93,6 +98,7 @@ class WindowDataset:
     name: str = ""
 
     def __post_init__(self) -> None:
+        _check_rate(self.name, self.rate_hz)
         for split in ("train", "test"):
             X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
             if X.ndim != 3:
@@ -169,6 +175,7 @@ class StreamDataset:
     name: str = ""
 
     def __post_init__(self) -> None:
+        _check_rate(self.name, self.rate_hz)
         if self.signal.ndim != 2:
             raise DataFormatError(f"{self.name}: signal must be [channels, samples]; got {self.signal.shape}")
         off = self.offsets
@@ -249,12 +256,33 @@ class StreamDataset:
         )
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_finite(x: np.ndarray, where: str) -> None:
+    """Refuse ``inf`` (NaN is a missing value, filled later) and numbers float32 cannot hold.
+
+    Raises:
+        DataFormatError: naming ``where``, how many values are bad and the first one's index.
+    """
+    bad = np.isinf(x) | (np.abs(np.nan_to_num(x.astype(np.float64, copy=False), nan=0.0)) > FLOAT32_MAX)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataFormatError(f"{where}: {int(bad.sum())} value(s) are infinite or beyond float32 (first at index "
+                              f"{list(first)}: {x[first]!r}); missing values are NaN")  # fmt: skip
+
+
 def parse_float(tok: str, path: Path, lineno: int) -> float:
     """One number of a text file; ``?``, ``NaN`` and an empty cell are missing (NaN)."""
     tok = tok.strip()
     if tok in ("?", "NaN", "nan", ""):
         return float("nan")
     try:
-        return float(tok)
+        v = float(tok)
     except ValueError:
         raise DataFormatError(f"{path}:{lineno}: expected a number or '?', got {tok!r}") from None
+    # inf, or a number float32 cannot hold (it would become inf): refused, not taken for a missing value
+    if not abs(v) <= FLOAT32_MAX:
+        raise DataFormatError(f"{path}:{lineno}: value {tok!r} is not a finite float32 number (|x| <= "
+                              f"{FLOAT32_MAX:.4g}); missing values are written '', '?' or NaN")  # fmt: skip
+    return v

@@ -176,4 +176,38 @@ def open_bundle(path: str | Path) -> Bundle:
     for key in REQUIRED_KEYS:
         if key not in manifest:
             raise BundleError(f"{p}: {MANIFEST} lacks {key!r}")
+    _check_consistency(p, manifest, members[ADAPTATION])
     return Bundle(str(p), manifest, members)
+
+
+def _check_consistency(p: Path, manifest: dict[str, Any], adaptation: bytes) -> None:
+    """The manifest must describe the model it ships: one label per output of the head (whose weights
+    ``adaptation.npz`` holds), unique labels, named channels, a positive window and stride."""
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise BundleError(f"{p}: {MANIFEST} 'labels' must be a non-empty list of names; got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise BundleError(f"{p}: {MANIFEST} 'labels' repeats a name: {labels}")
+    channels = manifest["channels"]
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, dict) and "name" in c for c in channels):
+        raise BundleError(f"{p}: {MANIFEST} 'channels' must be a non-empty list of {{name, unit}}; got {channels!r}")
+    for key in ("window", "stride"):
+        if not isinstance(manifest[key], int) or isinstance(manifest[key], bool) or manifest[key] < 1:
+            raise BundleError(f"{p}: {MANIFEST} {key!r} must be a whole number >= 1; got {manifest[key]!r}")
+    try:
+        with np.load(io.BytesIO(adaptation), allow_pickle=False) as z:
+            shapes = {k: z[k].shape for k in ("head_weight", "prototypes") if k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise BundleError(f"{p}: member {ADAPTATION} is not a readable .npz without pickles ({e})") from e
+    head = shapes.get("head_weight")
+    if head is not None:
+        if len(head) != 2 or head[0] != len(labels):
+            raise BundleError(f"{p}: {MANIFEST} lists {len(labels)} labels {labels} but the head has "
+                              f"{head[0] if head else 0} outputs; the manifest does not match the model")  # fmt: skip
+        dim = manifest.get("embedding_dim")
+        if dim is not None and dim != head[1]:
+            raise BundleError(f"{p}: {MANIFEST} embedding_dim {dim} but the head takes {head[1]} features")
+    protos = shapes.get("prototypes")
+    if protos is not None and (len(protos) != 2 or protos[0] != len(labels)):
+        raise BundleError(f"{p}: {MANIFEST} lists {len(labels)} labels but {ADAPTATION} holds "
+                          f"{protos[0] if protos else 0} class prototypes")  # fmt: skip

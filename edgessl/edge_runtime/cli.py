@@ -249,7 +249,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             states.put(state)
 
     providers = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in args.providers.split(",")]
-    decision = DecisionConfig(confidence=args.confidence)
+    decision = DecisionConfig(confidence=args.confidence, ood_threshold=args.ood_threshold,
+                              report_unknown=args.show_unknown)  # fmt: skip
     wait = args.wait
     if args.seconds is not None:
         wait = args.seconds if wait is None else min(wait, args.seconds)
@@ -331,8 +332,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         rate = n_samples / max(1e-9, now - t_start)
                         lat = np.median(rt.latencies_ms[-50:]) if rt.latencies_ms else float("nan")
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
+                        unknown = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
                         print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  dropped {c['dropped_samples']}  "
-                              f"rejected {sum(c['rejected_samples'].values())}  gaps {sum(c['gaps'].values())}   ",
+                              f"rejected {sum(c['rejected_samples'].values())}  gaps {sum(c['gaps'].values())}  "
+                              f"unknown {unknown} (low confidence {rt.stats['unknown_low_confidence']}, "
+                              f"unlike training {rt.stats['unknown_out_of_distribution']})   ",
                               end="", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
@@ -400,5 +404,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")
     p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (else estimated)")
     p.add_argument("--confidence", type=float, default=0.5, help="below this the answer is 'unknown'")
+    p.add_argument("--ood-threshold", type=float, default=None,
+                   help="out-of-distribution score (1 - cosine similarity to the nearest class prototype) above "
+                        "which the answer is 'unknown' (default: the bundle's, from its training windows)")
+    p.add_argument("--show-unknown", action="store_true",
+                   help="also report gestures answered 'unknown' (segment models), with their confidence and "
+                        "out-of-distribution score; they are always counted in the status line and --json stats")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (waiting included)")
     p.set_defaults(func=run)

@@ -399,8 +399,12 @@ class GestureRuntime:
             # one segment is one gesture candidate: report it once unless suppressed or unknown
             if inp.t_start < self._suppress_until:
                 return None
-            if pred.index < 0 and not d.report_unknown:
-                return None
+            if pred.index < 0:
+                # a gesture answered 'unknown' is counted with its reason, never dropped without a trace
+                low = pred.confidence < d.confidence
+                self.stats["unknown_low_confidence" if low else "unknown_out_of_distribution"] += 1
+                if not d.report_unknown:
+                    return None
             self._suppress_until = inp.t_end
             return self._event(inp, pred, pred.probs, pred.label, inp.t_start)
         self._recent.append((pred.probs, pred.ood_score, inp.t_start))

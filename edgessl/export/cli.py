@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgessl.errors import ModelError
+from edgessl.errors import DataError, ModelError
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from edgessl.export.pipeline import ExportConfig, export_bundle
     from edgessl.export.quantize import QuantizeConfig
+    from edgessl.trainer.run_dir import check_out_file
 
+    check_out_file(a.out, force=a.force)
     cfg = ExportConfig(QuantizeConfig(a.method, a.per_channel), a.keep_fp32, a.min_agreement, a.calibration, a.stride,
                        a.rate, a.name, a.input_mode)  # fmt: skip
     export_bundle(a.checkpoint_dir, a.out, cfg)  # a refusal (ExportError) is a model error at the CLI boundary
@@ -31,6 +33,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     cfg = DataConfig(spec=a.data, channels=tuple(b.channels), preprocess=b.manifest["preprocessing"],
                      length=b.window)  # fmt: skip
     ds, _, X = labelled(cfg)
+    check_data_fits(a.bundle, b.labels, b.channels, a.data, ds.class_names, list(ds.channel_names))
     r = compare(b.members[ENCODER_FP32], b.members[ENCODER_INT8], b.members[HEAD], X.astype(np.float32), ds.y_test)
     print(json.dumps(r, indent=2))
     if r["top1_agreement"] < a.min_agreement:
@@ -39,10 +42,25 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     return 0
 
 
+def check_data_fits(bundle: str, labels: list[str], channels: list[str], spec: str, classes: list[str],
+                    data_channels: list[str]) -> None:
+    """Refuse to score a bundle on data of other classes or channels (its accuracy there would mean nothing).
+
+    Raises:
+        DataError: naming both class lists, or both channel lists.
+    """
+    if list(classes) != list(labels):
+        raise DataError(f"{spec} has classes {list(classes)} but {bundle} predicts {list(labels)}; verify needs a data "
+                        "set of the bundle's classes, in its order")  # fmt: skip
+    if list(data_channels) != list(channels):
+        raise DataError(f"{spec} gives channels {list(data_channels)} but {bundle} takes {list(channels)}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="fine-tuned model -> int8 ONNX bundle, verified against fp32")
     p.add_argument("checkpoint_dir", help="the folder written by `edgessl finetune` (holds model.pt)")
     p.add_argument("--out", required=True, help="bundle path, e.g. model.essl")
+    p.add_argument("--force", action="store_true", help="replace an existing file at --out (default: refuse)")
     p.add_argument("--calibration", default=None, help="dataset spec for calibration (default: saved training windows)")
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")

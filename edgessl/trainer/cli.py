@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from edgessl.errors import UsageError
 from edgessl.trainer.config_file import check_keys, load_config_file, merge
 from edgessl.trainer.recipes import AUTO, NAMES, resolve
 
@@ -62,6 +63,24 @@ def _fit_args(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {epochs}, or the recipe's)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (default: off)")
+
+
+def _check_flags(a: argparse.Namespace) -> None:
+    """Refuse flag values no run can use, naming the flag (config files are checked by the configs)."""
+    if getattr(a, "labels_per_class", None) is not None and a.labels_per_class < 1:
+        raise UsageError(f"--labels-per-class must be a whole number >= 1; got {a.labels_per_class}")
+    if getattr(a, "label_fraction", None) is not None and not 0 < a.label_fraction <= 1:
+        raise UsageError(f"--label-fraction must be in (0, 1]; got {a.label_fraction:g}")
+    if a.epochs is not None and a.epochs < 1:
+        raise UsageError(f"--epochs must be a whole number >= 1; got {a.epochs}")
+    if a.length is not None and a.length < 1:
+        raise UsageError(f"--length must be a whole number of samples >= 1; got {a.length}")
+    if a.rate is not None and not a.rate > 0:
+        raise UsageError(f"--rate must be a positive sample rate in Hz; got {a.rate:g}")
+    if getattr(a, "cv", None) is not None and a.cv < 2:
+        raise UsageError(f"--cv must be a number of folds >= 2; got {a.cv}")
+    if getattr(a, "cv_repeats", 1) < 1:
+        raise UsageError(f"--cv-repeats must be >= 1; got {a.cv_repeats}")
 
 
 def _fit_layer(a: argparse.Namespace) -> dict[str, Any]:
@@ -120,8 +139,11 @@ def pretrain_config(a: argparse.Namespace):
 def _cmd_pretrain(a: argparse.Namespace) -> int:
     from edgessl.trainer.distributed import teardown
     from edgessl.trainer.pipeline import pretrain
+    from edgessl.trainer.run_dir import claim_out_dir
 
+    _check_flags(a)
     cfg = pretrain_config(a)
+    claim_out_dir(a.out, force=a.force, resume=a.resume)
     try:
         pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
     finally:
@@ -132,11 +154,14 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.pipeline import cross_validate, finetune
+    from edgessl.trainer.run_dir import claim_out_dir
 
+    _check_flags(a)
     cfg, recipe = finetune_config(a)
     if cfg.init and cfg.encoder != EncoderConfig():
         raise ValueError(f"encoder settings ({cfg.encoder.to_dict()}) set the architecture of a model from scratch; "
                          f"{cfg.init} fixes its own (drop the [encoder] settings or --init)")  # fmt: skip
+    claim_out_dir(a.out, force=a.force)
     if a.cv:
         r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
         print(json.dumps({"recipe": recipe, **{k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats",
@@ -175,6 +200,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                            over="the defaults"))  # fmt: skip
     p.add_argument("--out", required=True, help="output folder for checkpoint.pt and metrics.jsonl (required)")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt (default: off)")
+    p.add_argument("--force", action="store_true",
+                   help="replace another run's files in OUT instead of refusing (default: off)")
     _fit_args(p, epochs=50)  # (no recipes for pretraining: "or the recipe's" never applies)
     p.set_defaults(func=_cmd_pretrain)
 
@@ -202,6 +229,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cv-repeats", type=int, default=1, metavar="R",
                    help="with --cv: R partitions, seeds SEED, SEED+1, ... (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json (required)")
+    p.add_argument("--force", action="store_true",
+                   help="replace another run's files in OUT instead of refusing (default: off)")
     _fit_args(p, epochs=100)
     p.set_defaults(func=_cmd_finetune)
 

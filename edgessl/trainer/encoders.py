@@ -135,7 +135,8 @@ class TransformerEncoder(nn.Module):
         return self.forward_features(x).mean(dim=-1)
 
 
-def build_encoder(cfg: EncoderConfig) -> nn.Module:
+def build_encoder(cfg: EncoderConfig) -> CNNEncoder | TransformerEncoder:
+    """The encoder ``cfg`` describes; both kinds offer ``forward_features`` (``[N, C, T] -> [N, D, T']``)."""
     return CNNEncoder(cfg) if cfg.kind == "cnn" else TransformerEncoder(cfg)
 
 

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
+from edgessl.errors import ModelError, UsageError
 from edgessl.trainer.config_file import drop_retired
 from edgessl.trainer.distributed import DistEnv, setup
 
@@ -49,8 +53,16 @@ class FitConfig:
     drop_last: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_epochs < 0:
-            raise ValueError(f"invalid FitConfig {self}")
+        # each message names the key as a config file spells it ([fit] lr = ...)
+        checks = (("epochs", self.epochs >= 1, "a whole number >= 1"),
+                  ("batch_size", self.batch_size >= 1, "a whole number >= 1"),
+                  ("lr", self.lr > 0 and math.isfinite(self.lr), "a finite number > 0"),
+                  ("weight_decay", self.weight_decay >= 0 and math.isfinite(self.weight_decay), "a number >= 0"),
+                  ("warmup_epochs", self.warmup_epochs >= 0, "a whole number >= 0"),
+                  ("grad_clip", self.grad_clip >= 0, "a number >= 0 (0: off)"))  # fmt: skip
+        for key, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"fit.{key} must be {expected}; got {getattr(self, key)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,9 +94,25 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return f
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
+# Every file ``save_atomic`` writes ends in this trailer: the sha256 of everything before it. torch.load ignores
+# bytes after the zip archive, so the file stays an ordinary torch file; ``load_saved`` verifies the digest.
+TRAILER_MAGIC = b"\nedgessl-sha256:"
+TRAILER_BYTES = len(TRAILER_MAGIC) + 64 + 1
+# set in every payload written with a trailer, so that a file whose trailer was damaged is not taken for an
+# older file written without one
+CHECKSUM_KEY = "checksum"
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write ``obj`` with ``torch.save`` plus a sha256 trailer, atomically (temporary file, then rename)."""
+    buf = io.BytesIO()
+    torch.save({**obj, CHECKSUM_KEY: "sha256-trailer"}, buf)
+    body = buf.getvalue()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(body + TRAILER_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -93,19 +121,77 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return load_saved(path, CHECKPOINT, FORMAT, "checkpoint")
 
 
+def _verified_body(p: Path, data: bytes, what: str) -> tuple[bytes, bool]:
+    """The torch bytes of a saved file and whether a checksum vouched for them; a trailer whose digest does
+    not match is a :class:`ModelError`."""
+    trailer = data[-TRAILER_BYTES:]
+    if len(data) <= TRAILER_BYTES or not trailer.startswith(TRAILER_MAGIC) or not trailer.endswith(b"\n"):
+        return data, False  # written before checksums (or the trailer is damaged: the payload then says so)
+    body, digest = data[:-TRAILER_BYTES], trailer[len(TRAILER_MAGIC) : -1]
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        raise ModelError(f"{p}: {what} fails its sha256 checksum (corrupted or modified since it was written)")
+    return body, True
+
+
 def load_saved(path: str | Path, file_name: str, fmt: str, what: str) -> dict[str, Any]:
-    """Load ``path`` (or ``path/file_name`` for a folder) with ``weights_only=True`` and check that it is a
-    dict of format ``fmt``; ``what`` names the expected thing in the errors."""
+    """Load ``path`` (or ``path/file_name`` for a folder) with ``weights_only=True``, verify its checksum and
+    check that it is a dict of format ``fmt``; ``what`` names the expected thing in the errors.
+
+    Files written before checksums existed (no trailer, no ``checksum`` key) still load, unverified, with a
+    note on stderr; a file whose payload says it was written with a checksum must carry an intact one.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ModelError: the file is truncated, corrupted, not a torch file, or not an edgessl ``what``.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / file_name
     if not p.exists():
         raise FileNotFoundError(f"{p}: no {what} here ({file_name}, as edgessl writes it)")
-    ck = torch.load(p, map_location="cpu", weights_only=True)
+    data = p.read_bytes()
+    body, verified = _verified_body(p, data, what)
+    try:
+        ck = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for a damaged file
+        raise ModelError(f"{p}: not a readable edgessl {what} (truncated, corrupted or not a torch file: "
+                         f"{type(e).__name__})") from e  # fmt: skip
     if not isinstance(ck, dict) or ck.get("format") != fmt:
-        raise ValueError(f"{p}: not an edgessl {what} (format {ck.get('format') if isinstance(ck, dict) else None}, "
+        raise ModelError(f"{p}: not an edgessl {what} (format {ck.get('format') if isinstance(ck, dict) else None}, "
                          f"expected {fmt})")  # fmt: skip
+    if not verified:
+        if CHECKSUM_KEY in ck:
+            raise ModelError(f"{p}: {what}'s sha256 trailer is missing or damaged (corrupted since it was written)")
+        print(f"note: {p} has no checksum (written by an older edgessl); loaded unverified", file=sys.stderr)
+    ck.pop(CHECKSUM_KEY, None)
     return ck
+
+
+def check_resume_config(path: Path, saved: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse to resume a run whose data or model settings differ from the checkpoint's.
+
+    Raises:
+        UsageError: naming every differing key (dotted, e.g. ``data.spec``) with both values.
+    """
+    keys = ("kind", "data", "encoder", "method", "labels_per_class", "label_fraction", "exclude_classes")
+    diffs = [f"{k}: {a!r} -> {b!r}" for k, a, b in _differences({k: saved[k] for k in keys if k in saved},
+                                                                 {k: config[k] for k in keys if k in config})]
+    if diffs:
+        raise UsageError(f"{path}: cannot resume with other data or model settings than the checkpoint's ("
+                         f"{'; '.join(diffs)}); use the same settings, or a new --out")  # fmt: skip
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        # keys on one side only are settings one edgessl version has and the other lacks (added with their
+        # old behaviour as default, or retired at the value that kept it): not a difference of this run
+        out: list[tuple[str, Any, Any]] = []
+        for k in sorted(set(a) & set(b), key=str):
+            out += _differences(a[k], b[k], f"{prefix}{k}.")
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def fit(
@@ -148,7 +234,8 @@ def fit(
     method.to(device)
     n = len(tensors[0])
     per_rank_batch = max(1, cfg.batch_size // env.world_size)
-    sampler = DistributedSampler(range(n), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed,
+    # the sampler only needs the number of rows: a range stands in for the dataset
+    sampler: DistributedSampler[int] = DistributedSampler(cast("Dataset[int]", range(n)), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed,
                                  drop_last=env.distributed)  # fmt: skip
     n_local = len(sampler)
     drop_last = cfg.drop_last and n_local >= per_rank_batch
@@ -170,6 +257,7 @@ def fit(
     best: dict[str, Any] | None = None
     if resume and (out / CHECKPOINT).exists():
         ck = load_checkpoint(out)
+        check_resume_config(out / CHECKPOINT, ck.get("config", {}), config)
         method.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -208,7 +296,7 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
         row: dict[str, float] = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()}}
-        row["lr"] = sched.get_last_lr()[0]
+        row["lr"] = float(sched.get_last_lr()[0])
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if env.is_main:
             if validate is not None:
@@ -258,7 +346,7 @@ def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
     finally:
         for m, (mom, nbt) in zip(bns, saved, strict=True):
             m.momentum = mom
-            if nbt is not None:
+            if nbt is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(nbt)
 
 
@@ -274,4 +362,7 @@ def _call_loss(model: nn.Module, method: nn.Module, batch: tuple[torch.Tensor, .
     # DDP hooks gradient sync into forward(); route the method's loss through it.
     if isinstance(model, nn.parallel.DistributedDataParallel):
         return model(batch, g)
-    return method.loss(batch, g)
+    loss = getattr(method, "loss", None)
+    if not callable(loss):
+        raise TypeError(f"{type(method).__name__} has no loss(batch, generator) method")
+    return loss(batch, g)

@@ -17,7 +17,7 @@ from torch import nn
 from edgessl.trainer.augment import Compose, default_pipeline
 from edgessl.trainer.config_file import drop_retired
 from edgessl.trainer.distributed import gather_with_grad
-from edgessl.trainer.encoders import EncoderConfig, build_encoder
+from edgessl.trainer.encoders import CNNEncoder, EncoderConfig, TransformerEncoder, build_encoder
 from edgessl.trainer.objectives import (
     BarlowTwinsLoss,
     CLIPLoss,
@@ -106,7 +106,7 @@ class SSLMethod(nn.Module):
     def __init__(self, encoder_cfg: EncoderConfig, cfg: MethodConfig):
         super().__init__()
         self.encoder_cfg, self.cfg = encoder_cfg, cfg
-        self.encoder = build_encoder(encoder_cfg)
+        self.encoder: CNNEncoder | TransformerEncoder = build_encoder(encoder_cfg)
 
     def loss(self, batch: tuple[torch.Tensor, ...], g: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -296,6 +296,8 @@ class CLIPMethod(SSLMethod):
 class BEiTMethod(SSLMethod):
     """Masked token prediction: a k-means codebook over patches (fitted in :meth:`prepare`), the encoder's
     feature map at each patch predicts the token of masked patches (zeroed in the input, as for MAE)."""
+
+    codebook: torch.Tensor  # a buffer: [codebook_size, in_channels * mask_patch]
 
     def __init__(self, encoder_cfg: EncoderConfig, cfg: MethodConfig):
         super().__init__(encoder_cfg, cfg)

@@ -52,6 +52,9 @@ class PretrainConfig:
     exclude_classes: tuple[str, ...] = ()
     descriptions: str | None = None  # JSON file {label: description}; default: edgessl.trainer.text
 
+    def __post_init__(self) -> None:
+        check_label_budget(self.labels_per_class, self.label_fraction)
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pretrain", "data": self.data.to_dict(), "encoder": self.encoder.to_dict(),
                 "method": self.method.to_dict(), "fit": self.fit.to_dict(), "labels_per_class": self.labels_per_class,
@@ -63,6 +66,16 @@ class PretrainConfig:
         return cls(DataConfig.from_dict(d["data"]), EncoderConfig.from_dict(d["encoder"]),
                    MethodConfig.from_dict(d["method"]), FitConfig.from_dict(d["fit"]), d.get("labels_per_class"),
                    d.get("label_fraction"), tuple(d.get("exclude_classes", ())), d.get("descriptions"))  # fmt: skip
+
+
+def check_label_budget(labels_per_class: int | None, label_fraction: float | None) -> None:
+    """Refuse a label budget no split can take, naming the config key."""
+    if labels_per_class is not None and (isinstance(labels_per_class, bool) or labels_per_class < 1):
+        raise ValueError(f"labels_per_class must be a whole number >= 1 (or unset: every window); got {labels_per_class!r}")
+    if label_fraction is not None and not 0 < label_fraction <= 1:
+        raise ValueError(f"label_fraction must be in (0, 1] (or unset: every window); got {label_fraction!r}")
+    if labels_per_class is not None and label_fraction is not None:
+        raise ValueError("labels_per_class and label_fraction are two label budgets; set one of them")
 
 
 def labelled_pairs(cfg: PretrainConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -128,6 +141,9 @@ class FinetuneConfig:
     split_seed: int | None = None
 
     def __post_init__(self) -> None:
+        check_label_budget(self.labels_per_class, self.label_fraction)
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1); got {self.val_fraction}")
         if self.val_fold is not None:
             object.__setattr__(self, "val_fold", tuple(int(v) for v in self.val_fold))  # JSON gives a list
             i, k = self.val_fold

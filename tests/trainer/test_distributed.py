@@ -95,6 +95,7 @@ def _fit_worker(rank, world, port, out_dir):
     teardown()
 
 
+@pytest.mark.slow
 def test_fit_under_two_processes_rank0_writes(tmp_path):
     mp.spawn(_fit_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     from edgessl.trainer.fit import load_checkpoint

@@ -53,6 +53,7 @@ def test_warmup_then_cosine_schedule(tmp_path):
     assert lrs[3] == pytest.approx(0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_learnable_data(tmp_path):
     from edgessl.preprocess import standardize
     from edgessl.synthetic import SyntheticConfig, make_dataset

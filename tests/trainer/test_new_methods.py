@@ -98,6 +98,7 @@ def test_clip_needs_labels_and_descriptions():
 
 
 @pytest.mark.parametrize("method", ["ssgan", "beit", "clip"])
+@pytest.mark.slow
 def test_new_methods_through_cli_and_checkpoint(tmp_path, method):
     from edgessl.cli import main
     from edgessl.trainer.pipeline import load_pretrained_encoder
@@ -118,24 +119,30 @@ def test_new_methods_through_cli_and_checkpoint(tmp_path, method):
         assert torch.load(tmp_path / "pt" / "checkpoint.pt", weights_only=True)["config"]["exclude_classes"] == ["left"]
 
 
+@pytest.mark.slow
 def test_clip_zero_shot_on_a_held_out_class(tmp_path):
+    """The seen classes are recognised from their descriptions alone (0.86-0.95 when written, chance 0.125);
+    'left' shares no word pattern the others teach, so its recall stays at chance or below (as in
+    benchmarks/results/zeroshot.json), and it is scored against all 8 descriptions."""
     from edgessl.trainer.data import DataConfig
     from edgessl.trainer.fit import FitConfig
     from edgessl.trainer.pipeline import PretrainConfig, pretrain
     from edgessl.trainer.zeroshot import zero_shot
 
     data = DataConfig(spec=DATA)
-    cfg = PretrainConfig(data, EncoderConfig(), MethodConfig(name="clip"), FitConfig(epochs=3, batch_size=32,
+    cfg = PretrainConfig(data, EncoderConfig(), MethodConfig(name="clip"), FitConfig(epochs=15, batch_size=32,
                          warmup_epochs=1), exclude_classes=("left",))  # fmt: skip
     pretrain(cfg, tmp_path / "clip", progress=False)
     ck = torch.load(tmp_path / "clip" / "checkpoint.pt", weights_only=True)
     assert "stroke left" not in ck["config"]["method"]["class_texts"]  # never trained on its text
     r = zero_shot(tmp_path / "clip", data)
     assert r["held_out"] == ["left"] and r["chance"] == pytest.approx(1 / 8)
-    assert 0 <= r["held_out_recall"]["left"] <= 1 and 0 <= r["accuracy_all_classes"] <= 1
+    assert r["accuracy_seen_classes"] >= 0.5, r  # 4x chance: the text encoder and the IMU encoder align
+    assert r["accuracy_all_classes"] >= 0.4 and 0 <= r["held_out_recall"]["left"] <= 0.5, r
     assert r["split"] == "test"
 
 
+@pytest.mark.slow
 def test_inspect_writes_readable_plots(tmp_path, capsys):
     from edgessl.cli import main
 

@@ -88,6 +88,7 @@ def test_k_fold_validation_partitions_the_training_rows():
         label_budget_split(y, fold=(0, 5), groups=np.arange(len(y)) % 4)
 
 
+@pytest.mark.slow
 def test_cross_validation_pools_the_folds_and_never_predicts_the_test_split(tmp_path, monkeypatch):
     import edgessl.trainer.evaluate as ev
     import edgessl.trainer.pipeline as PL
@@ -178,6 +179,7 @@ def test_finetune_augment_rotation_op():
     assert rot.op == "rotate" and rot.p == 0.5 and rot.params == {"max_degrees": 20.0, "triads": ((0, 1, 2), (3, 4, 5))}
 
 
+@pytest.mark.slow
 def test_pretrain_rotation_views(tmp_path, monkeypatch):
     import edgessl.trainer.methods as M
     import edgessl.trainer.pipeline as PL
@@ -267,6 +269,7 @@ def test_channel_aliases():
         resolve_channels(["acc_x"], ["gyro_q"])
 
 
+@pytest.mark.slow
 def test_cli_pretrain_finetune_evaluate(tmp_path, capsys):
     """The three commands end to end on the synthetic gestures (8 classes, chance 0.125, seeded): each model
     scores well above chance on held-out users."""
@@ -328,6 +331,7 @@ def test_pseudo_labels_keep_the_most_confident_of_each_predicted_class():
 
 @pytest.mark.parametrize("semi", [{"self_train_rounds": 1, "pseudo_fraction": 0.5},
                                   {"consistency_weight": 1.0, "consistency_threshold": 0.2}])
+@pytest.mark.slow
 def test_semi_supervised_training_never_reads_the_labels_of_unlabelled_windows(tmp_path, monkeypatch, semi):
     """Self-training and consistency training use the windows outside the budget and the validation split
     without their labels, and validate on the real validation split: those labels can be anything without
@@ -377,6 +381,7 @@ def test_semi_supervised_training_never_reads_the_labels_of_unlabelled_windows(t
 
 @pytest.mark.parametrize("semi", [{"self_train_rounds": 1, "pseudo_fraction": 0.5},
                                   {"consistency_weight": 1.0, "consistency_threshold": 0.2}])
+@pytest.mark.slow
 def test_unlabelled_spec_feeds_semi_supervised_training_with_every_label_used(tmp_path, semi):
     """With ``unlabelled`` another dataset's training windows join the pool, so FixMatch and self-training
     run with the whole training split labelled (and refit): the pool is exactly those windows, the refit
@@ -479,6 +484,7 @@ def test_mixup_loss_equals_the_mixture_written_out():
         S.SupervisedMethod(model, mixup_alpha=-1.0)
 
 
+@pytest.mark.slow
 def test_refit_trains_on_training_and_validation_for_the_selected_epochs(tmp_path):
     import edgessl.trainer.pipeline as PL
     from edgessl.trainer.data import DataConfig
@@ -568,6 +574,7 @@ def test_window_scale_standardisation_from_cli_to_runtime(tmp_path):
         assert not np.allclose(e[2], e[0], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_split_seed_fixes_the_split_while_the_training_seed_varies(tmp_path, monkeypatch):
     import edgessl.trainer.pipeline as PL
     from edgessl.trainer.fit import FitConfig

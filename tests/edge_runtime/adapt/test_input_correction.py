@@ -55,6 +55,7 @@ def _rotated_stream(rt, X, R):
     return Y.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_input_correction_undoes_a_mounting_rotation_and_leaves_a_clean_stream_alone(small_bundle):
     from edgessl.synthetic import rotation_matrix
 

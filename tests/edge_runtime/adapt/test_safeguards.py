@@ -16,6 +16,7 @@ def _accuracy(rt, X, y):
 
 
 @pytest.mark.parametrize("method", ["t3a", "tent", "ttt", "input", "input+tent"])
+@pytest.mark.slow
 def test_adversarial_streams_do_not_hurt_the_clean_stream(small_bundle, ttt_bundle, method):
     """10^4 windows of one class, then sensor noise, then a clean stream: within 1 pt of the source model."""
     bundle = ttt_bundle if method == "ttt" else small_bundle  # ttt needs a model fine-tuned with its head

@@ -1,0 +1,71 @@
+"""The output folder of a training run: usable, and never another run's files overwritten unasked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgessl.errors import UsageError
+
+# what pretrain, finetune and finetune --cv write; any of them marks a folder as holding a run
+RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.json", "metrics.jsonl", "cv.json")
+
+
+def claim_out_dir(out: str | Path, *, force: bool = False, resume: bool = False, flag: str = "--out") -> Path:
+    """Check ``out`` before a run writes there, and clear the previous run's files when ``force`` allows it.
+
+    A folder that holds another run (any of :data:`RUN_FILES`) is refused unless ``resume`` (the same run
+    continues; the checkpoint's config is checked when it loads) or ``force`` (those files are removed first, so
+    two runs' ``metrics.jsonl`` never mix; nothing else in the folder is touched).
+
+    Args:
+        out: the output folder (created if missing).
+        force: replace a previous run in ``out``.
+        resume: continue the run in ``out``.
+        flag: the flag that named ``out``, for the messages.
+
+    Returns:
+        ``out`` as a Path, existing and writable.
+
+    Raises:
+        UsageError: ``out`` is a file, cannot be created or written, or holds another run.
+    """
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {p}: is a file; expected a folder (new or holding this run)")
+    if not p.exists():
+        try:
+            p.mkdir(parents=True)
+        except OSError as e:
+            raise UsageError(f"{flag} {p}: cannot create the folder ({e.strerror or e}); expected a writable path"
+                             ) from e  # fmt: skip
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {p}: the folder is not writable by this user; expected a writable folder")
+    previous = [name for name in RUN_FILES if (p / name).exists()]
+    if previous and not resume:
+        if not force:
+            raise UsageError(f"{flag} {p}: holds another run ({', '.join(previous)}); choose a new folder, or add "
+                             "--force to replace that run's files")  # fmt: skip
+        for name in previous:
+            (p / name).unlink()
+    return p
+
+
+def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out") -> Path:
+    """Check an output file before a command writes it: not a folder, its folder writable, and an existing
+    file replaced only with ``force``.
+
+    Raises:
+        UsageError: naming ``flag`` and the path.
+    """
+    p = Path(out)
+    if p.is_dir():
+        raise UsageError(f"{flag} {p}: is a folder; expected a file path, e.g. model.essl")
+    if p.exists() and not force:
+        raise UsageError(f"{flag} {p}: exists; choose another path, or add --force to replace it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {p}: folder {parent} does not exist; expected a path in an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {p}: folder {parent} is not writable by this user")
+    return p

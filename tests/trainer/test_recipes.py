@@ -1,0 +1,29 @@
+"""The Python side of the recipes: ``recipe_config`` builds what ``edgessl finetune --recipe`` builds."""
+
+import argparse
+
+import pytest
+
+from edgessl.trainer import recipes
+
+
+def test_recipe_config_equals_the_cli_config():
+    from edgessl.cli import build_parser
+    from edgessl.trainer.cli import finetune_config
+
+    args = build_parser().parse_args(["finetune", "--data", "synthetic", "--labels-per-class", "5", "--out", "x"])
+    assert isinstance(args, argparse.Namespace)
+    cli_cfg, name = finetune_config(args)
+    api_cfg = recipes.recipe_config(data={"spec": "synthetic"}, labels_per_class=5)
+    assert name == "few-labels" and api_cfg == cli_cfg
+    assert api_cfg.self_train_rounds == 2 and api_cfg.consistency_weight == 1.0  # the recipe, not the defaults
+
+
+def test_recipe_config_layers_and_refuses_unknown_settings():
+    cfg = recipes.recipe_config("few-labels", rotate_degrees=0.0, fit={"epochs": 7})
+    assert cfg.rotate_degrees == 0.0 and cfg.mixup_alpha == 0.2 and cfg.fit.epochs == 7  # settings win
+    assert recipes.recipe_config().refit  # auto without a label budget: all-labels
+    with pytest.raises(ValueError, match="unknown key 'rotate'"):
+        recipes.recipe_config(rotate=30)
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        recipes.recipe_config("fast")
