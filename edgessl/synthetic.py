@@ -4,32 +4,7 @@ The generator is one of the dataset sources and lives in :mod:`edgessl.datasets.
 ``synthetic[:key=value,...]``); this module keeps ``from edgessl.synthetic import ...`` working.
 """
 
-from edgessl.datasets.synthetic import (
-    CHANNELS,
-    GESTURES,
-    SyntheticConfig,
-    UserProfile,
-    describe_gesture,
-    load_synthetic,
-    make_dataset,
-    make_gesture,
-    make_idle,
-    make_stream,
-    make_user,
-    rotation_matrix,
-)
+from edgessl.datasets import synthetic as _impl
+from edgessl.datasets.synthetic import *  # noqa: F403  (the public names, listed once in the implementation)
 
-__all__ = [
-    "CHANNELS",
-    "GESTURES",
-    "SyntheticConfig",
-    "UserProfile",
-    "describe_gesture",
-    "load_synthetic",
-    "make_dataset",
-    "make_gesture",
-    "make_idle",
-    "make_stream",
-    "make_user",
-    "rotation_matrix",
-]
+__all__ = list(_impl.__all__)

@@ -33,6 +33,18 @@ def _walk(p: argparse.ArgumentParser, prefix: str) -> list[tuple[str, argparse.A
     return out
 
 
+def _summaries(p: argparse.ArgumentParser, prefix: str = "edgessl") -> dict[str, str]:
+    """Each subcommand's one-line ``help`` (what ``edgessl --help`` lists), by full command name."""
+    out: dict[str, str] = {}
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for ca in a._choices_actions:
+                out[f"{prefix} {ca.dest}"] = ca.help or ""
+            for name, sp in a.choices.items():
+                out.update(_summaries(sp, f"{prefix} {name}"))
+    return out
+
+
 def _default(a: argparse.Action) -> str:
     if isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return "off" if a.default is False else "on"
@@ -54,7 +66,9 @@ def render_flags() -> str:
     from edgessl.cli import build_parser
 
     parts = []
-    for name, p in _walk(build_parser(), "edgessl"):
+    parser = build_parser()
+    summaries = _summaries(parser)
+    for name, p in _walk(parser, "edgessl"):
         if _subparsers(p) and name != "edgessl":
             continue  # a group like `edgessl data`: its commands follow
         rows = []
@@ -67,7 +81,7 @@ def render_flags() -> str:
             rows.append(f"| {flag} | {_cell(_default(a))} | {_cell(help_text + choices)} |")
         if not rows:
             continue
-        title = (p.description or "").strip().splitlines()[0] if p.description else ""
+        title = summaries.get(name) or ((p.description or "").strip().splitlines() or [""])[0]
         parts.append(f"### `{name}`\n\n{_cell(title)}\n\n| option | default | what |\n|---|---|---|\n" + "\n".join(rows))
     return "\n\n".join(parts) + "\n"
 

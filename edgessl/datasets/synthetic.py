@@ -30,6 +30,7 @@ from edgessl.datasets.types import StreamDataset, WindowDataset
 from edgessl.preprocess import resample_to_length
 
 __all__ = [
+    "CHANNELS",
     "GESTURES",
     "SyntheticConfig",
     "UserProfile",
