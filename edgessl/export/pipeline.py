@@ -37,6 +37,13 @@ class ExportConfig:
     # the model's length: for models trained on whole gestures), "sliding" (fixed windows at the stride), or
     # "auto" (segment when the training windows had no sampling rate, i.e. were stretched gestures)
     input_mode: str = "auto"
+    # out-of-distribution threshold: the share of the model's held-out validation windows (valid gestures)
+    # the device may answer `unknown`
+    ood_target_rejection: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ood_target_rejection < 1.0:
+            raise ValueError(f"ood_target_rejection must be in (0, 1); got {self.ood_target_rejection}")
 
 
 def _verification_windows(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -116,14 +123,12 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         for k in ("ssl_head_weight", "ssl_head_bias", *INPUT_MOMENTS):
             if k in info:
                 adaptation[k] = info[k].numpy()
-        # out-of-distribution threshold: the 99th percentile of training windows' distance to their prototypes,
-        # measured with the int8 encoder the device will run
-        from edgessl.export.verify import run_batches, session
-
-        E = run_batches(session(str(enc8)), calib.astype(np.float32))
-        En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-        P = adaptation["prototypes"] / np.maximum(np.linalg.norm(adaptation["prototypes"], axis=1, keepdims=True), 1e-12)
-        ood_threshold = float(np.quantile(1.0 - (En @ P.T).max(1), 0.99))
+        ood_threshold, ood_calibration = _ood_threshold(enc8, adaptation["prototypes"], info, calib,
+                                                        cfg.ood_target_rejection)  # fmt: skip
+        if progress:
+            print(f"out-of-distribution threshold {ood_threshold:.4f} from {ood_calibration['windows']} "
+                  f"{ood_calibration['source']} windows (rejects {ood_calibration['rejection']:.1%} of them)",
+                  flush=True)  # fmt: skip
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()
@@ -141,6 +146,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "segmentation": dataclasses.asdict(SegmentParams()) if segment else None,
         "embedding_dim": int(adaptation["head_weight"].shape[1]),
         "ood_threshold": ood_threshold,
+        "ood_calibration": ood_calibration,
         "source_metrics": dict(info["metrics"]),
         "training": {"data": data_cfg["spec"], "encoder": info["config"]["encoder"]},
         "quantization": cfg.quantize.to_dict(),
@@ -150,6 +156,44 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
     if progress:
         print(f"wrote {out} ({Path(out).stat().st_size} bytes)", flush=True)
     return written
+
+
+def ood_scores(enc8: Path, prototypes: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``1 − max cos(embedding, prototype)`` of windows ``X`` ``[N, C, T]`` under the int8 encoder, as the
+    runtime scores them; ``[N]``."""
+    from edgessl.export.verify import run_batches, session
+
+    E = run_batches(session(str(enc8)), X.astype(np.float32))
+    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    P = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
+    return np.asarray(1.0 - (En @ P.T).max(1), np.float64)
+
+
+def _ood_threshold(enc8: Path, prototypes: np.ndarray, info: dict[str, Any], calib: np.ndarray, target: float
+                   ) -> tuple[float, dict[str, Any]]:  # fmt: skip
+    """The out-of-distribution threshold and the manifest's record of how it was chosen.
+
+    With validation windows saved beside the model: the ``1 − target`` quantile of their scores (the upper
+    order statistic, so at most ``target`` of them are rejected), or the previous rule's value when higher. Windows the model trained on sit much closer
+    to their prototypes than a new performance does, so a threshold taken from them rejects most live
+    gestures. Without (a model.pt of an older version, or a run without a validation split): the previous
+    rule, the 99th percentile over the calibration windows (mostly training windows), recorded as such.
+    """
+    train = ood_scores(enc8, prototypes, calib)
+    train_p99 = float(np.quantile(train, 0.99))
+    val = info.get("validation_windows")
+    if val is None or not len(val):
+        return train_p99, {"source": "training", "windows": len(train), "quantile": 0.99,
+                           "rejection": float(np.mean(train > train_p99))}  # fmt: skip
+    scores = ood_scores(enc8, prototypes, val.numpy())
+    val_q = float(np.quantile(scores, 1.0 - target, method="higher"))
+    # never stricter than the previous rule: a quantile over a few dozen validation windows is noisy, and
+    # measured below the training p99 on small models (which then reported fewer live gestures)
+    threshold = max(val_q, train_p99)
+    return threshold, {"source": "validation", "windows": len(scores),
+                       "held_out": bool(info.get("validation_held_out", True)),
+                       "target_rejection": target, "rejection": float(np.mean(scores > threshold)),
+                       "validation_quantile": val_q, "training_p99": train_p99}  # fmt: skip
 
 
 def _int8_predictions(enc8: Path, head: Path, X: np.ndarray) -> np.ndarray:

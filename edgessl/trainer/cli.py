@@ -59,8 +59,9 @@ def _data_cfg(a: argparse.Namespace):
     return DataConfig.from_dict({**DataConfig().to_dict(), **_data_layer(a)})
 
 
-def _fit_args(p: argparse.ArgumentParser, epochs: int) -> None:
-    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {epochs}, or the recipe's)")
+def _fit_args(p: argparse.ArgumentParser, epochs: int, recipes: bool) -> None:
+    also = ", or the recipe's" if recipes else ", or the --config file's"
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {epochs}{also})")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (default: off)")
 
@@ -202,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt (default: off)")
     p.add_argument("--force", action="store_true",
                    help="replace another run's files in OUT instead of refusing (default: off)")
-    _fit_args(p, epochs=50)  # (no recipes for pretraining: "or the recipe's" never applies)
+    _fit_args(p, epochs=50, recipes=False)
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune on a label budget; writes OUT/metrics.json and model.pt",
@@ -231,7 +232,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json (required)")
     p.add_argument("--force", action="store_true",
                    help="replace another run's files in OUT instead of refusing (default: off)")
-    _fit_args(p, epochs=100)
+    _fit_args(p, epochs=100, recipes=True)
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("evaluate", help="linear probe and k-NN of a checkpoint's frozen encoder")

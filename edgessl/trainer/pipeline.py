@@ -516,11 +516,25 @@ def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics
         "prototypes": torch.from_numpy(prototypes),
         **_input_moments(ds, cfg.data),
         "calibration_windows": torch.from_numpy(run.X_train_all[np.sort(np.concatenate([run.tr, run.va]))][:512]),
+        # export calibrates the out-of-distribution threshold on these: windows the selected model never
+        # trained on (unless refit, which trains on them too, and says so)
+        **_validation_windows(run),
     }
     if method.ttt is not None:
         info["ssl_head_weight"] = method.ttt.head.weight.detach().cpu()
         info["ssl_head_bias"] = method.ttt.head.bias.detach().cpu()
     return info
+
+
+def _validation_windows(run: _Run, limit: int = 2048) -> dict[str, Any]:
+    """The validation windows and labels (at most ``limit``, evenly spread) and whether the saved model is
+    still blind to them; nothing when the run had no validation split."""
+    if not len(run.va):
+        return {}
+    keep = np.unique(np.linspace(0, len(run.va) - 1, min(limit, len(run.va))).round().astype(int))
+    return {"validation_windows": torch.from_numpy(np.ascontiguousarray(run.Xva[keep])),
+            "validation_labels": torch.from_numpy(np.asarray(run.yva[keep], np.int64)),
+            "validation_held_out": not run.cfg.refit}  # fmt: skip
 
 
 def load_classifier(folder_or_file: str | Path) -> tuple[Classifier, dict[str, Any]]:

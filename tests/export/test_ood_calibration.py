@@ -1,0 +1,65 @@
+"""The bundle's out-of-distribution threshold is calibrated on the model's held-out validation windows with
+the int8 encoder the device runs, and the manifest says how; older models fall back to the training rule."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgessl.edge_runtime.bundle import ENCODER_INT8, open_bundle  # noqa: E402
+from edgessl.export.pipeline import ExportConfig, export_bundle  # noqa: E402
+from edgessl.trainer.fit import save_atomic  # noqa: E402
+from edgessl.trainer.pipeline import MODEL_FILE, load_classifier  # noqa: E402
+
+
+def scores(bundle, X: np.ndarray) -> np.ndarray:
+    """``1 − max cos(embedding, prototype)`` as the runtime computes it, on ``X`` ``[N, C, T]``."""
+    from edgessl.edge_runtime.runtime import GestureRuntime
+
+    with GestureRuntime(bundle) as rt:
+        E = rt.embed(X)
+        return np.array([1.0 - float((rt.prototypes @ e).max()) / max(float(np.linalg.norm(e)), 1e-12) for e in E])
+
+
+def test_threshold_rejects_at_most_the_target_of_validation_windows(small_model, small_bundle):
+    _, info = load_classifier(small_model)
+    Xva = info["validation_windows"].numpy()
+    assert info["validation_held_out"] and len(Xva) == len(info["validation_labels"]) > 0
+    m = open_bundle(small_bundle).manifest
+    rec, thr = m["ood_calibration"], m["ood_threshold"]
+    assert rec["source"] == "validation" and rec["held_out"] and rec["windows"] == len(Xva)
+    assert rec["target_rejection"] == 0.05 and rec["rejection"] <= rec["target_rejection"]
+    # measured again through the runtime (its own preprocessing, embedding and prototype path)
+    s = scores(small_bundle, Xva)
+    assert np.mean(s > thr) <= rec["target_rejection"] + 1.0 / len(s)
+    assert abs(np.mean(s > thr) - rec["rejection"]) <= 1.0 / len(s)
+    # the validation quantile, raised to the previous rule's value when that is higher (never stricter)
+    assert rec["validation_quantile"] == pytest.approx(np.quantile(s, 0.95, method="higher"), abs=1e-3)
+    assert thr == pytest.approx(max(rec["validation_quantile"], rec["training_p99"]))
+
+
+def test_a_model_without_validation_windows_exports_with_the_training_rule(small_model, small_bundle, tmp_path):
+    """A model.pt of the previous version (no validation windows) still exports; the record says so."""
+    info = torch.load(small_model / MODEL_FILE, weights_only=True)
+    for k in ("validation_windows", "validation_labels", "validation_held_out", "checksum"):
+        info.pop(k, None)
+    old = tmp_path / "old"
+    old.mkdir()
+    save_atomic(info, old / MODEL_FILE)
+    b = tmp_path / "old.essl"
+    export_bundle(old, b, ExportConfig(min_agreement=0.9), progress=False)
+    m = open_bundle(b).manifest
+    rec = m["ood_calibration"]
+    assert rec["source"] == "training" and rec["quantile"] == 0.99 and rec["windows"] == len(info["calibration_windows"])
+    s = scores(b, info["calibration_windows"].numpy())
+    assert m["ood_threshold"] == pytest.approx(np.quantile(s, 0.99), rel=1e-3, abs=1e-4)
+    assert rec["rejection"] <= 0.01 + 1.0 / len(s)
+    # the same model with its validation windows recorded this value as the previous rule's
+    assert m["ood_threshold"] == pytest.approx(open_bundle(small_bundle).manifest["ood_calibration"]["training_p99"])
+    assert ENCODER_INT8 in open_bundle(b).members
+
+
+def test_target_rejection_is_checked():
+    for bad in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="ood_target_rejection"):
+            ExportConfig(ood_target_rejection=bad)
