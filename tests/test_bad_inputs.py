@@ -156,6 +156,16 @@ def test_out_that_is_a_file_or_under_a_file(capsys, tmp_path):
     assert f.read_text() == "mine"
 
 
+def test_a_run_that_fails_before_writing_leaves_no_folder_it_made(capsys, tmp_path):
+    for cmd in ("pretrain", "finetune"):
+        fresh, mine = tmp_path / f"new_{cmd}", tmp_path / f"mine_{cmd}"
+        mine.mkdir()
+        for out in (fresh, mine):
+            code, msg = run(capsys, cmd, "--data", f"npz:{tmp_path / 'absent.npz'}", "--out", str(out), "--quiet")
+            assert code == ExitCode.USAGE and "absent.npz" in msg
+        assert not fresh.exists() and mine.is_dir()  # the folder it made is gone; the user's stays
+
+
 def test_out_holding_another_run_needs_force(capsys, pretrained, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(pretrained, run_dir)

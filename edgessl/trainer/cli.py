@@ -140,13 +140,13 @@ def pretrain_config(a: argparse.Namespace):
 def _cmd_pretrain(a: argparse.Namespace) -> int:
     from edgessl.trainer.distributed import teardown
     from edgessl.trainer.pipeline import pretrain
-    from edgessl.trainer.run_dir import claim_out_dir
+    from edgessl.trainer.run_dir import run_in
 
     _check_flags(a)
     cfg = pretrain_config(a)
-    claim_out_dir(a.out, force=a.force, resume=a.resume)
     try:
-        pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
+        with run_in(a.out, force=a.force, resume=a.resume):
+            pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
     finally:
         teardown()
     return 0
@@ -155,20 +155,20 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.pipeline import cross_validate, finetune
-    from edgessl.trainer.run_dir import claim_out_dir
+    from edgessl.trainer.run_dir import run_in
 
     _check_flags(a)
     cfg, recipe = finetune_config(a)
     if cfg.init and cfg.encoder != EncoderConfig():
         raise ValueError(f"encoder settings ({cfg.encoder.to_dict()}) set the architecture of a model from scratch; "
                          f"{cfg.init} fixes its own (drop the [encoder] settings or --init)")  # fmt: skip
-    claim_out_dir(a.out, force=a.force)
-    if a.cv:
-        r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
-        print(json.dumps({"recipe": recipe, **{k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats",
-                                                                  "n_windows")}}))  # fmt: skip
-        return 0
-    m = finetune(cfg, a.out, progress=not a.quiet)
+    with run_in(a.out, force=a.force):
+        if a.cv:
+            r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
+            print(json.dumps({"recipe": recipe, **{k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats",
+                                                                      "n_windows")}}))  # fmt: skip
+            return 0
+        m = finetune(cfg, a.out, progress=not a.quiet)
     print(json.dumps({"recipe": recipe, **{k: m[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels")}}))
     return 0
 

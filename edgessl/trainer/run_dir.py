@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgessl.errors import UsageError
@@ -69,3 +71,17 @@ def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {p}: folder {parent} is not writable by this user")
     return p
+
+
+@contextlib.contextmanager
+def run_in(out: str | Path, *, force: bool = False, resume: bool = False) -> Iterator[Path]:
+    """:func:`claim_out_dir` for the length of a run: a run that fails before writing anything leaves no
+    empty folder behind (only a folder this call created, and only while it is still empty, is removed)."""
+    fresh = not Path(out).exists()
+    p = claim_out_dir(out, force=force, resume=resume)
+    try:
+        yield p
+    except BaseException:
+        if fresh and p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+        raise
