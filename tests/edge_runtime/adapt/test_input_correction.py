@@ -8,21 +8,13 @@ from edgessl.edge_runtime.adapt.align import align_moments
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.preprocess import MOMENT_LAGS, signal_moments
 from edgessl.synthetic import SyntheticConfig, make_dataset
+from tests.test_preprocess import _ar_signal  # the one AR test signal, shared with the moment tests
 
 ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
 
 
 def _accuracy(rt, X, y):
     return float(np.mean([rt.classify(x).index == yi for x, yi in zip(X, y, strict=True)]))
-
-
-def _ar_signal(rng, n, T=64):
-    """Windows of a 3-axis signal with gravity and axis-specific autocorrelation (distinct lag structure)."""
-    x = np.zeros((n, 3, T))
-    e = rng.normal(size=(n, 3, T)) * np.array([0.3, 0.2, 0.1])[None, :, None]
-    for t in range(1, T):
-        x[:, :, t] = np.array([0.95, 0.6, 0.2])[None] * x[:, :, t - 1] + e[:, :, t]
-    return x + np.array([0.1, -0.2, 0.97])[None, :, None]
 
 
 @pytest.mark.parametrize("deg", [30, 90, 150])
