@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.errors import ModelError
+from edgessl.segmenter import SegmentParams
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -54,24 +55,6 @@ def safe_member_name(name: str) -> bool:
         return False
     norm = posixpath.normpath(name)
     return norm == name and not norm.startswith("..") and "/../" not in f"/{norm}/"
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentParams:
-    """How ``segment`` mode cuts gestures from a stream (the manifest's ``segmentation``, in seconds and g)."""
-
-    energy_window_s: float = 0.2
-    min_duration_s: float = 0.25
-    max_duration_s: float = 3.2
-    hangover_s: float = 0.15
-    threshold_g: float = 0.05
-    preroll_s: float = 0.05
-    # the energy is a trailing window: it crosses the threshold shortly after a gesture starts and falls back
-    # about one energy window after it ends; the segment's ends are moved back by these lags. Chosen on
-    # streams of uWave *training* templates so that segments match the button cuts (median offsets
-    # -0.09 s at the start, +0.03 s at the end; before: -0.24 s and +0.23 s)
-    onset_lag_s: float = 0.05
-    release_lag_s: float = 0.2
 
 
 @dataclasses.dataclass(frozen=True)

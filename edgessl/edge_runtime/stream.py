@@ -17,8 +17,8 @@ import dataclasses
 
 import numpy as np
 
-from edgessl.edge_runtime.bundle import SegmentParams
 from edgessl.preprocess import resample_times, resample_to_length
+from edgessl.segmenter import MotionSegmenter, SegmentParams
 
 __all__ = ["ModelInput", "RingBuffer", "SegmentParams", "StreamWindower"]
 
@@ -86,10 +86,7 @@ class StreamWindower:
         self._last_raw: tuple[np.ndarray, float] | None = None
         self._next_window_end = window
         self._filled_until = -np.inf
-        # segment state
-        self._recent: np.ndarray = np.zeros((channels, 0), np.float32)
-        self._active_start: int | None = None
-        self._quiet = 0
+        self.segmenter = MotionSegmenter(channels, rate_hz, self.seg, lookback=cap)
         self.idle = True
 
     def reset(self) -> None:
@@ -97,9 +94,7 @@ class StreamWindower:
         self._next_grid = None
         self._last_raw = None
         self._next_window_end = self.window
-        self._recent = np.zeros((self.C, 0), np.float32)
-        self._active_start = None
-        self._quiet = 0
+        self.segmenter.reset()
 
     def push(self, samples: np.ndarray, t: np.ndarray) -> list[ModelInput]:
         """``samples [n, C]`` in the bundle's units, ``t [n]`` seconds (device time). Returns ready inputs."""
@@ -140,9 +135,8 @@ class StreamWindower:
         grid = self._next_grid + np.arange(k) / self.rate
         self._next_grid = grid[-1] + 1 / self.rate
         x = resample_times(xs, ts, grid)
-        start_n = self.buf.n
         self.buf.push(x, grid)
-        return self._sliding() if self.mode == "sliding" else self._segment(x, start_n)
+        return self._sliding() if self.mode == "sliding" else self._segment(x)
 
     def _sliding(self) -> list[ModelInput]:
         out = []
@@ -153,45 +147,11 @@ class StreamWindower:
         self.idle = False
         return out
 
-    def _segment(self, x: np.ndarray, start_n: int) -> list[ModelInput]:
-        p = self.seg
-        ew = max(2, int(round(p.energy_window_s * self.rate)))
+    def _segment(self, x: np.ndarray) -> list[ModelInput]:
         out = []
-        # motion energy = the moving standard deviation of the signal (all channels) over the energy window:
-        # a device at rest reads ~0 whatever its orientation, so a gesture that ends in a new pose still ends
-        hist = np.concatenate([self._recent, x], axis=1) if self._recent.size else x
-        # moving variance of every new sample's window at once, from cumulative sums (windows are shorter at the start)
-        h = hist.astype(np.float64)
-        c1 = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h, axis=1)], axis=1)
-        c2 = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h * h, axis=1)], axis=1)
-        k = np.arange(hist.shape[1] - x.shape[1] + 1, hist.shape[1] + 1)
-        a = np.maximum(0, k - ew)
-        cnt = (k - a).astype(np.float64)
-        mean = (c1[:, k] - c1[:, a]) / cnt
-        var = np.maximum((c2[:, k] - c2[:, a]) / cnt - mean * mean, 0.0).sum(axis=0)
-        energies = np.where(cnt >= 2, np.sqrt(var), 0.0)
-        for j in range(x.shape[1]):
-            energy = float(energies[j])
-            n = start_n + j + 1  # absolute index after this sample
-            if self._active_start is None:
-                if energy > p.threshold_g:
-                    back = int(round(p.onset_lag_s * self.rate)) + int(p.preroll_s * self.rate)
-                    self._active_start = max(0, n - back, self.buf.n - self.buf.capacity)
-                    self._quiet = 0
-                    self.idle = False
-            else:
-                self._quiet = self._quiet + 1 if energy <= p.threshold_g else 0
-                length = n - self._active_start
-                if self._quiet >= int(p.hangover_s * self.rate) or length >= int(p.max_duration_s * self.rate):
-                    lag = int(round(p.release_lag_s * self.rate))
-                    end = min(n - self._quiet - lag + int(p.preroll_s * self.rate), self.buf.n) if self._quiet else n
-                    seg_len = end - self._active_start
-                    if p.min_duration_s * self.rate <= seg_len and length < int(p.max_duration_s * self.rate):
-                        seg, ts = self.buf.last(seg_len, end)
-                        out.append(ModelInput(resample_to_length(seg, self.window), float(ts[0]), float(ts[-1]),
-                                              bool(ts[0] <= self._filled_until <= ts[-1])))  # fmt: skip
-                    self._active_start = None
-                    self._quiet = 0
-                    self.idle = True
-        self._recent = hist[:, -ew:]
+        for start, end in self.segmenter.push(x):
+            seg, ts = self.buf.last(end - start, end)
+            out.append(ModelInput(resample_to_length(seg, self.window), float(ts[0]), float(ts[-1]),
+                                  bool(ts[0] <= self._filled_until <= ts[-1])))  # fmt: skip
+        self.idle = not self.segmenter.active
         return out
