@@ -74,8 +74,8 @@ class Event:
 class DecisionConfig:
     """How windows become events. Defaults suit 100 Hz gestures."""
 
-    confidence: float = 0.5
-    ood_threshold: float | None = None  # default: from the bundle (p99 of training windows)
+    confidence: float | None = None  # default: the bundle's calibrated gate (0.5 for bundles without one)
+    ood_threshold: float | None = None  # default: the bundle's calibrated gate (none for bundles without one)
     smoothing: int = 3  # windows averaged (sliding mode)
     hits: int = 2  # consecutive smoothed windows agreeing before an event (sliding mode)
     suppression_s: float = 1.0  # no new event this long after one
@@ -179,6 +179,8 @@ class GestureRuntime:
                 self._run_bound, self._run_args = self.session.run_with_iobinding, (self._io,)
         self.decision = decision
         self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
+        self.confidence = float(decision.confidence if decision.confidence is not None
+                                else m.get("confidence_threshold", 0.5))  # fmt: skip
         self.windower = StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
                                        m["input_mode"], self.bundle.segmentation, max_fill_s=max_fill_s)  # fmt: skip
         self.adapter = adapter
@@ -194,6 +196,8 @@ class GestureRuntime:
         self._last_t: float | None = None  # the last timestamp fed, across gaps (time must increase)
         self.stats: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
+        # the newest window (segment) classified and its prediction, for displays (edgessl monitor)
+        self.last_prediction: tuple[ModelInput, Prediction] | None = None
 
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self) -> GestureRuntime:
@@ -298,7 +302,7 @@ class GestureRuntime:
             conf = float(probs[k])
         ood = 1.0 - sim / max(math.sqrt(float(e0 @ e0)), 1e-12)
         latency = (time.perf_counter() - t0) * 1e3
-        unknown = conf < self.decision.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
+        unknown = conf < self.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
         if self.adapter is not None:
             self.adapter.observe(window, e, probs)
         return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, conf, probs, ood, latency, e0)
@@ -351,6 +355,7 @@ class GestureRuntime:
         for inp in inputs:
             pred = self._classify_one(inp.x)
             self.latencies_ms.append(pred.latency_ms)
+            self.last_prediction = (inp, pred)
             ev = self._decide(inp, pred)
             if ev is not None:
                 events.append(ev)
@@ -401,7 +406,7 @@ class GestureRuntime:
                 return None
             if pred.index < 0:
                 # a gesture answered 'unknown' is counted with its reason, never dropped without a trace
-                low = pred.confidence < d.confidence
+                low = pred.confidence < self.confidence
                 self.stats["unknown_low_confidence" if low else "unknown_out_of_distribution"] += 1
                 if not d.report_unknown:
                     return None
@@ -410,7 +415,7 @@ class GestureRuntime:
         self._recent.append((pred.probs, pred.ood_score, inp.t_start))
         probs = np.mean([r[0] for r in self._recent], axis=0)
         k = int(probs.argmax())
-        ok = probs[k] >= d.confidence and (self.ood_threshold is None or pred.ood_score <= self.ood_threshold)
+        ok = probs[k] >= self.confidence and (self.ood_threshold is None or pred.ood_score <= self.ood_threshold)
         if not ok:
             self._streak, self._streak_label = 0, None
             return None

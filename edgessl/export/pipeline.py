@@ -37,13 +37,13 @@ class ExportConfig:
     # the model's length: for models trained on whole gestures), "sliding" (fixed windows at the stride), or
     # "auto" (segment when the training windows had no sampling rate, i.e. were stretched gestures)
     input_mode: str = "auto"
-    # out-of-distribution threshold: the share of the model's held-out validation windows (valid gestures)
-    # the device may answer `unknown`
-    ood_target_rejection: float = 0.05
+    # the share of the model's held-out validation windows (valid gestures) the device may answer `unknown`,
+    # split evenly between the confidence and the out-of-distribution gates
+    target_rejection: float = 0.05
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.ood_target_rejection < 1.0:
-            raise ValueError(f"ood_target_rejection must be in (0, 1); got {self.ood_target_rejection}")
+        if not 0.0 < self.target_rejection < 1.0:
+            raise ValueError(f"target_rejection must be in (0, 1); got {self.target_rejection}")
 
 
 def _verification_windows(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -124,11 +124,13 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             if k in info:
                 adaptation[k] = info[k].numpy()
         ood_threshold, ood_calibration = _ood_threshold(enc8, adaptation["prototypes"], info, calib,
-                                                        cfg.ood_target_rejection)  # fmt: skip
+                                                        cfg.target_rejection / 2)  # fmt: skip
+        confidence, decision = _confidence_threshold(enc8, head, adaptation["prototypes"], info, ood_threshold,
+                                                     cfg.target_rejection)  # fmt: skip
         if progress:
-            print(f"out-of-distribution threshold {ood_threshold:.4f} from {ood_calibration['windows']} "
-                  f"{ood_calibration['source']} windows (rejects {ood_calibration['rejection']:.1%} of them)",
-                  flush=True)  # fmt: skip
+            print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}; "
+                  f"on {decision['windows']} {decision['source']} windows of valid gestures they answer "
+                  f"{decision['rejection']:.1%} 'unknown' (target {cfg.target_rejection:.0%})", flush=True)  # fmt: skip
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()
@@ -147,6 +149,8 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "embedding_dim": int(adaptation["head_weight"].shape[1]),
         "ood_threshold": ood_threshold,
         "ood_calibration": ood_calibration,
+        "confidence_threshold": confidence,
+        "decision_calibration": decision,
         "source_metrics": dict(info["metrics"]),
         "training": {"data": data_cfg["spec"], "encoder": info["config"]["encoder"]},
         "quantization": cfg.quantize.to_dict(),
@@ -194,6 +198,40 @@ def _ood_threshold(enc8: Path, prototypes: np.ndarray, info: dict[str, Any], cal
                        "held_out": bool(info.get("validation_held_out", True)),
                        "target_rejection": target, "rejection": float(np.mean(scores > threshold)),
                        "validation_quantile": val_q, "training_p99": train_p99}  # fmt: skip
+
+
+# the runtime's confidence gate before calibration; a calibrated gate is never stricter than this
+DEFAULT_CONFIDENCE = 0.5
+
+
+def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, info: dict[str, Any],
+                          ood_threshold: float, target: float) -> tuple[float, dict[str, Any]]:  # fmt: skip
+    """The confidence gate and the manifest's record of what both gates reject on validation windows.
+
+    The gate is the ``target / 2`` quantile (lower order statistic) of the int8 model's confidence on the
+    held-out validation windows, capped at the previous fixed 0.5: a small model is often very sure of
+    its validation windows, and a gate set there would answer `unknown` to the less typical live gestures.
+    Without validation windows the previous 0.5 is kept, recorded as such.
+    """
+    from edgessl.export.verify import run_batches, session
+
+    val = info.get("validation_windows")
+    if val is None or not len(val):
+        return DEFAULT_CONFIDENCE, {"source": "default", "windows": 0, "target_rejection": target,
+                                    "rejection": None}  # fmt: skip
+    X = val.numpy().astype(np.float32)
+    E = run_batches(session(str(enc8)), X)
+    logits = run_batches(session(str(head)), E)
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    conf = (z / z.sum(1, keepdims=True)).max(1)
+    q = float(np.quantile(conf, target / 2, method="lower"))
+    threshold = min(q, DEFAULT_CONFIDENCE)
+    ood = ood_scores(enc8, prototypes, X)
+    low, far = conf < threshold, ood > ood_threshold
+    return threshold, {"source": "validation", "windows": len(X), "held_out": bool(info.get("validation_held_out", True)),
+                       "target_rejection": target, "confidence_quantile": q,
+                       "confidence_rejection": float(low.mean()), "ood_rejection": float(far.mean()),
+                       "rejection": float((low | far).mean())}  # fmt: skip
 
 
 def _int8_predictions(enc8: Path, head: Path, X: np.ndarray) -> np.ndarray:

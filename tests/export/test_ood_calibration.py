@@ -28,13 +28,13 @@ def test_threshold_rejects_at_most_the_target_of_validation_windows(small_model,
     m = open_bundle(small_bundle).manifest
     rec, thr = m["ood_calibration"], m["ood_threshold"]
     assert rec["source"] == "validation" and rec["held_out"] and rec["windows"] == len(Xva)
-    assert rec["target_rejection"] == 0.05 and rec["rejection"] <= rec["target_rejection"]
+    assert rec["target_rejection"] == 0.025 and rec["rejection"] <= rec["target_rejection"]
     # measured again through the runtime (its own preprocessing, embedding and prototype path)
     s = scores(small_bundle, Xva)
     assert np.mean(s > thr) <= rec["target_rejection"] + 1.0 / len(s)
     assert abs(np.mean(s > thr) - rec["rejection"]) <= 1.0 / len(s)
     # the validation quantile, raised to the previous rule's value when that is higher (never stricter)
-    assert rec["validation_quantile"] == pytest.approx(np.quantile(s, 0.95, method="higher"), abs=1e-3)
+    assert rec["validation_quantile"] == pytest.approx(np.quantile(s, 1 - rec["target_rejection"], method="higher"), abs=1e-3)
     assert thr == pytest.approx(max(rec["validation_quantile"], rec["training_p99"]))
 
 
@@ -61,5 +61,26 @@ def test_a_model_without_validation_windows_exports_with_the_training_rule(small
 
 def test_target_rejection_is_checked():
     for bad in (0.0, 1.0, 1.5, -0.1):
-        with pytest.raises(ValueError, match="ood_target_rejection"):
-            ExportConfig(ood_target_rejection=bad)
+        with pytest.raises(ValueError, match="target_rejection"):
+            ExportConfig(target_rejection=bad)
+
+
+def test_confidence_gate_is_calibrated_on_validation_windows(small_model, small_bundle):
+    """Both gates together answer `unknown` to about the target share of held-out valid gestures, as recorded."""
+    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.edge_runtime.bundle import open_bundle
+    from edgessl.export.onnx_export import load_model
+
+    m = open_bundle(small_bundle).manifest
+    rec = m["decision_calibration"]
+    assert rec["source"] == "validation" and rec["target_rejection"] == 0.05
+    assert 0.0 < m["confidence_threshold"] <= 0.5
+    assert m["confidence_threshold"] == pytest.approx(min(0.5, rec["confidence_quantile"]))
+    _, info = load_model(small_model)
+    X = info["validation_windows"].numpy()
+    with GestureRuntime(small_bundle) as rt:  # the runtime's defaults are the bundle's gates
+        assert rt.confidence == m["confidence_threshold"] and rt.ood_threshold == m["ood_threshold"]
+        preds = rt.classify(X)
+    unknown = np.mean([p.index < 0 for p in preds])
+    assert unknown == pytest.approx(rec["rejection"], abs=1.0 / len(X))
+    assert rec["rejection"] <= rec["target_rejection"] + 2.0 / len(X)

@@ -1,0 +1,187 @@
+"""The own-board journey on the simulated board, with nothing but the command line (no hand-written Python):
+
+    record 10 performances of each gesture as user A (guided capture, the simulator cued by the prompts)
+    + 3 minutes of unlabelled movement -> data info -> pretrain -> finetune (recommended recipe) -> export
+    -> run on a new session of user A and on user B, scored against what the simulated person performed.
+
+Every step is an ``edgessl`` subprocess with the defaults a user gets; the simulator plays faster than real
+time (``--speed``), which changes wall times, not signals. Writes benchmarks/results/own_data.json: the wall
+time of each step, the data set's counts, the export's decision calibration, and for each live session the
+gestures performed, reported (an event that is not ``unknown``), right, answered ``unknown`` and false
+events per idle minute.
+
+    python benchmarks/own_data.py [--speed 8] [--out benchmarks/results/own_data.json] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+GESTURES = ["square", "right", "left", "up", "down", "circle_ccw", "circle_cw", "v_shape"]
+EDGE_S = 3.0  # performances this close to the end of a live run are not scored (the run may stop mid-gesture)
+
+
+def edgessl(*args: str, timeout: float = 3600) -> tuple[subprocess.CompletedProcess, float]:
+    """Run one ``edgessl`` command; fail loudly with its stderr; returns (result, wall seconds)."""
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "edgessl", *args], capture_output=True, text=True, timeout=timeout)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"edgessl {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return r, wall
+
+
+@contextlib.contextmanager
+def simulator(*args: str) -> Iterator[str]:
+    """``edgessl simulate ARGS`` in the background; yields the device path it prints."""
+    p = subprocess.Popen([sys.executable, "-m", "edgessl", "simulate", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert p.stdout is not None
+        path = p.stdout.readline().strip()
+        if not path:
+            raise RuntimeError(f"edgessl simulate {' '.join(args)} printed no device path: {p.stderr.read()}")  # type: ignore[union-attr]
+        yield path
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip().startswith("{")]
+
+
+def score(performed: list[dict[str, Any]], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Match each performance to the event whose window overlaps it most; count the rest as false events."""
+    events = [ln for ln in lines if "label" in ln and "window_start" in ln]
+    samples = [ln["stats"] for ln in lines if "stats" in ln]
+    t_first = min((e["window_start"] for e in events), default=0.0)
+    t_last = max((e["window_end"] for e in events), default=0.0)
+    scored = [p for p in performed if p["end_s"] <= t_last - EDGE_S and p["start_s"] >= t_first - 5.0]
+    used: set[int] = set()
+    reported = right = unknown = 0
+    confusions: dict[str, int] = {}
+    for p in scored:
+        best, overlap = None, 0.0
+        for i, e in enumerate(events):
+            ov = min(p["end_s"], e["window_end"]) - max(p["start_s"], e["window_start"])
+            if ov > overlap and i not in used:
+                best, overlap = i, ov
+        if best is None:
+            continue
+        used.add(best)
+        label = events[best]["label"]
+        if label == "unknown":
+            unknown += 1
+            continue
+        reported += 1
+        right += label == p["label"]
+        if label != p["label"]:
+            key = f"{p['label']}->{label}"
+            confusions[key] = confusions.get(key, 0) + 1
+    false = [e for i, e in enumerate(events) if i not in used and e["label"] != "unknown"]
+    span = max(1e-9, t_last - t_first)
+    busy = sum(p["end_s"] - p["start_s"] for p in scored)
+    n = len(scored)
+    return {
+        "performed": n, "reported": reported, "right": right, "answered_unknown": unknown,
+        "missed_no_segment": n - reported - unknown,
+        "accuracy": right / n if n else None, "reported_fraction": reported / n if n else None,
+        "false_events": len(false), "idle_minutes": round(max(0.0, span - busy) / 60.0, 2),
+        "false_events_per_idle_minute": len(false) / max(1e-9, (span - busy) / 60.0),
+        "confusions": confusions, "runtime_stats": samples[-1].get("runtime") if samples else None,
+    }  # fmt: skip
+
+
+def live(bundle: Path, work: Path, user: str, seed: int, seconds: float, speed: float) -> tuple[dict[str, Any], float]:
+    log = work / f"performed_{user}_{seed}.jsonl"
+    with simulator("--user", user, "--seed", str(seed), "--speed", str(speed), "--log", str(log)) as port:
+        r, wall = edgessl("run", str(bundle), "--port", port, "--json", "--show-unknown", "--seconds",
+                          str(seconds / speed))  # fmt: skip
+    return score(read_jsonl(log), read_jsonl_text(r.stdout)), wall
+
+
+def read_jsonl_text(text: str) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in text.splitlines() if ln.strip().startswith("{")]
+
+
+def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, live_s: float = 240.0,
+            epochs: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The whole journey in ``work``; ``epochs`` overrides pretrain/finetune epochs (tests only)."""
+    ds, steps = work / "my_gestures", {}
+    more = ["--epochs", str(epochs)] if epochs else []
+    with simulator("--perform", "cue", "--user", "A", "--seed", "1", "--speed", str(speed),
+                   "--log", str(work / "performed_capture.jsonl")) as port:  # fmt: skip
+        _, steps["record_labelled"] = edgessl("record", "--port", port, "--out", str(ds), "--user", "A", "--label",
+                                              ",".join(GESTURES), "--count", str(count), "--countdown", "0")  # fmt: skip
+    with simulator("--user", "A", "--seed", "2", "--speed", str(speed)) as port:
+        _, steps["record_unlabelled"] = edgessl("record", "--port", port, "--out", str(ds), "--user", "A",
+                                                "--seconds", str(free_s / speed))  # fmt: skip
+    r, steps["data_info"] = edgessl("data", "info", f"dir:{ds}", "--json")
+    info = read_jsonl_text(r.stdout)
+    _, steps["pretrain"] = edgessl("pretrain", "--data", f"dir:{ds}", "--out", str(work / "pre"), "--quiet", *more)
+    _, steps["finetune"] = edgessl("finetune", "--data", f"dir:{ds}", "--init", str(work / "pre"), "--out",
+                                   str(work / "ft"), "--quiet", *more)  # fmt: skip
+    bundle = work / "my_gestures.essl"
+    _, steps["export"] = edgessl("export", str(work / "ft"), "--out", str(bundle))
+    manifest = _manifest(bundle)
+    same, steps["run_same_user"] = live(bundle, work, "A", 3, live_s, speed)
+    new, steps["run_new_user"] = live(bundle, work, "B", 3, live_s, speed)
+    metrics = json.loads((work / "ft" / "metrics.json").read_text())
+    return {
+        "steps_wall_s": {k: round(v, 1) for k, v in steps.items()},
+        "data_info": info[-1] if info else None,
+        "finetune_metrics": {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
+        "decision_calibration": manifest.get("decision_calibration"),
+        "confidence_threshold": manifest.get("confidence_threshold"),
+        "ood_threshold": manifest.get("ood_threshold"),
+        "verification": {k: manifest["verification"].get(k) for k in ("top1_agreement", "verified_on")},
+        "live_same_user_new_session": same,
+        "live_new_user": new,
+    }
+
+
+def _manifest(bundle: Path) -> dict[str, Any]:
+    from edgessl.edge_runtime.bundle import open_bundle
+
+    return open_bundle(bundle).manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speed", type=float, default=8.0, help="simulator playback speed (signals are unchanged)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "own_data.json"))
+    ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as td:
+        work = Path(a.keep or td)
+        work.mkdir(parents=True, exist_ok=True)
+        res = journey(work, a.speed)
+    res["protocol"] = (
+        "simulated board (edgessl simulate, synthetic person A cued by record's prompts, seed 1): 10 performances "
+        "of each of 8 gestures + 180 s unlabelled (seed 2) -> pretrain, finetune (default recipe), export, all "
+        "defaults; live: edgessl run with default decisions (--show-unknown only reports what it answered "
+        "unknown) on 240 s of a new random session (seed 3) of user A and of user B; a performance is reported "
+        "when the event overlapping it most is not 'unknown'; accuracy = right / performed"
+    )
+    res["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "speed": a.speed}
+    Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
