@@ -24,18 +24,43 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from edgessl.datasets import StreamDataset, load
+    from edgessl.datasets import StreamDataset, describe, load
 
     ds = load(args.spec)
     print(ds.summary())
+    sessions = describe(ds) if isinstance(ds, StreamDataset) and "input_mode" in ds.extra else None
+    if sessions is not None:
+        _print_sessions(sessions)
     if args.json:
         if isinstance(ds, StreamDataset):
             info = {"kind": "stream", "recordings": ds.n_recordings, "samples": int(ds.signal.shape[1])}
         else:
             info = {"kind": "windows", "train": list(ds.X_train.shape), "test": list(ds.X_test.shape)}
         info.update(channels=ds.channel_names, units=ds.channel_units, classes=ds.class_names, rate_hz=ds.rate_hz)
+        if sessions is not None:
+            info.update(sessions)
         print(json.dumps(info))
     return 0
+
+
+def _print_sessions(d: dict) -> None:
+    """The counts of a session data set (``describe``) as a few readable lines; warnings last."""
+    print(f"input: {d['input_mode']} windows of {d['length']} samples; {d['performances']} labelled performances"
+          + (f" (+{d['flagged']} flagged, left out)" if d["flagged"] else ""))  # fmt: skip
+    if d["per_class"]:
+        print("per class: " + ", ".join(f"{c} {n}" for c, n in d["per_class"].items()))
+    for name, u in d["per_user"].items():
+        print(f"user {name}: {u['sessions']} session(s), {u['performances']} performances")
+    for name, s in d["per_session"].items():
+        flagged = f", {s['flagged']} flagged" if s["flagged"] else ""
+        print(f"session {name} (user {s['user']}): {s['samples']} samples, {s['performances']} performances{flagged}")
+    if "split" in d:
+        sp = d["split"]
+        print(f"split by {sp['by']}: {sp['train']} train / {sp['test']} test windows"
+              + (f"; test users {sp['test_users']}" if sp["by"] == "user" else "")
+              + (f"; test sessions {sp['test_sessions']}" if sp["by"] == "session" else ""))  # fmt: skip
+    for w in d["warnings"]:
+        print(f"warning: {w}")
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -65,7 +90,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _register_core(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="inspect a dataset spec (npz:PATH, ucr:PATH, har:DIR, csv:PATH, synthetic)")
+    p = sub.add_parser("data", help="inspect a dataset spec (npz:PATH, ucr:PATH, har:DIR, csv:PATH, dir:PATH, synthetic)")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     pi = dsub.add_parser("info", help="print a summary of a dataset")
     pi.add_argument("spec", help="dataset spec, e.g. synthetic or npz:uwave_gesture_ucr.npz")
@@ -86,11 +111,15 @@ def _registrars() -> list[Register]:
     regs: list[Register] = [_register_core]
     from edgessl import demo
     from edgessl.edge_runtime import cli as runtime_cli
+    from edgessl.edge_runtime import monitor as monitor_cli
     from edgessl.export import cli as export_cli
+    from edgessl.firmware_bridge import devices as devices_cli
+    from edgessl.firmware_bridge import record as record_cli
     from edgessl.firmware_bridge import simulator
     from edgessl.trainer import cli as trainer_cli  # imports torch only inside its handlers
 
-    regs += [trainer_cli.register, export_cli.register, runtime_cli.register, simulator.register, demo.register]
+    regs += [trainer_cli.register, export_cli.register, runtime_cli.register, monitor_cli.register,
+             simulator.register, devices_cli.register, record_cli.register, demo.register]  # fmt: skip
     return regs
 
 

@@ -64,6 +64,11 @@ class MotionSegmenter:
         """True while a gesture is in progress."""
         return self._active_start is not None
 
+    @property
+    def active_start(self) -> int | None:
+        """Sample index where the gesture in progress started (None at rest)."""
+        return self._active_start
+
     def energies(self, x: np.ndarray) -> np.ndarray:
         """The energy after each sample of ``x [C, k]`` (continuing the history); does not advance state."""
         h = np.concatenate([self._recent, x.astype(np.float64)], axis=1) if self._recent.size else x.astype(np.float64)

@@ -157,7 +157,7 @@ def npz_contents(draw: st.DrawFn) -> dict[str, np.ndarray]:
                 flat[idx if draw(st.booleans()) else slice(None)] = {"nan": np.nan, "inf": -np.inf, "huge": 1e308}[how]
             arrays[key] = a
         elif a.dtype.kind in "iu" and how in ("labels", "negative"):
-            arrays[key] = a + (99 if how == "labels" else -7)
+            arrays[key] = a.astype(np.int64) + (99 if how == "labels" else -7)  # unsigned arrays cannot hold -7
         elif how == "shape":
             arrays[key] = a.reshape(-1) if a.ndim != 1 else a[: len(a) // 2]
         elif how == "empty":

@@ -9,6 +9,7 @@ registry (:func:`register_source`). Built in:
 ``ucr:PATH``           UCR/UEA archive files ``NAME_TRAIN.ts|.arff|.tsv`` or the prefix ``DIR/NAME`` (:mod:`.ucr`)
 ``har:DIR``            the UCI HAR folder (:mod:`.har`)
 ``csv:PATH[?rate=HZ]`` a CSV recording: a timestamp column then one column per channel (:mod:`.csv_recording`)
+``dir:PATH``           a data set folder of recorded sessions, CSV + JSON sidecar each (:mod:`.folder`, :mod:`.session`)
 ``synthetic[:k=v,..]`` the embedded synthetic IMU gesture generator (:mod:`.synthetic`)
 =====================  ======================================================================
 
@@ -18,8 +19,10 @@ missing is an error naming the file and the channel. Malformed files raise :clas
 naming the file and the line. ``docs/data.md`` describes every spec and layout.
 """
 
-from edgessl.datasets.csv_recording import load_csv_spec, read_csv_recording, write_csv_recording
+from edgessl.datasets.csv_recording import read_csv_recording, write_csv_recording
+from edgessl.datasets.folder import load_dir
 from edgessl.datasets.har import HAR_SIGNALS, load_har, load_har_spec
+from edgessl.datasets.labelled import describe, is_labelled_stream, labelled_windows, pool_windows
 from edgessl.datasets.npz import SHARED_FILES, load_npz, read_npz
 from edgessl.datasets.registry import (
     DATA_DIR_ENV,
@@ -34,6 +37,7 @@ from edgessl.datasets.registry import (
     registered_sources,
     resolve_path,
 )
+from edgessl.datasets.session import SessionWriter, load_csv_spec, read_session
 from edgessl.datasets.synthetic import load_synthetic
 from edgessl.datasets.types import (
     CHANNEL_ALIASES,
@@ -53,18 +57,25 @@ __all__ = [
     "DataFormatError",
     "Dataset",
     "Loader",
+    "SessionWriter",
     "StreamDataset",
     "WindowDataset",
     "default_data_dir",
+    "describe",
+    "is_labelled_stream",
+    "labelled_windows",
     "load",
+    "load_dir",
     "load_har",
     "load_stream",
     "load_ucr",
     "load_windows",
     "parse_options",
+    "pool_windows",
     "read_arff",
     "read_csv_recording",
     "read_npz",
+    "read_session",
     "read_ts",
     "read_tsv",
     "register_source",
@@ -83,3 +94,4 @@ register_source("ucr", load_ucr_spec)
 register_source("har", load_har_spec)
 register_source("csv", load_csv_spec)
 register_source("synthetic", load_synthetic)
+register_source("dir", load_dir)

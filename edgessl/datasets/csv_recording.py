@@ -1,4 +1,8 @@
-"""CSV recordings: a header, a timestamp column, then one column per channel (an optional ``label`` column)."""
+"""CSV recordings: a header, a timestamp column, then one column per channel (an optional ``label`` column).
+
+The ``csv:`` spec loader (which also reads a session sidecar beside the file) is
+:func:`edgessl.datasets.session.load_csv_spec`.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.types import DataFormatError, StreamDataset, parse_float, unit_from_channel
 from edgessl.preprocess import fill_missing
 
-__all__ = ["load_csv_spec", "read_csv_recording", "write_csv_recording"]
-
-
-def load_csv_spec(arg: str) -> StreamDataset:
-    """``csv:PATH[?rate=HZ]``: one recording; ``rate`` overrides the rate estimated from the timestamps."""
-    path, _, opt = need_path("csv", arg).partition("?")
-    rate = parse_options(opt).get("rate")
-    return read_csv_recording(path, float(rate) if rate else None)
+__all__ = ["read_csv_recording", "write_csv_recording"]
 
 
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -103,7 +99,7 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
     units = [unit_from_channel(c) for c in channels]
     return StreamDataset(
         signal, np.array([0, signal.shape[1]]), channels, units, classes, rate_hz, sample_labels,
-        timestamps=t - t[0], name=path.name,
+        timestamps=t - t[0], extra={"t0_s": np.array(t[0])}, name=path.name,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from edgessl.datasets.labelled import is_labelled_stream, labelled_windows
 from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
 from edgessl.errors import EdgesslError
 from edgessl.preprocess import PreprocessError
@@ -77,14 +78,22 @@ def load(spec: str) -> Dataset:
     except EdgesslError:
         raise
     except (EOFError, TypeError, IndexError, KeyError, ValueError, UnicodeDecodeError, zipfile.BadZipFile,
-            zlib.error) as e:  # fmt: skip
+            zlib.error, NotImplementedError) as e:  # fmt: skip  (zipfile: an unsupported compression method)
         # a malformed user file that a loader did not anticipate: still a data error that names the file
         raise DataFormatError(f"{spec}: cannot be read as {scheme} data ({type(e).__name__}: {e})") from e
 
 
 def load_windows(spec: str) -> WindowDataset:
-    """Load a windowed dataset; a stream layout is an error that says how to get windows from it."""
+    """Load a windowed dataset: a labelled stream (``dir:``, a labelled ``csv:``) becomes its labelled windows
+    (:func:`edgessl.datasets.labelled.labelled_windows`); another stream layout is an error that says how to
+    get windows from it."""
     ds = load(spec)
+    if is_labelled_stream(ds):
+        assert isinstance(ds, StreamDataset)
+        return labelled_windows(ds)
+    if isinstance(ds, StreamDataset) and "input_mode" in ds.extra:
+        raise DataFormatError(f"{spec}: no labelled performances ({ds.summary()}); add a 'label' column or record "
+                              "labelled sessions (edgessl record --label NAME); unlabelled data serves pretraining")
     if isinstance(ds, StreamDataset):
         raise DataFormatError(
             f"{spec}: this is a continuous-stream dataset ({ds.summary()}); cut windows from it with "
@@ -133,5 +142,5 @@ def parse_options(s: str) -> dict[str, str]:
 def need_path(scheme: str, arg: str) -> str:
     """The argument of a file-based scheme, or an error saying that the spec lacks a path."""
     if not arg:
-        raise ValueError(f"dataset spec {scheme + ':'!r} needs a path: npz:PATH, ucr:PATH, har:DIR, csv:PATH or synthetic")
+        raise ValueError(f"dataset spec {scheme + ':'!r} needs a path: npz:PATH, ucr:PATH, har:DIR, csv:PATH, dir:PATH or synthetic")
     return arg

@@ -20,7 +20,10 @@ V); they are modelled, not copied from the uWave figure.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,8 +34,11 @@ from edgessl.preprocess import resample_to_length
 
 __all__ = [
     "CHANNELS",
+    "DEFAULT_USER",
     "GESTURES",
+    "Performance",
     "SyntheticConfig",
+    "SyntheticPerson",
     "UserProfile",
     "describe_gesture",
     "load_synthetic",
@@ -41,7 +47,9 @@ __all__ = [
     "make_idle",
     "make_stream",
     "make_user",
+    "parse_perform",
     "rotation_matrix",
+    "user_id",
 ]
 
 G = 9.81
@@ -349,3 +357,186 @@ def make_stream(
         sample_labels=np.concatenate(labels).astype(np.int64), recording_groups={"subject": np.array([uid])},
         extra={"events": np.array(events, np.int64)}, name=f"synthetic-stream(seed={cfg.seed}, user={uid})",
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# a streaming person: the simulated board's wearer
+
+DEFAULT_USER = 8  # make_stream's default user (the last, held-out user of the default data set)
+
+
+def user_id(user: str | int) -> int:
+    """The integer id of a synthetic user: integers (and strings of digits) as they are; a name such as
+    ``"A"`` maps to a stable id of at least 2**32, so named users never coincide with a data set's users."""
+    if isinstance(user, int):
+        if user < 0:
+            raise ValueError(f"a synthetic user id must be >= 0; got {user}")
+        return user
+    name = str(user).strip()
+    if not name:
+        raise ValueError("a synthetic user needs a name or an integer id; got an empty string")
+    if name.isdigit():
+        return int(name)
+    return 2**32 + zlib.crc32(name.encode())
+
+
+def parse_perform(text: str) -> str | list[tuple[str, int]]:
+    """``"random"``, ``"cue"`` or a script ``"LABEL:N,LABEL:N,..."`` (``LABEL`` alone performs it once).
+
+    Raises:
+        ValueError: an unknown label or a bad count; the message lists the gesture names.
+    """
+    text = text.strip()
+    if text in ("random", "cue"):
+        return text
+    script: list[tuple[str, int]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        label, sep, count = part.partition(":")
+        if label not in GESTURES:
+            raise ValueError(f"unknown gesture {label!r} in {text!r}; expected random, cue or LABEL:N,... with "
+                             f"LABEL one of {', '.join(GESTURES)}")  # fmt: skip
+        try:
+            n = int(count) if sep else 1
+        except ValueError:
+            n = -1
+        if n < 1:
+            raise ValueError(f"count {count!r} of {label!r} in {text!r} must be an integer >= 1")
+        script.append((label, n))
+    if not script:
+        raise ValueError(f"empty performance script {text!r}; expected random, cue or LABEL:N,...")
+    return script
+
+
+@dataclasses.dataclass(frozen=True)
+class Performance:
+    """One gesture a :class:`SyntheticPerson` performed: samples ``[start, end)`` of its stream."""
+
+    label: str
+    start: int
+    end: int
+    cued: bool = False
+
+
+class SyntheticPerson:
+    """An unbounded session of one synthetic user holding the board: idle, and gestures when asked.
+
+    The profile (style, grip i.e. mounting rotation, gain, bias, tremor) depends on ``user`` only: it is
+    :func:`make_user` of the default data set's seed, so integer users 1..8 are that data set's users. The
+    session's randomness (timing, each repetition's variation, idle drift) depends on ``(user, seed)``: two
+    seeds are two sessions of the same person. The stream is generated piece by piece and never repeats.
+
+    Args:
+        user: a name (``"A"``) or an integer id (see :func:`user_id`).
+        seed: the session's randomness.
+        rate_hz: sample rate.
+        perform: ``"random"`` (idle and random gestures forever), ``"cue"`` (idle until :meth:`cue`) or a script
+            ``[(label, n), ...]`` (those gestures in order with idle between, then idle forever); a string is
+            parsed by :func:`parse_perform`.
+        noise_g, counts_per_g: as :class:`SyntheticConfig`.
+        idle_s: range of the idle time between planned gestures, in seconds.
+        reaction_s: range of the delay between a cue and the gesture it asks for, in seconds.
+        rest_s: range of the rest after any gesture before the next one may start, in seconds.
+
+    Attributes:
+        pos: samples produced so far (the stream position of the next sample).
+        performances: every gesture started so far, in order (its end may still lie ahead of ``pos``).
+    """
+
+    channels = CHANNELS
+    units = ["g", "g", "g"]
+    labels = GESTURES
+
+    def __init__(self, user: str | int = DEFAULT_USER, seed: int = 0, *, rate_hz: float = 100.0,
+                 perform: str | list[tuple[str, int]] = "random", noise_g: float = 0.015,
+                 counts_per_g: float | None = None, idle_s: tuple[float, float] = (1.0, 3.0),
+                 reaction_s: tuple[float, float] = (0.3, 0.6), rest_s: tuple[float, float] = (0.5, 1.0)):  # fmt: skip
+        if rate_hz <= 0:
+            raise ValueError(f"rate_hz must be > 0; got {rate_hz}")
+        self.user = str(user)
+        self.user_id = user_id(user)
+        self.seed = int(seed)
+        self.rate_hz = float(rate_hz)
+        self.noise_g, self.counts_per_g = noise_g, counts_per_g
+        self.idle_s, self.reaction_s, self.rest_s = idle_s, reaction_s, rest_s
+        self.profile = make_user(SyntheticConfig().seed, self.user_id)
+        self.rng = np.random.default_rng([self.user_id, 4, self.seed])
+        self.perform = parse_perform(perform) if isinstance(perform, str) else list(perform)
+        for label, _ in self.perform if isinstance(self.perform, list) else []:
+            if label not in GESTURES:
+                raise ValueError(f"unknown gesture {label!r}; expected one of {', '.join(GESTURES)}")
+        self._plan = self._planned_labels()
+        self.pos = 0
+        self.performances: list[Performance] = []
+        self._buf = np.zeros((3, 0), np.float32)
+        self._idle = True  # what the buffer holds
+        self._cues: collections.deque[tuple[str, int]] = collections.deque()  # (label, earliest start)
+        self._rest_until = 0
+        self._next: tuple[str, int] | None = None  # the next planned gesture and when it starts
+        self._schedule(0)
+
+    def _planned_labels(self) -> Iterator[str]:
+        if self.perform == "random":
+            while True:
+                yield GESTURES[int(self.rng.integers(len(GESTURES)))]
+        elif isinstance(self.perform, list):
+            for label, n in self.perform:
+                yield from [label] * n
+
+    def _samples(self, seconds: tuple[float, float]) -> int:
+        return max(1, int(round(self.rng.uniform(*seconds) * self.rate_hz)))
+
+    def _schedule(self, after: int) -> None:
+        """Plan the next scripted/random gesture (keeping one already planned) an idle time after ``after``."""
+        label = self._next[0] if self._next is not None else next(self._plan, None)
+        self._next = None if label is None else (label, after + self._samples(self.idle_s))
+
+    def cue(self, label: str) -> None:
+        """Ask for ``label``: it is performed next, a reaction time from now (after any gesture in progress).
+
+        Raises:
+            ValueError: ``label`` is not one of :attr:`labels`.
+        """
+        if label not in GESTURES:
+            raise ValueError(f"unknown gesture {label!r}; expected one of {', '.join(GESTURES)}")
+        at = self.pos + self._samples(self.reaction_s)
+        self._cues.append((label, at))
+        if self._idle and len(self._cues) == 1:  # stop idling when the cue is due (a gesture is finished first)
+            due = max(0, max(at, self._rest_until) - self.pos)
+            self._buf = self._buf[:, :due]
+
+    def _refill(self) -> None:
+        if self._cues:
+            target: tuple[str, int] | None = (self._cues[0][0], max(self._cues[0][1], self._rest_until))
+        else:
+            target = self._next
+        if target is not None and self.pos >= target[1]:
+            cued = bool(self._cues)
+            if cued:
+                self._cues.popleft()
+            else:
+                self._next = None
+            g = make_gesture(GESTURES.index(target[0]), self.profile, self.rate_hz, self.rng, self.noise_g)
+            self.performances.append(Performance(target[0], self.pos, self.pos + g.shape[1], cued))
+            self._buf, self._idle = g, False
+            self._rest_until = self.pos + g.shape[1] + self._samples(self.rest_s)
+            self._schedule(self.pos + g.shape[1])
+            return
+        n = self._samples(self.idle_s)
+        if target is not None:
+            n = min(n, target[1] - self.pos)
+        self._buf, self._idle = make_idle(n, self.profile, self.rate_hz, self.rng, self.noise_g), True
+
+    def next(self, n: int) -> np.ndarray:
+        """The next ``n`` samples of the session: float32 ``[3, n]`` in g."""
+        parts = []
+        need = int(n)
+        while need > 0:
+            if self._buf.shape[1] == 0:
+                self._refill()
+            take = min(need, self._buf.shape[1])
+            parts.append(self._buf[:, :take])
+            self._buf = self._buf[:, take:]
+            self.pos += take
+            need -= take
+        out = np.concatenate(parts, axis=1) if parts else np.zeros((3, 0), np.float32)
+        return _quantise(out, self.counts_per_g)

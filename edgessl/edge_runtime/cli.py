@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -37,6 +38,7 @@ from edgessl.errors import DeviceError, UsageError
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.adapt import Adapter
+    from edgessl.edge_runtime.runtime import Event
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.transport import Gap, ImuStream
 
@@ -182,9 +184,29 @@ class _StopSignals:
             signal.signal(sig, old)
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      file: TextIO | None = None, line: str | None = None) -> None:  # fmt: skip
-    print(f"edgessl run: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+def warning_printer(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``edgessl <command>: warning: <one line>`` on stderr."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:  # fmt: skip
+        print(f"edgessl {command}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+    return show
+
+
+_one_line_warning = warning_printer("run")
+
+
+def event_text(g: Event) -> str:
+    """One reported gesture as the status display prints it (``run``, ``monitor``)."""
+    return (f"{g.t:9.2f}s  {g.label:>12s}  [{_bar(g.confidence)}] {g.confidence:.2f}  {g.latency_ms:.2f} ms  "
+            f"({g.window_start:.2f}-{g.window_end:.2f} s)")  # fmt: skip
+
+
+def counters_text(c: dict[str, Any]) -> str:
+    """The bridge's loss counters (:meth:`ImuStream.counters`) as the status display prints them."""
+    return (f"dropped {c['dropped_samples']}  rejected {sum(c['rejected_samples'].values())}  "
+            f"gaps {sum(c['gaps'].values())}")  # fmt: skip
 
 
 def _save_state(adapter: Adapter, path: str, final: bool) -> None:
@@ -317,8 +339,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                             if args.json:
                                 emit(g.to_json())
                             else:
-                                print(f"\r{g.t:9.2f}s  {g.label:>12s}  [{_bar(g.confidence)}] {g.confidence:.2f}  "
-                                      f"{g.latency_ms:.2f} ms  ({g.window_start:.2f}-{g.window_end:.2f} s)", file=out, flush=True)  # fmt: skip
+                                print(f"\r{event_text(g)}", file=out, flush=True)
                     now = time.monotonic()
                     if adapter is not None and args.adapt_state and now - last_save >= args.save_every:
                         _save_state(adapter, args.adapt_state, final=False)
@@ -330,8 +351,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         lat = np.median(rt.latencies_ms[-50:]) if rt.latencies_ms else float("nan")
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
                         unknown = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
-                        print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  dropped {c['dropped_samples']}  "
-                              f"rejected {sum(c['rejected_samples'].values())}  gaps {sum(c['gaps'].values())}  "
+                        print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  {counters_text(c)}  "
                               f"unknown {unknown} (low confidence {rt.stats['unknown_low_confidence']}, "
                               f"unlike training {rt.stats['unknown_out_of_distribution']})   ",
                               end="", file=out, flush=True)  # fmt: skip
@@ -400,10 +420,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")
     p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (else estimated)")
-    p.add_argument("--confidence", type=float, default=0.5, help="below this the answer is 'unknown'")
+    p.add_argument("--confidence", type=float, default=None,
+                   help="below this the answer is 'unknown' (default: the bundle's gate, calibrated at export)")
     p.add_argument("--ood-threshold", type=float, default=None,
                    help="out-of-distribution score (1 - cosine similarity to the nearest class prototype) above "
-                        "which the answer is 'unknown' (default: the bundle's, from its training windows)")
+                        "which the answer is 'unknown' (default: the bundle's gate, calibrated at export)")
     p.add_argument("--show-unknown", action="store_true",
                    help="also report gestures answered 'unknown' (segment models), with their confidence and "
                         "out-of-distribution score; they are always counted in the status line and --json stats")

@@ -41,6 +41,7 @@ class MsgType(enum.IntEnum):
     CMD_SET_RATE = 0x12
     CMD_SET_RANGE = 0x13
     CMD_IDENTIFY = 0x14
+    CMD_CUE = 0x15  # payload: a UTF-8 label; the device prompts (LED, display) or, simulated, performs it
     ACK = 0x20
 
 
@@ -286,6 +287,24 @@ def set_rate_arg(hz: float) -> bytes:
 
 def set_range_arg(full_scale: int) -> bytes:
     return struct.pack("<H", full_scale)
+
+
+CUE_MAX_LABEL = 32  # bytes of UTF-8
+
+
+def cue_arg(label: str) -> bytes:
+    """CMD_CUE's payload; raises ValueError for an empty label or one longer than 32 bytes of UTF-8."""
+    raw = label.encode("utf-8")
+    if not 1 <= len(raw) <= CUE_MAX_LABEL:
+        raise ValueError(f"a cue label must be 1 to {CUE_MAX_LABEL} bytes of UTF-8; {label!r} has {len(raw)}")
+    return raw
+
+
+def parse_cue(payload: bytes) -> str:
+    """The label of a CMD_CUE payload; raises ValueError when it is empty, too long or not UTF-8."""
+    if not 1 <= len(payload) <= CUE_MAX_LABEL:
+        raise ValueError(f"a cue label must be 1 to {CUE_MAX_LABEL} bytes; got {len(payload)}")
+    return payload.decode("utf-8")  # UnicodeDecodeError is a ValueError
 
 
 def make_ack(seq: int, timestamp_us: int, acked: Frame, status: AckStatus) -> Frame:

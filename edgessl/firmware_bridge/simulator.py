@@ -2,9 +2,13 @@
 
 The simulator opens a pty pair, keeps the master side and exposes the slave path (optionally through a
 stable symlink, the way a udev rule names a real board). It behaves like the reference firmware in binary
-mode (answers IDENTIFY / START / STOP / SET_RATE / SET_RANGE, streams SAMPLES while started) or like an
+mode (answers IDENTIFY / START / STOP / SET_RATE / SET_RANGE / CUE, streams SAMPLES while started) or like an
 Edge Impulse data-forwarder sketch in CSV mode (streams text lines from power-up), and can inject the
 faults that real serial links show.
+
+It plays either a recording (looped) or a :class:`~edgessl.datasets.synthetic.SyntheticPerson`: an unbounded
+session of one synthetic user that performs gestures at random, from a script, or when the host cues them
+(CMD_CUE), and logs every performance on the device clock.
 
 The simulator never removes or replaces a file it did not create: an existing ``link`` path is refused, and
 on unplug or stop only its own symlink (still pointing where it set it) is removed.
@@ -21,10 +25,13 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Protocol
 
 import numpy as np
 
+from edgessl.errors import UsageError
 from edgessl.firmware_bridge import protocol as P
 
 
@@ -82,11 +89,25 @@ class Faults:
         return cls(**kw)
 
 
+class PersonSource(Protocol):
+    """What a simulator needs of a performing source (:class:`~edgessl.datasets.synthetic.SyntheticPerson`)."""
+
+    labels: list[str]
+    pos: int
+    performances: list  # items with .label, .start, .end (samples of the source's stream) and .cued
+
+    def next(self, n: int) -> np.ndarray: ...
+
+    def cue(self, label: str) -> None: ...
+
+
 class SimulatedImu:
-    """Streams ``signal [C, N]`` (physical units) on a pty, in real time × ``speed``.
+    """Streams ``signal [C, N]`` (physical units), or a performing person, on a pty, in real time × ``speed``.
 
     Args:
-        signal: the recording to play, ``[C, N]`` in ``units``.
+        signal: the recording to play, ``[C, N]`` in ``units``; or a :class:`PersonSource` (a
+            :class:`~edgessl.datasets.synthetic.SyntheticPerson`), played without end. Only a person answers
+            CMD_CUE (a recording answers UNSUPPORTED) and has performances to log.
         rate_hz: nominal sample rate (what DEVICE_INFO says).
         channels, units: channel names and units.
         mode: ``"binary"`` (protocol v1) or ``"csv"`` (text lines).
@@ -98,17 +119,32 @@ class SimulatedImu:
         per_frame: samples per SAMPLES frame.
         full_scale: ±range of the simulated sensor in its unit; counts_per_unit = 32768 / full_scale.
         seed: for the fault injection.
+        on_performance: called (from the simulator's thread) with each finished performance of a person,
+            ``{"label", "start_s", "end_s", "cued"}`` with times on the device clock (the timestamps' seconds).
+
+    Attributes:
+        performances: every finished performance, as given to ``on_performance``.
     """
 
-    def __init__(self, signal: np.ndarray, rate_hz: float, channels: list[str], units: list[str] | None = None, *,
-                 mode: str = "binary", faults: Faults = Faults(), speed: float = 1.0, loop: bool = True,
-                 link: str | None = None, per_frame: int = 10, full_scale: float = 8.0, seed: int = 0,
-                 device_id: int = 0x5151A7ED):  # fmt: skip
+    def __init__(self, signal: np.ndarray | PersonSource, rate_hz: float, channels: list[str],
+                 units: list[str] | None = None, *, mode: str = "binary", faults: Faults = Faults(),
+                 speed: float = 1.0, loop: bool = True, link: str | None = None, per_frame: int = 10,
+                 full_scale: float = 8.0, seed: int = 0, device_id: int = 0x5151A7ED,
+                 on_performance: Callable[[dict], None] | None = None):  # fmt: skip
         if mode not in ("binary", "csv"):
             raise ValueError(f"mode must be binary or csv; got {mode!r}")
-        self.signal = np.asarray(signal, np.float32)
-        if self.signal.ndim != 2 or self.signal.shape[0] != len(channels):
-            raise ValueError(f"signal must be [channels={len(channels)}, samples]; got {self.signal.shape}")
+        self.person: PersonSource | None = None
+        if isinstance(signal, np.ndarray) or not hasattr(signal, "next"):
+            self.signal = np.asarray(signal, np.float32)
+            if self.signal.ndim != 2 or self.signal.shape[0] != len(channels):
+                raise ValueError(f"signal must be [channels={len(channels)}, samples]; got {self.signal.shape}")
+        else:
+            self.person = signal
+            self.signal = np.zeros((len(channels), 0), np.float32)
+        self.on_performance = on_performance
+        self.performances: list[dict] = []
+        self._started: dict[int, float] = {}  # performance index -> device start time, until it ends
+        self._logged = 0  # performances before this index are finished and logged
         self.rate_hz, self.channels, self.mode, self.faults = rate_hz, list(channels), mode, faults
         self.units = list(units or ["g"] * len(channels))
         self.speed, self.loop, self.per_frame = speed, loop, per_frame
@@ -248,10 +284,60 @@ class SimulatedImu:
                     status = P.AckStatus.BAD_ARGUMENT
             elif cmd.type == P.MsgType.CMD_SET_RANGE:
                 status = P.AckStatus.UNSUPPORTED  # the simulated sensor has a fixed range
+            elif cmd.type == P.MsgType.CMD_CUE:
+                status = self._cue(cmd.payload)
             else:
                 status = P.AckStatus.UNSUPPORTED
             out += self._frame(P.MsgType.ACK, 0, P.make_ack(0, 0, cmd, status).payload, t_us)
             self._write(out, raw=True)  # faults apply to the sample stream only
+
+    def _cue(self, payload: bytes) -> P.AckStatus:
+        """CMD_CUE: the person performs the label next; a recording cannot (UNSUPPORTED)."""
+        if self.person is None:
+            return P.AckStatus.UNSUPPORTED
+        try:
+            label = P.parse_cue(payload)
+        except ValueError:
+            return P.AckStatus.BAD_ARGUMENT
+        if label not in self.person.labels:
+            return P.AckStatus.BAD_ARGUMENT
+        self.person.cue(label)
+        return P.AckStatus.OK
+
+    # -- samples ---------------------------------------------------------------------------------
+    def _pull(self, n: int) -> np.ndarray | None:
+        """The next ``n`` samples ``[n, C]`` at device index :attr:`sample_index` (advanced); None at the end of
+        a recording that does not loop."""
+        if self.person is None:
+            n_total = self.signal.shape[1]
+            idx = (self.sample_index + np.arange(n)) % n_total if self.loop else self.sample_index + np.arange(n)
+            if not self.loop and idx[-1] >= n_total:
+                return None
+            block = self.signal[:, idx].T
+        else:
+            p0 = self.person.pos
+            block = np.asarray(self.person.next(n), np.float32).T
+            self._log_performances(p0, n)
+        self.sample_index += n
+        return block
+
+    def _log_performances(self, p0: int, n: int) -> None:
+        """Put the person's performances that start or end within samples ``[p0, p0 + n)`` on the device clock
+        (sample ``p0`` is at device index :attr:`sample_index`) and report the finished ones."""
+        assert self.person is not None
+        perf = self.person.performances
+        for i in range(self._logged, len(perf)):
+            p = perf[i]
+            if p0 <= p.start < p0 + n:
+                self._started[i] = self._device_us(self.sample_index + p.start - p0) / 1e6
+            if i == self._logged and p.end <= p0 + n:
+                start_s = self._started.pop(i, self._device_us(self.sample_index + p.start - p0) / 1e6)
+                rec = {"label": p.label, "start_s": round(start_s, 6),
+                       "end_s": round(self._device_us(self.sample_index + p.end - p0) / 1e6, 6), "cued": bool(p.cued)}
+                self._logged += 1
+                self.performances.append(rec)
+                if self.on_performance is not None:
+                    self.on_performance(rec)
 
     # -- main loop -------------------------------------------------------------------------------
     def start(self) -> str:
@@ -273,7 +359,6 @@ class SimulatedImu:
         next_restart = t_start + self.faults.restart_every if self.faults.restart_every > 0 else None
         emitted_at = 0  # samples emitted since the streaming clock was (re)anchored
         anchor = time.monotonic()
-        n_total = self.signal.shape[1]
         while not self._stop.is_set():
             now = time.monotonic()
             if next_unplug is not None and now >= next_unplug:
@@ -282,7 +367,10 @@ class SimulatedImu:
                 # the device keeps sampling while its link is down: those samples are lost
                 self._stop.wait(self.faults.unplug_for)
                 lost = int(self.faults.unplug_for * rate * self.speed)
-                self.sample_index += lost
+                if self.person is not None:
+                    self._pull(lost)  # the person goes on moving while nobody listens
+                else:
+                    self.sample_index += lost
                 if self._stop.is_set():
                     break
                 self._plug()
@@ -306,17 +394,16 @@ class SimulatedImu:
                 self._stop.wait(min(0.01, self.per_frame / (rate * self.speed) / 2))
                 continue
             n = self.per_frame
-            idx = (self.sample_index + np.arange(n)) % n_total if self.loop else self.sample_index + np.arange(n)
-            if not self.loop and idx[-1] >= n_total:
+            t_us = self._device_us(self.sample_index)
+            block = self._pull(n)
+            if block is None:
                 self.streaming = False
                 continue
-            block = self.signal[:, idx].T
             if self.mode == "binary":
                 counts = np.clip(np.round(block * self.scale), -32768, 32767).astype(np.int16)
-                self._write(self._frame(P.MsgType.SAMPLES, n, P.samples_payload(counts), self._device_us(self.sample_index)))
+                self._write(self._frame(P.MsgType.SAMPLES, n, P.samples_payload(counts), t_us))
             else:
                 self._write(b"".join(P.format_reading([float(v) for v in row]) for row in block))
-            self.sample_index += n
             self.sent_samples += n
             emitted_at += n
 
@@ -344,7 +431,8 @@ class SimulatedImu:
 
 
 def load_source(source: str, rate_hz: float | None, seed: int = 0) -> tuple[np.ndarray, float, list[str], list[str]]:
-    """The signal a simulator plays: the synthetic generator's stream, a stream dataset, or windows laid end to end."""
+    """A finite signal to play: the synthetic generator's fixed stream (60 gestures of the default user), a
+    stream dataset, or windows laid end to end. ``edgessl simulate`` plays :func:`make_source` instead."""
     from edgessl.datasets import StreamDataset, load
 
     if source == "synthetic" or source.startswith("synthetic:"):
@@ -371,46 +459,95 @@ def load_source(source: str, rate_hz: float | None, seed: int = 0) -> tuple[np.n
     return sig, float(rate), ds.channel_names, ds.channel_units
 
 
-def _cmd_simulate(args) -> int:
-    sig, rate, channels, units = load_source(args.source, args.rate, seed=args.seed)
-    link = args.link or str(Path(tempfile.gettempdir()) / f"edgessl-imu-{os.getpid()}")
-    sim = SimulatedImu(sig, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
-                       speed=args.speed, link=link, seed=args.seed)  # fmt: skip
-    path = sim.start()
-    print(path, flush=True)
-    print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode, "
-          f"slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
+def _is_synthetic(source: str) -> bool:
+    return source == "synthetic" or source.startswith("synthetic:")
+
+
+def make_source(source: str, rate_hz: float | None, *, seed: int = 0, user: str | int | None = None,
+                perform: str = "random") -> tuple[np.ndarray | PersonSource, float, list[str], list[str]]:
+    """What ``edgessl simulate`` plays: for ``synthetic[:key=value,...]`` a
+    :class:`~edgessl.datasets.synthetic.SyntheticPerson` (unbounded, performing as ``perform`` says, as ``user``
+    with session ``seed``; a seed in the spec wins), else :func:`load_source`'s recording, looped.
+
+    Raises:
+        ValueError: a bad spec option, an unknown gesture in ``perform``, or ``user``/``perform`` with a
+            recording (it cannot perform).
+    """
+    if not _is_synthetic(source):
+        if user is not None or perform != "random":
+            raise ValueError(f"--user and --perform need a synthetic source; {source!r} is a recording, played as is")
+        return load_source(source, rate_hz, seed=seed)
+    from edgessl.datasets.registry import parse_options
+    from edgessl.datasets.synthetic import DEFAULT_USER, SyntheticConfig, SyntheticPerson
+
+    opts = parse_options(source.partition(":")[2])
+    opts.setdefault("seed", str(seed))
+    cfg = SyntheticConfig.from_options(opts)
+    person = SyntheticPerson(DEFAULT_USER if user is None else user, cfg.seed, rate_hz=rate_hz or cfg.rate_hz,
+                             perform=perform, noise_g=cfg.noise_g, counts_per_g=cfg.counts_per_g)  # fmt: skip
+    return person, person.rate_hz, list(person.channels), list(person.units)
+
+
+def _open_log(path: str) -> IO[str]:
     try:
-        end = None if args.seconds is None else time.monotonic() + args.seconds
-        while end is None or time.monotonic() < end:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
-    return 0
+        return open(path, "x", encoding="utf-8")  # noqa: SIM115 (closed by the caller)
+    except FileExistsError:
+        raise UsageError(f"--log {path}: the file exists; choose a new path (a log is never overwritten)") from None
 
 
-def _cmd_devices(args) -> int:
+def _cmd_simulate(args) -> int:
     import json
 
-    from edgessl.firmware_bridge.transport import list_devices
+    from edgessl.datasets.synthetic import parse_perform, user_id
 
-    devs = list_devices()
-    if args.json:
-        print(json.dumps(devs))
-    elif not devs:
-        print("no serial ports found (a simulated device is not listed; use the path `edgessl simulate` prints)")
-    for d in devs if not args.json else []:
-        ids = f"{d['vid']:04x}:{d['pid']:04x}" if d["vid"] is not None else "-"
-        print(f"{d['device']}\t{ids}\t{d['serial_number'] or '-'}\t{d['description']}")
+    if args.perform == "cue" and args.mode == "csv":
+        raise UsageError("--perform cue needs --mode binary: a text-mode device cannot receive cues")
+    for flag, check, value in (("--perform", parse_perform, args.perform), ("--user", user_id, args.user)):
+        try:
+            if value is not None:
+                check(value)
+        except ValueError as e:
+            raise UsageError(f"{flag}: {e}") from None
+    if not _is_synthetic(args.source) and (args.user is not None or args.perform != "random" or args.log):
+        raise UsageError(f"--user, --perform and --log need --source synthetic; {args.source} is a recording, "
+                         "played as it is")  # fmt: skip
+    src, rate, channels, units = make_source(args.source, args.rate, seed=args.seed, user=args.user,
+                                             perform=args.perform)  # fmt: skip
+    log = _open_log(args.log) if args.log else None
+
+    def write(rec: dict) -> None:
+        assert log is not None
+        log.write(json.dumps(rec) + "\n")
+        log.flush()  # a reader (a benchmark) may follow the file while the simulator runs
+
+    link = args.link or str(Path(tempfile.gettempdir()) / f"edgessl-imu-{os.getpid()}")
+    try:
+        sim = SimulatedImu(src, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
+                           speed=args.speed, link=link, seed=args.seed,
+                           on_performance=write if log is not None else None)  # fmt: skip
+        path = sim.start()
+        print(path, flush=True)
+        who = "" if isinstance(src, np.ndarray) else f", user {args.user or 'default'} performing {args.perform}"
+        print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode{who}, "
+              f"slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
+        try:
+            end = None if args.seconds is None else time.monotonic() + args.seconds
+            while end is None or time.monotonic() < end:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sim.stop()
+    finally:
+        if log is not None:
+            log.close()
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="a simulated IMU on a pseudo-terminal (prints the device path)")
     p.add_argument("--source", default="synthetic", help="synthetic, or a dataset spec (npz:uwave_raw.npz ...)")
-    p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's)")
+    p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's; a synthetic person samples at it)")
     p.add_argument("--mode", choices=["binary", "csv"], default="binary")
     p.add_argument("--faults", default=None,
                    help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20")
@@ -418,8 +555,17 @@ def register(sub) -> None:
     p.add_argument("--link", default=None,
                    help="stable path to keep pointing at the device; must not exist (default: a temp path)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic signal and of the faults")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the synthetic session's randomness (same --user, other seed: another session of that person) "
+                        "and the faults'")
+    p.add_argument("--user", default=None,
+                   help="who holds the synthetic board: a name (A, B ...) or an integer id; users differ in style, "
+                        "grip and gain (default: user 8 of the built-in data set)")
+    p.add_argument("--perform", default="random",
+                   help="random (gestures at random, without end), cue (idle until the host sends CMD_CUE) or a "
+                        "script LABEL:N,... such as circle_cw:10,left:5 (then idle); a cue is performed next in "
+                        "every mode")
+    p.add_argument("--log", default=None,
+                   help="write each performance as a JSON line {label, start_s, end_s, cued} on the device clock; "
+                        "the file must not exist (default: no log)")
     p.set_defaults(func=_cmd_simulate)
-    p = sub.add_parser("devices", help="list serial ports with their USB ids")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_devices)

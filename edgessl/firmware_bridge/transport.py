@@ -388,6 +388,8 @@ class ImuStream:
         self.device_changes = 0
         self.stalls = 0
         self.handshake_failures = 0
+        self.unanswered_cues = 0
+        self.cue_supported: bool | None = None  # unknown until the device answers a CMD_CUE
         self.gaps: list[Gap] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -515,6 +517,35 @@ class ImuStream:
             self._expect_change = False
         self._announced = self.identity
 
+    def cue(self, label: str) -> P.AckStatus:
+        """Ask the device to prompt ``label`` now (CMD_CUE): a board shows it, the simulator performs it.
+
+        Returns:
+            OK; BAD_ARGUMENT (the device does not know that label); or UNSUPPORTED, without raising: from a
+            text-mode device (nothing is sent), a device that answered UNSUPPORTED, or one whose first cue got
+            no acknowledgement (firmware older than CMD_CUE drops it as an unknown type; counted in
+            ``unanswered_cues``). Once a device said it does not support cues, later cues are not sent.
+
+        Raises:
+            ValueError: ``label`` is empty or longer than 32 bytes of UTF-8.
+            DeviceLost: the port is disconnected at the moment.
+        """
+        arg = P.cue_arg(label)
+        if self.mode != "binary" or self.cue_supported is False:
+            return P.AckStatus.UNSUPPORTED
+        try:
+            status = self.command(P.MsgType.CMD_CUE, arg)
+        except ProtocolError:
+            self.unanswered_cues += 1
+            if not self.cue_supported:
+                self.cue_supported = False
+            return P.AckStatus.UNSUPPORTED
+        if status == P.AckStatus.UNSUPPORTED:
+            self.cue_supported = False
+        elif status == P.AckStatus.OK:
+            self.cue_supported = True
+        return status
+
     # -- identity ------------------------------------------------------------------------------------
     @property
     def identity(self) -> DeviceIdentity | None:
@@ -546,6 +577,7 @@ class ImuStream:
 
     def _switch(self, old: DeviceIdentity, new: DeviceIdentity) -> None:
         self.device_changes += 1
+        self.cue_supported = None  # another device: it may support cues
         self._announced = new
         self._fatal = DeviceChanged(self.transport.url, old, new)
         self._reset_reason = "device-changed"
@@ -615,7 +647,8 @@ class ImuStream:
                 "rejected_frames": frames, "rejected_lines": dict(self.lines.stats.rejected_lines),
                 "gaps": dict(self.gap_counts), "reannouncements": self.reannouncements,
                 "device_changes": self.device_changes, "stalls": self.stalls,
-                "handshake_failures": self.handshake_failures, "overflow_bytes": self.transport.overflow_bytes}  # fmt: skip
+                "handshake_failures": self.handshake_failures, "overflow_bytes": self.transport.overflow_bytes,
+                **({"unanswered_cues": self.unanswered_cues} if self.unanswered_cues else {})}  # fmt: skip
 
     def read(self, timeout: float = 0.1) -> list[SampleBlock | Gap]:
         """Everything that arrived within ``timeout`` seconds: sample blocks and gaps, in order.

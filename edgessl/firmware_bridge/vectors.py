@@ -34,6 +34,7 @@ def good_frames() -> list[tuple[str, P.Frame]]:
         ("cmd_set_rate", ack),
         ("cmd_set_range", P.make_command(P.MsgType.CMD_SET_RANGE, 8, P.set_range_arg(4))),
         ("cmd_identify", P.make_command(P.MsgType.CMD_IDENTIFY, 3)),
+        ("cmd_cue", P.make_command(P.MsgType.CMD_CUE, 4, P.cue_arg("circle_cw"))),
         ("ack_ok", P.make_ack(10, 555, ack, P.AckStatus.OK)),
         ("ack_bad_argument", P.make_ack(11, 556, ack, P.AckStatus.BAD_ARGUMENT)),
         ("long_zero_free_payload", P.Frame(P.MsgType.DEVICE_INFO, 0x0101, 0x0101010101010101, 1, big)),

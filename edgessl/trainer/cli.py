@@ -9,7 +9,9 @@ default it falls back to. Nothing reads globals; building the parser imports no 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from typing import Any
 
 from edgessl.errors import UsageError
@@ -99,9 +101,27 @@ def _layered(template: dict[str, Any], layers: list[tuple[str, dict[str, Any]]],
     return d
 
 
+def _explicit_data(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Which ``data`` settings the user set and where (the last layer wins): ``{"length": "--length"}``,
+    ``{"preprocess": "run.toml"}``, ``{"preprocess": "recipe activities"}``."""
+    out: dict[str, str] = {}
+    for source, layer in layers:
+        for key in layer.get("data", {}):
+            flag = {"spec": "--data", "rate_hz": "--rate", "preprocess": "--standardize"}.get(key, f"--{key}")
+            out[key] = flag if source == "command line" else source
+    return out
+
+
 def finetune_config(a: argparse.Namespace):
     """The effective :class:`FinetuneConfig` of ``edgessl finetune``'s arguments, and the recipe's name:
     defaults < recipe < ``--config`` file < flags."""
+    cfg, recipe, _ = finetune_settings(a)
+    return cfg, recipe
+
+
+def finetune_settings(a: argparse.Namespace):
+    """:func:`finetune_config` and the ``data`` settings given explicitly (by a flag, the ``--config`` file
+    or a recipe named with ``--recipe``), mapped to where: what ``--init`` must not replace."""
     from edgessl.trainer.pipeline import FinetuneConfig
 
     file_layer = load_config_file(a.config) if a.config else {}
@@ -118,7 +138,9 @@ def finetune_config(a: argparse.Namespace):
         layers.append((str(a.config), file_layer))
     layers.append(("command line", flags))
     cfg = FinetuneConfig.from_dict(_layered(FinetuneConfig().to_dict(), layers, FINETUNE_SECTIONS))
-    return cfg, recipe.name
+    # the automatic recipe is no choice of the user's (and sets no data settings today)
+    chosen = [(src, layer) for src, layer in layers if not (a.recipe == AUTO and src.startswith("recipe "))]
+    return cfg, recipe.name, _explicit_data(chosen)
 
 
 def pretrain_config(a: argparse.Namespace):
@@ -158,10 +180,12 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.run_dir import run_in
 
     _check_flags(a)
-    cfg, recipe = finetune_config(a)
+    cfg, recipe, explicit = finetune_settings(a)
     if cfg.init and cfg.encoder != EncoderConfig():
         raise ValueError(f"encoder settings ({cfg.encoder.to_dict()}) set the architecture of a model from scratch; "
                          f"{cfg.init} fixes its own (drop the [encoder] settings or --init)")  # fmt: skip
+    if cfg.init:
+        cfg = dataclasses.replace(cfg, data=_inherit(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None))
     with run_in(a.out, force=a.force):
         if a.cv:
             r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
@@ -173,10 +197,22 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
     return 0
 
 
+def _inherit(data, init: str, explicit: dict[str, str], uses_streams: bool = False):
+    """The :class:`DataConfig` ``data`` with the pretrained encoder's settings where the user set none; prints
+    what it took and every override on stderr (stdout stays the JSON result)."""
+    from edgessl.trainer.pipeline import inherit_inputs
+
+    data, lines = inherit_inputs(data, init, explicit, uses_streams=uses_streams)
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+    return data
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from edgessl.trainer.pipeline import evaluate_encoder
 
-    print(json.dumps(evaluate_encoder(a.checkpoint, _data_cfg(a), seed=a.seed or 0), indent=2))
+    data = _inherit(_data_cfg(a), a.checkpoint, _explicit_data([("command line", {"data": _data_layer(a)})]))
+    print(json.dumps(evaluate_encoder(a.checkpoint, data, seed=a.seed or 0), indent=2))
     return 0
 
 
@@ -212,7 +248,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "split...) can be set in a --config file.")  # fmt: skip
     _data_args(p)
     p.add_argument("--init", default=None, metavar="DIR",
-                   help="pretraining checkpoint, folder or file (default: a model from scratch)")
+                   help="pretraining checkpoint, folder or file; its channels, window length and "
+                        "standardisation are used unless given, overrides are printed (default: a model from scratch)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels-per-class", type=int, default=None, metavar="K",
                    help="label budget: K labelled windows per class (default: every training window)")

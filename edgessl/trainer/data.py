@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 
 from edgessl import preprocess as pp
-from edgessl.datasets import DataFormatError, StreamDataset, WindowDataset, load, resolve_channels
+from edgessl.datasets import (
+    DataFormatError,
+    StreamDataset,
+    WindowDataset,
+    is_labelled_stream,
+    labelled_windows,
+    load,
+    pool_windows,
+    resolve_channels,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +101,15 @@ def _select(names: list[str], cfg: DataConfig) -> tuple[list[int], list[str]]:
 def labelled(cfg: DataConfig) -> tuple[WindowDataset, np.ndarray, np.ndarray]:
     """The labelled dataset of ``cfg.spec`` and its model-ready ``X_train, X_test``."""
     ds = load(cfg.spec)
-    if isinstance(ds, StreamDataset):
-        raise DataFormatError(f"{cfg.spec}: fine-tuning needs labelled windows; this is a stream layout")
+    if is_labelled_stream(ds):
+        # recorded sessions or a labelled CSV: performances become windows (segment or sliding input), split by
+        # user, session or performance; --length overrides the data set's window length
+        assert isinstance(ds, StreamDataset)
+        ds = labelled_windows(ds, cfg.length)
+    elif isinstance(ds, StreamDataset):
+        raise DataFormatError(f"{cfg.spec}: fine-tuning needs labelled windows; this is a stream layout without "
+                              "labelled performances (give a CSV a 'label' column, record labelled sessions into a "
+                              "dir: folder with edgessl record --label NAME, or use npz:PATH?split=S)")  # fmt: skip
     idx, names = _select(ds.channel_names, cfg)
     ds = dataclasses.replace(ds, X_train=ds.X_train[:, idx], X_test=ds.X_test[:, idx], channel_names=names,
                              channel_units=[ds.channel_units[i] for i in idx])  # fmt: skip
@@ -103,7 +119,9 @@ def labelled(cfg: DataConfig) -> tuple[WindowDataset, np.ndarray, np.ndarray]:
 def unlabelled_pool(cfg: DataConfig, train_subjects_only: bool = True) -> np.ndarray:
     """Model-ready unlabeled windows from one or more specs joined by ``+``; never a test split.
 
-    Window layouts contribute ``X_train``. Stream layouts contribute windows cut from their recordings,
+    Window layouts contribute ``X_train``. Session streams (``dir:``, a labelled ``csv:``) contribute
+    :func:`edgessl.datasets.pool_windows` (segmenter cuts or sliding windows of the data set's length, outside
+    its test split). Other stream layouts contribute windows cut from their recordings,
     restricted to the training subjects where the file names them (``train_subjects``) or to templates in
     the UCR train split (``ucr_split == 0``) for uWave, so nothing of a test split leaks into pretraining.
     """
@@ -124,6 +142,12 @@ def unlabelled_windows(cfg: DataConfig, train_subjects_only: bool = True) -> tup
         names = list(these)
         if isinstance(ds, WindowDataset):
             parts.append(_match(ds.X_train[:, idx], ds.rate_hz, one))
+            continue
+        if "input_mode" in ds.extra:
+            # a session stream (dir:, csv: with labels or a sidecar): the data set's own input mode and window
+            # length, so that pretraining sees what fine-tuning and the runtime see; never its test split
+            W, rate = pool_windows(ds, one.length)
+            parts.append(_match(W[:, idx], rate, one))
             continue
         mask = np.ones(ds.n_recordings, bool)
         if train_subjects_only:

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgessl.datasets import WindowDataset
+from edgessl import preprocess as pp
+from edgessl.datasets import DataFormatError, WindowDataset, load, resolve_channels
+from edgessl.errors import UsageError
 from edgessl.trainer import evaluate as ev
 from edgessl.trainer.augment import axis_triads
 from edgessl.trainer.config_file import drop_retired
@@ -211,9 +213,27 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, pro
         print(f"pretrain {cfg.method.name}: {len(X)} unlabeled windows {tuple(X.shape[1:])}, "
               f"{sum(p.numel() for p in method.encoder.parameters())} encoder parameters", flush=True)  # fmt: skip
     t0 = time.perf_counter()
-    history = fit(method, tensors, cfg.fit, out_dir, cfg.to_dict(), resume=resume, progress=progress,
-                  stop_after_epoch=stop_after_epoch)  # fmt: skip
-    return {"history": history, "n_windows": len(X), "seconds": time.perf_counter() - t0}
+    inputs = _pretrain_inputs(cfg.data, channels, int(X.shape[-1]))
+    history = fit(method, tensors, cfg.fit, out_dir, {**cfg.to_dict(), "inputs": inputs}, resume=resume,
+                  progress=progress, stop_after_epoch=stop_after_epoch)  # fmt: skip
+    return {"history": history, "n_windows": len(X), "seconds": time.perf_counter() - t0, "inputs": inputs}
+
+
+def _pretrain_inputs(data: DataConfig, channels: list[str], length: int) -> dict[str, Any]:
+    """What the encoder is pretrained on, saved with the weights as ``config["inputs"]`` so that fine-tuning
+    takes the same: channel names and units, the rate the windows were cut at (``data.rate_hz`` or the
+    sources' common rate; None when unknown, e.g. windows stretched to a fixed length), and the window length."""
+    units: list[str] | None = None
+    rates = set()
+    for spec in data.spec.split("+"):
+        ds = load(spec.strip())
+        idx = resolve_channels(list(ds.channel_names), list(data.channels)) if data.channels else range(len(ds.channel_names))
+        units = units or [ds.channel_units[i] for i in idx]
+        # a data set cut into performances stretched to one length (segment input) has no rate
+        segments = str(getattr(ds, "extra", {}).get("input_mode", "")) == "segment"
+        rates.add(None if segments else ds.rate_hz)
+    rate = data.rate_hz or (rates.pop() if len(rates) == 1 else None)
+    return {"channels": list(channels), "units": units, "rate_hz": rate, "length": int(length)}
 
 
 def load_pretrained_encoder(path: str | Path) -> tuple[torch.nn.Module, EncoderConfig]:
@@ -232,6 +252,204 @@ def load_pretrained_encoder(path: str | Path) -> tuple[torch.nn.Module, EncoderC
     state = {k[len(prefix) :]: v for k, v in ck["model"].items() if k.startswith(prefix)}
     encoder.load_state_dict(state)
     return encoder, enc_cfg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One data contract across stages: fine-tuning an encoder feeds it what it was pretrained on (channels,
+# rate, length, standardisation), unless the user says otherwise, and then it says so.
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedInputs:
+    """The data settings a pretrained encoder saw, read from its checkpoint.
+
+    Attributes:
+        source: the checkpoint given as ``init``.
+        channels: channel names, or None where an old checkpoint did not record them.
+        units: one unit per channel, or None.
+        rate_hz: the rate windows were cut or resampled at, or None (unknown, or stretched windows).
+        length: the window length the encoder saw, or None.
+        preprocess: the :class:`edgessl.preprocess.PreprocessSpec` dict.
+        stream_window: window and stride cut from stream layouts.
+        in_channels: the encoder's input channels.
+    """
+
+    source: str
+    channels: tuple[str, ...] | None
+    units: tuple[str, ...] | None
+    rate_hz: float | None
+    length: int | None
+    preprocess: dict[str, Any]
+    stream_window: tuple[int, int]
+    in_channels: int
+
+
+def pretrained_inputs(init: str | Path) -> PretrainedInputs:
+    """What the encoder of ``init`` (a pretrain or finetune folder or checkpoint) was trained on. Checkpoints
+    written before ``config["inputs"]`` existed give what their data config and method say."""
+    cfg = load_checkpoint(init)["config"]
+    if cfg.get("kind") not in ("pretrain", "finetune"):
+        raise ValueError(f"{init}: checkpoint of unknown kind {cfg.get('kind')!r}")
+    data, seen = DataConfig.from_dict(cfg["data"]), cfg.get("inputs", {})
+    channels = seen.get("channels") or data.channels
+    units = seen.get("units")
+    return PretrainedInputs(str(init), tuple(channels) if channels else None, tuple(units) if units else None,
+                            seen.get("rate_hz", data.rate_hz), seen.get("length") or data.length
+                            or cfg.get("method", {}).get("window"), data.preprocess, data.stream_window,
+                            int(cfg["encoder"]["in_channels"]))  # fmt: skip
+
+
+def standardisation(preprocess: dict[str, Any]) -> str:
+    """A preprocessing spec in words: ``per-channel standardisation``, ``units kept`` ..."""
+    steps = [(s["op"], s.get("params", {})) for s in preprocess.get("steps", [])]
+    if not steps:
+        return "no standardisation (units kept)"
+    if steps == [("standardize", {})]:
+        return "per-channel standardisation"
+    if steps == [("standardize", {"per_channel": False})]:
+        return "per-window standardisation"
+    return "preprocessing " + " + ".join(op + (f"{p}" if p else "") for op, p in steps)
+
+
+def _keeps_units(preprocess: dict[str, Any]) -> bool:
+    return not any(s["op"] in ("standardize", "minmax_scale") for s in preprocess.get("steps", []))
+
+
+def _same_channels(a: list[str] | tuple[str, ...], b: list[str] | tuple[str, ...]) -> bool:
+    """Whether two channel lists name the same channels in the same order (aliases such as ``ax`` for
+    ``acc_x`` count as the same)."""
+    if len(a) != len(b):
+        return False
+    try:
+        return all(resolve_channels([x], [y]) == [0] for x, y in zip(a, b, strict=True))
+    except DataFormatError:
+        return False
+
+
+def _channels_error(pre: PretrainedInputs, names: list[str] | tuple[str, ...], what: str) -> UsageError:
+    want = list(pre.channels) if pre.channels else f"{pre.in_channels} channels"
+    return UsageError(f"{what} {list(names)}, but {pre.source} was pretrained on {want}; choose those channels by "
+                      "name (or alias) with --channels, or fine-tune from scratch")  # fmt: skip
+
+
+def _same_rate(a: float, b: float) -> bool:
+    """Rates estimated from timestamps differ in the last digits; 1 % is no change of time scale."""
+    return abs(a - b) <= 0.01 * max(a, b)
+
+
+def inherit_inputs(data: DataConfig, init: str | Path, explicit: dict[str, str], uses_streams: bool = False
+                   ) -> tuple[DataConfig, list[str]]:  # fmt: skip
+    """``data`` with the settings of the pretrained encoder ``init`` wherever the user set none.
+
+    Taken from the checkpoint unless in ``explicit``: ``channels``, ``length``, ``preprocess`` and
+    ``stream_window``. (The rate is matched once the data's own rate is known, in fine-tuning itself.) A key
+    in ``explicit`` (mapped to where it was set: ``--length``, a config file, a recipe) that differs from the
+    checkpoint's is kept, and reported as an override.
+
+    Returns:
+        The data config and the lines to print: what was taken, then one line per override.
+
+    Raises:
+        UsageError: explicit channels that are not the pretrained ones (count or names), naming both.
+    """
+    pre = pretrained_inputs(init)
+    taken: list[str] = []
+    lines: list[str] = []
+
+    def said(key: str, value: str) -> str:
+        src = explicit[key]
+        return f"{src} {value}" if src.startswith("--") else f"{src} ({key} {value})"
+
+    if pre.channels is not None or data.channels is not None:
+        if "channels" in explicit and data.channels is not None:
+            if len(data.channels) != pre.in_channels or (pre.channels and not _same_channels(data.channels, pre.channels)):
+                src = explicit["channels"]
+                raise _channels_error(pre, data.channels, f"{src}: chose" if src.startswith("--") else
+                                      f"--channels: {src} chose")  # fmt: skip
+        elif pre.channels is not None:
+            data = dataclasses.replace(data, channels=pre.channels)
+            taken.append(f"channels {','.join(pre.channels)}")
+    if pre.length is not None:
+        if "length" in explicit:
+            if data.length != pre.length:
+                mine = data.length if data.length is not None else "(the source's length)"
+                lines.append(f"{said('length', str(mine))} overrides the pretrained {pre.length}: the encoder sees "
+                             "windows of another length than it was pretrained on")  # fmt: skip
+        else:
+            data = dataclasses.replace(data, length=pre.length)
+            taken.insert(0, f"length {pre.length}")
+    if "preprocess" in explicit:
+        if data.preprocess.get("steps") != pre.preprocess.get("steps"):
+            mode = {"per-channel standardisation": "channel", "per-window standardisation": "window",
+                    "no standardisation (units kept)": "none"}.get(standardisation(data.preprocess))  # fmt: skip
+            value = mode if explicit["preprocess"] == "--standardize" and mode else standardisation(data.preprocess)
+            lines.append(f"{said('preprocess', value)} overrides the pretrained {standardisation(pre.preprocess)}: "
+                         "the encoder sees windows scaled otherwise than it was pretrained on")  # fmt: skip
+    else:
+        data = dataclasses.replace(data, preprocess=pre.preprocess)
+        taken.append(standardisation(pre.preprocess))
+    if "rate_hz" in explicit and pre.rate_hz and data.rate_hz and not _same_rate(data.rate_hz, pre.rate_hz):
+        lines.append(f"{said('rate_hz', f'{data.rate_hz:g}')} overrides the pretrained {pre.rate_hz:g} Hz: the "
+                     "encoder sees motion at another time scale than it was pretrained on")  # fmt: skip
+    if "stream_window" in explicit:
+        if tuple(data.stream_window) != tuple(pre.stream_window):
+            lines.append(f"{said('stream_window', '/'.join(map(str, data.stream_window)))} overrides the pretrained "
+                         f"stream windows {'/'.join(map(str, pre.stream_window))}")  # fmt: skip
+    elif tuple(data.stream_window) != tuple(pre.stream_window):
+        data = dataclasses.replace(data, stream_window=pre.stream_window)
+        if uses_streams:
+            taken.append(f"stream windows {'/'.join(map(str, pre.stream_window))}")
+    if taken:
+        lines.insert(0, f"using {', '.join(taken)} from {pre.source} (what it was pretrained on)")
+    return data, lines
+
+
+def _labelled_like_init(cfg: FinetuneConfig, progress: bool) -> tuple[FinetuneConfig, WindowDataset, np.ndarray, np.ndarray]:
+    """The labelled windows of ``cfg.data`` (as :func:`labelled`) checked against the encoder of
+    ``cfg.init``: its channels (count, names up to aliases), units where the windows keep them, and its
+    rate (windows of another known rate are resampled to it unless ``cfg.data.rate_hz`` says otherwise).
+
+    Raises:
+        UsageError: channels or units that cannot feed the pretrained encoder, naming both and the flag.
+    """
+    assert cfg.init
+    pre = pretrained_inputs(cfg.init)
+    data = cfg.data
+    ds, X_train_all, X_test = labelled(dataclasses.replace(data, channels=None))
+    names = list(data.channels) if data.channels is not None else list(ds.channel_names)
+    try:
+        idx = resolve_channels(list(ds.channel_names), names)
+    except DataFormatError as e:
+        if pre.channels is None or not _same_channels(names, pre.channels):
+            raise UsageError(f"--channels {','.join(names)}: {e}") from None
+        raise UsageError(f"--channels: {data.spec} has channels {list(ds.channel_names)}, but {pre.source} was "
+                         f"pretrained on {list(pre.channels)}; fine-tune on data with those channels (by name "
+                         "or alias), or from scratch without --init") from None  # fmt: skip
+    if len(idx) != pre.in_channels or (pre.channels and not _same_channels(names, pre.channels)):
+        raise _channels_error(pre, names, f"--channels: the data {data.spec} give")
+    units = [ds.channel_units[i] for i in idx]
+    if pre.units and _keeps_units(data.preprocess) and list(pre.units) != units:
+        raise UsageError(f"--standardize: the channels of {data.spec} are in {units}, but {pre.source} was "
+                         f"pretrained on {list(pre.units)} and the windows keep their units "
+                         f"({standardisation(data.preprocess)}); convert the data or standardise them")  # fmt: skip
+    if data.rate_hz is None and pre.rate_hz and ds.rate_hz and not _same_rate(ds.rate_hz, pre.rate_hz):
+        data = dataclasses.replace(data, rate_hz=pre.rate_hz)
+        print(f"resampling {data.spec} from {ds.rate_hz:g} Hz to {pre.rate_hz:g} Hz, the rate {pre.source} was "
+              "pretrained at", file=sys.stderr, flush=True)  # fmt: skip
+    subset = idx != list(range(ds.n_channels))
+    ds = dataclasses.replace(ds, X_train=ds.X_train[:, idx], X_test=ds.X_test[:, idx], channel_names=names,
+                             channel_units=units)  # fmt: skip
+    if subset or data.rate_hz != cfg.data.rate_hz:  # else the windows made above are these
+        X_train_all, X_test = (_model_ready(X, ds.rate_hz, data) for X in (ds.X_train, ds.X_test))
+    if progress and pre.length and data.length == pre.length and ds.length != pre.length:
+        print(f"windows of {data.spec} ({ds.length} samples) are stretched to {pre.length}, the length "
+              f"{pre.source} was pretrained on", file=sys.stderr, flush=True)  # fmt: skip
+    return dataclasses.replace(cfg, data=data), ds, X_train_all, X_test
+
+
+def _model_ready(X: np.ndarray, rate: float | None, data: DataConfig) -> np.ndarray:
+    """Windows at the model's rate and length, preprocessed (as :func:`edgessl.trainer.data.labelled` makes them)."""
+    return pp.apply(pp.PreprocessSpec.from_dict(data.preprocess), match_only(X, rate, data)).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -282,15 +500,15 @@ class _Run:
 def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
     """Load and split the data, fix the encoder's architecture, gather the unlabelled pool; every check that
     can fail runs here, before any training."""
-    ds, X_train_all, X_test = labelled(cfg.data)
+    if cfg.init:
+        cfg, ds, X_train_all, X_test = _labelled_like_init(cfg, progress)
+    else:
+        ds, X_train_all, X_test = labelled(cfg.data)
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
                                 val_fraction=cfg.val_fraction, seed=_split_seed(cfg),
                                 groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold)  # fmt: skip
     if cfg.init:
         _, enc_cfg = load_pretrained_encoder(cfg.init)
-        if enc_cfg.in_channels != ds.n_channels:
-            raise ValueError(f"pretrained encoder takes {enc_cfg.in_channels} channels; the data have {ds.n_channels} "
-                             f"({ds.channel_names}); choose channels with --channels")  # fmt: skip
     else:
         enc_cfg = dataclasses.replace(cfg.encoder, in_channels=ds.n_channels)
     cfg = dataclasses.replace(cfg, encoder=enc_cfg)

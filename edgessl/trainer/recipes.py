@@ -88,19 +88,33 @@ def resolve(name: str, label_budget: bool) -> Recipe:
 def recipe_config(name: str = AUTO, **settings: Any):
     """A :class:`~edgessl.trainer.pipeline.FinetuneConfig` as ``edgessl finetune --recipe NAME`` builds it:
     the defaults < the recipe < ``settings`` (top-level fields; ``data``, ``encoder`` and ``fit`` as dicts of
-    their fields). Example: ``recipe_config(data={"spec": "npz:my.npz"}, labels_per_class=5)``.
+    their fields). Example: ``recipe_config(data={"spec": "npz:my.npz"}, labels_per_class=5)``. With
+    ``init``, the data settings neither the recipe nor ``settings`` give (channels, length, standardisation)
+    are the pretrained encoder's, and what was taken or overridden is printed on stderr, as the CLI does.
 
     Raises:
         ValueError: an unknown recipe or setting (named).
+        UsageError: ``data.channels`` that the pretrained encoder of ``init`` does not take.
     """
+    import dataclasses
+    import sys
+
     from edgessl.trainer.config_file import check_keys, merge
-    from edgessl.trainer.pipeline import FinetuneConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, inherit_inputs
 
     sections = ("data", "encoder", "fit")
     budget = settings.get("labels_per_class") is not None or settings.get("label_fraction") is not None
     recipe = resolve(name, label_budget=budget)
     d = FinetuneConfig().to_dict()
+    explicit: dict[str, str] = {}
     for source, layer in ((f"recipe {recipe.name}", recipe.settings), ("recipe_config()", settings)):
         check_keys(layer, d, sections, source)
         d = merge(d, layer, sections)
-    return FinetuneConfig.from_dict(d)
+        explicit.update(dict.fromkeys(layer.get("data", {}), source))
+    cfg = FinetuneConfig.from_dict(d)
+    if cfg.init:
+        data, lines = inherit_inputs(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None)
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
+        cfg = dataclasses.replace(cfg, data=data)
+    return cfg

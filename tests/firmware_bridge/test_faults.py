@@ -539,11 +539,11 @@ def test_simulate_seed_changes_the_synthetic_signal(monkeypatch, tmp_path):
 
     seen = []
 
-    def spy(source, rate, seed=0):
+    def spy(source, rate, seed=0, **kw):  # the CLI plays make_source's person (tests/firmware_bridge/test_perform.py)
         seen.append(seed)
         return np.zeros((3, 100), np.float32), RATE, ["x", "y", "z"], ["g"] * 3
 
-    monkeypatch.setattr(simulator, "load_source", spy)
+    monkeypatch.setattr(simulator, "make_source", spy)
     from edgessl.cli import main
 
     assert main(["simulate", "--seed", "7", "--seconds", "0", "--link", str(tmp_path / "imu")]) == 0

@@ -93,3 +93,23 @@ def test_virtual_device_on_a_pty_streams_the_pattern(build):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@pytest.mark.parametrize("prompt", [1, 0])
+def test_virtual_device_answers_cues(build, prompt):
+    """CMD_CUE: a device with a prompt shows it (ACK OK); one without answers UNSUPPORTED, which the host tolerates."""
+    proc = subprocess.Popen([str(build / "virtual_device"), "--seconds", "20", "--cue", str(prompt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        path = proc.stdout.readline().strip()
+        with ImuStream(path, mode="binary") as s:
+            if prompt:
+                assert s.cue("circle_cw") == P.AckStatus.OK and s.cue_supported is True
+                assert s.command(P.MsgType.CMD_CUE, b"") == P.AckStatus.BAD_ARGUMENT
+                assert s.command(P.MsgType.CMD_CUE, b"x" * 33) == P.AckStatus.BAD_ARGUMENT
+            else:
+                assert s.cue("circle_cw") == P.AckStatus.UNSUPPORTED and s.cue_supported is False
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert ("cue circle_cw" in err.splitlines()) == bool(prompt)

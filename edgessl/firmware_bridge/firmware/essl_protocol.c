@@ -86,7 +86,7 @@ essl_err_t essl_cobs_decode(const uint8_t *in, size_t n, uint8_t *out, size_t ca
 }
 
 static int known_type(uint8_t t) {
-    return t == ESSL_MSG_DEVICE_INFO || t == ESSL_MSG_SAMPLES || (t >= ESSL_MSG_CMD_START && t <= ESSL_MSG_CMD_IDENTIFY) ||
+    return t == ESSL_MSG_DEVICE_INFO || t == ESSL_MSG_SAMPLES || (t >= ESSL_MSG_CMD_START && t <= ESSL_MSG_CMD_CUE) ||
            t == ESSL_MSG_ACK;
 }
 
@@ -242,6 +242,11 @@ essl_err_t essl_device_handle(essl_device_t *dev, const essl_frame_t *cmd, uint6
         if (e != ESSL_OK) return e;
         e = emit(dev, ESSL_MSG_DEVICE_INFO, now_us, 0, buf, n, out, cap, &used);
         if (e != ESSL_OK) return e;
+        break;
+    case ESSL_MSG_CMD_CUE:
+        if (dev->on_cue == NULL) status = ESSL_ACK_UNSUPPORTED;
+        else if (cmd->payload_len < 1 || cmd->payload_len > ESSL_MAX_CUE) status = ESSL_ACK_BAD_ARGUMENT;
+        else dev->on_cue(cmd->payload, cmd->payload_len, dev->cue_ctx);
         break;
     default: status = ESSL_ACK_UNSUPPORTED; break;
     }

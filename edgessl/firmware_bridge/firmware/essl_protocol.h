@@ -19,6 +19,7 @@ extern "C" {
 #define ESSL_MAX_FRAME 1024u /* decoded bytes */
 #define ESSL_MAX_CHANNELS 16u
 #define ESSL_MAX_NAME 31u
+#define ESSL_MAX_CUE 32u /* bytes of a CMD_CUE label */
 /* worst-case encoded size of a decoded message of n bytes, including the 0x00 delimiter */
 #define ESSL_COBS_MAX(n) ((n) + (n) / 254u + 2u)
 
@@ -43,6 +44,7 @@ typedef enum {
     ESSL_MSG_CMD_SET_RATE = 0x12,
     ESSL_MSG_CMD_SET_RANGE = 0x13,
     ESSL_MSG_CMD_IDENTIFY = 0x14,
+    ESSL_MSG_CMD_CUE = 0x15,
     ESSL_MSG_ACK = 0x20
 } essl_msg_t;
 
@@ -71,11 +73,16 @@ typedef struct {
     float counts_per_unit[ESSL_MAX_CHANNELS];
 } essl_device_info_t;
 
+/* Shows a CMD_CUE prompt (an LED, a display): label is UTF-8, 1..ESSL_MAX_CUE bytes, not NUL-terminated. */
+typedef void (*essl_cue_fn)(const uint8_t *label, size_t len, void *ctx);
+
 typedef struct {
     essl_device_info_t info;
     int streaming;
     uint16_t seq;
     float min_rate_hz, max_rate_hz;
+    essl_cue_fn on_cue; /* NULL (after essl_device_init): CMD_CUE is answered UNSUPPORTED */
+    void *cue_ctx;      /* passed to on_cue */
 } essl_device_t;
 
 uint32_t essl_crc32(const uint8_t *data, size_t len);

@@ -1,10 +1,11 @@
 /* A host build of the reference firmware acting as a virtual IMU on a pseudo-terminal.
  *
- *   virtual_device [--rate HZ] [--per-frame N] [--seconds S]
+ *   virtual_device [--rate HZ] [--per-frame N] [--seconds S] [--cue 0|1]
  *
  * Prints the slave device path on the first line of stdout, then serves the protocol on the master side:
- * it answers IDENTIFY / START / STOP / SET_RATE / SET_RANGE with the library's essl_device_handle() and,
+ * it answers IDENTIFY / START / STOP / SET_RATE / SET_RANGE / CUE with the library's essl_device_handle() and,
  * while streaming, sends SAMPLES frames of the deterministic pattern essl_demo_sample() in real time.
+ * A cue is "shown" as a line "cue LABEL" on stderr; with --cue 0 the device has no prompt (UNSUPPORTED).
  */
 #define _XOPEN_SOURCE 600
 #include <errno.h>
@@ -24,6 +25,12 @@
 static volatile sig_atomic_t stop_flag = 0;
 static void on_signal(int sig) { (void)sig; stop_flag = 1; }
 
+static void show_cue(const uint8_t *label, size_t len, void *ctx) {
+    (void)ctx;
+    fprintf(stderr, "cue %.*s\n", (int)len, (const char *)label);
+    fflush(stderr);
+}
+
 static uint64_t now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -41,11 +48,12 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
 
 int main(int argc, char **argv) {
     double rate = 100.0, seconds = 60.0;
-    int per_frame = 10;
+    int per_frame = 10, cue = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--per-frame")) per_frame = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--cue")) cue = atoi(argv[i + 1]);
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (per_frame < 1 || per_frame > 100 || !(rate > 0)) { fprintf(stderr, "bad --per-frame or --rate\n"); return 2; }
@@ -67,6 +75,7 @@ int main(int argc, char **argv) {
     info.rate_hz = (float)rate;
     essl_device_t dev;
     essl_device_init(&dev, &info);
+    if (cue) dev.on_cue = show_cue;
 
     static uint8_t rx[4 * ESSL_MAX_FRAME], out[4 * ESSL_MAX_FRAME], scratch[2 * ESSL_MAX_FRAME];
     size_t rx_len = 0;

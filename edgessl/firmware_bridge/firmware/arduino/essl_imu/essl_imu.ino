@@ -23,6 +23,8 @@ static uint64_t block_first_us = 0;
 static uint64_t next_sample_us = 0;
 static uint32_t last_micros = 0;
 static uint64_t clock_high = 0;
+static uint32_t cue_since_ms = 0;
+static bool cue_lit = false;
 
 // micros() wraps every ~71 min; extend it to 64 bits.
 static uint64_t now_us() {
@@ -30,6 +32,16 @@ static uint64_t now_us() {
   if (m < last_micros) clock_high += (1ULL << 32);
   last_micros = m;
   return clock_high | m;
+}
+
+// CMD_CUE: light the built-in LED for 0.5 s as the "perform now" prompt (the label is not shown).
+static void show_cue(const uint8_t *label, size_t len, void *ctx) {
+  (void)label;
+  (void)len;
+  (void)ctx;
+  digitalWrite(LED_BUILTIN, HIGH);
+  cue_since_ms = millis();
+  cue_lit = true;
 }
 
 static void mpu_write(uint8_t reg, uint8_t v) {
@@ -75,6 +87,8 @@ void setup() {
     info.counts_per_unit[c] = 16384.0f;  // MPU-6050 at ±2 g
   }
   essl_device_init(&dev, &info);
+  pinMode(LED_BUILTIN, OUTPUT);
+  dev.on_cue = show_cue;
   Serial.write((uint8_t)0);  // a delimiter, so the host resynchronises after our reset
 }
 
@@ -101,6 +115,10 @@ static void handle_input() {
 
 void loop() {
   handle_input();
+  if (cue_lit && millis() - cue_since_ms >= 500) {
+    digitalWrite(LED_BUILTIN, LOW);
+    cue_lit = false;
+  }
   if (!dev.streaming) return;
   uint64_t t = now_us();
   if (t < next_sample_us) return;

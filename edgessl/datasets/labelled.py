@@ -1,0 +1,411 @@
+"""Labelled streams (recorded sessions, labelled CSVs) as labelled windows, splits and pretraining pools.
+
+A labelled stream is a :class:`StreamDataset` whose ``extra["segments"]`` lists performances as ``[S, 4]``
+rows ``(start, end, label, flags_bit)`` in sample indices (``dir:`` and ``csv:`` loaders build it). It
+carries how it becomes windows (``extra["input_mode"]``, ``["window_length"]``, ``["split_by"]``,
+``["test_fraction"]``, set by :func:`attach_window_options` from the spec's options or ``dataset.json``):
+
+* ``segment`` input: each performance stretched to ``length`` samples (no fixed rate), what the runtime's
+  segment mode shows a model; the pretraining pool is what the motion-energy segmenter cuts from every
+  session, stretched the same way.
+* ``sliding`` input: windows of ``length`` samples at the data rate, stride ``length // 2``, inside each
+  performance (a shorter one gives one window centred on it); the pool is the same windows over the stream.
+
+Splits keep whole users, whole sessions, or at least whole performances apart, never overlapping windows:
+``auto`` is ``user`` when two or more users have labels, else ``session`` when two or more sessions each hold
+every class, else ``take``. Performances flagged (a gap overlaps them) are left out of training and counted.
+Nothing of the test split (its sessions, or its performances' samples) enters the pretraining pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
+from edgessl.preprocess import resample_to_length
+from edgessl.segmenter import SegmentParams, segment_signal
+
+__all__ = [
+    "DEFAULT_LENGTH",
+    "DEFAULT_TEST",
+    "SplitPlan",
+    "WindowOptions",
+    "attach_window_options",
+    "describe",
+    "is_labelled_stream",
+    "labelled_windows",
+    "pool_windows",
+    "split_plan",
+    "window_options",
+]
+
+DEFAULT_LENGTH = 64
+DEFAULT_TEST = 0.25
+INPUT_MODES = ("segment", "sliding")
+SPLITS = ("auto", "user", "session", "take")
+MIN_PER_CLASS = 5
+MAX_IMBALANCE = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowOptions:
+    """How a labelled stream becomes windows (see the module docstring)."""
+
+    input_mode: str = "segment"
+    length: int = DEFAULT_LENGTH
+    split: str = "auto"
+    test: float = DEFAULT_TEST
+
+
+def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
+                          base: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Store the window options of ``opts`` (the spec's ``input``, ``length``, ``split``, ``test``) in ``ds``.
+
+    ``base`` holds defaults from ``dataset.json`` (``input_mode``, ``length``). Without either, the input
+    mode is ``segment`` when the stream has performances and ``sliding`` otherwise.
+
+    Raises:
+        ValueError: an option is malformed (the message names the spec).
+    """
+    base = base or {}
+    has_segments = len(ds.extra.get("segments", ())) > 0
+    mode = opts.get("input", base.get("input_mode") or ("segment" if has_segments else "sliding"))
+    if mode not in INPUT_MODES:
+        raise ValueError(f"{spec!r}: input= must be one of {', '.join(INPUT_MODES)}; got {mode!r}")
+    raw_len = opts.get("length", base.get("length", DEFAULT_LENGTH))
+    if not str(raw_len).isdigit() or int(raw_len) < 2:
+        raise ValueError(f"{spec!r}: length= must be a whole number of samples >= 2; got {raw_len!r}")
+    split = opts.get("split", "auto")
+    if split not in SPLITS:
+        raise ValueError(f"{spec!r}: split= must be one of {', '.join(SPLITS)}; got {split!r}")
+    try:
+        test = float(opts.get("test", DEFAULT_TEST))
+    except ValueError:
+        raise ValueError(f"{spec!r}: test= must be a fraction in (0, 1); got {opts.get('test')!r}") from None
+    if not 0 < test < 1:
+        raise ValueError(f"{spec!r}: test= must be a fraction in (0, 1); got {test}")
+    if mode == "sliding" and ds.rate_hz is None:
+        raise DataFormatError(f"{spec}: input=sliding needs a sample rate; this stream has none")
+    if "segments" not in ds.extra:
+        ds.extra["segments"] = np.zeros((0, 4), np.int64)
+    ds.extra.update(input_mode=np.array(mode), window_length=np.array(int(raw_len)), split_by=np.array(split),
+                    test_fraction=np.array(test))  # fmt: skip
+
+
+def is_labelled_stream(ds: object) -> bool:
+    """True for a stream that lists performances (a ``dir:`` folder, a ``csv:`` with labels or a sidecar)."""
+    return isinstance(ds, StreamDataset) and "input_mode" in ds.extra and len(ds.extra.get("segments", ())) > 0
+
+
+def window_options(ds: StreamDataset) -> WindowOptions:
+    """The options :func:`attach_window_options` stored (defaults where a loader stored none)."""
+    e = ds.extra
+    return WindowOptions(
+        str(e["input_mode"]) if "input_mode" in e else "segment",
+        int(e["window_length"]) if "window_length" in e else DEFAULT_LENGTH,
+        str(e["split_by"]) if "split_by" in e else "auto",
+        float(e["test_fraction"]) if "test_fraction" in e else DEFAULT_TEST,
+    )
+
+
+# -- performances and splits ------------------------------------------------------------------------------------
+def _names(ds: StreamDataset, key: str, fallback: str) -> list[str]:
+    if f"{key}_names" in ds.extra:
+        return [str(s) for s in np.asarray(ds.extra[f"{key}_names"]).tolist()]
+    ids = ds.recording_groups.get(key)
+    n = int(ids.max()) + 1 if ids is not None and len(ids) else 1
+    return [fallback if n == 1 else f"{fallback}{i}" for i in range(n)]
+
+
+def _rec_ids(ds: StreamDataset, key: str) -> np.ndarray:
+    ids = ds.recording_groups.get(key)
+    return np.asarray(ids, np.int64) if ids is not None else np.zeros(ds.n_recordings, np.int64)
+
+
+def _performances(ds: StreamDataset) -> dict[str, np.ndarray]:
+    seg = np.asarray(ds.extra.get("segments", np.zeros((0, 4), np.int64)), np.int64).reshape(-1, 4)
+    rec = np.searchsorted(ds.offsets, seg[:, 0], "right") - 1
+    takes = np.asarray(ds.extra.get("takes", np.zeros(0, np.int64)), np.int64)
+    if len(takes) != len(seg):
+        takes = np.ones(len(seg), np.int64)
+    return {"start": seg[:, 0], "end": seg[:, 1], "label": seg[:, 2], "flags": seg[:, 3], "rec": rec,
+            "session": _rec_ids(ds, "session")[rec], "user": _rec_ids(ds, "user")[rec], "take": takes}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """Where each performance goes.
+
+    Attributes:
+        by: ``user``, ``session`` or ``take``.
+        test: bool ``[S]`` per performance (flagged ones included; they are left out of training anyway).
+        test_recordings: bool ``[R]``: whole recordings (sessions) of the test split.
+        note: why the split is what it is, when it is not by user.
+    """
+
+    by: str
+    test: np.ndarray
+    test_recordings: np.ndarray
+    note: str = ""
+
+
+def _last(items: list[int], fraction: float) -> list[int]:
+    n_test = min(max(1, int(round(fraction * len(items)))), len(items) - 1)
+    return items[len(items) - n_test :]
+
+
+def split_plan(ds: StreamDataset) -> SplitPlan:
+    """The train/test split of a labelled stream's performances (see the module docstring).
+
+    ``user``: the last users by name (a ``test`` fraction of them, at least one, never all) and every
+    session of theirs are the test split. ``session``: the last sessions by name (sessions are named by
+    their start time) among those that hold every class. ``take``: per class, the last performances.
+
+    Raises:
+        DataFormatError: ``split=user`` or ``split=session`` is asked for but the data cannot give it.
+    """
+    opt = window_options(ds)
+    p = _performances(ds)
+    usable = p["flags"] == 0
+    users = sorted(set(p["user"][usable].tolist()))
+    classes = set(p["label"][usable].tolist())
+    sessions = sorted(set(p["session"][usable].tolist()))
+    complete = [s for s in sessions if set(p["label"][usable & (p["session"] == s)].tolist()) == classes]
+    by = opt.split
+    if by == "auto":
+        by = "user" if len(users) >= 2 else "session" if len(complete) >= 2 else "take"
+    rec_user, rec_session = _rec_ids(ds, "user"), _rec_ids(ds, "session")
+    user_names, session_names = _names(ds, "user", "unknown"), _names(ds, "session", "session")
+    note = ""
+    if by == "user":
+        if len(users) < 2:
+            raise DataFormatError(f"{ds.name}: split=user needs labelled performances of at least 2 users; found "
+                                  f"{[user_names[u] for u in users]}")  # fmt: skip
+        test_users = _last(sorted(users, key=lambda u: user_names[u]), opt.test)
+        test_rec = np.isin(rec_user, test_users)
+    elif by == "session":
+        pick = complete if len(complete) >= 2 else sessions
+        if len(pick) < 2:
+            raise DataFormatError(f"{ds.name}: split=session needs at least 2 sessions with labelled performances; "
+                                  f"found {len(pick)}")  # fmt: skip
+        test_rec = np.isin(rec_session, _last(sorted(pick, key=lambda s: session_names[s]), opt.test))
+        if len(users) < 2:
+            note = "one user: the test split is other sessions of the same person"
+    else:
+        test_rec = np.zeros(ds.n_recordings, bool)
+        test = np.zeros(len(p["label"]), bool)
+        for c in sorted(classes):
+            rows = np.flatnonzero(usable & (p["label"] == c))
+            order = rows[np.lexsort((p["start"][rows], p["session"][rows]))]
+            if len(order) >= 2:
+                test[_last(order.tolist(), opt.test)] = True
+        note = ("split by whole performances (take): the test split holds other performances of the same "
+                "session(s), so it measures less than a new session would; record a second session")  # fmt: skip
+        return SplitPlan("take", test, test_rec, note)
+    return SplitPlan(by, test_rec[p["rec"]], test_rec, note)
+
+
+def _test_samples(ds: StreamDataset, plan: SplitPlan) -> np.ndarray:
+    """bool ``[N]``: samples of the test split (whole test sessions, or the test performances)."""
+    mask = np.zeros(ds.signal.shape[1], bool)
+    for k in np.flatnonzero(plan.test_recordings).tolist():
+        mask[ds.offsets[k] : ds.offsets[k + 1]] = True
+    p = _performances(ds)
+    for a, b in zip(p["start"][plan.test].tolist(), p["end"][plan.test].tolist(), strict=True):
+        mask[a:b] = True
+    return mask
+
+
+# -- windows ------------------------------------------------------------------------------------------------------
+def _sliding(ds: StreamDataset, a: int, b: int, k: int, length: int) -> list[np.ndarray]:
+    """Windows of ``length`` with stride ``length // 2`` inside ``[a, b)``; one centred window if shorter."""
+    lo, hi = int(ds.offsets[k]), int(ds.offsets[k + 1])
+    if b - a >= length:
+        return [ds.signal[:, s : s + length] for s in range(a, b - length + 1, max(1, length // 2))]
+    if hi - lo < length:
+        return []
+    s = min(max(lo, (a + b - length) // 2), hi - length)
+    return [ds.signal[:, s : s + length]]
+
+
+def labelled_windows(ds: StreamDataset, length: int | None = None) -> WindowDataset:
+    """A labelled stream's performances as a :class:`WindowDataset` split by :func:`split_plan`.
+
+    Args:
+        ds: a labelled stream (:func:`is_labelled_stream`).
+        length: samples per window; default the stream's ``length`` option (64).
+
+    Returns:
+        Windows with per-row groups ``user``, ``session`` and ``performance`` (a global id per performance,
+        so that a validation split can keep a performance's overlapping sliding windows together).
+
+    Raises:
+        DataFormatError: the stream has no usable labelled performance, naming it.
+    """
+    if not is_labelled_stream(ds):
+        raise DataFormatError(f"{ds.name}: no labelled performances: add a 'label' column to the CSV or record "
+                              "labelled sessions (edgessl record --label NAME); unlabelled data is for pretraining")
+    opt = window_options(ds)
+    length = int(length or opt.length)
+    if length < 2:
+        raise DataFormatError(f"{ds.name}: windows need at least 2 samples; got length={length}")
+    p = _performances(ds)
+    plan = split_plan(ds)
+    usable = p["flags"] == 0
+    if not usable.any():
+        raise DataFormatError(f"{ds.name}: all {len(usable)} labelled performances are flagged (a gap overlaps "
+                              "them); record them again")  # fmt: skip
+    parts: dict[str, dict[str, list[Any]]] = {s: {"X": [], "y": [], "user": [], "session": [], "performance": []}
+                                              for s in ("train", "test")}  # fmt: skip
+    short = 0
+    for i in np.flatnonzero(usable).tolist():
+        a, b, k = int(p["start"][i]), int(p["end"][i]), int(p["rec"][i])
+        if opt.input_mode == "segment":
+            wins = [resample_to_length(ds.signal[:, a:b], length)] if b - a >= 2 else []
+        else:
+            wins = _sliding(ds, a, b, k, length)
+        short += not wins
+        part = parts["test" if plan.test[i] else "train"]
+        for w in wins:
+            part["X"].append(w)
+            part["y"].append(p["label"][i])
+            part["user"].append(p["user"][i])
+            part["session"].append(p["session"][i])
+            part["performance"].append(i)
+    C = ds.signal.shape[0]
+
+    def arr(s: str, key: str) -> np.ndarray:
+        if key == "X":
+            return np.stack(parts[s]["X"]).astype(np.float32) if parts[s]["X"] else np.zeros((0, C, length), np.float32)
+        return np.array(parts[s][key], np.int64)
+
+    if not len(parts["train"]["X"]):
+        raise DataFormatError(f"{ds.name}: no training windows: every usable performance went to the test split "
+                              f"or was too short for length={length}")  # fmt: skip
+    n_flagged = int((~usable).sum())
+    notes = [f"{opt.input_mode} windows of {length}", f"split by {plan.by}"]
+    if n_flagged:
+        notes.append(f"{n_flagged} flagged performance(s) left out")
+    if short:
+        notes.append(f"{short} performance(s) too short for a window left out")
+    return WindowDataset(
+        arr("train", "X"), arr("train", "y"), arr("test", "X"), arr("test", "y"), list(ds.class_names),
+        list(ds.channel_names), list(ds.channel_units), ds.rate_hz if opt.input_mode == "sliding" else None,
+        {g: (arr("train", g), arr("test", g)) for g in ("user", "session", "performance")},
+        name=f"{ds.name} ({', '.join(notes)})",
+    )
+
+
+def _segmentation(ds: StreamDataset, k: int) -> SegmentParams:
+    raw = ds.extra.get("segmentation_json")
+    if raw is None or k >= len(raw):
+        return SegmentParams()
+    d = json.loads(str(np.asarray(raw)[k]) or "{}")
+    names = {f.name for f in dataclasses.fields(SegmentParams)}
+    return SegmentParams(**{key: float(v) for key, v in d.items() if key in names})
+
+
+def pool_windows(ds: StreamDataset, length: int | None = None) -> tuple[np.ndarray, float | None]:
+    """Unlabelled windows of a session stream for pretraining, never from the test split.
+
+    ``segment`` input: every cut of the motion-energy segmenter in every session (labelled or not),
+    stretched to ``length``; ``sliding``: windows of ``length`` with stride ``length // 2``. Windows that
+    touch a test session or a test performance are left out.
+
+    Returns:
+        ``(X [n, C, length], rate_hz)`` in source units; the rate is None for stretched segments.
+    """
+    opt = window_options(ds)
+    length = int(length or opt.length)
+    test = _test_samples(ds, split_plan(ds)) if is_labelled_stream(ds) else np.zeros(ds.signal.shape[1], bool)
+    out = []
+    for k in range(ds.n_recordings):
+        lo, hi = int(ds.offsets[k]), int(ds.offsets[k + 1])
+        if opt.input_mode == "segment":
+            if ds.rate_hz is None:
+                raise DataFormatError(f"{ds.name}: the segmenter needs a sample rate; this stream has none")
+            cuts = segment_signal(ds.signal[:, lo:hi], ds.rate_hz, _segmentation(ds, k)) + lo
+            spans = [(a, b) for a, b in cuts.tolist() if b - a >= 2]
+        else:
+            spans = [(s, s + length) for s in range(lo, hi - length + 1, max(1, length // 2))]
+        for a, b in spans:
+            if not test[a:b].any():
+                w = ds.signal[:, a:b]
+                out.append(resample_to_length(w, length) if opt.input_mode == "segment" else w)
+    X = np.stack(out).astype(np.float32) if out else np.zeros((0, ds.signal.shape[0], length), np.float32)
+    return X, (ds.rate_hz if opt.input_mode == "sliding" else None)
+
+
+# -- data info ---------------------------------------------------------------------------------------------------
+def describe(ds: StreamDataset) -> dict[str, Any]:
+    """Counts and warnings for ``edgessl data info``: per class, session and user, the split, flagged ones.
+
+    Counts are of performances (usable = not flagged); ``split`` gives windows per side.
+    """
+    opt = window_options(ds)
+    p = _performances(ds)
+    usable = p["flags"] == 0
+    classes, users, sessions = ds.class_names, _names(ds, "user", "unknown"), _names(ds, "session", "session")
+    rec_session, rec_user = _rec_ids(ds, "session"), _rec_ids(ds, "user")
+    lengths = np.diff(ds.offsets)
+    per_class = {c: int((usable & (p["label"] == i)).sum()) for i, c in enumerate(classes)}
+    per_session: dict[str, Any] = {}
+    for s, name in enumerate(sessions):
+        m = usable & (p["session"] == s)
+        per_session[name] = {"user": users[int(rec_user[rec_session == s][0])] if (rec_session == s).any() else "",
+                             "samples": int(lengths[rec_session == s].sum()), "performances": int(m.sum()),
+                             "flagged": int((~usable & (p["session"] == s)).sum()),
+                             "per_class": {classes[c]: int((m & (p["label"] == c)).sum())
+                                           for c in sorted(set(p["label"][m].tolist()))}}  # fmt: skip
+    per_user = {name: {"sessions": int(len(set(rec_session[rec_user == u].tolist()))),
+                       "performances": int((usable & (p["user"] == u)).sum())}
+                for u, name in enumerate(users)}  # fmt: skip
+    warnings: list[str] = []
+    info: dict[str, Any] = {"input_mode": opt.input_mode, "length": opt.length, "performances": int(usable.sum()),
+                            "flagged": int((~usable).sum()), "per_class": per_class, "per_session": per_session,
+                            "per_user": per_user, "warnings": warnings}  # fmt: skip
+    empty = [str(s) for s in np.asarray(ds.extra.get("empty_sessions", np.zeros(0, str))).tolist()]
+    if empty:
+        info["empty_sessions"] = empty
+        warnings.append(f"{len(empty)} session(s) hold no samples and were skipped: {empty}")
+    if not len(p["label"]):
+        warnings.append("no labelled performances: this data set serves pretraining only")
+        return info
+    if info["flagged"]:
+        warnings.append(f"{info['flagged']} performance(s) overlap a gap (flagged); they are left out of training")
+    few = {c: n for c, n in per_class.items() if n < MIN_PER_CLASS}
+    if few:
+        warnings.append(f"fewer than {MIN_PER_CLASS} performances for class(es) {few}")
+    present: list[int] = [n for n in per_class.values() if n > 0]
+    if present and max(present) > MAX_IMBALANCE * min(present):
+        warnings.append(f"class imbalance: {max(present)} vs {min(present)} performances (more than "
+                        f"{MAX_IMBALANCE:g}x)")  # fmt: skip
+    one_session = len(set(p["session"][usable].tolist())) == 1
+    if one_session:
+        warnings.append("all labelled performances come from one session: validation and test measure that same "
+                        "session; record another")  # fmt: skip
+    try:
+        plan = split_plan(ds)
+        wd = labelled_windows(ds)
+    except DataFormatError as e:
+        warnings.append(f"no split: {e}")
+        return info
+    info["split"] = {"by": plan.by, "train": len(wd.y_train), "test": len(wd.y_test),
+                     "test_sessions": [sessions[s] for s in sorted(set(p["session"][plan.test].tolist()))],
+                     "test_users": [users[u] for u in sorted(set(p["user"][plan.test].tolist()))]}  # fmt: skip
+    if plan.note and not (one_session and plan.by == "take"):  # the one-session warning already says it
+        warnings.append(plan.note)
+    for side, y in (("training", wd.y_train), ("test", wd.y_test)):
+        missing = [classes[c] for c in range(len(classes)) if per_class[classes[c]] and not (y == c).any()]
+        if missing:
+            warnings.append(f"class(es) {missing} have no {side} windows")
+    if plan.by != "user":
+        for u, name in enumerate(users):
+            sides = {bool(t) for t in plan.test[usable & (p["user"] == u)].tolist()}
+            if len(sides) == 1 and len(users) > 1:
+                warnings.append(f"user {name!r} is only in the {'test' if True in sides else 'training'} split")
+    return info

@@ -1,0 +1,610 @@
+"""``edgessl record``: record sessions from a serial IMU into a data set folder; no model needed.
+
+Free recording (no ``--label``) writes one unlabelled session (for pretraining) under a live status line.
+Guided capture (``--label circle,left --count 10``) prompts each performance (get ready, a countdown, GO, and
+a CUE so that a board with a display, or the simulator, shows or performs it), cuts it with the runtime's
+motion-energy segmenter (:mod:`edgessl.segmenter`), shows what it kept and keeps per-class counts. Labels take
+turns (circle, left, circle, left ...) so that fatigue spreads over the classes. Either way the whole stream
+goes into the session file (samples, and gaps as comment lines): a take only adds a segment to the sidecar,
+so nothing the device sent is lost, and a take that a gap overlaps is kept with the flag ``"gap"`` and said so.
+
+The device is opened as ``edgessl run`` opens it (``--wait`` for the port, unplugs waited out, SIGTERM and
+Ctrl-C end cleanly with the session closed); another device on the port stops the recording with a device
+error, since a session holds one device's samples.
+
+``--json`` lines on stdout, one object each with one key: ``session`` (the files, the device), ``device``
+(state changes), ``status`` (free recording, about once a second), ``gap``, ``prompt``, ``cue`` (a device that
+refused a cue, once per kind of answer), ``take`` (a kept segment, with the counts), ``redo``, ``miss``
+(nothing moved in time), ``device_changed`` and, last, ``stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import queue
+import select
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
+
+from edgessl.console import sparkline, unicode_ok
+from edgessl.edge_runtime.cli import _gap_json, _same_device, _Stopped, _StopSignals, _wait_seconds, counters_text
+from edgessl.errors import DeviceError, UsageError
+from edgessl.segmenter import MotionSegmenter, SegmentParams
+
+if TYPE_CHECKING:
+    from edgessl.datasets.session import SessionWriter
+    from edgessl.firmware_bridge.protocol import DeviceChanged
+    from edgessl.firmware_bridge.transport import Gap, ImuStream
+
+__all__ = ["register", "record"]
+
+GO_GRACE_S = 0.3  # a segment may start this long before GO: frames in flight, the segmenter's pre-roll
+WATCH_EXTRA_S = 2.0  # device seconds after GO beyond the longest gesture before a take counts as a miss
+SETTLE_S = 0.5  # after a segment ends, how long another (larger) one may still start and win
+SAVE_EVERY_S = 5.0  # seconds between sidecar rewrites while nothing else rewrites it (counters, samples)
+KEEP_S = 60.0  # seconds of recent samples kept in memory to cut takes from (the file has them all)
+MAX_LABEL_BYTES = 32  # the CUE command's payload limit (docs/protocol.md)
+
+
+@dataclasses.dataclass
+class Take:
+    """A segment the segmenter cut, on the device-seconds axis of the samples (end exclusive).
+
+    Attributes:
+        magnitude: ``[n]`` the vector magnitude of its samples (g channels, else all), for the sparkline.
+        lost: about how many samples the gaps that touch it miss (at least 1 per gap); > 0 flags it.
+    """
+
+    start_s: float
+    end_s: float
+    energy: float
+    magnitude: np.ndarray
+    lost: int = 0
+
+    @property
+    def flags(self) -> list[str]:
+        return ["gap"] if self.lost else []
+
+
+class SessionStream:
+    """The device stream going into one session: every sample and gap to the writer, and a motion segmenter
+    over the samples (never reset: a gap inside a gesture flags it instead of cutting it).
+
+    Args:
+        writer: the session file.
+        channels, units: the session's channels (the device's at the start).
+        rate_hz: the device's sample rate (the segmenter's).
+        params: how to cut gestures.
+    """
+
+    def __init__(self, writer: SessionWriter, channels: list[str], units: list[str], rate_hz: float,
+                 params: SegmentParams):  # fmt: skip
+        self.writer, self.channels, self.rate = writer, list(channels), float(rate_hz)
+        self.keep = int(KEEP_S * self.rate)
+        self.segmenter = MotionSegmenter(len(channels), self.rate, params, lookback=self.keep)
+        g = [i for i, u in enumerate(units) if u == "g"]
+        self._mag_channels = g or list(range(len(channels)))
+        self._order: list[int] | None = None  # device column of each session channel (None: same order)
+        self._t = np.zeros(0, np.float64)
+        self._mag = np.zeros(0, np.float32)
+        self._energy = np.zeros(0, np.float32)
+        self._base = 0  # segmenter index of self._t[0]
+        self.gaps: list[Gap] = []
+        self.samples = 0
+        self.last_t: float | None = None  # device time of the newest sample
+
+    def follow(self, device_channels: list[str]) -> None:
+        """The device now sends the session's channels in the order ``device_channels``."""
+        self._order = None if device_channels == self.channels else [device_channels.index(c) for c in self.channels]
+
+    def feed(self, t: np.ndarray, values: np.ndarray) -> list[Take]:
+        """Write ``values [n, C]`` at device times ``t [n]``; returns the segments that finished."""
+        if self._order is not None:
+            values = values[:, self._order]
+        self.writer.append(t, values)
+        x = values.T.astype(np.float64)
+        energy = self.segmenter.energies(x)  # before push: push does not hand its per-sample energies out
+        finished = self.segmenter.push(x)
+        self._t = np.concatenate([self._t, np.asarray(t, np.float64)])
+        self._mag = np.concatenate([self._mag, np.linalg.norm(x[self._mag_channels], axis=0).astype(np.float32)])
+        self._energy = np.concatenate([self._energy, energy.astype(np.float32)])
+        if len(self._t) > 2 * self.keep:  # trim now and then, not at every block
+            cut = len(self._t) - self.keep
+            self._t, self._mag, self._energy = self._t[cut:], self._mag[cut:], self._energy[cut:]
+            self._base += cut
+        self.samples += len(t)
+        self.last_t = float(t[-1])
+        return [self._take(a, b) for a, b in finished]
+
+    def gap(self, g: Gap) -> None:
+        self.writer.gap(g.t_start, g.seconds, g.timeline_reset)
+        self.gaps.append(g)
+        self.gaps = self.gaps[-1000:]
+
+    @property
+    def active_since(self) -> float | None:
+        """Device time at which the gesture in progress started (None when at rest)."""
+        start = self.segmenter.active_start
+        if start is None or start - self._base >= len(self._t):
+            return None
+        return float(self._t[max(0, start - self._base)])
+
+    def _take(self, a: int, b: int) -> Take:
+        i, j = max(0, a - self._base), b - self._base
+        start_s = float(self._t[i])
+        end_s = float(self._t[j]) if j < len(self._t) else float(self._t[j - 1]) + 1.0 / self.rate
+        period = 1.0 / self.rate
+        # a gap touching the segment (even at an end, where the gesture's start or finish may be what is missing)
+        lost = sum(max(1, g.missing) for g in self.gaps if g.t_start <= end_s and g.t_end >= start_s - period)
+        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), self._mag[i:j].copy(), lost)
+
+
+class Display:
+    """What the user sees: lines (a tty gets a status line redrawn in place), or JSON lines."""
+
+    def __init__(self, out: TextIO, json_lines: bool):
+        self.out, self.json = out, json_lines
+        self.tty = not json_lines and out.isatty()
+        self.dash = "—" if unicode_ok(out) else "-"
+        self._status_shown = False
+
+    def emit(self, record: dict[str, Any]) -> None:
+        print(json.dumps(record), file=self.out, flush=True)
+
+    def line(self, text: str) -> None:
+        self.end()
+        print(text, file=self.out, flush=True)
+
+    def part(self, text: str) -> None:
+        """Text that the next :meth:`part` continues on the same line (a prompt and its countdown)."""
+        print(text, end="", file=self.out, flush=True)
+        self._status_shown = True
+
+    def end(self) -> None:
+        """End a line begun by :meth:`part` or :meth:`status`."""
+        if self._status_shown:
+            print(file=self.out, flush=True)
+            self._status_shown = False
+
+    def status(self, text: str) -> None:
+        if self.tty:
+            print(f"\r{text}   ", end="", file=self.out, flush=True)
+            self._status_shown = True
+        else:
+            self.line(text)
+
+
+class Guide:
+    """Guided capture: prompts, cues and takes, one performance at a time, labels in turn.
+
+    A step machine driven by the recording loop (:meth:`step` after every read, :meth:`offer` for every
+    segment that finished), so samples keep flowing into the session while it waits for the user.
+
+    Args:
+        labels: the classes, in the order they take turns.
+        count: performances wanted of each.
+        countdown: host seconds between "get ready" and GO.
+        params: the segmenter's (a take is watched for up to ``max_duration_s`` + 2 device seconds).
+        ask: a tty's answer to "keep · redo · stop": returns ``None`` while the user has not answered, else
+            the line typed; None (tests, pipes) keeps every take.
+    """
+
+    def __init__(self, labels: list[str], count: int, countdown: float, params: SegmentParams, display: Display,
+                 ask: Any = None):  # fmt: skip
+        self.labels, self.count, self.countdown, self.params = labels, count, countdown, params
+        self.d, self.ask = display, ask
+        self.state = "next"
+        self.turn = 0  # index into labels of the next label's turn
+        self.label = labels[0]
+        self.misses = 0
+        self.cues: dict[str, int] = {}  # how the device answered CUE, by status name
+        self.stop_asked = False
+        self._ready_at = 0.0
+        self._shown_left: int | None = None
+        self._t_go = 0.0
+        self._candidates: list[Take] = []
+        self._last: Take | None = None
+
+    def counts(self, writer: SessionWriter) -> dict[str, int]:
+        got = writer.counts()
+        return {lb: int(got.get(lb, 0)) for lb in self.labels}
+
+    def done(self, writer: SessionWriter) -> bool:
+        """Stop was asked, or every class has its count and the last take is not waiting for an answer."""
+        if self.stop_asked:
+            return True
+        return self.state != "ask" and all(n >= self.count for n in self.counts(writer).values())
+
+    def _pick(self, counts: dict[str, int]) -> str:
+        for k in range(len(self.labels)):
+            i = (self.turn + k) % len(self.labels)
+            if counts[self.labels[i]] < self.count:
+                return self.labels[i]
+        return self.labels[self.turn % len(self.labels)]
+
+    def offer(self, takes: list[Take]) -> None:
+        """Segments that finished; those that started after GO (minus a grace) are this take's candidates."""
+        if self.state == "watch":
+            self._candidates += [t for t in takes if t.start_s >= self._t_go - GO_GRACE_S]
+
+    def step(self, stream: SessionStream, dev: ImuStream) -> None:
+        now = time.monotonic()
+        if self.state == "next":
+            if self.done(stream.writer):
+                return
+            counts = self.counts(stream.writer)
+            self.label = self._pick(counts)
+            n = counts[self.label] + 1
+            if self.d.json:
+                self.d.emit({"prompt": {"label": self.label, "take": n, "of": self.count}})
+            elif self.d.tty:  # the countdown and GO follow on the same line
+                self.d.part(f"{self.label} {n}/{self.count} {self.d.dash} get ready")
+            else:
+                wait = f" ({self.countdown:g} s)" if self.countdown else ""
+                self.d.line(f"{self.label} {n}/{self.count} {self.d.dash} get ready{wait}")
+            self._ready_at, self._shown_left = now + self.countdown, None
+            self.state = "ready"
+        if self.state == "ready":
+            left = int(np.ceil(self._ready_at - now))
+            if left > 0:
+                if self.d.tty and left != self._shown_left:
+                    self.d.part(f"  {left}{'…' if self.d.dash == '—' else '...'}")
+                    self._shown_left = left
+                return
+            if self.d.tty:
+                self.d.part("  GO")
+                self.d.end()
+            elif not self.d.json:
+                self.d.line("GO")
+            self._cue(dev)
+            self._t_go = stream.last_t if stream.last_t is not None else 0.0
+            self._candidates = []
+            self.state = "watch"
+        if self.state == "watch":
+            self._watch(stream)
+        if self.state == "ask":
+            answer = self.ask() if self.ask is not None else ""
+            if answer is None:
+                return
+            answer = answer.strip().lower()
+            if answer.startswith("r"):
+                self.turn = self.labels.index(self.label)  # the same class again, then the turns go on
+                dropped = stream.writer.drop_last_segment()
+                stream.writer.flush()
+                if self.d.json:
+                    self.d.emit({"redo": dropped})
+                else:
+                    self.d.line(f"dropped {self.label} take {dropped['take'] if dropped else '?'}; again")
+            elif answer.startswith("q"):
+                self.stop_asked = True
+            self.state = "next"
+
+    def _cue(self, dev: ImuStream) -> None:
+        """Tell the device (a board that shows prompts, the simulator that performs them). A text-mode board or
+        one without CUE answers UNSUPPORTED: the prompt on screen is all there is, as for any board."""
+        from edgessl.firmware_bridge.protocol import BridgeError
+
+        try:
+            status = dev.cue(self.label).name
+        except BridgeError:  # unplugged at this moment: the prompt on screen still stands
+            status = "NOT_SENT"
+        if status not in ("OK", "UNSUPPORTED") and status not in self.cues:  # said once per kind of answer
+            if self.d.json:
+                self.d.emit({"cue": {"label": self.label, "status": status}})
+            else:
+                self.d.line(f"# the device answered the cue {self.label!r} with {status}; the prompts go on")
+        self.cues[status] = self.cues.get(status, 0) + 1
+
+    def _watch(self, stream: SessionStream) -> None:
+        t = stream.last_t if stream.last_t is not None else self._t_go
+        since = stream.active_since
+        moving = since is not None and since >= self._t_go - GO_GRACE_S  # a gesture of this take is under way
+        # motion that never rests (the segmenter gives up at max_duration and starts again) ends the wait too
+        moving = moving and t < self._t_go + 2 * self.params.max_duration_s + WATCH_EXTRA_S
+        if self._candidates:
+            if moving or t < max(c.end_s for c in self._candidates) + SETTLE_S:
+                return
+        elif moving or t < self._t_go + self.params.max_duration_s + WATCH_EXTRA_S:
+            return
+        if not self._candidates:
+            self.misses += 1
+            waited = t - self._t_go
+            hidden = sum(g.seconds for g in stream.gaps if g.t_end >= self._t_go)
+            if self.d.json:
+                self.d.emit({"miss": {"label": self.label, "waited_s": round(waited, 3),
+                                      "gap_s": round(hidden, 3)}})  # fmt: skip
+            else:
+                why = (f"{hidden:.1f} s of it missing in gaps" if hidden else
+                       f"nothing moved above {self.params.threshold_g:g} g")  # fmt: skip
+                self.d.line(f"no {self.label} seen within {waited:.1f} s of GO ({why}); again")
+            self.state = "next"
+            return
+        best = max(self._candidates, key=lambda c: c.energy)
+        self._keep(stream.writer, best)
+
+    def _keep(self, writer: SessionWriter, take: Take) -> None:
+        rec = writer.add_segment(self.label, take.start_s, take.end_s, energy=round(take.energy, 6), flags=take.flags)
+        writer.flush()
+        counts = self.counts(writer)
+        self.turn = (self.labels.index(self.label) + 1) % len(self.labels)
+        duration = take.end_s - take.start_s
+        if self.d.json:
+            self.d.emit({"take": {**rec, "duration_s": round(duration, 4), "lost_samples": take.lost,
+                                  "counts": counts}})  # fmt: skip
+        else:
+            spark = sparkline(take.magnitude, width=32, ascii_only=not unicode_ok(self.d.out))
+            self.d.line(f"kept {self.label} {counts[self.label]}/{self.count}: {duration:.2f} s, peak energy "
+                        f"{take.energy:.2f}  {spark}")  # fmt: skip
+            if take.lost:
+                self.d.line(f"  a gap overlaps this take (about {take.lost} samples missing): kept, flagged 'gap'"
+                            + ("; r to redo it" if self.ask is not None else ""))  # fmt: skip
+            self.d.line("  " + ", ".join(f"{lb} {n}/{self.count}" for lb, n in counts.items()))
+        self.state = "ask" if self.ask is not None else "next"
+        if self.ask is not None:
+            self.d.line(f"Enter keep · r redo · q stop{' (redo recommended)' if take.lost else ''}")
+
+
+def _stdin_answer() -> str | None:
+    """A line typed on the terminal, without blocking (None when nothing was typed yet)."""
+    ready, _, _ = select.select([sys.stdin], [], [], 0)
+    return sys.stdin.readline() if ready else None
+
+
+def _labels(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    labels = [s.strip() for s in text.split(",")]
+    for lb in labels:
+        if not lb or len(lb.encode()) > MAX_LABEL_BYTES or not lb.isprintable():
+            raise UsageError(f"--label {text}: {lb!r} is not a label; expected comma-separated names of 1 to "
+                             f"{MAX_LABEL_BYTES} bytes, like circle,left")  # fmt: skip
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"--label {text}: a label is repeated; expected each class once")
+    return labels
+
+
+def _device_info(dev: ImuStream, port: str) -> dict[str, Any]:
+    """What the device said about itself (IDENTIFY), for the sidecar."""
+    info, ident = dev.info, dev.identity
+    return {"port": port, "mode": dev.mode, "name": str(ident) if ident is not None else None,
+            "firmware": ".".join(map(str, info.firmware)) if info is not None else None,
+            "serial": f"0x{info.device_id:08x}" if info is not None else None}  # fmt: skip
+
+
+def _rate(dev: ImuStream, t: np.ndarray, port: str) -> float:
+    rate = dev.sample_rate
+    if rate is None and len(t) >= 2 and t[-1] > t[0]:
+        rate = (len(t) - 1) / float(t[-1] - t[0])
+    if rate is None or not np.isfinite(rate) or rate <= 0:
+        raise UsageError(f"--port {port}: the device's sample rate is unknown; pass --rate (in Hz)")
+    return float(rate)
+
+
+def _check_out(out: str) -> Path:
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder; expected a data set folder (new or existing)")
+    return folder
+
+
+def _follow(e: DeviceChanged, dev: ImuStream, stream: SessionStream | None, rate: float | None) -> None:
+    """The same board announcing itself again (channels perhaps reordered) goes on; another device, other
+    channels or another rate stop the recording with a device error."""
+    same = _same_device(e) and (rate is None or e.new.rate_hz is None or abs(e.new.rate_hz - rate) < 1e-6 * rate)
+    if not same:
+        raise DeviceError(f"{e}; a session holds one device's samples: record the new device in a new session")
+    if stream is not None:
+        stream.follow(dev.channel_names)
+
+
+def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """The ``record`` command (see the module's docstring); ``out`` defaults to stdout."""
+    from edgessl.datasets.session import SessionWriter
+    from edgessl.firmware_bridge.protocol import DeviceChanged
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
+
+    labels = _labels(args.label)
+    if args.count is not None and not labels:
+        raise UsageError("--count needs --label (the classes to count); without --label the session is unlabelled")
+    count = 10 if args.count is None else args.count
+    if count < 1:
+        raise UsageError(f"--count {count}: expected a number of performances >= 1")
+    if args.countdown < 0:
+        raise UsageError(f"--countdown {args.countdown:g}: expected seconds >= 0")
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError(f"--seconds {args.seconds:g}: expected seconds > 0")
+    if not args.user or not all(c.isalnum() or c in "-_." for c in args.user):
+        raise UsageError(f"--user {args.user!r}: expected a name of letters, digits, '-', '_' or '.'")
+    folder = _check_out(args.out)  # before waiting for the port, not after
+    d = Display(out or sys.stdout, args.json)
+    params = SegmentParams()
+    states: queue.SimpleQueue[str] = queue.SimpleQueue()
+    seen: set[str] = set()
+
+    def report_state(state: str) -> None:
+        if state == "closed":
+            return
+        first = state not in seen
+        seen.add(state)
+        if d.json:
+            d.emit({"device": {"state": state, "port": args.port}})
+        elif state == "waiting":
+            limit = "forever" if args.wait is None else f"up to {args.wait:g} s"
+            d.line(f"# waiting for {args.port} ({limit}; --wait sets the limit)")
+        elif state == "reconnecting":
+            d.line(f"# {args.port} went away; waiting for it to come back (the gap is recorded)")
+        elif state == "streaming" and not first:
+            d.line(f"# {args.port} is back")
+
+    def on_state(state: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            report_state(state)
+        else:
+            states.put(state)
+
+    ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
+    guide = Guide(labels, count, args.countdown, params, d, ask) if labels else None
+    stats: dict[str, Any] = {"stopped_by": "seconds"}
+    stream: SessionStream | None = None
+    rate: float | None = None
+    with _StopSignals() as stop:
+        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=args.wait, reconnect_timeout=None,
+                        on_state=on_state)  # fmt: skip
+        try:
+            stop.blocking = True
+            try:
+                dev.open()
+            finally:
+                stop.blocking = False
+            t_end: float | None = None
+            t_start = last_status = last_flush = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if stop.signal is not None:
+                    stats["stopped_by"] = stop.signal
+                    break
+                if t_end is not None and now >= t_end:
+                    break
+                if guide is not None and stream is not None and guide.done(stream.writer):
+                    stats["stopped_by"] = "stop" if guide.stop_asked else "done"
+                    break
+                try:
+                    items = dev.read(0.05)
+                except DeviceChanged as changed:
+                    _follow(changed, dev, stream, rate)
+                    if d.json:
+                        d.emit({"device_changed": {"old": str(changed.old), "new": str(changed.new),
+                                                   "action": "followed"}})  # fmt: skip
+                    else:
+                        d.line(f"# the same device announced itself again ({changed.new}); recording goes on")
+                    continue
+                finally:
+                    while not states.empty():
+                        report_state(states.get())
+                for ev in items:
+                    if isinstance(ev, Gap):
+                        if stream is not None:  # before the first sample there is nothing to be missing from
+                            stream.gap(ev)
+                        if d.json:
+                            d.emit({"gap": _gap_json(ev)})
+                        elif ev.timeline_reset or ev.seconds >= 0.5:
+                            d.line(f"# gap of {ev.seconds:.2f} s ({ev.reason}"
+                                   f"{', new timeline' if ev.timeline_reset else ''}); recorded in the session")  # fmt: skip
+                        continue
+                    assert isinstance(ev, SampleBlock)
+                    if stream is None:
+                        rate = _rate(dev, ev.t_device, args.port)
+                        writer = SessionWriter(folder, kind="labelled" if labels else "unlabelled", user=args.user,
+                                               device=_device_info(dev, args.port), rate_hz=rate,
+                                               channels=dev.channel_names, units=dev.unit_names,
+                                               segmentation=dataclasses.asdict(params))  # fmt: skip
+                        stream = SessionStream(writer, dev.channel_names, dev.unit_names, rate, params)
+                        t_start = time.monotonic()
+                        t_end = None if args.seconds is None else t_start + args.seconds
+                        _announce(d, writer, dev, args.port, rate, labels, count)
+                    takes = stream.feed(ev.t_device, ev.values)
+                    if guide is not None:
+                        guide.offer(takes)
+                if stream is None:
+                    continue
+                if guide is not None:
+                    guide.step(stream, dev)
+                now = time.monotonic()
+                if now - last_flush >= SAVE_EVERY_S:  # the sidecar's counters and samples, now and then
+                    last_flush = now
+                    stream.writer.set_counters(dev.counters())
+                    stream.writer.flush()
+                if guide is None and now - last_status >= (0.5 if d.tty else 1.0 if d.json else 2.0):
+                    last_status = now
+                    _status(d, stream, dev, now - t_start)
+        except _Stopped as sig:
+            stats["stopped_by"] = str(sig)
+        finally:
+            dev.close()
+            if stream is not None:
+                stream.writer.set_counters(dev.counters())
+                stream.writer.close()
+        _summary(d, stats, stream, dev, guide, count)
+    return 0
+
+
+def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate: float, labels: list[str],
+              count: int) -> None:  # fmt: skip
+    if d.json:
+        d.emit({"session": {"session": writer.session, "csv": str(writer.path_csv), "sidecar": str(writer.path_json),
+                            "device": _device_info(dev, port), "rate_hz": rate,
+                            "channels": dev.channel_names}})  # fmt: skip
+        return
+    what = f"{', '.join(labels)} × {count} each, in turn" if labels else "unlabelled; Ctrl-C or --seconds stops"
+    ident = dev.identity
+    rate_text = f" (rate estimated: {rate:.4g} Hz; --rate sets it)" if ident is None or ident.rate_hz is None else ""
+    d.line(f"# recording {writer.path_csv} ({what}) from {dev.identity}{rate_text}")
+
+
+def _status(d: Display, stream: SessionStream, dev: ImuStream, elapsed: float) -> None:
+    c = dev.counters()
+    rate = stream.samples / max(1e-9, elapsed)
+    if d.json:
+        d.emit({"status": {"seconds": round(elapsed, 2), "rate_hz": round(rate, 2), "samples": stream.samples,
+                           "gaps": sum(c["gaps"].values()), "dropped": c["dropped_samples"],
+                           "rejected": sum(c["rejected_samples"].values()), "state": dev.state}})  # fmt: skip
+        return
+    state = "recording" if dev.state == "streaming" else dev.state
+    d.status(f"  {state:9s} {elapsed:7.1f} s  {rate:6.1f} Hz  {stream.samples} samples  {counters_text(c)}")
+
+
+def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, dev: ImuStream, guide: Guide | None,
+             count: int) -> None:  # fmt: skip
+    c = dev.counters()
+    if stream is not None:
+        stats.update(session=str(stream.writer.path_csv), sidecar=str(stream.writer.path_json), samples=stream.samples)
+    if guide is not None and stream is not None:
+        stats.update(counts=guide.counts(stream.writer), wanted=count, misses=guide.misses, cues=guide.cues)
+    stats["device"] = c
+    if d.json:
+        d.emit({"stats": stats})
+        return
+    if stream is None:
+        d.line(f"# stopped ({stats['stopped_by']}) before the first sample: nothing recorded")
+        return
+    counts = ""
+    if guide is not None:
+        counts = "; " + ", ".join(f"{lb} {n}/{count}" for lb, n in stats["counts"].items())
+        counts += f", {guide.misses} missed" if guide.misses else ""
+    d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
+           f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "
+           f"gaps {dict(c['gaps'])}")  # fmt: skip
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="record sessions from a serial IMU into a data set folder (no model needed)",
+                       description="Free recording (no --label): one unlabelled session, for pretraining. Guided "
+                                   "capture (--label): prompts each performance, cuts it with the runtime's "
+                                   "segmenter, keeps per-class counts. The whole stream is saved either way.")  # fmt: skip
+    p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
+    p.add_argument("--out", required=True,
+                   help="data set folder to add the session to (created if needed; nothing in it is replaced)")  # fmt: skip
+    p.add_argument("--user", default="me", help="who performs (a name; data sets split by user)")
+    p.add_argument("--label", default=None,
+                   help="guided capture of these classes, comma-separated (e.g. circle,left); they take turns "
+                        "(default: none, a free unlabelled recording)")  # fmt: skip
+    p.add_argument("--count", type=int, default=None, help="performances of each --label class (default: 10)")
+    p.add_argument("--countdown", type=float, default=2.0, help="seconds between 'get ready' and GO (0: none)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="stop after this many seconds of recording (default: Ctrl-C, or all --count takes done)")  # fmt: skip
+    p.add_argument("--wait", type=_wait_seconds, default="30",
+                   help="seconds to wait for a port that is not there yet, or 'forever'; 0 fails at once. "
+                        "Unplugs are always waited out")  # fmt: skip
+    p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
+                   help="the device's protocol (auto: binary if it answers IDENTIFY, else text lines)")  # fmt: skip
+    p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (default: estimated)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout: session, prompts, takes, misses, gaps, status, final stats")  # fmt: skip
+    p.set_defaults(func=record)

@@ -1,0 +1,206 @@
+"""``dir:`` folders and labelled CSVs: splits that never leak, windows, pretraining pools, data info, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgessl.cli import main
+from edgessl.datasets import DataFormatError, describe, load, load_windows, pool_windows
+from edgessl.preprocess import resample_to_length
+from edgessl.segmenter import SegmentParams, segment_signal
+from edgessl.trainer.data import DataConfig, labelled, unlabelled_windows
+
+from .helpers import LABELS, write_session
+
+PLAN = LABELS * 5  # 5 performances of each class
+
+
+@pytest.fixture(scope="module")
+def two_users(tmp_path_factory):
+    root = tmp_path_factory.mktemp("two_users")
+    write_session(root / "A", "A", PLAN, seed=1)
+    write_session(root / "A", "A", [], seed=2, kind="unlabelled")
+    write_session(root / "B", "B", PLAN, seed=3)
+    write_session(root / "B", "B", [], seed=4, kind="unlabelled")
+    return root
+
+
+def test_folder_loads_sessions_users_and_segments(two_users):
+    ds = load(f"dir:{two_users}")
+    assert ds.n_recordings == 4 and ds.class_names == sorted(LABELS) and ds.rate_hz == 50.0
+    assert [str(u) for u in ds.extra["user_names"]] == ["A", "B"]
+    np.testing.assert_array_equal(ds.recording_groups["user"], [0, 0, 1, 1])
+    assert len(ds.extra["segments"]) == 2 * len(PLAN)
+    for a, b, c, _ in ds.extra["segments"].tolist():  # global sample indices, labels in the union's order
+        assert (ds.sample_labels[a:b] == c).all() and ds.offsets[0] <= a < b <= ds.offsets[-1]
+
+
+def test_user_split_keeps_users_and_their_sessions_apart(two_users):
+    wd = load_windows(f"dir:{two_users}")
+    assert "split by user" in wd.name and wd.length == 64 and wd.rate_hz is None
+    users_train, users_test = wd.groups["user"]
+    assert set(users_train.tolist()) == {0} and set(users_test.tolist()) == {1}
+    assert len(wd.y_train) == len(wd.y_test) == len(PLAN)
+    # nothing of user B (the test split), not even B's unlabelled session, reaches pretraining: the pool is
+    # exactly the segmenter's cuts of A's two sessions, stretched to 64
+    ds = load(f"dir:{two_users}")
+    X, rate = pool_windows(ds)
+    assert rate is None and X.shape[1:] == (3, 64)
+    expect = []
+    for k in np.flatnonzero(ds.recording_groups["user"] == 0).tolist():
+        rec = ds.recording(k)
+        cuts = segment_signal(rec, 50.0, SegmentParams(threshold_g=0.05))
+        expect += [resample_to_length(rec[:, a:b], 64) for a, b in cuts.tolist()]
+    assert len(expect) >= len(PLAN)
+    np.testing.assert_allclose(X, np.stack(expect), rtol=1e-6)
+
+
+def test_session_split_for_one_user_and_pool_without_the_test_session(tmp_path):
+    for seed in (1, 2, 3):
+        write_session(tmp_path, "A", PLAN, seed=seed)
+    ds = load(f"dir:{tmp_path}")
+    wd = load_windows(f"dir:{tmp_path}")
+    assert "split by session" in wd.name
+    s_train, s_test = wd.groups["session"]
+    assert set(s_test.tolist()) == {2} and set(s_train.tolist()) == {0, 1}  # the newest session is the test
+    X, _ = pool_windows(ds)
+    # the pool holds exactly the segmenter's cuts of the two training sessions
+    expect = []
+    for k in (0, 1):
+        rec = ds.recording(k)
+        expect += [resample_to_length(rec[:, a:b], 64) for a, b in segment_signal(rec, 50.0).tolist()]
+    assert len(expect) >= 2 * len(PLAN)
+    np.testing.assert_allclose(X, np.stack(expect), rtol=1e-6)
+
+
+def test_take_split_never_splits_a_performance_and_warns(tmp_path):
+    write_session(tmp_path, "A", PLAN, seed=5)
+    wd = load_windows(f"dir:{tmp_path}?input=sliding,length=16")
+    assert "split by take" in wd.name and wd.rate_hz == 50.0 and wd.length == 16
+    p_train, p_test = wd.groups["performance"]
+    assert not set(p_train.tolist()) & set(p_test.tolist())
+    assert len(set(p_test.tolist())) == 3 and len(wd.y_train) > len(set(p_train.tolist()))  # overlapping windows
+    for c in range(3):  # per class, the last performance is the test one
+        assert (wd.y_test == c).any() and (wd.y_train == c).any()
+    info = describe(load(f"dir:{tmp_path}"))
+    assert info["split"]["by"] == "take" and any("take" in w for w in info["warnings"])
+    assert any("one session" in w for w in info["warnings"])
+    # the pool (sliding, 16 samples) leaves out every window touching a test performance
+    ds = load(f"dir:{tmp_path}?input=sliding,length=16")
+    X, rate = pool_windows(ds)
+    assert rate == 50.0 and X.shape[1:] == (3, 16)
+    test_windows = {tuple(w.ravel()) for w in wd.X_test}
+    assert not any(tuple(w.ravel()) in test_windows for w in X)
+
+
+def test_flagged_performances_are_left_out_and_reported(tmp_path):
+    write_session(tmp_path, "A", PLAN, seed=6, gap_in=4)
+    wd = load_windows(f"dir:{tmp_path}")
+    assert len(wd.y_train) + len(wd.y_test) == len(PLAN) - 1 and "1 flagged" in wd.name
+    info = describe(load(f"dir:{tmp_path}"))
+    assert info["flagged"] == 1 and any("overlap a gap" in w for w in info["warnings"])
+    assert info["per_class"]["left"] == 4  # counts are of usable performances
+
+
+def test_data_info_counts_and_warnings(tmp_path, capsys):
+    write_session(tmp_path / "A", "A", ["circle"] * 6 + ["left"] * 2 + ["up"] * 6, seed=7)
+    write_session(tmp_path / "B", "B", ["circle", "up"], seed=8)
+    assert main(["data", "info", f"dir:{tmp_path}", "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    info = json.loads(out[-1])
+    assert info["kind"] == "stream" and info["per_class"] == {"circle": 7, "left": 2, "up": 7}
+    assert info["per_user"] == {"A": {"sessions": 1, "performances": 14}, "B": {"sessions": 1, "performances": 2}}
+    assert info["split"]["by"] == "user" and info["split"]["test_users"] == ["B"]
+    warnings = "\n".join(info["warnings"])
+    assert "fewer than 5 performances for class(es) {'left': 2}" in warnings
+    assert "class imbalance: 7 vs 2" in warnings
+    assert "['left'] have no test windows" in warnings
+    text = "\n".join(out[:-1])
+    assert "per class: circle 7, left 2, up 7" in text and "warning: class imbalance" in text
+    assert "split by user: 14 train / 2 test windows" in text
+    # split by session of one user: a user only in one split is named
+    write_session(tmp_path / "B", "B", ["circle", "left", "up"], seed=9)
+    info = describe(load(f"dir:{tmp_path}?split=session"))
+    assert any("user 'A' is only in the" in w for w in info["warnings"]), info["warnings"]
+
+
+def test_edge_impulse_csv_with_labels_fine_tunes(tmp_path):
+    """timestamp (ms) + label columns: runs of one label are performances; finetune's data side accepts it."""
+    rng = np.random.default_rng(0)
+    rows, t = [], 0
+    for k in range(12):
+        lab = LABELS[k % 3]
+        for i in range(70):
+            label = lab if 15 <= i < 55 else ""
+            v = rng.normal(0, 0.05, 3) + (0.5 * np.sin(i / 5.0) if label else 0.0)
+            rows.append(f"{t},{float(v[0])!r},{float(v[1])!r},{float(v[2])!r},{label}")
+            t += 20
+    path = tmp_path / "ei.csv"
+    path.write_text("timestamp,accX,accY,accZ,label\n" + "\n".join(rows) + "\n")
+    ds, X_train, X_test = labelled(DataConfig(spec=f"csv:{path}"))
+    assert ds.class_names == sorted(LABELS) and X_train.shape == (9, 3, 64) and X_test.shape == (3, 3, 64)
+    np.testing.assert_allclose(X_train.mean(axis=-1), 0, atol=1e-4)  # the default standardisation
+    # pretraining on the same CSV gives windows of the same length and preprocessing
+    U, names = unlabelled_windows(DataConfig(spec=f"csv:{path}"))
+    assert U.shape[1:] == X_train.shape[1:] and names == ["accX", "accY", "accZ"]
+    slid = load_windows(f"csv:{path}?input=sliding,length=20")
+    assert slid.rate_hz == pytest.approx(50.0) and len(slid.y_train) == 9 * 3  # 40-sample runs: windows at 0, 10, 20
+    # a plain CSV without labels is still a stream that cannot be fine-tuned on, with a hint
+    (tmp_path / "plain.csv").write_text("timestamp,ax\n0,1\n20,2\n40,3\n")
+    with pytest.raises(DataFormatError, match="label"):
+        labelled(DataConfig(spec=f"csv:{tmp_path / 'plain.csv'}"))
+
+
+def test_pretrain_and_finetune_get_the_same_windows_by_default(two_users):
+    spec = f"dir:{two_users}"
+    _, X_train, _ = labelled(DataConfig(spec=spec))
+    U, _ = unlabelled_windows(DataConfig(spec=spec))
+    assert U.shape[1:] == X_train.shape[1:] == (3, 64)
+    _, X_train, _ = labelled(DataConfig(spec=spec, length=32))
+    U, _ = unlabelled_windows(DataConfig(spec=spec, length=32))
+    assert U.shape[1:] == X_train.shape[1:] == (3, 32)
+
+
+def test_folder_errors_name_the_folder_or_file(tmp_path):
+    with pytest.raises(DataFormatError, match=f"{tmp_path}: no recording sessions"):
+        load(f"dir:{tmp_path}")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load(f"dir:{tmp_path / 'missing'}")
+    a, _ = write_session(tmp_path / "a", "A", ["circle"])
+    with pytest.raises(ValueError, match="unknown dir option"):
+        load(f"dir:{tmp_path}?lenght=3")
+    with pytest.raises(DataFormatError, match="split=user needs labelled performances of at least 2 users"):
+        load_windows(f"dir:{tmp_path}?split=user")
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "edgessl-dataset", "version": 1, "length": "x"}))
+    with pytest.raises(DataFormatError, match="dataset.json: length must be"):
+        load(f"dir:{tmp_path}")
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "edgessl-dataset", "version": 1,
+                                                       "input_mode": "sliding", "length": 24}))  # fmt: skip
+    assert load_windows(f"dir:{tmp_path}").length == 24 and "sliding" in load_windows(f"dir:{tmp_path}").name
+    b, _ = write_session(tmp_path / "b", "B", ["circle"])
+    meta = json.loads(b.path_json.read_text())
+    # a session at another rate: refused naming both files (the CSV timestamps say 50 Hz, so rewrite them)
+    lines = b.path_csv.read_text().splitlines()
+    out = [lines[0]] + [f"{float(ln.split(',', 1)[0]) / 2!r},{ln.split(',', 1)[1]}" for ln in lines[1:]
+                        if not ln.startswith("#")]  # fmt: skip
+    b.path_csv.write_text("\n".join(out) + "\n")
+    b.path_json.write_text(json.dumps({**meta, "rate_hz": 100.0, "segments": []}))
+    with pytest.raises(DataFormatError, match="recorded at 100.0 Hz but .* at 50.0 Hz") as e:
+        load(f"dir:{tmp_path}")
+    assert a.path_csv.name in str(e.value) and b.path_csv.name in str(e.value)
+    b.path_csv.unlink()
+    with pytest.raises(DataFormatError, match="a session sidecar without its samples"):
+        load(f"dir:{tmp_path}")
+
+
+def test_a_session_without_samples_is_skipped_and_reported(tmp_path):
+    write_session(tmp_path, "A", PLAN, seed=1)
+    w, _ = write_session(tmp_path, "A", [], seed=2, kind="unlabelled")
+    w.path_csv.write_text(w.path_csv.read_text().splitlines()[0] + "\n")  # stopped before the first sample
+    ds = load(f"dir:{tmp_path}")
+    assert ds.n_recordings == 1
+    info = describe(ds)
+    assert info["empty_sessions"] == [w.session] and any("hold no samples" in x for x in info["warnings"])

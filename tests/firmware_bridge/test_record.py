@@ -1,0 +1,346 @@
+"""``edgessl record``: free and guided capture against the simulated board (in-process, on a pty)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgessl.cli import main
+from edgessl.firmware_bridge.record import Display, Guide, SessionStream, _follow
+from edgessl.firmware_bridge.simulator import Faults, SimulatedImu, make_source
+from edgessl.firmware_bridge.transport import Gap
+from edgessl.segmenter import SegmentParams
+
+
+def _record(capsys, argv: list[str]) -> tuple[int, list[dict]]:
+    rc = main(["record", *argv, "--json"])
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.strip()]
+    return rc, lines
+
+
+def _sidecar(out: Path) -> tuple[dict, Path]:
+    (side,) = sorted(out.glob("*.json"))
+    return json.loads(side.read_text()), side.with_suffix(".csv")
+
+
+def _csv_rows(csv: Path) -> tuple[np.ndarray, list[str]]:
+    lines = csv.read_text().splitlines()[1:]
+    t = np.array([float(s.split(",")[0]) for s in lines if not s.startswith("#")])
+    return t, [s for s in lines if s.startswith("#")]
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over the shorter of two intervals."""
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    return max(0.0, inter) / min(a[1] - a[0], b[1] - b[0])
+
+
+def test_guided_capture_keeps_what_the_simulated_person_performed(tmp_path, capsys):
+    """Labels take turns, the takes are the gestures the cued simulator performed, and the folder loads."""
+    from edgessl.datasets import load
+    from edgessl.datasets.labelled import labelled_windows
+
+    out, link = tmp_path / "gestures", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, user="A", perform="cue"), speed=4.0, link=link) as sim:
+        rc, lines = _record(capsys, ["--port", link, "--out", str(out), "--user", "A", "--label", "circle_ccw,left",
+                                     "--count", "3", "--countdown", "0", "--seconds", "40"])  # fmt: skip
+        performed = list(sim.performances)
+    assert rc == 0
+    stats = lines[-1]["stats"]
+    assert stats["stopped_by"] == "done" and stats["counts"] == {"circle_ccw": 3, "left": 3}
+    assert stats["cues"] == {"OK": 6 + stats["misses"]}
+    prompts = [r["prompt"]["label"] for r in lines if "prompt" in r]
+    assert prompts[:4] == ["circle_ccw", "left", "circle_ccw", "left"]  # round robin
+    meta, csv = _sidecar(out)
+    assert meta["kind"] == "labelled" and meta["user"] == "A" and meta["ended"] is not None
+    assert meta["device"]["mode"] == "binary" and meta["device"]["serial"] == "0x5151a7ed"
+    assert meta["segmentation"] == json.loads(json.dumps(SegmentParams().__dict__))
+    segs = meta["segments"]
+    assert [s["label"] for s in segs] == ["circle_ccw", "left"] * 3
+    assert [s["take"] for s in segs] == [1, 1, 2, 2, 3, 3]
+    for s in segs:  # each kept segment is one performance of the cued label, on the same device clock
+        span = (s["start_ms"] / 1000, s["end_ms"] / 1000)
+        best = max(performed, key=lambda p: _overlap(span, (p["start_s"], p["end_s"])))
+        assert best["label"] == s["label"] and best["cued"]
+        assert _overlap(span, (best["start_s"], best["end_s"])) > 0.8
+        assert s["flags"] == [] and s["energy"] > SegmentParams().threshold_g
+    # the whole stream is in the file, not only the takes
+    t, comments = _csv_rows(csv)
+    assert len(t) == meta["samples"] == stats["samples"] == stats["device"]["delivered_samples"]
+    assert np.all(np.diff(t) > 0) and not comments
+    ds = load(f"dir:{out}")
+    assert ds.class_names == ["circle_ccw", "left"]
+    w = labelled_windows(ds)
+    assert len(w.y_train) + len(w.y_test) == 6 and w.X_train.shape[1:] == (3, 64)
+    assert np.bincount(np.concatenate([w.y_train, w.y_test])).tolist() == [3, 3]
+
+
+def test_free_recording_writes_every_sample_for_the_time_asked(tmp_path, capsys):
+    out, link = tmp_path / "pool", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=3, user="B"), speed=4.0, link=link):
+        rc, lines = _record(capsys, ["--port", link, "--out", str(out), "--seconds", "2"])
+    assert rc == 0
+    stats = lines[-1]["stats"]
+    assert stats["stopped_by"] == "seconds" and "counts" not in stats
+    assert any("status" in r for r in lines) and any("session" in r for r in lines)
+    meta, csv = _sidecar(out)
+    assert meta["kind"] == "unlabelled" and meta["segments"] == [] and meta["ended"] is not None
+    assert meta["rate_hz"] == 100.0 and meta["channels"] == ["acc_x", "acc_y", "acc_z"]
+    t, _ = _csv_rows(csv)
+    # 2 s at 4x speed and 100 Hz: about 800 samples, 10 ms apart on the device clock
+    assert 600 <= len(t) <= 900 and len(t) == meta["samples"] == meta["counters"]["delivered_samples"]
+    assert np.allclose(np.diff(t), 10.0, atol=0.002)  # the device clock counts microseconds
+
+
+def test_a_faulty_link_loses_nothing_silently(tmp_path, capsys):
+    """Drops and an unplug: every gap is in the CSV and the sidecar, and every take a gap touches is flagged."""
+    out, link = tmp_path / "gestures", str(tmp_path / "imu")
+    src = make_source("synthetic", None, seed=2, user="A", perform="cue")
+    with SimulatedImu(*src, speed=4.0, link=link, faults=Faults.parse("drop=0.002,unplug=1.5:0.5"), seed=5):
+        rc, lines = _record(capsys, ["--port", link, "--out", str(out), "--label", "circle_ccw", "--count", "3",
+                                     "--countdown", "0", "--seconds", "30"])  # fmt: skip
+    assert rc == 0
+    stats = lines[-1]["stats"]
+    assert stats["counts"] == {"circle_ccw": 3}
+    meta, csv = _sidecar(out)
+    t, comments = _csv_rows(csv)
+    assert len(t) == meta["samples"] == stats["device"]["delivered_samples"]
+    assert meta["gaps"] and len(comments) == len(meta["gaps"]) == len([r for r in lines if "gap" in r])
+    assert sum(g["seconds"] for g in meta["gaps"]) > 1.0  # the unplug (0.5 s at 4x) is in there
+    assert stats["device"]["gaps"].get("disconnect", 0) >= 1
+    takes = [r["take"] for r in lines if "take" in r]
+    for s in meta["segments"]:
+        inside = any(s["start_ms"] <= g["at_ms"] <= s["end_ms"] for g in meta["gaps"])
+        assert not inside or s["flags"] == ["gap"], s
+    for k in takes:  # what the user was told matches what the sidecar says
+        assert (k["lost_samples"] > 0) == (k["flags"] == ["gap"])
+    assert any(k["flags"] == ["gap"] for k in takes)  # at 0.2 % of bytes dropped some take has lost frames
+
+
+def test_a_cue_the_device_refuses_is_said_once_and_nothing_performed_is_a_miss(tmp_path, capsys):
+    out, link = tmp_path / "gestures", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, perform="cue"), speed=4.0, link=link):
+        rc, lines = _record(capsys, ["--port", link, "--out", str(out), "--label", "wave", "--count", "1",
+                                     "--countdown", "0", "--seconds", "3"])  # fmt: skip
+    assert rc == 0
+    stats = lines[-1]["stats"]
+    assert stats["stopped_by"] == "seconds" and stats["counts"] == {"wave": 0} and stats["misses"] >= 1
+    assert [r["cue"] for r in lines if "cue" in r] == [{"label": "wave", "status": "BAD_ARGUMENT"}]
+    assert len([r for r in lines if "miss" in r]) == stats["misses"] and not any("take" in r for r in lines)
+    meta, _ = _sidecar(out)
+    assert meta["segments"] == [] and meta["samples"] > 500  # the stream is kept all the same
+
+
+class _TextDevice:
+    """What the guide asks of a text-mode device: it cannot take a cue (ImuStream.cue sends nothing)."""
+
+    mode = "text"
+
+    def cue(self, label: str):
+        from edgessl.firmware_bridge.protocol import AckStatus
+
+        return AckStatus.UNSUPPORTED
+
+
+def _gesture(rate: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    n = int(seconds * rate)
+    x = np.zeros((n, 3), np.float32)
+    x[:, 2] = 1.0
+    x[:, 0] += 0.8 * np.sin(np.linspace(0, 2 * np.pi, n))
+    return x + rng.normal(0, 0.005, x.shape).astype(np.float32)
+
+
+def _rest(rate: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    x = np.zeros((int(seconds * rate), 3), np.float32)
+    x[:, 2] = 1.0
+    return x + rng.normal(0, 0.005, x.shape).astype(np.float32)
+
+
+def test_a_gap_inside_a_take_flags_it_and_redo_drops_it(tmp_path):
+    """Driven by hand: a gesture with a hole in it is kept flagged 'gap' and said so; 'r' drops it, the next
+    clean one is kept as take 1; the stream is written whole."""
+    import io
+
+    from edgessl.datasets.session import SessionWriter
+
+    rate, rng = 100.0, np.random.default_rng(0)
+    params = SegmentParams()
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={"port": "test"}, rate_hz=rate,
+                           channels=["acc_x", "acc_y", "acc_z"], units=["g"] * 3)  # fmt: skip
+    stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, rate, params)
+    text = io.StringIO()
+    answers = ["r\n"]  # what the user types, one line per question; None while they have not answered
+    guide = Guide(["circle", "up"], 1, 0.0, params, Display(text, json_lines=False),
+                  ask=lambda: answers.pop(0) if answers else None)  # fmt: skip
+    t0 = 0.0
+
+    def play(x: np.ndarray, hole_after: int | None = None) -> None:
+        nonlocal t0
+        for i in range(0, len(x), 10):
+            if hole_after is not None and hole_after <= i < hole_after + 20:  # 20 samples that never arrive
+                if i == hole_after:
+                    stream.gap(Gap(t0, t0 + 0.2, 20, "sequence"))
+                t0 += 10 / rate
+                continue
+            block = x[i : i + 10]
+            t = t0 + np.arange(len(block)) / rate
+            t0 = float(t[-1]) + 1 / rate
+            guide.offer(stream.feed(t, block))
+            guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+
+    play(_rest(rate, 1.0, rng))
+    assert guide.state == "watch"
+    play(_gesture(rate, 1.0, rng), hole_after=50)
+    play(_rest(rate, 1.5, rng))
+    assert writer.counts() == {} and guide.state == "watch"  # the flagged take was shown, redone; asked again
+    assert "a gap overlaps this take" in text.getvalue() and "flagged 'gap'" in text.getvalue()
+    assert "dropped circle take 1" in text.getvalue()
+    play(_rest(rate, 0.5, rng))
+    play(_gesture(rate, 1.0, rng))
+    play(_rest(rate, 1.5, rng))
+    assert guide.state == "ask" and writer.counts() == {"circle": 1}  # waits for the answer, recording on
+    answers.append("\n")
+    play(_rest(rate, 0.2, rng))
+    # the redone class was asked again before the turn passed to the next one
+    prompts = [" ".join(ln.split()[:2]) for ln in text.getvalue().splitlines() if "get ready" in ln]
+    assert prompts == ["circle 1/1", "circle 1/1", "up 1/1"]
+    (seg,) = writer.meta["segments"]
+    assert seg["take"] == 1 and seg["flags"] == [] and 0.7 < (seg["end_ms"] - seg["start_ms"]) / 1000 < 1.4
+    assert guide.cues == {"UNSUPPORTED": 3} and guide.misses == 0
+    writer.close()
+    meta = json.loads(writer.path_json.read_text())
+    assert meta["samples"] == stream.samples == 100 + 100 - 20 + 150 + 50 + 100 + 150 + 20
+    assert len(meta["gaps"]) == 1
+
+
+def test_the_last_take_waits_for_its_answer_before_the_capture_ends(tmp_path):
+    import io
+
+    from edgessl.datasets.session import SessionWriter
+
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=100.0, channels=["x"], units=["g"])
+    guide = Guide(["up"], 1, 0.0, SegmentParams(), Display(io.StringIO(), json_lines=False), ask=lambda: None)
+    writer.add_segment("up", 0.0, 1.0, energy=1.0, flags=[])
+    guide.state = "ask"
+    assert not guide.done(writer)  # the user may still redo it
+    guide.state = "next"
+    assert guide.done(writer)
+    guide.stop_asked, guide.state = True, "ask"
+    assert guide.done(writer)
+    writer.close()
+
+
+def test_nothing_moving_is_a_miss_and_the_same_label_is_asked_again(tmp_path):
+    import io
+
+    from edgessl.datasets.session import SessionWriter
+
+    rate, rng = 100.0, np.random.default_rng(1)
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=rate, channels=["x", "y", "z"],
+                           units=["g"] * 3)  # fmt: skip
+    stream = SessionStream(writer, ["x", "y", "z"], ["g"] * 3, rate, SegmentParams())
+    text = io.StringIO()
+    guide = Guide(["up", "down"], 2, 0.0, SegmentParams(), Display(text, json_lines=False))
+    x = _rest(rate, 8.0, rng)
+    for i in range(0, len(x), 10):
+        guide.offer(stream.feed(i / rate + np.arange(10) / rate, x[i : i + 10]))
+        guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+    assert guide.misses == 1 and writer.counts() == {}
+    assert text.getvalue().count("up 1/2") == 2 and "down" not in text.getvalue()
+    assert "no up seen within" in text.getvalue()
+    writer.close()
+
+
+def test_another_device_on_the_port_stops_the_recording():
+    from edgessl.errors import DeviceError
+    from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceIdentity
+
+    old = DeviceIdentity(1, ("ax", "ay", "az"), ("g", "g", "g"), 100.0)
+
+    class Dev:
+        channel_names = ["az", "ax", "ay"]
+
+    class Stream:
+        order = None
+
+        def follow(self, names: list[str]) -> None:
+            self.order = names
+
+    st = Stream()
+    _follow(DeviceChanged("p", old, DeviceIdentity(1, ("az", "ax", "ay"), ("g", "g", "g"), 100.0)), Dev(), st, 100.0)  # type: ignore[arg-type]
+    assert st.order == ["az", "ax", "ay"]  # the same board, channels reordered: recording goes on
+    for new in (DeviceIdentity(2, ("ax", "ay", "az"), ("g", "g", "g"), 100.0),
+                DeviceIdentity(1, ("ax", "ay", "az"), ("g", "g", "g"), 50.0)):  # fmt: skip
+        with pytest.raises(DeviceError, match="a session holds one device's samples"):
+            _follow(DeviceChanged("p", old, new), Dev(), st, 100.0)  # type: ignore[arg-type]
+
+
+def test_session_stream_keeps_the_session_channel_order(tmp_path):
+    from edgessl.datasets.session import SessionWriter
+
+    writer = SessionWriter(tmp_path, kind="unlabelled", user="A", device={}, rate_hz=10.0, channels=["a", "b"],
+                           units=["g", "g"])  # fmt: skip
+    stream = SessionStream(writer, ["a", "b"], ["g", "g"], 10.0, SegmentParams())
+    stream.feed(np.array([0.0]), np.array([[1.0, 2.0]], np.float32))
+    stream.follow(["b", "a"])
+    stream.feed(np.array([0.1]), np.array([[4.0, 3.0]], np.float32))
+    writer.close()
+    rows = writer.path_csv.read_text().splitlines()[1:]
+    assert [r.split(",")[1:] for r in rows] == [["1.0", "2.0"], ["3.0", "4.0"]]
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), [
+    (["--count", "3"], 2, "--count needs --label"),
+    (["--label", "up,up"], 2, "repeated"),
+    (["--label", "up,"], 2, "is not a label"),
+    (["--label", "x" * 33], 2, "1 to 32 bytes"),
+    (["--label", "up", "--count", "0"], 2, "--count 0"),
+    (["--countdown", "-1"], 2, "--countdown -1"),
+    (["--user", "a b"], 2, "--user"),
+])  # fmt: skip
+def test_bad_flags_are_one_line_usage_errors(tmp_path, capsys, argv, code, words):
+    rc = main(["record", "--port", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--wait", "0", *argv])
+    err = capsys.readouterr().err
+    assert rc == code and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_port_is_a_device_error_and_creates_nothing(tmp_path, capsys):
+    rc = main(["record", "--port", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--wait", "0.3"])
+    err = capsys.readouterr().err
+    assert rc == 5 and str(tmp_path / "none") in err and err.startswith("edgessl record: error:")
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "file").write_text("x")
+    rc = main(["record", "--port", str(tmp_path / "none"), "--out", str(tmp_path / "file"), "--wait", "0"])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_sigterm_ends_a_free_recording_with_everything_written(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, link = tmp_path / "pool", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=4), speed=4.0, link=link):
+        p = subprocess.Popen([sys.executable, "-m", "edgessl", "record", "--port", link, "--out", str(out), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert p.stdout is not None
+            for line in p.stdout:  # started once the session is announced
+                if '"session"' in line:
+                    break
+            time.sleep(1.0)
+            p.send_signal(signal.SIGTERM)
+            rest, err = p.communicate(timeout=20)
+        finally:
+            p.kill()
+    assert p.returncode == 0, err
+    stats = json.loads(rest.strip().splitlines()[-1])["stats"]
+    assert stats["stopped_by"] == "SIGTERM"
+    meta, csv = _sidecar(out)
+    t, _ = _csv_rows(csv)
+    assert meta["ended"] is not None and len(t) == meta["samples"] == stats["samples"] > 100
