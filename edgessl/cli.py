@@ -111,6 +111,7 @@ def _registrars() -> list[Register]:
     regs: list[Register] = [_register_core]
     from edgessl import demo
     from edgessl.edge_runtime import cli as runtime_cli
+    from edgessl.edge_runtime import enroll_cli
     from edgessl.edge_runtime import monitor as monitor_cli
     from edgessl.export import cli as export_cli
     from edgessl.firmware_bridge import devices as devices_cli
@@ -119,7 +120,7 @@ def _registrars() -> list[Register]:
     from edgessl.trainer import cli as trainer_cli  # imports torch only inside its handlers
 
     regs += [trainer_cli.register, export_cli.register, runtime_cli.register, monitor_cli.register,
-             simulator.register, devices_cli.register, record_cli.register, demo.register]  # fmt: skip
+             simulator.register, devices_cli.register, record_cli.register, enroll_cli.register, demo.register]  # fmt: skip
     return regs
 
 

@@ -2,7 +2,7 @@
 
 The commands are read from the README between its ``own-board`` markers. Only what a test cannot do as a user
 does is changed: the port is a simulated person's pseudo-terminal (cued by ``record``'s prompts while
-capturing, moving at random otherwise), the board plays 10× faster than real time (so the seconds of a free
+capturing, moving at random otherwise), the board plays 20× faster than real time (so the seconds of a free
 recording and of the live commands shrink with it), the countdown is 0, and 5 performances per gesture stand in
 for 10 to keep CI short (benchmarks/own_data.py walks the full journey). Training, export and run use the
 defaults a user gets.
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from own_data import read_jsonl, read_jsonl_text, score  # noqa: E402
 
-SPEED = 10.0
+SPEED = 20.0
 PORT = "/dev/ttyACM0"
 
 

@@ -278,13 +278,16 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         wait = args.seconds if wait is None else min(wait, args.seconds)
     t_end = None if args.seconds is None else time.monotonic() + args.seconds
     stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
+    if args.state is not None and not os.path.isfile(args.state):
+        raise UsageError(f"--state {args.state}: no such file; expected a user state written by edgessl enroll")
     if args.record and os.path.lexists(args.record):  # before waiting for the port, not after
         raise UsageError(f"--record {args.record}: the file exists; expected a new path (a recording never "
                          "replaces a file)")  # fmt: skip
     with warnings.catch_warnings(), _StopSignals() as stop:
         warnings.showwarning = _one_line_warning
         adapter = build_adapter(args.adapt, state_path=args.adapt_state)
-        with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter) as rt:
+        with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
+                            user_state=args.state) as rt:  # fmt: skip
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
             dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
@@ -414,6 +417,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="file to restore adapted state from and save it to (exactly this path; saved atomically "
                         "every --save-every seconds and at exit, SIGTERM included; an unusable one is set aside)")  # fmt: skip
     p.add_argument("--save-every", type=_positive, default=60.0, help="seconds between saves of --adapt-state")
+    p.add_argument("--state", default=None,
+                   help="a user's enrollment written by edgessl enroll for this bundle: its gestures join the "
+                        "decisions (default: none)")  # fmt: skip
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: events, gaps, device states and changes, final stats")
     p.add_argument("--record", default=None,

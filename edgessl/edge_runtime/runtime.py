@@ -32,6 +32,7 @@ import onnxruntime as ort
 from edgessl import preprocess
 from edgessl.edge_runtime.adapt import AdaptContext, Adapter, InputMoments, SslHead
 from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
+from edgessl.edge_runtime.enroll import EnrolledHead, EnrollReport, StateMismatch, UserState
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 
 UNKNOWN = "unknown"
@@ -123,6 +124,9 @@ class GestureRuntime:
         max_fill_s: stream gaps up to this long are bridged by linear interpolation (windows over one are
             flagged ``filled_gap``) instead of restarting the windows: at 100 Hz with 10-sample frames, the
             default 0.25 s bridges one or two lost frames, which a noisy link loses every second or so.
+        user_state: a user's enrollment (:class:`~edgessl.edge_runtime.enroll.UserState` or the path of one
+            written by ``edgessl enroll``): its classes follow the bundle's in :attr:`labels` and its takes
+            join the decisions (see :mod:`edgessl.edge_runtime.enroll`). A state of another bundle is refused.
 
     Attributes:
         stats: counters of what the stream did to the windows: ``"filled_gaps"`` (bridged),
@@ -132,7 +136,7 @@ class GestureRuntime:
 
     def __init__(self, bundle_path: str | Path, *, providers: list[str] | None = None, threads: int = 1,
                  decision: DecisionConfig = DecisionConfig(), adapter: Adapter | None = None, precision: str = "int8",
-                 max_fill_s: float = 0.25):  # fmt: skip
+                 max_fill_s: float = 0.25, user_state: str | Path | UserState | None = None):  # fmt: skip
         self.bundle: Bundle = open_bundle(bundle_path)
         m = self.bundle.manifest
         self.labels = self.bundle.labels
@@ -159,6 +163,10 @@ class GestureRuntime:
         self._n_classes = len(self.b)
         self._b_list = self.b.astype(np.float64).tolist()
         self._head_and_protos = np.ascontiguousarray(np.concatenate([self.W.T, self.prototypes.T], axis=1))
+        self.user_state: UserState | None = None
+        self._enrolled: EnrolledHead | None = None
+        if user_state is not None:
+            self.load_user_state(user_state)
         # one window at a time on the CPU (the live path): inputs and outputs bound once to fixed buffers,
         # which spares onnxruntime's per-call argument handling (about a fifth of a 63-sample window's cost)
         self._io = None
@@ -221,6 +229,46 @@ class GestureRuntime:
             input_moments=InputMoments.from_params(p),
         )  # fmt: skip
 
+    # -- enrollment (see edgessl.edge_runtime.enroll) ------------------------------------------------------
+    def load_user_state(self, state: str | Path | UserState) -> UserState:
+        """Decide with a user's enrollment from now on (a path is read and checked against this bundle).
+
+        Raises:
+            StateMismatch: the state is not a user state or belongs to another bundle (one line naming both).
+        """
+        st = state if isinstance(state, UserState) else UserState.load(state, self.bundle.checksum)
+        if st.checksum != self.bundle.checksum:
+            raise StateMismatch(f"user state of another bundle (checksum {st.checksum[:12]}…; {self.bundle.path} "
+                                f"has {self.bundle.checksum[:12]}…)")  # fmt: skip
+        self.user_state = st
+        self._use_state()
+        return st
+
+    def _use_state(self) -> None:
+        st = self.user_state
+        assert st is not None
+        self.labels = st.labels
+        self._enrolled = st.head(self.W, self.b, self.prototypes) if len(st.takes) else None
+
+    def enroll(self, label: str, windows: np.ndarray) -> EnrollReport:
+        """Enroll ``windows [N, C, T]`` (or one ``[C, T]``: the bundle's channels, units and window, as
+        :meth:`classify` takes them) as performances of ``label``, a new class or one the bundle knows.
+
+        The takes are embedded with the bundle's encoder (no adapter), checked by the guards of
+        :meth:`UserState.enroll` and, if accepted, used at once; save with ``rt.user_state.save(path)``.
+        """
+        x = self._checked(np.asarray(windows))
+        if self.user_state is None:
+            self.user_state = UserState(self.bundle.checksum, self.bundle.labels, dim=self.W.shape[1])
+        adapter, self.adapter = self.adapter, None  # the takes are embedded as the bundle made them
+        try:
+            e = self.embed(x)
+        finally:
+            self.adapter = adapter
+        report = self.user_state.enroll(label, e, self.W, self.b, self.prototypes)
+        self._use_state()
+        return report
+
     @property
     def metadata(self) -> dict[str, Any]:
         return {"labels": self.labels, "rate_hz": self.rate_hz, "window": self.window, "stride": self.bundle.stride,
@@ -281,7 +329,8 @@ class GestureRuntime:
         t0 = time.perf_counter()
         e = self.embed(window)
         e0 = e[0]
-        if self.adapter is None:
+        head_probs = None
+        if self.adapter is None and self._enrolled is None:
             # one product gives the logits and the prototype similarities; the softmax over a handful of
             # classes is cheaper on Python floats than as a chain of small numpy calls
             r = (e0 @ self._head_and_protos).tolist()
@@ -293,6 +342,13 @@ class GestureRuntime:
             probs = np.array(z, np.float32) * np.float32(inv)
             conf = z[k] * inv
             sim = max(r[self._n_classes :])
+        elif self._enrolled is not None:
+            logits = self.head(e)[0]
+            probs, k, sim = self._enrolled.decide(e0, logits)
+            conf = float(probs[k])
+            if self.adapter is not None:  # an adapter observes what its head says, not the enrolled classes
+                zz = np.exp(logits - logits.max())
+                head_probs = zz * (1.0 / zz.sum())
         else:
             logits = self.head(e)[0]
             sim = float((self.prototypes @ e0).max())
@@ -304,7 +360,7 @@ class GestureRuntime:
         latency = (time.perf_counter() - t0) * 1e3
         unknown = conf < self.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
         if self.adapter is not None:
-            self.adapter.observe(window, e, probs)
+            self.adapter.observe(window, e, probs if head_probs is None else head_probs)
         return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, conf, probs, ood, latency, e0)
 
     # -- a stream -----------------------------------------------------------------------------------

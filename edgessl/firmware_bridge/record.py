@@ -28,6 +28,7 @@ import select
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -407,8 +408,6 @@ def _follow(e: DeviceChanged, dev: ImuStream, stream: SessionStream | None, rate
 def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``record`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.datasets.session import SessionWriter
-    from edgessl.firmware_bridge.protocol import DeviceChanged
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
 
     labels = _labels(args.label)
     if args.count is not None and not labels:
@@ -425,6 +424,31 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     folder = _check_out(args.out)  # before waiting for the port, not after
     d = Display(out or sys.stdout, args.json)
     params = SegmentParams()
+    ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
+    guide = Guide(labels, count, args.countdown, params, d, ask) if labels else None
+
+    def open_writer(dev: ImuStream, rate: float) -> SessionWriter:
+        writer = SessionWriter(folder, kind="labelled" if labels else "unlabelled", user=args.user,
+                               device=_device_info(dev, args.port), rate_hz=rate, channels=dev.channel_names,
+                               units=dev.unit_names, segmentation=dataclasses.asdict(params))  # fmt: skip
+        _announce(d, writer, dev, args.port, rate, labels, count)
+        return writer
+
+    stats, stream, dev = capture(args, d, guide, params, open_writer)
+    _summary(d, stats, stream, dev, guide, count)
+    return 0
+
+
+def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: SegmentParams,
+            open_writer: Callable[[ImuStream, float], Any]) -> tuple[dict[str, Any], SessionStream | None, ImuStream]:  # fmt: skip
+    """Open the device (``args.port``, ``mode``, ``rate``, ``wait``, ``seconds``) and stream it into the writer
+    that ``open_writer(device, rate)`` makes at the first sample (a :class:`SessionWriter`, or anything with its
+    methods), guided by ``guide`` (or a free recording with a status line), until done, ``--seconds``, or a
+    signal; the writer is closed. Returns the stats so far, the stream (None before the first sample), the device.
+    """
+    from edgessl.firmware_bridge.protocol import DeviceChanged
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
+
     states: queue.SimpleQueue[str] = queue.SimpleQueue()
     seen: set[str] = set()
 
@@ -449,8 +473,6 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
         else:
             states.put(state)
 
-    ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
-    guide = Guide(labels, count, args.countdown, params, d, ask) if labels else None
     stats: dict[str, Any] = {"stopped_by": "seconds"}
     stream: SessionStream | None = None
     rate: float | None = None
@@ -501,14 +523,10 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     assert isinstance(ev, SampleBlock)
                     if stream is None:
                         rate = _rate(dev, ev.t_device, args.port)
-                        writer = SessionWriter(folder, kind="labelled" if labels else "unlabelled", user=args.user,
-                                               device=_device_info(dev, args.port), rate_hz=rate,
-                                               channels=dev.channel_names, units=dev.unit_names,
-                                               segmentation=dataclasses.asdict(params))  # fmt: skip
+                        writer = open_writer(dev, rate)
                         stream = SessionStream(writer, dev.channel_names, dev.unit_names, rate, params)
                         t_start = time.monotonic()
                         t_end = None if args.seconds is None else t_start + args.seconds
-                        _announce(d, writer, dev, args.port, rate, labels, count)
                     takes = stream.feed(ev.t_device, ev.values)
                     if guide is not None:
                         guide.offer(takes)
@@ -531,8 +549,7 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if stream is not None:
                 stream.writer.set_counters(dev.counters())
                 stream.writer.close()
-        _summary(d, stats, stream, dev, guide, count)
-    return 0
+    return stats, stream, dev
 
 
 def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate: float, labels: list[str],

@@ -1,0 +1,319 @@
+"""On-device enrollment (numpy only): a user's own performances, kept in a per-user state beside the bundle.
+
+A user performs a gesture a few times; the runtime embeds each take and keeps the embeddings in a
+:class:`UserState` tied to the bundle's checksum. The signed bundle is never modified. The state can add a
+class (its label is appended after the bundle's) or personalise a class the bundle knows.
+
+The decision rule (:class:`EnrolledHead`): the prototypes of a class are the bundle's class prototype (for a
+class the bundle knows) and every enrolled take of it. When the window's nearest prototype, by cosine
+similarity, is an enrolled take, the answer is the nearest-prototype classifier over that union (softmax of
+the scaled similarities); otherwise it is the bundle's head, as without enrollment. So an enrollment changes
+only the windows that look more like the user's own takes than like anything the model was trained on, and
+a state with no takes changes nothing. Why takes and not the head: cosine prototypes from a new user's own
+1 / 3 templates per class beat the source head on new users (issue #29 measured 0.853 / 0.912 against
+0.738 on uWave; docs/results.md), and a head update needs data of every class, which the device does not have.
+
+Guards (:meth:`UserState.enroll`): each take must be answered with its own label by the new rule (leave one
+out when there are two or more; takes that fail are not kept and are reported); a new class whose takes sit
+about as close to an existing class as two different performances of one class do is refused, and one
+closer than the bundle's two closest classes is warned about; and an enrollment that would flip another
+enrolled take (answered right before, wrong after) is refused. The out-of-distribution score uses the union
+of prototypes, so an enrolled class is not ``unknown``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgessl.errors import DataError
+
+__all__ = ["EnrollReport", "EnrolledHead", "StateMismatch", "UserState", "prototype_scale"]
+
+STATE_FORMAT = "edgessl-user-state"
+STATE_VERSION = 1
+TOO_CLOSE = 0.98  # cosine similarity at which a new class cannot be told from an existing one: refused
+
+
+class StateMismatch(DataError, ValueError):
+    """A user state that does not belong to this bundle (or is not a user state)."""
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def prototype_scale(prototypes: np.ndarray) -> float:
+    """The softmax scale of the cosine classifier, from the bundle's own class prototypes ``[K, D]``.
+
+    An embedding on a class prototype, with the other classes at the prototypes' median similarity to one
+    another, gets probability 0.9 (a model that separates its classes widely needs a smaller scale).
+    """
+    p = _unit(prototypes)
+    k = len(p)
+    if k < 2:
+        return 10.0
+    off = (p @ p.T)[~np.eye(k, dtype=bool)]
+    gap = max(1.0 - float(np.median(off)), 0.05)
+    return float(math.log(9.0 * (k - 1)) / gap)
+
+
+@dataclasses.dataclass
+class EnrollReport:
+    """What an enrollment did.
+
+    Attributes:
+        label: the class enrolled.
+        new_class: True when the label was not one of the bundle's (or the state's) classes.
+        accepted: False when it was refused (the state is unchanged); ``reason`` says why.
+        kept: takes kept; ``rejected``: per take not kept, ``{"take", "answered", "similarity"}`` (1-based take).
+        nearest: the closest other class to the takes' mean and its cosine similarity (None without one).
+        warnings: things the user should know (a class close to another).
+        flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
+    """
+
+    label: str
+    new_class: bool
+    accepted: bool
+    kept: int
+    rejected: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    nearest: tuple[str, float] | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    flipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["nearest"] = None if self.nearest is None else {"label": self.nearest[0], "similarity": round(self.nearest[1], 4)}
+        return d
+
+    def text(self) -> str:
+        """One line for a terminal."""
+        what = "new class" if self.new_class else "personalised"
+        near = f"; nearest class {self.nearest[0]} (similarity {self.nearest[1]:.2f})" if self.nearest else ""
+        if not self.accepted:
+            return f"{self.label}: refused ({self.reason}){near}"
+        rej = f", {len(self.rejected)} doubtful (answered {', '.join(r['answered'] for r in self.rejected)})" if self.rejected else ""
+        return f"{self.label}: {what}, {self.kept} take(s) enrolled{rej}{near}"
+
+
+class EnrolledHead:
+    """The decision rule of a runtime with a user state (see the module's docstring).
+
+    Args:
+        head_weight, head_bias: the bundle's head ``[K, D]``, ``[K]`` (for the enrollment checks; the live path
+            passes the runtime's, perhaps adapted, logits to :meth:`decide`).
+        prototypes: the bundle's class prototypes ``[K, D]``.
+        labels: all labels, the bundle's first.
+        takes: enrolled embeddings ``[M, D]`` (any norm) and their classes ``[M]`` (indices into ``labels``).
+        scale: softmax scale of the cosine classifier.
+    """
+
+    def __init__(self, head_weight: np.ndarray, head_bias: np.ndarray, prototypes: np.ndarray, labels: list[str],
+                 takes: np.ndarray, classes: np.ndarray, scale: float):  # fmt: skip
+        self.W, self.b = np.asarray(head_weight, np.float32), np.asarray(head_bias, np.float32)
+        self.K, self.L = len(self.b), len(labels)
+        self.labels = list(labels)
+        self.source = _unit(prototypes)
+        self.takes = _unit(takes.reshape(-1, self.source.shape[1]))
+        self.classes = np.asarray(classes, np.int64).reshape(-1)
+        self.scale = float(scale)
+        # one matrix product gives the similarity to every prototype: the bundle's K, then the M takes
+        self._protos = np.concatenate([self.source, self.takes]).T.copy()
+        self._owner = np.concatenate([np.arange(self.K), self.classes])
+
+    def decide(self, e: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, int, float]:
+        """One embedding ``e [D]`` and its head logits ``[K]`` -> ``(probs [L], class, max similarity)``.
+
+        The similarity is to the nearest prototype of the union, times ``|e|`` (the runtime's OOD score divides).
+        """
+        r = e @ self._protos
+        best = int(r.argmax())
+        sim = float(r[best])
+        if best < self.K:  # nearest to what the model was trained on: the head decides, as without enrollment
+            z = np.exp(logits - logits.max())
+            probs = np.zeros(self.L, np.float32)
+            probs[: self.K] = z / z.sum()
+            return probs, int(z.argmax()), sim
+        scores = np.full(self.L, -np.inf, np.float32)
+        np.maximum.at(scores, self._owner, r)
+        scores = scores / max(float(np.sqrt(e @ e)), 1e-12)
+        s = np.where(np.isfinite(scores), np.exp(self.scale * (scores - scores.max())), 0.0)
+        return (s / s.sum()).astype(np.float32), int(self._owner[best]), sim
+
+    def predict(self, e: np.ndarray) -> np.ndarray:
+        """Labels (indices) of embeddings ``e [N, D]`` with the bundle's head."""
+        return np.array([self.decide(x, x @ self.W.T + self.b)[1] for x in np.asarray(e, np.float32)], np.int64)
+
+
+class UserState:
+    """One user's enrolled takes for one bundle: what ``edgessl enroll`` writes and ``run --state`` reads.
+
+    Args:
+        checksum: the bundle's (:attr:`~edgessl.edge_runtime.bundle.Bundle.checksum`).
+        bundle_labels: the bundle's labels.
+        new_labels: classes the user added, in order (their indices follow the bundle's).
+        takes: enrolled embeddings ``[M, D]``; ``classes [M]`` their class indices.
+    """
+
+    def __init__(self, checksum: str, bundle_labels: list[str], new_labels: list[str] | None = None,
+                 takes: np.ndarray | None = None, classes: np.ndarray | None = None, dim: int | None = None):  # fmt: skip
+        self.checksum = checksum
+        self.bundle_labels = list(bundle_labels)
+        self.new_labels = list(new_labels or [])
+        d = dim if dim is not None else (takes.shape[1] if takes is not None else 0)
+        self.takes = np.zeros((0, d), np.float32) if takes is None else np.asarray(takes, np.float32)
+        self.classes = np.zeros(0, np.int64) if classes is None else np.asarray(classes, np.int64)
+
+    @property
+    def labels(self) -> list[str]:
+        return [*self.bundle_labels, *self.new_labels]
+
+    def counts(self) -> dict[str, int]:
+        """Enrolled takes per class (classes without any left out)."""
+        n = np.bincount(self.classes, minlength=len(self.labels))
+        return {lb: int(c) for lb, c in zip(self.labels, n, strict=True) if c}
+
+    def head(self, W: np.ndarray, b: np.ndarray, prototypes: np.ndarray) -> EnrolledHead:
+        return EnrolledHead(W, b, prototypes, self.labels, self.takes, self.classes, prototype_scale(prototypes))
+
+    # -- enrollment -----------------------------------------------------------------------------------
+    def enroll(self, label: str, embeddings: np.ndarray, W: np.ndarray, b: np.ndarray, prototypes: np.ndarray,
+               *, too_close: float = TOO_CLOSE) -> EnrollReport:  # fmt: skip
+        """Add ``embeddings [N, D]`` (the takes of ``label``) if they pass the guards; the state changes only then.
+
+        Args:
+            W, b, prototypes: the bundle's head and class prototypes.
+            too_close: a new class whose takes' mean is at least this similar to another class is refused.
+        """
+        e = _unit(np.asarray(embeddings, np.float32).reshape(len(embeddings), -1))
+        if len(e) == 0:
+            raise ValueError(f"no takes to enroll for {label!r}")
+        if self.takes.shape[1] == 0:
+            self.takes = np.zeros((0, e.shape[1]), np.float32)
+        if e.shape[1] != self.takes.shape[1]:
+            raise ValueError(f"takes of {e.shape[1]} features; this state holds {self.takes.shape[1]}")
+        new = label not in self.labels
+        labels = [*self.labels, label] if new else self.labels
+        c = labels.index(label)
+        report = EnrollReport(label, new, accepted=False, kept=0)
+        # how close the takes sit to every other class (its bundle prototype and its enrolled takes)
+        mean = _unit(e.mean(0))
+        protos = np.concatenate([_unit(prototypes), self.takes])
+        owner = np.concatenate([np.arange(len(b)), self.classes])
+        sims = protos @ mean
+        other = owner != c
+        if other.any():
+            i = int(np.flatnonzero(other)[sims[other].argmax()])
+            report.nearest = (labels[owner[i]], float(sims[i]))
+        if new and report.nearest is not None:
+            p = _unit(prototypes)
+            closest = float((p @ p.T)[~np.eye(len(p), dtype=bool)].max()) if len(p) > 1 else 1.0
+            if report.nearest[1] >= too_close:
+                report.reason = (f"its takes are as similar to {report.nearest[0]} ({report.nearest[1]:.3f}) as "
+                                 f"performances of one class (>= {too_close}); perform it more differently")  # fmt: skip
+                return report
+            if report.nearest[1] > closest:
+                report.warnings.append(f"{label} is closer to {report.nearest[0]} (similarity {report.nearest[1]:.2f}) "
+                                       f"than the model's two closest classes are ({closest:.2f}); expect confusions")  # fmt: skip
+        # each take is answered with its label by the new rule (leaving it out when there are others)
+        keep = np.ones(len(e), bool)
+        all_takes = np.concatenate([self.takes, e])
+        all_classes = np.concatenate([self.classes, np.full(len(e), c)])
+        m0 = len(self.takes)
+        scale = prototype_scale(prototypes)
+        for i in range(len(e)):
+            drop = np.ones(len(all_takes), bool)
+            if len(e) > 1:
+                drop[m0 + i] = False
+            rule = EnrolledHead(W, b, prototypes, labels, all_takes[drop], all_classes[drop], scale)
+            k = int(rule.predict(e[i : i + 1])[0])
+            if k != c:
+                keep[i] = False
+                report.rejected.append({"take": i + 1, "answered": labels[k], "similarity": round(float(e[i] @ mean), 4)})
+        if not keep.any():
+            report.reason = (f"none of its {len(e)} takes is answered {label} by the enrolled model (they look like "
+                             f"{', '.join(sorted({r['answered'] for r in report.rejected}))}); perform it again")  # fmt: skip
+            return report
+        if report.rejected:  # doubtful takes are kept (dropping them measured worse on new users), and said so
+            report.warnings.append(f"take(s) {', '.join(str(r['take']) for r in report.rejected)} of {label} look like "
+                                   f"{', '.join(r['answered'] for r in report.rejected)} to the enrolled model")  # fmt: skip
+            keep[:] = True
+        # other enrolled takes (each left out) must not turn wrong
+        cand_takes = np.concatenate([self.takes, e[keep]])
+        cand_classes = np.concatenate([self.classes, np.full(int(keep.sum()), c)])
+        for j in range(m0):
+            mask = np.arange(m0) != j
+            before = EnrolledHead(W, b, prototypes, labels, self.takes[mask], self.classes[mask], scale)
+            mask2 = np.arange(len(cand_takes)) != j
+            after = EnrolledHead(W, b, prototypes, labels, cand_takes[mask2], cand_classes[mask2], scale)
+            t = self.takes[j : j + 1]
+            was, now = int(before.predict(t)[0]), int(after.predict(t)[0])
+            if was == self.classes[j] and now != was:
+                report.flipped.append({"label": labels[was], "answered": labels[now]})
+        if report.flipped:
+            report.reason = (f"it would turn {len(report.flipped)} enrolled take(s) of "
+                             f"{', '.join(sorted({f['label'] for f in report.flipped}))} into {label}")  # fmt: skip
+            return report
+        if new:
+            self.new_labels.append(label)
+        self.takes, self.classes = cand_takes, cand_classes
+        report.accepted, report.kept = True, int(keep.sum())
+        return report
+
+    # -- files ----------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write to exactly ``path``, atomically (a temporary file in the same folder, then a rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name without it
+                np.savez(f, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION),
+                         bundle=np.array(self.checksum), bundle_labels=np.array(self.bundle_labels, dtype=str),
+                         new_labels=np.array(self.new_labels, dtype=str), takes=self.takes,
+                         classes=self.classes)  # fmt: skip
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path, checksum: str | None = None) -> UserState:
+        """Read a state written by :meth:`save`; with ``checksum``, refuse one of another bundle.
+
+        Raises:
+            StateMismatch: not a user state, a newer version, damaged, or another bundle's.
+            FileNotFoundError: no such file.
+        """
+        try:
+            with open(path, "rb") as f:
+                z = np.load(f, allow_pickle=False)
+                if not isinstance(z, np.lib.npyio.NpzFile) or "format" not in z.files or str(z["format"]) != STATE_FORMAT:
+                    raise StateMismatch(f"{path}: not a user state (expected an .npz written by edgessl enroll)")
+                if int(z["version"]) > STATE_VERSION:
+                    raise StateMismatch(f"{path}: user state version {int(z['version'])} is newer than this runtime "
+                                        f"reads ({STATE_VERSION}); upgrade edgessl")  # fmt: skip
+                st = cls(str(z["bundle"]), [str(s) for s in z["bundle_labels"]], [str(s) for s in z["new_labels"]],
+                         z["takes"].astype(np.float32), z["classes"].astype(np.int64))  # fmt: skip
+        except (ValueError, OSError, KeyError) as e:
+            if isinstance(e, (StateMismatch, FileNotFoundError)):
+                raise
+            raise StateMismatch(f"{path}: not a readable user state ({e})") from e
+        if st.takes.ndim != 2 or len(st.takes) != len(st.classes) or (len(st.classes) and
+                                                                      not 0 <= st.classes.min() <= st.classes.max() < len(st.labels)):  # fmt: skip
+            raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, {len(st.classes)} classes)")
+        if checksum is not None and st.checksum != checksum:
+            raise StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
+                                f"{checksum[:12]}…); enroll again with this bundle")  # fmt: skip
+        return st

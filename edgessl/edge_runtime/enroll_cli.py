@@ -1,0 +1,208 @@
+"""``edgessl enroll``: teach a bundle a user's own gestures on the device (numpy + onnxruntime only).
+
+``--label NAME --count N`` prompts N performances of one gesture (a new class, or a class the bundle knows:
+personalised); ``--calibrate`` prompts each of the bundle's gestures ``--count`` times (default once). The
+prompts, cues and takes are ``edgessl record``'s guided capture (:func:`edgessl.firmware_bridge.record.capture`),
+cut with the bundle's own segmentation; each take becomes a model input exactly as ``edgessl run`` makes one
+(the device stream resampled to the bundle's rate, a segment stretched to the bundle's window), is embedded
+and enrolled (:mod:`edgessl.edge_runtime.enroll`). The enrollment goes into ``--state`` (created, or extended
+when it exists; written atomically); the bundle is never modified. ``edgessl run BUNDLE --state FILE`` uses it.
+
+``--json`` lines: record's (``device``, ``prompt``, ``take``, ``miss``, ``gap`` ...), then one ``enroll`` per
+class (:meth:`~edgessl.edge_runtime.enroll.EnrollReport.to_json`) and, last, ``stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
+
+from edgessl.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from edgessl.firmware_bridge.transport import ImuStream
+
+__all__ = ["TakeBuffer", "register", "enroll"]
+
+
+class TakeBuffer:
+    """What :func:`~edgessl.firmware_bridge.record.capture` writes into during enrollment: the samples (the
+    bundle's channels, in its order) and the takes, in memory; nothing goes to disk but the state."""
+
+    def __init__(self, channel_index: list[int]):
+        self.idx = list(channel_index)
+        self._t: list[np.ndarray] = []
+        self._x: list[np.ndarray] = []
+        self.segments: list[dict[str, Any]] = []
+        self.gaps = 0
+
+    def append(self, t_s: np.ndarray, x: np.ndarray) -> None:
+        self._t.append(np.asarray(t_s, np.float64))
+        self._x.append(np.asarray(x, np.float32)[:, self.idx])
+
+    def gap(self, at_s: float, seconds: float | None, timeline_reset: bool) -> None:
+        self.gaps += 1
+
+    def add_segment(self, label: str, start_s: float, end_s: float, *, energy: float, flags: list[str]) -> dict:
+        rec = {"label": label, "start_s": start_s, "end_s": end_s, "take": self.counts().get(label, 0) + 1,
+               "energy": energy, "flags": list(flags)}  # fmt: skip
+        self.segments.append(rec)
+        return rec
+
+    def drop_last_segment(self) -> dict | None:
+        return self.segments.pop() if self.segments else None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.segments:
+            out[s["label"]] = out.get(s["label"], 0) + 1
+        return out
+
+    def set_counters(self, counters: dict) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def windows(self, label: str, rate_hz: float, window: int, mode: str) -> tuple[np.ndarray, int]:
+        """The model inputs ``[N, C, window]`` of ``label``'s takes, as the runtime makes them, and how many
+        takes were left out because a gap overlaps them."""
+        from edgessl.preprocess import resample_times, resample_to_length
+
+        t, x = np.concatenate(self._t), np.concatenate(self._x).T
+        out, flagged = [], 0
+        for s in self.segments:
+            if s["label"] != label:
+                continue
+            if s["flags"]:
+                flagged += 1
+                continue
+            if mode == "segment":  # the stream at the model's rate from the segment's first sample, stretched
+                m = (t >= s["start_s"]) & (t < s["end_s"])
+                ts = t[m]
+                grid = ts[0] + np.arange(int(np.floor((ts[-1] - ts[0]) * rate_hz + 1e-9)) + 1) / rate_hz
+                out.append(resample_to_length(resample_times(x[:, m], ts, grid), window))
+            else:  # a sliding window centred on the take
+                centre = 0.5 * (s["start_s"] + s["end_s"])
+                grid = np.clip(centre + (np.arange(window) - window / 2) / rate_hz, t[0], t[-1])
+                out.append(resample_times(x, t, grid))
+        return np.asarray(out, np.float32).reshape(len(out), x.shape[0], window), flagged
+
+
+def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """The ``enroll`` command (see the module's docstring); ``out`` defaults to stdout."""
+    from edgessl.edge_runtime.cli import channel_map
+    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture
+    from edgessl.segmenter import SegmentParams
+
+    if (args.label is None) == (not args.calibrate):
+        raise UsageError("expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures)")
+    count = args.count if args.count is not None else (1 if args.calibrate else 3)
+    if count < 1:
+        raise UsageError(f"--count {count}: expected a number of performances >= 1")
+    if args.countdown < 0:
+        raise UsageError(f"--countdown {args.countdown:g}: expected seconds >= 0")
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError(f"--seconds {args.seconds:g}: expected seconds > 0")
+    state_path = Path(args.state)
+    if not state_path.parent.is_dir():
+        raise UsageError(f"--state {args.state}: no folder {state_path.parent}; expected a path in an existing folder")
+    if state_path.exists() and not state_path.is_file():
+        raise UsageError(f"--state {args.state}: exists and is not a file; expected a user state file (new or existing)")
+    # an existing state must be a user state of this bundle: checked before waiting for the port
+    rt = GestureRuntime(args.bundle, user_state=args.state if state_path.exists() else None)
+    if args.calibrate:
+        labels = list(rt.bundle.labels)
+    else:
+        labels = _labels(args.label)
+        if len(labels) != 1:
+            raise UsageError(f"--label {args.label}: expected one gesture (enroll one at a time, or --calibrate)")
+    d = Display(out or sys.stdout, args.json)
+    params = rt.bundle.segmentation or SegmentParams()
+    ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
+    guide = Guide(labels, count, args.countdown, params, d, ask)
+    buffers: list[TakeBuffer] = []
+
+    def open_writer(dev: ImuStream, rate: float) -> TakeBuffer:
+        buf = TakeBuffer(channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units))
+        buffers.append(buf)
+        if not d.json:
+            what = "new class" if labels[0] not in rt.labels else "personalising"
+            d.line(f"# enrolling {', '.join(labels)} × {count} ({'calibration' if args.calibrate else what}) "
+                   f"from {dev.identity} into {args.state}")  # fmt: skip
+        return buf
+
+    with rt:
+        stats, stream, dev = capture(args, d, guide, params, open_writer)
+        reports, flagged = [], 0
+        for label in labels:
+            if not buffers:
+                break
+            x, n_flagged = buffers[0].windows(label, rt.rate_hz, rt.window, rt.metadata["input_mode"])
+            flagged += n_flagged
+            if len(x):
+                reports.append(rt.enroll(label, x))
+        stats.update(device=dev.counters(), takes_with_gaps_left_out=flagged, misses=guide.misses)
+        accepted = [r for r in reports if r.accepted]
+        st = rt.user_state
+        if accepted and st is not None:
+            st.save(args.state)
+            stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels)
+        for r in reports:
+            if d.json:
+                d.emit({"enroll": r.to_json()})
+            else:
+                d.line(r.text())
+                for w in r.warnings:
+                    d.line(f"  warning: {w}")
+        if d.json:
+            d.emit({"stats": stats})
+        elif accepted:
+            d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} takes "
+                   f"(edgessl run {args.bundle} --state {args.state})")  # fmt: skip
+    refused = [r for r in reports if not r.accepted]
+    if refused:
+        kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
+        raise DataError(f"--state {args.state}: enrollment of {', '.join(r.label for r in refused)} refused "
+                        f"({refused[0].reason}){kept}")  # fmt: skip
+    if not reports:
+        why = f"{flagged} take(s) overlapped a gap" if flagged else "no take was captured"
+        raise DataError(f"--port {args.port}: nothing enrolled ({why}; stopped by {stats['stopped_by']}); "
+                        f"{args.state} is {'unchanged' if os.path.exists(args.state) else 'not written'}")  # fmt: skip
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgessl.edge_runtime.cli import _wait_seconds
+
+    p = sub.add_parser("enroll", help="teach a bundle your own gestures on the device (a new class, or calibration)",
+                       description="Prompts performances like 'edgessl record', embeds each take with the bundle's "
+                                   "encoder and keeps them in a per-user state file tied to the bundle (never "
+                                   "modified). 'edgessl run BUNDLE --state FILE' then uses it.")  # fmt: skip
+    p.add_argument("bundle", help="model bundle (.essl)")
+    p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
+    p.add_argument("--state", required=True,
+                   help="the user's state file (.npz): created, or extended when it exists (same bundle only)")
+    p.add_argument("--label", default=None,
+                   help="the gesture to enroll: a new class, or one of the bundle's to personalise (default: none)")
+    p.add_argument("--calibrate", action="store_true", help="prompt each of the bundle's gestures instead of --label")
+    p.add_argument("--count", type=int, default=None,
+                   help="performances of each gesture (default: 3 with --label, 1 with --calibrate)")
+    p.add_argument("--countdown", type=float, default=2.0, help="seconds between 'get ready' and GO (0: none)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: when all takes are done)")
+    p.add_argument("--wait", type=_wait_seconds, default="30",
+                   help="seconds to wait for a port that is not there yet, or 'forever'; 0 fails at once")
+    p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
+                   help="the device's protocol (auto: binary if it answers IDENTIFY, else text lines)")
+    p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (default: estimated)")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout: prompts, takes, enroll reports, stats")
+    p.set_defaults(func=enroll)

@@ -1,0 +1,158 @@
+"""On-device enrollment: the per-user state, its decision rule and guards, ``edgessl enroll`` and ``run --state``."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgessl.cli import build_parser, main
+from edgessl.datasets.synthetic import GESTURES, SyntheticConfig, make_gesture, make_user, user_id
+from edgessl.edge_runtime.bundle import ADAPTATION, MANIFEST, open_bundle
+from edgessl.edge_runtime.enroll import StateMismatch, UserState
+from edgessl.edge_runtime.runtime import UNKNOWN, GestureRuntime
+from edgessl.errors import ExitCode
+from edgessl.preprocess import resample_to_length
+
+NEW = "v_shape"  # the gesture a seven-class bundle does not know
+
+
+def performances(labels: list[str], user: str | int, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``reps`` performances of each label by a synthetic user, as segment-mode model inputs (128 samples)."""
+    profile, rng = make_user(SyntheticConfig().seed, user_id(user)), np.random.default_rng([user_id(user), seed])
+    X = [resample_to_length(make_gesture(GESTURES.index(lb), profile, 100.0, rng), 128)
+         for _ in range(reps) for lb in labels]  # fmt: skip
+    return np.stack(X).astype(np.float32), np.tile(np.arange(len(labels)), reps)
+
+
+def decided(rt: GestureRuntime, X: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Whether each window's decision (``unknown`` included, as ``run`` reports it) is its label."""
+    return np.array([p.label == lb for p, lb in zip(rt.classify(X), labels, strict=True)])
+
+
+@pytest.fixture(scope="module")
+def seven_bundle(small_bundle, tmp_path_factory) -> Path:
+    """The small bundle without one class (head rows, prototype and label dropped), re-signed."""
+    from edgessl.export.bundle import npz_bytes, write_bundle
+
+    b = open_bundle(small_bundle)
+    keep = [i for i, lb in enumerate(b.labels) if lb != NEW]
+    arrays = {k: (v[keep] if k in ("head_weight", "head_bias", "prototypes") else v) for k, v in b.adaptation().items()}
+    members = {n: d for n, d in b.members.items() if n != MANIFEST}
+    members[ADAPTATION] = npz_bytes(arrays)
+    manifest = {k: v for k, v in b.manifest.items() if k not in {"members", "schema_version", "edgessl_version"}}
+    out = tmp_path_factory.mktemp("seven") / "seven.essl"
+    write_bundle(out, {**manifest, "labels": [b.labels[i] for i in keep]}, members)
+    return out
+
+
+def test_state_round_trip_and_another_bundle_is_refused(small_bundle, seven_bundle, tmp_path):
+    rt = GestureRuntime(small_bundle)
+    X, y = performances(rt.labels, "A", 2, seed=1)
+    for c, lb in enumerate(rt.labels[:3]):
+        assert rt.enroll(lb, X[y == c]).accepted
+    path = tmp_path / "user"  # exactly this path: no suffix added
+    assert rt.user_state is not None
+    rt.user_state.save(path)
+    assert path.exists() and not list(tmp_path.glob(".*tmp"))
+    again = GestureRuntime(small_bundle, user_state=path)
+    assert again.user_state is not None and again.user_state.counts() == rt.user_state.counts() == {
+        lb: 2 for lb in rt.labels[:3]}  # fmt: skip
+    np.testing.assert_array_equal(again.user_state.takes, rt.user_state.takes)
+    a, b = rt.classify(X), again.classify(X)
+    assert [p.label for p in a] == [p.label for p in b]
+    with pytest.raises(StateMismatch) as err:
+        GestureRuntime(seven_bundle, user_state=path)
+    msg = str(err.value)
+    assert str(path) in msg and "\n" not in msg
+    assert rt.bundle.checksum[:12] in msg and open_bundle(seven_bundle).checksum[:12] in msg
+    np.save(tmp_path / "other.npy", np.zeros(3))
+    with pytest.raises(StateMismatch, match="not a user state"):
+        UserState.load(tmp_path / "other.npy")
+    # the CLI: one line naming the file, a data error
+    rc = main(["run", str(seven_bundle), "--port", str(tmp_path / "none"), "--wait", "0", "--state", str(path)])
+    assert rc == ExitCode.DATA
+
+
+def test_enrolling_three_takes_per_class_raises_new_users_accuracy(small_bundle):
+    """Synthetic new users, held-out performances (other seeds), ``run``'s decisions: enrolled beats the bundle."""
+    plain, enrolled = [], []
+    for user in ("A", "B", "C", "D"):
+        rt = GestureRuntime(small_bundle)
+        Xe, ye = performances(rt.labels, user, 3, seed=1)
+        Xt, yt = performances(rt.labels, user, 6, seed=2)
+        truth = [rt.labels[i] for i in yt]
+        plain.append(decided(rt, Xt, truth).mean())
+        for c, lb in enumerate(rt.labels):
+            rt.enroll(lb, Xe[ye == c])
+        assert rt.labels == open_bundle(small_bundle).labels  # personalised, no new class
+        enrolled.append(decided(rt, Xt, truth).mean())
+    # measured (this recipe): 0.65 -> 0.89 mean over these users; a state that changed nothing would fail
+    assert np.mean(enrolled) >= np.mean(plain) + 0.10, (plain, enrolled)
+
+
+def test_a_new_gesture_from_three_takes_is_recalled_and_others_lose_little(seven_bundle, tmp_path):
+    rt = GestureRuntime(seven_bundle)
+    known = list(rt.labels)
+    recall, others_before, others_after = [], [], []
+    for user in (1, 2, 3):  # the training users: the other classes are known well, the new one is not
+        rt = GestureRuntime(seven_bundle)
+        Xn, _ = performances([NEW], user, 3, seed=1)
+        Xo, yo = performances(known, user, 4, seed=2)
+        Xh, _ = performances([NEW], user, 6, seed=2)
+        truth = [known[i] for i in yo]
+        others_before.append(decided(rt, Xo, truth).mean())
+        report = rt.enroll(NEW, Xn)
+        assert report.accepted and report.new_class and report.kept == 3, report
+        assert rt.labels == [*known, NEW]
+        recall.append(decided(rt, Xh, [NEW] * len(Xh)).mean())
+        others_after.append(decided(rt, Xo, truth).mean())
+        p = rt.classify(Xh[0])
+        assert p.label != UNKNOWN and len(p.probs) == len(known) + 1  # OOD against the union of prototypes
+    assert np.mean(recall) >= 0.8, recall
+    assert np.mean(others_after) >= np.mean(others_before) - 0.05, (others_before, others_after)
+
+
+def test_guards_refuse_a_copy_of_a_class_and_a_take_that_is_another_class(small_bundle):
+    rt = GestureRuntime(small_bundle)
+    X, y = performances(rt.labels, 1, 3, seed=1)
+    # the same gesture under a new name sits on the existing class: refused (or at least not silently)
+    copy = rt.enroll("square_again", X[y == 0])
+    assert not copy.accepted or copy.warnings, copy
+    assert copy.nearest is not None and copy.nearest[0] == rt.labels[0]
+    # takes of 'square' enrolled as 'right' next to enrolled 'square' takes: it would turn those wrong
+    rt = GestureRuntime(small_bundle)
+    assert rt.enroll(rt.labels[0], X[y == 0]).accepted
+    before = rt.user_state.counts()  # type: ignore[union-attr]
+    bad = rt.enroll(rt.labels[1], X[y == 0])
+    assert not bad.accepted and bad.reason
+    assert rt.user_state.counts() == before  # type: ignore[union-attr]  # a refusal changes nothing
+
+
+@pytest.mark.slow
+def test_cli_enroll_against_a_cued_simulator_then_run_reports_the_new_label(seven_bundle, tmp_path, capsys):
+    from edgessl.firmware_bridge.simulator import SimulatedImu, make_source
+
+    state, link = tmp_path / "user.npz", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, user=1, perform="cue"), speed=4.0, link=link):
+        rc = main(["enroll", str(seven_bundle), "--port", link, "--label", NEW, "--count", "3", "--countdown", "0",
+                   "--state", str(state), "--seconds", "40", "--json"])  # fmt: skip
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.strip()]
+    assert rc == 0, lines[-3:]
+    (report,) = [r["enroll"] for r in lines if "enroll" in r]
+    assert report["accepted"] and report["new_class"] and report["kept"] == 3
+    assert lines[-1]["stats"]["enrolled"] == {NEW: 3} and state.exists()
+    before = open_bundle(seven_bundle).checksum
+    with SimulatedImu(*make_source("synthetic", None, seed=7, user=1, perform=f"{NEW}:4"), speed=4.0, link=link):
+        args = build_parser().parse_args(["run", str(seven_bundle), "--port", link, "--state", str(state),
+                                          "--seconds", "8", "--json", "--adapt", "none"])  # fmt: skip
+        buf = io.StringIO()  # run's output stream is bound when its module is imported: hand it one
+        rc = args.func(args, out=buf)
+    events = [json.loads(s) for s in buf.getvalue().splitlines() if s.strip()]
+    assert rc == 0
+    labels = [e["label"] for e in events if "label" in e]
+    assert labels.count(NEW) >= 2, labels
+    assert open_bundle(seven_bundle).checksum == before  # the bundle is never modified
