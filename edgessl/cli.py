@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +23,43 @@ from edgessl import __version__
 from edgessl.errors import ExitCode, classify
 
 Register = Callable[[argparse._SubParsersAction], None]
+
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors name a mistyped option and the command it belongs to.
+
+    argparse reports a missing required option before an unknown one (``--prot`` for ``--port`` reads as
+    "--port is required"), and a subcommand's unknown options with the top-level usage.
+    """
+
+    argv: list[str] = []  # what main() parses; set before parsing
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        parser = self._command_parser()
+        known = {o for a in parser._actions for o in a.option_strings} | {o for a in self._actions for o in a.option_strings}
+        unknown = [a.split("=", 1)[0] for a in self.argv
+                   if a.startswith("-") and a != "-" and not re.fullmatch(r"-\d.*", a) and a.split("=", 1)[0] not in known]  # fmt: skip
+        if unknown:
+            opts = sorted({o for a in parser._actions for o in a.option_strings if o.startswith("--")})
+            named = []
+            for u in unknown:
+                close = difflib.get_close_matches(u, opts, n=1, cutoff=0.6)
+                named.append(u + (f" (did you mean {close[0]}?)" if close else ""))
+            parser.exit(int(ExitCode.USAGE), f"{parser.prog}: error: unknown option {', '.join(named)}; "
+                                             f"see {parser.prog} --help\n")  # fmt: skip
+        super().error(message)
+
+    def _command_parser(self) -> argparse.ArgumentParser:
+        """The (sub)command parser the argv selects, from this parser down."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if not subs:
+                return parser
+            nxt = next((subs[0].choices[t] for t in self.argv if t in subs[0].choices), None)
+            if nxt is None:
+                return parser
+            parser = nxt
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
@@ -125,7 +164,7 @@ def _registrars() -> list[Register]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="edgessl", description="Self-supervised IMU gesture recognition, from unlabeled data to a live device."
     )
     parser.add_argument("--version", action="version", version=f"edgessl {__version__}")
@@ -146,6 +185,7 @@ def _command(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure becomes one stderr line and an exit code (docs/errors.md)."""
     parser = build_parser()
+    CliParser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

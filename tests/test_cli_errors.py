@@ -200,3 +200,45 @@ def test_verify_and_export_refusals_are_model_errors(small_model, small_bundle, 
     err = _lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("edgessl export: error: "), err
     assert not out.exists()  # refused: nothing written
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["record", "--prot", "/tmp/x", "--out", "x"], "edgessl record: error: unknown option --prot (did you mean --port?)"),
+    (["finetune", "--data", "synthetic", "--epochs-x", "3", "--out", "o"],
+     "edgessl finetune: error: unknown option --epochs-x (did you mean --epochs?)"),
+    (["data", "info", "x", "--jsn"], "edgessl data info: error: unknown option --jsn (did you mean --json?)"),
+])  # fmt: skip
+def test_a_mistyped_option_is_named_with_its_command(capsys, argv, line):
+    """argparse would report the required --port missing, or the top-level usage; the typo is what to fix."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(line) and len(err.splitlines()) == 1, err
+
+
+def test_a_bare_folder_spec_suggests_its_scheme(tmp_path, capsys):
+    (tmp_path / "my_gestures").mkdir()
+    assert cli.main(["data", "info", str(tmp_path / "my_gestures")]) == ExitCode.USAGE
+    assert f"did you mean dir:{tmp_path / 'my_gestures'}?" in capsys.readouterr().err
+
+
+def test_simulate_stopped_by_sigterm_removes_its_link_and_a_failed_start_its_log(tmp_path):
+    import signal
+    import time
+
+    link, log = tmp_path / "imu", tmp_path / "log.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "edgessl", "simulate", "--link", str(link), "--log", str(log)],
+                         stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert p.stdout is not None and p.stdout.readline().strip()
+    assert link.is_symlink()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert not link.exists() and not link.is_symlink()
+    link.write_text("someone else's file")  # the next board cannot take this path: nothing of it stays behind
+    log2 = tmp_path / "log2.jsonl"
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "edgessl", "simulate", "--link", str(link), "--log", str(log2)],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode != 0 and time.monotonic() - t0 < 30
+    assert not log2.exists() and link.read_text() == "someone else's file"

@@ -67,7 +67,13 @@ def load(spec: str) -> Dataset:
     scheme = scheme.strip().lower()
     loader = _SOURCES.get(scheme)
     if loader is None:
-        raise ValueError(f"unknown dataset kind {scheme!r} in {spec!r}; expected {', '.join(registered_sources())}")
+        hint = ""
+        if not arg and Path(spec).expanduser().exists():  # a bare path: say which scheme reads it
+            p = Path(spec).expanduser()
+            guess = "dir" if p.is_dir() else {".csv": "csv", ".npz": "npz", ".ts": "ucr", ".arff": "ucr"}.get(p.suffix.lower())
+            hint = f" (did you mean {guess}:{spec}?)" if guess else ""
+        raise ValueError(f"unknown dataset kind {scheme!r} in {spec!r}{hint}; expected a spec SCHEME:PATH with "
+                         f"SCHEME one of {', '.join(registered_sources())}")
     named = Path(arg.partition("?")[0]).name or spec  # every data error names the file it is about
     try:
         return loader(arg)

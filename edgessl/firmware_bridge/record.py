@@ -300,7 +300,9 @@ class Guide:
             if self.d.json:
                 self.d.emit({"cue": {"label": self.label, "status": status}})
             else:
-                self.d.line(f"# the device answered the cue {self.label!r} with {status}; the prompts go on")
+                why = ("could not be sent (the board is unplugged at the moment)" if status == "NOT_SENT"
+                       else f"was answered {status}")  # fmt: skip
+                self.d.line(f"# the cue {self.label!r} to the board {why}; perform on the screen's prompt as usual")
         self.cues[status] = self.cues.get(status, 0) + 1
 
     def _watch(self, stream: SessionStream) -> None:

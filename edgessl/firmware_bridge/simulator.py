@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import signal
 import struct
 import tempfile
 import threading
@@ -521,11 +522,18 @@ def _cmd_simulate(args) -> int:
         log.flush()  # a reader (a benchmark) may follow the file while the simulator runs
 
     link = args.link or str(Path(tempfile.gettempdir()) / f"edgessl-imu-{os.getpid()}")
+    started = False
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, systemd) stops like Ctrl-C: the link it made is removed
+
+    old_term = signal.signal(signal.SIGTERM, terminate)
     try:
         sim = SimulatedImu(src, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
                            speed=args.speed, link=link, seed=args.seed,
                            on_performance=write if log is not None else None)  # fmt: skip
         path = sim.start()
+        started = True
         print(path, flush=True)
         who = "" if isinstance(src, np.ndarray) else f", user {args.user or 'default'} performing {args.perform}"
         print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode{who}, "
@@ -538,9 +546,14 @@ def _cmd_simulate(args) -> int:
             pass
         finally:
             sim.stop()
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         if log is not None:
             log.close()
+            if not started:  # the log this command created is removed when the board never started
+                Path(args.log).unlink(missing_ok=True)
     return 0
 
 
@@ -550,7 +563,10 @@ def register(sub) -> None:
     p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's; a synthetic person samples at it)")
     p.add_argument("--mode", choices=["binary", "csv"], default="binary")
     p.add_argument("--faults", default=None,
-                   help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20")
+                   help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20 "
+                        "(drop/corrupt/garbage: probability per frame; drift: clock ppm; rate: the real sample rate; "
+                        "unplug=EVERY:FOR: unplug every EVERY s for FOR s, wall-clock, so the device loses FOR x "
+                        "--speed s of samples; restart=EVERY: a reset every EVERY s)")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (1 = real time)")
     p.add_argument("--link", default=None,
                    help="stable path to keep pointing at the device; must not exist (default: a temp path)")
