@@ -26,7 +26,9 @@ Shifts:
 
 Also: per-window cost of each method relative to ``none`` (one thread, same run).
 
-    python benchmarks/tta_shift.py [--seeds 3] [--quick]
+``ttt`` is the forward-only input-side adaptation of :mod:`edgessl.edge_runtime.adapt.ttt` with its defaults.
+
+    python benchmarks/tta_shift.py [--seeds 3] [--quick] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ def stream_accuracy(bundle: Path, X: np.ndarray, y: np.ndarray, method: str) -> 
 
 def train_bundle(root: Path, name: str, data: DataConfig, seed: int, labels_per_class: int | None, epochs: int) -> Path:
     out = root / f"{name}_{seed}"
+    if (out / "model.essl").exists():  # --workdir: a bundle trained by an earlier run with the same settings
+        return out / "model.essl"
     # ssl_weight 0.1: the TTT head that the ``ttt`` method adapts (the trainer trains none unless asked)
     cfg = FinetuneConfig(data=data, labels_per_class=labels_per_class, ssl_weight=0.1,
                          fit=FitConfig(epochs=epochs, batch_size=64, warmup_epochs=3, seed=seed, drop_last=False))  # fmt: skip
@@ -98,6 +102,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tta_shift.json"))
+    ap.add_argument("--workdir", default=None, help="keep the trained bundles here and reuse those already there "
+                    "(default: a temporary folder, everything trained afresh)")
     a = ap.parse_args()
     import torch
 
@@ -109,7 +115,8 @@ def main() -> None:
     results: dict = {"shifts": {}}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
-        root = Path(td)
+        root = Path(a.workdir or td)
+        root.mkdir(parents=True, exist_ok=True)
         write_npz(root / "uwave_u14.npz", raw, train_rec & (subj <= 4), test_rec & (subj <= 4))
         write_npz(root / "uwave_all.npz", raw, train_rec, test_rec)
         har = load_windows("npz:uci_har.npz").select_channels(["total_acc_x", "total_acc_y", "total_acc_z"])

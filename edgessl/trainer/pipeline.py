@@ -112,8 +112,8 @@ class FinetuneConfig:
     # (i, k): validate on fold i of a stratified k-fold partition instead (cross_validate runs the k folds)
     val_fold: tuple[int, int] | None = None
     mode: str = "finetune"  # or "linear": frozen encoder, only the head trains
-    # weight of a joint transform-prediction head, which the runtime's ``ttt`` adapter needs; 0 = no head
-    # (the default: ttt recovered nothing in benchmarks/results/tta_shift.json)
+    # weight of a joint transform-prediction head (the first round's ``ttt`` needed it; the forward-only ``ttt``
+    # does not); 0 = no head, the default
     ssl_weight: float = 0.0
     fit: FitConfig = FitConfig(epochs=100, batch_size=64, lr=1e-3, warmup_epochs=5, drop_last=False)
     # self-training: after fine-tuning, pseudo-label the training windows outside the label budget and the

@@ -4,8 +4,8 @@ Methods (``--adapt``), one module each:
     none   the source model.
     t3a    backprop-free prototype adjustment from confident pseudo-labels (:mod:`.t3a`).
     tent   entropy minimisation on a normalisation affine in front of the float head (:mod:`.tent`).
-    ttt    test-time training through the self-supervised head trained at fine-tuning, for bundles that
-           have one (:mod:`.ttt`).
+    ttt    forward-only test-time adaptation (FOA-style CMA-ES, no backprop) of a 3×3 matrix and bias on the
+           accelerometer axes in front of the int8 encoder, started from ``input`` (:mod:`.ttt`, :mod:`.es`).
     input  input-side correction of a shifted accelerometer by moment matching (:mod:`.input_correction`,
            optimiser in :mod:`.align`).
     a+b    several at once (:mod:`.chain`), e.g. ``input+tent``, the default.

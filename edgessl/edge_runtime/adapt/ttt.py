@@ -1,107 +1,248 @@
-"""``ttt``: test-time training (Sun et al. 2020). A D×D float adapter between the frozen encoder and both
-heads, updated by the loss of the self-supervised transform-prediction head trained jointly at fine-tuning
-(identity / time flip / sign flip / both), on transformed views of incoming windows.
+"""``ttt``: forward-only test-time adaptation of the input side (after FOA, Niu et al. 2024).
 
-Only bundles of models fine-tuned with that head (``ssl_weight > 0``) support it; the trainer does not
-train one by default.
+The int8 encoder cannot be trained on the device and undoes nothing by itself, so what is adapted sits in
+front of it, where a mounting or a user's grip changes the signal: a 3×3 matrix (rotation, gain,
+cross-talk) and a bias on the accelerometer axes, composed after the moment-matching correction of
+``input`` (:mod:`.input_correction`), which gives it its start. The matrix is searched by CMA-ES
+(:mod:`.es`) over a buffer of recent gated windows, with no backpropagation: each candidate costs one
+batched forward pass of the encoder. The loss (:func:`foa_loss`) is FOA's: the entropy of the head's
+predictions plus the distance of the batch's embedding mean and standard deviation to the training
+embeddings' (recorded in the bundle), plus an anchor pulling the matrix to the start. As in FOA, the
+embeddings are also shifted back towards the training mean before the head (activation shifting).
+
+Safeguards: the shared gates (no updates while idle, from windows the out-of-distribution gate rejects, or
+from a class that dominates the recent predictions), a candidate is taken only when it lowers the loss of
+the current matrix on the same buffer, singular values within ``gain_range``, the collapse detector, reset.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
 
 from edgessl.edge_runtime.adapt.base import Adapter
 from edgessl.edge_runtime.adapt.context import AdaptContext
+from edgessl.edge_runtime.adapt.es import CMAES
+from edgessl.edge_runtime.adapt.input_correction import InputCorrection
 from edgessl.preprocess import softmax
 
 
-def ttt_loss_and_grad(A: np.ndarray, c: np.ndarray, E: np.ndarray, t: np.ndarray, V: np.ndarray,
-                      d: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
-    """Cross-entropy of the self-supervised head on adapted embeddings ``A e + c``.
+def prediction_entropy(logits: np.ndarray) -> np.ndarray:
+    """Mean entropy of the softmax predictions, as a fraction of ``log K``.
 
     Args:
-        A: ``[D, D]``, c: ``[D]`` the adapter.  E: ``[B, D]`` embeddings of transformed windows.
-        t: ``[B]`` transform labels.  V: ``[M, D]``, d: ``[M]`` the self-supervised head.
+        logits: ``[P, B, K]`` (``P`` candidates, ``B`` windows each).
     Returns:
-        ``(loss, dL/dA, dL/dc)``.
+        ``[P]``.
     """
-    B = E.shape[0]
-    h = E @ A.T + c
-    p = softmax(h @ V.T + d)
-    loss = float(-np.log(np.clip(p[np.arange(B), t], 1e-12, 1.0)).mean())
-    g = p.copy()
-    g[np.arange(B), t] -= 1.0
-    gh = (g @ V) / B  # [B, D]
-    return loss, gh.T @ E, gh.sum(0)
+    p = softmax(logits)
+    H = -(p * np.log(np.maximum(p, 1e-12))).sum(-1)
+    return H.mean(-1) / np.log(logits.shape[-1])
 
 
-def transform_windows(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """numpy twin of the trainer's transforms: 0 identity, 1 time flip, 2 sign flip, 3 both.
+def statistics_distance(E: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """FOA's activation-statistics term: the distance of a batch's embedding mean and standard deviation to
+    the training embeddings', per dimension in units of the training standard deviation, averaged.
 
     Args:
-        x: ``[C, T]`` one window.  t: ``[B]`` transform labels.
+        E: ``[P, B, D]`` embeddings.  mean, std: ``[D]`` of the training embeddings.
     Returns:
-        ``[B, C, T]`` float32.
+        ``[P]``.
     """
-    out = np.empty((len(t), *x.shape), np.float32)
-    for i, ti in enumerate(t):
-        y = x[:, ::-1] if ti in (1, 3) else x
-        out[i] = -y if ti in (2, 3) else y
-    return out
+    sd = np.maximum(std, 1e-6)
+    dm = (E.mean(1) - mean) / sd
+    ds = (E.std(1) - sd) / sd
+    return (dm**2 + ds**2).mean(-1)
+
+
+def foa_loss(logits: np.ndarray, E: np.ndarray, mean: np.ndarray, std: np.ndarray, stat_weight: float) -> np.ndarray:
+    """Prediction entropy + ``stat_weight`` × statistics distance (shapes as in the two terms); ``[P]``."""
+    return prediction_entropy(logits) + stat_weight * statistics_distance(E, mean, std)
 
 
 class TTT(Adapter):
-    """Test-time training of a D×D adapter through the jointly trained self-supervised head.
+    """Forward-only adaptation of a 3×3 matrix and bias on the accelerometer axes, by CMA-ES on FOA's loss.
 
     Args:
-        lr: step size.
-        views: transformed views of each window per update.
-        every: update on every this many gated windows.
-        seed: of the transform draws.
+        buffer: recent gated windows the loss is measured on.
+        every: a search every this many gated windows (once the buffer is full); after a search that found
+            nothing better, the interval doubles, up to ``max_every``.
+        generations: CMA-ES generations per search.
+        popsize: candidates per generation (each one batched forward pass over the buffer).
+        sigma: initial CMA-ES step (matrix entries; bias in g).
+        stat_weight: weight of the statistics term against the entropy.
+        anchor: weight of the squared distance of the matrix and bias to the start.
+        shift: strength of activation shifting (0 turns it off); momentum: of the running embedding mean.
+        gain_range: allowed singular values of the searched matrix.
+        use_input: start from ``input``'s moment-matching correction when the bundle records the moments.
+        seed: of the search.
     """
 
     name = "ttt"
-    uses_pseudo_labels = False  # the self-supervised loss needs no label, so no entropy gate
+    uses_pseudo_labels = False  # the loss is measured on a buffer, no window's label is trusted alone
 
-    def __init__(self, lr: float = 0.005, views: int = 2, every: int = 1, seed: int = 0, **kw: Any) -> None:
-        super().__init__(lr=lr, **kw)
-        self.views, self.every = views, every
-        self.rng = np.random.default_rng(seed)
-        self._count = 0
+    def __init__(self, buffer: int = 64, every: int = 128, generations: int = 1, popsize: int = 8, sigma: float = 0.05,
+                 stat_weight: float = 1.0, anchor: float = 1.0, shift: float = 1.0, momentum: float = 0.02,
+                 max_every: int = 512, gain_range: tuple[float, float] = (0.7, 1.4), use_input: bool = True, seed: int = 0, **kw: Any) -> None:  # fmt: skip
+        super().__init__(**kw)
+        self.buffer, self.every, self.generations, self.popsize = buffer, every, generations, popsize
+        self.sigma, self.stat_weight, self.anchor = sigma, stat_weight, anchor
+        self.shift, self.momentum, self.gain_range, self.max_every = shift, momentum, gain_range, max_every
+        self.use_input, self.seed = use_input, seed
+        self.input: InputCorrection | None = None
 
     def attach(self, ctx: AdaptContext) -> None:
-        if ctx.ssl_head is None:
-            raise ValueError(f"{ctx.bundle}: adaptation ttt needs the self-supervised (transform-prediction) head, and "
-                             "this bundle's model was fine-tuned without it; fine-tune with ssl_weight > 0 (e.g. "
-                             "ssl_weight = 0.1 in an `edgessl finetune --config` file) and export again, or adapt "
-                             "with another method (input, tent, t3a)")  # fmt: skip
-        self.V, self.d = ctx.ssl_head.weight.astype(np.float64), ctx.ssl_head.bias.astype(np.float64)
+        acc = [i for i, u in enumerate(ctx.units) if u == "g"][:3]
+        if len(acc) < 3:
+            raise ValueError(f"{ctx.bundle}: adaptation ttt adapts the 3 accelerometer axes in g in front of the "
+                             f"encoder, and this bundle's channel units are {list(ctx.units)}; adapt with another "
+                             "method (tent, t3a)")  # fmt: skip
+        self.acc = np.array(acc)
+        self._acc_only = acc == list(range(len(ctx.units)))
+        if self.use_input and ctx.input_moments is not None:
+            self.input = InputCorrection(safeguards=self.sg, seed=self.seed)
+            self.input.attach(ctx)
+        self.mu0 = ctx.embedding_mean.astype(np.float64)
+        self.sd0 = np.maximum(ctx.embedding_std.astype(np.float64), 1e-6)
         super().attach(ctx)
 
     def reset(self) -> None:
         super().reset()
-        D = self.W0.shape[1]
-        self.A, self.c = np.eye(D), np.zeros(D)
+        if self.input is not None:
+            self.input.reset()
+        self.theta = np.zeros(12)
+        self.es = CMAES(self.theta, self.sigma, self.popsize, np.random.default_rng(self.seed))
+        self.windows: deque[np.ndarray] = deque(maxlen=self.buffer)
+        self.mu = self.mu0.copy()
+        self._gated, self._next, self._interval = 0, self.every, self.every
+        self._compose()
+
+    # -- the transform --------------------------------------------------------------------------------
+    @staticmethod
+    def _affine(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``theta [..., 12]`` -> the refinement ``(I + M [..., 3, 3], t [..., 3])``."""
+        return np.eye(3) + theta[..., :9].reshape(*theta.shape[:-1], 3, 3), theta[..., 9:]
+
+    def _start(self) -> tuple[np.ndarray, np.ndarray]:
+        """The correction the search starts from: ``input``'s when it is active, else the identity."""
+        if self.input is not None and self.input.active:
+            return self.input.A, self.input.c
+        return np.eye(3), np.zeros(3)
+
+    def _compose(self) -> None:
+        R, t = self._affine(self.theta)
+        A0, c0 = self._start()
+        self.A, self.c = R @ A0, R @ c0 + t
+        self.active = not (np.allclose(self.A, np.eye(3)) and not self.c.any())
+        self._A32, self._c32 = self.A.astype(np.float32), self.c.astype(np.float32)[:, None]
+        # activation shifting folded into the head's bias: (e + s) W0ᵀ + b0
+        self.b_eff = (self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T).astype(np.float32)
+        self.W_f = self.W0.astype(np.float32)
+
+    def transform_input(self, x: np.ndarray) -> np.ndarray:
+        if not self.active:
+            return x
+        if self._acc_only:  # the common case: three accelerometer channels and nothing else
+            return np.matmul(self._A32, x) + self._c32
+        y = x.copy()
+        y[:, self.acc] = np.matmul(self._A32, x[:, self.acc]) + self._c32
+        return y
 
     def logits(self, e: np.ndarray) -> np.ndarray:
-        return ((e @ self.A.T + self.c) @ self.W0.T + self.b0).astype(np.float32)
+        return e @ self.W_f.T + self.b_eff
+
+    # -- learning -------------------------------------------------------------------------------------
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray) -> None:
+        """The shared safeguards once for both parts: the start (``input``) learns from every window that
+        passes them, the search only from those the out-of-distribution gate also accepts (a shifted sensor
+        makes windows look out of distribution until ``input`` corrects it)."""
+        k = int(probs.argmax())
+        self.recent.record(k, int((e @ self.W0.T + self.b0)[0].argmax()) if self.shift else k)
+        if self.recent.seen % self.sg.check_every == 0 and self.collapsed():
+            self.resets += 1
+            self.reset()
+            return
+        if len(self.recent) < self.sg.min_history or self.idle(window):
+            return
+        if self.recent.adapted[k] > self.sg.max_class_share * len(self.recent):
+            return
+        if self.input is not None:
+            was = (self.input.active, self.input.updates)
+            self.input.update(window, e, probs, k)
+            if (self.input.active, self.input.updates) != was:
+                self._compose()  # a new start: the refinement now applies after it
+        thr = self.ctx.ood_threshold
+        if thr is not None and np.isfinite(thr):
+            en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
+            if 1.0 - float((self.ctx.prototypes @ en).max()) > thr:
+                return
+        self.update(window, e, probs, k)
 
     def update(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> None:
-        self._count += 1
-        if self._count % self.every:
-            return
-        t = self.rng.choice(4, size=self.views, replace=False)
-        E = self.ctx.embed(transform_windows(np.asarray(window, np.float32), t)).astype(np.float64)
-        _, gA, gc = ttt_loss_and_grad(self.A, self.c, E, t, self.V, self.d)
-        lam = self.sg.source_penalty
-        self.A -= self.lr * (gA + lam * (self.A - np.eye(len(self.c))))
-        self.c -= self.lr * (gc + lam * self.c)
-        self.updates += 1
+        self.windows.append(np.array(window, np.float32))
+        self.mu = (1 - self.momentum) * self.mu + self.momentum * e[0]
+        self._gated += 1
+        if len(self.windows) == self.buffer and self._gated >= self._next:
+            self._search()
+        elif self.shift and self._gated % 16 == 0:
+            self._compose()  # the running mean moves slowly: the head's bias follows it every few windows
 
+    def _losses(self, X: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+        """FOA loss plus anchor of each refinement ``thetas [P, 12]`` on raw windows ``X [B, C, T]``; ``[P]``."""
+        R, t = self._affine(thetas)
+        A0, c0 = self._start()
+        A, c = R @ A0, np.einsum("pab,b->pa", R, c0) + t
+        P, (B, C, T) = len(thetas), X.shape
+        Y = np.broadcast_to(X, (P, B, C, T)).copy()
+        Y[:, :, self.acc] = np.einsum("pab,nbt->pnat", A, X[:, self.acc]) + c[:, None, :, None]
+        saved, self.active = self.active, False  # the encoder must see the candidates, not the current transform
+        try:
+            E = self.ctx.embed(Y.reshape(P * B, C, T)).astype(np.float64).reshape(P, B, -1)
+        finally:
+            self.active = saved
+        lg = E @ self.W0.T + self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T
+        return foa_loss(lg, E, self.mu0, self.sd0, self.stat_weight) + self.anchor * (thetas**2).sum(-1)
+
+    def _search(self) -> None:
+        X = np.stack(self.windows)
+        best, best_loss = self.theta, np.inf
+        lo, hi = self.gain_range
+        for g in range(self.generations):
+            cand = self.es.ask()
+            # the current refinement is scored with the first generation, on the same windows
+            losses = self._losses(X, cand if g else np.concatenate([self.theta[None], cand]))
+            if not g:
+                best_loss, losses = float(losses[0]), losses[1:]
+            self.es.tell(cand, losses)
+            for i in np.argsort(losses):  # the best plausible candidate (a proper map, gains in range)
+                R = self._affine(cand[i])[0]
+                sv = np.linalg.svd(R, compute_uv=False)
+                if np.linalg.det(R) > 0 and lo <= sv.min() and sv.max() <= hi:
+                    if losses[i] < best_loss:
+                        best, best_loss = cand[i].copy(), float(losses[i])
+                    break
+        # taken only when it does better than the current refinement on the same windows
+        if best is not self.theta:
+            self.theta = best
+            self.updates += 1
+            self._interval = self.every
+        else:  # nothing better found: search less often (a settled or a clean stream costs less)
+            self._interval = min(2 * self._interval, self.max_every)
+        self._next = self._gated + self._interval
+        self._compose()
+
+    # -- state ----------------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        return {"A": self.A, "c": self.c}
+        st = {"theta": self.theta, "mu": self.mu}
+        if self.input is not None:
+            st.update({f"input.{k}": v for k, v in self.input.state().items()})
+        return st
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
-        self.A, self.c = st["A"], st["c"]
+        self.theta, self.mu = st["theta"].astype(np.float64), st["mu"].astype(np.float64)
+        if self.input is not None:
+            self.input.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith("input.")})
+        self.es = CMAES(self.theta, self.sigma, self.popsize, np.random.default_rng(self.seed))
+        self._compose()

@@ -1,70 +1,125 @@
-import subprocess
-import sys
+import dataclasses
 
 import numpy as np
 import pytest
 
-from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
-from edgessl.edge_runtime.adapt.ttt import transform_windows, ttt_loss_and_grad
-from edgessl.edge_runtime.bundle import open_bundle
+from edgessl.edge_runtime.adapt import build_adapter
+from edgessl.edge_runtime.adapt.es import CMAES
+from edgessl.edge_runtime.adapt.ttt import TTT, foa_loss, prediction_entropy, statistics_distance
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
-from edgessl.synthetic import SyntheticConfig, make_dataset
-
-from .gradcheck import num_grad
+from edgessl.synthetic import SyntheticConfig, make_dataset, rotation_matrix
 
 ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
 
 
-def test_ttt_gradient_matches_finite_differences():
-    rng = np.random.default_rng(1)
-    D, M, B = 5, 4, 3
-    Am, c = np.eye(D) + rng.normal(0, 0.1, (D, D)), rng.normal(0, 0.1, D)
-    E, t, V, d = rng.normal(size=(B, D)), rng.integers(0, M, B), rng.normal(size=(M, D)), rng.normal(size=M)
-    _, gA, gc = ttt_loss_and_grad(Am, c, E, t, V, d)
-    assert np.allclose(gA, num_grad(lambda: ttt_loss_and_grad(Am, c, E, t, V, d)[0], Am), atol=1e-6)
-    assert np.allclose(gc, num_grad(lambda: ttt_loss_and_grad(Am, c, E, t, V, d)[0], c), atol=1e-6)
+def test_cmaes_minimises_a_shifted_ill_conditioned_quadratic():
+    target = np.linspace(-1, 1, 12)
+    scale = np.logspace(0, 2, 12)
+    es = CMAES(np.zeros(12), 0.3, rng=np.random.default_rng(0))
+    for _ in range(300):
+        x = es.ask()
+        es.tell(x, (scale * (x - target) ** 2).sum(1))
+    np.testing.assert_allclose(es.mean, target, atol=1e-2)
 
 
-def test_transforms_match_the_trainer():
-    torch = pytest.importorskip("torch")
-    from edgessl.trainer.supervised import apply_transform
-
-    x = np.random.default_rng(2).normal(size=(3, 20)).astype(np.float32)
-    t = np.array([0, 1, 2, 3])
-    ref = apply_transform(torch.from_numpy(np.stack([x] * 4)), torch.from_numpy(t)).numpy()
-    np.testing.assert_array_equal(transform_windows(x, t), ref)
+@pytest.mark.parametrize("kw", [{"sigma": 0.0}, {"popsize": 1}])
+def test_cmaes_refuses_bad_settings(kw):
+    with pytest.raises(ValueError, match="CMA-ES"):
+        CMAES(np.zeros(3), **{"sigma": 0.1, **kw})
 
 
-def test_ttt_adapts_through_the_bundles_ssl_head(ttt_bundle):
-    """With the head, ttt attaches, learns on gated windows and changes the adapter (and so the logits)."""
-    ds = make_dataset(SyntheticConfig(reps=6, length=128))
-    with GestureRuntime(ttt_bundle, decision=ANY, adapter=build_adapter("ttt")) as rt:
-        ad = rt.adapter
-        np.testing.assert_array_equal(ad.V, rt.params["ssl_head_weight"].astype(np.float64))
-        for x in ds.X_test:
-            rt.classify(x)
-        assert ad.updates > 0 and not np.allclose(ad.A, np.eye(len(ad.c)))
+def test_foa_loss_matches_a_reference_of_the_equation():
+    rng = np.random.default_rng(3)
+    P, B, D, K = 3, 5, 4, 6
+    E, lg = rng.normal(size=(P, B, D)), rng.normal(size=(P, B, K))
+    mu, sd = rng.normal(size=D), rng.uniform(0.5, 2, D)
+    for p in range(P):
+        probs = [np.exp(r - r.max()) / np.exp(r - r.max()).sum() for r in lg[p]]
+        H = np.mean([-sum(q * np.log(q)) for q in probs]) / np.log(K)
+        S = np.mean([((E[p, :, d].mean() - mu[d]) / sd[d]) ** 2 + ((E[p, :, d].std() - sd[d]) / sd[d]) ** 2 for d in range(D)])
+        assert prediction_entropy(lg)[p] == pytest.approx(H)
+        assert statistics_distance(E, mu, sd)[p] == pytest.approx(S)
+        assert foa_loss(lg, E, mu, sd, 0.5)[p] == pytest.approx(H + 0.5 * S)
+    # the batch with the training statistics and confident predictions scores lowest
+    z = rng.normal(size=(200, D))
+    E0 = (mu + sd * (z - z.mean(0)) / z.std(0))[None]
+    assert statistics_distance(E0, mu, sd)[0] == pytest.approx(0.0, abs=1e-12)
+    assert prediction_entropy(np.full((1, 2, K), 1.0))[0] == pytest.approx(1.0)
 
 
-def test_bundle_without_ttt_head_runs_the_default_chain_and_refuses_ttt_in_one_line(headless_bundle):
-    assert "ssl_head_weight" not in open_bundle(headless_bundle).adaptation()
-    ds = make_dataset(SyntheticConfig(reps=2, length=128))
-    with GestureRuntime(headless_bundle, decision=ANY, adapter=build_adapter(DEFAULT_METHOD)) as rt:
-        assert rt.adapt_context().ssl_head is None
-        assert [p.name for p in rt.adapter.parts] == DEFAULT_METHOD.split("+")  # nothing left out
-        assert all(rt.classify(x).probs.shape == (8,) for x in ds.X_test)
-    with pytest.raises(ValueError) as e:
-        GestureRuntime(headless_bundle, adapter=build_adapter("ttt"))
-    msg = str(e.value)
-    assert "\n" not in msg and str(headless_bundle) in msg
-    assert "fine-tuned without" in msg and "ssl_weight" in msg  # what is wrong, and how to get a head
+def test_ttt_needs_accelerometer_inputs_in_g_and_no_ssl_head(headless_bundle):
+    with GestureRuntime(headless_bundle, decision=ANY, adapter=build_adapter("ttt")) as rt:
+        assert rt.adapt_context().ssl_head is None and rt.adapter.input is not None  # starts from ``input``
+        ctx = rt.adapt_context()
+    with pytest.raises(ValueError, match="accelerometer") as e:
+        build_adapter("ttt").attach(dataclasses.replace(ctx, units=("z-score",) * len(ctx.units)))
+    assert "\n" not in str(e.value) and str(ctx.bundle) in str(e.value)
     # in a chain, ttt is left out with that reason and the rest runs
-    with pytest.warns(UserWarning, match="ttt is not available.*fine-tuned without"):
-        with GestureRuntime(headless_bundle, adapter=build_adapter("ttt+tent")) as rt:
-            assert [p.name for p in rt.adapter.parts] == ["tent"]
-    # the command line says it in one line, no traceback
-    r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(headless_bundle), "--port", "/nonexistent/port",
-                        "--adapt", "ttt"], capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "fine-tuned without" in lines[0] and lines[0].startswith("edgessl run: error:"), r.stderr
+    chain = build_adapter("ttt+tent")
+    with pytest.warns(UserWarning, match="ttt is not available.*accelerometer"):
+        chain.attach(dataclasses.replace(ctx, units=("z-score",) * len(ctx.units)))
+    assert [p.name for p in chain.parts] == ["tent"]
+
+
+def _stream(rt, seed=0, reps=30):
+    ds = make_dataset(SyntheticConfig(reps=reps, length=128))
+    order = np.random.default_rng(seed).permutation(len(ds.X_test))
+    return ds.X_test[order], ds.y_test[order]
+
+
+def _rotated(rt, X, deg):
+    idx = [rt.channels.index(c) for c in ("acc_x", "acc_y", "acc_z")]
+    Y = X.copy()
+    Y[:, idx] = np.einsum("ij,njt->nit", rotation_matrix(np.array([0.2, 1.0, -0.4]), np.deg2rad(deg)), X[:, idx])
+    return Y.astype(np.float32)
+
+
+def test_search_takes_only_what_lowers_the_loss_and_state_round_trips(small_bundle, tmp_path):
+    """Every accepted refinement scored lower than the one it replaced, on the same windows; a saved state
+    gives the same predictions after a restart."""
+    ad = TTT(every=32, use_input=False, anchor=0.0)  # the acceptance rule is under test, not the anchor
+    with GestureRuntime(small_bundle, decision=ANY, adapter=ad) as rt:
+        X, _ = _stream(rt, reps=24)
+        X = _rotated(rt, X, 40)
+        scored = []
+        search = ad._search
+
+        def spy():
+            Xb, before = np.stack(ad.windows), ad.theta.copy()
+            search()
+            if not np.array_equal(before, ad.theta):
+                scored.append(ad._losses(Xb, np.stack([before, ad.theta])))
+
+        ad._search = spy
+        for x in X:
+            rt.classify(x)
+        assert ad.updates > 0 and len(scored) == ad.updates
+        assert all(new < old for old, new in scored)
+        assert not np.allclose(ad.A, np.eye(3))  # the encoder now sees a different signal
+        ad.save(tmp_path / "s.npz")
+        saved = ad.theta.copy()  # the 20 windows below may refine it further
+        want = [p.index for p in rt.classify(X[:20])]
+    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt", str(tmp_path / "s.npz"), use_input=False)) as rt:
+        assert rt.restored_state
+        np.testing.assert_array_equal(rt.adapter.theta, saved)
+        # not bit-equal: the restored adapter's running mean did not see the 20 windows above
+        assert np.mean([p.index for p in rt.classify(X[:20])] == np.array(want)) >= 0.9
+
+
+@pytest.mark.slow
+def test_ttt_never_costs_on_a_rotation_it_cannot_undo_nor_on_a_clean_stream(small_bundle):
+    """The small synthetic model's 60° rotation about an oblique axis is not recovered (by ttt or by the
+    default input+tent: measured 0.58 -> 0.57 / 0.58); what ttt must guarantee there is that it costs nothing.
+    Its recoveries are measured on the uWave streams (benchmarks/tta_shift.py)."""
+    with GestureRuntime(small_bundle, decision=ANY) as rt:
+        X, y = _stream(rt)
+        clean = float(np.mean([p.index for p in rt.classify(X)] == y))
+        Xr = _rotated(rt, X, 60)
+        shifted = float(np.mean([p.index for p in rt.classify(Xr)] == y))
+    assert shifted < clean - 0.1, (clean, shifted)
+    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt")) as rt:
+        adapted = float(np.mean([p.index for p in rt.classify(Xr)] == y))
+    assert adapted >= shifted - 0.02, (clean, shifted, adapted)
+    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt")) as rt:
+        same = float(np.mean([p.index for p in rt.classify(X)] == y))
+    assert same >= clean - 0.01, (clean, same)
