@@ -2,8 +2,8 @@
 
 Protocol: the reference model of benchmarks/reference_model.py (the default CNN fine-tuned from scratch on the
 UCR train split, 100 % labels minus the 20 % validation split, validation-selected, windows of 63 samples,
-60 epochs), or the model given by --model (its data and fit settings are recorded under "model"), exported with MinMax static QDQ int8 calibration on 512
-training windows. Accuracy on the 3582 test windows. Latency per window at batch 1, one thread, median and
+60 epochs), or the model given by --model (its data and fit settings are recorded under "model"), exported with `edgessl export`'s defaults (static QDQ int8, MinMax
+calibration on up to 512 training windows, the configuration chosen on the validation windows: "quantization"). Accuracy on the 3582 test windows. Latency per window at batch 1, one thread, median and
 p99 over 2000 runs after 200 warm-up runs, for torch eager fp32, onnxruntime fp32 and onnxruntime int8
 (encoder + head sessions, fp32 and int8 timed call by call in alternation), and the encoder alone with
 inputs and outputs bound once as the runtime runs it on the device; all in this run on this machine.
@@ -121,6 +121,8 @@ def main() -> None:
                                       "encoder_io_bound_fp32": e32, "encoder_io_bound_int8": e8,
                                       "encoder_io_bound_int8_over_fp32_median": e8["median_ms"] / e32["median_ms"]},  # fmt: skip
         "quantized_nodes": v["int8_nodes"],
+        # the configuration the default export chose and the validation agreement of every one it tried
+        "quantization": m8["quantization"],
         "model": {"data": info["config"]["data"], "fit": info["config"]["fit"], "labels": info["config"].get("labels_per_class") or "100% minus validation",
                   "source_metrics": info["metrics"], "trained_by": "this script" if not a.model else f"--model {a.model}"},
         "acceptance": {"int8_within_0.5pt": abs(v["accuracy_fp32"] - v["accuracy_int8"]) <= 0.005,

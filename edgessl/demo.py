@@ -106,11 +106,16 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
 
     t0 = _stage(3, "export to int8 and verify against fp32")
     bundle = out / "model.essl"
-    manifest = export_bundle(ft_dir, bundle, ExportConfig(min_agreement=0.95, name="edgessl-demo"))
+    # `edgessl export`'s defaults: its 0.99 gate and its automatic quantization choice
+    manifest = export_bundle(ft_dir, bundle, dataclasses.replace(ExportConfig(), name="edgessl-demo"))
     v = manifest["verification"]
     report["stages"]["export"] = {"bytes": bundle.stat().st_size, "top1_agreement": v["top1_agreement"],
                                   "accuracy_fp32": v.get("accuracy_fp32"), "accuracy_int8": v.get("accuracy_int8"),
                                   "max_logit_difference": v["max_logit_difference"],
+                                  "quantization": manifest["quantization"]["selection"]["tried"][
+                                      manifest["quantization"]["selection"]["chosen"]]["config"],
+                                  "confidence_threshold": manifest["confidence_threshold"],
+                                  "ood_threshold": manifest["ood_threshold"],
                                   "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
     t0 = _stage(4, f"simulated IMU on a pseudo-terminal: held-out user, sensor mounted {cfg.rotation_deg:g}° rotated")
@@ -128,7 +133,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
 
         t1 = _stage(5, f"runtime on the port with test-time adaptation ({cfg.adapt})")
         events, recorded_t, recorded_x = [], [], []
-        decision = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))  # every segment is a candidate
+        decision = DecisionConfig()  # `edgessl run`'s decisions: the bundle's calibrated gates
         with GestureRuntime(bundle, decision=decision, adapter=build_adapter(cfg.adapt)) as rt, \
                 ImuStream(sim.path) as dev:  # fmt: skip
             horizon = signal.shape[1] / 100 / cfg.speed + 3
@@ -147,6 +152,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
                 if recorded_t and recorded_t[-1][-1] >= (signal.shape[1] - 1) / 100:
                     break
             latencies = list(rt.latencies_ms)
+            unknown_adapt = _unknown(rt.stats)
             adapter_info = {"updates": rt.adapter.updates, "resets": rt.adapter.resets} if rt.adapter else {}
         sim.stop()
     t_rec, x_rec = np.concatenate(recorded_t), np.concatenate(recorded_x)
@@ -156,14 +162,17 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
         for i in range(0, len(t_rec), 10):
             base_events += [{**e.to_json(), "label_index": rt0.labels.index(e.label)}
                             for e in rt0.feed(x_rec[i : i + 10], t_rec[i : i + 10])]  # fmt: skip
+        unknown_base = _unknown(rt0.stats)
     acc_adapt, ok_adapt = stream_accuracy(events, truth, 100.0)
     acc_base, ok_base = stream_accuracy(base_events, truth, 100.0)
-    print(f"  stream accuracy: adapted {acc_adapt:.3f}, unadapted {acc_base:.3f} over {len(truth)} gestures", flush=True)
+    print(f"  stream accuracy: adapted {acc_adapt:.3f}, unadapted {acc_base:.3f} over {len(truth)} gestures; "
+          f"answered unknown: adapted {unknown_adapt['total']}, unadapted {unknown_base['total']}", flush=True)  # fmt: skip
     report["stages"]["stream"] = {"gestures": int(len(truth)), "samples_received": int(len(t_rec)),
                                   "rotation_deg": cfg.rotation_deg, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     report["stages"]["runtime"] = {"adapt": cfg.adapt, "events": len(events), "accuracy_adapted": acc_adapt,
                                    "accuracy_unadapted": acc_base, "latency_ms_median": float(np.median(latencies)),
                                    "latency_ms_p99": float(np.percentile(latencies, 99)), **adapter_info,
+                                   "unknown_adapted": unknown_adapt, "unknown_unadapted": unknown_base,
                                    "seconds": round(time.perf_counter() - t1, 1)}  # fmt: skip
 
     _stage(6, "report")
@@ -173,6 +182,12 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     (out / "report.md").write_text(_markdown(report))
     print(f"  {out / 'report.md'} ({report['seconds']:.0f} s in all)", flush=True)
     return report
+
+
+def _unknown(stats) -> dict[str, int]:
+    """Segments the runtime answered `unknown`, by reason (its ``stats`` counters)."""
+    low, far = int(stats["unknown_low_confidence"]), int(stats["unknown_out_of_distribution"])
+    return {"total": low + far, "low_confidence": low, "out_of_distribution": far}
 
 
 def _plots(out: Path, pt_dir: Path, ft_dir: Path, ok_adapt, ok_base, latencies, adapt: str) -> None:
@@ -232,14 +247,15 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 | 1. data | {s['data']['summary']} |
 | 2a. pretraining | {s['pretrain']['windows']} unlabeled windows, {s['pretrain']['epochs']} epochs, final loss {s['pretrain']['final_loss']:.3f} ({s['pretrain']['seconds']:.0f} s) |
 | 2b. fine-tuning | {s['finetune']['n_train_labels']} labels; validation accuracy {s['finetune']['val_accuracy']:.3f}; **test accuracy {s['finetune']['test_accuracy']:.3f}** (held-out users; k-NN {s['finetune']['knn_test_accuracy']:.3f}) |
-| 3. export | {ex['bytes']} bytes; int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f} |
+| 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f} |
 | 4. simulated device | {s['stream']['gestures']} gestures of a held-out user, sensor rotated {s['stream']['rotation_deg']:g}°, {s['stream']['samples_received']} samples received |
-| 5. runtime | {rt['events']} events; stream accuracy **adapted ({rt['adapt']}) {rt['accuracy_adapted']:.3f}** vs unadapted {rt['accuracy_unadapted']:.3f}; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
+| 5. runtime | {rt['events']} events; stream accuracy **adapted ({rt['adapt']}) {rt['accuracy_adapted']:.3f}** vs unadapted {rt['accuracy_unadapted']:.3f}; answered `unknown`: {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_unadapted'])} unadapted; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
 
 {verdict}
 
 Stream accuracy: a true gesture counts as correct when the first event overlapping it carries its label; a missed
-gesture counts as wrong. The unadapted figure replays the same recorded stream through the runtime without adaptation.
+gesture, or one answered `unknown`, counts as wrong. The runtime decides as `edgessl run` does, with the gates the
+export calibrated on the model's validation windows. The unadapted figure replays the same recorded stream through the runtime without adaptation.
 
 ![training curves](curves.png)
 ![confusion matrix](confusion.png)
@@ -247,6 +263,10 @@ gesture counts as wrong. The unadapted figure replays the same recorded stream t
 ![accuracy over the stream](stream_accuracy.png)
 ![latency](latency.png)
 """
+
+
+def _unknown_md(u: dict[str, int]) -> str:
+    return f"{u['total']} ({u['low_confidence']} low confidence, {u['out_of_distribution']} out of distribution)"
 
 
 def _cmd(args: argparse.Namespace) -> int:

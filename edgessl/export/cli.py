@@ -10,12 +10,14 @@ from edgessl.errors import DataError, ModelError
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from edgessl.export.pipeline import ExportConfig, export_bundle
-    from edgessl.export.quantize import QuantizeConfig
+    from edgessl.export.quantize import CalibrationMethod, QuantizeConfig
     from edgessl.trainer.run_dir import check_out_file
 
     check_out_file(a.out, force=a.force)
-    cfg = ExportConfig(QuantizeConfig(a.method, a.per_channel), a.keep_fp32, a.min_agreement, a.calibration, a.stride,
-                       a.rate, a.name, a.input_mode)  # fmt: skip
+    # either flag given: exactly that configuration; neither: the automatic choice (ExportConfig.quantize)
+    given = a.method is not None or a.per_channel
+    quant = QuantizeConfig(CalibrationMethod(a.method or "minmax"), a.per_channel) if given else None
+    cfg = ExportConfig(quant, a.keep_fp32, a.min_agreement, a.calibration, a.stride, a.rate, a.name, a.input_mode)
     export_bundle(a.checkpoint_dir, a.out, cfg)  # a refusal (ExportError) is a model error at the CLI boundary
     return 0
 
@@ -62,8 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="bundle path, e.g. model.essl")
     p.add_argument("--force", action="store_true", help="replace an existing file at --out (default: refuse)")
     p.add_argument("--calibration", default=None, help="dataset spec for calibration (default: saved training windows)")
-    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
-    p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default=None,
+                   help="activation calibration; giving it (or --per-channel) quantizes exactly as asked (default: "
+                        "automatic, the best of a few configurations on the model's validation windows, recorded "
+                        "in the manifest)")
+    p.add_argument("--per-channel", action="store_true",
+                   help="per-channel weight scales, no automatic choice (default: automatic)")
     p.add_argument("--keep-fp32", action="store_true", help="also store the fp32 encoder (for `edgessl verify`)")
     p.add_argument("--min-agreement", type=float, default=0.99, help="refuse below this int8/fp32 top-1 agreement")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride in samples (default window/4)")

@@ -13,7 +13,7 @@ import numpy as np
 from edgessl.edge_runtime.bundle import ADAPTATION, ENCODER_FP32, ENCODER_INT8, HEAD, SegmentParams
 from edgessl.errors import ModelError
 from edgessl.export.bundle import npz_bytes, write_bundle
-from edgessl.export.quantize import QuantizeConfig, quantize
+from edgessl.export.quantize import AUTO_CANDIDATES, QuantizeConfig, quantize
 from edgessl.export.verify import compare
 
 INPUT_MOMENTS = ("input_moments_mean", "input_moments_cov", "input_moments_lagcov", "input_moments_lags",
@@ -26,7 +26,8 @@ class ExportError(ModelError, RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    quantize: QuantizeConfig = QuantizeConfig()
+    # None: try AUTO_CANDIDATES and keep the one agreeing best with fp32 on the validation windows
+    quantize: QuantizeConfig | None = None
     keep_fp32: bool = False
     min_agreement: float = 0.99
     calibration: str | None = None  # a dataset spec; default: training windows saved with the model
@@ -59,6 +60,63 @@ def _verification_windows(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray 
     return info["calibration_windows"].numpy(), None, "training windows (the data spec did not load)"
 
 
+def _selection_windows(info: dict[str, Any], calib: np.ndarray) -> tuple[np.ndarray, str]:
+    """Windows to choose a quantization on: the model's validation windows, never the test split (which
+    only reports); the calibration windows for a model.pt without them."""
+    val = info.get("validation_windows")
+    if val is not None and len(val):
+        return val.numpy().astype(np.float32), "validation"
+    return calib.astype(np.float32), "calibration (the model has no validation windows)"
+
+
+def _quantize_and_select(enc32: Path, enc8: Path, head: Path, calib: np.ndarray, X: np.ndarray, source: str,
+                         cfg: ExportConfig, progress: bool) -> tuple[QuantizeConfig, dict[str, Any]]:  # fmt: skip
+    """Quantize ``enc32`` to ``enc8`` with ``cfg.quantize``, or with the best of :data:`AUTO_CANDIDATES`.
+
+    Best: the highest top-1 agreement with fp32 on the selection windows ``X``, then the lowest mean
+    |logit difference| (a few dozen validation windows often all agree; the logit error still tells the
+    configurations apart), earlier candidates winning ties. Returns the chosen config and the manifest's
+    record of every configuration tried.
+
+    Raises:
+        ExportError: a configuration left a Conv/Gemm/MatMul in float that it should have quantized.
+    """
+    import shutil
+
+    from edgessl.export.verify import run_batches, session
+
+    candidates = (cfg.quantize,) if cfg.quantize is not None else AUTO_CANDIDATES
+    h = session(str(head))
+    ref = run_batches(h, run_batches(session(str(enc32)), X))
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, float] | None = None
+    chosen = 0
+    for i, q in enumerate(candidates):
+        n = min(len(calib), q.max_calibration_windows)
+        if progress:
+            print(f"quantizing ({q.describe()}) on {n} calibration windows", flush=True)
+        dst = enc8.with_name(f"candidate{i}.onnx")
+        nodes = quantize(enc32, dst, q, iter(calib[:n]))
+        if sorted(nodes["float_compute_nodes"]) != sorted(nodes["kept_float"]):
+            raise ExportError(f"only {nodes['quantized_compute_nodes']} of {nodes['compute_nodes']} Conv/Gemm/MatMul "
+                              f"nodes were quantized ({q.describe()}); float: {nodes['float_compute_nodes']}")  # fmt: skip
+        logits = run_batches(h, run_batches(session(str(dst)), X))
+        agreement = float((logits.argmax(1) == ref.argmax(1)).mean())
+        diff = float(np.abs(logits - ref).mean())
+        tried.append({"config": q.describe(), "top1_agreement": agreement, "mean_logit_difference": diff,
+                      "float_compute_nodes": nodes["kept_float"]})  # fmt: skip
+        if len(candidates) > 1 and progress:
+            print(f"  {source} windows: top-1 agreement {agreement:.4f}, mean logit difference {diff:.4f}", flush=True)
+        if best is None or (agreement, -diff) > best:
+            best, chosen = (agreement, -diff), i
+            shutil.copyfile(dst, enc8)
+    if len(candidates) > 1 and progress:
+        print(f"chose {candidates[chosen].describe()}", flush=True)
+    selection = {"mode": "automatic" if cfg.quantize is None else "given", "windows": len(X), "source": source,
+                 "chosen": chosen, "tried": tried}  # fmt: skip
+    return candidates[chosen], selection
+
+
 def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), progress: bool = True) -> dict:
     """Export the fine-tuned model in ``model_dir`` to the bundle ``out``; returns the manifest."""
     import torch
@@ -87,13 +145,8 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             calib = labelled(dcfg)[1]
         else:
             calib = info["calibration_windows"].numpy()
-        if progress:
-            print(f"quantizing ({cfg.quantize.method.value}, per_channel={cfg.quantize.per_channel}) "
-                  f"on {min(len(calib), cfg.quantize.max_calibration_windows)} calibration windows", flush=True)  # fmt: skip
-        nodes = quantize(enc32, enc8, cfg.quantize, iter(calib[: cfg.quantize.max_calibration_windows]))
-        if nodes["quantized_compute_nodes"] != nodes["compute_nodes"]:
-            raise ExportError(f"only {nodes['quantized_compute_nodes']} of {nodes['compute_nodes']} Conv/Gemm/MatMul "
-                              "nodes were quantized")  # fmt: skip
+        selection_X, selection_source = _selection_windows(info, calib)
+        qcfg, selection = _quantize_and_select(enc32, enc8, head, calib, selection_X, selection_source, cfg, progress)
         X, y, source = _verification_windows(info)
         report = compare(str(enc32), str(enc8), str(head), X.astype(np.float32), y)
         with torch.no_grad():
@@ -107,10 +160,12 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             print(f"verification on {len(X)} windows ({source}): top-1 agreement {report['top1_agreement']:.4f}, "
                   f"max logit diff {report['max_logit_difference']:.3f}{acc}", flush=True)  # fmt: skip
         if report["top1_agreement"] < cfg.min_agreement:
+            hint = ("no configuration the automatic export tried did better on the validation windows (see "
+                    "above); more calibration data (--calibration) or a longer fine-tuning may"
+                    if cfg.quantize is None else "try the automatic choice (no --method/--per-channel)")  # fmt: skip
             raise ExportError(
                 f"int8 encoder agrees with fp32 on {report['top1_agreement']:.2%} of {len(X)} windows, below the "
-                f"required {cfg.min_agreement:.2%}; try --method entropy or percentile, --per-channel, or more "
-                "calibration data"
+                f"required {cfg.min_agreement:.2%}; {hint}"
             )
         state = model.state_dict()
         adaptation = {
@@ -153,7 +208,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "decision_calibration": decision,
         "source_metrics": dict(info["metrics"]),
         "training": {"data": data_cfg["spec"], "encoder": info["config"]["encoder"]},
-        "quantization": cfg.quantize.to_dict(),
+        "quantization": {**qcfg.to_dict(), "selection": selection},
         "verification": report,
     }
     written = write_bundle(out, manifest, members)

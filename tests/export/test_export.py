@@ -20,7 +20,10 @@ def test_bundle_contents_and_manifest(small_bundle):
     assert m["input_mode"] == "segment" and m["sample_rate_hz"] == 100.0
     assert m["preprocessing"]["module"] == "edgessl.preprocess"
     v = m["verification"]
-    assert v["int8_nodes"]["quantized_compute_nodes"] == v["int8_nodes"]["compute_nodes"] > 0
+    nodes = v["int8_nodes"]
+    # every Conv is int8 except the leading ones the chosen configuration keeps in float, and those are named
+    assert len(nodes["float_compute_nodes"]) == m["quantization"]["float_layers"] < nodes["compute_nodes"]
+    assert nodes["quantized_compute_nodes"] == nodes["compute_nodes"] - m["quantization"]["float_layers"] > 0
     assert v["top1_agreement"] >= 0.9
     assert set(b.adaptation()) >= {"head_weight", "head_bias", "prototypes", "embedding_mean", "embedding_std"}
     assert m["ood_threshold"] > 0
@@ -51,9 +54,43 @@ def test_round_trip_classify_equals_torch(small_model, small_bundle):
 def test_quantize_config_and_methods(small_model, tmp_path):
     with pytest.raises(ValueError):
         QuantizeConfig(method="dynamic")
+    with pytest.raises(ValueError, match="float_layers"):
+        QuantizeConfig(float_layers=-1)
     cfg = ExportConfig(QuantizeConfig(CalibrationMethod.PERCENTILE, per_channel=True), min_agreement=0.5)
     m = export_bundle(small_model, tmp_path / "p.essl", cfg, progress=False)
-    assert m["quantization"]["method"] == "percentile" and m["quantization"]["per_channel"] is True
+    q = m["quantization"]
+    assert q["method"] == "percentile" and q["per_channel"] is True and q["float_layers"] == 0
+    # a configuration given is used as it is: no search
+    assert q["selection"]["mode"] == "given" and len(q["selection"]["tried"]) == 1
+    assert m["verification"]["int8_nodes"]["quantized_compute_nodes"] == m["verification"]["int8_nodes"]["compute_nodes"]
+
+
+def test_default_export_chooses_on_validation_windows_and_passes_its_gate(small_model, small_bundle):
+    """The default export (0.99 gate) of a model of the architecture users train passes it: it tries
+    AUTO_CANDIDATES and keeps the one closest to fp32 on the validation windows, recorded in the manifest.
+    (On this fixture the previous default, per-tensor MinMax, agreed on 95 of the 96 test windows: refused.)"""
+    from edgessl.export.quantize import AUTO_CANDIDATES
+
+    m = open_bundle(small_bundle).manifest  # exported with ExportConfig(keep_fp32=True, min_agreement=0.9)
+    sel = m["quantization"]["selection"]
+    info = torch.load(small_model / "model.pt", weights_only=True)
+    assert sel["mode"] == "automatic" and sel["source"] == "validation"
+    assert sel["windows"] == len(info["validation_windows"])  # never the test split
+    tried = sel["tried"]
+    assert [t["config"] for t in tried] == [c.describe() for c in AUTO_CANDIDATES]
+    best = max(range(len(tried)), key=lambda i: (tried[i]["top1_agreement"], -tried[i]["mean_logit_difference"]))
+    assert sel["chosen"] == best and m["quantization"]["float_layers"] == AUTO_CANDIDATES[best].float_layers
+    assert tried[best]["mean_logit_difference"] < tried[0]["mean_logit_difference"]  # better than all-int8 MinMax
+    assert m["verification"]["top1_agreement"] >= ExportConfig().min_agreement == 0.99
+
+
+def test_export_cli_method_flags_turn_the_search_off(small_model, tmp_path):
+    from edgessl.cli import main
+
+    assert main(["export", str(small_model), "--out", str(tmp_path / "a.essl"), "--method", "entropy",
+                 "--min-agreement", "0.5"]) == 0  # fmt: skip
+    q = open_bundle(tmp_path / "a.essl").manifest["quantization"]
+    assert q["method"] == "entropy" and not q["per_channel"] and q["selection"]["mode"] == "given"
 
 
 def test_export_refuses_below_agreement(small_model, tmp_path):
@@ -180,7 +217,8 @@ def test_standardization_in_graph_matches_numpy_and_runtime_skips_it(small_bundl
     with GestureRuntime(small_bundle) as rt:
         rt.classify(raw[0])
     assert calls == []
-    # nothing of the raw-unit arithmetic is quantized: the first QuantizeLinear follows the z-score
+    # nothing of the raw-unit arithmetic is quantized: the first QuantizeLinear follows the z-score (and the
+    # leading Conv layers the chosen quantization keeps in float, with their ReLUs)
     import onnx
 
     from edgessl.edge_runtime.bundle import ENCODER_INT8
@@ -188,10 +226,12 @@ def test_standardization_in_graph_matches_numpy_and_runtime_skips_it(small_bundl
     nodes = onnx.load_from_string(b.members[ENCODER_INT8]).graph.node
     first_q = next(i for i, n in enumerate(nodes) if n.op_type == "QuantizeLinear")
     assert not any(n.op_type == "Mul" for n in nodes[:first_q])
+    assert sum(n.op_type == "Conv" for n in nodes[:first_q]) == b.manifest["quantization"]["float_layers"]
     s8 = session(b.members[ENCODER_INT8])
     assert np.allclose(s8.run(None, {"window": raw})[0], s8.run(None, {"window": preprocess.standardize(raw)})[0],
                        atol=1e-4)  # fmt: skip
     assert {n.op_type for n in nodes[:first_q]} <= {"InstanceNormalization", "ReduceMean", "Sub", "Pow", "ReduceSum",
-                                                    "Div", "Sqrt", "Max", "DequantizeLinear", "Constant"}  # fmt: skip
+                                                    "Div", "Sqrt", "Max", "DequantizeLinear", "Constant", "Conv",
+                                                    "Relu"}  # fmt: skip
     # with ddof = 0 the z-score is one InstanceNormalization node, fed by the raw window itself
     assert [n.op_type for n in nodes if "window" in n.input] == ["InstanceNormalization"]
