@@ -386,8 +386,9 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                         f"{MAX_IMBALANCE:g}x)")  # fmt: skip
     one_session = len(set(p["session"][usable].tolist())) == 1
     if one_session:
-        warnings.append("all labelled performances come from one session: validation and test measure that same "
-                        "session; record another")  # fmt: skip
+        warnings.append("all labelled performances come from one session: validation and test hold other "
+                        "performances (takes) of that same session, so they measure less than a new session "
+                        "would; record another")  # fmt: skip
     try:
         plan = split_plan(ds)
         wd = labelled_windows(ds)

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import queue
 import signal
 import sys
 import threading
@@ -237,6 +236,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from edgessl.edge_runtime.adapt import build_adapter
     from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged
+    from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
 
     def emit(record: dict[str, Any]) -> None:
@@ -245,31 +245,6 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     def note(text: str) -> None:  # a line of its own, after the status line
         print(f"\n# {text}", file=out, flush=True)
 
-    states: queue.SimpleQueue[str] = queue.SimpleQueue()
-    seen: set[str] = set()
-
-    def report_state(state: str) -> None:
-        if state == "closed":
-            return
-        first = state not in seen
-        seen.add(state)
-        if args.json:
-            emit({"device": {"state": state, "port": args.port}})
-        elif state == "waiting":
-            limit = "forever" if wait is None else f"up to {wait:g} s"
-            note(f"waiting for {args.port} ({limit}; --wait sets the limit)")
-        elif state == "reconnecting":
-            note(f"{args.port} went away; waiting for it to come back")
-        elif state == "streaming" and not first:  # the first time, the header line says so
-            note(f"{args.port} is back")
-
-    def on_state(state: str) -> None:
-        # the reader thread only queues; the main thread prints (waiting happens in the main thread, in open())
-        if threading.current_thread() is threading.main_thread():
-            report_state(state)
-        else:
-            states.put(state)
-
     providers = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in args.providers.split(",")]
     decision = DecisionConfig(confidence=args.confidence, ood_threshold=args.ood_threshold,
                               report_unknown=args.show_unknown)  # fmt: skip
@@ -277,6 +252,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.seconds is not None:
         wait = args.seconds if wait is None else min(wait, args.seconds)
     t_end = None if args.seconds is None else time.monotonic() + args.seconds
+    states = StateReporter(args.port, wait, json_mode=args.json, emit=emit, note=note)
     stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
     if args.state is not None and not os.path.isfile(args.state):
         raise UsageError(f"--state {args.state}: no such file; expected a user state written by edgessl enroll")
@@ -291,7 +267,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
             dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
-                            on_state=on_state)  # fmt: skip
+                            on_state=states.on_state)  # fmt: skip
             rec: Recorder | None = None
             finished = False
             try:
@@ -318,8 +294,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         continue
                     finally:
                         # after the read: a state the reader thread set comes before the gap it caused
-                        while not states.empty():
-                            report_state(states.get())
+                        states.drain()
                     for ev in items:
                         if isinstance(ev, Gap):
                             rt.gap(ev.seconds, timeline_reset=ev.timeline_reset)

@@ -19,10 +19,8 @@ import argparse
 import collections
 import contextlib
 import json
-import queue
 import shutil
 import sys
-import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, TextIO
@@ -181,6 +179,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
     from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceLost
+    from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
 
     screen = _Screen(out)
@@ -189,29 +188,6 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def emit(record: dict[str, Any]) -> None:
         print(json.dumps(record), file=out, flush=True)
 
-    states: queue.SimpleQueue[str] = queue.SimpleQueue()
-
-    def on_state(state: str) -> None:
-        # the reader thread only queues; the main thread prints (waiting is reported from open(), in this thread)
-        if threading.current_thread() is threading.main_thread():
-            report_state(state)
-        else:
-            states.put(state)
-
-    def report_state(state: str) -> None:
-        if state == "closed":
-            return
-        if state == "reconnecting" and view is not None:
-            view.reconnects += 1
-        if args.json:
-            emit({"device": {"state": state, "port": args.port}})
-        elif state == "waiting":
-            limit = "forever" if wait is None else f"up to {wait:g} s"
-            screen.line(f"# waiting for {args.port} ({limit}; --wait sets the limit)")
-        elif state == "reconnecting":
-            screen.line(f"# {args.port} went away; waiting for it to come back")
-        elif state == "streaming" and view is not None:
-            screen.line(f"# {args.port} is back")
 
     wait = args.wait
     if args.seconds is not None:
@@ -219,6 +195,13 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     t_end = None if args.seconds is None else time.monotonic() + args.seconds
     every = TTY_EVERY_S if screen.tty and not args.json else PLAIN_EVERY_S
     view: StreamView | None = None
+
+    def count_reconnects(state: str) -> None:
+        if state == "reconnecting" and view is not None:
+            view.reconnects += 1
+
+    states = StateReporter(args.port, wait, json_mode=args.json, emit=emit, note=lambda t: screen.line(f"# {t}"),
+                           hook=count_reconnects)  # fmt: skip
     stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
     with warnings.catch_warnings(), _StopSignals() as stop, contextlib.ExitStack() as stack:
         warnings.showwarning = warning_printer("monitor")
@@ -228,7 +211,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             rt = stack.enter_context(GestureRuntime(args.model, decision=DecisionConfig(),
                                                     adapter=build_adapter(DEFAULT_METHOD)))  # fmt: skip
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
-                        on_state=on_state)  # fmt: skip
+                        on_state=states.on_state)  # fmt: skip
         try:
             stop.blocking = True
             try:
@@ -262,8 +245,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         screen.line(f"# the device changed from {e.old} to {e.new}")
                     continue
                 finally:
-                    while not states.empty():
-                        report_state(states.get())
+                    states.drain()
                 for ev in items:
                     if isinstance(ev, Gap):
                         view.gap(ev, dev.sample_rate)

@@ -178,9 +178,10 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         for k in ("ssl_head_weight", "ssl_head_bias", *INPUT_MOMENTS):
             if k in info:
                 adaptation[k] = info[k].numpy()
-        ood_threshold, ood_calibration = _ood_threshold(enc8, adaptation["prototypes"], info, calib,
+        held = _held_out_windows(info, X, source)
+        ood_threshold, ood_calibration = _ood_threshold(enc8, adaptation["prototypes"], held, calib,
                                                         cfg.target_rejection * OOD_SHARE)  # fmt: skip
-        confidence, decision = _confidence_threshold(enc8, head, adaptation["prototypes"], info, ood_threshold,
+        confidence, decision = _confidence_threshold(enc8, head, adaptation["prototypes"], held, ood_threshold,
                                                      cfg.target_rejection * (1 - OOD_SHARE), cfg.target_rejection)  # fmt: skip
         if progress:
             print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}; "
@@ -228,8 +229,27 @@ def ood_scores(enc8: Path, prototypes: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 - (En @ P.T).max(1), np.float64)
 
 
-def _ood_threshold(enc8: Path, prototypes: np.ndarray, info: dict[str, Any], calib: np.ndarray, target: float
-                   ) -> tuple[float, dict[str, Any]]:  # fmt: skip
+def _held_out_windows(info: dict[str, Any], X_test: np.ndarray, test_source: str
+                      ) -> tuple[np.ndarray | None, str, bool]:  # fmt: skip
+    """The windows the decision gates are calibrated on: ``(windows or None, source, held_out)``.
+
+    The validation windows saved with the model, unless the model trained on them (a refit, as the
+    ``all-labels`` recipe does): then the test split, which no training step has seen (the rejection the
+    manifest records there is then measured on the windows it was set on, and says so: ``source: "test"``).
+    """
+    val = info.get("validation_windows")
+    held = bool(info.get("validation_held_out", True))
+    if val is not None and len(val) and held:
+        return val.numpy(), "validation", True
+    if val is not None and not held and test_source.startswith("test split") and len(X_test):
+        return X_test, "test", True
+    if val is not None and len(val):
+        return val.numpy(), "validation", False
+    return None, "none", False
+
+
+def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: tuple[np.ndarray | None, str, bool],
+                   calib: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The out-of-distribution threshold and the manifest's record of how it was chosen.
 
     With validation windows saved beside the model: the ``1 − target`` quantile of their scores (the upper
@@ -240,18 +260,17 @@ def _ood_threshold(enc8: Path, prototypes: np.ndarray, info: dict[str, Any], cal
     """
     train = ood_scores(enc8, prototypes, calib)
     train_p99 = float(np.quantile(train, 0.99))
-    val = info.get("validation_windows")
+    val, source, held_out = held
     if val is None or not len(val):
         return train_p99, {"source": "training", "windows": len(train), "quantile": 0.99,
                            "rejection": float(np.mean(train > train_p99))}  # fmt: skip
-    scores = ood_scores(enc8, prototypes, val.numpy())
+    scores = ood_scores(enc8, prototypes, val)
     val_q = float(np.quantile(scores, 1.0 - target, method="higher"))
     # never stricter than the previous rule: a quantile over a few dozen validation windows is noisy, and
     # measured below the training p99 on small models (which then reported fewer live gestures)
     fitted = _lognormal_quantile(scores, 1.0 - target)
     threshold = max(val_q, fitted, train_p99)
-    return threshold, {"source": "validation", "windows": len(scores),
-                       "held_out": bool(info.get("validation_held_out", True)),
+    return threshold, {"source": source, "windows": len(scores), "held_out": held_out,
                        "target_rejection": target, "rejection": float(np.mean(scores > threshold)),
                        "validation_quantile": val_q, "fitted_quantile": fitted, "training_p99": train_p99}  # fmt: skip
 
@@ -277,7 +296,7 @@ def _lognormal_quantile(scores: np.ndarray, q: float) -> float:
 DEFAULT_CONFIDENCE = 0.5
 
 
-def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, info: dict[str, Any],
+def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, held: tuple[np.ndarray | None, str, bool],
                           ood_threshold: float, target: float, total: float) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The confidence gate and the manifest's record of what both gates reject on validation windows.
 
@@ -288,11 +307,11 @@ def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, info: 
     """
     from edgessl.export.verify import run_batches, session
 
-    val = info.get("validation_windows")
+    val, source, held_out = held
     if val is None or not len(val):
         return DEFAULT_CONFIDENCE, {"source": "default", "windows": 0, "target_rejection": total,
                                     "rejection": None}  # fmt: skip
-    X = val.numpy().astype(np.float32)
+    X = val.astype(np.float32)
     E = run_batches(session(str(enc8)), X)
     logits = run_batches(session(str(head)), E)
     z = np.exp(logits - logits.max(1, keepdims=True))
@@ -301,7 +320,7 @@ def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, info: 
     threshold = min(q, DEFAULT_CONFIDENCE)
     ood = ood_scores(enc8, prototypes, X)
     low, far = conf < threshold, ood > ood_threshold
-    return threshold, {"source": "validation", "windows": len(X), "held_out": bool(info.get("validation_held_out", True)),
+    return threshold, {"source": source, "windows": len(X), "held_out": held_out,
                        "target_rejection": total, "confidence_quantile": q,
                        "confidence_rejection": float(low.mean()), "ood_rejection": float(far.mean()),
                        "rejection": float((low | far).mean())}  # fmt: skip

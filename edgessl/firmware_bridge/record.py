@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import queue
 import select
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -449,38 +447,18 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     signal; the writer is closed. Returns the stats so far, the stream (None before the first sample), the device.
     """
     from edgessl.firmware_bridge.protocol import DeviceChanged
+    from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
 
-    states: queue.SimpleQueue[str] = queue.SimpleQueue()
-    seen: set[str] = set()
-
-    def report_state(state: str) -> None:
-        if state == "closed":
-            return
-        first = state not in seen
-        seen.add(state)
-        if d.json:
-            d.emit({"device": {"state": state, "port": args.port}})
-        elif state == "waiting":
-            limit = "forever" if args.wait is None else f"up to {args.wait:g} s"
-            d.line(f"# waiting for {args.port} ({limit}; --wait sets the limit)")
-        elif state == "reconnecting":
-            d.line(f"# {args.port} went away; waiting for it to come back (the gap is recorded)")
-        elif state == "streaming" and not first:
-            d.line(f"# {args.port} is back")
-
-    def on_state(state: str) -> None:
-        if threading.current_thread() is threading.main_thread():
-            report_state(state)
-        else:
-            states.put(state)
+    states = StateReporter(args.port, args.wait, json_mode=d.json, emit=d.emit, note=lambda t: d.line(f"# {t}"),
+                           gone=" (the gap is recorded)")  # fmt: skip
 
     stats: dict[str, Any] = {"stopped_by": "seconds"}
     stream: SessionStream | None = None
     rate: float | None = None
     with _StopSignals() as stop:
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=args.wait, reconnect_timeout=None,
-                        on_state=on_state)  # fmt: skip
+                        on_state=states.on_state)  # fmt: skip
         try:
             stop.blocking = True
             try:
@@ -510,8 +488,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                         d.line(f"# the same device announced itself again ({changed.new}); recording goes on")
                     continue
                 finally:
-                    while not states.empty():
-                        report_state(states.get())
+                    states.drain()
                 for ev in items:
                     if isinstance(ev, Gap):
                         if stream is not None:  # before the first sample there is nothing to be missing from

@@ -534,11 +534,11 @@ def _cmd_simulate(args) -> int:
                            on_performance=write if log is not None else None)  # fmt: skip
         path = sim.start()
         started = True
-        print(path, flush=True)
-        who = "" if isinstance(src, np.ndarray) else f", user {args.user or 'default'} performing {args.perform}"
-        print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode{who}, "
-              f"slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
-        try:
+        try:  # from here on a signal at any point stops the board, which removes its link
+            print(path, flush=True)
+            who = "" if isinstance(src, np.ndarray) else f", user {args.user or 'default'} performing {args.perform}"
+            print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode"
+                  f"{who}, slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
             end = None if args.seconds is None else time.monotonic() + args.seconds
             while end is None or time.monotonic() < end:
                 time.sleep(0.2)

@@ -84,3 +84,19 @@ def test_confidence_gate_is_calibrated_on_validation_windows(small_model, small_
     unknown = np.mean([p.index < 0 for p in preds])
     assert unknown == pytest.approx(rec["rejection"], abs=1.0 / len(X))
     assert rec["rejection"] <= rec["target_rejection"] + 2.0 / len(X)
+
+
+def test_gates_use_the_test_split_when_the_model_trained_on_its_validation_windows():
+    """A refit (the all-labels recipe) trains on the validation windows: calibrating there set the gates on
+    windows the model had learnt, so the export takes the held-out test split instead and says so."""
+    from edgessl.export.pipeline import _held_out_windows
+
+    val, test = torch.zeros(4, 3, 8), np.ones((5, 3, 8), np.float32)
+    X, source, held = _held_out_windows({"validation_windows": val, "validation_held_out": True}, test, "test split of d")
+    assert source == "validation" and held and len(X) == 4
+    X, source, held = _held_out_windows({"validation_windows": val, "validation_held_out": False}, test, "test split of d")
+    assert source == "test" and held and X is test
+    X, source, held = _held_out_windows({"validation_windows": val, "validation_held_out": False}, test,
+                                        "training windows (the data spec did not load)")  # fmt: skip
+    assert source == "validation" and not held and len(X) == 4
+    assert _held_out_windows({}, test, "test split of d")[0] is None  # an older model.pt: the training rule
