@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import edgessl.datasets.csv_recording as csv_recording
+from edgessl.atomic import atomic_write
 from edgessl.datasets.labelled import attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, StreamDataset
@@ -40,13 +41,7 @@ def _now_iso() -> str:
 
 
 def _atomic_write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode("utf-8")))
 
 
 class SessionWriter:

@@ -23,16 +23,14 @@ of prototypes, so an enrolled class is not ``unknown``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgessl.atomic import save_npz_atomic
 from edgessl.errors import DataError
 
 __all__ = ["EnrollReport", "EnrolledHead", "StateMismatch", "UserState", "prototype_scale"]
@@ -272,21 +270,10 @@ class UserState:
     # -- files ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write to exactly ``path``, atomically (a temporary file in the same folder, then a rename)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name without it
-                np.savez(f, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION),
-                         bundle=np.array(self.checksum), bundle_labels=np.array(self.bundle_labels, dtype=str),
-                         new_labels=np.array(self.new_labels, dtype=str), takes=self.takes,
-                         classes=self.classes)  # fmt: skip
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        save_npz_atomic(path, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION),
+                        bundle=np.array(self.checksum), bundle_labels=np.array(self.bundle_labels, dtype=str),
+                        new_labels=np.array(self.new_labels, dtype=str), takes=self.takes,
+                        classes=self.classes)  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path, checksum: str | None = None) -> UserState:

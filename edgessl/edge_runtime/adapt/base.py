@@ -7,9 +7,7 @@ which runs only for windows that pass the safeguards.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgessl.atomic import save_npz_atomic
 from edgessl.edge_runtime.adapt.context import AdaptContext
 from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, Safeguards, collapsed, entropy, is_idle
 
@@ -153,20 +152,8 @@ class Adapter:
         bundle's checksum. Atomic: written to a temporary file in the same folder, flushed to disk, then
         renamed over ``path``, so a crash or a kill leaves the old state or the new one, never half of one."""
         arrays: dict[str, Any] = {k: np.asarray(v) for k, v in self.state().items()}
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                # a file object: np.savez would append ".npz" to a name without it, and restore would miss it
-                np.savez(f, format=np.array(STATE_FORMAT), method=np.array(self.name),
-                         bundle=np.array(self.ctx.checksum), **arrays)  # fmt: skip
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        save_npz_atomic(path, format=np.array(STATE_FORMAT), method=np.array(self.name),
+                        bundle=np.array(self.ctx.checksum), **arrays)  # fmt: skip
 
     def load(self, path: str | Path) -> None:
         """Load a state saved by :meth:`save` from exactly ``path``; refuses another method's or another
