@@ -101,18 +101,12 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``enroll`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.edge_runtime.cli import channel_map
     from edgessl.edge_runtime.runtime import GestureRuntime
-    from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture
+    from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture, check_capture_args
     from edgessl.segmenter import SegmentParams
 
     if (args.label is None) == (not args.calibrate):
         raise UsageError("expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures)")
-    count = args.count if args.count is not None else (1 if args.calibrate else 3)
-    if count < 1:
-        raise UsageError(f"--count {count}: expected a number of performances >= 1")
-    if args.countdown < 0:
-        raise UsageError(f"--countdown {args.countdown:g}: expected seconds >= 0")
-    if args.seconds is not None and args.seconds <= 0:
-        raise UsageError(f"--seconds {args.seconds:g}: expected seconds > 0")
+    count = check_capture_args(args, default_count=1 if args.calibrate else 3)
     state_path = Path(args.state)
     if not state_path.parent.is_dir():
         raise UsageError(f"--state {args.state}: no folder {state_path.parent}; expected a path in an existing folder")

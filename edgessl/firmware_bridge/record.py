@@ -405,6 +405,19 @@ def _follow(e: DeviceChanged, dev: ImuStream, stream: SessionStream | None, rate
         stream.follow(dev.channel_names)
 
 
+def check_capture_args(args: argparse.Namespace, default_count: int) -> int:
+    """The checks ``record`` and ``enroll`` share: ``--count`` (returned, ``default_count`` when not given),
+    ``--countdown`` and ``--seconds``; one-line usage errors naming the flag."""
+    count = default_count if args.count is None else args.count
+    if count < 1:
+        raise UsageError(f"--count {count}: expected a number of performances >= 1")
+    if args.countdown < 0:
+        raise UsageError(f"--countdown {args.countdown:g}: expected seconds >= 0")
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError(f"--seconds {args.seconds:g}: expected seconds > 0")
+    return count
+
+
 def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``record`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.datasets.session import SessionWriter
@@ -412,13 +425,7 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     labels = _labels(args.label)
     if args.count is not None and not labels:
         raise UsageError("--count needs --label (the classes to count); without --label the session is unlabelled")
-    count = 10 if args.count is None else args.count
-    if count < 1:
-        raise UsageError(f"--count {count}: expected a number of performances >= 1")
-    if args.countdown < 0:
-        raise UsageError(f"--countdown {args.countdown:g}: expected seconds >= 0")
-    if args.seconds is not None and args.seconds <= 0:
-        raise UsageError(f"--seconds {args.seconds:g}: expected seconds > 0")
+    count = check_capture_args(args, default_count=10)
     if not args.user or not all(c.isalnum() or c in "-_." for c in args.user):
         raise UsageError(f"--user {args.user!r}: expected a name of letters, digits, '-', '_' or '.'")
     folder = _check_out(args.out)  # before waiting for the port, not after
