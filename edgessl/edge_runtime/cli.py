@@ -12,11 +12,18 @@ seconds, atomically).
 ``{"gap": {"t_start", "t_end", "seconds", "missing", "reason", "timeline_reset"}}``,
 ``{"device_changed": {"old", "new", "action": "remapped" | "followed"}}`` and, last,
 ``{"stats": {..}}`` (the bridge's counters, the runtime's, events and the stop reason).
+
+A board that runs an exported model itself (protocol revision 3) is asked for its gesture events too: then
+``{"board_model": {"checksum", "labels", "matches_bundle"}}`` says which model it runs (a warning when it is
+not the bundle given), ``{"board_event": {..}}`` is each of its events, ``{"compare": {"result": "agree" |
+"disagree" | "board_only" | "host_only", "board", "host"}}`` pairs it with the host's decision on the same
+samples (:mod:`~edgessl.edge_runtime.device_events`), and the stats gain ``"board"`` with the counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -234,7 +241,13 @@ def _same_device(e: DeviceChanged) -> bool:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from edgessl.edge_runtime.adapt import build_adapter
-    from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+    from edgessl.edge_runtime.device_events import (
+        EventComparison,
+        board_event_text,
+        comparison_text,
+        model_mismatch,
+    )
+    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
@@ -267,8 +280,39 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
             dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
-                            on_state=states.on_state)  # fmt: skip
+                            on_state=states.on_state, events=True)  # fmt: skip
             rec: Recorder | None = None
+            compare: EventComparison | None = None  # once the board says it runs a model
+            board_model = None
+
+            def check_board_model() -> None:
+                """Say which model the board runs, once per MODEL_INFO; from then on compare its events."""
+                nonlocal compare, board_model
+                if dev.model_info is None or dev.model_info == board_model:
+                    return
+                board_model = dev.model_info
+                if compare is None:
+                    compare = EventComparison()
+                    # the host decides every segment, unknown ones too, so each board event has its counterpart
+                    rt.decision = dataclasses.replace(rt.decision, report_unknown=True)
+                problem = model_mismatch(board_model, args.bundle, rt.bundle.checksum, rt.labels)
+                sha = board_model.sha256_hex
+                stats["board"] = {"checksum": sha, "labels": list(board_model.labels),
+                                  "matches_bundle": None if sha is None else sha == rt.bundle.checksum}  # fmt: skip
+                if args.json:
+                    emit({"board_model": stats["board"]})
+                elif problem is None:
+                    note(f"the board classifies too, with {'this bundle' if sha else 'a model of the same labels'}: "
+                         "its events are shown and compared with the host's")  # fmt: skip
+                if problem is not None:
+                    warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
+
+            def show_comparisons(done: list) -> None:
+                for c in done:
+                    if args.json:
+                        emit({"compare": c.to_json()})
+                    elif not c.agree:
+                        note(comparison_text(c))
             finished = False
             try:
                 stop.blocking = True
@@ -282,7 +326,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz",
                           file=out, flush=True)  # fmt: skip
+                check_board_model()
                 n_samples, t_start, last_status, last_save = 0, time.monotonic(), 0.0, time.monotonic()
+                last_t: float | None = None  # stream time of the latest sample
                 while t_end is None or time.monotonic() < t_end:
                     if stop.signal is not None:
                         stats["stopped_by"] = stop.signal
@@ -295,6 +341,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     finally:
                         # after the read: a state the reader thread set comes before the gap it caused
                         states.drain()
+                    check_board_model()
                     for ev in items:
                         if isinstance(ev, Gap):
                             rt.gap(ev.seconds, timeline_reset=ev.timeline_reset)
@@ -312,12 +359,27 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         if rec is not None:
                             rec.write(t, values)
                         n_samples += len(values)
+                        last_t = float(t[-1])
                         for g in rt.feed(values[:, idx], t):
+                            if compare is not None:
+                                show_comparisons(compare.add_host(g))
+                                if g.label == UNKNOWN and not args.show_unknown:
+                                    continue  # decided for the comparison only
                             stats["events"] += 1
                             if args.json:
                                 emit(g.to_json())
                             else:
                                 print(f"\r{event_text(g)}", file=out, flush=True)
+                    for de in dev.take_events():
+                        if compare is None:  # events without MODEL_INFO: a board that did not say what it runs
+                            compare = EventComparison()
+                        show_comparisons(compare.add_board(de))
+                        if args.json:
+                            emit({"board_event": de.to_json()})
+                        elif de.index >= 0 or args.show_unknown:
+                            print(f"\r{board_event_text(de)}", file=out, flush=True)
+                    if compare is not None and last_t is not None:
+                        show_comparisons(compare.advance(last_t))
                     now = time.monotonic()
                     if adapter is not None and args.adapt_state and now - last_save >= args.save_every:
                         _save_state(adapter, args.adapt_state, final=False)
@@ -329,9 +391,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         lat = np.median(rt.latencies_ms[-50:]) if rt.latencies_ms else float("nan")
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
                         unknown = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
+                        board = f"  {compare.summary()}" if compare is not None else ""
                         print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  {counters_text(c)}  "
                               f"unknown {unknown} (low confidence {rt.stats['unknown_low_confidence']}, "
-                              f"unlike training {rt.stats['unknown_out_of_distribution']})   ",
+                              f"unlike training {rt.stats['unknown_out_of_distribution']}){board}   ",
                               end="", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
@@ -341,6 +404,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 dev.close()
                 if rec is not None:
                     rec.close()
+                if compare is not None:
+                    show_comparisons(compare.finish())
+                    stats.setdefault("board", {}).update(events=dev.device_events, **compare.counts)
                 if adapter is not None and args.adapt_state:
                     _save_state(adapter, args.adapt_state, final=finished)
             if dev.info is not None or dev.delivered_samples:
@@ -352,6 +418,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 print(f"\n# stopped ({stats['stopped_by']}): {stats['events']} events, {c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())} "
                       f"{dict(c['rejected_samples'])}, gaps {dict(c['gaps'])}", file=out, flush=True)  # fmt: skip
+                if compare is not None:
+                    print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
     return 0
 
 

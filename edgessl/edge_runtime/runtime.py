@@ -32,7 +32,7 @@ import onnxruntime as ort
 from edgessl import preprocess
 from edgessl.edge_runtime.adapt import AdaptContext, Adapter, InputMoments, SslHead
 from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
-from edgessl.edge_runtime.enroll import EnrolledHead, EnrollReport, StateMismatch, UserState
+from edgessl.edge_runtime.enroll import BundleTemplates, EnrolledHead, EnrollReport, StateMismatch, UserState
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 
 UNKNOWN = "unknown"
@@ -165,6 +165,7 @@ class GestureRuntime:
         self._head_and_protos = np.ascontiguousarray(np.concatenate([self.W.T, self.prototypes.T], axis=1))
         self.user_state: UserState | None = None
         self._enrolled: EnrolledHead | None = None
+        self._templates: BundleTemplates | None | bool = False  # False: not read yet (only enrollment needs them)
         if user_state is not None:
             self.load_user_state(user_state)
         # one window at a time on the CPU (the live path): inputs and outputs bound once to fixed buffers,
@@ -244,11 +245,18 @@ class GestureRuntime:
         self._use_state()
         return st
 
+    @property
+    def templates(self) -> BundleTemplates | None:
+        """The bundle's typical performances of each class (None in a bundle of an earlier version)."""
+        if self._templates is False:
+            self._templates = BundleTemplates.from_params(self.params)
+        return self._templates  # type: ignore[return-value]
+
     def _use_state(self) -> None:
         st = self.user_state
         assert st is not None
         self.labels = st.labels
-        self._enrolled = st.head(self.W, self.b, self.prototypes) if len(st.takes) else None
+        self._enrolled = st.head(self.W, self.b, self.prototypes, self.templates) if len(st.takes) else None
 
     def enroll(self, label: str, windows: np.ndarray) -> EnrollReport:
         """Enroll ``windows [N, C, T]`` (or one ``[C, T]``: the bundle's channels, units and window, as
@@ -265,7 +273,7 @@ class GestureRuntime:
             e = self.embed(x)
         finally:
             self.adapter = adapter
-        report = self.user_state.enroll(label, e, self.W, self.b, self.prototypes)
+        report = self.user_state.enroll(label, e, self.W, self.b, self.prototypes, windows=x, templates=self.templates)
         self._use_state()
         return report
 
@@ -344,7 +352,7 @@ class GestureRuntime:
             sim = max(r[self._n_classes :])
         elif self._enrolled is not None:
             logits = self.head(e)[0]
-            probs, k, sim = self._enrolled.decide(e0, logits)
+            probs, k, sim = self._enrolled.decide(e0, logits, window)
             conf = float(probs[k])
             if self.adapter is not None:  # an adapter observes what its head says, not the enrolled classes
                 zz = np.exp(logits - logits.max())

@@ -1,4 +1,4 @@
-"""``edgessl export`` and ``edgessl verify``."""
+"""``edgessl export``, ``edgessl export-c`` and ``edgessl verify``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,31 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from edgessl.export.quantize import CalibrationMethod, QuantizeConfig
     from edgessl.trainer.run_dir import check_out_file
 
+    c_dir = None
+    if a.target == "c":
+        # --out is the folder of the C library; the bundle it is generated from is kept there too
+        from edgessl.export.c_model import check_out_dir
+
+        c_dir = check_out_dir(a.out, a.force)
+        c_dir.mkdir(exist_ok=True)
+        a.out = str(c_dir / "model.essl")
     check_out_file(a.out, force=a.force)
     # either flag given: exactly that configuration; neither: the automatic choice (ExportConfig.quantize)
     given = a.method is not None or a.per_channel
     quant = QuantizeConfig(CalibrationMethod(a.method or "minmax"), a.per_channel) if given else None
     cfg = ExportConfig(quant, a.keep_fp32, a.min_agreement, a.calibration, a.stride, a.rate, a.name, a.input_mode)
     export_bundle(a.checkpoint_dir, a.out, cfg)  # a refusal (ExportError) is a model error at the CLI boundary
+    if c_dir is not None:
+        from edgessl.export.c_model import describe, export_c
+
+        print(describe(export_c(a.out, c_dir, force=a.force), str(c_dir)))
+    return 0
+
+
+def _cmd_export_c(a: argparse.Namespace) -> int:
+    from edgessl.export.c_model import describe, export_c
+
+    print(describe(export_c(a.bundle, a.out, force=a.force), a.out))
     return 0
 
 
@@ -79,7 +98,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how the runtime makes model inputs from a stream: segment gestures by motion energy and "
                         "stretch each to the window, or slide fixed windows (auto: segment when the training "
                         "windows had no sampling rate)")
+    p.add_argument("--target", choices=["bundle", "c"], default="bundle",
+                   help="bundle: the .essl file at --out; c: also the model and its stream segmentation as a C99 "
+                        "library for a microcontroller, in the folder --out (with the bundle as model.essl)")
     p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("export-c", help="bundle -> dependency-free C99 library (model + live segmentation) for a "
+                                        "microcontroller")
+    p.add_argument("bundle", help="an .essl bundle (segment input mode)")
+    p.add_argument("--out", required=True, help="folder for essl_model.[ch], essl_stream.[ch], essl_model_info.json")
+    p.add_argument("--force", action="store_true",
+                   help="replace those files if a previous export left them there (default: refuse)")
+    p.set_defaults(func=_cmd_export_c)
     p = sub.add_parser("verify", help="compare a bundle's int8 and fp32 encoders on a dataset's test split")
     p.add_argument("bundle")
     p.add_argument("--data", required=True, help="dataset spec")

@@ -175,7 +175,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             "embedding_std": info["embedding_std"].numpy(),
             "prototypes": info["prototypes"].numpy(),
         }
-        for k in ("ssl_head_weight", "ssl_head_bias", *INPUT_MOMENTS):
+        for k in ("ssl_head_weight", "ssl_head_bias", "class_templates", "class_template_labels", *INPUT_MOMENTS):
             if k in info:
                 adaptation[k] = info[k].numpy()
         held = _held_out_windows(info, X, source)

@@ -34,14 +34,17 @@ DELIM = b"\x00"
 
 
 class MsgType(enum.IntEnum):
-    DEVICE_INFO = 0x01
+    DEVICE_INFO = 0x01  # header ``count``: capability flags (revision 3), see DEVICE_FLAG_MODEL
     SAMPLES = 0x02
+    MODEL_INFO = 0x03  # revision 3: the model a board runs, in answer to CMD_EVENTS
+    EVENT = 0x04  # revision 3: a gesture the board classified
     CMD_START = 0x10
     CMD_STOP = 0x11
     CMD_SET_RATE = 0x12
     CMD_SET_RANGE = 0x13
     CMD_IDENTIFY = 0x14
     CMD_CUE = 0x15  # payload: a UTF-8 label; the device prompts (LED, display) or, simulated, performs it
+    CMD_EVENTS = 0x16  # revision 3: payload ``mode u8`` (EventsMode); only to a device with DEVICE_FLAG_MODEL
     ACK = 0x20
 
 
@@ -50,6 +53,26 @@ class AckStatus(enum.IntEnum):
     BAD_ARGUMENT = 1
     UNSUPPORTED = 2
     BUSY = 3
+
+
+class EventsMode(enum.IntEnum):
+    """What a board that runs a model sends while streaming (CMD_EVENTS)."""
+
+    OFF = 0  # SAMPLES only: the mode after a reset, so a host that never asks sees a revision-2 device
+    ALONGSIDE = 1  # SAMPLES and EVENT
+    ONLY = 2  # EVENT only (a slow link)
+
+
+# DEVICE_INFO header ``count`` bits (revision 3; revision-2 hosts ignore the field)
+DEVICE_FLAG_MODEL = 0x01  # the device runs an exported model and answers CMD_EVENTS
+
+
+class EventReason(enum.IntEnum):
+    """Why an EVENT's answer is what it is (the runtime's decision rules, run on the board)."""
+
+    OK = 0
+    LOW_CONFIDENCE = 1
+    OUT_OF_DISTRIBUTION = 2
 
 
 class Unit(enum.IntEnum):
@@ -316,6 +339,96 @@ def parse_ack(frame: Frame) -> tuple[int, int, AckStatus]:
         raise ProtocolError(f"ACK payload must be 4 bytes; got {len(frame.payload)}")
     t, s, st = struct.unpack("<BHB", frame.payload)
     return t, s, AckStatus(st)
+
+
+EVENT_PAYLOAD = struct.Struct("<hBfQQ")  # label, reason, confidence, t_start_us, t_end_us (23 bytes)
+SHA256_SIZE = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class EventPayload:
+    """An EVENT message: a gesture the board classified, on the device clock.
+
+    Attributes:
+        label: class index into the board's model labels (MODEL_INFO), -1 for unknown.
+        reason: :class:`EventReason` (why unknown, or OK).
+        confidence: the top probability, 0..1.
+        t_start_us, t_end_us: the gesture's first and last sample, device clock in µs (as SAMPLES timestamps).
+    """
+
+    label: int
+    reason: int
+    confidence: float
+    t_start_us: int
+    t_end_us: int
+
+    def to_payload(self) -> bytes:
+        return EVENT_PAYLOAD.pack(self.label, self.reason, self.confidence, self.t_start_us, self.t_end_us)
+
+    @classmethod
+    def from_payload(cls, p: bytes) -> EventPayload:
+        if len(p) != EVENT_PAYLOAD.size:
+            raise ProtocolError(f"EVENT payload must be {EVENT_PAYLOAD.size} bytes; got {len(p)}")
+        label, reason, conf, t0, t1 = EVENT_PAYLOAD.unpack(p)
+        if label < -1 or reason not in EventReason._value2member_map_ or not 0.0 <= conf <= 1.0 or t1 < t0:
+            raise ProtocolError(f"EVENT payload out of range: label {label}, reason {reason}, confidence {conf}, "
+                                f"times {t0}..{t1} us")  # fmt: skip
+        return cls(label, reason, conf, t0, t1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """A MODEL_INFO message: which model the board runs and what its EVENT label indices mean.
+
+    Attributes:
+        bundle_sha256: the checksum of the bundle the C model was exported from (SHA-256 of its
+            ``manifest.json``, :attr:`edgessl.edge_runtime.bundle.Bundle.checksum`, ``bundle_checksum`` in
+            ``essl_model_info.json``); 32 zero bytes when the board does not know it.
+        mode: the :class:`EventsMode` now in force.
+        labels: the model's class labels (≤ 31 bytes of UTF-8 each), in EVENT index order.
+    """
+
+    bundle_sha256: bytes
+    mode: int
+    labels: tuple[str, ...]
+
+    @property
+    def sha256_hex(self) -> str | None:
+        """The checksum in hex, as :attr:`Bundle.checksum <edgessl.edge_runtime.bundle.Bundle.checksum>`; None
+        when the board does not know it."""
+        return None if not any(self.bundle_sha256) else self.bundle_sha256.hex()
+
+    def to_payload(self) -> bytes:
+        if len(self.bundle_sha256) != SHA256_SIZE or not 0 <= self.mode <= 255 or len(self.labels) > 255:
+            raise ValueError("bundle_sha256 must be 32 bytes, mode a byte and at most 255 labels")
+        out = bytearray(self.bundle_sha256 + bytes([self.mode, len(self.labels)]))
+        for name in self.labels:
+            b = name.encode()
+            if len(b) > 31:
+                raise ValueError(f"label {name!r} is longer than 31 bytes of UTF-8")
+            out += bytes([len(b)]) + b
+        return bytes(out)
+
+    @classmethod
+    def from_payload(cls, p: bytes) -> ModelInfo:
+        try:
+            sha, mode, n = p[:SHA256_SIZE], p[SHA256_SIZE], p[SHA256_SIZE + 1]
+            off, labels = SHA256_SIZE + 2, list[str]()
+            for _ in range(n):
+                ln = p[off]
+                if ln > 31 or off + 1 + ln > len(p):
+                    raise ValueError(f"label {len(labels)} of {ln} bytes runs past the payload or its 31-byte limit")
+                labels.append(p[off + 1 : off + 1 + ln].decode())
+                off += 1 + ln
+            if off != len(p):
+                raise ValueError(f"{len(p) - off} trailing bytes")
+            return cls(bytes(sha), mode, tuple(labels))
+        except (IndexError, UnicodeDecodeError, ValueError) as e:
+            raise ProtocolError(f"malformed MODEL_INFO payload: {e}") from e
+
+
+def events_arg(mode: EventsMode) -> bytes:
+    return bytes([int(mode)])
 
 
 # ----------------------------------------------------------------------------------------------

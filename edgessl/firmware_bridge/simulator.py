@@ -10,6 +10,11 @@ It plays either a recording (looped) or a :class:`~edgessl.datasets.synthetic.Sy
 session of one synthetic user that performs gestures at random, from a script, or when the host cues them
 (CMD_CUE), and logs every performance on the device clock.
 
+With a :class:`ModelBoard` (``edgessl simulate --board-model``) the protocol is not spoken here but by the
+reference firmware itself, compiled on the host with an exported C model (``firmware/host/model_device.c``):
+the simulator relays the host's bytes to it, feeds it the person's samples as its sensor, and relays what it
+sends (SAMPLES, and EVENT frames for the gestures it classifies) to the pty.
+
 The simulator never removes or replaces a file it did not create: an existing ``link`` path is refused, and
 on unplug or stop only its own symlink (still pointing where it set it) is removed.
 """
@@ -19,9 +24,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import os
+import re
+import shutil
 import signal
 import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,8 +42,10 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from edgessl.errors import UsageError
+from edgessl.errors import ModelError, UsageError
 from edgessl.firmware_bridge import protocol as P
+
+FIRMWARE = Path(__file__).parent / "firmware"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +114,149 @@ class PersonSource(Protocol):
     def cue(self, label: str) -> None: ...
 
 
+def build_board(model: str | Path, workdir: Path) -> tuple[Path, str | None]:
+    """Compile the reference firmware with an exported C model into ``workdir``: the board
+    :class:`ModelBoard` runs. Returns the program and the bundle checksum it reports (None: unknown).
+
+    Args:
+        model: a bundle (``.essl``: exported to C here with ``edgessl export-c``) or a folder ``edgessl
+            export-c`` wrote. The board reports the bundle's checksum (``bundle_checksum`` in the folder's
+            ``essl_model_info.json``; unknown without it).
+        workdir: an empty folder of the caller's (the generated C and the program go there).
+
+    Raises:
+        UsageError: ``model`` is neither, no C compiler, or the compiler refused the code (its first error).
+    """
+    path = Path(model)
+    sha: str | None = None
+    if path.is_dir():
+        model_dir = path
+    elif path.is_file():  # `edgessl export-c` in a child: the bridge does not import the export side
+        model_dir = workdir / "model"
+        done = subprocess.run([sys.executable, "-m", "edgessl", "export-c", str(path), "--out", str(model_dir)],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode:
+            why = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise UsageError(f"--board-model {model}: edgessl export-c failed: {why}")
+    else:
+        raise UsageError(f"--board-model {model}: no such file or folder; expected a bundle (.essl) or a folder "
+                         "written by edgessl export-c")  # fmt: skip
+    sources = [model_dir / f for f in ("essl_model.c", "essl_stream.c")]
+    missing = [f.name for f in [*sources, model_dir / "essl_model.h", model_dir / "essl_stream.h"] if not f.is_file()]
+    if missing:
+        raise UsageError(f"--board-model {model}: missing {', '.join(missing)}; expected a folder written by "
+                         "edgessl export-c")  # fmt: skip
+    with contextlib.suppress(ValueError, OSError):
+        got = json.loads((model_dir / "essl_model_info.json").read_text()).get("bundle_checksum")
+        sha = got if isinstance(got, str) and re.fullmatch(r"[0-9a-f]{64}", got) else None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise UsageError(f"--board-model {model}: no C compiler to build the board's firmware; install cc or gcc "
+                         "(or set CC)")  # fmt: skip
+    program = workdir / "model_device"
+    cmd = [cc, "-std=c99", "-O2", f"-I{model_dir}", *([f'-DESSL_BOARD_SHA256="{sha}"'] if sha else []),
+           "-o", str(program), str(FIRMWARE / "host" / "model_device.c"), str(FIRMWARE / "essl_protocol.c"),
+           *map(str, sources), "-lm"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:300])
+        raise ModelError(f"--board-model {model}: {Path(cc).name} could not build the board's firmware: {first}")
+    return program, sha
+
+
+class ModelBoard:
+    """The host-built firmware running an exported model (:func:`build_board`), as a child process on pipes.
+
+    Its stdin takes wire frames: the host's commands, and SAMPLES frames that stand for its sensor; its stdout
+    is what the board sends; its stderr says ``cue LABEL`` when it shows a cue. See ``host/model_device.c``.
+
+    Args:
+        program: from :func:`build_board`.
+        info: the identity the board announces (channels, units, rate, counts per unit, range, id).
+    """
+
+    def __init__(self, program: Path, info: P.DeviceInfo | None = None):
+        self.program, self.info = program, info
+        self.proc: subprocess.Popen | None = None
+        self._err = b""
+        self.messages: list[str] = []  # stderr lines that are not cues
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Start the board (again: a power cycle). Raises UsageError when it refuses its arguments."""
+        self.stop()
+        i = self.info
+        if i is None:
+            raise ValueError("the board needs an identity (info) before it starts")
+        args = [str(self.program), "--channels", ",".join(i.channels), "--units", ",".join(str(int(u)) for u in i.units),
+                "--counts-per-unit", repr(float(i.counts_per_unit[0])), "--range", str(i.range),
+                "--rate", repr(float(i.rate_hz)), "--device-id", str(i.device_id)]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            code = self.proc.wait(0.2)  # a board that refuses its arguments exits at once, saying why
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None:
+            err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+            self.proc = None
+            raise UsageError(f"--board-model: the board's firmware refused to start: {err or f'exit code {code}'}")
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        os.set_blocking(self.proc.stderr.fileno(), False)
+
+    def send(self, data: bytes) -> None:
+        if self.proc is None or self.proc.stdin is None or not data:
+            return
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the board died: poll() shows it; nothing more reaches it
+
+    def read(self) -> bytes:
+        """What the board sent since the last call (non-blocking)."""
+        if self.proc is None or self.proc.stdout is None:
+            return b""
+        out = b""
+        with contextlib.suppress(BlockingIOError, OSError, TypeError):
+            while chunk := os.read(self.proc.stdout.fileno(), 65536):
+                out += chunk
+        return out
+
+    def cues(self) -> list[str]:
+        """Labels of the cues the board showed since the last call."""
+        if self.proc is None or self.proc.stderr is None:
+            return []
+        with contextlib.suppress(BlockingIOError, OSError, TypeError):
+            while chunk := os.read(self.proc.stderr.fileno(), 65536):
+                self._err += chunk
+        *lines, self._err = self._err.split(b"\n")
+        labels = []
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if line.startswith("cue "):
+                labels.append(line[4:])
+            elif line.strip():
+                self.messages.append(line)
+        return labels
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()  # the board exits at the end of its input
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(2.0)
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+
+
 class SimulatedImu:
     """Streams ``signal [C, N]`` (physical units), or a performing person, on a pty, in real time × ``speed``.
 
@@ -122,6 +277,9 @@ class SimulatedImu:
         seed: for the fault injection.
         on_performance: called (from the simulator's thread) with each finished performance of a person,
             ``{"label", "start_s", "end_s", "cued"}`` with times on the device clock (the timestamps' seconds).
+        board: the host-built firmware running a model (binary mode only): it speaks the protocol, with the
+            identity given here, and the samples played are its sensor. It is started by :meth:`start`,
+            power-cycled by a ``restart`` fault (an unplug leaves it running) and stopped by :meth:`stop`.
 
     Attributes:
         performances: every finished performance, as given to ``on_performance``.
@@ -131,9 +289,11 @@ class SimulatedImu:
                  units: list[str] | None = None, *, mode: str = "binary", faults: Faults = Faults(),
                  speed: float = 1.0, loop: bool = True, link: str | None = None, per_frame: int = 10,
                  full_scale: float = 8.0, seed: int = 0, device_id: int = 0x5151A7ED,
-                 on_performance: Callable[[dict], None] | None = None):  # fmt: skip
+                 on_performance: Callable[[dict], None] | None = None, board: ModelBoard | None = None):  # fmt: skip
         if mode not in ("binary", "csv"):
             raise ValueError(f"mode must be binary or csv; got {mode!r}")
+        if board is not None and mode != "binary":
+            raise ValueError("a board running a model speaks the binary protocol; mode must be binary")
         self.person: PersonSource | None = None
         if isinstance(signal, np.ndarray) or not hasattr(signal, "next"):
             self.signal = np.asarray(signal, np.float32)
@@ -155,6 +315,10 @@ class SimulatedImu:
         self.info = P.DeviceInfo(device_id, (1, 0, 0), tuple(self.channels),
                                  tuple(unit_codes.get(u, P.Unit.OTHER) for u in self.units), float(rate_hz),
                                  int(round(full_scale)), (self.scale,) * len(self.channels))  # fmt: skip
+        self.board = board
+        if board is not None:
+            board.info = self.info
+        self._board_out = b""  # board output up to its next frame delimiter
         self.rng = np.random.default_rng(seed)
         self.link = link
         self._link_target: str | None = None  # where our symlink points, while it exists
@@ -266,6 +430,12 @@ class SimulatedImu:
             return
         if self.mode == "csv":
             return  # a text-mode sketch does not speak the binary protocol
+        if self.board is not None:
+            self.board.send(data)  # the firmware answers; here only whether it streams is followed
+            for cmd in dec.feed(data):
+                if cmd.type in (P.MsgType.CMD_START, P.MsgType.CMD_STOP):
+                    self.streaming = cmd.type == P.MsgType.CMD_START
+            return
         for cmd in dec.feed(data):
             status = P.AckStatus.OK
             out = b""
@@ -291,6 +461,23 @@ class SimulatedImu:
                 status = P.AckStatus.UNSUPPORTED
             out += self._frame(P.MsgType.ACK, 0, P.make_ack(0, 0, cmd, status).payload, t_us)
             self._write(out, raw=True)  # faults apply to the sample stream only
+
+    def _relay(self) -> None:
+        """Pass what the board sent on to the pty (faults on SAMPLES and EVENT frames, as on the sample stream
+        of the simulated firmware) and let the person perform the cues it showed."""
+        assert self.board is not None
+        *frames, self._board_out = (self._board_out + self.board.read()).split(P.DELIM)
+        for raw in frames:
+            if not raw:
+                continue
+            try:
+                mtype = P.decode_message(P.cobs_decode(raw)).type
+            except P.FrameError:
+                mtype = None
+            self._write(raw + P.DELIM, raw=mtype not in (P.MsgType.SAMPLES, P.MsgType.EVENT))
+        for label in self.board.cues():
+            if self.person is not None and label in self.person.labels:
+                self.person.cue(label)
 
     def _cue(self, payload: bytes) -> P.AckStatus:
         """CMD_CUE: the person performs the label next; a recording cannot (UNSUPPORTED)."""
@@ -346,8 +533,15 @@ class SimulatedImu:
 
         Raises:
             ValueError: ``link`` already exists.
+            UsageError: the board's firmware refused its identity (channels, rate) and did not start.
         """
         self._plug(first=True)
+        if self.board is not None:
+            try:
+                self.board.start()
+            except BaseException:
+                self._unplug()  # its link goes with it
+                raise
         self._thread = threading.Thread(target=self._run, name="simulated-imu", daemon=True)
         self._thread.start()
         return self.path
@@ -386,6 +580,8 @@ class SimulatedImu:
                 anchor, emitted_at = now, 0
                 continue
             self._handle(dec)
+            if self.board is not None:
+                self._relay()
             if not self.streaming:
                 anchor, emitted_at = time.monotonic(), 0
                 self._stop.wait(0.01)
@@ -402,7 +598,10 @@ class SimulatedImu:
                 continue
             if self.mode == "binary":
                 counts = np.clip(np.round(block * self.scale), -32768, 32767).astype(np.int16)
-                self._write(self._frame(P.MsgType.SAMPLES, n, P.samples_payload(counts), t_us))
+                if self.board is not None:  # the board's sensor: it streams and classifies them itself
+                    self.board.send(P.encode_frame(P.make_samples(0, t_us, counts)))
+                else:
+                    self._write(self._frame(P.MsgType.SAMPLES, n, P.samples_payload(counts), t_us))
             else:
                 self._write(b"".join(P.format_reading([float(v) for v in row]) for row in block))
             self.sent_samples += n
@@ -414,6 +613,9 @@ class SimulatedImu:
         self.seq = 0
         self.sample_index = 0
         self.streaming = self.mode == "csv"
+        if self.board is not None:
+            self.board.start()  # a power cycle: the firmware forgets its state and waits for CMD_START
+            self._board_out = b""
         if self.faults.banner:
             self._write((self.faults.banner + "\r\n").encode(), raw=True)
 
@@ -422,6 +624,8 @@ class SimulatedImu:
         if self._thread is not None:
             self._thread.join(timeout)
         self._unplug()
+        if self.board is not None:
+            self.board.stop()
 
     def __enter__(self) -> SimulatedImu:
         self.start()
@@ -497,8 +701,6 @@ def _open_log(path: str) -> IO[str]:
 
 
 def _cmd_simulate(args) -> int:
-    import json
-
     from edgessl.datasets.synthetic import parse_perform, user_id
 
     if args.perform == "cue" and args.mode == "csv":
@@ -512,8 +714,20 @@ def _cmd_simulate(args) -> int:
     if not _is_synthetic(args.source) and (args.user is not None or args.perform != "random" or args.log):
         raise UsageError(f"--user, --perform and --log need --source synthetic; {args.source} is a recording, "
                          "played as it is")  # fmt: skip
+    if args.board_model and args.mode == "csv":
+        raise UsageError("--board-model needs --mode binary: the board's firmware speaks the binary protocol")
     src, rate, channels, units = make_source(args.source, args.rate, seed=args.seed, user=args.user,
                                              perform=args.perform)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="edgessl-board-") as work:  # the built firmware goes with it
+        board, sha = None, None
+        if args.board_model:
+            program, sha = build_board(args.board_model, Path(work))
+            board = ModelBoard(program)
+        return _simulate(args, src, rate, channels, units, board, sha)
+
+
+def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[str], units: list[str],
+              board: ModelBoard | None, sha: str | None) -> int:  # fmt: skip
     log = _open_log(args.log) if args.log else None
 
     def write(rec: dict) -> None:
@@ -531,12 +745,15 @@ def _cmd_simulate(args) -> int:
     try:
         sim = SimulatedImu(src, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
                            speed=args.speed, link=link, seed=args.seed,
-                           on_performance=write if log is not None else None)  # fmt: skip
+                           on_performance=write if log is not None else None, board=board)  # fmt: skip
         path = sim.start()
         started = True
         try:  # from here on a signal at any point stops the board, which removes its link
             print(path, flush=True)
             who = "" if isinstance(src, np.ndarray) else f", user {args.user or 'default'} performing {args.perform}"
+            if board is not None:
+                who += (f", the board's firmware runs {args.board_model} "
+                        f"(bundle checksum {sha[:12] + '...' if sha else 'unknown'})")  # fmt: skip
             print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode"
                   f"{who}, slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
             end = None if args.seconds is None else time.monotonic() + args.seconds
@@ -581,6 +798,10 @@ def register(sub) -> None:
                    help="random (gestures at random, without end), cue (idle until the host sends CMD_CUE) or a "
                         "script LABEL:N,... such as circle_cw:10,left:5 (then idle); a cue is performed next in "
                         "every mode")
+    p.add_argument("--board-model", default=None, metavar="BUNDLE_OR_DIR",
+                   help="play a board whose firmware runs this model: a bundle (.essl, exported to C here) or a "
+                        "folder written by edgessl export-c; the reference firmware is compiled with it (needs cc) "
+                        "and sends its own gesture EVENTs, which edgessl run shows (default: a plain IMU)")
     p.add_argument("--log", default=None,
                    help="write each performance as a JSON line {label, start_s, end_s, cued} on the device clock; "
                         "the file must not exist (default: no log)")

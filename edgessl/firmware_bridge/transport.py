@@ -30,7 +30,7 @@ import serial.tools.list_ports
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceIdentity, DeviceLost, ProtocolError
 
-__all__ = ["GAP_REASONS", "STATES", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport", "list_devices"]
+__all__ = ["GAP_REASONS", "STATES", "DeviceEvent", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport", "list_devices"]
 
 STATES = ("waiting", "streaming", "reconnecting", "lost", "closed")
 StateHook = Callable[[str], None]
@@ -290,6 +290,38 @@ class Gap:
         return self.t_end - self.t_start
 
 
+@dataclasses.dataclass(frozen=True)
+class DeviceEvent:
+    """A gesture the board itself classified (an EVENT message, protocol revision 3).
+
+    Attributes:
+        index: class index in the board's model (MODEL_INFO labels), -1 for unknown.
+        label: that class's label as the board names it, ``"unknown"``, or ``"#<index>"`` when the board's
+            MODEL_INFO does not name it.
+        confidence: the board's top probability.
+        reason: ``"ok"``, ``"low-confidence"`` or ``"out-of-distribution"``.
+        t_start, t_end: the gesture's first and last sample in stream time (the same clock as
+            :attr:`SampleBlock.t_device`).
+        t_host: host monotonic time when the message arrived.
+    """
+
+    index: int
+    label: str
+    confidence: float
+    reason: str
+    t_start: float
+    t_end: float
+    t_host: float
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "label": self.label, "confidence": round(self.confidence, 4),
+                "reason": self.reason, "t_start": round(self.t_start, 4), "t_end": round(self.t_end, 4)}  # fmt: skip
+
+
+EVENT_REASONS = {P.EventReason.OK: "ok", P.EventReason.LOW_CONFIDENCE: "low-confidence",
+                 P.EventReason.OUT_OF_DISTRIBUTION: "out-of-distribution"}  # fmt: skip
+
+
 class ImuStream:
     """The handler: speaks to a device over a :class:`SerialTransport` and yields samples and gaps.
 
@@ -317,6 +349,10 @@ class ImuStream:
             is asked to identify again; after twice as many, :class:`ProtocolError`.
         relock_lines: text mode: consecutive readings of another width that mean another device
             (:class:`DeviceChanged`).
+        events: ask a board that runs a model (DEVICE_INFO flag, protocol revision 3) to send its gesture
+            events alongside the samples (CMD_EVENTS); read them with :meth:`take_events`, see which model
+            it runs in :attr:`model_info`. Without it such a board is asked for samples only, and a device
+            without a model is never sent anything new.
 
     Counters (cumulative; :meth:`counters` gives a JSON-ready snapshot):
         delivered_samples: samples handed to the consumer.
@@ -335,7 +371,7 @@ class ImuStream:
                  handshake_timeout: float = 2.0, reconnect_timeout: float | None = 10.0,
                  wait_for_port: float | None = 0.0, on_state: StateHook | None = None,
                  max_abs: float = P.MAX_TEXT_VALUE, max_time_jump: float = 10.0, stall_timeout: float | None = None,
-                 max_bad_frames: int = 20, relock_lines: int = 10):  # fmt: skip
+                 max_bad_frames: int = 20, relock_lines: int = 10, events: bool = False):  # fmt: skip
         if mode not in ("auto", "binary", "text"):
             raise ValueError(f"mode must be auto, binary or text; got {mode!r}")
         self.transport = SerialTransport(url, baudrate, match=match, reconnect_timeout=reconnect_timeout,
@@ -390,6 +426,12 @@ class ImuStream:
         self.handshake_failures = 0
         self.unanswered_cues = 0
         self.cue_supported: bool | None = None  # unknown until the device answers a CMD_CUE
+        self.want_events = events
+        self.device_flags = 0  # DEVICE_INFO header count: protocol DEVICE_FLAG_* bits
+        self.model_info: P.ModelInfo | None = None  # the board's model, once it answered CMD_EVENTS
+        self.events_refused = 0  # CMD_EVENTS not answered OK
+        self.device_events = 0  # EVENT messages delivered to take_events()
+        self._events: list[DeviceEvent] = []
         self.gaps: list[Gap] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -482,7 +524,9 @@ class ImuStream:
                         if a_type == sent.type and a_seq == sent.seq:
                             status = a_status
                     elif f.type == P.MsgType.DEVICE_INFO:
-                        self._on_info(f.payload)
+                        self._on_info(f.payload, f.count)
+                    elif f.type == P.MsgType.MODEL_INFO:
+                        self._on_model_info(f.payload)
                     else:
                         self._pending.append(("frame", f, t))
             if status is not None:
@@ -496,9 +540,53 @@ class ImuStream:
         status = self.command(P.MsgType.CMD_IDENTIFY)
         if status != P.AckStatus.OK or self.info is None:
             raise ProtocolError(f"IDENTIFY answered {status.name} without DEVICE_INFO")
+        self._ask_events()
         status = self.command(P.MsgType.CMD_START)
         if status != P.AckStatus.OK:
             raise ProtocolError(f"START answered {status.name}")
+
+    def _ask_events(self) -> None:
+        """Tell a board that runs a model (it said so in DEVICE_INFO) whether to send events; IDENTIFY set it
+        back to samples only, so this follows every IDENTIFY. A device without the flag is left alone."""
+        if not self.device_flags & P.DEVICE_FLAG_MODEL:
+            self.model_info = None
+            return
+        mode = P.EventsMode.ALONGSIDE if self.want_events else P.EventsMode.OFF
+        try:
+            status = self.command(P.MsgType.CMD_EVENTS, P.events_arg(mode))
+        except ProtocolError:
+            status = None  # no answer: counted; the samples still flow
+        if status != P.AckStatus.OK:
+            self.events_refused += 1
+            self.model_info = None
+
+    def take_events(self) -> list[DeviceEvent]:
+        """The board's gesture events that arrived since the last call (with ``events=True``), in order."""
+        out, self._events = self._events, []
+        return out
+
+    def _on_model_info(self, payload: bytes) -> None:
+        try:
+            self.model_info = P.ModelInfo.from_payload(payload)
+        except ProtocolError:
+            self.rejected_frames["bad-model-info"] += 1
+
+    def _on_event(self, f: P.Frame, t_host: float) -> None:
+        if not self.want_events:
+            self.rejected_frames["unrequested-event"] += 1  # a board left in events mode by someone else
+            return
+        try:
+            e = P.EventPayload.from_payload(f.payload)
+        except ProtocolError:
+            self.rejected_frames["bad-event"] += 1
+            return
+        labels = self.model_info.labels if self.model_info is not None else ()
+        label = "unknown" if e.label < 0 else labels[e.label] if e.label < len(labels) else f"#{e.label}"
+        # the device clock of the current timeline, as the samples around it are shifted
+        self.device_events += 1
+        self._events.append(DeviceEvent(e.label, label, float(e.confidence), EVENT_REASONS[P.EventReason(e.reason)],
+                                        e.t_start_us * 1e-6 + self._offset, e.t_end_us * 1e-6 + self._offset,
+                                        t_host))  # fmt: skip
 
     def _try_handshake(self) -> None:
         try:
@@ -513,6 +601,7 @@ class ImuStream:
         self._expect_change = True  # the new DEVICE_INFO names the new rate: asked for, not another device
         try:
             self.command(P.MsgType.CMD_IDENTIFY)
+            self._ask_events()
         finally:
             self._expect_change = False
         self._announced = self.identity
@@ -556,13 +645,14 @@ class ImuStream:
             return DeviceIdentity(None, tuple(self.channel_names), tuple(self.unit_names), self.rate_hz)
         return None
 
-    def _on_info(self, payload: bytes) -> None:
+    def _on_info(self, payload: bytes, flags: int = 0) -> None:
         try:
             new = P.DeviceInfo.from_payload(payload)
         except ProtocolError:
             self.rejected_frames["bad-info"] += 1
             return
         old, self.info = self.info, new
+        self.device_flags = flags
         counts = np.asarray(new.counts_per_unit, np.float64)
         # ``range`` is specified in g (CMD_SET_RANGE): it bounds the g channels; one count of rounding allowed
         g = np.array([u == P.Unit.G for u in new.units]) & (new.range > 0)
@@ -648,7 +738,9 @@ class ImuStream:
                 "gaps": dict(self.gap_counts), "reannouncements": self.reannouncements,
                 "device_changes": self.device_changes, "stalls": self.stalls,
                 "handshake_failures": self.handshake_failures, "overflow_bytes": self.transport.overflow_bytes,
-                **({"unanswered_cues": self.unanswered_cues} if self.unanswered_cues else {})}  # fmt: skip
+                **({"unanswered_cues": self.unanswered_cues} if self.unanswered_cues else {}),
+                **({"device_events": self.device_events, "events_refused": self.events_refused}
+                   if self.want_events else {})}  # fmt: skip
 
     def read(self, timeout: float = 0.1) -> list[SampleBlock | Gap]:
         """Everything that arrived within ``timeout`` seconds: sample blocks and gaps, in order.
@@ -760,7 +852,13 @@ class ImuStream:
 
     def _on_frame(self, f: P.Frame, t_host: float) -> list[SampleBlock | Gap]:
         if f.type == P.MsgType.DEVICE_INFO:
-            self._on_info(f.payload)
+            self._on_info(f.payload, f.count)
+            return []
+        if f.type == P.MsgType.MODEL_INFO:
+            self._on_model_info(f.payload)
+            return []
+        if f.type == P.MsgType.EVENT:
+            self._on_event(f, t_host)
             return []
         if f.type != P.MsgType.SAMPLES:
             return []

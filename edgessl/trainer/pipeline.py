@@ -16,6 +16,7 @@ import torch
 from edgessl import preprocess as pp
 from edgessl.datasets import DataFormatError, WindowDataset, load, resolve_channels
 from edgessl.errors import UsageError
+from edgessl.templates import class_templates
 from edgessl.trainer import evaluate as ev
 from edgessl.trainer.augment import axis_triads
 from edgessl.trainer.config_file import drop_retired
@@ -719,6 +720,7 @@ def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics
     E_norm = E_tr / np.maximum(np.linalg.norm(E_tr, axis=1, keepdims=True), 1e-12)
     prototypes = np.stack([E_norm[run.ytr == c].mean(0) if np.any(run.ytr == c) else np.zeros(E_tr.shape[1])
                            for c in range(ds.n_classes)]).astype(np.float32)  # fmt: skip
+    templates, template_labels = class_templates(run.Xtr, run.ytr, ds.n_classes)
     info = {
         "format": "edgessl-model/1",
         "config": cfg.to_dict(),
@@ -734,6 +736,9 @@ def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics
         "prototypes": torch.from_numpy(prototypes),
         **_input_moments(ds, cfg.data),
         "calibration_windows": torch.from_numpy(run.X_train_all[np.sort(np.concatenate([run.tr, run.va]))][:512]),
+        # typical labelled performances of each class: what an enrolled user's takes are compared with
+        "class_templates": torch.from_numpy(templates),
+        "class_template_labels": torch.from_numpy(template_labels),
         # export calibrates the out-of-distribution threshold on these: windows the selected model never
         # trained on (unless refit, which trains on them too, and says so)
         **_validation_windows(run),

@@ -41,6 +41,9 @@ def seven_bundle(small_bundle, tmp_path_factory) -> Path:
     b = open_bundle(small_bundle)
     keep = [i for i, lb in enumerate(b.labels) if lb != NEW]
     arrays = {k: (v[keep] if k in ("head_weight", "head_bias", "prototypes") else v) for k, v in b.adaptation().items()}
+    t = np.isin(arrays["class_template_labels"], keep)  # the templates of the others, renumbered
+    arrays["class_templates"] = arrays["class_templates"][t]
+    arrays["class_template_labels"] = np.searchsorted(keep, arrays["class_template_labels"][t])
     members = {n: d for n, d in b.members.items() if n != MANIFEST}
     members[ADAPTATION] = npz_bytes(arrays)
     manifest = {k: v for k, v in b.manifest.items() if k not in {"members", "schema_version", "edgessl_version"}}

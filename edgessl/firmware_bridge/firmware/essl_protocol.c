@@ -1,4 +1,4 @@
-/* edgessl wire protocol v1: portable C99 reference implementation. */
+/* edgessl wire protocol v1 (docs/protocol.md revision 3): portable C99 reference implementation. */
 #include "essl_protocol.h"
 
 #include <string.h>
@@ -86,7 +86,7 @@ essl_err_t essl_cobs_decode(const uint8_t *in, size_t n, uint8_t *out, size_t ca
 }
 
 static int known_type(uint8_t t) {
-    return t == ESSL_MSG_DEVICE_INFO || t == ESSL_MSG_SAMPLES || (t >= ESSL_MSG_CMD_START && t <= ESSL_MSG_CMD_CUE) ||
+    return (t >= ESSL_MSG_DEVICE_INFO && t <= ESSL_MSG_EVENT) || (t >= ESSL_MSG_CMD_START && t <= ESSL_MSG_CMD_EVENTS) ||
            t == ESSL_MSG_ACK;
 }
 
@@ -174,6 +174,42 @@ essl_err_t essl_device_info_payload(const essl_device_info_t *info, uint8_t *out
     return ESSL_OK;
 }
 
+essl_err_t essl_event_payload(int16_t label, uint8_t reason, float confidence, uint64_t t_start_us, uint64_t t_end_us,
+                              uint8_t *out, size_t cap, size_t *out_len) {
+    if (out == NULL || out_len == NULL) return ESSL_ERR_NULL;
+    if (label < -1 || reason > 2 || !(confidence >= 0.0f && confidence <= 1.0f) || t_end_us < t_start_us)
+        return ESSL_ERR_ARG;
+    if (cap < ESSL_EVENT_PAYLOAD_SIZE) return ESSL_ERR_BUFFER;
+    put_u16(out, (uint16_t)label);
+    out[2] = reason;
+    put_f32(out + 3, confidence);
+    put_u64(out + 7, t_start_us);
+    put_u64(out + 15, t_end_us);
+    *out_len = ESSL_EVENT_PAYLOAD_SIZE;
+    return ESSL_OK;
+}
+
+essl_err_t essl_model_info_payload(const uint8_t *sha256, uint8_t mode, const char *const *labels, uint8_t classes,
+                                   uint8_t *out, size_t cap, size_t *out_len) {
+    if (out == NULL || out_len == NULL || (labels == NULL && classes > 0)) return ESSL_ERR_NULL;
+    size_t o = ESSL_SHA256_SIZE + 2u;
+    if (cap < o) return ESSL_ERR_BUFFER;
+    for (size_t i = 0; i < ESSL_SHA256_SIZE; i++) out[i] = sha256 != NULL ? sha256[i] : 0u;
+    out[ESSL_SHA256_SIZE] = mode;
+    out[ESSL_SHA256_SIZE + 1u] = classes;
+    for (uint8_t k = 0; k < classes; k++) {
+        if (labels[k] == NULL) return ESSL_ERR_NULL;
+        size_t ln = strlen(labels[k]);
+        if (ln > ESSL_MAX_LABEL) return ESSL_ERR_ARG;
+        if (cap < o + 1u + ln) return ESSL_ERR_BUFFER;
+        out[o++] = (uint8_t)ln;
+        memcpy(out + o, labels[k], ln);
+        o += ln;
+    }
+    *out_len = o;
+    return ESSL_OK;
+}
+
 essl_err_t essl_ack_payload(uint8_t acked_type, uint16_t acked_seq, essl_ack_t status, uint8_t *out, size_t cap,
                             size_t *out_len) {
     if (out == NULL || out_len == NULL) return ESSL_ERR_NULL;
@@ -238,15 +274,31 @@ essl_err_t essl_device_handle(essl_device_t *dev, const essl_frame_t *cmd, uint6
         }
         break;
     case ESSL_MSG_CMD_IDENTIFY:
+        /* every session starts with IDENTIFY: back to samples only, so a host that predates CMD_EVENTS never
+           sees an EVENT frame that an earlier session asked for (a new host asks again right after) */
+        dev->events_mode = ESSL_EVENTS_OFF;
         e = essl_device_info_payload(&dev->info, buf, sizeof buf, &n);
         if (e != ESSL_OK) return e;
-        e = emit(dev, ESSL_MSG_DEVICE_INFO, now_us, 0, buf, n, out, cap, &used);
+        e = emit(dev, ESSL_MSG_DEVICE_INFO, now_us, dev->flags, buf, n, out, cap, &used);
         if (e != ESSL_OK) return e;
         break;
     case ESSL_MSG_CMD_CUE:
         if (dev->on_cue == NULL) status = ESSL_ACK_UNSUPPORTED;
         else if (cmd->payload_len < 1 || cmd->payload_len > ESSL_MAX_CUE) status = ESSL_ACK_BAD_ARGUMENT;
         else dev->on_cue(cmd->payload, cmd->payload_len, dev->cue_ctx);
+        break;
+    case ESSL_MSG_CMD_EVENTS:
+        if (!(dev->flags & ESSL_DEVICE_FLAG_MODEL)) status = ESSL_ACK_UNSUPPORTED;
+        else if (cmd->payload_len != 1 || cmd->payload[0] > ESSL_EVENTS_ONLY) status = ESSL_ACK_BAD_ARGUMENT;
+        else {
+            /* the mode changes first, so MODEL_INFO reports the one now in force */
+            dev->events_mode = cmd->payload[0];
+            e = essl_model_info_payload(dev->model_sha256, dev->events_mode, dev->model_labels, dev->model_classes,
+                                        buf, sizeof buf, &n);
+            if (e != ESSL_OK) return e;
+            e = emit(dev, ESSL_MSG_MODEL_INFO, now_us, 0, buf, n, out, cap, &used);
+            if (e != ESSL_OK) return e;
+        }
         break;
     default: status = ESSL_ACK_UNSUPPORTED; break;
     }
@@ -268,6 +320,35 @@ essl_err_t essl_device_samples(essl_device_t *dev, const int16_t *samples, uint8
     essl_err_t e = essl_samples_payload(samples, n, dev->info.n_channels, buf, sizeof buf, &plen);
     if (e != ESSL_OK) return e;
     e = emit(dev, ESSL_MSG_SAMPLES, first_us, n, buf, plen, out, cap, &used);
+    if (e == ESSL_OK) *out_len = used;
+    return e;
+}
+
+essl_err_t essl_device_set_model(essl_device_t *dev, const uint8_t *sha256, const char *const *labels, uint8_t classes) {
+    if (dev == NULL || labels == NULL) return ESSL_ERR_NULL;
+    if (classes == 0) return ESSL_ERR_ARG;
+    /* refuse here what MODEL_INFO could not carry, instead of failing at the host's CMD_EVENTS */
+    uint8_t probe[ESSL_MAX_FRAME - ESSL_HEADER_SIZE - ESSL_CRC_SIZE];
+    size_t n = 0;
+    essl_err_t e = essl_model_info_payload(sha256, ESSL_EVENTS_OFF, labels, classes, probe, sizeof probe, &n);
+    if (e != ESSL_OK) return e;
+    dev->model_sha256 = sha256;
+    dev->model_labels = labels;
+    dev->model_classes = classes;
+    dev->flags |= ESSL_DEVICE_FLAG_MODEL;
+    dev->events_mode = ESSL_EVENTS_OFF;
+    return ESSL_OK;
+}
+
+essl_err_t essl_device_event(essl_device_t *dev, int16_t label, uint8_t reason, float confidence, uint64_t t_start_us,
+                             uint64_t t_end_us, uint64_t now_us, uint8_t *out, size_t cap, size_t *out_len) {
+    if (dev == NULL || out == NULL || out_len == NULL) return ESSL_ERR_NULL;
+    uint8_t buf[ESSL_EVENT_PAYLOAD_SIZE];
+    size_t plen = 0, used = 0;
+    if (label >= (int16_t)dev->model_classes) return ESSL_ERR_ARG;
+    essl_err_t e = essl_event_payload(label, reason, confidence, t_start_us, t_end_us, buf, sizeof buf, &plen);
+    if (e != ESSL_OK) return e;
+    e = emit(dev, ESSL_MSG_EVENT, now_us, 0, buf, plen, out, cap, &used);
     if (e == ESSL_OK) *out_len = used;
     return e;
 }

@@ -5,6 +5,8 @@
  *   essl_tool samples N C v1 v2 ...                    -> SAMPLES payload hex
  *   essl_tool info                                     -> DEVICE_INFO payload hex of the demo device
  *   essl_tool crc HEX                                  -> crc32 as 8 hex digits
+ *   essl_tool event LABEL REASON CONF T0_US T1_US     -> EVENT payload hex (or "error N")
+ *   essl_tool modelinfo SHA_HEX MODE LABEL...          -> MODEL_INFO payload hex (or "error N")
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,22 @@ int main(int argc, char **argv) {
         printf("%08x\n", essl_crc32(a, pn));
         return 0;
     }
-    fprintf(stderr, "usage: essl_tool encode|decode|samples|info|crc ...\n");
+    if (argc >= 7 && strcmp(argv[1], "event") == 0) {
+        essl_err_t e = essl_event_payload((int16_t)atoi(argv[2]), (uint8_t)atoi(argv[3]), strtof(argv[4], NULL),
+                                          strtoull(argv[5], NULL, 10), strtoull(argv[6], NULL, 10), b, sizeof b, &n);
+        if (e != ESSL_OK) { printf("error %d\n", (int)e); return 0; }
+        hex(b, n);
+        return 0;
+    }
+    if (argc >= 4 && strcmp(argv[1], "modelinfo") == 0) {
+        uint8_t sha[ESSL_SHA256_SIZE];
+        if (unhex(argv[2], sha, sizeof sha) != ESSL_SHA256_SIZE) return 2;
+        essl_err_t e = essl_model_info_payload(sha, (uint8_t)atoi(argv[3]), (const char *const *)(argv + 4),
+                                               (uint8_t)(argc - 4), b, sizeof b, &n);
+        if (e != ESSL_OK) { printf("error %d\n", (int)e); return 0; }
+        hex(b, n);
+        return 0;
+    }
+    fprintf(stderr, "usage: essl_tool encode|decode|samples|info|crc|event|modelinfo ...\n");
     return 2;
 }

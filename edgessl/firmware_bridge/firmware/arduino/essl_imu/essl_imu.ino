@@ -3,10 +3,24 @@
 // than an AVR Uno's 2 KiB of RAM.
 // Streams the 3-axis accelerometer with protocol v1 (docs/protocol.md). Copy essl_protocol.h/.c next to
 // this sketch (or into a library folder) before building.
+//
+// The board classifies too (protocol revision 3) when built with ESSL_WITH_MODEL defined (uncomment below, or
+// -DESSL_WITH_MODEL) and the files of `edgessl export-c model.essl --out DIR` (essl_model.h/.c,
+// essl_stream.h/.c) copied next to the sketch: it then announces that it runs a model, and while a host has
+// asked (CMD_EVENTS) it pushes every sample through essl_stream_push and sends an EVENT for each gesture,
+// alongside the samples or instead of them. The model's rate is the board's rate (SET_RATE to another is refused)
+// and its channels are the accelerometer's x, y, z in g. Define ESSL_BOARD_SHA256 as the bundle's checksum
+// (bundle_checksum in DIR/essl_model_info.json, as a string) so the host can tell which model the board runs.
+// The model adds its weights to flash and its arena and stream state to RAM (see essl_model_info.json).
+// #define ESSL_WITH_MODEL
 #include <Wire.h>
 
 extern "C" {
 #include "essl_protocol.h"
+#ifdef ESSL_WITH_MODEL
+#include "essl_model.h"
+#include "essl_stream.h"
+#endif
 }
 
 static const uint8_t MPU_ADDR = 0x68;
@@ -25,6 +39,41 @@ static uint32_t last_micros = 0;
 static uint64_t clock_high = 0;
 static uint32_t cue_since_ms = 0;
 static bool cue_lit = false;
+
+#ifdef ESSL_WITH_MODEL
+static essl_stream_t stream;  // the live segmentation and classification state (fixed size, no malloc)
+static uint8_t model_sha256[ESSL_SHA256_SIZE];
+
+// ESSL_BOARD_SHA256 ("<64 hex digits>") -> bytes; NULL (the host is told "unknown") without it or when malformed
+static const uint8_t *model_checksum() {
+#ifdef ESSL_BOARD_SHA256
+  const char *hex = ESSL_BOARD_SHA256;
+  if (strlen(hex) != 2 * ESSL_SHA256_SIZE) return NULL;
+  for (size_t i = 0; i < ESSL_SHA256_SIZE; i++) {
+    char pair[3] = {hex[2 * i], hex[2 * i + 1], 0};
+    char *end = NULL;
+    model_sha256[i] = (uint8_t)strtoul(pair, &end, 16);
+    if (end != pair + 2) return NULL;
+  }
+  return model_sha256;
+#else
+  return NULL;
+#endif
+}
+
+// One accelerometer sample through the model; an EVENT frame when a gesture ended.
+static void classify(const int16_t *xyz, uint64_t t_us) {
+  float x[3];
+  for (int c = 0; c < 3; c++) x[c] = (float)xyz[c] / dev.info.counts_per_unit[c];  // counts -> g
+  essl_event_t ev;
+  if (essl_stream_push(&stream, x, (uint32_t)(t_us / 1000u), &ev) != 1) return;
+  size_t n = 0;
+  if (essl_device_event(&dev, ev.label < 0 ? -1 : (int16_t)ev.label, ev.reason, ev.confidence,
+                        (uint64_t)ev.t_start_ms * 1000u, (uint64_t)ev.t_end_ms * 1000u, t_us, out, sizeof out,
+                        &n) == ESSL_OK)
+    Serial.write(out, n);
+}
+#endif
 
 // micros() wraps every ~71 min; extend it to 64 bits.
 static uint64_t now_us() {
@@ -76,7 +125,12 @@ void setup() {
   memset(&info, 0, sizeof info);
   info.device_id = 0x6050u;
   info.firmware[0] = 1;
+#ifdef ESSL_WITH_MODEL
+  info.firmware[1] = 1;
+  info.rate_hz = ESSL_MODEL_RATE_HZ;  // the model's rate is the board's
+#else
   info.rate_hz = 100.0f;
+#endif
   info.range = 2;
   info.n_channels = 3;
   strcpy(info.names[0], "acc_x");
@@ -87,6 +141,12 @@ void setup() {
     info.counts_per_unit[c] = 16384.0f;  // MPU-6050 at ±2 g
   }
   essl_device_init(&dev, &info);
+#ifdef ESSL_WITH_MODEL
+  dev.min_rate_hz = dev.max_rate_hz = ESSL_MODEL_RATE_HZ;
+  // a model of other channels than x, y, z, or labels MODEL_INFO cannot carry: no flag, samples only
+  if (ESSL_MODEL_CHANNELS == 3) essl_device_set_model(&dev, model_checksum(), essl_model_labels, ESSL_MODEL_CLASSES);
+  essl_stream_init(&stream);
+#endif
   pinMode(LED_BUILTIN, OUTPUT);
   dev.on_cue = show_cue;
   Serial.write((uint8_t)0);  // a delimiter, so the host resynchronises after our reset
@@ -102,9 +162,15 @@ static void handle_input() {
     essl_frame_t cmd;
     if (rx_len > 0 && essl_frame_decode(rx, rx_len, scratch, sizeof scratch, &cmd) == ESSL_OK) {
       uint16_t old_range = dev.info.range;
+      int was_streaming = dev.streaming;
       size_t n = 0;
       if (essl_device_handle(&dev, &cmd, now_us(), out, sizeof out, &n) == ESSL_OK) Serial.write(out, n);
       if (dev.info.range != old_range) mpu_set_range(dev.info.range);
+#ifdef ESSL_WITH_MODEL
+      if (dev.streaming && !was_streaming) essl_stream_init(&stream);  // no gesture spans a pause
+#else
+      (void)was_streaming;
+#endif
       in_block = 0;
       next_sample_us = now_us();
     }
@@ -125,6 +191,10 @@ void loop() {
   next_sample_us += (uint64_t)(1e6f / dev.info.rate_hz);
   int16_t xyz[3];
   if (!mpu_read(xyz)) return;  // a failed I2C read shows up on the host as a timestamp gap
+#ifdef ESSL_WITH_MODEL
+  if (dev.events_mode != ESSL_EVENTS_OFF && (dev.flags & ESSL_DEVICE_FLAG_MODEL)) classify(xyz, t);
+  if (dev.events_mode == ESSL_EVENTS_ONLY) return;  // events instead of samples
+#endif
   if (in_block == 0) block_first_us = t;
   memcpy(block + 3 * in_block, xyz, sizeof xyz);
   if (++in_block == PER_FRAME) {

@@ -1,0 +1,56 @@
+"""The C live path (essl_stream) against GestureRuntime's segment mode on the same sample stream."""
+
+import numpy as np
+import pytest
+
+from edgessl.export.c_model import export_c
+from tests.export.c_harness import RUN_STREAM, build, compiler, run_stream
+
+pytest.importorskip("torch")  # the bundle comes from the session's small fine-tuned model
+
+
+@pytest.fixture(scope="module")
+def stream_exe(small_bundle, tmp_path_factory):
+    compiler()
+    out = tmp_path_factory.mktemp("c_stream")
+    export_c(small_bundle, out)
+    return build(out, RUN_STREAM, "run_stream", ["essl_model.c", "essl_stream.c"])
+
+
+def python_events(bundle, samples, t_ms):
+    """The runtime's events, fed as a board delivers them (frames of 10 samples); unknown ones reported."""
+    from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+
+    with GestureRuntime(bundle, decision=DecisionConfig(report_unknown=True)) as rt:
+        events = []
+        for i in range(0, len(samples), 10):
+            events += rt.feed(samples[i : i + 10], t_ms[i : i + 10] / 1000.0)
+        labels = rt.labels
+    return [(labels.index(e.label) if e.label in labels else -1, e.window_start * 1e3, e.window_end * 1e3,
+             e.confidence) for e in events], rt.stats  # fmt: skip
+
+
+def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
+    from edgessl.synthetic import SyntheticConfig, make_stream
+
+    st = make_stream(SyntheticConfig(), n_gestures=40)
+    x = st.signal.T.astype(np.float32)
+    t = (np.arange(len(x)) * 10 + 4_294_000_000).astype(np.int64)  # the millisecond clock wraps in the middle
+    keep = np.ones(len(x), bool)
+    keep[3000:3011] = False  # 120 ms lost: bridged by interpolation
+    keep[6000:6200] = False  # 2 s lost: the segmentation restarts
+    x, t = x[keep], t[keep]
+    t[9000:] -= 50_000  # the device clock jumps back: a new timeline (the suppression is cleared too)
+    t_ms = (t % 2**32).astype(np.uint32)
+    c_events, stats = run_stream(stream_exe, x, t_ms)
+    py_events, py_stats = python_events(small_bundle, x, t.astype(np.float64))
+    assert len(py_events) >= 30 and any(e[0] == -1 for e in py_events) and any(e[0] >= 0 for e in py_events)
+    assert [e[0] for e in c_events] == [e[0] for e in py_events]
+    for c, p in zip(c_events, py_events, strict=True):
+        assert abs(c[1] - p[1] % 2**32) <= 10 and abs(c[2] - p[2] % 2**32) <= 10  # within one sample (100 Hz)
+        assert c[3] == pytest.approx(p[3], abs=2e-3)
+    samples, segments, events, suppressed, window_resets, timeline_resets = stats
+    assert samples == len(x) and events == len(py_events) and segments >= events
+    assert window_resets == 1 and timeline_resets == 1 == py_stats["backwards_timestamps"]
+    reasons = {e[5] for e in c_events if e[0] == -1}
+    assert reasons <= {1, 2} and all(e[5] == 0 for e in c_events if e[0] >= 0)
