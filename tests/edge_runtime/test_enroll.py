@@ -159,3 +159,24 @@ def test_cli_enroll_against_a_cued_simulator_then_run_reports_the_new_label(seve
     labels = [e["label"] for e in events if "label" in e]
     assert labels.count(NEW) >= 2, labels
     assert open_bundle(seven_bundle).checksum == before  # the bundle is never modified
+
+
+def test_takes_are_matched_by_their_windows_and_a_version_1_state_still_decides(small_bundle, tmp_path):
+    """A state keeps the takes' windows (the template rule); one written before (embeddings only) loads and
+    decides with the embedding rule; both answer an enrolled take with its own label."""
+    rt = GestureRuntime(small_bundle)
+    assert rt.templates is not None and len(rt.templates.windows) >= len(rt.labels)
+    X, y = performances(rt.labels, "E", 1, seed=3)
+    for c, lb in enumerate(rt.labels):
+        rt.enroll(lb, X[y == c])
+    st = rt.user_state
+    assert st is not None and st.windows is not None and st.windows.shape == (len(st.takes), *X.shape[1:])
+    assert [p.label for p in rt.classify(X)] == rt.labels  # the takes themselves: distance 0 to their own
+    path = tmp_path / "v1.npz"
+    np.savez(path, format=np.array("edgessl-user-state"), version=np.array(1), bundle=np.array(st.checksum),
+             bundle_labels=np.array(st.bundle_labels), new_labels=np.array(st.new_labels, dtype=str),
+             takes=st.takes, classes=st.classes)  # fmt: skip
+    old = GestureRuntime(small_bundle, user_state=path)
+    assert old.user_state is not None and old.user_state.windows is None
+    assert old._enrolled is not None and old._enrolled.templates is None
+    assert np.mean([p.label == lb for p, lb in zip(old.classify(X), rt.labels, strict=True)]) >= 0.75
