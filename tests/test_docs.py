@@ -48,7 +48,7 @@ def _summaries(p: argparse.ArgumentParser, prefix: str = "edgessl") -> dict[str,
 def _default(a: argparse.Action) -> str:
     if isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return "off" if a.default is False else "on"
-    if a.required:
+    if a.required and a.nargs not in ("*", "?"):  # argparse marks optional positionals required
         return "required"
     if a.default is None or a.default == argparse.SUPPRESS:
         return "—"
