@@ -1,14 +1,16 @@
 """Live stream of uWave gestures through the runtime's default path. Writes benchmarks/results/live_uwave.json.
 
-Protocol: the model of benchmarks/enroll.py (uWave users 1–4, UCR train split, 5 labels per class, 100
-epochs, default export: calibrated gates) on a new session of the users whose gestures trained it: their
-held-out days (the UCR test split of users 1–4), each user's templates in time order, raw in g, joined into
-one 100 Hz stream with the user holding still between gestures (1.5–3 s of the last posture, moving to the
-next gesture's first posture, with 0.01 g sensor noise). The stream is fed to ``GestureRuntime`` as ``edgessl
-run`` feeds it: motion-energy segments, the bundle's gates, the default adaptation; gestures answered
-``unknown`` are reported too (``report_unknown``, as ``run --show-unknown``) so that each performance can be
-scored. A performance is reported when the event overlapping it most names a gesture (not ``unknown``);
-events overlapping no performance are false events, per minute of idle.
+Protocol: the models of benchmarks/enroll.py (uWave users 1–4, UCR train split, 5 labels per class, 100
+epochs), exported with the default export in segment input mode (calibrated gates), on a new session of the
+users whose gestures trained them: their held-out days (the UCR test split of users 1–4), each user's
+templates in time order, raw in g, joined into one 100 Hz stream: 0.8–1.5 s still in the last posture, a
+0.6 s return move to the next gesture's first posture, 0.8–1.5 s still, the gesture; 0.003 g sensor noise.
+The stream is fed in 10-sample frames to ``GestureRuntime`` as ``edgessl run`` feeds it: motion-energy
+segments, the bundle's gates, the default adaptation; gestures answered ``unknown`` are reported too
+(``report_unknown``, as ``run --show-unknown``) so that each performance can be scored. A performance is
+reported when the event overlapping it most names a gesture (not ``unknown``); events overlapping neither a
+performance nor a return move are false events, per minute of stillness; events on return moves are
+counted apart.
 
     python benchmarks/live_uwave.py --bundles DIR [--seeds 3]     (DIR: benchmarks/enroll.py --workdir)
 """
@@ -94,7 +96,12 @@ def main() -> None:
     t0 = time.perf_counter()
     runs = []
     for seed in range(a.seeds):
-        bundle = Path(a.bundles) / f"u14_{seed}" / "model.essl"
+        run = Path(a.bundles) / f"u14_{seed}"
+        bundle = run / "model_segment.essl"  # the runtime cuts gestures from the stream (segment input mode)
+        if not bundle.exists():
+            from edgessl.export.pipeline import ExportConfig, export_bundle
+
+            export_bundle(run, bundle, ExportConfig(min_agreement=0.0, input_mode="segment"), progress=False)
         manifest = json.loads(__import__("zipfile").ZipFile(bundle).read("manifest.json"))
         pooled: dict = {"seed": seed, "users": {}}
         for user in map(int, a.users.split(",")):

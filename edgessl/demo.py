@@ -5,9 +5,9 @@ Stages (each prints progress; the report shows the same figures):
   2. self-supervised pretraining on unlabeled windows, then fine-tuning with a few labels per class;
   3. export to the int8 bundle, verified against fp32;
   4. a simulated serial IMU on a pseudo-terminal streaming a held-out user with a rotated sensor mounting;
-  5. the runtime on that port with test-time adaptation, printing live events; the recorded stream is
-     replayed through the unadapted runtime, and through the runtime after the user enrolled one
-     performance of each gesture, for the comparison;
+  5. the runtime on that port with test-time adaptation, printing live events; then a longer session of
+     the same user replayed through the unadapted runtime, the adapted one, and the runtime after the user
+     enrolled one performance of each gesture, for the comparison;
   6. ``report.md`` with the numbers of every stage and PNG plots.
 No hardware, no downloads.
 """
@@ -34,7 +34,8 @@ class DemoConfig:
     pretrain_epochs: int = 40
     finetune_epochs: int = 80
     labels_per_class: int = 5
-    stream_gestures: int = 40
+    stream_gestures: int = 40  # live, through the simulated port
+    session_gestures: int = 300  # the comparison: a longer session of the same user, replayed
     speed: float = 4.0
     rotation_deg: float = 30.0
     adapt: str = DEFAULT_METHOD  # the best in benchmarks/results/tta_shift.json
@@ -43,7 +44,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(reps=4, pretrain_epochs=4, finetune_epochs=25, stream_gestures=10, speed=8.0)
+        return cls(reps=4, pretrain_epochs=4, finetune_epochs=25, stream_gestures=10, speed=8.0, session_gestures=60)
 
 
 def stream_accuracy(events: list[dict], truth: np.ndarray, rate: float) -> tuple[float, list[bool]]:
@@ -135,7 +136,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
               flush=True)  # fmt: skip
 
         t1 = _stage(5, f"runtime on the port with test-time adaptation ({cfg.adapt})")
-        events, recorded_t, recorded_x = [], [], []
+        events, recorded_t = [], []
         decision = DecisionConfig()  # `edgessl run`'s decisions: the bundle's calibrated gates
         with GestureRuntime(bundle, decision=decision, adapter=build_adapter(cfg.adapt)) as rt, \
                 ImuStream(sim.path) as dev:  # fmt: skip
@@ -147,7 +148,6 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
                         rt.gap()
                         continue
                     recorded_t.append(ev.t_device)
-                    recorded_x.append(ev.values)
                     for e in rt.feed(ev.values, ev.t_device):
                         j = {**e.to_json(), "label_index": rt.labels.index(e.label)}
                         events.append(j)
@@ -158,41 +158,55 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
             unknown_adapt = _unknown(rt.stats)
             adapter_info = {"updates": rt.adapter.updates, "resets": rt.adapter.resets} if rt.adapter else {}
         sim.stop()
-    t_rec, x_rec = np.concatenate(recorded_t), np.concatenate(recorded_x)
-    # the same recorded stream through the unadapted runtime: the comparison
-    base_events = []
-    with GestureRuntime(bundle, decision=decision) as rt0:
-        for i in range(0, len(t_rec), 10):
-            base_events += [{**e.to_json(), "label_index": rt0.labels.index(e.label)}
-                            for e in rt0.feed(x_rec[i : i + 10], t_rec[i : i + 10])]  # fmt: skip
-        unknown_base = _unknown(rt0.stats)
-    # the user enrolls one performance of each gesture (`edgessl enroll --calibrate`), on the same rotated
-    # mounting, then the same recorded stream through `edgessl run --state` (its default adaptation included)
+    t_rec = np.concatenate(recorded_t)
+    acc_live, _ = stream_accuracy(events, truth, 100.0)
+    # the comparison: the same user goes on for a longer session on the same rotated mounting (adaptation
+    # needs a few dozen gestures before its first update), replayed through the unadapted runtime, the
+    # adapted one (`edgessl run`'s default) and, after the user performed each gesture once
+    # (`edgessl enroll --calibrate`), `edgessl run --state`
+    long = make_stream(syn, user_id=syn.n_users, n_gestures=cfg.session_gestures, idle_s=(1.0, 2.0), stream_seed=2)
+    x_long = (R @ long.signal).T.astype(np.float32)
+    t_long = np.arange(len(x_long)) / 100.0
     user = make_user(syn.seed, syn.n_users)
     rng = np.random.default_rng([syn.seed, syn.n_users, 7])
-    enrolled_events, enroll_reports = [], []
-    with GestureRuntime(bundle, decision=decision, adapter=build_adapter(cfg.adapt)) as rt1:
-        for lb in rt1.labels:
-            take = resample_to_length(R @ make_gesture(GESTURES.index(lb), user, 100.0, rng, syn.noise_g), rt1.window)
-            enroll_reports.append(rt1.enroll(lb, take[None]).text())
-        for i in range(0, len(t_rec), 10):
-            enrolled_events += [{**e.to_json(), "label_index": rt1.labels.index(e.label)}
-                                for e in rt1.feed(x_rec[i : i + 10], t_rec[i : i + 10])]  # fmt: skip
-        unknown_enrolled = _unknown(rt1.stats)
-    acc_adapt, ok_adapt = stream_accuracy(events, truth, 100.0)
-    acc_base, ok_base = stream_accuracy(base_events, truth, 100.0)
-    acc_enrolled, _ = stream_accuracy(enrolled_events, truth, 100.0)
-    print(f"  stream accuracy over {len(truth)} gestures: unadapted {acc_base:.3f}, adapted {acc_adapt:.3f}, "
+    runs: dict[str, dict[str, Any]] = {}
+    for name, adapt, enroll in (("unadapted", "none", False), ("adapted", cfg.adapt, False),
+                                ("enrolled", cfg.adapt, True)):  # fmt: skip
+        found: list[dict] = []
+        with GestureRuntime(bundle, decision=decision, adapter=build_adapter(adapt)) as rt1:
+            reports = []
+            if enroll:
+                for lb in rt1.labels:
+                    take = resample_to_length(R @ make_gesture(GESTURES.index(lb), user, 100.0, rng, syn.noise_g),
+                                              rt1.window)  # fmt: skip
+                    reports.append(rt1.enroll(lb, take[None]).text())
+            for i in range(0, len(t_long), 10):
+                found += [{**e.to_json(), "label_index": rt1.labels.index(e.label)}
+                          for e in rt1.feed(x_long[i : i + 10], t_long[i : i + 10])]  # fmt: skip
+            acc, ok = stream_accuracy(found, long.extra["events"], 100.0)
+            runs[name] = {"accuracy": acc, "ok": ok, "unknown": _unknown(rt1.stats), "events": len(found),
+                          "enrollment": reports, **({"updates": rt1.adapter.updates, "resets": rt1.adapter.resets,
+                                                     "method": rt1.adapter.name} if rt1.adapter else {})}  # fmt: skip
+    acc_base, ok_base = runs["unadapted"]["accuracy"], runs["unadapted"]["ok"]
+    acc_adapt, ok_adapt = runs["adapted"]["accuracy"], runs["adapted"]["ok"]
+    acc_enrolled = runs["enrolled"]["accuracy"]
+    unknown_base, unknown_adapt, unknown_enrolled = (runs[k]["unknown"] for k in ("unadapted", "adapted", "enrolled"))
+    print(f"  live: {len(events)} events for {len(truth)} gestures, accuracy {acc_live:.3f}", flush=True)
+    print(f"  a session of {len(long.extra['events'])} gestures: unadapted {acc_base:.3f}, adapted "
+          f"({runs['adapted'].get('method', cfg.adapt)}, {runs['adapted'].get('updates', 0)} updates) {acc_adapt:.3f}, "
           f"enrolled (1 performance per gesture) {acc_enrolled:.3f}; answered unknown: unadapted "
           f"{unknown_base['total']}, adapted {unknown_adapt['total']}, enrolled {unknown_enrolled['total']}", flush=True)  # fmt: skip
     report["stages"]["stream"] = {"gestures": int(len(truth)), "samples_received": int(len(t_rec)),
                                   "rotation_deg": cfg.rotation_deg, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    report["stages"]["runtime"] = {"adapt": cfg.adapt, "events": len(events), "accuracy_adapted": acc_adapt,
+    report["stages"]["runtime"] = {"adapt": runs["adapted"].get("method", cfg.adapt), "events": len(events),
+                                   "accuracy_live": acc_live, "live_adapter": adapter_info,
+                                   "session_gestures": len(long.extra["events"]), "accuracy_adapted": acc_adapt,
                                    "accuracy_unadapted": acc_base, "latency_ms_median": float(np.median(latencies)),
-                                   "latency_ms_p99": float(np.percentile(latencies, 99)), **adapter_info,
+                                   "latency_ms_p99": float(np.percentile(latencies, 99)),
+                                   "updates": runs["adapted"].get("updates", 0), "resets": runs["adapted"].get("resets", 0),
                                    "unknown_adapted": unknown_adapt, "unknown_unadapted": unknown_base,
                                    "accuracy_enrolled": acc_enrolled, "unknown_enrolled": unknown_enrolled,
-                                   "enrollment": enroll_reports,
+                                   "enrollment": runs["enrolled"]["enrollment"],
                                    "seconds": round(time.perf_counter() - t1, 1)}  # fmt: skip
 
     _stage(6, "report")
@@ -269,15 +283,17 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 | 2b. fine-tuning | {s['finetune']['n_train_labels']} labels; validation accuracy {s['finetune']['val_accuracy']:.3f}; **test accuracy {s['finetune']['test_accuracy']:.3f}** (held-out users; k-NN {s['finetune']['knn_test_accuracy']:.3f}) |
 | 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f} |
 | 4. simulated device | {s['stream']['gestures']} gestures of a held-out user, sensor rotated {s['stream']['rotation_deg']:g}°, {s['stream']['samples_received']} samples received |
-| 5. runtime | {rt['events']} events; stream accuracy unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({rt['adapt']}) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
+| 5a. live | {rt['events']} events for {s['stream']['gestures']} gestures, accuracy {rt['accuracy_live']:.3f} |
+| 5b. a session of {rt['session_gestures']} gestures | stream accuracy unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({rt['adapt']}, {rt['updates']} updates) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
 
 {verdict}
 
 Stream accuracy: a true gesture counts as correct when the first event overlapping it carries its label; a missed
 gesture, or one answered `unknown`, counts as wrong. The runtime decides as `edgessl run` does, with the gates the
-export calibrated on the model's validation windows. The unadapted figure replays the same recorded stream through the runtime without adaptation;
-the enrolled one replays it through `edgessl run --state` after the user performed each gesture once on the same
-rotated mounting (`edgessl enroll --calibrate`).
+export calibrated on the model's validation windows. The comparison (5b) is a longer session of the same user on
+the same rotated mounting (adaptation needs a few dozen gestures before its first update), replayed through the
+runtime without adaptation, with `edgessl run`'s default adaptation, and through `edgessl run --state` after the
+user performed each gesture once (`edgessl enroll --calibrate`).
 
 ![training curves](curves.png)
 ![confusion matrix](confusion.png)

@@ -454,8 +454,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "feed the model, instead of stopping with a device error")  # fmt: skip
     p.add_argument("--providers", default="CPU", help="onnxruntime providers in order, e.g. TensorRT,CUDA,CPU")
     p.add_argument("--adapt", default=DEFAULT_METHOD,
-                   help="test-time adaptation: none, t3a, tent, ttt, input, or a chain like input+tent "
-                        f"(default {DEFAULT_METHOD}: best in benchmarks/results/tta_shift.json)")
+                   help="test-time adaptation: none, t3a, tent, ttt, input, a chain like input+tent, or the first "
+                        f"available of a|b (default {DEFAULT_METHOD}: ttt where the model takes accelerometer axes "
+                        "in g, else tent; best in benchmarks/results/tta_shift.json)")
     p.add_argument("--adapt-state", default=None,
                    help="file to restore adapted state from and save it to (exactly this path; saved atomically "
                         "every --save-every seconds and at exit, SIGTERM included; an unusable one is set aside)")  # fmt: skip

@@ -45,7 +45,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     import numpy as np
 
     from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, HEAD, open_bundle
-    from edgessl.export.verify import compare
+    from edgessl.export.verify import compare, gate_report
     from edgessl.trainer.data import DataConfig, labelled
 
     b = open_bundle(a.bundle)
@@ -56,6 +56,9 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     ds, _, X = labelled(cfg)
     check_data_fits(a.bundle, b.labels, b.channels, a.data, ds.class_names, list(ds.channel_names))
     r = compare(b.members[ENCODER_FP32], b.members[ENCODER_INT8], b.members[HEAD], X.astype(np.float32), ds.y_test)
+    m = b.manifest
+    r["decisions"] = gate_report(b.members[ENCODER_INT8], b.members[HEAD], b.adaptation()["prototypes"],
+                                 m.get("confidence_threshold", 0.5), m.get("ood_threshold"), X, ds.y_test)  # fmt: skip
     print(json.dumps(r, indent=2))
     if r["top1_agreement"] < a.min_agreement:
         raise ModelError(f"{a.bundle}: int8/fp32 top-1 agreement {r['top1_agreement']:.4f} is below "

@@ -40,3 +40,25 @@ def compare(fp32_encoder: bytes | str, int8_encoder: bytes | str, head: bytes | 
         out["accuracy_int8"] = float((pq == y).mean())
     out["int8_nodes"] = quantized_node_report(int8_encoder)
     return out
+
+
+def gate_report(int8_encoder: bytes | str, head: bytes | str, prototypes: np.ndarray, confidence: float,
+                ood_threshold: float | None, X: np.ndarray, y: np.ndarray | None) -> dict:  # fmt: skip
+    """What ``edgessl run``'s default decisions (the bundle's calibrated gates) answer on valid gestures ``X``
+    (the encoder's inputs): the share answered ``unknown``, by reason (low confidence first, as the runtime
+    reports it), and the share right (an ``unknown`` answer is never right)."""
+    E = run_batches(session(int8_encoder), X.astype(np.float32))
+    logits = run_batches(session(head), E)
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    p = z / z.sum(1, keepdims=True)
+    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    P = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
+    ood = 1.0 - (En @ P.T).max(1)
+    low = p.max(1) < confidence
+    far = ~low & (ood > ood_threshold if ood_threshold is not None else np.zeros(len(X), bool))
+    unknown = low | far
+    n = max(len(X), 1)
+    right = int(((p.argmax(1) == np.asarray(y)) & ~unknown).sum()) if y is not None else None
+    return {"windows": len(X), "rejection_rate": float(unknown.sum() / n), "unknown_low_confidence": int(low.sum()),
+            "unknown_out_of_distribution": int(far.sum()),
+            "accuracy_with_gates": None if right is None else right / n}  # fmt: skip

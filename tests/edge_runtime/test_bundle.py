@@ -23,7 +23,8 @@ def test_segmentation_parameters_from_the_manifest(small_bundle, rewrite):
 def test_an_older_schema_1_bundle_still_opens_classifies_and_adapts(small_bundle, rewrite):
     """Without the keys and arrays later exports added (preprocessing in the graph, input moments and their
     natural level, segmentation lags), a schema 1 bundle gives the same answers; the default adaptation
-    leaves out the input correction it cannot do, with a warning."""
+    runs (ttt without the input moments) and the chain input+tent leaves out the input correction it cannot
+    do, with a warning."""
     b = open_bundle(small_bundle)
     seg = {k: v for k, v in b.manifest["segmentation"].items() if not k.endswith("_lag_s")}
     moments = [k for k in b.adaptation() if k.startswith("input_moments")]
@@ -36,9 +37,13 @@ def test_an_older_schema_1_bundle_still_opens_classifies_and_adapts(small_bundle
     with GestureRuntime(old, decision=ANY) as rt:
         assert [rt.classify(x).index for x in X] == want
     with pytest.warns(UserWarning, match="input is not available"):
-        with GestureRuntime(old, decision=ANY, adapter=build_adapter(DEFAULT_METHOD)) as rt:
+        with GestureRuntime(old, decision=ANY, adapter=build_adapter("input+tent")) as rt:
             assert [p.name for p in rt.adapter.parts] == ["tent"]
             assert all(np.isfinite(rt.classify(x).probs).all() for x in X)
+    # the default's ttt starts from the identity without the input moments
+    with GestureRuntime(old, decision=ANY, adapter=build_adapter(DEFAULT_METHOD)) as rt:
+        assert rt.adapter is not None and rt.adapter.name == "ttt"
+        assert all(np.isfinite(rt.classify(x).probs).all() for x in X)
     # moments without their natural level (an export between the two): input correction runs, level 0
     mid = rewrite(small_bundle, "mid.essl", drop_arrays=("input_moments_natural",))
     with GestureRuntime(mid, adapter=build_adapter("input")) as rt:

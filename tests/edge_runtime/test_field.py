@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgessl.edge_runtime.adapt import STATE_FORMAT, build_adapter
+from edgessl.edge_runtime.adapt import DEFAULT_METHOD, STATE_FORMAT, build_adapter
 from edgessl.edge_runtime.cli import ChannelMapError, Recorder, channel_map
 from edgessl.edge_runtime.runtime import DecisionConfig, Event, GestureRuntime, Prediction
 from edgessl.errors import DeviceError, ExitCode
@@ -388,10 +388,10 @@ def test_run_waits_for_the_port_and_sigterm_saves_a_state_the_next_start_restore
         if sim is not None:
             sim.stop()
     with np.load(state) as z:
-        assert str(z["format"]) == STATE_FORMAT and str(z["method"]) == "input+tent"
+        assert str(z["format"]) == STATE_FORMAT and str(z["method"]) == "ttt"  # the default's choice here
         saved = {k: z[k] for k in z.files if k not in ("format", "method", "bundle")}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
-    ad = build_adapter("input+tent", state_path=str(state))
+    ad = build_adapter(DEFAULT_METHOD, state_path=str(state))
     with GestureRuntime(small_bundle, adapter=ad):
         for k, v in ad.state().items():
             np.testing.assert_array_equal(v, saved[k])
@@ -466,7 +466,6 @@ def test_deploy_unit_restarts_on_replug_and_uses_the_recommended_adaptation():
     import shlex
 
     from edgessl.cli import build_parser
-    from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 
     unit = _deploy_unit()
     keys = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))

@@ -172,6 +172,11 @@ def test_verify_cli(small_bundle, capsys):
     assert main(["verify", str(small_bundle), "--data", "synthetic:reps=6,length=128", "--min-agreement", "0.9"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["top1_agreement"] >= 0.9 and "accuracy_int8" in r
+    # the rejection rate of valid gestures under run's default gates, by reason, consistent with the runtime's
+    d = r["decisions"]
+    assert d["windows"] > 0 and 0.0 <= d["rejection_rate"] < 0.5
+    assert d["unknown_low_confidence"] + d["unknown_out_of_distribution"] == round(d["rejection_rate"] * d["windows"])
+    assert d["accuracy_with_gates"] <= r["accuracy_int8"] + 1e-9  # an unknown answer is never right
 
 
 def test_export_cli(small_model, tmp_path, capsys):

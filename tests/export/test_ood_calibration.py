@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgessl.edge_runtime.bundle import ENCODER_INT8, open_bundle  # noqa: E402
-from edgessl.export.pipeline import ExportConfig, export_bundle  # noqa: E402
+from edgessl.export.pipeline import OOD_SHARE, ExportConfig, export_bundle  # noqa: E402
 from edgessl.trainer.fit import save_atomic  # noqa: E402
 from edgessl.trainer.pipeline import MODEL_FILE, load_classifier  # noqa: E402
 
@@ -28,7 +28,8 @@ def test_threshold_rejects_at_most_the_target_of_validation_windows(small_model,
     m = open_bundle(small_bundle).manifest
     rec, thr = m["ood_calibration"], m["ood_threshold"]
     assert rec["source"] == "validation" and rec["held_out"] and rec["windows"] == len(Xva)
-    assert rec["target_rejection"] == pytest.approx(0.025) and rec["rejection"] <= rec["target_rejection"]
+    assert rec["target_rejection"] == pytest.approx(ExportConfig().target_rejection * OOD_SHARE)
+    assert rec["rejection"] <= rec["target_rejection"]
     # measured again through the runtime (its own preprocessing, embedding and prototype path)
     s = scores(small_bundle, Xva)
     assert np.mean(s > thr) <= rec["target_rejection"] + 1.0 / len(s)
@@ -73,7 +74,7 @@ def test_confidence_gate_is_calibrated_on_validation_windows(small_model, small_
 
     m = open_bundle(small_bundle).manifest
     rec = m["decision_calibration"]
-    assert rec["source"] == "validation" and rec["target_rejection"] == 0.05
+    assert rec["source"] == "validation" and rec["target_rejection"] == ExportConfig().target_rejection == 0.02
     assert 0.0 < m["confidence_threshold"] <= 0.5
     assert m["confidence_threshold"] == pytest.approx(min(0.5, rec["confidence_quantile"]))
     _, info = load_model(small_model)

@@ -66,3 +66,30 @@ class Chain(Adapter):
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         for i, p in enumerate(self.parts):
             p.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith(f"{i}.")})
+
+
+class First(Chain):
+    """``a|b``: the first of the methods this bundle supports, e.g. the default ``ttt|tent``: ``ttt`` where
+    the bundle takes three accelerometer axes in g, ``tent`` elsewhere (z-scored or gyroscope inputs). After
+    :meth:`attach`, :attr:`name` is the method chosen."""
+
+    def attach(self, ctx: AdaptContext) -> None:
+        self.ctx = ctx
+        why = []
+        for p in self.parts:
+            try:
+                p.attach(ctx)
+            except ValueError as e:
+                why.append(f"{p.name}: {e}")
+                continue
+            if why:
+                warnings.warn(f"adaptation {p.name} chosen ({'; '.join(why)})", stacklevel=2)
+            self.parts, self.name = [p], p.name
+            return
+        raise ValueError(f"none of the adaptation methods {self.name} is available for this bundle ({'; '.join(why)})")
+
+    def state(self) -> dict[str, np.ndarray]:  # the chosen method's own state: interchangeable with `--adapt NAME`
+        return self.parts[0].state()
+
+    def load_state(self, st: dict[str, np.ndarray]) -> None:
+        self.parts[0].load_state(st)

@@ -1,0 +1,44 @@
+"""``a|b``: the first adaptation method the bundle supports (the default ``ttt|tent``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgessl.edge_runtime.adapt import DEFAULT_METHOD, First, build_adapter
+from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+
+
+def test_the_default_is_ttt_where_the_bundle_takes_accelerometer_axes_in_g(small_bundle, tmp_path):
+    assert DEFAULT_METHOD == "ttt|tent"
+    ad = build_adapter(DEFAULT_METHOD, state_path=str(tmp_path / "s.npz"))
+    assert isinstance(ad, First)
+    with GestureRuntime(small_bundle, decision=ANY, adapter=ad) as rt:
+        assert rt.adapter is not None and rt.adapter.name == "ttt"
+        rng = np.random.default_rng(0)
+        rt.classify(rng.normal(0, 0.3, (8, len(rt.channels), rt.window)).astype(np.float32))
+        rt.adapter.save(tmp_path / "s.npz")
+    # the state is ttt's own: `--adapt ttt` reads it, and the default reads it back
+    plain = build_adapter("ttt", state_path=str(tmp_path / "s.npz"))
+    with GestureRuntime(small_bundle, decision=ANY, adapter=plain) as rt2:
+        assert rt2.restored_state
+    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter(DEFAULT_METHOD, state_path=str(tmp_path / "s.npz"))) as rt3:
+        assert rt3.restored_state
+
+
+def test_falls_back_to_the_next_method_and_names_why(small_bundle, monkeypatch):
+    from edgessl.edge_runtime.adapt.ttt import TTT
+
+    def refuse(self, ctx):
+        raise ValueError("no accelerometer axes in g")
+
+    monkeypatch.setattr(TTT, "attach", refuse)
+    with pytest.warns(UserWarning, match="tent chosen .*no accelerometer axes in g"):
+        rt = GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt|tent"))
+    assert rt.adapter is not None and rt.adapter.name == "tent"
+    with pytest.raises(ValueError, match="unknown adaptation method"):
+        build_adapter("ttt|nonsense")
+    with pytest.raises(ValueError, match="alternatives"):
+        build_adapter("ttt|none")
