@@ -108,6 +108,11 @@ class StreamWindower:
             raise ValueError("samples contain NaN or inf; the bridge must not pass invalid readings")
         if len(t) == 0:
             return []
+        chunk = self.buf.capacity // 4
+        if len(t) > chunk:
+            # a long block in pieces the ring buffer holds: a gesture early in it must still be in the buffer
+            # when its segment ends (feeding a whole recording at once lost most of them before)
+            return [m for i in range(0, len(t), chunk) for m in self.push(samples[i : i + chunk], t[i : i + chunk])]
         prev = [self._last_raw[1]] if self._last_raw is not None else []
         dt = np.diff(np.concatenate([prev, t]))
         big = np.flatnonzero((dt <= 0) | (dt > 1.5 / self.rate + self.max_fill_s))

@@ -96,3 +96,16 @@ def test_segments_start_and_end_where_the_motion_does():
                          segment=SegmentParams(onset_lag_s=0.2, release_lag_s=0.0))  # fmt: skip
     o = _feed(old, sig.astype(np.float32), np.arange(sig.shape[1]) / rate, chunk=10)[0]
     assert o.t_start < s / rate - 0.15 and o.t_end > (e - 1) / rate + 0.15
+
+
+def test_a_whole_recording_in_one_call_gives_the_segments_of_board_sized_frames():
+    """One push of thousands of samples (a file replayed at once) cuts the same gestures as 10-sample frames;
+    before, the ring buffer had dropped the early gestures by the time their segments ended."""
+    st = make_stream(SyntheticConfig(seed=2), n_gestures=30)
+    t = np.arange(st.signal.shape[1]) / 100.0
+    framed = _feed(StreamWindower(3, 100.0, 128, 32, "segment", SegmentParams()), st.signal, t, chunk=10)
+    whole = StreamWindower(3, 100.0, 128, 32, "segment", SegmentParams()).push(st.signal.T, t)
+    assert len(framed) >= 25 and len(whole) == len(framed)
+    for a, b in zip(whole, framed, strict=True):
+        assert a.t_start == pytest.approx(b.t_start) and a.t_end == pytest.approx(b.t_end)
+        np.testing.assert_allclose(a.x, b.x, atol=1e-5)
