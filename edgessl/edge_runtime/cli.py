@@ -388,11 +388,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         last_status = now
                         c = dev.counters()
                         rate = n_samples / max(1e-9, now - t_start)
-                        lat = np.median(rt.latencies_ms[-50:]) if rt.latencies_ms else float("nan")
+                        lat = f"{np.median(rt.latencies_ms[-50:]):.2f} ms" if rt.latencies_ms else "—"
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
                         unknown = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
                         board = f"  {compare.summary()}" if compare is not None else ""
-                        print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat:.2f} ms  {counters_text(c)}  "
+                        print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
                               f"unknown {unknown} (low confidence {rt.stats['unknown_low_confidence']}, "
                               f"unlike training {rt.stats['unknown_out_of_distribution']}){board}   ",
                               end="", file=out, flush=True)  # fmt: skip

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -114,6 +115,13 @@ class SerialTransport:
     def _open(self) -> serial.SerialBase:
         return serial.serial_for_url(self._resolve(), baudrate=self.baudrate, timeout=0.05, write_timeout=1.0)
 
+    def _why(self, e: BaseException) -> str:
+        """Why a port did not open, in the user's words: a local path that is not there says so once and
+        where to look, instead of the driver's errno repeated."""
+        if "://" not in self.url and not os.path.exists(self.url):
+            return "no such port (`edgessl devices` lists the boards it finds)"
+        return str(e)
+
     def open(self) -> SerialTransport:
         """Open the port (waiting for it as ``wait_for_port`` says) and start the reader thread.
 
@@ -135,7 +143,7 @@ class SerialTransport:
                 if deadline is not None and time.monotonic() >= deadline:
                     self._set_state("closed")
                     waited = f" (waited {self.wait_for_port:g} s)" if self.wait_for_port else ""
-                    raise DeviceLost(f"cannot open {self.url}{waited}: {e}") from e
+                    raise DeviceLost(f"cannot open {self.url}{waited}: {self._why(e)}") from e
                 self._set_state("waiting")
                 if self._stop.wait(0.1):
                     self._set_state("closed")
