@@ -19,6 +19,7 @@ resets the smoothing and the post-detection suppression, so events resume at onc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -165,7 +166,6 @@ class GestureRuntime:
         self._head_and_protos = np.ascontiguousarray(np.concatenate([self.W.T, self.prototypes.T], axis=1))
         self.user_state: UserState | None = None
         self._enrolled: EnrolledHead | None = None
-        self._templates: BundleTemplates | None | bool = False  # False: not read yet (only enrollment needs them)
         if user_state is not None:
             self.load_user_state(user_state)
         # one window at a time on the CPU (the live path): inputs and outputs bound once to fixed buffers,
@@ -245,12 +245,11 @@ class GestureRuntime:
         self._use_state()
         return st
 
-    @property
+    @functools.cached_property
     def templates(self) -> BundleTemplates | None:
-        """The bundle's typical performances of each class (None in a bundle of an earlier version)."""
-        if self._templates is False:
-            self._templates = BundleTemplates.from_params(self.params)
-        return self._templates  # type: ignore[return-value]
+        """The bundle's typical performances of each class (None in a bundle of an earlier version); read on
+        first use (only enrollment needs them)."""
+        return BundleTemplates.from_params(self.params)
 
     def _use_state(self) -> None:
         st = self.user_state

@@ -223,12 +223,9 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
 def ood_scores(enc8: Path, prototypes: np.ndarray, X: np.ndarray) -> np.ndarray:
     """``1 − max cos(embedding, prototype)`` of windows ``X`` ``[N, C, T]`` under the int8 encoder, as the
     runtime scores them; ``[N]``."""
-    from edgessl.export.verify import run_batches, session
+    from edgessl.export.verify import ood_of, run_batches, session
 
-    E = run_batches(session(str(enc8)), X.astype(np.float32))
-    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-    P = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
-    return np.asarray(1.0 - (En @ P.T).max(1), np.float64)
+    return ood_of(run_batches(session(str(enc8)), X.astype(np.float32)), prototypes)
 
 
 def _held_out_windows(info: dict[str, Any], X_test: np.ndarray, test_source: str
@@ -307,20 +304,17 @@ def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, held: 
     its validation windows, and a gate set there would answer `unknown` to the less typical live gestures.
     Without validation windows the previous 0.5 is kept, recorded as such.
     """
-    from edgessl.export.verify import run_batches, session
+    from edgessl.export.verify import decision_scores
 
     val, source, held_out = held
     if val is None or not len(val):
         return DEFAULT_CONFIDENCE, {"source": "default", "windows": 0, "target_rejection": total,
                                     "rejection": None}  # fmt: skip
     X = val.astype(np.float32)
-    E = run_batches(session(str(enc8)), X)
-    logits = run_batches(session(str(head)), E)
-    z = np.exp(logits - logits.max(1, keepdims=True))
-    conf = (z / z.sum(1, keepdims=True)).max(1)
+    p, ood = decision_scores(str(enc8), str(head), prototypes, X)
+    conf = p.max(1)
     q = float(np.quantile(conf, target, method="lower"))
     threshold = min(q, DEFAULT_CONFIDENCE)
-    ood = ood_scores(enc8, prototypes, X)
     low, far = conf < threshold, ood > ood_threshold
     return threshold, {"source": source, "windows": len(X), "held_out": held_out,
                        "target_rejection": total, "confidence_quantile": q,

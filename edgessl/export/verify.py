@@ -42,18 +42,29 @@ def compare(fp32_encoder: bytes | str, int8_encoder: bytes | str, head: bytes | 
     return out
 
 
+def ood_of(E: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """``1 − max cos(embedding, prototype)`` of embeddings ``E [N, D]``, as the runtime scores them; ``[N]``."""
+    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    P = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
+    return np.asarray(1.0 - (En @ P.T).max(1), np.float64)
+
+
+def decision_scores(int8_encoder: bytes | str, head: bytes | str, prototypes: np.ndarray, X: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """What the runtime's gates look at, for windows ``X [N, C, T]`` under the int8 encoder: the head's
+    probabilities ``[N, K]`` and the out-of-distribution scores ``[N]`` (one encoder pass)."""
+    E = run_batches(session(int8_encoder), X.astype(np.float32))
+    logits = run_batches(session(head), E)
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True), ood_of(E, prototypes)
+
+
 def gate_report(int8_encoder: bytes | str, head: bytes | str, prototypes: np.ndarray, confidence: float,
                 ood_threshold: float | None, X: np.ndarray, y: np.ndarray | None) -> dict:  # fmt: skip
     """What ``edgessl run``'s default decisions (the bundle's calibrated gates) answer on valid gestures ``X``
     (the encoder's inputs): the share answered ``unknown``, by reason (low confidence first, as the runtime
     reports it), and the share right (an ``unknown`` answer is never right)."""
-    E = run_batches(session(int8_encoder), X.astype(np.float32))
-    logits = run_batches(session(head), E)
-    z = np.exp(logits - logits.max(1, keepdims=True))
-    p = z / z.sum(1, keepdims=True)
-    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-    P = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
-    ood = 1.0 - (En @ P.T).max(1)
+    p, ood = decision_scores(int8_encoder, head, prototypes, X)
     low = p.max(1) < confidence
     far = ~low & (ood > ood_threshold if ood_threshold is not None else np.zeros(len(X), bool))
     unknown = low | far
