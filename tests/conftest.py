@@ -1,9 +1,16 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from edgessl.datasets import default_data_dir
+
+# Under pytest-xdist (CI: two workers on two cores) one torch/OpenMP thread per worker, subprocesses included:
+# two threads each oversubscribe the cores, and OpenMP's threads then wait on each other (a semi-supervised
+# training test ran 3x longer on a loaded machine). Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

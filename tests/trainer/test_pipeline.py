@@ -281,9 +281,9 @@ def test_cli_pretrain_finetune_evaluate(tmp_path, capsys):
                  str(tmp_path / "pt.json"), "--out", str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["finetune", "--data", data, "--init", str(tmp_path / "pt"), "--labels-per-class", "4", "--epochs",
-                 "30", "--out", str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
+                 "15", "--out", str(tmp_path / "ft"), "--quiet"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["recipe"] == "few-labels"  # auto, with a label budget
-    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())  # (0.60 when written; the probe below 0.85)
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())  # (0.44 at 15 epochs, 0.60 at 30; the probe below 0.85)
     assert m["n_train_labels"] == 32 and m["test_accuracy"] >= CLEARLY_ABOVE_CHANCE, m["test_accuracy"]
     assert len(m["self_training"]) == 2 and m["consistency"]["weight"] == 1.0  # the few-labels recipe ran
     assert (tmp_path / "ft" / "confusion.png").stat().st_size > 5000
