@@ -38,23 +38,25 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from edgessl.datasets import load_stream, load_windows
-from edgessl.edge_runtime.adapt import build_adapter
+from edgessl.edge_runtime.adapt import Adapter, build_adapter
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.export.pipeline import ExportConfig, export_bundle
 from edgessl.preprocess import resample, resample_to_length
 from edgessl.synthetic import rotation_matrix
-from edgessl.trainer.data import DataConfig
+from edgessl.trainer.data import DataConfig, label_budget_split
 from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
 METHODS = ["none", "t3a", "tent", "ttt", "input", "input+tent"]
 ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
 PROTOCOL = "\n\n".join(__doc__.split("\n\n")[1:5])
+VAL_MIN = 1000  # windows in a validation stream
 LENGTH = 63  # model input length for uWave (benchmarks/ssl_uwave.py chose it on validation)
 
 
@@ -75,8 +77,11 @@ def write_npz(path: Path, raw, train: np.ndarray, test: np.ndarray) -> None:
              channel_units=np.array(["g"] * 3), rate_hz=np.array(100.0))  # fmt: skip
 
 
-def stream_accuracy(bundle: Path, X: np.ndarray, y: np.ndarray, method: str) -> tuple[float, float, dict]:
-    with GestureRuntime(bundle, decision=ANY, adapter=build_adapter(method)) as rt:
+def stream_accuracy(bundle: Path, X: np.ndarray, y: np.ndarray, method: str | Callable[[], Adapter | None]
+                    ) -> tuple[float, float, dict]:  # fmt: skip
+    """Accuracy of ``method`` (a name, or a factory of adapters) on the stream ``X, y``; ms per window; counters."""
+    adapter = build_adapter(method) if isinstance(method, str) else method()
+    with GestureRuntime(bundle, decision=ANY, adapter=adapter) as rt:
         t0 = time.perf_counter()
         pred = np.array([rt.classify(x).index for x in X])
         per_window = (time.perf_counter() - t0) / len(X) * 1e3
@@ -97,56 +102,102 @@ def train_bundle(root: Path, name: str, data: DataConfig, seed: int, labels_per_
     return bundle
 
 
+def build_cases(split: str, seed: int, root: Path, raw, har, quick: bool) -> dict[str, tuple]:
+    """``{shift: (bundle, clean X, clean y, shifted X, shifted y)}`` of one seed (trains the bundles it needs).
+
+    ``split="test"``: the test streams. ``split="val"``: the same shifts built from windows no model trained
+    on that are not a test split (the fine-tune's validation windows; for new users the UCR-train templates of
+    users 5–8, which the users-1–4 model never saw), with rotation axes, gains and biases from another random
+    stream; uWave validation streams are replayed until they hold at least ``VAL_MIN`` windows.
+    """
+    ep_few, ep_har = (15, 2) if quick else (100, 8)
+    split_, subj = raw.recording_groups["ucr_split"], raw.recording_groups["subject"]
+    train_rec, test_rec = split_ == 0, split_ == 1  # test templates in time order (subject, day, gesture, repetition)
+    b_u14 = train_bundle(root, "u14", DataConfig(spec=f"npz:{root / 'uwave_u14.npz'}"), seed, 5, ep_few)
+    b_all = train_bundle(root, "all", DataConfig(spec=f"npz:{root / 'uwave_all.npz'}"), seed, 5, ep_few)
+    b_har = train_bundle(root, "har", DataConfig(spec="npz:uci_har.npz", channels=("total_acc_x", "total_acc_y", "total_acc_z"),
+                                                 preprocess={"steps": []}), seed, None, ep_har)  # fmt: skip
+    if split == "test":
+        rng = np.random.default_rng(100 + seed)
+        clean_all, y_all, _ = stretched(raw, test_rec)
+        c14, y14, _ = stretched(raw, test_rec & (subj <= 4))
+        new, ynew, _ = stretched(raw, test_rec & (subj >= 5))
+        Xh, yh = har.X_test, har.y_test
+    else:
+        rng = np.random.default_rng(200 + seed)
+        # the fine-tune's own validation windows (label_budget_split with its seed and budget: not trained on)
+        z_all, z14 = np.load(root / "uwave_all.npz"), np.load(root / "uwave_u14.npz")
+        va_all = np.sort(label_budget_split(z_all["y_train"], per_class=5, val_fraction=0.2, seed=seed)[1])
+        va14 = np.sort(label_budget_split(z14["y_train"], per_class=5, val_fraction=0.2, seed=seed)[1])
+        va_har = np.sort(label_budget_split(har.y_train, val_fraction=0.2, seed=seed)[1])
+        clean_all, y_all = _replay(z_all["X_train"][va_all], z_all["y_train"][va_all])
+        c14, y14 = _replay(z14["X_train"][va14], z14["y_train"][va14])
+        new, ynew, _ = stretched(raw, train_rec & (subj >= 5))
+        new, ynew = _replay(new, ynew)
+        Xh, yh = har.X_train[va_har], har.y_train[va_har]
+    cases = {"new_users": (b_u14, c14, y14, new, ynew)}
+    for deg in (15, 30, 45):
+        R = rotation_matrix(rng.normal(size=3), np.deg2rad(deg))
+        cases[f"rotation_{deg}"] = (b_all, clean_all, y_all, np.einsum("ij,njt->nit", R, clean_all).astype(np.float32), y_all)
+    gain, bias = rng.uniform(0.8, 1.2, 3), rng.uniform(-0.1, 0.1, 3)
+    cases["gain_bias"] = (b_har, Xh, yh, (gain[None, :, None] * Xh + bias[None, :, None]).astype(np.float32), yh)
+    if split == "test":
+        # 80 Hz device: anti-aliased resampling of each raw template to 80 Hz, then the stretch
+        cases["rate_80hz"] = (b_all, clean_all, y_all,
+                              stretched(raw, test_rec, lambda s: resample(s, 100, 80) if s.shape[1] > 8 else s)[0], y_all)  # fmt: skip
+    if quick:
+        cases = {k: (b, Xc[:600], yc[:600], Xs[:600], ys[:600]) for k, (b, Xc, yc, Xs, ys) in cases.items()}
+    return cases
+
+
+def _replay(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``X, y`` repeated in order until they hold at least ``VAL_MIN`` windows (adaptation needs a stream)."""
+    n = -(-VAL_MIN // len(X))
+    return np.concatenate([X] * n), np.concatenate([y] * n)
+
+
+def prepare(root: Path) -> tuple:
+    """The raw uWave templates, the stretched uWave files the bundles train on (in ``root``) and UCI HAR."""
+    raw = load_stream("npz:uwave_raw.npz")
+    split, subj = raw.recording_groups["ucr_split"], raw.recording_groups["subject"]
+    train_rec, test_rec = split == 0, split == 1
+    write_npz(root / "uwave_u14.npz", raw, train_rec & (subj <= 4), test_rec & (subj <= 4))
+    write_npz(root / "uwave_all.npz", raw, train_rec, test_rec)
+    har = load_windows("npz:uci_har.npz").select_channels(["total_acc_x", "total_acc_y", "total_acc_z"])
+    return raw, har
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tta_shift.json"))
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test: the test streams (final figures); val: validation streams to choose settings on")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated adaptation methods")
+    ap.add_argument("--out", default=None, help="default: results/tta_shift.json (test) or results/tta_shift_val.json")
     ap.add_argument("--workdir", default=None, help="keep the trained bundles here and reuse those already there "
                     "(default: a temporary folder, everything trained afresh)")
     a = ap.parse_args()
     import torch
 
     torch.set_num_threads(2)
-    ep_few, ep_har = (15, 2) if a.quick else (100, 8)
-    raw = load_stream("npz:uwave_raw.npz")
-    split, subj = raw.recording_groups["ucr_split"], raw.recording_groups["subject"]
-    train_rec, test_rec = split == 0, split == 1  # test templates in time order (subject, day, gesture, repetition)
-    results: dict = {"shifts": {}}
+    methods = a.methods.split(",")
+    if methods[0] != "none":
+        methods = ["none", *[m for m in methods if m != "none"]]
+    out = a.out or str(Path(__file__).parent / "results" / ("tta_shift.json" if a.split == "test" else "tta_shift_val.json"))
+    results: dict = {"split": a.split, "shifts": {}}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
         root = Path(a.workdir or td)
         root.mkdir(parents=True, exist_ok=True)
-        write_npz(root / "uwave_u14.npz", raw, train_rec & (subj <= 4), test_rec & (subj <= 4))
-        write_npz(root / "uwave_all.npz", raw, train_rec, test_rec)
-        har = load_windows("npz:uci_har.npz").select_channels(["total_acc_x", "total_acc_y", "total_acc_z"])
+        raw, har = prepare(root)
         shifts: dict[str, dict] = {}
         for seed in range(a.seeds):
-            rng = np.random.default_rng(100 + seed)
-            b_u14 = train_bundle(root, "u14", DataConfig(spec=f"npz:{root / 'uwave_u14.npz'}"), seed, 5, ep_few)
-            b_all = train_bundle(root, "all", DataConfig(spec=f"npz:{root / 'uwave_all.npz'}"), seed, 5, ep_few)
-            b_har = train_bundle(root, "har", DataConfig(spec="npz:uci_har.npz", channels=("total_acc_x", "total_acc_y", "total_acc_z"),
-                                                         preprocess={"steps": []}), seed, None, ep_har)  # fmt: skip
-            clean_all, y_all, _ = stretched(raw, test_rec)
-            c14, y14, _ = stretched(raw, test_rec & (subj <= 4))
-            new, ynew, _ = stretched(raw, test_rec & (subj >= 5))
-            cases = {"new_users": (b_u14, c14, y14, new, ynew)}
-            for deg in (15, 30, 45):
-                R = rotation_matrix(rng.normal(size=3), np.deg2rad(deg))
-                cases[f"rotation_{deg}"] = (b_all, clean_all, y_all, np.einsum("ij,njt->nit", R, clean_all).astype(np.float32), y_all)
-            gain, bias = rng.uniform(0.8, 1.2, 3), rng.uniform(-0.1, 0.1, 3)
-            Xh = har.X_test
-            cases["gain_bias"] = (b_har, Xh, har.y_test, (gain[None, :, None] * Xh + bias[None, :, None]).astype(np.float32), har.y_test)
-            # 80 Hz device: anti-aliased resampling of each raw template to 80 Hz, then the stretch
-            cases["rate_80hz"] = (b_all, clean_all, y_all,
-                                  stretched(raw, test_rec, lambda s: resample(s, 100, 80) if s.shape[1] > 8 else s)[0], y_all)  # fmt: skip
-            for name, (bundle, Xc, yc, Xs, ys) in cases.items():
-                if a.quick:
-                    Xc, yc, Xs, ys = Xc[:600], yc[:600], Xs[:600], ys[:600]
-                row = shifts.setdefault(name, {"clean": [], "shifted": [], **{m: [] for m in METHODS},
-                                               "clean_adapted": {m: [] for m in METHODS},
-                                               "cost_ms": {m: [] for m in METHODS}, "info": {m: [] for m in METHODS}})  # fmt: skip
-                for m in METHODS:
+            for name, (bundle, Xc, yc, Xs, ys) in build_cases(a.split, seed, root, raw, har, a.quick).items():
+                row = shifts.setdefault(name, {"clean": [], "shifted": [], **{m: [] for m in methods},
+                                               "clean_adapted": {m: [] for m in methods},
+                                               "cost_ms": {m: [] for m in methods}, "info": {m: [] for m in methods}})  # fmt: skip
+                for m in methods:
                     try:
                         acc, ms, info = stream_accuracy(bundle, Xs, ys, m)
                         acc_clean = stream_accuracy(bundle, Xc, yc, m)[0]
@@ -159,24 +210,28 @@ def main() -> None:
                 row["clean"].append(row["clean_adapted"]["none"][-1])
                 row["shifted"].append(row["none"][-1])
                 print(f"seed {seed} {name:12s} clean {row['clean'][-1]:.3f} shifted {row['shifted'][-1]:.3f} " +
-                      " ".join(f"{m} {row[m][-1]:.3f}/{row['clean_adapted'][m][-1]:.3f}" for m in METHODS[1:]) +
+                      " ".join(f"{m} {row[m][-1]:.3f}/{row['clean_adapted'][m][-1]:.3f}" for m in methods[1:]) +
                       f"  [{(time.perf_counter() - t_start) / 60:.1f} min]", flush=True)  # fmt: skip
-                results["shifts"] = _summarise(shifts)
-                Path(a.out).write_text(json.dumps(_final(results, a, t_start), indent=2) + "\n")
-    Path(a.out).write_text(json.dumps(_final(results, a, t_start), indent=2) + "\n")
-    print(f"wrote {a.out}")
+                results["shifts"] = _summarise(shifts, methods)
+                Path(out).write_text(json.dumps(_final(results, a, t_start, methods), indent=2) + "\n")
+    Path(out).write_text(json.dumps(_final(results, a, t_start, methods), indent=2) + "\n")
+    print(f"wrote {out}")
 
 
-def _summarise(shifts: dict) -> dict:
+def _summarise(shifts: dict, methods: list[str]) -> dict:
     out = {}
     for name, r in shifts.items():
         s = {"clean": _ms(r["clean"]), "shifted": _ms(r["shifted"]), "methods": {}}
-        for m in METHODS:
+        for m in methods:
             acc = np.array(r[m], float)
             lost = np.array(r["clean"]) - np.array(r["shifted"])
             rec = (acc - np.array(r["shifted"])) / np.where(np.abs(lost) < 1e-9, np.nan, lost)
             clean_cost = (np.array(r["clean"]) - np.array(r["clean_adapted"][m], float)) * 100
-            s["methods"][m] = {"accuracy": _ms(acc), "recovered_fraction": _ms(rec), "clean_accuracy": _ms(r["clean_adapted"][m]),
+            lost_mean = float(np.mean(lost))
+            of_means = float((np.nanmean(acc) - np.mean(r["shifted"])) / lost_mean) if abs(lost_mean) > 1e-9 else None
+            s["methods"][m] = {"accuracy": _ms(acc), "recovered_fraction": _ms(rec),
+                               "recovered_fraction_of_mean_accuracies": of_means,
+                               "clean_accuracy": _ms(r["clean_adapted"][m]),
                                "clean_cost_pt": _ms(clean_cost), "cost_ms_per_window": _ms(r["cost_ms"][m]),
                                "runs": r["info"][m]}  # fmt: skip
         out[name] = s
@@ -201,11 +256,11 @@ def _pooled(sh: dict, m: str) -> float | None:
     return float(won / lost) if lost > 0 else None
 
 
-def _final(results: dict, a, t_start) -> dict:
+def _final(results: dict, a, t_start, methods: list[str]) -> dict:
     sh = results["shifts"]
     avg = {}
     counted = [n for n, s in sh.items() if s["clean"]["mean"] - s["shifted"]["mean"] >= 0.01]
-    for m in METHODS:
+    for m in methods:
         recs = [sh[n]["methods"][m]["recovered_fraction"]["mean"] for n in counted]
         recs = [r for r in recs if r is not None]
         clean_costs = [s["methods"][m]["clean_cost_pt"]["mean"] for s in sh.values()]
@@ -217,7 +272,7 @@ def _final(results: dict, a, t_start) -> dict:
                   "pooled_recovered_fraction": _pooled(sh, m),
                   "worst_clean_cost_pt": float(max(clean_costs)) if clean_costs else None,
                   "cost_ratio_vs_none": float(np.mean(ratio)) if ratio else None, "shifts_counted": counted}  # fmt: skip
-    return {"protocol": PROTOCOL, "seeds": a.seeds, "quick": a.quick,
+    return {"protocol": PROTOCOL, "split": a.split, "seeds": a.seeds, "quick": a.quick,
             "minutes": round((time.perf_counter() - t_start) / 60, 1), "average_over_shifts": avg,
             "machine": {"cpu": platform.processor() or platform.machine(), "threads_onnxruntime": 1}, **results}  # fmt: skip
 

@@ -36,8 +36,8 @@ __all__ = ["DEFAULT_METHOD", "METHODS", "STATE_FORMAT", "AdaptContext", "Adapter
            "InputMoments", "Safeguards", "SslHead", "T3A", "TTT", "Tent", "build_adapter"]  # fmt: skip
 
 # The method benchmarks/results/tta_shift.json shows best over the shifts (3 seeds): forward-only ttt won back
-# 99 % of the accuracy all shifts lost together (input+tent, the default before, 72 %), more than half of a new
-# user's loss (input+tent 1 %), with no loss on clean streams; Tent where ttt cannot run (no 3 axes in g).
+# 94 % of the accuracy all shifts lost together (input+tent, the default before, 72 %), more than half of a new
+# user's loss (input+tent 1 %), clean cost 0.46 pt on average (docs/results.md); Tent where ttt cannot run (no 3 axes in g).
 DEFAULT_METHOD = "ttt|tent"
 
 METHODS: dict[str, type[Adapter] | None] = {"none": None, "t3a": T3A, "tent": Tent, "ttt": TTT, "input": InputCorrection}

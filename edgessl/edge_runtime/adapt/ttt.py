@@ -2,8 +2,10 @@
 
 The int8 encoder cannot be trained on the device and undoes nothing by itself, so what is adapted sits in
 front of it, where a mounting or a user's grip changes the signal: a 3×3 matrix (rotation, gain,
-cross-talk) and a bias on the accelerometer axes, composed after the moment-matching correction of
-``input`` (:mod:`.input_correction`), which gives it its start. The matrix is searched by CMA-ES
+cross-talk) and a bias on the accelerometer axes, composed after a start: the identity, or the
+moment-matching correction of ``input`` (:mod:`.input_correction`) when a search finds that the loss below
+prefers it (on UCI HAR, where postures move gravity, moment matching alone costs accuracy; on a rotated
+uWave mounting it is most of the recovery: docs/results.md). The matrix is searched by CMA-ES
 (:mod:`.es`) over a buffer of recent gated windows, with no backpropagation: each candidate costs one
 batched forward pass of the encoder. The loss (:func:`foa_loss`) is FOA's: the entropy of the head's
 predictions plus the distance of the batch's embedding mean and standard deviation to the training
@@ -12,7 +14,8 @@ embeddings are also shifted back towards the training mean before the head (acti
 
 Safeguards: the shared gates (no updates while idle, from windows the out-of-distribution gate rejects, or
 from a class that dominates the recent predictions), a candidate is taken only when it lowers the loss of
-the current matrix on the same buffer, singular values within ``gain_range``, the collapse detector, reset.
+the current matrix on the same buffer by ``min_gain`` (a noise-level win is not a change), singular values
+within ``gain_range``, the collapse detector, reset.
 """
 
 from __future__ import annotations
@@ -76,21 +79,23 @@ class TTT(Adapter):
         anchor: weight of the squared distance of the matrix and bias to the start.
         shift: strength of activation shifting (0 turns it off); momentum: of the running embedding mean.
         gain_range: allowed singular values of the searched matrix.
-        use_input: start from ``input``'s moment-matching correction when the bundle records the moments.
+        use_input: weigh ``input``'s moment-matching correction as a start when the bundle records the moments.
+        min_gain: how much lower than the current refinement's a candidate's loss must be to be taken.
         seed: of the search.
     """
 
     name = "ttt"
     uses_pseudo_labels = False  # the loss is measured on a buffer, no window's label is trusted alone
 
-    def __init__(self, buffer: int = 64, every: int = 128, generations: int = 1, popsize: int = 8, sigma: float = 0.05,
+    def __init__(self, buffer: int = 64, every: int = 128, generations: int = 1, popsize: int = 6, sigma: float = 0.05,
                  stat_weight: float = 1.0, anchor: float = 1.0, shift: float = 1.0, momentum: float = 0.02,
-                 max_every: int = 512, gain_range: tuple[float, float] = (0.7, 1.4), use_input: bool = True, seed: int = 0, **kw: Any) -> None:  # fmt: skip
+                 max_every: int = 512, gain_range: tuple[float, float] = (0.7, 1.4), use_input: bool = True,
+                 min_gain: float = 0.01, seed: int = 0, **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.buffer, self.every, self.generations, self.popsize = buffer, every, generations, popsize
         self.sigma, self.stat_weight, self.anchor = sigma, stat_weight, anchor
         self.shift, self.momentum, self.gain_range, self.max_every = shift, momentum, gain_range, max_every
-        self.use_input, self.seed = use_input, seed
+        self.use_input, self.seed, self.min_gain = use_input, seed, min_gain
         self.input: InputCorrection | None = None
 
     def attach(self, ctx: AdaptContext) -> None:
@@ -113,6 +118,8 @@ class TTT(Adapter):
         if self.input is not None:
             self.input.reset()
         self.theta = np.zeros(12)
+        # the start the refinement applies after: the identity until a search finds input's proposal better
+        self.A0, self.c0 = np.eye(3), np.zeros(3)
         self.es = CMAES(self.theta, self.sigma, self.popsize, np.random.default_rng(self.seed))
         self.windows: deque[np.ndarray] = deque(maxlen=self.buffer)
         self.mu = self.mu0.copy()
@@ -125,16 +132,18 @@ class TTT(Adapter):
         """``theta [..., 12]`` -> the refinement ``(I + M [..., 3, 3], t [..., 3])``."""
         return np.eye(3) + theta[..., :9].reshape(*theta.shape[:-1], 3, 3), theta[..., 9:]
 
-    def _start(self) -> tuple[np.ndarray, np.ndarray]:
-        """The correction the search starts from: ``input``'s when it is active, else the identity."""
+    def _proposals(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Starts a search weighs against the current one: ``input``'s moment-matching correction when it is
+        active, and the identity (no correction), each without refinement; the current start is left out."""
+        out = []
         if self.input is not None and self.input.active:
-            return self.input.A, self.input.c
-        return np.eye(3), np.zeros(3)
+            out.append((self.input.A, self.input.c))
+        out.append((np.eye(3), np.zeros(3)))
+        return [(A, c) for A, c in out if not (np.allclose(A, self.A0) and np.allclose(c, self.c0))]
 
     def _compose(self) -> None:
         R, t = self._affine(self.theta)
-        A0, c0 = self._start()
-        self.A, self.c = R @ A0, R @ c0 + t
+        self.A, self.c = R @ self.A0, R @ self.c0 + t
         self.active = not (np.allclose(self.A, np.eye(3)) and not self.c.any())
         self._A32, self._c32 = self.A.astype(np.float32), self.c.astype(np.float32)[:, None]
         # activation shifting folded into the head's bias: (e + s) W0ᵀ + b0
@@ -169,10 +178,7 @@ class TTT(Adapter):
         if self.recent.adapted[k] > self.sg.max_class_share * len(self.recent):
             return
         if self.input is not None:
-            was = (self.input.active, self.input.updates)
-            self.input.update(window, e, probs, k)
-            if (self.input.active, self.input.updates) != was:
-                self._compose()  # a new start: the refinement now applies after it
+            self.input.update(window, e, probs, k)  # a proposal: the next search weighs it against the current start
         thr = self.ctx.ood_threshold
         if thr is not None and np.isfinite(thr):
             en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
@@ -189,10 +195,10 @@ class TTT(Adapter):
         elif self.shift and self._gated % 16 == 0:
             self._compose()  # the running mean moves slowly: the head's bias follows it every few windows
 
-    def _losses(self, X: np.ndarray, thetas: np.ndarray) -> np.ndarray:
-        """FOA loss plus anchor of each refinement ``thetas [P, 12]`` on raw windows ``X [B, C, T]``; ``[P]``."""
+    def _losses(self, X: np.ndarray, thetas: np.ndarray, A0: np.ndarray, c0: np.ndarray) -> np.ndarray:
+        """FOA loss plus anchor of each refinement ``thetas [P, 12]`` after the start ``A0 [3, 3], c0 [3]`` on raw
+        windows ``X [B, C, T]``; ``[P]``."""
         R, t = self._affine(thetas)
-        A0, c0 = self._start()
         A, c = R @ A0, np.einsum("pab,b->pa", R, c0) + t
         P, (B, C, T) = len(thetas), X.shape
         Y = np.broadcast_to(X, (P, B, C, T)).copy()
@@ -212,9 +218,9 @@ class TTT(Adapter):
         for g in range(self.generations):
             cand = self.es.ask()
             # the current refinement is scored with the first generation, on the same windows
-            losses = self._losses(X, cand if g else np.concatenate([self.theta[None], cand]))
-            if not g:
-                best_loss, losses = float(losses[0]), losses[1:]
+            losses = self._losses(X, cand if g else np.concatenate([self.theta[None], cand]), self.A0, self.c0)
+            if not g:  # a change must beat the current refinement by min_gain: noise-level wins are not taken
+                best_loss, losses = float(losses[0]) - self.min_gain, losses[1:]
             self.es.tell(cand, losses)
             for i in np.argsort(losses):  # the best plausible candidate (a proper map, gains in range)
                 R = self._affine(cand[i])[0]
@@ -223,6 +229,17 @@ class TTT(Adapter):
                     if losses[i] < best_loss:
                         best, best_loss = cand[i].copy(), float(losses[i])
                     break
+        # another start (input's proposal, or no correction) replaces the current one only when it does better,
+        # unrefined, than the best found around the current start
+        start = None
+        for A0, c0 in self._proposals():
+            loss = float(self._losses(X, np.zeros((1, 12)), A0, c0)[0])
+            if loss < best_loss:
+                start, best_loss = (A0.copy(), c0.copy()), loss
+        if start is not None:
+            self.A0, self.c0 = start
+            best = np.zeros(12)
+            self.es = CMAES(best, self.sigma, self.popsize, self.es.rng)
         # taken only when it does better than the current refinement on the same windows
         if best is not self.theta:
             self.theta = best
@@ -235,13 +252,14 @@ class TTT(Adapter):
 
     # -- state ----------------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        st = {"theta": self.theta, "mu": self.mu}
+        st = {"theta": self.theta, "mu": self.mu, "A0": self.A0, "c0": self.c0}
         if self.input is not None:
             st.update({f"input.{k}": v for k, v in self.input.state().items()})
         return st
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         self.theta, self.mu = st["theta"].astype(np.float64), st["mu"].astype(np.float64)
+        self.A0, self.c0 = st["A0"].astype(np.float64), st["c0"].astype(np.float64)
         if self.input is not None:
             self.input.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith("input.")})
         self.es = CMAES(self.theta, self.sigma, self.popsize, np.random.default_rng(self.seed))

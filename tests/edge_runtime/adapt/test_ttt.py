@@ -88,7 +88,7 @@ def test_search_takes_only_what_lowers_the_loss_and_state_round_trips(small_bund
             Xb, before = np.stack(ad.windows), ad.theta.copy()
             search()
             if not np.array_equal(before, ad.theta):
-                scored.append(ad._losses(Xb, np.stack([before, ad.theta])))
+                scored.append(ad._losses(Xb, np.stack([before, ad.theta]), ad.A0, ad.c0))
 
         ad._search = spy
         for x in X:
@@ -104,6 +104,30 @@ def test_search_takes_only_what_lowers_the_loss_and_state_round_trips(small_bund
         np.testing.assert_array_equal(rt.adapter.theta, saved)
         # not bit-equal: the restored adapter's running mean did not see the 20 windows above
         assert np.mean([p.index for p in rt.classify(X[:20])] == np.array(want)) >= 0.9
+
+
+def test_input_start_is_a_proposal_kept_only_when_the_loss_prefers_it(small_bundle):
+    """``input``'s moment-matching correction is weighed against the current start on the search's windows:
+    the inverse of the mounting's rotation is taken, a wrong correction is not, and the identity wins back
+    when the start in use is the wrong one."""
+    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9)) as rt:  # searches run by hand
+        ad = rt.adapter
+        assert ad.input is not None
+        X, _ = _stream(rt, reps=8)
+        Rm = rotation_matrix(np.array([0.2, 1.0, -0.4]), np.deg2rad(60))
+        for x in _rotated(rt, X, 60)[: ad.buffer]:
+            ad.windows.append(x)
+        Rinv, wrong = Rm.T, rotation_matrix(np.array([1.0, 0.0, 0.3]), np.deg2rad(90))
+        ad.input.active, ad.input.A, ad.input.c = True, wrong, np.zeros(3)
+        ad._search()
+        assert np.allclose(ad.A0, np.eye(3))  # the wrong correction scored worse than no correction
+        ad.input.A = Rinv
+        ad._search()
+        np.testing.assert_allclose(ad.A0, Rinv)  # the right one scored better: it is the start now
+        assert ad.updates >= 1 and np.allclose(ad.theta, 0.0)
+        ad.A0, ad.input.active = wrong, False  # a wrong start in use (e.g. the stream changed): identity wins back
+        ad._search()
+        assert np.allclose(ad.A0, np.eye(3))
 
 
 @pytest.mark.slow
