@@ -53,6 +53,9 @@ def _check_wheel_contents(wheel: Path) -> None:
     fw = PACKAGE / "firmware_bridge" / "firmware"
     firmware = {p.relative_to(REPO).as_posix() for p in fw.rglob("*") if p.is_file() and p.suffix in FIRMWARE_SUFFIXES}
     assert any(n.endswith(".c") for n in firmware) and firmware - names == set(), "firmware sources missing"
+    page = {p.relative_to(REPO).as_posix() for p in (PACKAGE / "dashboard" / "static").iterdir() if p.is_file()}
+    assert {"edgessl/dashboard/static/index.html", "edgessl/dashboard/static/app.js"} <= page
+    assert page - names == set(), "the dashboard's page (HTML/JS/CSS) is missing from the wheel"
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     assert "edgessl = edgessl.cli:main" in entry_points
     requires = meta.get_all("Requires-Dist") or []
@@ -89,6 +92,11 @@ def test_wheel_installs_torch_free_and_runs_against_the_simulator(small_bundle, 
     assert r.returncode != 0 and "No module named 'torch'" in r.stderr, "torch is visible in the device venv"
     r = _check([py, "-c", "import edgessl; print(edgessl.__file__)"], timeout=60, **run)
     assert Path(r.stdout.strip()).is_relative_to(venv), r.stdout  # the installed copy, not the source tree
+    # the live page is served from the installed package's files (package data, not the source tree)
+    r = _check([py, "-c", "import urllib.request as u; from edgessl.dashboard.server import Dashboard\n"
+                "with Dashboard() as d: print(*(len(u.urlopen(d.url + p).read()) for p in ('', 'static/app.js')))"],
+               timeout=60, **run)  # fmt: skip
+    assert all(int(n) > 500 for n in r.stdout.split()), r.stdout
 
     # a training command says what to install, in one line
     r = subprocess.run([exe, "finetune", "--out", str(work / "ft")], capture_output=True, text=True, timeout=60, **run)

@@ -18,6 +18,9 @@ A board that runs an exported model itself (protocol revision 3) is asked for it
 not the bundle given), ``{"board_event": {..}}`` is each of its events, ``{"compare": {"result": "agree" |
 "disagree" | "board_only" | "host_only", "board", "host"}}`` pairs it with the host's decision on the same
 samples (:mod:`~edgessl.edge_runtime.device_events`), and the stats gain ``"board"`` with the counts.
+
+``--serve [HOST:]PORT`` serves a live, read-only page of all this (:mod:`edgessl.dashboard`, docs/dashboard.md);
+with ``--json`` its address comes first as ``{"dashboard": {"url", "host", "port", "read_only"}}``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DeviceError, UsageError
 
@@ -241,6 +245,7 @@ def _same_device(e: DeviceChanged) -> bool:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from edgessl.edge_runtime.adapt import build_adapter
+    from edgessl.edge_runtime.dashboard_feed import Feed
     from edgessl.edge_runtime.device_events import (
         EventComparison,
         board_event_text,
@@ -272,13 +277,14 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.record and os.path.lexists(args.record):  # before waiting for the port, not after
         raise UsageError(f"--record {args.record}: the file exists; expected a new path (a recording never "
                          "replaces a file)")  # fmt: skip
-    with warnings.catch_warnings(), _StopSignals() as stop:
+    with warnings.catch_warnings(), _StopSignals() as stop, serving(args.serve, "run", out, args.json) as dash:
         warnings.showwarning = _one_line_warning
         adapter = build_adapter(args.adapt, state_path=args.adapt_state)
         with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
                             user_state=args.state) as rt:  # fmt: skip
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
+            feed = Feed(dash, rt, Path(args.bundle).name) if dash is not None else None
             dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
                             on_state=states.on_state, events=True)  # fmt: skip
             rec: Recorder | None = None
@@ -322,6 +328,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     stop.blocking = False
                 idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
                 rec = Recorder(args.record, dev.channel_names) if args.record else None
+                if feed is not None:
+                    feed.stream(dev)
                 if not args.json:
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz",
@@ -337,6 +345,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         items = dev.read(0.05)
                     except DeviceChanged as changed:
                         idx, rec = _device_changed(changed, dev, rt.channels, rt.bundle.units, rec, args, emit, note)
+                        if feed is not None:
+                            feed.stream(dev)
                         continue
                     finally:
                         # after the read: a state the reader thread set comes before the gap it caused
@@ -360,16 +370,22 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                             rec.write(t, values)
                         n_samples += len(values)
                         last_t = float(t[-1])
+                        if feed is not None:
+                            feed.samples(t, values)
                         for g in rt.feed(values[:, idx], t):
                             if compare is not None:
                                 show_comparisons(compare.add_host(g))
                                 if g.label == UNKNOWN and not args.show_unknown:
                                     continue  # decided for the comparison only
                             stats["events"] += 1
+                            if feed is not None:
+                                feed.event(g)
                             if args.json:
                                 emit(g.to_json())
                             else:
                                 print(f"\r{event_text(g)}", file=out, flush=True)
+                    if feed is not None:
+                        feed.tick(dev)
                     for de in dev.take_events():
                         if compare is None:  # events without MODEL_INFO: a board that did not say what it runs
                             compare = EventComparison()
@@ -479,4 +495,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also report gestures answered 'unknown' (segment models), with their confidence and "
                         "out-of-distribution score; they are always counted in the status line and --json stats")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (waiting included)")
+    add_serve_flag(p)
     p.set_defaults(func=run)

@@ -23,11 +23,13 @@ import shutil
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from edgessl.console import sparkline, unicode_ok
+from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.cli import (
     _bar,
     _gap_json,
@@ -177,6 +179,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``monitor`` command. Returns 0 at ``--seconds`` and on Ctrl-C or SIGTERM (the way to stop it, as for ``run``)."""
     out = out or sys.stdout  # resolved per call: a default bound at import misses a redirected stdout
     from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
+    from edgessl.edge_runtime.dashboard_feed import Feed
     from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceLost
     from edgessl.firmware_bridge.states import StateReporter
@@ -205,6 +208,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
     with warnings.catch_warnings(), _StopSignals() as stop, contextlib.ExitStack() as stack:
         warnings.showwarning = warning_printer("monitor")
+        dash = stack.enter_context(serving(args.serve, "monitor", out, args.json))
         rt: GestureRuntime | None = None
         if args.model:
             # the decisions `run` makes by default: its decision defaults and its default adaptation (in memory)
@@ -212,6 +216,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                                     adapter=build_adapter(DEFAULT_METHOD)))  # fmt: skip
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
                         on_state=states.on_state)  # fmt: skip
+        feed = Feed(dash, rt, args.model and Path(args.model).name) if dash is not None else None
         try:
             stop.blocking = True
             try:
@@ -221,6 +226,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             finally:
                 stop.blocking = False
             view = StreamView(dev.channel_names, dev.unit_names)
+            if feed is not None:
+                feed.stream(dev)
             idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units) if rt else []
             if not args.json:
                 model = f" | model {args.model}: {rt.labels}" if rt else ""
@@ -237,6 +244,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 except DeviceChanged as e:
                     # a viewer follows any device; a model only one whose channels it can map
                     view.reset(dev.channel_names, dev.unit_names)
+                    if feed is not None:
+                        feed.stream(dev)
                     if rt is not None:
                         idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
                     if args.json:
@@ -259,14 +268,20 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         continue
                     assert isinstance(ev, SampleBlock)
                     view.push(ev.t_device, ev.values, ev.t_host)
+                    if feed is not None:
+                        feed.samples(ev.t_device, ev.values)
                     if rt is None:
                         continue
                     for g in rt.feed(ev.values[:, idx], ev.t_device):
                         stats["events"] += 1
+                        if feed is not None:
+                            feed.event(g)
                         if args.json:
                             emit(g.to_json())
                         else:
                             screen.line(event_text(g))
+                if feed is not None:
+                    feed.tick(dev, reconnects=view.reconnects)
                 now = time.monotonic()
                 if now - last_update < every:
                     continue
@@ -331,4 +346,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the device's protocol (default auto: binary if it answers IDENTIFY, else text lines)")
     p.add_argument("--rate", type=float, default=None,
                    help="sample rate of a text-mode device (default: estimated from arrival times)")
+    add_serve_flag(p, "the stream (and the model's view of it)")
     p.set_defaults(func=monitor)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from edgessl.console import sparkline, unicode_ok
+from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.cli import _gap_json, _same_device, _Stopped, _StopSignals, _wait_seconds, counters_text
 from edgessl.errors import DeviceError, UsageError
 from edgessl.segmenter import MotionSegmenter, SegmentParams
@@ -214,6 +215,18 @@ class Guide:
     def counts(self, writer: SessionWriter) -> dict[str, int]:
         got = writer.counts()
         return {lb: int(got.get(lb, 0)) for lb in self.labels}
+
+    def prompt(self, writer: SessionWriter) -> dict[str, Any] | None:
+        """The prompt on show, for the live page: the class, which take, and ``ready`` (with ``go_wall``, the
+        wall time of GO), ``go`` (perform now) or ``ask`` (keep or redo); None between prompts."""
+        if self.state not in ("ready", "watch", "ask"):
+            return None
+        n = self.counts(writer)[self.label] + (0 if self.state == "ask" else 1)
+        out: dict[str, Any] = {"label": self.label, "take": n, "of": self.count,
+                               "state": "go" if self.state == "watch" else self.state}  # fmt: skip
+        if self.state == "ready":
+            out["go_wall"] = round(time.time() + self._ready_at - time.monotonic(), 3)
+        return out
 
     def done(self, writer: SessionWriter) -> bool:
         """Stop was asked, or every class has its count and the last take is not waiting for an answer."""
@@ -441,18 +454,23 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
         _announce(d, writer, dev, args.port, rate, labels, count)
         return writer
 
-    stats, stream, dev = capture(args, d, guide, params, open_writer)
+    with serving(args.serve, "record", d.out, d.json) as dash:
+        stats, stream, dev = capture(args, d, guide, params, open_writer, dash=dash)
     _summary(d, stats, stream, dev, guide, count)
     return 0
 
 
 def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: SegmentParams,
-            open_writer: Callable[[ImuStream, float], Any]) -> tuple[dict[str, Any], SessionStream | None, ImuStream]:  # fmt: skip
+            open_writer: Callable[[ImuStream, float], Any], dash: Any = None,
+            ) -> tuple[dict[str, Any], SessionStream | None, ImuStream]:  # fmt: skip
     """Open the device (``args.port``, ``mode``, ``rate``, ``wait``, ``seconds``) and stream it into the writer
     that ``open_writer(device, rate)`` makes at the first sample (a :class:`SessionWriter`, or anything with its
     methods), guided by ``guide`` (or a free recording with a status line), until done, ``--seconds``, or a
     signal; the writer is closed. Returns the stats so far, the stream (None before the first sample), the device.
+    With ``dash`` (a :class:`~edgessl.dashboard.server.Dashboard`), the live page gets the stream, the prompts
+    and the counts.
     """
+    from edgessl.edge_runtime.dashboard_feed import Feed
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
@@ -463,6 +481,8 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     stats: dict[str, Any] = {"stopped_by": "seconds"}
     stream: SessionStream | None = None
     rate: float | None = None
+    feed = Feed(dash) if dash is not None else None
+    shown: Any = None  # the prompt on the page
     with _StopSignals() as stop:
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=args.wait, reconnect_timeout=None,
                         on_state=states.on_state)  # fmt: skip
@@ -511,15 +531,28 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                         rate = _rate(dev, ev.t_device, args.port)
                         writer = open_writer(dev, rate)
                         stream = SessionStream(writer, dev.channel_names, dev.unit_names, rate, params)
+                        if feed is not None:
+                            feed.stream(dev)
                         t_start = time.monotonic()
                         t_end = None if args.seconds is None else t_start + args.seconds
                     takes = stream.feed(ev.t_device, ev.values)
+                    if feed is not None:
+                        feed.samples(ev.t_device, ev.values)
                     if guide is not None:
                         guide.offer(takes)
                 if stream is None:
                     continue
                 if guide is not None:
                     guide.step(stream, dev)
+                if feed is not None and feed.dash.listening:  # nobody watching: nothing to build
+                    extra: dict[str, Any] = {}
+                    if guide is not None:
+                        prompt = guide.prompt(stream.writer)
+                        if prompt != shown:
+                            shown = prompt
+                            feed.dash.prompt(prompt)
+                        extra = {"counts": guide.counts(stream.writer), "wanted": guide.count}
+                    feed.tick(dev, **extra)
                 now = time.monotonic()
                 if now - last_flush >= SAVE_EVERY_S:  # the sidecar's counters and samples, now and then
                     last_flush = now
@@ -610,4 +643,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (default: estimated)")
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: session, prompts, takes, misses, gaps, status, final stats")  # fmt: skip
+    add_serve_flag(p, "the stream, the prompts and the counts")
     p.set_defaults(func=record)

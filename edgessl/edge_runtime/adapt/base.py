@@ -144,6 +144,21 @@ class Adapter:
         """The adapted parameters to save (empty for the identity)."""
         return {}
 
+    def summary(self) -> dict[str, Any]:
+        """What a display shows (read-only): method, updates, resets and, for a method with an input-side
+        correction ``x -> A x + c`` (``input``, ``ttt``), its rotation angle in degrees and per-axis gains
+        (the norms of ``A``'s columns) and whether it is applied."""
+        out: dict[str, Any] = {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
+                               "correction": None}  # fmt: skip
+        A = getattr(self, "A", None)
+        if isinstance(A, np.ndarray) and A.shape == (3, 3):
+            U, _, Vt = np.linalg.svd(A)
+            R = U @ Vt  # the rotation of A's polar decomposition
+            angle = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
+            out["correction"] = {"active": bool(getattr(self, "active", False)), "rotation_deg": round(angle, 2),
+                                 "gains": [round(float(g), 4) for g in np.linalg.norm(A, axis=0)]}  # fmt: skip
+        return out
+
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         """Set the adapted parameters from :meth:`state`'s arrays."""
 

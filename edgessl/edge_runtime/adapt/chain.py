@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,13 @@ class Chain(Adapter):
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, p in enumerate(self.parts) for k, v in p.state().items()}
+
+    def summary(self) -> dict[str, Any]:
+        """The chain's counts, and the input correction of the first part that has one."""
+        parts = [p.summary() for p in self.parts]
+        correction = next((s["correction"] for s in parts if s["correction"] is not None), None)
+        return {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
+                "correction": correction, "parts": parts}  # fmt: skip
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         for i, p in enumerate(self.parts):

@@ -1,0 +1,42 @@
+"""``--serve``'s address: ``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` (light: the CLI imports it at start)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+__all__ = ["parse_address", "is_loopback"]
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> ``(host, port)``; ``PORT`` alone is 127.0.0.1.
+
+    Raises:
+        ValueError: not such an address (the message says what was expected).
+    """
+    s = text.strip()
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        if not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected [IPv6]:PORT")
+        port_text = rest[1:]
+    elif ":" in s:
+        if s.count(":") > 1:
+            raise ValueError(f"{text!r}: an IPv6 address goes in brackets; expected [IPv6]:PORT, like [::1]:8765")
+        host, port_text = s.split(":")
+    else:
+        host, port_text = "127.0.0.1", s
+    if not host:
+        raise ValueError(f"{text!r}: the host is empty; expected PORT or HOST:PORT, like 8765 or 0.0.0.0:8765")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{text!r}: expected a port from 0 to 65535 (0 picks a free one), as PORT or HOST:PORT")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,67 @@
+"""The page in a real browser: ``edgessl simulate`` + ``edgessl run --serve``, opened in headless Chromium.
+
+Checks what the issue asks: the plot receives samples, and an event performed by the simulated board appears
+on the page within 2 s of the gesture's end (the page stamps each row with its arrival, the runtime with the
+host wall time of the gesture's end). A screenshot is saved as an artifact; with ``EDGESSL_WRITE_DOCS=1`` it
+also becomes docs/dashboard.png (the README's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.dashboard.conftest import artifacts_dir, served, simulated_board
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait(driver, what: str, timeout: float, script: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = driver.execute_script(script)
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout} s; page text: {driver.find_element('tag name', 'body').text[:1500]}")
+
+
+@pytest.mark.slow
+def test_the_page_shows_the_stream_and_an_event_within_2_s_of_its_end(chromium, small_bundle, tmp_path):
+    docs = bool(os.environ.get("EDGESSL_WRITE_DOCS"))
+    with simulated_board(tmp_path, "--speed", "1", "--seconds", "120", "--seed", "3") as port, \
+            served(tmp_path, ["run", str(small_bundle), "--port", port, "--seconds", "90", "--show-unknown"]) as (url, proc, lines):  # fmt: skip
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/"), url
+        chromium.get(url)
+        _wait(chromium, "the page's stream connected", 15, "return document.getElementById('conn').dataset.state === 'live'")
+        first = int(_wait(chromium, "samples on the page", 10,
+                          "const n = +document.getElementById('samples').dataset.points; return n > 0 && n"))  # fmt: skip
+        grown = int(_wait(chromium, "more samples on the page", 5,
+                          f"const n = +document.getElementById('samples').dataset.points; return n > {first} && n"))  # fmt: skip
+        assert grown > first
+        # the plot draws them: some pixel of the canvas is a channel's colour, not the background or the grid
+        drawn = chromium.execute_script("""const c = document.getElementById('plot');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && Math.abs(d[i] - d[i + 1]) > 60) n++;
+            return n;""")  # fmt: skip
+        assert drawn > 50, "the plot drew no channel line"
+        rows = _wait(chromium, "an event row", 40, """return Array.from(document.querySelectorAll('#events tr.event'))
+            .map(r => ({label: r.dataset.label, arrival: +r.dataset.arrival, end: +r.dataset.endWall}));""")  # fmt: skip
+        if docs:  # the README's picture: a few events and the probabilities of the latest
+            _wait(chromium, "three events", 60, "return document.querySelectorAll('#events tr.event').length >= 3")
+            time.sleep(1.5)  # let the rows' highlight fade
+        shot = artifacts_dir(tmp_path) / "dashboard-run.png"
+        chromium.save_screenshot(str(shot))
+        print(f"dashboard screenshot: {shot}")
+        if docs:
+            chromium.save_screenshot(str(ROOT / "docs" / "dashboard.png"))
+        printed = [json.loads(x) for x in lines.all if x.startswith('{"t"')]  # the run's own --json events
+    for r in rows:
+        assert r["arrival"] - r["end"] <= 2.0, f"event {r} reached the page {r['arrival'] - r['end']:.2f} s after its end"
+        assert r["arrival"] - r["end"] > -0.5, r  # the stamp is the gesture's end, not something later
+    assert {r["label"] for r in rows} <= {e["label"] for e in printed}, (rows, printed)
+    assert proc.returncode is not None and "Traceback" not in (proc.stderr.read() if proc.stderr else "")
