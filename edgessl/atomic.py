@@ -15,14 +15,34 @@ import numpy as np
 __all__ = ["atomic_write", "save_npz_atomic"]
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where Linux shows it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and restore (not atomic against other threads creating files)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write exactly ``path`` (no suffix added) through ``write(binary file)``, atomically."""
+    """Write exactly ``path`` (no suffix added) through ``write(binary file)``, atomically.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (those of the file it replaces,
+    else 0o666 less the umask), not the temporary file's owner-only 0o600."""
     path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

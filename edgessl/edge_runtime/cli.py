@@ -57,6 +57,9 @@ class ChannelMapError(DeviceError, ValueError):
     """The device's channels cannot feed the model (names or units); a device error (exit code 5)."""
 
 
+STATUS_LOG_S = 30.0  # the status line's period when stdout is not a terminal
+
+
 class Recorder:
     """Saves the raw stream losslessly as a CSV recording (``time_s`` + channels, float32 round-trips).
 
@@ -219,6 +222,13 @@ def counters_text(c: dict[str, Any]) -> str:
             f"gaps {sum(c['gaps'].values())}")  # fmt: skip
 
 
+def _counts_text(counts: dict[str, int]) -> str:
+    """``{"crc": 2, "length": 1}`` -> ``3 (crc 2, length 1)``; ``{}`` -> ``0``."""
+    total = sum(counts.values())
+    parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
+    return f"{total} ({parts})" if parts else str(total)
+
+
 def _save_state(adapter: Adapter, path: str, final: bool) -> None:
     try:
         adapter.save(path)
@@ -252,6 +262,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         comparison_text,
         model_mismatch,
     )
+    from edgessl.edge_runtime.rate import RateMeter
     from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
@@ -260,12 +271,18 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     def emit(record: dict[str, Any]) -> None:
         print(json.dumps(record), file=out, flush=True)
 
+    # on a terminal the status line is rewritten in place; in a log (a file, a pipe, journald) it is a line
+    # of its own every STATUS_LOG_S, and nothing starts with a carriage return
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    cr, nl = ("\r", "\n") if tty else ("", "")
+
     def note(text: str) -> None:  # a line of its own, after the status line
-        print(f"\n# {text}", file=out, flush=True)
+        print(f"{nl}# {text}", file=out, flush=True)
 
     providers = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in args.providers.split(",")]
+    # the live page shows unknown answers always (with their reason); the terminal and --json with --show-unknown
     decision = DecisionConfig(confidence=args.confidence, ood_threshold=args.ood_threshold,
-                              report_unknown=args.show_unknown)  # fmt: skip
+                              report_unknown=args.show_unknown or args.serve is not None)  # fmt: skip
     wait = args.wait
     if args.seconds is not None:
         wait = args.seconds if wait is None else min(wait, args.seconds)
@@ -284,7 +301,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                             user_state=args.state) as rt:  # fmt: skip
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
-            feed = Feed(dash, rt, Path(args.bundle).name) if dash is not None else None
+            meter = RateMeter()  # the status line's rate and the page's
+            feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None
+            if feed is not None:
+                states.hook = feed.state
             dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
                             on_state=states.on_state, events=True)  # fmt: skip
             rec: Recorder | None = None
@@ -335,7 +355,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz",
                           file=out, flush=True)  # fmt: skip
                 check_board_model()
-                n_samples, t_start, last_status, last_save = 0, time.monotonic(), 0.0, time.monotonic()
+                last_status, last_save = 0.0, time.monotonic()
                 last_t: float | None = None  # stream time of the latest sample
                 while t_end is None or time.monotonic() < t_end:
                     if stop.signal is not None:
@@ -368,22 +388,22 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         t, values = ev.t_device, ev.values
                         if rec is not None:
                             rec.write(t, values)
-                        n_samples += len(values)
+                        meter.add(ev.t_host, len(values))
                         last_t = float(t[-1])
                         if feed is not None:
                             feed.samples(t, values)
                         for g in rt.feed(values[:, idx], t):
                             if compare is not None:
                                 show_comparisons(compare.add_host(g))
-                                if g.label == UNKNOWN and not args.show_unknown:
-                                    continue  # decided for the comparison only
-                            stats["events"] += 1
                             if feed is not None:
                                 feed.event(g)
+                            if g.label == UNKNOWN and not args.show_unknown:
+                                continue  # decided for the comparison or the page only
+                            stats["events"] += 1
                             if args.json:
                                 emit(g.to_json())
                             else:
-                                print(f"\r{event_text(g)}", file=out, flush=True)
+                                print(f"{cr}{event_text(g)}", file=out, flush=True)
                     if feed is not None:
                         feed.tick(dev)
                     for de in dev.take_events():
@@ -393,25 +413,25 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         if args.json:
                             emit({"board_event": de.to_json()})
                         elif de.index >= 0 or args.show_unknown:
-                            print(f"\r{board_event_text(de)}", file=out, flush=True)
+                            print(f"{cr}{board_event_text(de)}", file=out, flush=True)
                     if compare is not None and last_t is not None:
                         show_comparisons(compare.advance(last_t))
                     now = time.monotonic()
                     if adapter is not None and args.adapt_state and now - last_save >= args.save_every:
                         _save_state(adapter, args.adapt_state, final=False)
                         last_save = now
-                    if not args.json and now - last_status > 0.5:
+                    if not args.json and now - last_status > (0.5 if tty else STATUS_LOG_S):
                         last_status = now
                         c = dev.counters()
-                        rate = n_samples / max(1e-9, now - t_start)
+                        rate = meter.rate_hz(now)
                         lat = f"{np.median(rt.latencies_ms[-50:]):.2f} ms" if rt.latencies_ms else "—"
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
                         unknown = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
                         board = f"  {compare.summary()}" if compare is not None else ""
-                        print(f"\r  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
+                        print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
                               f"unknown {unknown} (low confidence {rt.stats['unknown_low_confidence']}, "
                               f"unlike training {rt.stats['unknown_out_of_distribution']}){board}   ",
-                              end="", file=out, flush=True)  # fmt: skip
+                              end="" if tty else "\n", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
                 stats["stopped_by"] = str(sig)
@@ -431,9 +451,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 emit({"stats": stats})
             else:
                 c = dev.counters()
-                print(f"\n# stopped ({stats['stopped_by']}): {stats['events']} events, {c['delivered_samples']} samples; "
-                      f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())} "
-                      f"{dict(c['rejected_samples'])}, gaps {dict(c['gaps'])}", file=out, flush=True)  # fmt: skip
+                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events']} events, {c['delivered_samples']} samples; "
+                      f"dropped {c['dropped_samples']}, rejected {_counts_text(c['rejected_samples'])}, "
+                      f"gaps {_counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
     return 0
