@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the server (http.server, numpy) is imported when a command 
 
 __all__ = ["add_serve_flag", "open_dashboard", "serving", "parse_address", "is_loopback", "serve_address"]
 
-SERVE_HELP = ("serve a live, read-only page of the stream and the decisions at [HOST:]PORT, e.g. 8765 "
+SERVE_HELP = ("serve a live, read-only page of the stream and the decisions at [HOST:]PORT (not a URL), e.g. 8765 "
               "(127.0.0.1: this machine only) or 0.0.0.0:8765 (anyone on the network can watch); 0 picks a free "
               "port (default: off)")  # fmt: skip
 
@@ -44,8 +44,9 @@ def add_serve_flag(p: argparse.ArgumentParser, what: str = "the stream and the d
 def open_dashboard(address: tuple[str, int], command: str, out: TextIO, json_mode: bool = False,
                    flag: str = "--serve") -> Dashboard:  # fmt: skip
     """Start the page's server and say where it is: ``# dashboard at URL (read-only)`` on ``out`` (with
-    ``json_mode``, a ``{"dashboard": {...}}`` line); a one-line warning on stderr when it listens beyond
-    this machine. The caller closes it (``with``).
+    ``json_mode``, a ``{"dashboard": {...}}`` line), for ``0.0.0.0`` the URL others open (the machine's address
+    on its network); a one-line warning on stderr when it listens beyond this machine. The caller closes it
+    (``with``).
 
     Raises:
         UsageError: the address cannot be listened on (see :class:`Dashboard`).
@@ -54,11 +55,12 @@ def open_dashboard(address: tuple[str, int], command: str, out: TextIO, json_mod
 
     host, port = address
     dash = Dashboard(host, port, command=command, flag=flag).start()
+    url, what = dash.open_url()
     if json_mode:
-        print(json.dumps({"dashboard": {"url": dash.url, "host": dash.host, "port": dash.port, "read_only": True}}),
+        print(json.dumps({"dashboard": {"url": url, "host": dash.host, "port": dash.port, "read_only": True}}),
               file=out, flush=True)  # fmt: skip
     else:
-        print(f"# dashboard at {dash.url} (read-only)", file=out, flush=True)
+        print(f"# dashboard at {url} ({what + '; ' if what else ''}read-only)", file=out, flush=True)
     if not dash.loopback:
         print(f"edgessl {command}: warning: {flag} {dash.where}: anyone who can reach this machine on that network "
               "can watch the stream (the page is read-only; serve on 127.0.0.1 and use an SSH tunnel to keep it "

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
-__all__ = ["parse_address", "is_loopback"]
+__all__ = ["parse_address", "is_loopback", "is_unspecified", "outward_address"]
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -14,6 +15,8 @@ def parse_address(text: str) -> tuple[str, int]:
         ValueError: not such an address (the message says what was expected).
     """
     s = text.strip()
+    if "://" in s or s.startswith("/"):
+        raise ValueError(f"{text!r}: expected PORT or HOST:PORT, not a URL, like 8765 or 0.0.0.0:8765")
     if s.startswith("["):
         host, _, rest = s[1:].partition("]")
         if not rest.startswith(":"):
@@ -40,3 +43,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_unspecified(host: str) -> bool:
+    """Whether ``host`` means every interface (``0.0.0.0``, ``::``): a URL with it opens nowhere."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def outward_address(ipv6: bool = False) -> str | None:
+    """The address others on the network reach this machine at: the source address the routing table picks
+    for a documentation address (a UDP ``connect()`` sends no packet); None without a route (no network)."""
+    family, target = (socket.AF_INET6, "2001:db8::1") if ipv6 else (socket.AF_INET, "192.0.2.1")
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((target, 9))
+            addr = str(s.getsockname()[0])
+    except OSError:
+        return None
+    return None if is_loopback(addr) or is_unspecified(addr) else addr

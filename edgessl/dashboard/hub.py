@@ -10,7 +10,8 @@ read) is dropped and counted, so a slow page never holds anything up.
 
 Messages are JSON objects: ``{"type": "snapshot", ...}`` first (everything a new page needs: the last
 :data:`PLOT_SECONDS` of the plot, the recent events, the latest status, probabilities and prompt), then
-``{"type": "update", ...}`` with what changed since the previous one.
+``{"type": "update", ...}`` with what changed since the previous one, and ``{"type": "end", "reason": ...}``
+last when the command ends (so the page can tell a stopped command from a lost connection).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Client:
         self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_MESSAGES)
         self.fresh = True  # gets a snapshot before any update
         self.dropped = False
+        self.done = threading.Event()  # its handler has written what it was given and let go
 
     def offer(self, message: bytes | None) -> bool:
         try:
@@ -163,6 +165,7 @@ class Hub:
         with self._lock:
             if client in self._clients:
                 self._clients.remove(client)
+        client.done.set()
 
     @property
     def clients(self) -> int:
@@ -172,17 +175,28 @@ class Hub:
         self._thread = threading.Thread(target=self._run, name="dashboard-broadcast", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the broadcaster and end every page's stream."""
+    def close(self, reason: str = "stopped (the command ended)", flush_s: float = 1.0) -> None:
+        """Stop the broadcaster, send every page what changed since and an ``end`` message saying ``reason``,
+        and give their handlers up to ``flush_s`` seconds to write it (a page told the command stopped does not
+        wait for it as for a lost connection)."""
         self._stop.set()
         self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._clients:
+            try:
+                self.tick()  # the final counters
+            except Exception:  # noqa: BLE001 - as in the broadcaster: counted, the end message still goes
+                self.counters["broadcast_errors"] = self.counters.get("broadcast_errors", 0) + 1
+        end = _sse({"type": "end", "reason": reason, "wall": round(time.time(), 3)})
         with self._lock:
             clients, self._clients = self._clients, []
         for c in clients:
-            if not c.offer(None):
+            if not (c.offer(end) and c.offer(None)):
                 c.dropped = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        deadline = time.monotonic() + flush_s
+        for c in clients:
+            c.done.wait(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -208,7 +222,7 @@ class Hub:
             probs_rev, probs = self._probs_rev, self._probs
             prompt_rev, prompt = self._prompt_rev, self._prompt
             events = list(self._events)
-            samples_total = self.samples_total
+            samples_total, events_total = self.samples_total, self._event_seq
             clients = list(self._clients)
         sent = self._sent
         reset = meta_rev != sent["meta"]
@@ -225,7 +239,7 @@ class Hub:
         while self._plot_t and self._plot_t[0] < self._plot_t[-1] - PLOT_SECONDS:
             self._plot_t.popleft()
             self._plot_x.popleft()
-        common = {"samples_total": samples_total, "wall": round(time.time(), 3)}
+        common = {"samples_total": samples_total, "events_total": events_total, "wall": round(time.time(), 3)}
         update: dict[str, Any] = {"type": "update", **common}
         if reset:
             update.update(meta=meta, reset=True, t=list(self._plot_t), x=list(self._plot_x))
@@ -296,7 +310,8 @@ class Hub:
     def state(self) -> dict[str, Any]:
         """A JSON-ready snapshot for ``GET /state`` (no plot points)."""
         with self._lock:
-            return {"meta": dict(self._meta), "samples_total": self.samples_total, "status": self._status,
+            return {"meta": dict(self._meta), "samples_total": self.samples_total, "events_total": self._event_seq,
+                    "status": self._status, "max_pages": MAX_CLIENTS,
                     "probabilities": self._probs_json(self._probs), "prompt": self._prompt,
                     "events": [p for _, p in self._events][-20:], "pages": len(self._clients),
                     "server": dict(self.counters), "read_only": True}  # fmt: skip

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from edgessl.dashboard.address import is_loopback
+from edgessl.dashboard.address import is_loopback, is_unspecified, outward_address
 from edgessl.dashboard.hub import Hub, to_json
 from edgessl.errors import UsageError
 
@@ -276,6 +276,18 @@ class Dashboard:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
+
+    def open_url(self) -> tuple[str, str]:
+        """A URL that opens the page, and what it is: bound to every interface (``0.0.0.0``, ``::``), the
+        machine's address on its network (``http://0.0.0.0:PORT/`` opens nowhere), else :attr:`url`."""
+        if not is_unspecified(self.host):
+            return self.url, ""
+        v6 = ":" in self.host
+        addr = outward_address(v6)
+        if addr is None:
+            local = "[::1]" if v6 else "127.0.0.1"
+            return f"http://{local}:{self.port}/", "all interfaces, but no network address found"
+        return f"http://{f'[{addr}]' if v6 else addr}:{self.port}/", "all interfaces; anyone on the network can watch"
 
     @property
     def where(self) -> str:

@@ -1,7 +1,8 @@
 """What ``run``, ``monitor`` and ``record`` hand to the live page (``--serve``), in one place.
 
-Built only while a page is connected (the status) or when something happened (an event, a new prediction):
-with nobody watching, the loop pays for a reference append per block.
+The status (device, runtime, adaptation) is a small dict built every :data:`STATUS_EVERY_S` whether a page
+is connected or not, so ``/state`` and a newly opened page are current; events and predictions are handed
+over when they happen. From before the port is opened the page says what the command waits for.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgessl.edge_runtime.rate import RateMeter
 
 if TYPE_CHECKING:
     from edgessl.dashboard import Dashboard
@@ -26,18 +29,26 @@ def event_payload(g: Event, rt: GestureRuntime, last_t: float | None) -> dict[st
     behind = 0.0 if last_t is None else max(0.0, last_t - g.window_end)
     d["end_wall"] = round(time.time() - behind, 3)
     if g.label == "unknown":
-        d["reason"] = "low confidence" if g.confidence < rt.confidence else "unlike training"
+        d["reason"] = unknown_reason(rt, g.confidence, g.ood_score)
     return d
 
 
-def device_status(dev: ImuStream, rate_hz: float, reconnects: int | None = None) -> dict[str, Any]:
-    """The device panel: state, measured rate, the bridge's loss counters, reconnects."""
+def device_status(dev: ImuStream, rate_hz: float, reconnects: int | None = None, port: str | None = None) -> dict[str, Any]:
+    """The device panel: state, port, measured rate, the bridge's loss counters, reconnects."""
     c = dev.counters()
     gaps = c["gaps"]
-    return {"state": c["state"], "rate_hz": round(rate_hz, 2), "nominal_hz": dev.sample_rate,
+    return {"state": c["state"], "port": port, "rate_hz": round(rate_hz, 2), "nominal_hz": dev.sample_rate,
             "delivered": c["delivered_samples"], "dropped": c["dropped_samples"],
             "rejected": sum(c["rejected_samples"].values()), "gaps": sum(gaps.values()),
             "reconnects": gaps.get("disconnect", 0) if reconnects is None else reconnects}  # fmt: skip
+
+
+def unknown_reason(rt: GestureRuntime, confidence: float, ood_score: float) -> str:
+    """Why an answer is ``unknown``: the confidence gate (checked first, as the runtime counts it) or the
+    out-of-distribution gate."""
+    if confidence < rt.confidence or rt.ood_threshold is None:
+        return "low confidence"
+    return "unlike training" if ood_score > rt.ood_threshold else "low confidence"
 
 
 def runtime_status(rt: GestureRuntime) -> dict[str, Any]:
@@ -54,24 +65,52 @@ def adaptation_status(rt: GestureRuntime) -> dict[str, Any] | None:
 
 class Feed:
     """The page's side of a command's loop: call :meth:`samples` per block, :meth:`event` per event,
-    :meth:`tick` once per loop turn (the status every :data:`STATUS_EVERY_S`, a new prediction)."""
+    :meth:`state` with every device state (the :class:`~edgessl.firmware_bridge.states.StateReporter`'s hook),
+    :meth:`tick` once per loop turn (the status every :data:`STATUS_EVERY_S`, a new prediction).
 
-    def __init__(self, dash: Dashboard, rt: GestureRuntime | None = None, name: str | None = None):
-        self.dash, self.rt = dash, rt
+    Args:
+        dash: the page.
+        rt: the runtime (its labels, decisions and adaptation), None for the stream only.
+        name: the model's name shown on the page.
+        port: the port, as the command was given it (the page says what it waits for).
+        meter: the command's own rate meter, which the command feeds (the status line and the page then show
+            the same rate); None: the feed keeps one.
+    """
+
+    def __init__(self, dash: Dashboard, rt: GestureRuntime | None = None, name: str | None = None,
+                 port: str | None = None, meter: RateMeter | None = None):  # fmt: skip
+        self.dash, self.rt, self.port = dash, rt, port
         self.last_t: float | None = None
-        self._t0 = time.monotonic()
-        self._n = 0
+        self.meter = meter if meter is not None else RateMeter()
+        self._own_meter = meter is None
         self._last_status = 0.0
         self._shown: Any = None
         if rt is not None:
             dash.model(rt.labels, name=name, input_mode=rt.metadata.get("input_mode"))
+        # before the port is opened: what the command is about to do, and the adaptation it was configured with
+        self._device: dict[str, Any] = {"state": "opening", "port": port}
+        initial: dict[str, Any] = {"device": self._device}
+        if rt is not None:
+            initial["runtime"] = runtime_status(rt)
+            initial["adaptation"] = adaptation_status(rt)
+        dash.status(initial)
+
+    def state(self, state: str) -> None:
+        """A device state change (waiting, streaming, reconnecting, closed), on the page at once: ``open()``
+        waits for a port in the command's thread, where no :meth:`tick` runs."""
+        self._device = {**self._device, "state": state}
+        if state != "streaming":  # nothing arrives while waiting or reconnecting
+            self._device["rate_hz"] = 0.0
+        self.dash.status({"device": self._device})
 
     def stream(self, dev: ImuStream) -> None:
         """The device's channels (at open, and when the device changed)."""
         self.dash.stream(dev.channel_names, dev.unit_names, dev.sample_rate)
 
-    def samples(self, t: np.ndarray, values: np.ndarray) -> None:
-        self._n += len(t)
+    def samples(self, t: np.ndarray, values: np.ndarray, t_host: float | None = None) -> None:
+        """A block of samples (``t_host``: when it arrived, ``time.monotonic()``; now when not given)."""
+        if self._own_meter:
+            self.meter.add(time.monotonic() if t_host is None else t_host, len(t))
         self.last_t = float(t[-1])
         self.dash.samples(t, values)
 
@@ -83,13 +122,19 @@ class Feed:
         rt = self.rt
         if rt is not None and rt.last_prediction is not None and rt.last_prediction is not self._shown:
             self._shown = inp, pred = rt.last_prediction
-            self.dash.probabilities(rt.labels, pred.probs, label=pred.label, confidence=round(float(pred.confidence), 4),
-                                    ood_score=round(float(pred.ood_score), 4), t=round(inp.t_end, 3))  # fmt: skip
+            info: dict[str, Any] = {"label": pred.label, "confidence": round(float(pred.confidence), 4),
+                                    "ood_score": round(float(pred.ood_score), 4), "t": round(inp.t_end, 3)}  # fmt: skip
+            if pred.index < 0:  # unknown: which gate, against which threshold, and the class it would have been
+                info["reason"] = why = unknown_reason(rt, float(pred.confidence), float(pred.ood_score))
+                info["top"] = rt.labels[int(np.argmax(pred.probs))]
+                info["gate"] = rt.confidence if why == "low confidence" else rt.ood_threshold
+            self.dash.probabilities(rt.labels, pred.probs, **info)
         now = time.monotonic()
-        if not self.dash.listening or now - self._last_status < STATUS_EVERY_S:
+        if now - self._last_status < STATUS_EVERY_S:
             return
         self._last_status = now
-        fields: dict[str, Any] = {"device": device_status(dev, self._n / max(1e-9, now - self._t0), reconnects), **extra}
+        self._device = device_status(dev, self.meter.rate_hz(now), reconnects, self.port)
+        fields: dict[str, Any] = {"device": self._device, **extra}
         if rt is not None:
             fields["runtime"] = runtime_status(rt)
             fields["adaptation"] = adaptation_status(rt)

@@ -16,7 +16,6 @@ stream since the last one) and, with a model, ``{"prediction": {..}}`` when a wi
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import shutil
@@ -41,6 +40,7 @@ from edgessl.edge_runtime.cli import (
     event_text,
     warning_printer,
 )
+from edgessl.edge_runtime.rate import RateMeter
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.runtime import GestureRuntime
@@ -61,9 +61,8 @@ class StreamView:
         self.seconds = seconds
         self.samples = 0
         self.reconnects = 0
-        self._arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (host time, samples)
+        self.meter = RateMeter()
         self._since_update: list[np.ndarray] = []
-        self._t0 = time.monotonic()
         self.reset(channels, units)
 
     def reset(self, channels: list[str], units: list[str]) -> None:
@@ -76,7 +75,7 @@ class StreamView:
     def push(self, t: np.ndarray, x: np.ndarray, t_host: float) -> None:
         """``t [n]`` stream seconds, ``x [n, C]`` values, arrived at host time ``t_host``."""
         self.samples += len(x)
-        self._arrivals.append((t_host, len(x)))
+        self.meter.add(t_host, len(x))
         self._since_update.append(np.asarray(x, np.float64))
         self._append(np.asarray(t, np.float64), np.asarray(x, np.float64))
 
@@ -91,10 +90,9 @@ class StreamView:
         self.t, self.x = self.t[keep], self.x[keep]
 
     def rate_hz(self, now: float) -> float:
-        """Samples per second that arrived over the last ``seconds`` of host time."""
-        while self._arrivals and self._arrivals[0][0] < now - self.seconds:
-            self._arrivals.popleft()
-        return sum(n for _, n in self._arrivals) / min(self.seconds, max(now - self._t0, 1e-3))
+        """Samples per second that arrived recently (:class:`~edgessl.edge_runtime.rate.RateMeter`, as ``run`` and
+        the live page measure it)."""
+        return self.meter.rate_hz(now)
 
     @property
     def latest(self) -> np.ndarray | None:
@@ -180,7 +178,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # resolved per call: a default bound at import misses a redirected stdout
     from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
     from edgessl.edge_runtime.dashboard_feed import Feed
-    from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceLost
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
@@ -212,11 +210,20 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
         rt: GestureRuntime | None = None
         if args.model:
             # the decisions `run` makes by default: its decision defaults and its default adaptation (in memory)
-            rt = stack.enter_context(GestureRuntime(args.model, decision=DecisionConfig(),
+            # (the live page also shows the segments answered unknown, with their reason; the terminal does not)
+            rt = stack.enter_context(GestureRuntime(args.model, decision=DecisionConfig(report_unknown=dash is not None),
                                                     adapter=build_adapter(DEFAULT_METHOD)))  # fmt: skip
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
                         on_state=states.on_state)  # fmt: skip
-        feed = Feed(dash, rt, args.model and Path(args.model).name) if dash is not None else None
+        feed = Feed(dash, rt, args.model and Path(args.model).name, args.port) if dash is not None else None
+        if feed is not None:
+            page_state = feed.state
+
+            def on_state(state: str) -> None:
+                count_reconnects(state)
+                page_state(state)
+
+            states.hook = on_state
         try:
             stop.blocking = True
             try:
@@ -269,13 +276,15 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     assert isinstance(ev, SampleBlock)
                     view.push(ev.t_device, ev.values, ev.t_host)
                     if feed is not None:
-                        feed.samples(ev.t_device, ev.values)
+                        feed.samples(ev.t_device, ev.values, ev.t_host)
                     if rt is None:
                         continue
                     for g in rt.feed(ev.values[:, idx], ev.t_device):
-                        stats["events"] += 1
                         if feed is not None:
                             feed.event(g)
+                        if g.label == UNKNOWN:
+                            continue  # reported for the page only
+                        stats["events"] += 1
                         if args.json:
                             emit(g.to_json())
                         else:

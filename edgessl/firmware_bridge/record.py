@@ -481,7 +481,9 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     stats: dict[str, Any] = {"stopped_by": "seconds"}
     stream: SessionStream | None = None
     rate: float | None = None
-    feed = Feed(dash) if dash is not None else None
+    feed = Feed(dash, port=args.port) if dash is not None else None
+    if feed is not None:
+        states.hook = feed.state
     shown: Any = None  # the prompt on the page
     with _StopSignals() as stop:
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=args.wait, reconnect_timeout=None,
@@ -537,21 +539,25 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                         t_end = None if args.seconds is None else t_start + args.seconds
                     takes = stream.feed(ev.t_device, ev.values)
                     if feed is not None:
-                        feed.samples(ev.t_device, ev.values)
+                        feed.samples(ev.t_device, ev.values, ev.t_host)
                     if guide is not None:
                         guide.offer(takes)
                 if stream is None:
                     continue
                 if guide is not None:
                     guide.step(stream, dev)
-                if feed is not None and feed.dash.listening:  # nobody watching: nothing to build
-                    extra: dict[str, Any] = {}
+                if feed is not None:  # current for /state and a page opened later (a small dict)
+                    extra: dict[str, Any] = {"output": str(stream.writer.path_csv)}
                     if guide is not None:
                         prompt = guide.prompt(stream.writer)
                         if prompt != shown:
                             shown = prompt
                             feed.dash.prompt(prompt)
-                        extra = {"counts": guide.counts(stream.writer), "wanted": guide.count}
+                        kept = stream.writer.meta["segments"][-10:]  # the latest kept takes, as the terminal says
+                        extra.update(counts=guide.counts(stream.writer), wanted=guide.count,
+                                     takes=[{"label": r["label"], "take": r["take"], "flags": r["flags"],
+                                             "duration_s": round((r["end_ms"] - r["start_ms"]) / 1000.0, 2)}
+                                            for r in kept])  # fmt: skip
                     feed.tick(dev, **extra)
                 now = time.monotonic()
                 if now - last_flush >= SAVE_EVERY_S:  # the sidecar's counters and samples, now and then

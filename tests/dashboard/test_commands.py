@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+import urllib.request
 from urllib.parse import urlsplit
 
 from tests.dashboard.conftest import served, simulated_board
@@ -29,6 +30,32 @@ def stream_until(url: str, pred, timeout: float = 20) -> list[dict]:
         raise AssertionError(f"not seen within {timeout} s: {str(got)[-1500:]}")
     finally:
         c.close()
+
+
+def state_until(url: str, pred, timeout: float) -> dict:
+    """``GET /state`` (no page open) until ``pred(state)`` holds."""
+    end = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(url + "state", timeout=5) as r:
+            st = json.loads(r.read())
+        if pred(st):
+            return st
+        if time.monotonic() > end:
+            raise AssertionError(f"not seen within {timeout} s: {st}")
+        time.sleep(0.2)
+
+
+def test_before_the_board_the_page_says_what_it_waits_for_and_state_stays_current(tmp_path, small_bundle):
+    port = str(tmp_path / "imu")  # not there yet: plugged in below
+    with served(tmp_path, ["run", str(small_bundle), "--port", port, "--seconds", "60"]) as (url, _, _):
+        st = state_until(url, lambda s: (s["status"].get("device") or {}).get("state") == "waiting", 30)
+        assert st["status"]["device"]["port"] == port
+        assert st["status"]["adaptation"]["method"] not in (None, "none")  # the configured method, before any data
+        with simulated_board(tmp_path, "--speed", "1", "--seconds", "60", "--link", port):
+            # no page is open, and /state is current all the same; the rate is the board's, not averaged with the wait
+            st = state_until(url, lambda s: s["status"]["device"].get("delivered", 0) >= 300, 30)
+    device = st["status"]["device"]
+    assert device["state"] == "streaming" and 80 < device["rate_hz"] < 125, device
 
 
 def test_monitor_serves_the_stream_and_the_device(tmp_path):

@@ -127,8 +127,12 @@ def test_the_broadcaster_sleeps_without_pages_and_ends_streams_on_close():
         first = c.queue.get(timeout=2)
         assert json.loads(first[6:])["type"] == "snapshot"
     finally:
-        h.close()
-    assert c.queue.get(timeout=1) is None or c.queue.get(timeout=1) is None  # the handler's signal to end
+        h.close(flush_s=0.1)
+    rest = []
+    while (m := c.queue.get(timeout=1)) is not None:  # None: the handler's signal to end
+        rest.append(json.loads(m[6:]))
+    # the last message says the command ended (a page must not take it for a lost connection)
+    assert rest and rest[-1]["type"] == "end" and rest[-1]["reason"] == "stopped (the command ended)"
     assert h._thread is not None and not h._thread.is_alive()
 
 

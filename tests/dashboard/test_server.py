@@ -74,7 +74,8 @@ def test_address_forms(text, want):
     assert parse_address(text) == want
 
 
-@pytest.mark.parametrize("text", ["", "x", "70000", ":80", "::1:80", "[::1]", "host:", "-1", "1.2.3.4:8o"])
+@pytest.mark.parametrize("text", ["", "x", "70000", ":80", "::1:80", "[::1]", "host:", "-1", "1.2.3.4:8o",
+                                  "http://127.0.0.1:8765/"])  # fmt: skip
 def test_bad_addresses_say_what_was_expected(text):
     with pytest.raises(ValueError, match="expected"):
         parse_address(text)
@@ -82,6 +83,11 @@ def test_bad_addresses_say_what_was_expected(text):
 
     with pytest.raises(argparse.ArgumentTypeError):
         serve_address(text)
+
+
+def test_a_url_is_not_mistaken_for_an_ipv6_address():
+    with pytest.raises(ValueError, match="expected PORT or HOST:PORT, not a URL"):
+        parse_address("http://127.0.0.1:8765/")
 
 
 def test_the_page_and_its_files_with_strict_headers(dash):
@@ -257,15 +263,38 @@ def test_run_with_a_port_in_use_exits_with_the_usage_code_and_one_line(tmp_path)
     assert line.startswith(f"edgessl run: error: --serve 127.0.0.1:{first.port}: cannot listen there: the address is in use")
 
 
+def test_a_page_is_told_when_the_command_ends():
+    d = Dashboard("127.0.0.1", 0).start()
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
+    try:
+        c.request("GET", "/events")
+        r = c.getresponse()
+        while not r.fp.readline().startswith(b"data: "):  # the snapshot: the page is attached
+            pass
+        d.close()
+        rest = r.read()  # to the end of the stream
+    finally:
+        c.close()
+        d.close()
+    last = [ln for ln in rest.split(b"\n") if ln.startswith(b"data: ")][-1]
+    assert json.loads(last[6:]) == {"type": "end", "reason": "stopped (the command ended)", "wall": pytest.approx(time.time(), abs=5)}
+
+
 def test_a_non_loopback_address_warns_once(capsys):
     import io
 
     from edgessl.dashboard import open_dashboard
+    from edgessl.dashboard.address import outward_address
 
     out = io.StringIO()
     d = open_dashboard(("0.0.0.0", 0), "run", out)
     try:
-        assert out.getvalue() == f"# dashboard at http://0.0.0.0:{d.port}/ (read-only)\n"
+        # the URL others open, not http://0.0.0.0:PORT/ (which opens nowhere)
+        addr = outward_address()
+        assert out.getvalue() == (f"# dashboard at http://{addr}:{d.port}/ (all interfaces; anyone on the network "
+                                  "can watch; read-only)\n" if addr else
+                                  f"# dashboard at http://127.0.0.1:{d.port}/ (all interfaces, but no network "
+                                  "address found; read-only)\n")  # fmt: skip
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"edgessl run: warning: --serve 0.0.0.0:{d.port}: anyone")
         assert get(d, "/state", headers={"Host": "pi.local:1"})[0] == 200  # served to the network on purpose

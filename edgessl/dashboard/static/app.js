@@ -6,13 +6,18 @@ const PLOT_SECONDS = 10;
 const MAX_ROWS = 50;
 const COLORS = ["#cf222e", "#1a7f37", "#1f6feb", "#9a6700", "#8250df", "#bf3989", "#0a7ea4", "#57606a"];
 
+const RETRY_MIN_MS = 2000, RETRY_MAX_MS = 10000;  // reconnecting: 2 s, 4 s, 8 s, then every 10 s
+
 const state = {
   meta: { channels: [], units: [], labels: [], command: "" },
   t: [], x: [],            // plot points: device seconds and [value per channel]
   points: 0,               // plot points received
-  events: 0,
+  samples: 0,              // samples the command received (samples_total)
   clockOffset: 0,          // server wall time minus this browser's
   prompt: null,
+  device: "",              // the device's state (streaming, waiting, reconnecting ...)
+  live: false,             // the page's stream is connected
+  ended: false,            // the command said it ended
 };
 
 const $ = (id) => document.getElementById(id);
@@ -50,18 +55,28 @@ function drawPlot() {
   const X = (t) => left + ((t - tStart) / PLOT_SECONDS) * pw;
   const Y = (v) => top + (1 - (v - lo) / (hi - lo)) * ph;
   g.strokeStyle = "#d0d7de"; g.fillStyle = "#656d76"; g.lineWidth = 1; g.font = "11px system-ui, sans-serif";
-  for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4, y = Y(v);
+  const step = niceStep((hi - lo) / 4), digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const ticks = $("plot").dataset;
+  ticks.ticks = "";
+  for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) {
+    const y = Y(v), label = (Math.abs(v) < step / 2 ? 0 : v).toFixed(digits);
     g.beginPath(); g.moveTo(left, y); g.lineTo(left + pw, y); g.stroke();
-    g.fillText(v.toFixed(2), 4, y + 4);
+    g.fillText(label, 4, y + 4);
+    ticks.ticks += (ticks.ticks ? " " : "") + label;
   }
+  // not streaming (waiting, unplugged, the command stopped, the page disconnected): the plot is frozen and grey,
+  // its right edge is the last sample, not "now"
+  const stale = !state.live || state.device !== "streaming";
+  canvas.dataset.stale = String(stale);
   for (let s = 0; s <= PLOT_SECONDS; s += 2) {
-    const x = X(tStart + s);
-    g.fillText(s === PLOT_SECONDS ? "now" : `-${PLOT_SECONDS - s} s`, s === PLOT_SECONDS ? x - 24 : x - 12, h - 4);
+    const x = X(tStart + s), end = s === PLOT_SECONDS;
+    const text = end ? (stale ? "last sample" : "now") : `-${PLOT_SECONDS - s} s`;
+    g.fillText(text, end ? x - g.measureText(text).width : x - 12, h - 4);
   }
   const nch = state.meta.channels.length;
+  g.globalAlpha = stale ? 0.35 : 1;
   for (let c = 0; c < nch; c++) {
-    g.strokeStyle = COLORS[c % COLORS.length]; g.lineWidth = 1.4; g.beginPath();
+    g.strokeStyle = stale ? "#8c959f" : COLORS[c % COLORS.length]; g.lineWidth = 1.4; g.beginPath();
     let pen = false;
     for (let i = 0; i < n; i++) {
       const v = state.x[i][c];
@@ -71,13 +86,22 @@ function drawPlot() {
     }
     g.stroke();
   }
+  g.globalAlpha = 1;
+}
+
+function niceStep(raw) {  // 1, 2 or 5 times a power of ten, at least raw
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw * (1 - 1e-9)) return m * p;
+  return 10 * p;
 }
 
 function setMeta(meta) {
   state.meta = meta;
   $("title").textContent = `edgessl ${meta.command || ""}`;
   const model = meta.model && meta.model.name ? ` · model ${meta.model.name}` : "";
-  $("subtitle").textContent = `${meta.channels.length} channels${meta.rate_hz ? ` at ${fmt(meta.rate_hz, 0)} Hz` : ""}${model}`;
+  const device = meta.channels.length ? `${meta.channels.length} channels${meta.rate_hz ? ` at ${fmt(meta.rate_hz, 0)} Hz` : ""}`
+    : "waiting for the board";
+  $("subtitle").textContent = `${device}${model}`;
   const legend = $("legend");
   legend.replaceChildren();
   meta.channels.forEach((name, c) => {
@@ -87,6 +111,10 @@ function setMeta(meta) {
   });
   const hasModel = (meta.labels || []).length > 0;  // monitor without --model, record: the stream only
   for (const id of ["probs-panel", "adapt-panel", "events-panel"]) $(id).hidden = !hasModel;
+  for (const id of ["h-latency", "h-unknown"]) {  // decisions' rows: only where a model decides
+    $(id).hidden = !hasModel;
+    $(id).previousElementSibling.hidden = !hasModel;
+  }
 }
 
 function addPoints(t, x, reset) {
@@ -117,14 +145,26 @@ function setProbs(p) {
     row.dataset.p = String(p.probs[i]);
     box.append(row);
   });
-  const extra = p.label ? `→ ${p.label}${p.confidence !== undefined ? `, confidence ${fmt(p.confidence, 2)}` : ""}` : "";
+  let extra = "";
+  if (p.label === "unknown" && p.reason) {  // why: which gate, the value against its threshold
+    extra = p.reason === "low confidence"
+      ? `→ unknown: low confidence (${p.top} ${fmt(p.confidence, 2)} < ${fmt(p.gate, 2)})`
+      : `→ unknown: unlike training (${fmt(p.ood_score, 2)} > ${fmt(p.gate, 2)})`;
+  } else if (p.label) {
+    extra = `→ ${p.label}${p.confidence !== undefined ? `, confidence ${fmt(p.confidence, 2)}` : ""}`;
+  }
+  box.dataset.unknown = String(p.label === "unknown");
   $("probs-when").textContent = extra;
 }
 
 function setStatus(s) {
   if (!s) return;
   const d = s.device || {};
-  $("h-state").textContent = d.state || "—";
+  state.device = d.state || "";
+  const port = d.port ? ` ${d.port}` : "";
+  const said = { waiting: `waiting for${port}`, opening: `opening${port}`, reconnecting: `reconnecting to${port} (unplugged?)`,
+                 closed: "closed" };
+  $("h-state").textContent = said[d.state] || d.state || "—";
   $("h-state").dataset.state = d.state || "";
   $("h-rate").textContent = d.rate_hz === undefined ? "—" : `${fmt(d.rate_hz, 1)} Hz${d.nominal_hz ? ` (device ${d.nominal_hz})` : ""}`;
   for (const k of ["delivered", "dropped", "rejected", "gaps", "reconnects"]) {
@@ -137,7 +177,9 @@ function setStatus(s) {
   const a = s.adaptation;
   if (a) {
     $("a-method").textContent = a.method;
-    $("a-updates").textContent = String(a.updates);
+    const w = a.gated !== undefined ? a : (a.parts || []).find((x) => x.gated !== undefined);
+    $("a-updates").textContent = a.updates === 0 && w
+      ? `0 (the first search after ${w.next_search} windows that pass its gates; ${w.gated} so far)` : String(a.updates);
     $("a-resets").textContent = String(a.resets);
     const c = a.correction;
     $("a-correction").textContent = !c ? "none (this method has no input correction)"
@@ -146,6 +188,14 @@ function setStatus(s) {
     $("a-method").textContent = "none";
   }
   if (s.counts) setCounts(s.counts, s.wanted);
+  if (s.output) {
+    $("record-panel").hidden = false;
+    $("output").textContent = `writing ${s.output}`;
+  }
+  if (s.takes) {
+    $("takes").replaceChildren(...s.takes.slice().reverse().map((k) => el("li", {},
+      `kept ${k.label} ${k.take}: ${fmt(k.duration_s, 2)} s${k.flags && k.flags.length ? ` (${k.flags.join(", ")})` : ""}`)));
+  }
 }
 
 function setCounts(counts, wanted) {
@@ -186,27 +236,48 @@ function addEvents(events) {
     const label = el("td", {}, e.label);
     if (unknown && e.reason) label.append(" ", el("span", { className: "reason" }, `(${e.reason})`));
     const when = new Date(1000 * (e.end_wall || arrival)).toLocaleTimeString();
+    const duration = e.window_end - e.window_start;
     const row = el("tr", { className: unknown ? "event unknown fresh" : "event fresh" },
       el("td", {}, when), label, el("td", {}, fmt(e.confidence, 2)), el("td", {}, fmt(e.ood_score, 2)),
-      el("td", {}, `${fmt(e.latency_ms, 2)} ms`), el("td", {}, `${fmt(e.window_start, 2)}–${fmt(e.window_end, 2)} s`));
+      el("td", {}, `${fmt(e.latency_ms, 2)} ms`), el("td", {}, `${fmt(duration, 2)} s`));
     Object.assign(row.dataset, { label: e.label, arrival: String(arrival), endWall: String(e.end_wall ?? ""),
-      confidence: String(e.confidence) });
+      confidence: String(e.confidence), reason: e.reason || "" });
     body.prepend(row);
-    state.events += 1;
   }
   while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
-  $("events-count").textContent = `${state.events} this page`;
-  $("events-count").dataset.count = String(state.events);
+}
+
+function setEventsTotal(n) {
+  if (n === undefined) return;
+  const shown = $("events").rows.length;
+  $("events-count").textContent = `${n} since the command started${n > shown ? ` (the latest ${shown} shown)` : ""}`;
+  $("events-count").dataset.count = String(n);
+}
+
+// -- a fresh page: every panel as before the first message (a new snapshot, perhaps of a new process) ------
+function resetPage() {
+  state.t = []; state.x = []; state.prompt = null; state.device = "";
+  $("probs").replaceChildren(el("p", { className: "empty" }, "no window classified yet"));
+  $("probs").dataset.label = "";
+  $("probs-when").textContent = "";
+  for (const dd of document.querySelectorAll("#health dd, #adaptation dd")) { dd.textContent = "—"; dd.dataset.state = ""; }
+  $("events").replaceChildren();
+  $("events-count").textContent = "";
+  $("events-count").dataset.count = "0";
+  $("record-panel").hidden = true;
+  for (const id of ["counts", "takes"]) $(id).replaceChildren();
+  $("output").textContent = "";
+  setPrompt(null);
 }
 
 // -- the stream -----------------------------------------------------------------------------------------
 function apply(m) {
   if (m.wall) state.clockOffset = m.wall - Date.now() / 1000;
+  if (m.type === "end") { ended(m.reason); return; }
   if (m.type === "snapshot") {
+    resetPage();
     setMeta(m.meta);
     addPoints(m.t, m.x, true);
-    $("events").replaceChildren();
-    state.events = 0;
   } else {
     if (m.meta) setMeta(m.meta);
     addPoints(m.t, m.x, m.reset);
@@ -215,19 +286,65 @@ function apply(m) {
   if ("probabilities" in m) setProbs(m.probabilities);
   if ("prompt" in m) setPrompt(m.prompt);
   if (m.events) addEvents(m.events);
+  setEventsTotal(m.events_total);
   const s = $("samples");
+  if (m.samples_total > state.samples || m.type === "snapshot") {
+    // the count itself is the Device panel's "delivered"; here: when the plot last moved
+    s.textContent = m.samples_total ? `last sample ${new Date().toLocaleTimeString()}` : "no samples yet";
+  }
+  state.samples = m.samples_total;
   s.dataset.samples = String(m.samples_total);
   s.dataset.points = String(state.points);
-  s.textContent = `${m.samples_total} samples`;
+  drawPlot();
+}
+
+// -- the connection: our own retries (EventSource gives up for good on a 503), and why it is down -----------
+let source = null, retryMs = RETRY_MIN_MS, retryTimer = null;
+
+function setConn(st, text) {
+  const conn = $("conn");
+  conn.dataset.state = st;
+  conn.textContent = text;
+  state.live = st === "live";
   drawPlot();
 }
 
 function connect() {
-  const conn = $("conn");
-  const es = new EventSource("/events");
-  es.onopen = () => { conn.dataset.state = "live"; conn.textContent = "live"; };
-  es.onerror = () => { conn.dataset.state = "reconnecting"; conn.textContent = "reconnecting…"; };
-  es.onmessage = (ev) => apply(JSON.parse(ev.data));
+  clearTimeout(retryTimer);
+  source = new EventSource("/events");
+  source.onopen = () => { retryMs = RETRY_MIN_MS; state.ended = false; setConn("live", "live"); };
+  source.onmessage = (ev) => apply(JSON.parse(ev.data));
+  source.onerror = () => { source.close(); source = null; retry(); };
+}
+
+function ended(reason) {
+  if (source) { source.close(); source = null; }
+  state.ended = true;
+  $("h-state").textContent = "stopped";
+  $("h-state").dataset.state = "stopped";
+  state.device = "stopped";
+  setConn("stopped", reason || "stopped (the command ended)");
+  retryMs = 5000;  // slowly: a new process may take its place (the page then starts fresh)
+  retryTimer = setTimeout(connect, retryMs);
+}
+
+async function retry() {
+  let why = "connection lost";
+  if (!state.ended) {
+    try {
+      const r = await fetch("/state", { cache: "no-store" });
+      const st = r.ok ? await r.json() : null;
+      if (st && st.pages >= st.max_pages) why = `too many pages open (${st.max_pages})`;
+      else if (!r.ok) why = `the server answered ${r.status}`;
+    } catch (e) {
+      why = "the command is not answering";
+    }
+  }
+  const wait = state.ended ? Math.max(retryMs, 5000) : retryMs;
+  if (state.ended) setConn("stopped", `stopped (the command ended); looking for a new one every ${wait / 1000} s`);
+  else setConn("reconnecting", `${why}; retrying in ${Math.round(wait / 1000)} s`);
+  retryTimer = setTimeout(connect, wait);
+  retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
 }
 
 window.addEventListener("resize", drawPlot);

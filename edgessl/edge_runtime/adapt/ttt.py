@@ -251,6 +251,9 @@ class TTT(Adapter):
         self._compose()
 
     # -- state ----------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:  # + what the next search waits for (a display's "updates 0" explained)
+        return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer)}
+
     def state(self) -> dict[str, np.ndarray]:
         st = {"theta": self.theta, "mu": self.mu, "A0": self.A0, "c0": self.c0}
         if self.input is not None:
