@@ -36,8 +36,9 @@ def test_subpackages_are_the_four_parts_and_the_loaders():
     import pkgutil
 
     subs = sorted(m.name for m in pkgutil.iter_modules(edgessl.__path__) if m.ispkg)
-    # the four parts of the flow, and the loaders shared by both sides
-    assert subs == ["datasets", "edge_runtime", "export", "firmware_bridge", "trainer"]
+    # the four parts of the flow, the loaders shared by both sides, and the live page that the runtime's and
+    # the bridge's commands serve (it imports neither: tests/test_architecture.py)
+    assert subs == ["dashboard", "datasets", "edge_runtime", "export", "firmware_bridge", "trainer"]
 
 
 def test_data_info_cli_reports_bad_spec_clearly(capsys):
