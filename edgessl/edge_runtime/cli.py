@@ -437,6 +437,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 stats["stopped_by"] = str(sig)
                 finished = True
             finally:
+                if feed is not None:
+                    feed.final(dev)
                 dev.close()
                 if rec is not None:
                     rec.close()

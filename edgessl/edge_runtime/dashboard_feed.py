@@ -118,7 +118,13 @@ class Feed:
         assert self.rt is not None
         self.dash.event(event_payload(g, self.rt, self.last_t))
 
-    def tick(self, dev: ImuStream, reconnects: int | None = None, **extra: Any) -> None:
+    def final(self, dev: ImuStream, reconnects: int | None = None, **extra: Any) -> None:
+        """The command is ending: its last status (not held back by :data:`STATUS_EVERY_S`, so the last
+        samples' counters and the last take are on the page), then the device ``stopped`` at rate 0."""
+        self.tick(dev, reconnects, force=True, **extra)
+        self.state("stopped")
+
+    def tick(self, dev: ImuStream, reconnects: int | None = None, force: bool = False, **extra: Any) -> None:
         rt = self.rt
         if rt is not None and rt.last_prediction is not None and rt.last_prediction is not self._shown:
             self._shown = inp, pred = rt.last_prediction
@@ -130,7 +136,7 @@ class Feed:
                 info["gate"] = rt.confidence if why == "low confidence" else rt.ood_threshold
             self.dash.probabilities(rt.labels, pred.probs, **info)
         now = time.monotonic()
-        if now - self._last_status < STATUS_EVERY_S:
+        if not force and now - self._last_status < STATUS_EVERY_S:
             return
         self._last_status = now
         self._device = device_status(dev, self.meter.rate_hz(now), reconnects, self.port)

@@ -323,6 +323,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
         except _Stopped as sig:
             stats["stopped_by"] = str(sig)
         finally:
+            if feed is not None:
+                feed.final(dev, reconnects=view.reconnects if view else None)
             dev.close()
         c = dev.counters()
         stats.update(device=c, reconnects=view.reconnects if view else 0)

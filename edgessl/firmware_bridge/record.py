@@ -547,18 +547,12 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 if guide is not None:
                     guide.step(stream, dev)
                 if feed is not None:  # current for /state and a page opened later (a small dict)
-                    extra: dict[str, Any] = {"output": str(stream.writer.path_csv)}
                     if guide is not None:
                         prompt = guide.prompt(stream.writer)
                         if prompt != shown:
                             shown = prompt
                             feed.dash.prompt(prompt)
-                        kept = stream.writer.meta["segments"][-10:]  # the latest kept takes, as the terminal says
-                        extra.update(counts=guide.counts(stream.writer), wanted=guide.count,
-                                     takes=[{"label": r["label"], "take": r["take"], "flags": r["flags"],
-                                             "duration_s": round((r["end_ms"] - r["start_ms"]) / 1000.0, 2)}
-                                            for r in kept])  # fmt: skip
-                    feed.tick(dev, **extra)
+                    feed.tick(dev, **_page_extra(stream, guide))
                 now = time.monotonic()
                 if now - last_flush >= SAVE_EVERY_S:  # the sidecar's counters and samples, now and then
                     last_flush = now
@@ -570,11 +564,28 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
         except _Stopped as sig:
             stats["stopped_by"] = str(sig)
         finally:
+            if feed is not None and stream is not None:
+                if guide is not None:
+                    feed.dash.prompt({"state": "done"} if guide.done(stream.writer) and not guide.stop_asked
+                                     else guide.prompt(stream.writer))  # fmt: skip
+                feed.final(dev, **_page_extra(stream, guide))  # the last take and counters, then "stopped"
             dev.close()
             if stream is not None:
                 stream.writer.set_counters(dev.counters())
                 stream.writer.close()
     return stats, stream, dev
+
+
+def _page_extra(stream: SessionStream, guide: Guide | None) -> dict[str, Any]:
+    """What the live page shows of a capture: the file, and with prompts the counts and the latest kept takes."""
+    extra: dict[str, Any] = {"output": str(stream.writer.path_csv)}
+    if guide is not None:
+        kept = stream.writer.meta["segments"][-10:]  # the latest kept takes, as the terminal says
+        extra.update(counts=guide.counts(stream.writer), wanted=guide.count,
+                     takes=[{"label": r["label"], "take": r["take"], "flags": r["flags"],
+                             "duration_s": round((r["end_ms"] - r["start_ms"]) / 1000.0, 2)}
+                            for r in kept])  # fmt: skip
+    return extra
 
 
 def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate: float, labels: list[str],

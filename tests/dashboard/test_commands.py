@@ -75,9 +75,13 @@ def test_record_serves_the_prompts_and_the_counts(tmp_path):
     with simulated_board(tmp_path, "--speed", "2", "--seconds", "60", "--perform", "cue") as port, \
             served(tmp_path, ["record", "--port", port, "--out", str(tmp_path / "data"), "--label", "circle_cw,left",
                               "--count", "1", "--countdown", "0.5"]) as (url, _, _):  # fmt: skip
-        msgs = stream_until(url, lambda m: any(sum((x.get("status") or {}).get("counts", {}).values()) >= 1 for x in m))
+        # to the end of the capture: its last take and counts reach the page before "end" (they were lost once)
+        msgs = stream_until(url, lambda m: m[-1].get("type") == "end", timeout=40)
     prompts = [x["prompt"] for x in msgs if x.get("prompt")]
     assert prompts and prompts[0]["label"] in ("circle_cw", "left") and prompts[0]["of"] == 1
-    assert {p["state"] for p in prompts} & {"ready", "go"}
-    status = next(x["status"] for x in reversed(msgs) if x.get("status"))
-    assert status["wanted"] == 1 and set(status["counts"]) == {"circle_cw", "left"}
+    assert {p["state"] for p in prompts} & {"ready", "go"} and prompts[-1] == {"state": "done"}
+    statuses = [x["status"] for x in msgs if x.get("status")]
+    assert statuses[-1]["device"]["state"] == "stopped" and statuses[-1]["device"]["rate_hz"] == 0.0
+    last = next(st for st in reversed(statuses) if "counts" in st)
+    assert last["wanted"] == 1 and last["counts"] == {"circle_cw": 1, "left": 1}
+    assert sorted(t["label"] for t in last["takes"]) == ["circle_cw", "left"]

@@ -213,6 +213,7 @@ function setCounts(counts, wanted) {
 function setPrompt(p) {
   state.prompt = p;
   if (!p) { $("prompt-text").textContent = "—"; $("countdown").textContent = ""; return; }
+  if (p.state === "done") { $("prompt-text").textContent = "done: every class has its takes"; $("countdown").textContent = ""; return; }
   $("record-panel").hidden = false;
   const box = $("prompt");
   box.dataset.label = p.label || "";
