@@ -46,3 +46,10 @@ def sparkline(values: np.ndarray, width: int = 40, lo: float | None = None, hi: 
         i = int(np.clip((m - lo) / span * (len(bars) - 1) + 0.5, 0, len(bars) - 1))
         out.append(bars[i])
     return "".join(out)
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """A counter for a person: ``{"crc": 2, "length": 1}`` -> ``3 (crc 2, length 1)``; ``{}`` -> ``0``."""
+    total = sum(counts.values())
+    parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
+    return f"{total} ({parts})" if parts else str(total)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from edgessl.console import counts_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DeviceError, UsageError
@@ -220,13 +221,6 @@ def counters_text(c: dict[str, Any]) -> str:
     """The bridge's loss counters (:meth:`ImuStream.counters`) as the status display prints them."""
     return (f"dropped {c['dropped_samples']}  rejected {sum(c['rejected_samples'].values())}  "
             f"gaps {sum(c['gaps'].values())}")  # fmt: skip
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    """``{"crc": 2, "length": 1}`` -> ``3 (crc 2, length 1)``; ``{}`` -> ``0``."""
-    total = sum(counts.values())
-    parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
-    return f"{total} ({parts})" if parts else str(total)
 
 
 def _save_state(adapter: Adapter, path: str, final: bool) -> None:
@@ -454,8 +448,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             else:
                 c = dev.counters()
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events']} events, {c['delivered_samples']} samples; "
-                      f"dropped {c['dropped_samples']}, rejected {_counts_text(c['rejected_samples'])}, "
-                      f"gaps {_counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
+                      f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
+                      f"gaps {counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
     return 0

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from edgessl.console import sparkline, unicode_ok
+from edgessl.console import counts_text, sparkline, unicode_ok
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.cli import _gap_json, _same_device, _Stopped, _StopSignals, _wait_seconds, counters_text
 from edgessl.errors import DeviceError, UsageError
@@ -633,7 +633,7 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         counts += f", {guide.misses} missed" if guide.misses else ""
     d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
            f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "
-           f"gaps {dict(c['gaps'])}")  # fmt: skip
+           f"gaps {counts_text(c['gaps'])}")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
