@@ -16,7 +16,7 @@ def parse_address(text: str) -> tuple[str, int]:
     """
     s = text.strip()
     if "://" in s or s.startswith("/"):
-        raise ValueError(f"{text!r}: expected PORT or HOST:PORT, not a URL, like 8765 or 0.0.0.0:8765")
+        raise ValueError(f"{text!r}: expected PORT or HOST:PORT, not a URL, like 8765 (this machine only) or 127.0.0.1:8765")
     if s.startswith("["):
         host, _, rest = s[1:].partition("]")
         if not rest.startswith(":"):
