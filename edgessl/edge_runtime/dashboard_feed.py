@@ -29,7 +29,7 @@ def event_payload(g: Event, rt: GestureRuntime, last_t: float | None) -> dict[st
     behind = 0.0 if last_t is None else max(0.0, last_t - g.window_end)
     d["end_wall"] = round(time.time() - behind, 3)
     if g.label == "unknown":
-        d["reason"] = unknown_reason(rt, g.confidence, g.ood_score)
+        d["reason"] = unknown_reason(rt, g.confidence)
     return d
 
 
@@ -43,12 +43,12 @@ def device_status(dev: ImuStream, rate_hz: float, reconnects: int | None = None,
             "reconnects": gaps.get("disconnect", 0) if reconnects is None else reconnects}  # fmt: skip
 
 
-def unknown_reason(rt: GestureRuntime, confidence: float, ood_score: float) -> str:
-    """Why an answer is ``unknown``: the confidence gate (checked first, as the runtime counts it) or the
-    out-of-distribution gate."""
-    if confidence < rt.confidence or rt.ood_threshold is None:
-        return "low confidence"
-    return "unlike training" if ood_score > rt.ood_threshold else "low confidence"
+REASON_TEXT = {"low_confidence": "low confidence", "out_of_distribution": "unlike training"}  # as the status line says
+
+
+def unknown_reason(rt: GestureRuntime, confidence: float) -> str:
+    """Why an answer is ``unknown``, in the page's words: the runtime's own rule (:meth:`GestureRuntime.unknown_reason`)."""
+    return REASON_TEXT[rt.unknown_reason(confidence)]
 
 
 def runtime_status(rt: GestureRuntime) -> dict[str, Any]:
@@ -131,7 +131,7 @@ class Feed:
             info: dict[str, Any] = {"label": pred.label, "confidence": round(float(pred.confidence), 4),
                                     "ood_score": round(float(pred.ood_score), 4), "t": round(inp.t_end, 3)}  # fmt: skip
             if pred.index < 0:  # unknown: which gate, against which threshold, and the class it would have been
-                info["reason"] = why = unknown_reason(rt, float(pred.confidence), float(pred.ood_score))
+                info["reason"] = why = unknown_reason(rt, float(pred.confidence))
                 info["top"] = rt.labels[int(np.argmax(pred.probs))]
                 info["gate"] = rt.confidence if why == "low confidence" else rt.ood_threshold
             self.dash.probabilities(rt.labels, pred.probs, **info)

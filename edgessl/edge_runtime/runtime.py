@@ -461,6 +461,11 @@ class GestureRuntime:
         return Event(inp.t_end, label, float(probs.max()), dict(zip(self.labels, map(float, probs), strict=True)),
                      pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score)  # fmt: skip
 
+    def unknown_reason(self, confidence: float) -> str:
+        """Why an ``unknown`` answer is one: ``"low_confidence"`` (the confidence gate, checked first) or
+        ``"out_of_distribution"``; :attr:`stats` counts them as ``unknown_<reason>``."""
+        return "low_confidence" if confidence < self.confidence else "out_of_distribution"
+
     def _decide(self, inp: ModelInput, pred: Prediction) -> Event | None:
         d = self.decision
         if self.bundle.manifest["input_mode"] == "segment":
@@ -469,8 +474,7 @@ class GestureRuntime:
                 return None
             if pred.index < 0:
                 # a gesture answered 'unknown' is counted with its reason, never dropped without a trace
-                low = pred.confidence < self.confidence
-                self.stats["unknown_low_confidence" if low else "unknown_out_of_distribution"] += 1
+                self.stats[f"unknown_{self.unknown_reason(pred.confidence)}"] += 1
                 if not d.report_unknown:
                     return None
             self._suppress_until = inp.t_end
