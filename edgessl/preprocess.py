@@ -10,7 +10,7 @@ manifest and the runtime calls :func:`apply` with it, so both sides run exactly 
 The statistics that both sides compute live here too, for the same reason: :func:`softmax`, and the
 moments of a raw 3-axis signal (:func:`signal_moments`, :class:`MomentAccumulator`,
 :func:`moment_mismatch`) that the trainer records in the bundle and the runtime's input-side adaptation
-matches a stream to.
+matches a stream to, and the gravity calibration of still windows (:func:`still_means`, :func:`fit_gravity`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "clip_outliers",
     "counts_to_units",
     "fill_missing",
+    "fit_gravity",
     "minmax_scale",
     "moment_mismatch",
     "moving_average",
@@ -42,6 +43,7 @@ __all__ = [
     "signal_moments",
     "softmax",
     "standardize",
+    "still_means",
 ]
 
 
@@ -361,3 +363,76 @@ def moment_mismatch(src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], A: n
         return float((d**2).sum() / max(float((r**2).sum()), 1e-12))
 
     return rel(mu - src["mean"], src["mean"]) + rel(C - src["cov"], src["cov"]) + rel(L - src["lagcov"], src["lagcov"])
+
+
+STILL_STD = 0.03  # g: a window whose axes all move less than this is still (gravity alone, plus noise)
+
+
+def still_means(X: np.ndarray, max_std: float = STILL_STD) -> np.ndarray:
+    """Mean of each still window of a raw 3-axis accelerometer signal: ``X [N, 3, T]`` (g) -> ``[M, 3]``.
+
+    At rest an accelerometer measures gravity alone, so the means of still windows lie on a sphere of
+    radius 1 g, or on an ellipsoid when the axes have gain and offset errors: what :func:`fit_gravity` fits.
+    """
+    X = np.asarray(X, np.float64)
+    return X.mean(-1)[X.std(-1).max(-1) < max_std]
+
+
+def _gravity_residuals(M: np.ndarray, gain: np.ndarray, bias: np.ndarray, ref_gain: np.ndarray,
+                       ref_bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``‖ref_gain ⊙ (gain ⊙ m + bias) + ref_bias‖ − 1`` for each row of ``M [M, 3]``, and the vectors inside."""
+    u = ref_gain * (gain * M + bias) + ref_bias
+    return np.linalg.norm(u, axis=1) - 1.0, u
+
+
+def fit_gravity(M: np.ndarray, ref_gain: np.ndarray | None = None, ref_bias: np.ndarray | None = None,
+                ridge: float = 1e-3, iters: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:  # fmt: skip
+    """Per-axis gain and offset that put still-window means on the reference's gravity sphere.
+
+    The classic accelerometer auto-calibration (as in van Hees et al. 2014, GGIR): find ``gain, bias [3]``
+    such that ``ref_gain ⊙ (gain ⊙ m + bias) + ref_bias`` has norm 1 g for every still mean ``m``, where
+    ``ref_gain, ref_bias`` is the same calibration of the training data (so a stream is mapped to the
+    training sensor, not to an ideal one; identity when omitted). Orientations the still windows never
+    visited leave the fit underdetermined along some axes: the ridge term ``ridge · ‖(gain − 1, bias)‖²``
+    keeps those at the identity. Levenberg–Marquardt on the six parameters, numpy only.
+
+    Args:
+        M: ``[M, 3]`` still-window means in g (:func:`still_means`).
+    Returns:
+        ``(gain [3], bias [3], rms_before, rms_after)``: the fit, and the RMS of the residuals (g) of the
+        identity and of the fit.
+    """
+    M = np.asarray(M, np.float64)
+    rg = np.ones(3) if ref_gain is None else np.asarray(ref_gain, np.float64)
+    rb = np.zeros(3) if ref_bias is None else np.asarray(ref_bias, np.float64)
+    p, lam = np.zeros(6), 1e-3
+    r, _ = _gravity_residuals(M, 1 + p[:3], p[3:], rg, rb)
+    before = float(np.sqrt(np.mean(r**2))) if len(M) else 0.0
+    if len(M) == 0:
+        return np.ones(3), np.zeros(3), 0.0, 0.0
+
+    def cost(r: np.ndarray, p: np.ndarray) -> float:
+        return float(np.mean(r**2) + ridge * (p**2).sum())
+
+    c = cost(r, p)
+    for _ in range(iters):
+        r, u = _gravity_residuals(M, 1 + p[:3], p[3:], rg, rb)
+        du = u * rg / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)  # d‖u‖/d(gain ⊙ m + bias)
+        J = np.concatenate([du * M, du], axis=1) / np.sqrt(len(M))  # [M, 6]
+        g = J.T @ (r / np.sqrt(len(M))) + ridge * p
+        H = J.T @ J + ridge * np.eye(6)
+        while True:  # Levenberg–Marquardt: shrink the step until the cost goes down
+            q = p - np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
+            rq, _ = _gravity_residuals(M, 1 + q[:3], q[3:], rg, rb)
+            cq = cost(rq, q)
+            if cq < c or lam > 1e6:
+                break
+            lam *= 10
+        if cq >= c:
+            break
+        step = np.abs(q - p).max()
+        p, c, lam = q, cq, max(lam / 10, 1e-9)
+        if step < 1e-7:
+            break
+    r, _ = _gravity_residuals(M, 1 + p[:3], p[3:], rg, rb)
+    return 1 + p[:3], p[3:], before, float(np.sqrt(np.mean(r**2)))

@@ -17,7 +17,8 @@ from edgessl.export.quantize import AUTO_CANDIDATES, QuantizeConfig, quantize
 from edgessl.export.verify import compare
 
 INPUT_MOMENTS = ("input_moments_mean", "input_moments_cov", "input_moments_lagcov", "input_moments_lags",
-                 "input_moments_natural")
+                 "input_moments_natural", "input_moments_gravity_gain", "input_moments_gravity_bias",
+                 "input_moments_gravity_residual")  # fmt: skip
 
 
 class ExportError(ModelError, RuntimeError):

@@ -859,11 +859,14 @@ def pseudo_labels(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.n
     return pick, cls[pick]
 
 
+GRAVITY_MIN_STILL = 64  # still training windows needed to record the training sensor's gravity calibration
+
+
 def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tensor]:
     """Moments of the raw 3-axis accelerometer signal (units g) over the whole training split (no labels
     needed), at the model's rate and length but before preprocessing: what input-side adaptation matches a
     shifted sensor to. Empty when the model's inputs have no three channels in g."""
-    from edgessl.preprocess import MOMENT_LAGS, moment_mismatch, signal_moments
+    from edgessl.preprocess import MOMENT_LAGS, fit_gravity, moment_mismatch, signal_moments, still_means
 
     acc = [i for i, u in enumerate(ds.channel_units) if u == "g"][:3]
     if len(acc) < 3:
@@ -884,6 +887,14 @@ def _input_moments(ds: WindowDataset, data: DataConfig) -> dict[str, torch.Tenso
     natural = [moment_mismatch(m, signal_moments(X[g], lags), eye, zero) for g in groups if len(g) >= 32]
     out = {f"input_moments_{k}": torch.from_numpy(np.asarray(v)) for k, v in m.items()}
     out["input_moments_natural"] = torch.tensor(float(max(natural)) if natural else 0.0, dtype=torch.float64)
+    # how the training sensor reads gravity (its still windows' gain and offset): the runtime maps a stream
+    # to this sensor. Gesture recordings cut at the motion hold no still windows: then nothing is recorded.
+    M = still_means(X)
+    if len(M) >= GRAVITY_MIN_STILL:
+        gain, bias, _, residual = fit_gravity(M)
+        out["input_moments_gravity_gain"] = torch.from_numpy(gain)
+        out["input_moments_gravity_bias"] = torch.from_numpy(bias)
+        out["input_moments_gravity_residual"] = torch.tensor(residual, dtype=torch.float64)
     return out
 
 

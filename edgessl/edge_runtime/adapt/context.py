@@ -43,6 +43,9 @@ class InputMoments:
         lags: ``L`` lags in model-input samples.
         natural: how far one training user's (or stretch of recording's) moments lie from the whole
             split's (:func:`edgessl.preprocess.moment_mismatch`); 0 for bundles that do not record it.
+        gravity: ``(gain [3], bias [3], residual)``, the gravity calibration of the training split's still
+            windows (:func:`edgessl.preprocess.fit_gravity`) and the RMS miss (g) left around it; None when
+            the training data had too few still windows (or the bundle predates it).
     """
 
     mean: np.ndarray
@@ -50,6 +53,7 @@ class InputMoments:
     lagcov: np.ndarray
     lags: tuple[int, ...]
     natural: float = 0.0
+    gravity: tuple[np.ndarray, np.ndarray, float] | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, np.ndarray]) -> InputMoments | None:
@@ -57,8 +61,13 @@ class InputMoments:
         if "input_moments_cov" not in params:
             return None
         natural = float(params["input_moments_natural"]) if "input_moments_natural" in params else 0.0
+        gravity = None
+        if "input_moments_gravity_gain" in params:
+            gravity = (params["input_moments_gravity_gain"].astype(np.float64),
+                       params["input_moments_gravity_bias"].astype(np.float64),
+                       float(params["input_moments_gravity_residual"]))  # fmt: skip
         return cls(params["input_moments_mean"], params["input_moments_cov"], params["input_moments_lagcov"],
-                   tuple(int(t) for t in params["input_moments_lags"]), natural)  # fmt: skip
+                   tuple(int(t) for t in params["input_moments_lags"]), natural, gravity)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

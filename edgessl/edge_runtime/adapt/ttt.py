@@ -12,6 +12,12 @@ predictions plus the distance of the batch's embedding mean and standard deviati
 embeddings' (recorded in the bundle), plus an anchor pulling the matrix to the start. As in FOA, the
 embeddings are also shifted back towards the training mean before the head (activation shifting).
 
+Before all of this, the axes' gains and offsets are calibrated on gravity (:mod:`.gravity`) when the bundle
+records how the training sensor read it: still windows tell a sensor's gain and offset errors apart from
+anything the person does, so that part needs neither the model nor a search (on UCI HAR with per-axis gain
+and offset errors it recovers most of the loss; a stream without still windows, such as segmented gestures,
+is left to the search).
+
 Safeguards: the shared gates (no updates while idle, from windows the out-of-distribution gate rejects, or
 from a class that dominates the recent predictions), a candidate is taken only when it lowers the loss of
 the current matrix on the same buffer by ``min_gain`` (a noise-level win is not a change), singular values
@@ -28,6 +34,7 @@ import numpy as np
 from edgessl.edge_runtime.adapt.base import Adapter
 from edgessl.edge_runtime.adapt.context import AdaptContext
 from edgessl.edge_runtime.adapt.es import CMAES
+from edgessl.edge_runtime.adapt.gravity import GravityCalibration
 from edgessl.edge_runtime.adapt.input_correction import InputCorrection
 from edgessl.preprocess import softmax
 
@@ -80,6 +87,7 @@ class TTT(Adapter):
         shift: strength of activation shifting (0 turns it off); momentum: of the running embedding mean.
         gain_range: allowed singular values of the searched matrix.
         use_input: weigh ``input``'s moment-matching correction as a start when the bundle records the moments.
+        use_gravity: calibrate the axes on gravity first, when the bundle records the training sensor's.
         min_gain: how much lower than the current refinement's a candidate's loss must be to be taken.
         seed: of the search.
     """
@@ -90,13 +98,14 @@ class TTT(Adapter):
     def __init__(self, buffer: int = 64, every: int = 128, generations: int = 1, popsize: int = 6, sigma: float = 0.05,
                  stat_weight: float = 1.0, anchor: float = 1.0, shift: float = 1.0, momentum: float = 0.02,
                  max_every: int = 512, gain_range: tuple[float, float] = (0.7, 1.4), use_input: bool = True,
-                 min_gain: float = 0.01, seed: int = 0, **kw: Any) -> None:  # fmt: skip
+                 use_gravity: bool = True, min_gain: float = 0.01, seed: int = 0, **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.buffer, self.every, self.generations, self.popsize = buffer, every, generations, popsize
         self.sigma, self.stat_weight, self.anchor = sigma, stat_weight, anchor
         self.shift, self.momentum, self.gain_range, self.max_every = shift, momentum, gain_range, max_every
-        self.use_input, self.seed, self.min_gain = use_input, seed, min_gain
+        self.use_input, self.use_gravity, self.seed, self.min_gain = use_input, use_gravity, seed, min_gain
         self.input: InputCorrection | None = None
+        self.gravity: GravityCalibration | None = None
 
     def attach(self, ctx: AdaptContext) -> None:
         acc = [i for i, u in enumerate(ctx.units) if u == "g"][:3]
@@ -109,6 +118,11 @@ class TTT(Adapter):
         if self.use_input and ctx.input_moments is not None:
             self.input = InputCorrection(safeguards=self.sg, seed=self.seed)
             self.input.attach(ctx)
+        m = ctx.input_moments
+        # a model that standardises each window per channel never sees per-axis gain and offset
+        per_window = any(st.op == "standardize" and st.params.get("per_channel", True) for st in ctx.preprocess.steps)
+        if self.use_gravity and m is not None and m.gravity is not None and not per_window:
+            self.gravity = GravityCalibration(*m.gravity)
         self.mu0 = ctx.embedding_mean.astype(np.float64)
         self.sd0 = np.maximum(ctx.embedding_std.astype(np.float64), 1e-6)
         super().attach(ctx)
@@ -117,6 +131,8 @@ class TTT(Adapter):
         super().reset()
         if self.input is not None:
             self.input.reset()
+        if self.gravity is not None:
+            self.gravity.reset()
         self.theta = np.zeros(12)
         # the start the refinement applies after: the identity until a search finds input's proposal better
         self.A0, self.c0 = np.eye(3), np.zeros(3)
@@ -141,9 +157,24 @@ class TTT(Adapter):
         out.append((np.eye(3), np.zeros(3)))
         return [(A, c) for A, c in out if not (np.allclose(A, self.A0) and np.allclose(c, self.c0))]
 
+    def _calibration(self) -> tuple[np.ndarray, np.ndarray]:
+        """The gravity calibration ``(D [3, 3], d [3])`` applied before the start (the identity when none)."""
+        if self.gravity is None or not self.gravity.active:
+            return np.eye(3), np.zeros(3)
+        return np.diag(self.gravity.gain), self.gravity.bias
+
+    def _calibrated(self, X: np.ndarray) -> np.ndarray:
+        """Raw windows ``[..., C, T]`` with the gravity calibration applied to the accelerometer axes."""
+        if self.gravity is None or not self.gravity.active:
+            return X
+        Y = np.array(X, np.float32)
+        Y[..., self.acc, :] = (self.gravity.gain[:, None] * X[..., self.acc, :] + self.gravity.bias[:, None]).astype(np.float32)
+        return Y
+
     def _compose(self) -> None:
         R, t = self._affine(self.theta)
-        self.A, self.c = R @ self.A0, R @ self.c0 + t
+        D, d = self._calibration()
+        self.A, self.c = R @ self.A0 @ D, R @ (self.A0 @ d + self.c0) + t
         self.active = not (np.allclose(self.A, np.eye(3)) and not self.c.any())
         self._A32, self._c32 = self.A.astype(np.float32), self.c.astype(np.float32)[:, None]
         # activation shifting folded into the head's bias: (e + s) W0ᵀ + b0
@@ -173,12 +204,14 @@ class TTT(Adapter):
             self.resets += 1
             self.reset()
             return
+        if self.gravity is not None and self.gravity.observe(np.asarray(window)[self.acc]):
+            self._compose()  # still windows (idle ones most of all) are what the calibration learns from
         if len(self.recent) < self.sg.min_history or self.idle(window):
             return
         if self.recent.adapted[k] > self.sg.max_class_share * len(self.recent):
             return
         if self.input is not None:
-            self.input.update(window, e, probs, k)  # a proposal: the next search weighs it against the current start
+            self.input.update(self._calibrated(window), e, probs, k)  # a proposal: the next search weighs it against the current start
         thr = self.ctx.ood_threshold
         if thr is not None and np.isfinite(thr):
             en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
@@ -212,7 +245,7 @@ class TTT(Adapter):
         return foa_loss(lg, E, self.mu0, self.sd0, self.stat_weight) + self.anchor * (thetas**2).sum(-1)
 
     def _search(self) -> None:
-        X = np.stack(self.windows)
+        X = self._calibrated(np.stack(self.windows))
         best, best_loss = self.theta, np.inf
         lo, hi = self.gain_range
         for g in range(self.generations):
@@ -258,6 +291,8 @@ class TTT(Adapter):
         st = {"theta": self.theta, "mu": self.mu, "A0": self.A0, "c0": self.c0}
         if self.input is not None:
             st.update({f"input.{k}": v for k, v in self.input.state().items()})
+        if self.gravity is not None:
+            st.update({f"gravity.{k}": v for k, v in self.gravity.state().items()})
         return st
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
@@ -265,5 +300,7 @@ class TTT(Adapter):
         self.A0, self.c0 = st["A0"].astype(np.float64), st["c0"].astype(np.float64)
         if self.input is not None:
             self.input.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith("input.")})
+        if self.gravity is not None and "gravity.gain" in st:  # a state saved before calibration keeps none
+            self.gravity.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith("gravity.")})
         self.es = CMAES(self.theta, self.sigma, self.popsize, np.random.default_rng(self.seed))
         self._compose()
