@@ -20,7 +20,8 @@ Shifts:
   axis per seed, in g, before the stretch;
 * gain_bias: UCI HAR total_acc in raw g (no per-window z-score, so the shift reaches the model), official
   subject split, all labels, 8 epochs; test windows scaled by a per-axis gain in [0.8, 1.2] and offset by a
-  bias in [−0.1, 0.1] g;
+  bias in [−0.1, 0.1] g (its bundle records the training sensor's gravity calibration, from the training
+  split's still windows: ``ttt`` calibrates the stream's still windows onto it first);
 * rate_80hz: uWave raw test templates resampled to 80 Hz, then stretched to the model's length (what the
   runtime does after resampling by timestamps).
 
@@ -106,18 +107,19 @@ def build_cases(split: str, seed: int, root: Path, raw, har, quick: bool) -> dic
     """``{shift: (bundle, clean X, clean y, shifted X, shifted y)}`` of one seed (trains the bundles it needs).
 
     ``split="test"``: the test streams. ``split="val"``: the same shifts built from windows no model trained
-    on that are not a test split (the fine-tune's validation windows; for new users the UCR-train templates of
-    users 5–8, which the users-1–4 model never saw), with rotation axes, gains and biases from another random
-    stream; uWave validation streams are replayed until they hold at least ``VAL_MIN`` windows.
+    on that are not a test split (the uWave fine-tune's validation windows; for new users the UCR-train
+    templates of users 5–8, which the users-1–4 model never saw; for UCI HAR 6 training subjects a model of the
+    other 15 never saw, in time order), with rotation axes, gains and biases from another random stream; uWave
+    validation streams are replayed until they hold at least ``VAL_MIN`` windows.
     """
     ep_few, ep_har = (15, 2) if quick else (100, 8)
     split_, subj = raw.recording_groups["ucr_split"], raw.recording_groups["subject"]
     train_rec, test_rec = split_ == 0, split_ == 1  # test templates in time order (subject, day, gesture, repetition)
     b_u14 = train_bundle(root, "u14", DataConfig(spec=f"npz:{root / 'uwave_u14.npz'}"), seed, 5, ep_few)
     b_all = train_bundle(root, "all", DataConfig(spec=f"npz:{root / 'uwave_all.npz'}"), seed, 5, ep_few)
-    b_har = train_bundle(root, "har", DataConfig(spec="npz:uci_har.npz", channels=("total_acc_x", "total_acc_y", "total_acc_z"),
-                                                 preprocess={"steps": []}), seed, None, ep_har)  # fmt: skip
     if split == "test":
+        b_har = train_bundle(root, "har", DataConfig(spec="npz:uci_har.npz", channels=("total_acc_x", "total_acc_y", "total_acc_z"),
+                                                     preprocess={"steps": []}), seed, None, ep_har)  # fmt: skip
         rng = np.random.default_rng(100 + seed)
         clean_all, y_all, _ = stretched(raw, test_rec)
         c14, y14, _ = stretched(raw, test_rec & (subj <= 4))
@@ -129,12 +131,13 @@ def build_cases(split: str, seed: int, root: Path, raw, har, quick: bool) -> dic
         z_all, z14 = np.load(root / "uwave_all.npz"), np.load(root / "uwave_u14.npz")
         va_all = np.sort(label_budget_split(z_all["y_train"], per_class=5, val_fraction=0.2, seed=seed)[1])
         va14 = np.sort(label_budget_split(z14["y_train"], per_class=5, val_fraction=0.2, seed=seed)[1])
-        va_har = np.sort(label_budget_split(har.y_train, val_fraction=0.2, seed=seed)[1])
         clean_all, y_all = _replay(z_all["X_train"][va_all], z_all["y_train"][va_all])
         c14, y14 = _replay(z14["X_train"][va14], z14["y_train"][va14])
         new, ynew, _ = stretched(raw, train_rec & (subj >= 5))
         new, ynew = _replay(new, ynew)
-        Xh, yh = har.X_train[va_har], har.y_train[va_har]
+        # UCI HAR: a model trained without 6 of the training subjects (drawn per seed), streamed those
+        # subjects' windows in time order: new people, as in the test split, without touching it
+        b_har, Xh, yh = har_validation(root, har, seed, ep_har)
     cases = {"new_users": (b_u14, c14, y14, new, ynew)}
     for deg in (15, 30, 45):
         R = rotation_matrix(rng.normal(size=3), np.deg2rad(deg))
@@ -148,6 +151,20 @@ def build_cases(split: str, seed: int, root: Path, raw, har, quick: bool) -> dic
     if quick:
         cases = {k: (b, Xc[:600], yc[:600], Xs[:600], ys[:600]) for k, (b, Xc, yc, Xs, ys) in cases.items()}
     return cases
+
+
+def har_validation(root: Path, har, seed: int, epochs: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A UCI HAR model of 15 of the 21 training subjects, and the other 6 subjects' windows in time order."""
+    subj = har.groups["subject"][0]
+    held = np.random.default_rng(300 + seed).choice(np.unique(subj), 6, replace=False)
+    out, val = np.isin(subj, held), root / f"har_val_{seed}.npz"
+    if not val.exists():
+        np.savez(val, X_train=har.X_train[~out], y_train=har.y_train[~out], X_test=har.X_train[out],
+                 y_test=har.y_train[out], subject_train=subj[~out], subject_test=subj[out],
+                 class_names=np.array(har.class_names), channel_names=np.array(har.channel_names),
+                 channel_units=np.array(har.channel_units), rate_hz=np.array(har.rate_hz))  # fmt: skip
+    bundle = train_bundle(root, "harv", DataConfig(spec=f"npz:{val}", preprocess={"steps": []}), seed, None, epochs)
+    return bundle, har.X_train[out], har.y_train[out]
 
 
 def _replay(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

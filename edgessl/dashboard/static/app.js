@@ -178,8 +178,10 @@ function setStatus(s) {
   if (a) {
     $("a-method").textContent = a.method;
     const w = a.gated !== undefined ? a : (a.parts || []).find((x) => x.gated !== undefined);
-    $("a-updates").textContent = a.updates === 0 && w
-      ? `0 (the first search after ${w.next_search} windows that pass its gates; ${w.gated} so far)` : String(a.updates);
+    $("a-updates").textContent = !w ? String(a.updates)
+      : w.trial ? `${a.updates} (a change on trial: taken if the windows up to ${w.next_search} confirm it; ${w.gated} so far)`
+      : a.updates === 0 ? `0 (the first search after ${w.next_search} windows that pass its gates; ${w.gated} so far)`
+      : String(a.updates);
     $("a-resets").textContent = String(a.resets);
     const c = a.correction;
     $("a-correction").textContent = !c ? "none (this method has no input correction)"

@@ -12,6 +12,8 @@ from collections import deque
 
 import numpy as np
 
+from edgessl.preprocess import STILL_STD
+
 
 @dataclasses.dataclass
 class Safeguards:
@@ -23,7 +25,7 @@ class Safeguards:
     max_class_share: float = 0.35  # skip updates for a class that dominates the recent predictions
     collapse_entropy_frac: float = 0.35  # reset if the recent histogram's entropy falls below this × log K
     max_disagreement: float = 0.35  # reset if adapted and source predictions disagree this often on recent windows
-    idle_std: float = 0.03  # raw windows (g) with less motion than this are idle
+    idle_std: float = STILL_STD  # raw windows (g) with less motion than this are idle (and still)
     source_penalty: float = 0.1  # pull towards the source parameters
     check_every: int = 4  # run the collapse detector every this many windows
 

@@ -74,43 +74,77 @@ def _rotated(rt, X, deg):
     return Y.astype(np.float32)
 
 
-def test_search_takes_only_what_lowers_the_loss_and_state_round_trips(small_bundle, tmp_path):
-    """Every accepted refinement scored lower than the one it replaced, on the same windows; a saved state
-    gives the same predictions after a restart."""
-    ad = TTT(every=32, use_input=False, anchor=0.0)  # the acceptance rule is under test, not the anchor
+def test_search_takes_only_what_lowers_the_loss_twice_and_state_round_trips(small_bundle, tmp_path):
+    """Every accepted change scored lower than the transform it replaced on the windows it was searched on
+    and again on the next windows, which the search never saw; a saved state gives the same predictions
+    after a restart."""
+    ad = TTT(every=32, anchor=0.0)  # the acceptance rule is under test, not the anchor
     with GestureRuntime(small_bundle, decision=ANY, adapter=ad) as rt:
         X, _ = _stream(rt, reps=24)
-        X = _rotated(rt, X, 40)
-        scored = []
-        search = ad._search
+        X = _rotated(rt, X, 90)  # measured: one change confirmed, two dropped
+        searched, confirmed = [], []
+        search, trial, batch = ad._search, ad._trial, ad._batch
+        seen = {}
 
-        def spy():
-            Xb, before = np.stack(ad.windows), ad.theta.copy()
+        def spy_batch(newest=False):
+            seen["X"] = batch(newest)
+            return seen["X"]
+
+        def spy_search():
+            before = (ad.A0, ad.c0, ad.theta)
             search()
-            if not np.array_equal(before, ad.theta):
-                scored.append(ad._losses(Xb, np.stack([before, ad.theta]), ad.A0, ad.c0))
+            if ad._pending is not None:  # found better on the search's windows
+                A0, c0, th = ad._pending
+                Xb = ad._calibrated(seen["X"])
+                searched.append((ad._losses(Xb, before[2][None], *before[:2])[0], ad._losses(Xb, th[None], A0, c0)[0]))
 
-        ad._search = spy
+        def spy_trial():
+            before, pending, n = (ad.A0, ad.c0, ad.theta), ad._pending, ad.updates
+            trial()
+            Xb = ad._calibrated(seen["X"])
+            won = ad._losses(Xb, pending[2][None], *pending[:2])[0] < ad._losses(Xb, before[2][None], *before[:2])[0] - ad.min_gain
+            confirmed.append((won, ad.updates > n))
+
+        ad._batch, ad._search, ad._trial = spy_batch, spy_search, spy_trial
         for x in X:
             rt.classify(x)
-        assert ad.updates > 0 and len(scored) == ad.updates
-        assert all(new < old for old, new in scored)
+        assert searched and all(new < old - ad.min_gain for old, new in searched)
+        assert confirmed and all(won == taken for won, taken in confirmed)
+        assert ad.updates == sum(taken for _, taken in confirmed) > 0 and ad.rejected_trials == len(confirmed) - ad.updates
         assert not np.allclose(ad.A, np.eye(3))  # the encoder now sees a different signal
         ad.save(tmp_path / "s.npz")
         saved = ad.theta.copy()  # the 20 windows below may refine it further
         want = [p.index for p in rt.classify(X[:20])]
-    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt", str(tmp_path / "s.npz"), use_input=False)) as rt:
+    with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt", str(tmp_path / "s.npz"))) as rt:
         assert rt.restored_state
         np.testing.assert_array_equal(rt.adapter.theta, saved)
         # not bit-equal: the restored adapter's running mean did not see the 20 windows above
         assert np.mean([p.index for p in rt.classify(X[:20])] == np.array(want)) >= 0.9
 
 
+def test_a_change_is_taken_only_if_the_next_windows_confirm_it(small_bundle):
+    """On a rotated stream the mounting's inverse, found by a search, is confirmed by the windows that follow;
+    a change that the search's windows liked but the next windows do not (here: a wrong rotation) is dropped."""
+    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9, use_input=False)) as rt:
+        ad = rt.adapter
+        X, _ = _stream(rt, reps=8)
+        Rm = rotation_matrix(np.array([0.2, 1.0, -0.4]), np.deg2rad(60))
+        for x in _rotated(rt, X, 60)[: ad.buffer]:
+            ad.windows.append(x)
+        wrong = rotation_matrix(np.array([1.0, 0.0, 0.3]), np.deg2rad(90))
+        ad._pending = (wrong, np.zeros(3), np.zeros(12))
+        ad._trial()
+        assert ad.updates == 0 and ad.rejected_trials == 1 and np.allclose(ad.A, np.eye(3)) and ad._pending is None
+        ad._pending = (Rm.T, np.zeros(3), np.zeros(12))
+        ad._trial()
+        assert ad.updates == 1 and np.allclose(ad.A0, Rm.T)
+
+
 def test_input_start_is_a_proposal_kept_only_when_the_loss_prefers_it(small_bundle):
     """``input``'s moment-matching correction is weighed against the current start on the search's windows:
     the inverse of the mounting's rotation is taken, a wrong correction is not, and the identity wins back
-    when the start in use is the wrong one."""
-    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9)) as rt:  # searches run by hand
+    when the start in use is the wrong one (without the confirmation on the next windows, tested above)."""
+    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9, confirm=False)) as rt:  # searches by hand
         ad = rt.adapter
         assert ad.input is not None
         X, _ = _stream(rt, reps=8)
