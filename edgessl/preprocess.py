@@ -34,6 +34,7 @@ __all__ = [
     "counts_to_units",
     "fill_missing",
     "fit_gravity",
+    "is_still",
     "minmax_scale",
     "moment_mismatch",
     "moving_average",
@@ -368,6 +369,13 @@ def moment_mismatch(src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], A: n
 STILL_STD = 0.03  # g: a window whose axes all move less than this is still (gravity alone, plus noise)
 
 
+def is_still(X: np.ndarray, max_std: float = STILL_STD) -> np.ndarray:
+    """For each window of ``X [..., C, T]`` (raw units): True when no channel's std reaches ``max_std``.
+    (The runtime's per-window idle test, :func:`edgessl.edge_runtime.adapt.safeguards.is_idle`, is this
+    test for one window, written for its hot path.)"""
+    return np.asarray(X).std(-1).max(-1) < max_std
+
+
 def still_means(X: np.ndarray, max_std: float = STILL_STD) -> np.ndarray:
     """Mean of each still window of a raw 3-axis accelerometer signal: ``X [N, 3, T]`` (g) -> ``[M, 3]``.
 
@@ -375,7 +383,7 @@ def still_means(X: np.ndarray, max_std: float = STILL_STD) -> np.ndarray:
     radius 1 g, or on an ellipsoid when the axes have gain and offset errors: what :func:`fit_gravity` fits.
     """
     X = np.asarray(X, np.float64)
-    return X.mean(-1)[X.std(-1).max(-1) < max_std]
+    return X.mean(-1)[is_still(X, max_std)]
 
 
 def _gravity_residuals(M: np.ndarray, gain: np.ndarray, bias: np.ndarray, ref_gain: np.ndarray,

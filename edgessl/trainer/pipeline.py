@@ -722,7 +722,7 @@ def _adapted_windows(run: _Run) -> np.ndarray:
     keep = np.ones(len(run.tr), bool)
     if run.ds.channel_units and run.ds.channel_units[0] == "g":
         raw = match_only(run.ds.X_train[run.tr], run.ds.rate_hz, run.cfg.data)
-        moving = raw.std(-1).max(-1) >= pp.STILL_STD
+        moving = ~pp.is_still(raw)
         if moving.sum() >= MIN_ADAPTED:
             keep = moving
     return keep

@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from edgessl.preprocess import STILL_STD, fit_gravity
+from edgessl.preprocess import fit_gravity, is_still
 
 
 class GravityCalibration:
@@ -49,7 +49,7 @@ class GravityCalibration:
     def observe(self, window: np.ndarray) -> bool:
         """Take ``window [3, T]`` (raw accelerometer axes, g) if it is still; True when the calibration changed."""
         x = np.asarray(window, np.float64)
-        if x.std(-1).max() >= STILL_STD:
+        if not is_still(x):
             return False
         self.means.append(x.mean(-1))
         self._new += 1
