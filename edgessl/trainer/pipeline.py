@@ -712,6 +712,9 @@ def _test_report(run: _Run, model: Classifier, history: list[dict], best_epoch: 
     return metrics, E_tr
 
 
+MIN_ADAPTED = 16  # moving training windows needed for the embedding statistics to be taken over them alone
+
+
 def _adapted_windows(run: _Run) -> np.ndarray:
     """Which training windows (``run.tr``) the runtime's adapters would learn from: for inputs in raw units,
     not the still ones (every channel's std below :data:`edgessl.preprocess.STILL_STD`; the adapters skip
@@ -726,9 +729,6 @@ def _adapted_windows(run: _Run) -> np.ndarray:
         if moving.sum() >= MIN_ADAPTED:
             keep = moving
     return keep
-
-
-MIN_ADAPTED = 16
 
 
 def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics: dict[str, Any], E_tr: np.ndarray

@@ -113,6 +113,12 @@ class AdaptContext:
         return len(self.labels)
 
     @property
+    def standardises_each_axis(self) -> bool:
+        """True when the preprocessing z-scores each window per channel: per-axis gain and offset never reach
+        the model (input-side corrections of them change nothing it sees)."""
+        return any(st.op == "standardize" and st.params.get("per_channel", True) for st in self.preprocess.steps)
+
+    @property
     def raw_units(self) -> bool:
         """True when the inputs are physical units (g), not per-window z-scores: motion level means something."""
         return self.units[0] == "g"

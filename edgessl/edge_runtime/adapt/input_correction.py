@@ -65,8 +65,7 @@ class InputCorrection(Adapter):
         if self.rotation_only is None:
             # a model that standardises each window per channel ignores per-axis gain and bias: only the
             # rotation of the correction matters, and correcting the rest would only fit a user's style
-            self.rotation_only = any(st.op == "standardize" and st.params.get("per_channel", True)
-                                     for st in ctx.preprocess.steps)  # fmt: skip
+            self.rotation_only = ctx.standardises_each_axis
         super().attach(ctx)
 
     def reset(self) -> None:

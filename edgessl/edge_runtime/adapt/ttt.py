@@ -129,9 +129,7 @@ class TTT(Adapter):
             self.input = InputCorrection(safeguards=self.sg, seed=self.seed)
             self.input.attach(ctx)
         m = ctx.input_moments
-        # a model that standardises each window per channel never sees per-axis gain and offset
-        per_window = any(st.op == "standardize" and st.params.get("per_channel", True) for st in ctx.preprocess.steps)
-        if self.use_gravity and m is not None and m.gravity is not None and not per_window:
+        if self.use_gravity and m is not None and m.gravity is not None and not ctx.standardises_each_axis:
             self.gravity = GravityCalibration(*m.gravity)
         self.mu0 = ctx.embedding_mean.astype(np.float64)
         self.sd0 = np.maximum(ctx.embedding_std.astype(np.float64), 1e-6)
