@@ -44,7 +44,10 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(reps=4, pretrain_epochs=4, finetune_epochs=25, stream_gestures=10, speed=8.0, session_gestures=60)
+        # 40 fine-tuning epochs, not 25: after 25 the model's top two logits tied (margins below 0.004) on
+        # some test windows, where int8 and fp32 may pick either, and the export's 0.99 gate failed on one
+        # machine (96.9 %, 2 of 64); after 40 it agreed on all 64 (accuracy 0.69 instead of 0.56)
+        return cls(reps=4, pretrain_epochs=4, finetune_epochs=40, stream_gestures=10, speed=8.0, session_gestures=60)
 
 
 def stream_accuracy(events: list[dict], truth: np.ndarray, rate: float) -> tuple[float, list[bool]]:

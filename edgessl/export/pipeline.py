@@ -182,10 +182,12 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             if k in info:
                 adaptation[k] = info[k].numpy()
         held = _held_out_windows(info, X, source)
+        cross = _cross_fit(info)
         ood_threshold, ood_calibration = _ood_threshold(enc8, adaptation["prototypes"], held, calib,
-                                                        cfg.target_rejection * OOD_SHARE)  # fmt: skip
+                                                        cfg.target_rejection * OOD_SHARE, cross)  # fmt: skip
         confidence, decision = _confidence_threshold(enc8, head, adaptation["prototypes"], held, ood_threshold,
-                                                     cfg.target_rejection * (1 - OOD_SHARE), cfg.target_rejection)  # fmt: skip
+                                                     cfg.target_rejection * (1 - OOD_SHARE), cfg.target_rejection,
+                                                     cross)  # fmt: skip
         if progress:
             print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}; "
                   f"on {decision['windows']} {decision['source']} windows of valid gestures they answer "
@@ -248,13 +250,27 @@ def _held_out_windows(info: dict[str, Any], X_test: np.ndarray, test_source: str
     return None, "none", False
 
 
+def _cross_fit(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's cross-fitted ``(ood scores, confidences)`` of its labelled windows, each scored by a
+    model that did not train on it (fine-tuning adds them when the held-out windows are few:
+    ``edgessl.trainer.pipeline.CROSS_FIT_BELOW``); None for a model without them."""
+    if "cross_fit_ood" not in info:
+        return None
+    return info["cross_fit_ood"].numpy().astype(np.float64), info["cross_fit_confidence"].numpy().astype(np.float64)
+
+
 def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: tuple[np.ndarray | None, str, bool],
-                   calib: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:  # fmt: skip
+                   calib: np.ndarray, target: float, cross: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The out-of-distribution threshold and the manifest's record of how it was chosen.
 
     With validation windows saved beside the model: the largest of the ``1 − target`` quantile of their
     scores (the upper order statistic, so at most ``target`` of them are rejected), the ``1 − target``
-    quantile of a log-normal fitted to them (:func:`_lognormal_quantile`) and the previous rule's value. Windows
+    quantile of a log-normal fitted to them (:func:`_lognormal_quantile`) and the previous rule's value.
+    A model with cross-fitted scores (``cross``: its held-out windows were few) takes the log-normal's
+    spread from the held-out and cross-fitted scores together (its location from the held-out ones) and
+    leaves the order statistic out: the few held-out windows cannot show the tail, and the order statistic
+    would be one odd take's score. ``rejection`` is measured on the held-out windows. Windows
     the model trained on sit much closer to their prototypes than a new performance does, so a threshold
     taken from them rejects most live gestures. Without (a model.pt of an older version, or a run without a validation split): the previous
     rule, the 99th percentile over the calibration windows (mostly training windows), recorded as such.
@@ -269,9 +285,10 @@ def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: tuple[np.ndarray | 
     val_q = float(np.quantile(scores, 1.0 - target, method="higher"))
     # never stricter than the previous rule: a quantile over a few dozen validation windows is noisy, and
     # measured below the training p99 on small models (which then reported fewer live gestures)
-    fitted = _lognormal_quantile(scores, 1.0 - target)
-    threshold = max(val_q, fitted, train_p99)
+    fitted = _lognormal_quantile(scores, 1.0 - target, None if cross is None else cross[0])
+    threshold = max(fitted, train_p99) if cross is not None else max(val_q, fitted, train_p99)
     return threshold, {"source": source, "windows": len(scores), "held_out": held_out,
+                       "cross_fitted_windows": 0 if cross is None else len(cross[0]),
                        "target_rejection": target, "rejection": float(np.mean(scores > threshold)),
                        "validation_quantile": val_q, "fitted_quantile": fitted, "training_p99": train_p99}  # fmt: skip
 
@@ -285,14 +302,23 @@ def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: tuple[np.ndarray | 
 OOD_SHARE = 0.5
 
 
-def _lognormal_quantile(scores: np.ndarray, q: float) -> float:
-    """The ``q`` quantile of a log-normal fitted to ``scores`` (> 0; ``1 − cos`` is ≥ 0 up to rounding)."""
+def _lognormal_quantile(scores: np.ndarray, q: float, spread: np.ndarray | None = None) -> float:
+    """The ``q`` quantile of a log-normal fitted to ``scores`` (> 0; ``1 − cos`` is ≥ 0 up to rounding).
+
+    With ``spread`` (cross-fitted scores of other models): the location is still that of ``scores``, the
+    spread is pooled over both groups, each about its own mean (the fold models train on fewer windows, so
+    their scores sit a little higher; only their spread is evidence about this model's tail)."""
     from scipy.stats import norm
 
     if len(scores) < 3:
         return float(np.max(scores)) if len(scores) else 0.0
     logs = np.log(np.maximum(scores, 1e-6))
-    return float(np.exp(logs.mean() + norm.ppf(q) * logs.std(ddof=1)))
+    sd = logs.std(ddof=1)
+    if spread is not None and len(spread) >= 3:
+        other = np.log(np.maximum(spread, 1e-6))
+        sd = float(np.sqrt((((logs - logs.mean()) ** 2).sum() + ((other - other.mean()) ** 2).sum())
+                           / (len(logs) + len(other) - 2)))  # fmt: skip
+    return float(np.exp(logs.mean() + norm.ppf(q) * sd))
 
 
 # the runtime's confidence gate before calibration; a calibrated gate is never stricter than this
@@ -300,13 +326,15 @@ DEFAULT_CONFIDENCE = 0.5
 
 
 def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, held: tuple[np.ndarray | None, str, bool],
-                          ood_threshold: float, target: float, total: float) -> tuple[float, dict[str, Any]]:  # fmt: skip
+                          ood_threshold: float, target: float, total: float,
+                          cross: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The confidence gate and the manifest's record of what both gates reject on validation windows.
 
     The gate is the ``target`` quantile (lower order statistic) of the int8 model's confidence on the
-    held-out validation windows, capped at the previous fixed 0.5: a small model is often very sure of
-    its validation windows, and a gate set there would answer `unknown` to the less typical live gestures.
-    Without validation windows the previous 0.5 is kept, recorded as such.
+    held-out validation windows and the model's cross-fitted confidences (``cross``) when it has them,
+    capped at the previous fixed 0.5: a small model is often very sure of its validation windows, and a
+    gate set there would answer `unknown` to the less typical live gestures. Without validation windows the
+    previous 0.5 is kept, recorded as such.
     """
     from edgessl.export.verify import decision_scores
 
@@ -317,10 +345,11 @@ def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, held: 
     X = val.astype(np.float32)
     p, ood = decision_scores(str(enc8), str(head), prototypes, X)
     conf = p.max(1)
-    q = float(np.quantile(conf, target, method="lower"))
+    q = float(np.quantile(conf if cross is None else np.concatenate([conf, cross[1]]), target, method="lower"))
     threshold = min(q, DEFAULT_CONFIDENCE)
     low, far = conf < threshold, ood > ood_threshold
     return threshold, {"source": source, "windows": len(X), "held_out": held_out,
+                       "cross_fitted_windows": 0 if cross is None else len(cross[1]),
                        "target_rejection": total, "confidence_quantile": q,
                        "confidence_rejection": float(low.mean()), "ood_rejection": float(far.mean()),
                        "rejection": float((low | far).mean())}  # fmt: skip
