@@ -660,9 +660,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     info = _bundle_info(run, model, method, metrics, E_tr)
     if _calibration_windows(run) < CROSS_FIT_BELOW:
         if progress:
-            print(f"decision evidence: {CROSS_FIT_FOLDS} cross-fitted models score the {len(run.tr) + len(run.va)} "
-                  f"labelled windows each did not train on ({_calibration_windows(run)} held-out windows are "
-                  "too few to tell a gate's tail)", flush=True)  # fmt: skip
+            print(f"decision evidence: {CROSS_FIT_FOLDS} more models score the {len(run.tr) + len(run.va)} labelled "
+                  f"windows, each the {1 / CROSS_FIT_FOLDS:.0%} it did not train on ({_calibration_windows(run)} "
+                  "held-out windows are too few to set the unknown-answer gates)", flush=True)  # fmt: skip
         info.update(_cross_fit(run, best_epoch))
         metrics["seconds"] = time.perf_counter() - t0
     save_atomic(info, out / MODEL_FILE)
