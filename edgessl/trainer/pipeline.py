@@ -740,8 +740,9 @@ def _cross_fit(run: _Run, best_epoch: int) -> dict[str, torch.Tensor]:
     """Out-of-fold decision scores of every labelled window (training and validation split):
     ``cross_fit_ood`` (1 − the largest cosine similarity to the fold model's class prototypes, as the runtime
     scores) and ``cross_fit_confidence`` (the fold model's top softmax probability), fp32 models trained for
-    ``best_epoch + 1`` epochs like a refit. Folds are stratified by class; nothing when a class has fewer
-    windows than folds. The final model is not touched (its checkpoint neither: folds train elsewhere)."""
+    ``best_epoch + 1`` epochs like a refit, on labelled windows only (no self-training's pseudo-labels).
+    Folds are stratified by class; nothing when a class has fewer windows than folds. The final model is
+    not touched (its checkpoint neither: folds train elsewhere)."""
     import tempfile
 
     X, y = np.concatenate([run.Xtr, run.Xva]), np.concatenate([run.ytr, run.yva])

@@ -22,6 +22,20 @@ def scores(bundle, X: np.ndarray) -> np.ndarray:
         return np.array([1.0 - float((rt.prototypes @ e).max()) / max(float(np.linalg.norm(e)), 1e-12) for e in E])
 
 
+def export_without(model_dir, tmp_path, keys: tuple[str, ...]):
+    """The model's ``model.pt`` without ``keys`` (as an older version, or another data set, wrote it), exported
+    with the default rules; returns (its info, the bundle)."""
+    info = torch.load(model_dir / MODEL_FILE, weights_only=True)
+    for k in (*keys, "checksum"):
+        info.pop(k, None)
+    other = tmp_path / "other"
+    other.mkdir()
+    save_atomic(info, other / MODEL_FILE)
+    b = tmp_path / "other.essl"
+    export_bundle(other, b, ExportConfig(min_agreement=0.9), progress=False)
+    return info, b
+
+
 def test_threshold_rejects_at_most_the_target_of_validation_windows(small_model, small_bundle):
     _, info = load_classifier(small_model)
     Xva = info["validation_windows"].numpy()
@@ -48,13 +62,7 @@ def test_threshold_rejects_at_most_the_target_of_validation_windows(small_model,
 def test_without_cross_fitted_scores_the_validation_quantile_counts_too(small_model, tmp_path):
     """A model with many held-out windows (or of an older version) has no cross-fitted scores: the gate is
     the largest of the validation quantile (upper order statistic), the log-normal's and the previous rule's."""
-    info = torch.load(small_model / MODEL_FILE, weights_only=True)
-    info.pop("cross_fit_ood"), info.pop("cross_fit_confidence")
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    save_atomic(info, plain / MODEL_FILE)
-    b = tmp_path / "plain.essl"
-    export_bundle(plain, b, ExportConfig(min_agreement=0.9), progress=False)
+    info, b = export_without(small_model, tmp_path, ("cross_fit_ood", "cross_fit_confidence"))
     m = open_bundle(b).manifest
     rec, thr = m["ood_calibration"], m["ood_threshold"]
     assert rec["cross_fitted_windows"] == 0 == m["decision_calibration"]["cross_fitted_windows"]
@@ -66,14 +74,7 @@ def test_without_cross_fitted_scores_the_validation_quantile_counts_too(small_mo
 
 def test_a_model_without_validation_windows_exports_with_the_training_rule(small_model, small_bundle, tmp_path):
     """A model.pt of the previous version (no validation windows) still exports; the record says so."""
-    info = torch.load(small_model / MODEL_FILE, weights_only=True)
-    for k in ("validation_windows", "validation_labels", "validation_held_out", "checksum"):
-        info.pop(k, None)
-    old = tmp_path / "old"
-    old.mkdir()
-    save_atomic(info, old / MODEL_FILE)
-    b = tmp_path / "old.essl"
-    export_bundle(old, b, ExportConfig(min_agreement=0.9), progress=False)
+    info, b = export_without(small_model, tmp_path, ("validation_windows", "validation_labels", "validation_held_out"))
     m = open_bundle(b).manifest
     rec = m["ood_calibration"]
     assert rec["source"] == "training" and rec["quantile"] == 0.99 and rec["windows"] == len(info["calibration_windows"])
