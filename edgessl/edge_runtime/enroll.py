@@ -126,7 +126,7 @@ class EnrollReport:
     def text(self) -> str:
         """One line for a terminal."""
         what = "new class" if self.new_class else "personalised"
-        near = f"; nearest class {self.nearest[0]} (similarity {self.nearest[1]:.2f})" if self.nearest else ""
+        near = f"; closest other gesture: {self.nearest[0]} (similarity {self.nearest[1]:.2f})" if self.nearest else ""
         if not self.accepted:
             return f"{self.label}: refused ({self.reason}){near}"
         rej = f", {len(self.rejected)} doubtful (answered {', '.join(r['answered'] for r in self.rejected)})" if self.rejected else ""
