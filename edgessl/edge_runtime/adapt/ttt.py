@@ -188,9 +188,12 @@ class TTT(Adapter):
         self.A, self.c = R @ self.A0 @ D, R @ (self.A0 @ d + self.c0) + t
         self.active = not (np.allclose(self.A, np.eye(3)) and not self.c.any())
         self._A32, self._c32 = self.A.astype(np.float32), self.c.astype(np.float32)[:, None]
-        # activation shifting folded into the head's bias: (e + s) W0ᵀ + b0
-        self.b_eff = (self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T).astype(np.float32)
+        self._shift_bias()
         self.W_f = self.W0.astype(np.float32)
+
+    def _shift_bias(self) -> None:
+        """Activation shifting folded into the head's bias: ``(e + s) W0ᵀ + b0`` with ``s = mu0 − mu``."""
+        self.b_eff = (self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T).astype(np.float32)
 
     def transform_input(self, x: np.ndarray) -> np.ndarray:
         if not self.active:
@@ -240,7 +243,7 @@ class TTT(Adapter):
             else:
                 self._search()
         elif self.shift and self._gated % 16 == 0:
-            self._compose()  # the running mean moves slowly: the head's bias follows it every few windows
+            self._shift_bias()  # the running mean moves slowly: the head's bias follows it every few windows
 
     def _losses(self, X: np.ndarray, thetas: np.ndarray, A0: np.ndarray, c0: np.ndarray) -> np.ndarray:
         """FOA loss plus anchor of each refinement ``thetas [P, 12]`` after the start ``A0 [3, 3], c0 [3]`` on raw
