@@ -88,3 +88,22 @@ def test_only_small_held_out_sets_get_cross_fitted():
     assert pipeline._calibration_windows(_run(8, test=10)) == 10  # refit: the test split
     run = _run(8)
     assert pipeline._calibration_windows(dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, refit=False))) == len(run.va)
+
+
+def test_finetune_records_cross_fitted_scores_only_when_export_can_use_them(tmp_path):
+    """A small held-out split: model.pt carries one score of each kind per labelled window; a large one
+    (64 or more windows): none, no fold is trained."""
+    fit = dataclasses.replace(pipeline.FinetuneConfig().fit, epochs=1)
+    data = DataConfig(spec="synthetic:reps=3,length=64")
+    pipeline.finetune(pipeline.FinetuneConfig(data=data, fit=fit), tmp_path / "small", progress=False, plots=False)
+    info = torch.load(tmp_path / "small" / pipeline.MODEL_FILE, weights_only=True)
+    n_val = len(info["validation_windows"])
+    assert 0 < n_val < pipeline.CROSS_FIT_BELOW
+    n_labelled = info["metrics"]["n_train_labels"] + n_val
+    assert len(info["cross_fit_ood"]) == len(info["cross_fit_confidence"]) == n_labelled
+    assert np.all((info["cross_fit_confidence"].numpy() > 0) & (info["cross_fit_confidence"].numpy() <= 1))
+    assert np.all(info["cross_fit_ood"].numpy() >= -1e-6)
+    pipeline.finetune(pipeline.FinetuneConfig(data=data, fit=fit, val_fraction=0.5), tmp_path / "large", progress=False,
+                      plots=False)  # fmt: skip
+    info = torch.load(tmp_path / "large" / pipeline.MODEL_FILE, weights_only=True)
+    assert len(info["validation_windows"]) >= pipeline.CROSS_FIT_BELOW and "cross_fit_ood" not in info
