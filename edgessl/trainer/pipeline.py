@@ -760,12 +760,8 @@ def _cross_fit(run: _Run, best_epoch: int) -> dict[str, torch.Tensor]:
         for k in range(CROSS_FIT_FOLDS):
             held = fold == k
             model, _, _ = _train(quiet, X[~held], y[~held], stop_after_epoch=best_epoch)
-            E = ev.embed(model.encoder, X)
-            E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-            protos = np.stack([E[~held][y[~held] == c].mean(0) for c in range(run.ds.n_classes)
-                               if np.any(y[~held] == c)])  # fmt: skip
-            protos /= np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
-            ood[held] = 1.0 - (E[held] @ protos.T).max(1)
+            E = _unit(ev.embed(model.encoder, X))
+            ood[held] = 1.0 - (E[held] @ _unit(_class_prototypes(E[~held], y[~held], run.ds.n_classes)).T).max(1)
             logits = ev.predict_logits(model, X[held])
             p = np.exp(logits - logits.max(1, keepdims=True))
             conf[held] = (p / p.sum(1, keepdims=True)).max(1)
@@ -791,14 +787,24 @@ def _adapted_windows(run: _Run) -> np.ndarray:
     return keep
 
 
+def _unit(E: np.ndarray) -> np.ndarray:
+    return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+
+
+def _class_prototypes(E: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[n_classes, D]`` float32: the mean unit embedding of each class in ``E [N, D]`` (zeros for a class
+    without windows); the bundle's prototypes, which the runtime scores against after normalising them."""
+    En = _unit(E)
+    return np.stack([En[y == c].mean(0) if np.any(y == c) else np.zeros(E.shape[1]) for c in range(n_classes)]
+                    ).astype(np.float32)  # fmt: skip
+
+
 def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics: dict[str, Any], E_tr: np.ndarray
                  ) -> dict[str, Any]:  # fmt: skip
     """``model.pt``: what export and the runtime need: the model, its data contract, embedding statistics,
     class prototypes, input moments, calibration windows, and the TTT head when one was trained."""
     cfg, ds = run.cfg, run.ds
-    E_norm = E_tr / np.maximum(np.linalg.norm(E_tr, axis=1, keepdims=True), 1e-12)
-    prototypes = np.stack([E_norm[run.ytr == c].mean(0) if np.any(run.ytr == c) else np.zeros(E_tr.shape[1])
-                           for c in range(ds.n_classes)]).astype(np.float32)  # fmt: skip
+    prototypes = _class_prototypes(E_tr, run.ytr, ds.n_classes)
     templates, template_labels = class_templates(run.Xtr, run.ytr, ds.n_classes)
     adapted = _adapted_windows(run)
     info = {
