@@ -51,7 +51,6 @@ for r, d in enumerate(sorted(str(p) for p in Path(a_.keep).glob("repeat*"))):
         held = max(float(np.quantile(sv, q, method="higher")), _lognormal_quantile(sv, q), cal["training_p99"])
         crossed = max(_lognormal_quantile(sv, q, info["cross_fit_ood"].numpy()), cal["training_p99"])
         assert abs(crossed - m["ood_threshold"]) < 1e-3 * max(1.0, m["ood_threshold"]), (crossed, m["ood_threshold"])
-        old, new = held, crossed
         C, T = Xv.shape[1:]
         t = np.arange(T) / 100
         noise = rng.normal(0, 0.3, (300, C, T)) + np.array([0, 0, 1.0])[None, :, None]
@@ -60,12 +59,12 @@ for r, d in enumerate(sorted(str(p) for p in Path(a_.keep).glob("repeat*"))):
         a = rng.uniform(0.2, 1.0, (300, C, 1))
         smooth = a * np.sin(2 * np.pi * f * t + ph) + np.array([0, 0, 1.0])[None, :, None]
         still = np.array([0, 0, 1.0])[None, :, None] + rng.normal(0, 0.01, (300, C, T))
-        row = {"repeat": r, "val_n": len(sv), "cross_fitted_n": len(info["cross_fit_ood"]), "held_out_thr": round(old, 4), "cross_fitted_thr": round(new, 4), "conf_thr": round(m["confidence_threshold"], 3)}
+        row = {"repeat": r, "val_n": len(sv), "cross_fitted_n": len(info["cross_fit_ood"]), "held_out_thr": round(held, 4), "cross_fitted_thr": round(crossed, 4), "conf_thr": round(m["confidence_threshold"], 3)}
         for name, X in (("noise", noise), ("smooth_random", smooth), ("still", still)):
             s, c = scores(X), conf(X)
             low = c < m["confidence_threshold"]
-            row[name] = {"ood_rej_held_out": round(float(np.mean(s > old)), 3), "ood_rej_cross_fitted": round(float(np.mean(s > new)), 3),
-                         "any_rej_cross_fitted": round(float(np.mean((s > new) | low)), 3)}
+            row[name] = {"ood_rej_held_out": round(float(np.mean(s > held)), 3), "ood_rej_cross_fitted": round(float(np.mean(s > crossed)), 3),
+                         "any_rej_cross_fitted": round(float(np.mean((s > crossed) | low)), 3)}
         print(json.dumps(row))
         rows.append(row)
 Path(a_.out).write_text(json.dumps({"protocol": __doc__.split("\n\n")[1:3], "repeats": rows}, indent=1) + "\n")

@@ -658,11 +658,12 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                                   stop_after_epoch=best_epoch)  # fmt: skip
     metrics, E_tr = _test_report(run, model, history, best_epoch, val_acc, len(X_fit), self_training, t0, plots)
     info = _bundle_info(run, model, method, metrics, E_tr)
-    if _calibration_windows(run) < CROSS_FIT_BELOW:
+    n_held = _calibration_windows(run)
+    if n_held < CROSS_FIT_BELOW:
         if progress:
             print(f"decision evidence: {CROSS_FIT_FOLDS} more models score the {len(run.tr) + len(run.va)} labelled "
-                  f"windows, each the {1 / CROSS_FIT_FOLDS:.0%} it did not train on ({_calibration_windows(run)} "
-                  "held-out windows are too few to set the unknown-answer gates)", flush=True)  # fmt: skip
+                  f"windows, each the {1 / CROSS_FIT_FOLDS:.0%} it did not train on ({n_held} held-out windows "
+                  "are too few to set the unknown-answer gates)", flush=True)  # fmt: skip
         info.update(_cross_fit(run, best_epoch))
         metrics["seconds"] = time.perf_counter() - t0
     save_atomic(info, out / MODEL_FILE)
@@ -762,9 +763,7 @@ def _cross_fit(run: _Run, best_epoch: int) -> dict[str, torch.Tensor]:
             model, _, _ = _train(quiet, X[~held], y[~held], stop_after_epoch=best_epoch)
             E = _unit(ev.embed(model.encoder, X))
             ood[held] = 1.0 - (E[held] @ _unit(_class_prototypes(E[~held], y[~held], run.ds.n_classes)).T).max(1)
-            logits = ev.predict_logits(model, X[held])
-            p = np.exp(logits - logits.max(1, keepdims=True))
-            conf[held] = (p / p.sum(1, keepdims=True)).max(1)
+            conf[held] = pp.softmax(ev.predict_logits(model, X[held])).max(1)
     return {"cross_fit_ood": torch.from_numpy(ood), "cross_fit_confidence": torch.from_numpy(conf)}
 
 
