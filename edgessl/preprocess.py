@@ -394,7 +394,8 @@ def _gravity_residuals(M: np.ndarray, gain: np.ndarray, bias: np.ndarray, ref_ga
 
 
 def fit_gravity(M: np.ndarray, ref_gain: np.ndarray | None = None, ref_bias: np.ndarray | None = None,
-                ridge: float = 1e-3, iters: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:  # fmt: skip
+                ridge: float = 1e-3, iters: int = 30, start: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, float, float]:  # fmt: skip
     """Per-axis gain and offset that put still-window means on the reference's gravity sphere.
 
     The classic accelerometer auto-calibration (as in van Hees et al. 2014, GGIR): find ``gain, bias [3]``
@@ -406,6 +407,8 @@ def fit_gravity(M: np.ndarray, ref_gain: np.ndarray | None = None, ref_bias: np.
 
     Args:
         M: ``[M, 3]`` still-window means in g (:func:`still_means`).
+        start: ``(gain, bias)`` to start the iterations from (an earlier fit of similar means: fewer
+            iterations to the same optimum); the identity when omitted.
     Returns:
         ``(gain [3], bias [3], rms_before, rms_after)``: the fit, and the RMS of the residuals (g) of the
         identity and of the fit.
@@ -418,6 +421,9 @@ def fit_gravity(M: np.ndarray, ref_gain: np.ndarray | None = None, ref_bias: np.
     before = float(np.sqrt(np.mean(r**2))) if len(M) else 0.0
     if len(M) == 0:
         return np.ones(3), np.zeros(3), 0.0, 0.0
+    if start is not None:
+        p = np.concatenate([np.asarray(start[0], np.float64) - 1, np.asarray(start[1], np.float64)])
+        r, _ = _gravity_residuals(M, 1 + p[:3], p[3:], rg, rb)
 
     def cost(r: np.ndarray, p: np.ndarray) -> float:
         return float(np.mean(r**2) + ridge * (p**2).sum())
@@ -433,7 +439,7 @@ def fit_gravity(M: np.ndarray, ref_gain: np.ndarray | None = None, ref_bias: np.
             q = p - np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
             rq, _ = _gravity_residuals(M, 1 + q[:3], q[3:], rg, rb)
             cq = cost(rq, q)
-            if cq < c or lam > 1e6:
+            if cq < c or lam > 1e6 or np.abs(q - p).max() < 1e-7:  # (a step this small: at the optimum)
                 break
             lam *= 10
         if cq >= c:

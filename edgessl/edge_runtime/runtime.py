@@ -84,6 +84,16 @@ class DecisionConfig:
     report_unknown: bool = False
 
 
+def _softmax(logits: list[float]) -> tuple[np.ndarray, int, float]:
+    """``(probs [K] float32, argmax, its probability)`` of a few logits: over a handful of classes, cheaper on
+    Python floats than as a chain of small numpy calls (the per-window path)."""
+    m = max(logits)
+    k = logits.index(m)
+    z = [math.exp(v - m) for v in logits]
+    inv = 1.0 / sum(z)
+    return np.array(z, np.float32) * np.float32(inv), k, z[k] * inv
+
+
 def _make_session(model: bytes, providers: list[str] | None, threads: int, probe: np.ndarray) -> tuple[ort.InferenceSession, list[str]]:
     """A session on the requested providers, checked with a real inference; CPU fallback with a warning."""
     so = ort.SessionOptions()
@@ -338,16 +348,9 @@ class GestureRuntime:
         e0 = e[0]
         head_probs = None
         if self.adapter is None and self._enrolled is None:
-            # one product gives the logits and the prototype similarities; the softmax over a handful of
-            # classes is cheaper on Python floats than as a chain of small numpy calls
+            # one product gives the logits and the prototype similarities
             r = (e0 @ self._head_and_protos).tolist()
-            lg = [v + bb for v, bb in zip(r[: self._n_classes], self._b_list, strict=True)]
-            m = max(lg)
-            k = lg.index(m)
-            z = [math.exp(v - m) for v in lg]
-            inv = 1.0 / sum(z)
-            probs = np.array(z, np.float32) * np.float32(inv)
-            conf = z[k] * inv
+            probs, k, conf = _softmax([v + bb for v, bb in zip(r[: self._n_classes], self._b_list, strict=True)])
             sim = max(r[self._n_classes :])
         elif self._enrolled is not None:
             logits = self.head(e)[0]
@@ -357,17 +360,15 @@ class GestureRuntime:
                 zz = np.exp(logits - logits.max())
                 head_probs = zz * (1.0 / zz.sum())
         else:
-            logits = self.head(e)[0]
+            probs, k, conf = _softmax(self.head(e)[0].tolist())
             sim = float((self.prototypes @ e0).max())
-            zz = np.exp(logits - logits.max())
-            probs = zz * (1.0 / zz.sum())
-            k = int(zz.argmax())
-            conf = float(probs[k])
         ood = 1.0 - sim / max(math.sqrt(float(e0 @ e0)), 1e-12)
         latency = (time.perf_counter() - t0) * 1e3
         unknown = conf < self.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
         if self.adapter is not None:
-            self.adapter.observe(window, e, probs if head_probs is None else head_probs)
+            # the score against the bundle's prototypes is the adapter's gate too (not against enrolled classes)
+            self.adapter.observe(window, e, probs if head_probs is None else head_probs,
+                                 ood=ood if self._enrolled is None else None)
         return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, conf, probs, ood, latency, e0)
 
     # -- a stream -----------------------------------------------------------------------------------

@@ -77,9 +77,10 @@ class Adapter:
         """Embeddings ``[N, D]`` -> logits ``[N, K]``."""
         return e @ self.W0.T + self.b0
 
-    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray) -> None:
-        """Called after each classification of ``window [C, T]`` (embedding ``e [1, D]``, ``probs [K]``);
-        decides whether to update."""
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
+        """Called after each classification of ``window [C, T]`` (embedding ``e [1, D]``, ``probs [K]``; ``ood``:
+        its out-of-distribution score when the caller has it, else the gate computes it); decides whether to
+        update."""
         k = int(probs.argmax())
         src = k if self.head_is_source else int((e @ self.W0.T + self.b0)[0].argmax())
         self.recent.record(k, src)
@@ -87,7 +88,7 @@ class Adapter:
             self.resets += 1
             self.reset()
             return
-        if not self.gate(window, e, probs, k):
+        if not self.gate(window, e, probs, k, ood):
             return
         self.update(window, e, probs, k)
 
@@ -99,7 +100,7 @@ class Adapter:
         # z-scored inputs carry no absolute motion level
         return self.ctx.raw_units and is_idle(window, self.sg.idle_std)
 
-    def gate(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> bool:
+    def gate(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int, ood: float | None = None) -> bool:
         """True when ``window`` may update the method: enough history, not idle, confident (for methods
         that learn from pseudo-labels), near a class prototype, and of a class that does not dominate."""
         if len(self.recent) < self.sg.min_history or self.idle(window):
@@ -107,11 +108,14 @@ class Adapter:
         if self.uses_pseudo_labels and float(entropy(probs)) > self.sg.max_entropy_frac * np.log(self.K):
             return False
         thr = self.ctx.ood_threshold
-        if self.uses_ood_gate and thr is not None:
-            en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
-            if 1.0 - float((self.ctx.prototypes @ en).max()) > thr:
-                return False
+        if self.uses_ood_gate and thr is not None and (self.ood(e) if ood is None else ood) > thr:
+            return False
         return bool(self.recent.adapted[k] <= self.sg.max_class_share * len(self.recent))
+
+    def ood(self, e: np.ndarray) -> float:
+        """The out-of-distribution score of embedding ``e [1, D]``: 1 − its largest cosine to a class prototype."""
+        en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
+        return 1.0 - float((self.ctx.prototypes @ en).max())
 
     def collapsed(self) -> bool:
         return collapsed(self.recent, self.sg, self.K, self.checks_disagreement)

@@ -57,9 +57,9 @@ class Chain(Adapter):
     def logits(self, e: np.ndarray) -> np.ndarray:
         return self.parts[-1].logits(e)
 
-    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray) -> None:
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
         for p in self.parts:
-            p.observe(window, e, probs)
+            p.observe(window, e, probs, ood)
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, p in enumerate(self.parts) for k, v in p.state().items()}

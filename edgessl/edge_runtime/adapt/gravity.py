@@ -25,7 +25,8 @@ class GravityCalibration:
         ref_gain, ref_bias: the training data's calibration (from the bundle).
         ref_residual: RMS (g) of the training still means around their fit: how round gravity is there.
         memory: still-window means kept (the oldest are forgotten, so a remounted sensor is followed).
-        every: refit after this many new still windows; min_windows: none before this many.
+        every: refit after this many new still windows (or a quarter of ``memory`` once that many are kept);
+            min_windows: none before this many.
         margin: the stream must miss the training sphere by more than ``margin`` × ``ref_residual`` (and
             ``floor`` g) before a calibration is applied; a fit must halve that miss.
         gain_range, max_bias: a fit outside these is not a sensor error and is not applied.
@@ -45,23 +46,30 @@ class GravityCalibration:
         self.gain, self.bias, self.active = np.ones(3), np.zeros(3), False
         self.miss = 0.0  # RMS miss (g) of the raw stream's still means at the last fit
         self._new = 0
+        self._fit: tuple[np.ndarray, np.ndarray] | None = None
 
     def observe(self, window: np.ndarray) -> bool:
         """Take ``window [3, T]`` (raw accelerometer axes, g) if it is still; True when the calibration changed."""
         x = np.asarray(window, np.float64)
-        if not is_still(x):
+        return self.observe_mean(x.mean(-1), bool(is_still(x)))
+
+    def observe_mean(self, mean: np.ndarray, still: bool) -> bool:
+        """:meth:`observe` from a window's per-axis ``mean [3]`` and whether it is still (a caller that has them)."""
+        if not still:
             return False
-        self.means.append(x.mean(-1))
+        self.means.append(np.asarray(mean, np.float64))
         self._new += 1
-        if self._new < self.every or len(self.means) < self.min_windows:
+        # refit once a quarter of the kept means is new (every ``every`` while few are kept): a full memory
+        # of means changes slowly, and a fit is the per-window path's most costly step on a still stream
+        if self._new < max(self.every, len(self.means) // 4) or len(self.means) < self.min_windows:
             return False
         self._new = 0
         return self.refit()
 
     def refit(self) -> bool:
         """Fit the kept still means again; True when the applied calibration changed."""
-        gain, bias, before, after = fit_gravity(np.stack(self.means), self.ref_gain, self.ref_bias)
-        self.miss = before
+        gain, bias, before, after = fit_gravity(np.stack(self.means), self.ref_gain, self.ref_bias, start=self._fit)
+        self._fit, self.miss = (gain, bias), before  # the next refit starts from this one (most means are the same)
         lo, hi = self.gain_range
         ok = (before > self.threshold and after <= 0.5 * before and lo <= gain.min() and gain.max() <= hi
               and np.abs(bias).max() <= self.max_bias)  # fmt: skip

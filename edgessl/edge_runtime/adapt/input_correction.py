@@ -20,8 +20,8 @@ class InputCorrection(Adapter):
     The bundle records the moments of the training windows' raw 3-axis accelerometer signal (mean,
     covariance, lagged covariances; see :func:`edgessl.preprocess.signal_moments`). The adapter accumulates
     the same moments over the windows it classifies (not while idle, not while one class dominates the
-    recent predictions, with forgetting) and, every ``every`` windows once ``min_windows`` were seen,
-    estimates the affine map ``x -> A x + c`` that gives the stream the source moments (:func:`align_moments`).
+    recent predictions, with forgetting) and, every ``every`` windows once ``min_windows`` were seen (or when
+    asked, ``lazy``), estimates the affine map ``x -> A x + c`` that gives the stream the source moments (:func:`align_moments`).
 
     Safeguards specific to a correction of the input: it is applied only when the stream's moments differ
     from the training data's by more than ``margin`` × the most any one training user (or stretch of
@@ -42,8 +42,10 @@ class InputCorrection(Adapter):
 
     def __init__(self, memory: float = 1024, min_windows: int = 128, every: int = 64, min_explained: float = 0.5,
                  gain_range: tuple[float, float] = (0.5, 2.0), margin: float = 1.0, release: float = 0.5,
-                 rotation_only: bool | None = None, global_every: int = 16, seed: int = 0, **kw: Any) -> None:  # fmt: skip
+                 rotation_only: bool | None = None, global_every: int = 16, lazy: bool = False, seed: int = 0,
+                 **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
+        self.lazy = lazy
         self.margin, self.release, self.global_every = margin, release, global_every
         self.rotation_only = rotation_only
         self.memory, self.min_windows, self.every = memory, min_windows, every
@@ -91,6 +93,15 @@ class InputCorrection(Adapter):
             return
         self.stats.add(np.stack(self._buf))  # in batches: one set of products per ``every`` windows
         self._buf.clear()
+        if not self.lazy:
+            self.estimate()
+
+    def estimate(self) -> None:
+        """Estimate the correction from the moments accumulated so far (every ``every`` windows, or, ``lazy``,
+        when a user of the estimate asks: ``ttt`` weighs it only at its searches)."""
+        if self._buf:
+            self.stats.add(np.stack(self._buf))
+            self._buf.clear()
         if self.stats.windows < self.min_windows:
             return
         tgt = self.stats.moments()

@@ -8,6 +8,7 @@ that resets to the source state; all with bounded memory.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 
 import numpy as np
@@ -63,12 +64,19 @@ class PredictionHistory:
         self.disagree += k != src
 
 
+def window_moments(window: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and variance of a raw window ``[C, T]``, as Python floats: two float64 reductions,
+    no temporaries (the per-window path; the idle gate and the gravity calibration's still test share them)."""
+    x = np.asarray(window)
+    T = x.shape[-1]
+    means = [v / T for v in x.sum(-1, dtype=np.float64).tolist()]
+    q = np.einsum("ct,ct->c", x, x, dtype=np.float64).tolist()
+    return means, [qq / T - m * m for qq, m in zip(q, means, strict=True)]
+
+
 def is_idle(window: np.ndarray, idle_std: float) -> bool:
     """True when no channel of the raw window ``[C, T]`` moves more than ``idle_std`` (its std)."""
-    x = np.asarray(window, np.float64)
-    m = x.sum(-1) / x.shape[-1]
-    var = np.einsum("ct,ct->c", x, x) / x.shape[-1] - m * m  # two reductions, no temporaries
-    return float(var.max()) < idle_std**2
+    return max(window_moments(window)[1]) < idle_std**2
 
 
 def collapsed(recent: PredictionHistory, sg: Safeguards, n_classes: int, check_disagreement: bool = True) -> bool:
@@ -77,8 +85,12 @@ def collapsed(recent: PredictionHistory, sg: Safeguards, n_classes: int, check_d
     if len(recent) < sg.history // 2:
         return False
     n = len(recent)
-    hist, hist_src = recent.adapted / n, recent.source / n
-    low_div = float(entropy(hist)) < sg.collapse_entropy_frac * np.log(n_classes) and \
-        float(entropy(hist)) < 0.8 * float(entropy(hist_src))  # fmt: skip
+    h = _entropy_of_counts(recent.adapted, n)
+    low_div = h < sg.collapse_entropy_frac * math.log(n_classes) and h < 0.8 * _entropy_of_counts(recent.source, n)
     disagree = check_disagreement and recent.disagree > sg.max_disagreement * n
     return low_div or disagree
+
+
+def _entropy_of_counts(counts: np.ndarray, n: int) -> float:
+    """Entropy (nats) of the histogram ``counts / n`` (Python floats: a handful of classes, every few windows)."""
+    return -sum(c / n * math.log(c / n) for c in counts.tolist() if c)

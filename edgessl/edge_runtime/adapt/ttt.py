@@ -40,7 +40,8 @@ from edgessl.edge_runtime.adapt.context import AdaptContext
 from edgessl.edge_runtime.adapt.es import CMAES
 from edgessl.edge_runtime.adapt.gravity import GravityCalibration
 from edgessl.edge_runtime.adapt.input_correction import InputCorrection
-from edgessl.preprocess import softmax
+from edgessl.edge_runtime.adapt.safeguards import window_moments
+from edgessl.preprocess import STILL_STD, softmax
 
 
 def prediction_entropy(logits: np.ndarray) -> np.ndarray:
@@ -123,10 +124,11 @@ class TTT(Adapter):
             raise ValueError(f"{ctx.bundle}: adaptation ttt adapts the 3 accelerometer axes in g in front of the "
                              f"encoder, and this bundle's channel units are {list(ctx.units)}; adapt with another "
                              "method (tent, t3a)")  # fmt: skip
-        self.acc = np.array(acc)
+        self.acc, self._acc_list = np.array(acc), acc
         self._acc_only = acc == list(range(len(ctx.units)))
         if self.use_input and ctx.input_moments is not None:
-            self.input = InputCorrection(safeguards=self.sg, seed=self.seed)
+            # estimated when a search weighs it (not every 64 windows: only the search uses it)
+            self.input = InputCorrection(safeguards=self.sg, seed=self.seed, lazy=True)
             self.input.attach(ctx)
         m = ctx.input_moments
         if self.use_gravity and m is not None and m.gravity is not None and not ctx.standardises_each_axis:
@@ -145,7 +147,9 @@ class TTT(Adapter):
         # the start the refinement applies after: the identity until a search finds input's proposal better
         self.A0, self.c0 = np.eye(3), np.zeros(3)
         self.es = CMAES(self.theta, self.sigma, self.popsize, np.random.default_rng(self.seed))
-        self.windows: deque[np.ndarray] = deque(maxlen=max(self.buffer, self.horizon))
+        # (window, its live embedding, the transform version it was embedded under)
+        self.windows: deque[tuple[np.ndarray, np.ndarray, int]] = deque(maxlen=max(self.buffer, self.horizon))
+        self._version = 0
         self._pick = np.random.default_rng(self.seed + 1)
         self.mu = self.mu0.copy()
         self._gated, self._next, self._interval = 0, self.every, self.every
@@ -161,12 +165,17 @@ class TTT(Adapter):
 
     def _proposals(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Starts a search weighs against the current one: ``input``'s moment-matching correction when it is
-        active, and the identity (no correction), each without refinement; the current start is left out."""
+        active, and the identity (no correction), each without refinement. One within the search's step
+        (``sigma``) of the current start is left out: the refinement around the current start reaches it (and
+        each proposal costs a batch of the encoder)."""
         out = []
-        if self.input is not None and self.input.active:
-            out.append((self.input.A, self.input.c))
+        if self.input is not None:
+            self.input.estimate()
+            if self.input.active:
+                out.append((self.input.A, self.input.c))
         out.append((np.eye(3), np.zeros(3)))
-        return [(A, c) for A, c in out if not (np.allclose(A, self.A0) and np.allclose(c, self.c0))]
+        return [(A, c) for A, c in out
+                if max(np.abs(A - self.A0).max(), np.abs(c - self.c0).max()) >= self.sigma]  # fmt: skip
 
     def _calibration(self) -> tuple[np.ndarray, np.ndarray]:
         """The gravity calibration ``(D [3, 3], d [3])`` applied before the start (the identity when none)."""
@@ -183,6 +192,7 @@ class TTT(Adapter):
         return Y
 
     def _compose(self) -> None:
+        self._version += 1  # embeddings computed before this were computed under another transform
         R, t = self._affine(self.theta)
         D, d = self._calibration()
         self.A, self.c = R @ self.A0 @ D, R @ (self.A0 @ d + self.c0) + t
@@ -208,7 +218,7 @@ class TTT(Adapter):
         return e @ self.W_f.T + self.b_eff
 
     # -- learning -------------------------------------------------------------------------------------
-    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray) -> None:
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
         """The shared safeguards once for both parts: the start (``input``) learns from every window that
         passes them, the search only from those the out-of-distribution gate also accepts (a shifted sensor
         makes windows look out of distribution until ``input`` corrects it)."""
@@ -218,23 +228,24 @@ class TTT(Adapter):
             self.resets += 1
             self.reset()
             return
-        if self.gravity is not None and self.gravity.observe(np.asarray(window)[self.acc]):
-            self._compose()  # still windows (idle ones most of all) are what the calibration learns from
-        if len(self.recent) < self.sg.min_history or self.idle(window):
+        means, var = window_moments(window)  # once, for the calibration's still test and the idle gate
+        if self.gravity is not None:  # still windows (idle ones most of all) are what the calibration learns from
+            still = max(var[i] for i in self._acc_list) < STILL_STD**2
+            if self.gravity.observe_mean(np.array([means[i] for i in self._acc_list]), still):
+                self._compose()
+        if len(self.recent) < self.sg.min_history or (self.ctx.raw_units and max(var) < self.sg.idle_std**2):
             return
         if self.recent.adapted[k] > self.sg.max_class_share * len(self.recent):
             return
         if self.input is not None:
             self.input.update(self._calibrated(window), e, probs, k)  # a proposal: the next search weighs it against the current start
         thr = self.ctx.ood_threshold
-        if thr is not None and np.isfinite(thr):
-            en = e[0] / max(float(np.linalg.norm(e[0])), 1e-12)
-            if 1.0 - float((self.ctx.prototypes @ en).max()) > thr:
-                return
+        if thr is not None and np.isfinite(thr) and (self.ood(e) if ood is None else ood) > thr:
+            return
         self.update(window, e, probs, k)
 
     def update(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> None:
-        self.windows.append(np.array(window, np.float32))
+        self.windows.append((np.array(window, np.float32), np.array(e[0], np.float32), self._version))
         self.mu = (1 - self.momentum) * self.mu + self.momentum * e[0]
         self._gated += 1
         if len(self.windows) >= self.buffer and self._gated >= self._next:
@@ -249,36 +260,55 @@ class TTT(Adapter):
         """FOA loss plus anchor of each refinement ``thetas [P, 12]`` after the start ``A0 [3, 3], c0 [3]`` on raw
         windows ``X [B, C, T]``; ``[P]``."""
         R, t = self._affine(thetas)
-        A, c = R @ A0, np.einsum("pab,b->pa", R, c0) + t
+        A, c = R @ A0, R @ c0 + t
         P, (B, C, T) = len(thetas), X.shape
-        Y = np.broadcast_to(X, (P, B, C, T)).copy()
-        Y[:, :, self.acc] = np.einsum("pab,nbt->pnat", A, X[:, self.acc]) + c[:, None, :, None]
+        Z = (A[:, None] @ X[None, :, self.acc] + c[:, None, :, None]).astype(np.float32)  # [P, B, 3, T]
+        if self._acc_only:
+            Y = Z
+        else:
+            Y = np.broadcast_to(X, (P, B, C, T)).copy()
+            Y[:, :, self.acc] = Z
         saved, self.active = self.active, False  # the encoder must see the candidates, not the current transform
         try:
-            E = self.ctx.embed(Y.reshape(P * B, C, T)).astype(np.float64).reshape(P, B, -1)
+            E = self.ctx.embed(Y.reshape(P * B, C, T)).reshape(P, B, -1)
         finally:
             self.active = saved
+        return self._objective(E, thetas)
+
+    def _objective(self, E: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+        """The loss of embeddings ``E [P, B, D]`` of the windows under refinements ``thetas [P, 12]``; ``[P]``."""
+        E = E.astype(np.float64)
         lg = E @ self.W0.T + self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T
         return foa_loss(lg, E, self.mu0, self.sd0, self.stat_weight) + self.anchor * (thetas**2).sum(-1)
 
-    def _batch(self, newest: bool = False) -> np.ndarray:
+    def _current(self, X: np.ndarray, E: np.ndarray | None) -> float:
+        """The loss of the current transform on ``X``: from the embeddings the live path computed (``E``,
+        when every window was embedded under the current transform), else by embedding them again."""
+        if E is None:
+            return float(self._losses(X, self.theta[None], self.A0, self.c0)[0])
+        return float(self._objective(E[None], self.theta[None])[0])
+
+    def _batch(self, newest: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """``buffer`` windows: the newest, or drawn uniformly from the last ``horizon`` (a batch that spans
-        minutes of an activity stream, not one activity)."""
+        minutes of an activity stream, not one activity), with the gravity calibration applied; and their
+        live embeddings when all were embedded under the current transform (else None)."""
         if newest or len(self.windows) == self.buffer:
-            return np.stack(list(self.windows)[-self.buffer :])
-        idx = np.sort(self._pick.choice(len(self.windows), self.buffer, replace=False))
-        return np.stack([self.windows[i] for i in idx])
+            items = list(self.windows)[-self.buffer :]
+        else:
+            idx = np.sort(self._pick.choice(len(self.windows), self.buffer, replace=False))
+            items = [self.windows[i] for i in idx]
+        X = self._calibrated(np.stack([w for w, _, _ in items]))
+        same = all(v == self._version for _, _, v in items)
+        return X, np.stack([e for _, e, _ in items]) if same else None
 
     def _search(self) -> None:
-        X = self._calibrated(self._batch())
-        best, best_loss = self.theta, np.inf
+        X, E = self._batch()
         lo, hi = self.gain_range
-        for g in range(self.generations):
+        # a change must beat the current refinement by min_gain (on the same windows): noise-level wins are not taken
+        best, best_loss = self.theta, self._current(X, E) - self.min_gain
+        for _ in range(self.generations):
             cand = self.es.ask()
-            # the current refinement is scored with the first generation, on the same windows
-            losses = self._losses(X, cand if g else np.concatenate([self.theta[None], cand]), self.A0, self.c0)
-            if not g:  # a change must beat the current refinement by min_gain: noise-level wins are not taken
-                best_loss, losses = float(losses[0]) - self.min_gain, losses[1:]
+            losses = self._losses(X, cand, self.A0, self.c0)
             self.es.tell(cand, losses)
             for i in np.argsort(losses):  # the best plausible candidate (a proper map, gains in range)
                 R = self._affine(cand[i])[0]
@@ -323,9 +353,8 @@ class TTT(Adapter):
         assert self._pending is not None
         A0, c0, theta = self._pending
         self._pending = None
-        X = self._calibrated(self._batch(newest=True))
-        now = float(self._losses(X, self.theta[None], self.A0, self.c0)[0])
-        if float(self._losses(X, theta[None], A0, c0)[0]) < now - self.min_gain:
+        X, E = self._batch(newest=True)
+        if float(self._losses(X, theta[None], A0, c0)[0]) < self._current(X, E) - self.min_gain:
             self._take(A0, c0, theta)
         else:
             self.rejected_trials += 1

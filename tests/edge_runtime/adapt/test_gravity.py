@@ -39,6 +39,11 @@ def test_fit_gravity_recovers_a_sensors_gain_and_offset_relative_to_the_training
     np.testing.assert_allclose(g * gain, 1.0, atol=0.01)
     np.testing.assert_allclose(g * bias + b, 0.0, atol=0.01)
     assert before > 0.05 and after < 0.005
+    # a refit starts from the previous fit (the runtime's, every few still windows): the same optimum
+    gw, bw, before_w, after_w = fit_gravity(still_means(stream), g0, b0, start=(g * 1.01, b + 0.01))
+    np.testing.assert_allclose(gw, g, atol=1e-6)
+    np.testing.assert_allclose(bw, b, atol=1e-6)
+    assert before_w == before and after_w == pytest.approx(after, abs=1e-9)  # "before" is the identity's miss
 
 
 def test_an_axis_gravity_never_visited_is_left_alone():
@@ -60,8 +65,9 @@ def test_calibration_applies_only_to_a_stream_whose_gravity_is_off():
     assert not cal.active and cal.miss < 0.01
     assert not any(cal.observe(w) for w in rng.normal(size=(100, 3, 64)))  # motion teaches nothing
     gain, bias = np.array([1.2, 0.9, 0.85]), np.array([-0.07, 0.05, 0.1])
-    # the same device with a sensor whose gain and offset are off (a remount: the old still windows are forgotten)
-    assert any([cal.observe(w) for w in _sensor(_still(cal.means.maxlen, rng), gain, bias)])
+    # the same device with a sensor whose gain and offset are off (a remount: the old still windows are forgotten,
+    # and a full memory is refitted once a quarter of it is new)
+    assert any([cal.observe(w) for w in _sensor(_still(cal.means.maxlen * 5 // 4, rng), gain, bias)])
     assert cal.active and cal.miss > 0.05
     np.testing.assert_allclose(cal.gain * gain, 1.0, atol=0.02)
     np.testing.assert_allclose(cal.gain * bias + cal.bias, 0.0, atol=0.02)

@@ -74,6 +74,12 @@ def _rotated(rt, X, deg):
     return Y.astype(np.float32)
 
 
+def _fill(ad: TTT, X: np.ndarray) -> None:
+    """Put windows in the search's buffer by hand, as embedded under no transform in use (so re-embedded)."""
+    for x in X:
+        ad.windows.append((x, np.zeros(len(ad.mu)), -1))
+
+
 def test_search_takes_only_what_lowers_the_loss_twice_and_state_round_trips(small_bundle, tmp_path):
     """Every accepted change scored lower than the transform it replaced on the windows it was searched on
     and again on the next windows, which the search never saw; a saved state gives the same predictions
@@ -95,13 +101,13 @@ def test_search_takes_only_what_lowers_the_loss_twice_and_state_round_trips(smal
             search()
             if ad._pending is not None:  # found better on the search's windows
                 A0, c0, th = ad._pending
-                Xb = ad._calibrated(seen["X"])
+                Xb = seen["X"][0]  # the batch, calibrated (and the live embeddings, when current)
                 searched.append((ad._losses(Xb, before[2][None], *before[:2])[0], ad._losses(Xb, th[None], A0, c0)[0]))
 
         def spy_trial():
             before, pending, n = (ad.A0, ad.c0, ad.theta), ad._pending, ad.updates
             trial()
-            Xb = ad._calibrated(seen["X"])
+            Xb = seen["X"][0]
             won = ad._losses(Xb, pending[2][None], *pending[:2])[0] < ad._losses(Xb, before[2][None], *before[:2])[0] - ad.min_gain
             confirmed.append((won, ad.updates > n))
 
@@ -129,8 +135,7 @@ def test_a_change_is_taken_only_if_the_next_windows_confirm_it(small_bundle):
         ad = rt.adapter
         X, _ = _stream(rt, reps=8)
         Rm = rotation_matrix(np.array([0.2, 1.0, -0.4]), np.deg2rad(60))
-        for x in _rotated(rt, X, 60)[: ad.buffer]:
-            ad.windows.append(x)
+        _fill(ad, _rotated(rt, X, 60)[: ad.buffer])
         wrong = rotation_matrix(np.array([1.0, 0.0, 0.3]), np.deg2rad(90))
         ad._pending = (wrong, np.zeros(3), np.zeros(12))
         ad._trial()
@@ -149,8 +154,7 @@ def test_input_start_is_a_proposal_kept_only_when_the_loss_prefers_it(small_bund
         assert ad.input is not None
         X, _ = _stream(rt, reps=8)
         Rm = rotation_matrix(np.array([0.2, 1.0, -0.4]), np.deg2rad(60))
-        for x in _rotated(rt, X, 60)[: ad.buffer]:
-            ad.windows.append(x)
+        _fill(ad, _rotated(rt, X, 60)[: ad.buffer])
         Rinv, wrong = Rm.T, rotation_matrix(np.array([1.0, 0.0, 0.3]), np.deg2rad(90))
         ad.input.active, ad.input.A, ad.input.c = True, wrong, np.zeros(3)
         ad._search()
@@ -162,6 +166,38 @@ def test_input_start_is_a_proposal_kept_only_when_the_loss_prefers_it(small_bund
         ad.A0, ad.input.active = wrong, False  # a wrong start in use (e.g. the stream changed): identity wins back
         ad._search()
         assert np.allclose(ad.A0, np.eye(3))
+
+
+def test_the_current_transform_is_scored_on_the_embeddings_the_live_path_computed(small_bundle):
+    """The search scores the transform in use from the embeddings the stream's classification computed (one
+    batch of the encoder fewer per search): the same loss as embedding the windows again, and never from
+    embeddings computed under an earlier transform."""
+    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9)) as rt:  # no search: the test drives it
+        ad = rt.adapter
+        X, _ = _stream(rt, reps=8)
+        ad.theta = np.r_[0.05 * np.random.default_rng(0).normal(size=9), 0.02, -0.01, 0.03]
+        ad._compose()
+        for x in _rotated(rt, X, 30)[:200]:
+            rt.classify(x)
+        Xb, E = ad._batch(newest=True)
+        assert E is not None and len(ad.windows) >= ad.buffer
+        again = float(ad._losses(Xb, ad.theta[None], ad.A0, ad.c0)[0])
+        assert ad._current(Xb, E) == pytest.approx(again, rel=1e-3)
+        ad._compose()  # a transform changed since (e.g. a new gravity calibration): the embeddings are stale
+        assert ad._batch(newest=True)[1] is None
+
+
+def test_inputs_proposal_is_estimated_only_when_a_search_weighs_it(small_bundle):
+    """Inside ``ttt``, ``input``'s moment matching accumulates every gated window but estimates its correction
+    only at a search (the estimate is the costly part, and only the search uses it)."""
+    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9)) as rt:
+        ad = rt.adapter
+        X, _ = _stream(rt, reps=24)
+        for x in _rotated(rt, X, 60):
+            rt.classify(x)
+        assert ad.input.stats.windows + len(ad.input._buf) > ad.input.min_windows and ad.input._estimates == 0
+        ad._proposals()
+        assert ad.input._estimates == 1 and not ad.input._buf  # from every window accumulated so far
 
 
 @pytest.mark.slow
