@@ -67,10 +67,10 @@ class PredictionHistory:
 def window_moments(window: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and variance of a raw window ``[C, T]``, as Python floats: two float64 reductions,
     no temporaries (the per-window path; the idle gate and the gravity calibration's still test share them)."""
-    x = np.asarray(window)
+    x = np.asarray(window, np.float64)
     T = x.shape[-1]
-    means = [v / T for v in x.sum(-1, dtype=np.float64).tolist()]
-    q = np.einsum("ct,ct->c", x, x, dtype=np.float64).tolist()
+    means = [v / T for v in x.sum(-1).tolist()]
+    q = np.einsum("ct,ct->c", x, x).tolist()
     return means, [qq / T - m * m for qq, m in zip(q, means, strict=True)]
 
 

@@ -152,6 +152,7 @@ class TTT(Adapter):
         self._version = 0
         self._pick = np.random.default_rng(self.seed + 1)
         self.mu = self.mu0.copy()
+        self._last: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0))
         self._gated, self._next, self._interval = 0, self.every, self.every
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (A0, c0, theta) on trial
         self.rejected_trials = 0
@@ -199,11 +200,12 @@ class TTT(Adapter):
         self.active = not (np.allclose(self.A, np.eye(3)) and not self.c.any())
         self._A32, self._c32 = self.A.astype(np.float32), self.c.astype(np.float32)[:, None]
         self._shift_bias()
-        self.W_f = self.W0.astype(np.float32)
+        self.W_fT = np.ascontiguousarray(self.W0.T, np.float32)
 
     def _shift_bias(self) -> None:
         """Activation shifting folded into the head's bias: ``(e + s) W0ᵀ + b0`` with ``s = mu0 − mu``."""
         self.b_eff = (self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T).astype(np.float32)
+        self._db = self.b_eff - self.b0.astype(np.float32)  # adapted logits - source logits
 
     def transform_input(self, x: np.ndarray) -> np.ndarray:
         if not self.active:
@@ -215,7 +217,9 @@ class TTT(Adapter):
         return y
 
     def logits(self, e: np.ndarray) -> np.ndarray:
-        return e @ self.W_f.T + self.b_eff
+        out = e @ self.W_fT + self.b_eff
+        self._last = (e, out)  # observe() takes the source head's prediction from these (one product fewer)
+        return out
 
     # -- learning -------------------------------------------------------------------------------------
     def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
@@ -223,7 +227,13 @@ class TTT(Adapter):
         passes them, the search only from those the out-of-distribution gate also accepts (a shifted sensor
         makes windows look out of distribution until ``input`` corrects it)."""
         k = int(probs.argmax())
-        self.recent.record(k, int((e @ self.W0.T + self.b0)[0].argmax()) if self.shift else k)
+        if not self.shift:
+            src = k
+        elif self._last[0] is e:  # the logits the runtime just asked for, less the shift: the source head's
+            src = int((self._last[1][0] - self._db).argmax())
+        else:
+            src = int((e @ self.W0.T + self.b0)[0].argmax())
+        self.recent.record(k, src)
         if self.recent.seen % self.sg.check_every == 0 and self.collapsed():
             self.resets += 1
             self.reset()
@@ -246,7 +256,7 @@ class TTT(Adapter):
 
     def update(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> None:
         self.windows.append((np.array(window, np.float32), np.array(e[0], np.float32), self._version))
-        self.mu = (1 - self.momentum) * self.mu + self.momentum * e[0]
+        self.mu += self.momentum * (e[0] - self.mu)
         self._gated += 1
         if len(self.windows) >= self.buffer and self._gated >= self._next:
             if self._pending is not None:
