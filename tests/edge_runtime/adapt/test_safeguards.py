@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgessl.edge_runtime.adapt import Safeguards, Tent, build_adapter
-from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, is_idle
+from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, collapsed, is_idle, window_moments
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
@@ -81,3 +81,22 @@ def test_idle_is_a_window_without_motion():
     assert is_idle(still, 0.03)
     moving = still + np.sin(np.linspace(0, 6, 64))[None] * np.array([[0.2], [0.0], [0.0]])
     assert not is_idle(moving, 0.03)
+
+
+def test_window_moments_and_collapse_check_match_their_numpy_definitions():
+    """The per-window path's Python-float versions agree with the plain numpy formulas (float32 windows in g,
+    gravity on one axis: the case where E[x²] − mean² could lose precision)."""
+    rng = np.random.default_rng(1)
+    x = (np.array([[0.1], [-0.3], [0.98]]) + rng.normal(0, 0.02, (3, 63))).astype(np.float32)
+    means, var = window_moments(x)
+    np.testing.assert_allclose(means, x.astype(np.float64).mean(-1), rtol=1e-12)
+    np.testing.assert_allclose(var, x.astype(np.float64).var(-1), rtol=1e-6)
+    sg = Safeguards(history=20)
+    for counts_a, counts_s, disagree in (([18, 1, 1, 0], [5, 5, 5, 5], 0), ([5, 5, 5, 5], [5, 5, 5, 5], 9), ([6, 5, 5, 4], [5, 5, 5, 5], 2)):
+        h = PredictionHistory(20, 4)
+        h.pairs.extend([(0, 0)] * 20)
+        h.adapted, h.source, h.disagree = np.array(counts_a), np.array(counts_s), disagree
+        pa, ps = h.adapted / 20, h.source / 20
+        H = lambda p: -sum(q * np.log(q) for q in p if q > 0)  # noqa: E731
+        want = (H(pa) < sg.collapse_entropy_frac * np.log(4) and H(pa) < 0.8 * H(ps)) or disagree > sg.max_disagreement * 20
+        assert collapsed(h, sg, 4) == want
