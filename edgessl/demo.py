@@ -226,8 +226,13 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
                                    "updates": runs["adapted"].get("updates", 0), "resets": runs["adapted"].get("resets", 0),
                                    "unknown_adapted": unknown_adapt, "unknown_unadapted": unknown_base,
                                    "accuracy_enrolled": acc_enrolled, "unknown_enrolled": unknown_enrolled,
+                                   # gestures adaptation turned right / wrong (the same session, unadapted vs adapted)
+                                   "adaptation_won": int(np.sum(np.array(ok_adapt) & ~np.array(ok_base))),
+                                   "adaptation_lost": int(np.sum(~np.array(ok_adapt) & np.array(ok_base))),
                                    "enrollment": runs["enrolled"]["enrollment"],
                                    "seconds": round(time.perf_counter() - t1, 1)}  # fmt: skip
+
+    print(f"  {_verdict(report['stages']['runtime'])}", flush=True)
 
     _stage(6, "report")
     report["seconds"] = round(time.perf_counter() - t_all, 1)
@@ -286,9 +291,7 @@ def _plots(out: Path, pt_dir: Path, ft_dir: Path, ok_adapt, ok_base, latencies, 
 def _markdown(r: dict) -> str:
     s = r["stages"]
     rt = s["runtime"]
-    better = rt["accuracy_adapted"] > rt["accuracy_unadapted"]
-    verdict = ("Adaptation helped on this run." if better else
-               "**Adaptation did not help on this run**: the adapted accuracy is not higher than the unadapted one.")  # fmt: skip
+    verdict = _verdict(rt)
     ex = s["export"]
     acc = (f"accuracy fp32 {ex['accuracy_fp32']:.3f}, int8 {ex['accuracy_int8']:.3f}"
            if ex.get("accuracy_fp32") is not None else "")  # fmt: skip
@@ -322,6 +325,21 @@ reference (what the rotation costs).
 ![accuracy over the stream](stream_accuracy.png)
 ![latency](latency.png)
 """
+
+
+def _verdict(rt: dict) -> str:
+    """What adaptation changed, gesture by gesture, and how much the mounting cost to begin with."""
+    won, lost, n = rt["adaptation_won"], rt["adaptation_lost"], rt["session_gestures"]
+    net = (won - lost) / max(n, 1) * 100
+    out = (f"Adaptation turned {won} of the {n} gestures right and {lost} wrong (net {net:+.1f} pt)"
+           + (": within what chance moves one session by." if abs(won - lost) <= 2 * np.sqrt(max(won + lost, 1))
+              else "."))  # fmt: skip
+    rot_cost = (rt["accuracy_not_rotated"] - rt["accuracy_unadapted"]) * 100
+    if rot_cost < 2:  # the rotation costs (about) nothing: nothing for an input correction to undo
+        out += (f" The rotated mounting costs this model {max(rot_cost, 0):.1f} pt (it was trained on rotated views), so"
+                " what this user loses is their own way of gesturing: label-free adaptation does not undo it, "
+                "enrollment does.")  # fmt: skip
+    return out
 
 
 def _since_md(s: dict | None) -> str:

@@ -27,6 +27,11 @@ def test_demo_quick_runs_end_to_end_and_reports(tmp_path):
     assert f"answered `unknown`: {s['runtime']['unknown_adapted']['total']} (" in md
     # the report shows the figures the stages printed
     assert f"{s['finetune']['test_accuracy']:.3f}" in md and f"{s['runtime']['accuracy_adapted']:.3f}" in md
+    # what adaptation changed, gesture by gesture: consistent with the two accuracies
+    rt = s["runtime"]
+    net = (rt["adaptation_won"] - rt["adaptation_lost"]) / rt["session_gestures"]
+    assert net == pytest.approx(rt["accuracy_adapted"] - rt["accuracy_unadapted"], abs=1e-9), rt
+    assert f"turned {rt['adaptation_won']} of the {rt['session_gestures']} gestures right and {rt['adaptation_lost']} wrong" in md
     for png in ("curves.png", "confusion.png", "embedding.png", "stream_accuracy.png", "latency.png"):
         assert (tmp_path / png).stat().st_size > 5000, png
     assert report["seconds"] < 120
