@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from edgessl.errors import DataError, UsageError
+from edgessl.errors import DataError, DeviceError, UsageError
 
 if TYPE_CHECKING:
     from edgessl.firmware_bridge.transport import ImuStream
@@ -168,6 +168,12 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
         raise DataError(f"--state {args.state}: enrollment of {', '.join(r.label for r in refused)} refused "
                         f"({refused[0].reason}){kept}")  # fmt: skip
+    if guide.gave_up:  # nobody performed (or the board could not): the labels without takes are not enrolled
+        done = {r.label for r in accepted}
+        saved = (f"; the others were saved to {args.state}" if done else
+                 f"; {args.state} is {'unchanged' if os.path.exists(args.state) else 'not written'}")  # fmt: skip
+        raise DeviceError(f"--port {args.port}: stopped: {guide.gave_up}; not enrolled: "
+                          f"{', '.join(lb for lb in labels if lb not in done)}{saved}")  # fmt: skip
     if not reports:
         why = f"{flagged} take(s) overlapped a gap" if flagged else "no take was captured"
         raise DataError(f"--port {args.port}: nothing enrolled ({why}; stopped by {stats['stopped_by']}); "

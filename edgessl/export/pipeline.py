@@ -189,9 +189,12 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
                                                      cfg.target_rejection * (1 - OOD_SHARE), cfg.target_rejection,
                                                      cross)  # fmt: skip
         if progress:
-            print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}; "
-                  f"on {decision['windows']} {decision['source']} windows of valid gestures they answer "
-                  f"{decision['rejection']:.1%} 'unknown' (target {cfg.target_rejection:.0%})", flush=True)  # fmt: skip
+            also = (f" and {len(cross[0])} cross-fitted ones (scored by fine-tuning's held-out models)"
+                    if cross is not None else "")  # fmt: skip
+            print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}, "
+                  f"set on {decision['windows']} {decision['source']} windows{also}; on the {decision['windows']} "
+                  f"they answer {decision['rejection']:.1%} of valid gestures 'unknown' (target "
+                  f"{cfg.target_rejection:.0%})", flush=True)  # fmt: skip
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()

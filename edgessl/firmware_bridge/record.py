@@ -47,6 +47,7 @@ __all__ = ["register", "record"]
 
 GO_GRACE_S = 0.3  # a segment may start this long before GO: frames in flight, the segmenter's pre-roll
 WATCH_EXTRA_S = 2.0  # device seconds after GO beyond the longest gesture before a take counts as a miss
+MISSES_IN_A_ROW = 5  # prompts with no take in a row before a capture stops (nobody is performing)
 SETTLE_S = 0.5  # after a segment ends, how long another (larger) one may still start and win
 SAVE_EVERY_S = 5.0  # seconds between sidecar rewrites while nothing else rewrites it (counters, samples)
 KEEP_S = 60.0  # seconds of recent samples kept in memory to cut takes from (the file has them all)
@@ -204,6 +205,8 @@ class Guide:
         self.turn = 0  # index into labels of the next label's turn
         self.label = labels[0]
         self.misses = 0
+        self.misses_in_a_row = 0
+        self.gave_up: str | None = None  # why the capture stopped by itself (MISSES_IN_A_ROW prompts without a take)
         self.cues: dict[str, int] = {}  # how the device answered CUE, by status name
         self.stop_asked = False
         self._ready_at = 0.0
@@ -338,12 +341,18 @@ class Guide:
                 why = (f"{hidden:.1f} s of it missing in gaps" if hidden else
                        f"nothing moved above {self.params.threshold_g:g} g")  # fmt: skip
                 self.d.line(f"no {self.label} seen within {waited:.1f} s of GO ({why}); again")
+            self.misses_in_a_row += 1
+            if self.misses_in_a_row >= MISSES_IN_A_ROW:  # nobody performs (or the board cannot): stop, say so
+                self.gave_up = (f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, "
+                                f"{'a gap' if hidden else f'nothing above {self.params.threshold_g:g} g'} after GO)")
+                self.stop_asked = True
             self.state = "next"
             return
         best = max(self._candidates, key=lambda c: c.energy)
         self._keep(stream.writer, best)
 
     def _keep(self, writer: SessionWriter, take: Take) -> None:
+        self.misses_in_a_row = 0
         rec = writer.add_segment(self.label, take.start_s, take.end_s, energy=round(take.energy, 6), flags=take.flags)
         writer.flush()
         counts = self.counts(writer)
@@ -457,6 +466,10 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     with serving(args.serve, "record", d.out, d.json) as dash:
         stats, stream, dev = capture(args, d, guide, params, open_writer, dash=dash)
     _summary(d, stats, stream, dev, guide, count)
+    if guide is not None and guide.gave_up and stream is not None:
+        kept = sum(guide.counts(stream.writer).values())
+        raise DeviceError(f"--port {args.port}: stopped: {guide.gave_up}; is the board held and moving when GO "
+                          f"shows? The {kept} take(s) kept are in {stream.writer.path_csv}")  # fmt: skip
     return 0
 
 
@@ -504,7 +517,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 if t_end is not None and now >= t_end:
                     break
                 if guide is not None and stream is not None and guide.done(stream.writer):
-                    stats["stopped_by"] = "stop" if guide.stop_asked else "done"
+                    stats["stopped_by"] = "no_takes" if guide.gave_up else "stop" if guide.stop_asked else "done"
                     break
                 try:
                     items = dev.read(0.05)
@@ -542,6 +555,8 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                         feed.samples(ev.t_device, ev.values, ev.t_host)
                     if guide is not None:
                         guide.offer(takes)
+                    else:  # a free session: the movements pretraining will learn from
+                        stats["movements"] = stats.get("movements", 0) + len(takes)
                 if stream is None:
                     continue
                 if guide is not None:
@@ -631,6 +646,10 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
     if guide is not None:
         counts = "; " + ", ".join(f"{lb} {n}/{count}" for lb, n in stats["counts"].items())
         counts += f", {guide.misses} missed" if guide.misses else ""
+    else:
+        n = stats.get("movements", 0)
+        counts = f"; {n} movement(s) found" + ("" if n else " (nothing moved above the segmenter's threshold: this "
+                                                           "session gives pretraining nothing)")  # fmt: skip
     d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
            f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "
            f"gaps {counts_text(c['gaps'])}")  # fmt: skip

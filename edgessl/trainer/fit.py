@@ -269,6 +269,8 @@ def fit(
     use_amp = device.type == "cuda"
     from tqdm.auto import tqdm
 
+    # the epochs this call runs (a refit stops early on the same learning-rate schedule): what the lines count to
+    last = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch + 1)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -277,7 +279,7 @@ def fit(
         model.train()
         sums: dict[str, float] = {}
         # tqdm only on a terminal: logs and CI get the per-epoch lines below instead
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{last}", leave=False,
                    disable=None if (progress and env.is_main) else True)  # fmt: skip
         for step in bar:
             idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
@@ -322,10 +324,10 @@ def fit(
             if best is not None:
                 ck["best"] = best
             save_atomic(ck, out / CHECKPOINT)
-            every = max(1, cfg.epochs // 10)
-            if progress and (epoch % every == 0 or epoch == cfg.epochs - 1):
+            every = max(1, last // 10)
+            if progress and (epoch % every == 0 or epoch == last - 1):
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
-                print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", flush=True)
+                print(f"epoch {epoch + 1}/{last}: {shown}", flush=True)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     if best is not None:

@@ -652,7 +652,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     if cfg.refit:
         if progress:
             print(f"refit on {len(X_fit) + len(run.va)} training (and pseudo-labelled) + validation windows for "
-                  f"{best_epoch + 1} epochs", flush=True)  # fmt: skip
+                  f"{best_epoch + 1} epochs (the selected epoch, on the {run.cfg.fit.epochs}-epoch learning-rate "
+                  "schedule the selection ran)", flush=True)  # fmt: skip
         # (the k-NN diagnostic and the prototypes below keep using the training part alone)
         model, method, _ = _train(run, np.concatenate([X_fit, run.Xva]), np.concatenate([y_fit, run.yva]),
                                   stop_after_epoch=best_epoch)  # fmt: skip

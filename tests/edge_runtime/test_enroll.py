@@ -161,6 +161,21 @@ def test_cli_enroll_against_a_cued_simulator_then_run_reports_the_new_label(seve
     assert open_bundle(seven_bundle).checksum == before  # the bundle is never modified
 
 
+def test_cli_enroll_of_a_gesture_nobody_performs_stops_and_leaves_the_state_alone(seven_bundle, tmp_path, capsys):
+    """A cue the simulated person cannot perform ('shake' is none of its gestures): the prompts stop after a few
+    in a row without a take, one error line names the port and what was not enrolled; no state is written."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, make_source
+
+    state, link = tmp_path / "user.npz", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, user=1, perform="cue"), speed=8.0, link=link):
+        rc = main(["enroll", str(seven_bundle), "--port", link, "--label", "shake", "--count", "3", "--countdown", "0",
+                   "--state", str(state)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 5 and len(err) == 1, err
+    assert f"--port {link}: stopped: no take in 5 prompts in a row" in err[0]
+    assert err[0].endswith(f"not enrolled: shake; {state} is not written") and not state.exists()
+
+
 def test_takes_are_matched_by_their_windows_and_a_version_1_state_still_decides(small_bundle, tmp_path):
     """A state keeps the takes' windows (the template rule); one written before (embeddings only) loads and
     decides with the embedding rule; both answer an enrolled take with its own label."""

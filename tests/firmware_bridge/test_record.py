@@ -85,6 +85,7 @@ def test_free_recording_writes_every_sample_for_the_time_asked(tmp_path, capsys)
     assert rc == 0
     stats = lines[-1]["stats"]
     assert stats["stopped_by"] == "seconds" and "counts" not in stats
+    assert stats["movements"] >= 1  # 8 s of a person gesturing at random: what pretraining will learn from
     assert any("status" in r for r in lines) and any("session" in r for r in lines)
     meta, csv = _sidecar(out)
     assert meta["kind"] == "unlabelled" and meta["segments"] == [] and meta["ended"] is not None
@@ -93,6 +94,14 @@ def test_free_recording_writes_every_sample_for_the_time_asked(tmp_path, capsys)
     # 2 s at 4x speed and 100 Hz: about 800 samples, 10 ms apart on the device clock
     assert 600 <= len(t) <= 900 and len(t) == meta["samples"] == meta["counters"]["delivered_samples"]
     assert np.allclose(np.diff(t), 10.0, atol=0.002)  # the device clock counts microseconds
+
+
+def test_a_free_session_where_nothing_moved_says_it_gives_pretraining_nothing(tmp_path, capsys):
+    out, link = tmp_path / "pool", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=3, perform="cue"), speed=4.0, link=link):  # idle uncued
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "2"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "; 0 movement(s) found (nothing moved above the segmenter's threshold" in last, last
 
 
 def test_a_faulty_link_loses_nothing_silently(tmp_path, capsys):
@@ -252,6 +261,45 @@ def test_nothing_moving_is_a_miss_and_the_same_label_is_asked_again(tmp_path):
     assert text.getvalue().count("up 1/2") == 2 and "down" not in text.getvalue()
     assert "no up seen within" in text.getvalue()
     writer.close()
+
+
+def test_prompts_without_a_take_in_a_row_stop_the_capture(tmp_path):
+    """Nobody performing (or a board that cannot perform the cue) is not prompted for ever: after
+    MISSES_IN_A_ROW prompts without a take the guide stops and says why; a kept take starts the count again."""
+    import io
+
+    from edgessl.datasets.session import SessionWriter
+    from edgessl.firmware_bridge.record import MISSES_IN_A_ROW
+
+    rate, rng = 100.0, np.random.default_rng(2)
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=rate, channels=["x", "y", "z"],
+                           units=["g"] * 3)  # fmt: skip
+    stream = SessionStream(writer, ["x", "y", "z"], ["g"] * 3, rate, SegmentParams())
+    guide = Guide(["up"], 2, 0.0, SegmentParams(), Display(io.StringIO(), json_lines=False))
+    guide.misses_in_a_row = MISSES_IN_A_ROW - 2  # as if some prompts had gone unanswered
+    x = _rest(rate, 60.0, rng)
+    for i in range(0, len(x), 10):
+        guide.offer(stream.feed(i / rate + np.arange(10) / rate, x[i : i + 10]))
+        guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+        if guide.done(writer):
+            break
+    assert guide.misses == 2 and guide.gave_up and guide.stop_asked and guide.done(writer)
+    assert f"no take in {MISSES_IN_A_ROW} prompts in a row (the last: up, nothing above" in guide.gave_up
+    assert i / rate < 30  # it stopped, long before the rest ran out
+    writer.close()
+
+
+def test_record_of_a_cue_the_board_cannot_perform_stops_with_one_line(tmp_path, capsys):
+    """End to end: the simulated person is cued a gesture it does not know and never moves; `record` stops
+    after the misses in a row with a device error naming the port and where the session is (kept)."""
+    out, link = tmp_path / "gestures", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, perform="cue"), speed=8.0, link=link):
+        rc = main(["record", "--port", link, "--out", str(out), "--label", "wave", "--count", "1", "--countdown", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 5 and len(err) == 1, err
+    assert f"--port {link}: stopped: no take in 5 prompts in a row" in err[0] and "0 take(s) kept are in" in err[0]
+    meta, _ = _sidecar(out)
+    assert meta["segments"] == [] and meta["samples"] > 500
 
 
 def test_another_device_on_the_port_stops_the_recording():
