@@ -750,7 +750,10 @@ def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[
         started = True
         try:  # from here on a signal at any point stops the board, which removes its link
             print(path, flush=True)
-            who = "" if isinstance(src, np.ndarray) else f", user {args.user or 'default'} performing {args.perform}"
+            from edgessl.datasets.synthetic import DEFAULT_USER
+
+            user = args.user or f"{DEFAULT_USER} (default)"
+            who = "" if isinstance(src, np.ndarray) else f", user {user} performing {args.perform}"
             if board is not None:
                 who += (f", the board's firmware runs {args.board_model} "
                         f"(bundle checksum {sha[:12] + '...' if sha else 'unknown'})")  # fmt: skip
