@@ -345,9 +345,12 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 if feed is not None:
                     feed.stream(dev)
                 if not args.json:
+                    us = rt.user_state
+                    enrolled = (f" | state {args.state}: {sum(us.counts().values())} take(s) of {len(us.counts())} "
+                                "gesture(s)" if us is not None else "")  # fmt: skip
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
-                          f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz",
-                          file=out, flush=True)  # fmt: skip
+                          f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz"
+                          f"{enrolled}", file=out, flush=True)  # fmt: skip
                 check_board_model()
                 last_status, last_save = 0.0, time.monotonic()
                 last_t: float | None = None  # stream time of the latest sample
