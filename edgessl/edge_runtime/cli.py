@@ -7,7 +7,8 @@ and turns SIGTERM and Ctrl-C into a clean stop that saves ``--adapt-state`` (als
 seconds, atomically).
 
 ``--json`` lines on stdout, one object each; an event has no wrapper (``{"t": .., "label": ..}``, see
-:meth:`~edgessl.edge_runtime.runtime.Event.to_json`), the others have one key saying what they are:
+:meth:`~edgessl.edge_runtime.runtime.Event.to_json`; an ``unknown`` one, with ``--show-unknown``, has
+``"reason": "low_confidence" | "out_of_distribution"``), the others have one key saying what they are:
 ``{"device": {"state": "waiting" | "streaming" | "reconnecting", "port": ..}}``,
 ``{"gap": {"t_start", "t_end", "seconds", "missing", "reason", "timeline_reset"}}``,
 ``{"device_changed": {"old", "new", "action": "remapped" | "followed"}}`` and, last,
@@ -213,8 +214,11 @@ _one_line_warning = warning_printer("run")
 
 def event_text(g: Event) -> str:
     """One reported gesture as the status display prints it (``run``, ``monitor``)."""
+    # an unknown answer's reason in the status line's words
+    why = ("" if g.reason is None else "  low confidence" if g.reason == "low_confidence"
+           else f"  unlike training (out-of-distribution score {g.ood_score:.3f})")  # fmt: skip
     return (f"{g.t:9.2f}s  {g.label:>12s}  [{_bar(g.confidence)}] {g.confidence:.2f}  {g.latency_ms:.2f} ms  "
-            f"({g.window_start:.2f}-{g.window_end:.2f} s)")  # fmt: skip
+            f"({g.window_start:.2f}-{g.window_end:.2f} s){why}")  # fmt: skip
 
 
 def counters_text(c: dict[str, Any]) -> str:
@@ -450,7 +454,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 emit({"stats": stats})
             else:
                 c = dev.counters()
-                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events']} events, {c['delivered_samples']} samples; "
+                low, far = rt.stats["unknown_low_confidence"], rt.stats["unknown_out_of_distribution"]
+                why = (f" ({low} low confidence, {far} unlike training"
+                       f"{'' if args.show_unknown else '; --show-unknown prints them'})" if low + far else "")  # fmt: skip
+                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (low + far if args.show_unknown else 0)} "
+                      f"gestures, {low + far} answered unknown{why}, {c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:

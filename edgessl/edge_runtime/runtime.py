@@ -63,9 +63,12 @@ class Event:
     window_end: float
     filled_gap: bool = False
     ood_score: float = 0.0
+    reason: str | None = None  # an ``unknown`` answer's: "low_confidence" or "out_of_distribution"
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if d["reason"] is None:  # only an ``unknown`` answer has one
+            del d["reason"]
         d["probs"] = {k: round(v, 4) for k, v in self.probs.items()}
         for k in ("t", "confidence", "latency_ms", "window_start", "window_end", "ood_score"):
             d[k] = round(d[k], 4)
@@ -459,8 +462,9 @@ class GestureRuntime:
         self._last_t = None
 
     def _event(self, inp: ModelInput, pred: Prediction, probs: np.ndarray, label: str, start: float) -> Event:
+        why = self.unknown_reason(pred.confidence) if label == UNKNOWN else None
         return Event(inp.t_end, label, float(probs.max()), dict(zip(self.labels, map(float, probs), strict=True)),
-                     pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score)  # fmt: skip
+                     pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score, why)  # fmt: skip
 
     def unknown_reason(self, confidence: float) -> str:
         """Why an ``unknown`` answer is one: ``"low_confidence"`` (the confidence gate, checked first) or

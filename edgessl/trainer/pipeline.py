@@ -636,7 +636,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     run = _prepare(cfg, out, progress)
     cfg = run.cfg  # with the encoder's input channels
     if progress:
-        print(f"finetune ({cfg.mode}): {len(run.tr)} labelled training windows, {len(run.va)} validation, "
+        what = "linear probe, frozen encoder" if cfg.mode == "linear" else "the whole network"
+        print(f"finetune ({what}): {len(run.tr)} labelled training windows, {len(run.va)} validation, "
               f"{len(run.X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     model, method, history = _train(run, run.Xtr, run.ytr)
@@ -651,7 +652,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                 "seconds": time.perf_counter() - t0, "recipe_notes": run.notes}  # fmt: skip
     if cfg.refit:
         if progress:
-            print(f"refit on {len(X_fit) + len(run.va)} training (and pseudo-labelled) + validation windows for "
+            pseudo = f" (and {len(X_fit) - len(run.tr)} pseudo-labelled)" if len(X_fit) > len(run.tr) else ""
+            print(f"refit on {len(X_fit) + len(run.va)} training{pseudo} + validation windows for "
                   f"{best_epoch + 1} epochs (the selected epoch, on the {run.cfg.fit.epochs}-epoch learning-rate "
                   "schedule the selection ran)", flush=True)  # fmt: skip
         # (the k-NN diagnostic and the prototypes below keep using the training part alone)

@@ -23,6 +23,11 @@ def test_unknown_gestures_are_counted_by_reason_and_shown_on_request(small_bundl
     assert hidden == [] and stats["unknown_out_of_distribution"] == len(everything)
     shown, _ = _run(small_bundle, DecisionConfig(confidence=0.0, ood_threshold=-1.0, report_unknown=True))
     assert len(shown) == len(everything) and {e.label for e in shown} == {"unknown"}
+    # each shown one says why (JSON and terminal); a reported gesture has no reason
+    assert {e.reason for e in shown} == {"out_of_distribution"} and all(e.to_json()["reason"] for e in shown)
+    assert all(e.reason is None and "reason" not in e.to_json() for e in everything)
+    low, _ = _run(small_bundle, DecisionConfig(confidence=1.01, ood_threshold=float("inf"), report_unknown=True))
+    assert {e.reason for e in low} == {"low_confidence"}
     # a confidence nothing reaches: counted as low confidence instead
     hidden, stats = _run(small_bundle, DecisionConfig(confidence=1.01, ood_threshold=float("inf")))
     assert hidden == [] and stats["unknown_low_confidence"] == len(everything)
