@@ -21,7 +21,8 @@ class InputCorrection(Adapter):
     covariance, lagged covariances; see :func:`edgessl.preprocess.signal_moments`). The adapter accumulates
     the same moments over the windows it classifies (not while idle, not while one class dominates the
     recent predictions, with forgetting) and, every ``every`` windows once ``min_windows`` were seen (or when
-    asked, ``lazy``), estimates the affine map ``x -> A x + c`` that gives the stream the source moments (:func:`align_moments`).
+    asked, ``lazy``), estimates the affine map ``x -> A x + c`` that gives the stream the source moments
+    (:func:`align_moments`).
 
     Safeguards specific to a correction of the input: it is applied only when the stream's moments differ
     from the training data's by more than ``margin`` × the most any one training user (or stretch of
