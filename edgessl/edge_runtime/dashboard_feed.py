@@ -28,8 +28,8 @@ def event_payload(g: Event, rt: GestureRuntime, last_t: float | None) -> dict[st
     d = g.to_json()
     behind = 0.0 if last_t is None else max(0.0, last_t - g.window_end)
     d["end_wall"] = round(time.time() - behind, 3)
-    if g.label == "unknown":
-        d["reason"] = unknown_reason(rt, g.confidence)
+    if g.label == "unknown":  # the event's own reason (the runtime's words), in the page's words
+        d["reason"] = REASON_TEXT[g.reason] if g.reason else unknown_reason(rt, g.confidence)
     return d
 
 
