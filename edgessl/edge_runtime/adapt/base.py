@@ -96,9 +96,12 @@ class Adapter:
         """Learn from one window that passed the gate (``k``: its predicted class)."""
 
     # -- safeguards --------------------------------------------------------------------------------
-    def idle(self, window: np.ndarray) -> bool:
-        # z-scored inputs carry no absolute motion level
-        return self.ctx.raw_units and is_idle(window, self.sg.idle_std)
+    def idle(self, window: np.ndarray, var: list[float] | None = None) -> bool:
+        """No updates from a window without motion (``var``: its per-channel variances, when the caller has
+        them from :func:`~edgessl.edge_runtime.adapt.safeguards.window_moments`)."""
+        if not self.ctx.raw_units:  # z-scored inputs carry no absolute motion level
+            return False
+        return is_idle(window, self.sg.idle_std) if var is None else max(var) < self.sg.idle_std**2
 
     def gate(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int, ood: float | None = None) -> bool:
         """True when ``window`` may update the method: enough history, not idle, confident (for methods

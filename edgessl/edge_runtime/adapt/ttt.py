@@ -249,7 +249,7 @@ class TTT(Adapter):
             still = max(var[i] for i in self._acc_list) < STILL_STD**2
             if self.gravity.observe_mean(np.array([means[i] for i in self._acc_list]), still):
                 self._compose()
-        if len(self.recent) < self.sg.min_history or (self.ctx.raw_units and max(var) < self.sg.idle_std**2):
+        if len(self.recent) < self.sg.min_history or self.idle(window, var):
             return
         if self.recent.adapted[k] > self.sg.max_class_share * len(self.recent):
             return
