@@ -323,16 +323,16 @@ class MomentAccumulator:
         N, _, T = X.shape
         self.windows += N
         self.n0 += N * T
-        self.s1 += X.sum((0, 2))
+        cs = np.cumsum(X.sum(0), axis=-1)  # [3, T]: the windows' sum, accumulated over time
+        self.s1 += cs[:, -1]
         self.s2 += np.einsum("nit,njt->ij", X, X)
         for i, t in enumerate(self.lags):
             if t >= T:
                 continue
-            x, y = X[:, :, :-t], X[:, :, t:]
             self.nl[i] += N * (T - t)
-            self.P[i] += np.einsum("nit,njt->ij", x, y)
-            self.a[i] += x.sum((0, 2))
-            self.b[i] += y.sum((0, 2))
+            self.P[i] += np.einsum("nit,njt->ij", X[:, :, :-t], X[:, :, t:])
+            self.a[i] += cs[:, T - t - 1]  # the sum over the first T − t samples
+            self.b[i] += cs[:, -1] - cs[:, t - 1]  # over the last T − t
 
     def moments(self) -> dict[str, np.ndarray]:
         """``mean [3]``, ``cov [3, 3]``, ``lagcov [L, 3, 3]`` (symmetrised, centred on the overall mean)."""

@@ -349,12 +349,18 @@ class GestureRuntime:
         t0 = time.perf_counter()
         e = self.embed(window)
         e0 = e[0]
-        head_probs = None
-        if self.adapter is None and self._enrolled is None:
-            # one product gives the logits and the prototype similarities
+        head_probs, src = None, None
+        bias = self._b_list if self.adapter is None else self.adapter.head_bias()
+        if bias is not None and self._enrolled is None:
+            # one product gives the logits and the prototype similarities (the bundle's head, or an adapted
+            # one that differs in its bias only)
             r = (e0 @ self._head_and_protos).tolist()
-            probs, k, conf = _softmax([v + bb for v, bb in zip(r[: self._n_classes], self._b_list, strict=True)])
+            head = r[: self._n_classes]
+            probs, k, conf = _softmax([v + bb for v, bb in zip(head, bias, strict=True)])
             sim = max(r[self._n_classes :])
+            if self.adapter is not None:  # the bundle's head's class, for the adapter's safeguards
+                src_logits = [v + bb for v, bb in zip(head, self._b_list, strict=True)]
+                src = src_logits.index(max(src_logits))
         elif self._enrolled is not None:
             logits = self.head(e)[0]
             probs, k, sim = self._enrolled.decide(e0, logits, window)
@@ -371,7 +377,7 @@ class GestureRuntime:
         if self.adapter is not None:
             # the score against the bundle's prototypes is the adapter's gate too (not against enrolled classes)
             self.adapter.observe(window, e, probs if head_probs is None else head_probs,
-                                 ood=ood if self._enrolled is None else None)
+                                 ood=ood if self._enrolled is None else None, src=src)
         return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, conf, probs, ood, latency, e0)
 
     # -- a stream -----------------------------------------------------------------------------------

@@ -77,12 +77,22 @@ class Adapter:
         """Embeddings ``[N, D]`` -> logits ``[N, K]``."""
         return e @ self.W0.T + self.b0
 
-    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
+    def head_bias(self) -> list[float] | None:
+        """The bias of the adapted head when its weights are the bundle's (as Python floats), so the runtime
+        computes the logits with the prototype similarities in one product; None when :meth:`logits` must be
+        called (the default: a subclass that changes the head says otherwise)."""
+        return None
+
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
+                src: int | None = None) -> None:  # fmt: skip
         """Called after each classification of ``window [C, T]`` (embedding ``e [1, D]``, ``probs [K]``; ``ood``:
-        its out-of-distribution score when the caller has it, else the gate computes it); decides whether to
-        update."""
+        its out-of-distribution score and ``src`` the bundle's head's class when the caller has them, else they
+        are computed); decides whether to update."""
         k = int(probs.argmax())
-        src = k if self.head_is_source else int((e @ self.W0.T + self.b0)[0].argmax())
+        if self.head_is_source:
+            src = k
+        elif src is None:
+            src = int((e @ self.W0.T + self.b0)[0].argmax())
         self.recent.record(k, src)
         if self.recent.seen % self.sg.check_every == 0 and self.collapsed():
             self.resets += 1

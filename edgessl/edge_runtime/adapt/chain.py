@@ -57,8 +57,9 @@ class Chain(Adapter):
     def logits(self, e: np.ndarray) -> np.ndarray:
         return self.parts[-1].logits(e)
 
-    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
-        for p in self.parts:
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
+                src: int | None = None) -> None:  # fmt: skip
+        for p in self.parts:  # each part computes the bundle's head's class itself when it needs it
             p.observe(window, e, probs, ood)
 
     def state(self) -> dict[str, np.ndarray]:

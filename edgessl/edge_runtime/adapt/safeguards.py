@@ -38,12 +38,13 @@ def entropy(p: np.ndarray) -> np.ndarray:
 
 class PredictionHistory:
     """The last ``size`` (adapted, source) prediction pairs, with their class histograms and disagreement
-    count kept in step (O(1) per window)."""
+    count kept in step (O(1) per window; Python lists of counts: a few integer updates per window are
+    cheaper on them than on numpy arrays)."""
 
     def __init__(self, size: int, n_classes: int):
         self.pairs: deque[tuple[int, int]] = deque(maxlen=size)
-        self.adapted = np.zeros(n_classes, np.int64)
-        self.source = np.zeros(n_classes, np.int64)
+        self.adapted = [0] * n_classes
+        self.source = [0] * n_classes
         self.disagree = 0
         self.seen = 0  # windows recorded in all (not bounded by ``size``)
 
@@ -91,6 +92,6 @@ def collapsed(recent: PredictionHistory, sg: Safeguards, n_classes: int, check_d
     return low_div or disagree
 
 
-def _entropy_of_counts(counts: np.ndarray, n: int) -> float:
+def _entropy_of_counts(counts: list[int], n: int) -> float:
     """Entropy (nats) of the histogram ``counts / n`` (Python floats: a handful of classes, every few windows)."""
-    return -sum(c / n * math.log(c / n) for c in counts.tolist() if c)
+    return -sum(c / n * math.log(c / n) for c in counts if c)

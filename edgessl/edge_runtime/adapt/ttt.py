@@ -31,7 +31,7 @@ Cost: a search is one batch of the encoder per candidate (6 × ``buffer`` window
 (``every``, doubling to ``max_every`` while they find nothing); the transform in use is scored from the
 embeddings the live path already computed, ``input``'s proposal is estimated only when a search weighs it,
 and a proposal within ``sigma`` of the current start is not scored (the refinement reaches it). Measured:
-2.7× the unadapted runtime's per-window time (docs/results.md).
+2.6–2.7× the unadapted runtime's per-window time (docs/results.md).
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ class TTT(Adapter):
         self._version = 0
         self._pick = np.random.default_rng(self.seed + 1)
         self.mu = self.mu0.copy()
+        self._mu_new: list[np.ndarray] = []  # gated embeddings not yet in ``mu``
         self._last: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0))
         self._gated, self._next, self._interval = 0, self.every, self.every
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (A0, c0, theta) on trial
@@ -208,10 +209,26 @@ class TTT(Adapter):
         self._shift_bias()
         self.W_fT = np.ascontiguousarray(self.W0.T, np.float32)
 
+    def _running_mean(self) -> np.ndarray:
+        """The exponential running mean of the gated embeddings (``momentum``), brought up to date: the
+        embeddings since it was last read are folded in at once, ``mu ← rⁿ mu + Σ m rⁿ⁻¹⁻ʲ e_j`` with ``r = 1 − m``
+        (the per-window update, in one product every few windows)."""
+        if self._mu_new:
+            n, r = len(self._mu_new), 1.0 - self.momentum
+            w = self.momentum * r ** np.arange(n - 1, -1, -1)
+            self.mu = r**n * self.mu + w @ np.array(self._mu_new, np.float64)
+            self._mu_new.clear()
+        return self.mu
+
     def _shift_bias(self) -> None:
         """Activation shifting folded into the head's bias: ``(e + s) W0ᵀ + b0`` with ``s = mu0 − mu``."""
+        self._running_mean()
         self.b_eff = (self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T).astype(np.float32)
         self._db = self.b_eff - self.b0.astype(np.float32)  # adapted logits - source logits
+        self._b_list = self.b_eff.astype(np.float64).tolist()
+
+    def head_bias(self) -> list[float]:  # the head is the bundle's weights with the shifted bias
+        return self._b_list
 
     def transform_input(self, x: np.ndarray) -> np.ndarray:
         if not self.active:
@@ -228,13 +245,16 @@ class TTT(Adapter):
         return out
 
     # -- learning -------------------------------------------------------------------------------------
-    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None) -> None:
+    def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
+                src: int | None = None) -> None:  # fmt: skip
         """The shared safeguards once for both parts: the start (``input``) learns from every window that
         passes them, the search only from those the out-of-distribution gate also accepts (a shifted sensor
         makes windows look out of distribution until ``input`` corrects it)."""
         k = int(probs.argmax())
         if not self.shift:
             src = k
+        elif src is not None:  # the runtime computed the bundle's head with the adapted one
+            pass
         elif self._last[0] is e:  # the logits the runtime just asked for, less the shift: the source head's
             src = int((self._last[1][0] - self._db).argmax())
         else:
@@ -261,8 +281,9 @@ class TTT(Adapter):
         self.update(window, e, probs, k)
 
     def update(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, k: int) -> None:
-        self.windows.append((np.array(window, np.float32), np.array(e[0], np.float32), self._version))
-        self.mu += self.momentum * (e[0] - self.mu)
+        e0 = np.array(e[0], np.float32)
+        self.windows.append((np.array(window, np.float32), e0, self._version))
+        self._mu_new.append(e0)  # the running mean takes them in one product when it is next read
         self._gated += 1
         if len(self.windows) >= self.buffer and self._gated >= self._next:
             if self._pending is not None:
@@ -294,7 +315,7 @@ class TTT(Adapter):
     def _objective(self, E: np.ndarray, thetas: np.ndarray) -> np.ndarray:
         """The loss of embeddings ``E [P, B, D]`` of the windows under refinements ``thetas [P, 12]``; ``[P]``."""
         E = E.astype(np.float64)
-        lg = E @ self.W0.T + self.b0 + self.shift * (self.mu0 - self.mu) @ self.W0.T
+        lg = E @ self.W0.T + self.b0 + self.shift * (self.mu0 - self._running_mean()) @ self.W0.T
         return foa_loss(lg, E, self.mu0, self.sd0, self.stat_weight) + self.anchor * (thetas**2).sum(-1)
 
     def _current(self, X: np.ndarray, E: np.ndarray | None) -> float:
@@ -383,7 +404,7 @@ class TTT(Adapter):
                 "trial": self._pending is not None, "rejected_trials": self.rejected_trials}  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
-        st = {"theta": self.theta, "mu": self.mu, "A0": self.A0, "c0": self.c0}
+        st = {"theta": self.theta, "mu": self._running_mean(), "A0": self.A0, "c0": self.c0}
         if self.input is not None:
             st.update({f"input.{k}": v for k, v in self.input.state().items()})
         if self.gravity is not None:
@@ -392,6 +413,7 @@ class TTT(Adapter):
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         self.theta, self.mu = st["theta"].astype(np.float64), st["mu"].astype(np.float64)
+        self._mu_new.clear()
         self.A0, self.c0 = st["A0"].astype(np.float64), st["c0"].astype(np.float64)
         if self.input is not None:
             self.input.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith("input.")})
