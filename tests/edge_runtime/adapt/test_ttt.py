@@ -217,3 +217,30 @@ def test_ttt_never_costs_on_a_rotation_it_cannot_undo_nor_on_a_clean_stream(smal
     with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter("ttt")) as rt:
         same = float(np.mean([p.index for p in rt.classify(X)] == y))
     assert same >= clean - 0.01, (clean, same)
+
+
+def test_the_runtime_fuses_the_shifted_head_and_the_running_mean_is_the_per_window_one(small_bundle):
+    """With ``ttt`` the runtime computes the adapted logits and the prototype similarities in one product (the
+    head differs from the bundle's in its bias only): the same probabilities, class and out-of-distribution
+    score as the adapter's own head; the running mean, folded in every few windows, is the per-window
+    exponential mean; the safeguards record the bundle's head's class."""
+    with GestureRuntime(small_bundle, decision=ANY, adapter=TTT(every=10**9)) as rt:
+        ad = rt.adapter
+        X, _ = _stream(rt, reps=8)
+        X = _rotated(rt, X, 30)[:150]
+        mu, src = ad.mu0.copy(), []
+        for x in X:
+            gated = ad._gated
+            e = rt.embed(x)  # before the window is observed (which may move the bias)
+            lg = ad.logits(e)[0].astype(np.float64)
+            p = rt.classify(x)
+            want = np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum()
+            np.testing.assert_allclose(p.probs, want, rtol=1e-4, atol=1e-6)
+            en = e[0] / np.linalg.norm(e[0])
+            assert p.ood_score == pytest.approx(1 - float((ad.ctx.prototypes @ en).max()), abs=1e-5)
+            src.append(int((e @ ad.W0.T + ad.b0)[0].argmax()))
+            if ad._gated > gated:
+                mu += ad.momentum * (e[0].astype(np.float64) - mu)
+        assert ad.head_bias() is not None and ad._gated > 100 and len(ad._mu_new) > 0  # some not folded in yet
+        np.testing.assert_allclose(ad._running_mean(), mu, rtol=1e-5, atol=1e-6)
+        assert [s for _, s in ad.recent.pairs] == src[-len(ad.recent.pairs) :]
