@@ -31,6 +31,11 @@ a method's ratio on a stream is the median over passes of its time / ``none``'s 
 shared machine one pass of the same stream varied by up to 50 % from one minute to the next), its
 ``cost_ms_per_window`` the fastest pass.
 
+Remount (``remount`` in the JSON): the sensor is remounted in the middle of a session: the clean test stream
+of the rotation model, then the same stream rotated (30°, 45°: the rotation shifts' streams), one stream through
+one runtime; accuracy on the rotated half (``after``), beside the same method started afresh on the rotated
+stream alone (``fresh``, the rotation shift's figure): what having settled on the first mounting costs.
+
 ``ttt`` is the forward-only input-side adaptation of :mod:`edgessl.edge_runtime.adapt.ttt` with its defaults.
 
     python benchmarks/tta_shift.py [--seeds 3] [--quick] [--workdir DIR]
@@ -60,7 +65,7 @@ from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
 METHODS = ["none", "t3a", "tent", "ttt", "input", "input+tent"]
 ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
-PROTOCOL = "\n\n".join(__doc__.split("\n\n")[1:5])
+PROTOCOL = "\n\n".join(__doc__.split("\n\n")[1:6])
 VAL_MIN = 1000  # windows in a validation stream
 TIMING_PASSES = 3  # timing rounds over all methods per shifted stream
 LENGTH = 63  # model input length for uWave (benchmarks/ssl_uwave.py chose it on validation)
@@ -93,6 +98,16 @@ def stream_accuracy(bundle: Path, X: np.ndarray, y: np.ndarray, method: str | Ca
         per_window = (time.perf_counter() - t0) / len(X) * 1e3
         info = {"updates": rt.adapter.updates, "resets": rt.adapter.resets} if rt.adapter else {}
     return float((pred == y).mean()), per_window, info
+
+
+def remount_accuracy(bundle: Path, Xc: np.ndarray, yc: np.ndarray, Xs: np.ndarray, ys: np.ndarray, method: str
+                     ) -> tuple[float, float]:  # fmt: skip
+    """``(accuracy on the first mounting, on the second)``: ``Xc`` then ``Xs`` through one runtime."""
+    adapter = build_adapter(method)
+    with GestureRuntime(bundle, decision=ANY, adapter=adapter) as rt:
+        pred = np.array([rt.classify(x).index for x in np.concatenate([Xc, Xs])])
+    ok = pred == np.concatenate([yc, ys])
+    return float(ok[: len(Xc)].mean()), float(ok[len(Xc) :].mean())
 
 
 def paired_costs(bundle: Path, X: np.ndarray, y: np.ndarray, methods: list[str], passes: int = TIMING_PASSES
@@ -225,6 +240,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         raw, har = prepare(root)
         shifts: dict[str, dict] = {}
+        remount: dict[str, dict] = {}
         for seed in range(a.seeds):
             for name, (bundle, Xc, yc, Xs, ys) in build_cases(a.split, seed, root, raw, har, a.quick).items():
                 row = shifts.setdefault(name, {"clean": [], "shifted": [], **{m: [] for m in methods},
@@ -251,6 +267,16 @@ def main() -> None:
                       " ".join(f"{m} {row[m][-1]:.3f}/{row['clean_adapted'][m][-1]:.3f} ({row['cost_ratio'][m][-1]:.1f}x)"
                                for m in methods[1:]) +
                       f"  [{(time.perf_counter() - t_start) / 60:.1f} min]", flush=True)  # fmt: skip
+                if name in ("rotation_30", "rotation_45"):
+                    rm = remount.setdefault(name, {m: {"before": [], "after": [], "fresh": []} for m in methods})
+                    for m in methods:
+                        before, after = remount_accuracy(bundle, Xc, yc, Xs, ys, m)
+                        for key, v in (("before", before), ("after", after), ("fresh", row[m][-1])):
+                            rm[m][key].append(v)
+                    print(f"seed {seed} remount {name}: after / fresh " +
+                          " ".join(f"{m} {rm[m]['after'][-1]:.3f}/{rm[m]['fresh'][-1]:.3f}" for m in methods), flush=True)  # fmt: skip
+                    results["remount"] = {n: {m: {k: _ms(v) for k, v in r.items()} for m, r in rr.items()}
+                                          for n, rr in remount.items()}  # fmt: skip
                 results["shifts"] = _summarise(shifts, methods)
                 Path(out).write_text(json.dumps(_final(results, a, t_start, methods), indent=2) + "\n")
     Path(out).write_text(json.dumps(_final(results, a, t_start, methods), indent=2) + "\n")

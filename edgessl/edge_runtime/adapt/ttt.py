@@ -27,6 +27,12 @@ gated ones: FOA's loss assumes a batch that represents the stream, and 64 consec
 activity stream are one activity, whose entropy any transform that favours it lowers (on UCI HAR
 validation streams the newest-64 buffer without confirmation cost up to 1.9 pt on clean streams).
 
+A remount between searches (the settled interval is ``max_every`` gated windows: in segment mode, as many
+gestures) is noticed from the loss of the transform in use on the newest windows, which the live path already
+embedded: when it rises 2 spreads above its settled level twice in a row, ``input``'s moments restart from
+the new windows and a search follows within ``input.min_windows`` windows (validation: a 45° remount half way
+through a stream, 0.684 → 0.801, the fresh start reaching 0.815; no change on streams without one).
+
 Cost: a search is one batch of the encoder per candidate (6 × ``buffer`` windows), so searches are spaced out
 (``every``, doubling to ``max_every`` while they find nothing); the transform in use is scored from the
 embeddings the live path already computed, ``input``'s proposal is estimated only when a search weighs it,
@@ -114,13 +120,14 @@ class TTT(Adapter):
                  stat_weight: float = 1.0, anchor: float = 1.0, shift: float = 1.0, momentum: float = 0.02,
                  max_every: int = 512, gain_range: tuple[float, float] = (0.7, 1.4), use_input: bool = True,
                  use_gravity: bool = True, min_gain: float = 0.01, confirm: bool = True, horizon: int = 512, seed: int = 0,
-                 **kw: Any) -> None:  # fmt: skip
+                 drift_every: int = 64, drift_sigmas: float = 2.0, drift_clear: bool = True, **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.buffer, self.every, self.generations, self.popsize = buffer, every, generations, popsize
         self.sigma, self.stat_weight, self.anchor = sigma, stat_weight, anchor
         self.shift, self.momentum, self.gain_range, self.max_every = shift, momentum, gain_range, max_every
         self.use_input, self.use_gravity, self.seed, self.min_gain = use_input, use_gravity, seed, min_gain
         self.confirm, self.horizon = confirm, horizon
+        self.drift_every, self.drift_sigmas, self.drift_clear = drift_every, drift_sigmas, drift_clear
         self.input: InputCorrection | None = None
         self.gravity: GravityCalibration | None = None
 
@@ -163,6 +170,10 @@ class TTT(Adapter):
         self._gated, self._next, self._interval = 0, self.every, self.every
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (A0, c0, theta) on trial
         self.rejected_trials = 0
+        self._levels: deque[float] = deque(maxlen=6)  # the loss of the transform in use on the newest windows
+        self._base: tuple[float, float] | None = None  # their settled (mean, spread)
+        self._above = 0  # measurements in a row above it
+        self.drifts = 0
         self._compose()
 
     # -- the transform --------------------------------------------------------------------------------
@@ -201,6 +212,7 @@ class TTT(Adapter):
 
     def _compose(self) -> None:
         self._version += 1  # embeddings computed before this were computed under another transform
+        self._restart_levels()  # and the loss has another level under the new one
         R, t = self._affine(self.theta)
         D, d = self._calibration()
         self.A, self.c = R @ self.A0 @ D, R @ (self.A0 @ d + self.c0) + t
@@ -290,8 +302,50 @@ class TTT(Adapter):
                 self._trial()
             else:
                 self._search()
-        elif self.shift and self._gated % 16 == 0:
-            self._shift_bias()  # the running mean moves slowly: the head's bias follows it every few windows
+        else:
+            if self.shift and self._gated % 16 == 0:
+                self._shift_bias()  # the running mean moves slowly: the head's bias follows it every few windows
+            if self.drift_every and self._gated % self.drift_every == 0 and len(self.windows) >= self.buffer:
+                self._check_drift()
+
+    def _check_drift(self) -> None:
+        """A remount (or any sudden change of the signal) between searches: the loss of the transform in use on
+        the newest windows (from their live embeddings: no encoder call), measured every ``drift_every`` gated
+        windows, rises above its settled level (the mean of its first 6 measurements since the transform last
+        changed) by ``drift_sigmas`` of their spread on two measurements in a row. Then ``input``'s moments
+        restart from the new windows and a search follows as soon as ``input`` has enough of them, instead of
+        after the settled interval (up to ``max_every`` windows)."""
+        items = list(self.windows)[-self.buffer :]
+        if any(v != self._version for _, _, v in items):
+            return
+        level = float(self._objective(np.stack([e for _, e, _ in items])[None], self.theta[None])[0])
+        if self._base is None:
+            self._levels.append(level)
+            if len(self._levels) == self._levels.maxlen:
+                self._base = (float(np.mean(self._levels)), max(float(np.std(self._levels)), 0.02))
+            return
+        mu, sd = self._base
+        self._above = self._above + 1 if level > mu + self.drift_sigmas * sd else 0
+        if self._above >= 2:
+            self._drifted()
+
+    def _drifted(self) -> None:
+        self.drifts += 1
+        self._restart_levels()
+        self._pending = None
+        if self.drift_clear:  # the windows before the change show the old mounting: the next search sees new ones
+            self.windows.clear()
+        wait = self.buffer
+        if self.input is not None:
+            self.input.reset()
+            wait = max(wait, self.input.min_windows)
+        self._interval = self.every
+        self._next = self._gated + wait
+
+    def _restart_levels(self) -> None:
+        self._levels.clear()
+        self._base = None
+        self._above = 0
 
     def _losses(self, X: np.ndarray, thetas: np.ndarray, A0: np.ndarray, c0: np.ndarray) -> np.ndarray:
         """FOA loss plus anchor of each refinement ``thetas [P, 12]`` after the start ``A0 [3, 3], c0 [3]`` on raw
@@ -401,7 +455,7 @@ class TTT(Adapter):
     # -- state ----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:  # + what the next search waits for (a display's "updates 0" explained)
         return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer),
-                "trial": self._pending is not None, "rejected_trials": self.rejected_trials}  # fmt: skip
+                "trial": self._pending is not None, "rejected_trials": self.rejected_trials, "drifts": self.drifts}  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
         st = {"theta": self.theta, "mu": self._running_mean(), "A0": self.A0, "c0": self.c0}

@@ -244,3 +244,33 @@ def test_the_runtime_fuses_the_shifted_head_and_the_running_mean_is_the_per_wind
         assert ad.head_bias() is not None and ad._gated > 100 and len(ad._mu_new) > 0  # some not folded in yet
         np.testing.assert_allclose(ad._running_mean(), mu, rtol=1e-5, atol=1e-6)
         assert [s for _, s in ad.recent.pairs] == src[-len(ad.recent.pairs) :]
+
+
+def test_a_remount_between_searches_is_noticed_and_a_steady_stream_is_not(small_bundle):
+    """Settled on one mounting (searches spaced out to ``max_every``), a remount raises the loss of the transform
+    in use on the newest windows: ``input``'s moments restart and a search follows within ``input.min_windows``
+    windows instead of waiting out the settled interval. The same stream without the remount: nothing."""
+    def run(remount: bool) -> tuple[TTT, int | None, int]:
+        with GestureRuntime(small_bundle, decision=ANY, adapter=TTT()) as rt:
+            ad = rt.adapter
+            X, _ = _stream(rt, reps=40)
+            X = np.concatenate([X, X])
+            half = len(X) // 2
+            if remount:
+                X[half:] = _rotated(rt, X[half:], 90)  # this model was trained on rotated views: 60° hardly shows
+            found, gated_at_remount = None, 0
+            for i, x in enumerate(X):
+                if i == half:
+                    gated_at_remount = ad._gated
+                drifts = ad.drifts
+                rt.classify(x)
+                if ad.drifts > drifts and found is None:
+                    found = ad._gated
+                    assert ad.input.stats.windows == 0 and ad._next - ad._gated == ad.input.min_windows
+            return ad, found, gated_at_remount
+
+    ad, found, at = run(remount=True)
+    assert ad._interval <= ad.max_every and found is not None and found > at, (found, at)
+    assert found - at <= 4 * ad.drift_every  # measured every 64 gated windows, twice in a row above its level
+    steady, none_found, _ = run(remount=False)
+    assert steady.drifts == 0 and none_found is None
