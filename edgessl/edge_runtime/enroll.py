@@ -363,8 +363,11 @@ class UserState:
                 st = cls(str(z["bundle"]), [str(s) for s in z["bundle_labels"]], [str(s) for s in z["new_labels"]],
                          z["takes"].astype(np.float32), z["classes"].astype(np.int64),
                          windows=z["windows"].astype(np.float32) if "windows" in z.files else None)  # fmt: skip
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{path}: no user state there (a new user enrolls first: GestureRuntime.enroll, "
+                                    "then user_state.save(path); or edgessl enroll)") from e  # fmt: skip
         except (ValueError, OSError, KeyError) as e:
-            if isinstance(e, (StateMismatch, FileNotFoundError)):
+            if isinstance(e, StateMismatch):
                 raise
             raise StateMismatch(f"{path}: not a readable user state ({e})") from e
         if st.takes.ndim != 2 or len(st.takes) != len(st.classes) or (len(st.classes) and

@@ -164,7 +164,9 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
                   f"max logit diff {report['max_logit_difference']:.3f}{acc}", flush=True)  # fmt: skip
         if report["top1_agreement"] < cfg.min_agreement:
             hint = ("no configuration the automatic export tried did better on the validation windows (see "
-                    "above); more calibration data (--calibration) or a longer fine-tuning may"
+                    "above); more calibration data (--calibration) or a longer fine-tuning may help; --min-agreement "
+                    "(ExportConfig.min_agreement) accepts less, and the int8 model then answers differently from the "
+                    "fp32 one on up to that share of windows"
                     if cfg.quantize is None else "try the automatic choice (no --method/--per-channel)")  # fmt: skip
             raise ExportError(
                 f"int8 encoder agrees with fp32 on {report['top1_agreement']:.2%} of {len(X)} windows, below the "

@@ -784,7 +784,9 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["binary", "csv"], default="binary")
     p.add_argument("--faults", default=None,
                    help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20 "
-                        "(drop/corrupt/garbage: probability per frame; drift: clock ppm; rate: the real sample rate; "
+                        "(drop/corrupt: probability per byte, and a frame that loses or garbles one byte is rejected whole: "
+                        "drop=0.001 loses ~10%% of the ~110-byte binary frames; garbage: probability of a burst of random bytes per frame; "
+                        "drift: clock ppm; rate: the real sample rate; "
                         "unplug=EVERY:FOR: unplug every EVERY s for FOR s, wall-clock, so the device loses FOR x "
                         "--speed s of samples; restart=EVERY: a reset every EVERY s)")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (1 = real time)")

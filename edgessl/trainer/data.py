@@ -169,8 +169,10 @@ def unlabelled_windows(cfg: DataConfig, train_subjects_only: bool = True) -> tup
 
 def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction: float | None = None,
                        val_fraction: float = 0.2, seed: int = 0, groups: np.ndarray | None = None,
-                       fold: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Carve a validation split from the training rows, then draw the labelled budget from the rest.
+                       fold: tuple[int, int] | None = None, class_names: list[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Carve a validation split from the training rows, then draw the labelled budget from the rest
+    (``class_names``: for the error a too large budget gets).
 
     Without ``groups`` the validation split is stratified by class. With ``groups`` (one id per row, e.g.
     the subject) it is made of whole groups, drawn at random until they hold ``val_fraction`` of the rows,
@@ -219,7 +221,10 @@ def label_budget_split(y: np.ndarray, *, per_class: int | None = None, fraction:
             rest = rows[n_val:]
         if per_class is not None:
             if per_class > len(rest):
-                raise ValueError(f"class {c} has only {len(rest)} training rows outside validation; asked {per_class}")
+                name = repr(class_names[c]) if class_names is not None and 0 <= c < len(class_names) else str(c)
+                raise ValueError(f"class {name} has only {len(rest)} training rows outside validation "
+                                 f"({len(rows) - len(rest)} of its {len(rows)} are validation); asked {per_class} "
+                                 "labelled per class: lower the budget or label more")  # fmt: skip
             take = per_class
         elif fraction is not None:
             take = max(1, int(round(fraction * len(rest))))

@@ -89,7 +89,7 @@ def labelled_pairs(cfg: PretrainConfig) -> tuple[np.ndarray, np.ndarray, list[st
     if unknown:
         raise ValueError(f"exclude_classes {sorted(unknown)} are not classes of {cfg.data.spec} ({ds.class_names})")
     tr, _ = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
-                               seed=cfg.fit.seed)  # fmt: skip
+                               seed=cfg.fit.seed, class_names=list(ds.class_names))  # fmt: skip
     kept = [c for c in ds.class_names if c not in cfg.exclude_classes]
     remap = np.full(len(ds.class_names), -1)
     remap[[ds.class_names.index(c) for c in kept]] = np.arange(len(kept))
@@ -507,7 +507,8 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
         ds, X_train_all, X_test = labelled(cfg.data)
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
                                 val_fraction=cfg.val_fraction, seed=_split_seed(cfg),
-                                groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold)  # fmt: skip
+                                groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold,
+                                class_names=list(ds.class_names))  # fmt: skip
     if cfg.init:
         _, enc_cfg = load_pretrained_encoder(cfg.init)
     else:
@@ -527,6 +528,14 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
     U = X_train_all[pool]
     if cfg.unlabelled:
         U = np.concatenate([U, _extra_unlabelled(cfg, ds, X_train_all, np.concatenate([X_train_all[va], X_test]))])
+    if len(U) == 0 and cfg.mode == "finetune" and (cfg.consistency_weight > 0 or cfg.self_train_rounds > 0):
+        # the recipe's unlabelled part has nothing to work on: say so rather than run a plain fine-tune silently
+        note = ("consistency training and self-training are off: no unlabelled windows (every training window of "
+                f"{cfg.data.spec} outside validation is in the label budget); they use the windows beyond the budget "
+                "and the training windows of the config's `unlabelled` data set (a recording's free sessions reach "
+                "the model through `edgessl pretrain` and --init)")  # fmt: skip
+        print(f"note: {note}", file=sys.stderr, flush=True)
+        notes.append(note)
     return _Run(cfg, ds, X_train_all, X_test, tr, va, pool, U, triads, env, out, progress, notes)
 
 

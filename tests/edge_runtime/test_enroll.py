@@ -75,6 +75,9 @@ def test_state_round_trip_and_another_bundle_is_refused(small_bundle, seven_bund
     np.save(tmp_path / "other.npy", np.zeros(3))
     with pytest.raises(StateMismatch, match="not a user state"):
         UserState.load(tmp_path / "other.npy")
+    with pytest.raises(FileNotFoundError, match="no user state there.*enroll"):  # a new user's first call
+        GestureRuntime(small_bundle, user_state=tmp_path / "missing.npz")
+    assert not (tmp_path / "missing.npz").exists()
     # the CLI: one line naming the file, a data error
     rc = main(["run", str(seven_bundle), "--port", str(tmp_path / "none"), "--wait", "0", "--state", str(path)])
     assert rc == ExitCode.DATA

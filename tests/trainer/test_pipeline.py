@@ -149,6 +149,21 @@ def test_finetune_validates_on_unseen_subjects(tmp_path):
     assert set(ds.groups["subject"][0][tr]).isdisjoint(ds.groups["subject"][0][va])
 
 
+def test_a_budget_that_labels_every_window_leaves_the_unlabelled_part_off_and_says_so(tmp_path, capsys):
+    """few-labels' consistency training and self-training need windows beyond the label budget: with none, a
+    note says they are off (and where unlabelled windows come from); a budget larger than a class names it."""
+    import edgessl.trainer.pipeline as PL
+
+    cfg = PL.FinetuneConfig(data=PL.DataConfig(spec="synthetic:reps=3,length=64"), labels_per_class=2,
+                            consistency_weight=1.0, self_train_rounds=2)  # fmt: skip
+    assert len(PL._prepare(cfg, tmp_path, False).U) > 0 and "note:" not in capsys.readouterr().err
+    every = PL._prepare(dataclasses.replace(cfg, labels_per_class=14), tmp_path, False)  # 18 per class, 4 validation
+    assert len(every.U) == 0 and len(every.notes) == 1 and "no unlabelled windows" in every.notes[0]
+    assert "pretrain" in every.notes[0] and capsys.readouterr().err.count("note: consistency training") == 1
+    with pytest.raises(ValueError, match=r"class 'square' has only 14 training rows outside validation \(4 of its 18"):
+        PL._prepare(dataclasses.replace(cfg, labels_per_class=15), tmp_path, False)
+
+
 def test_finetune_rotation_views(tmp_path, monkeypatch):
     import edgessl.trainer.pipeline as PL
     from edgessl.cli import main
