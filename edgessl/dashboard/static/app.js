@@ -182,7 +182,8 @@ function setStatus(s) {
       : w.trial ? `${a.updates} (a change on trial: taken if the windows up to ${w.next_search} confirm it; ${w.gated} so far)`
       : a.updates === 0 ? `0 (the first search after ${w.next_search} windows that pass its gates; ${w.gated} so far)`
       : String(a.updates);
-    $("a-resets").textContent = String(a.resets);
+    $("a-resets").textContent = String(a.resets) + (w && w.drifts
+      ? ` (and ${w.drifts} sudden change${w.drifts > 1 ? "s" : ""} of the signal, e.g. a remount: a new search each)` : "");
     const c = a.correction;
     $("a-correction").textContent = !c ? "none (this method has no input correction)"
       : `${c.active ? "active" : "inactive"}: rotation ${fmt(c.rotation_deg, 1)}°, gains ${c.gains.map((v) => fmt(v, 2)).join(" / ")}`;
