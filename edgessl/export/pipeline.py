@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +165,19 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             acc = f", accuracy fp32 {report['accuracy_fp32']:.4f} int8 {report['accuracy_int8']:.4f}" if y is not None else ""
             print(f"verification on {len(X)} windows ({source}): top-1 agreement {report['top1_agreement']:.4f}, "
                   f"max logit diff {report['max_logit_difference']:.3f}{acc}", flush=True)  # fmt: skip
+        if y is not None and len(y):
+            # a model that has not learned (too few epochs, scrambled labels) passes the agreement gate as well as
+            # a good one: say so, with the numbers (exported anyway: it is the user's model)
+            chance = float(np.bincount(np.asarray(y, np.int64)).max() / len(y))  # always answering the commonest class
+            if report["accuracy_fp32"] <= chance + 2.0 * math.sqrt(chance * (1 - chance) / len(y)):
+                report["near_chance"] = True
+                msg = (f"the model answers {report['accuracy_fp32']:.1%} of the {len(y)} {source} right, no better "
+                       f"than always answering its commonest class ({chance:.1%}): it has not learned its gestures "
+                       "(fine-tune longer, or check the labels) — exported anyway")  # fmt: skip
+                if progress:
+                    print(f"warning: {msg}", file=sys.stderr, flush=True)
+                else:
+                    warnings.warn(msg, UserWarning, stacklevel=2)
         if report["top1_agreement"] < cfg.min_agreement:
             hint = ("no configuration the automatic export tried did better on the validation windows (see "
                     "above); more calibration data (--calibration) or a longer fine-tuning may help; --min-agreement "

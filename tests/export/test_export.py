@@ -179,6 +179,32 @@ def test_verify_cli(small_bundle, capsys):
     assert d["accuracy_with_gates"] <= r["accuracy_int8"] + 1e-9  # an unknown answer is never right
 
 
+def test_a_model_no_better_than_chance_is_exported_with_a_warning(small_model, tmp_path, capsys):
+    """The agreement gate passes a model that has not learned as readily as a good one: the export says so (the
+    numbers, what to do) and records it; a model that learned gets no such line."""
+    import shutil
+
+    import torch
+
+    from edgessl.cli import main
+    from edgessl.trainer.fit import CHECKSUM_KEY, save_atomic
+
+    assert main(["export", str(small_model), "--out", str(tmp_path / "good.essl"), "--min-agreement", "0.9"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    shutil.copytree(small_model, bad)
+    info = torch.load(bad / "model.pt", weights_only=True)
+    info["model"]["head.weight"].zero_()  # every window gets the head's bias: one class for all
+    info.pop(CHECKSUM_KEY, None)
+    save_atomic(info, bad / "model.pt")
+    assert main(["export", str(bad), "--out", str(tmp_path / "bad.essl"), "--min-agreement", "0.9"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: the model answers") == 1 and "no better than always answering its commonest class" in err
+    assert open_bundle(tmp_path / "bad.essl").manifest["verification"]["near_chance"] is True
+    with pytest.warns(UserWarning, match="has not learned its gestures"):  # the API: a warning
+        export_bundle(bad, tmp_path / "bad2.essl", ExportConfig(min_agreement=0.9), progress=False)
+
+
 def test_export_cli(small_model, tmp_path, capsys):
     from edgessl.cli import main
 

@@ -547,6 +547,7 @@ def test_transform_prediction_head_leaves_batchnorm_statistics_to_the_real_windo
         S.TransformPrediction(128, weight=0.0)
 
 
+@pytest.mark.filterwarnings("ignore:the model answers")  # a 1-epoch model: the plumbing is under test
 def test_unstandardised_model_from_cli_to_runtime(tmp_path):
     """--standardize none keeps windows in their units through training, the bundle and the runtime: a window
     and the same window shifted by a constant (gravity on another axis) get different embeddings."""
@@ -567,6 +568,7 @@ def test_unstandardised_model_from_cli_to_runtime(tmp_path):
         assert not np.allclose(e[0], e[1], atol=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:the model answers")  # a 1-epoch model: the plumbing is under test
 def test_window_scale_standardisation_from_cli_to_runtime(tmp_path):
     """--standardize window: one scale per window goes from training into the bundle's graph. The runtime
     ignores gravity and the window's overall gain, but not a change of gain on one axis (which a
