@@ -625,7 +625,8 @@ def _self_train(run: _Run, model: Classifier, method: SupervisedMethod, history:
                        "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo[own] == run.ds.y_train[run.pool[pick[own]]]))
                        if own.any() else None})  # fmt: skip
         if run.progress:
-            print(f"self-training round {r + 1}: {len(pick)} pseudo-labelled windows", flush=True)
+            print(f"self-training round {r + 1}/{run.cfg.self_train_rounds}: training again, on the labelled windows and "
+                  f"{len(pick)} pseudo-labelled ones", flush=True)  # fmt: skip
     return model, method, history, X_fit, y_fit, rounds
 
 
