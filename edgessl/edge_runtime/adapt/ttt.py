@@ -121,14 +121,14 @@ class TTT(Adapter):
                  stat_weight: float = 1.0, anchor: float = 1.0, shift: float = 1.0, momentum: float = 0.02,
                  max_every: int = 512, gain_range: tuple[float, float] = (0.7, 1.4), use_input: bool = True,
                  use_gravity: bool = True, min_gain: float = 0.01, confirm: bool = True, horizon: int = 512, seed: int = 0,
-                 drift_every: int = 64, drift_sigmas: float = 2.0, drift_clear: bool = True, **kw: Any) -> None:  # fmt: skip
+                 drift_every: int = 64, drift_sigmas: float = 2.0, **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.buffer, self.every, self.generations, self.popsize = buffer, every, generations, popsize
         self.sigma, self.stat_weight, self.anchor = sigma, stat_weight, anchor
         self.shift, self.momentum, self.gain_range, self.max_every = shift, momentum, gain_range, max_every
         self.use_input, self.use_gravity, self.seed, self.min_gain = use_input, use_gravity, seed, min_gain
         self.confirm, self.horizon = confirm, horizon
-        self.drift_every, self.drift_sigmas, self.drift_clear = drift_every, drift_sigmas, drift_clear
+        self.drift_every, self.drift_sigmas = drift_every, drift_sigmas  # drift_every=0: no remount check
         self.input: InputCorrection | None = None
         self.gravity: GravityCalibration | None = None
 
@@ -265,12 +265,11 @@ class TTT(Adapter):
         k = int(probs.argmax())
         if not self.shift:
             src = k
-        elif src is not None:  # the runtime computed the bundle's head with the adapted one
-            pass
-        elif self._last[0] is e:  # the logits the runtime just asked for, less the shift: the source head's
-            src = int((self._last[1][0] - self._db).argmax())
-        else:
-            src = int((e @ self.W0.T + self.b0)[0].argmax())
+        elif src is None:  # (else the runtime computed the bundle's head's class with the adapted logits)
+            if self._last[0] is e:  # the logits the runtime just asked for, less the shift: the source head's
+                src = int((self._last[1][0] - self._db).argmax())
+            else:
+                src = int((e @ self.W0.T + self.b0)[0].argmax())
         self.recent.record(k, src)
         if self.recent.seen % self.sg.check_every == 0 and self.collapsed():
             self.resets += 1
@@ -336,21 +335,16 @@ class TTT(Adapter):
 
     def _drifted(self) -> None:
         self.drifts += 1
-        self._restart_levels()
+        self._levels.clear()  # a settled level is measured afresh on the new signal
+        self._base, self._above = None, 0
         self._pending = None
-        if self.drift_clear:  # the windows before the change show the old mounting: the next search sees new ones
-            self.windows.clear()
+        self.windows.clear()  # the windows before the change show the old mounting: the next search sees new ones
         wait = self.buffer
         if self.input is not None:
             self.input.reset()
             wait = max(wait, self.input.min_windows)
         self._interval = self.every
         self._next = self._gated + wait
-
-    def _restart_levels(self) -> None:
-        self._levels.clear()
-        self._base = None
-        self._above = 0
 
     def _losses(self, X: np.ndarray, thetas: np.ndarray, A0: np.ndarray, c0: np.ndarray) -> np.ndarray:
         """FOA loss plus anchor of each refinement ``thetas [P, 12]`` after the start ``A0 [3, 3], c0 [3]`` on raw
