@@ -521,8 +521,6 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
         notes.append(f"rotation views ({cfg.rotate_degrees:g} degrees) dropped: they need (x, y, z) channel triads "
                      f"named like acc_x, acc_y, acc_z; the channels are {list(ds.channel_names)}")  # fmt: skip
         cfg = dataclasses.replace(cfg, rotate_degrees=0.0)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr, flush=True)
     env = setup(cfg.fit.device)
     pool = np.setdiff1d(np.arange(len(ds.y_train)), np.concatenate([tr, va]))
     U = X_train_all[pool]
@@ -534,8 +532,9 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
                 f"{cfg.data.spec} outside validation is in the label budget); they use the windows beyond the budget "
                 "and the training windows of the config's `unlabelled` data set (a recording's free sessions reach "
                 "the model through `edgessl pretrain` and --init)")  # fmt: skip
-        print(f"note: {note}", file=sys.stderr, flush=True)
         notes.append(note)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return _Run(cfg, ds, X_train_all, X_test, tr, va, pool, U, triads, env, out, progress, notes)
 
 
