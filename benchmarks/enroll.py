@@ -41,7 +41,7 @@ from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
 PROTOCOL = "\n\n".join(__doc__.split("\n\n")[1:4])
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 NEW_GESTURE = [7, 2, 5]  # by seed (0-based class index)
 
 

@@ -10,7 +10,8 @@ segments, the bundle's gates, the default adaptation; gestures answered ``unknow
 (``report_unknown``, as ``run --show-unknown``) so that each performance can be scored. A performance is
 reported when the event overlapping it most names a gesture (not ``unknown``); events overlapping neither a
 performance nor a return move are false events, per minute of stillness; events on return moves are
-counted apart.
+counted apart. Not gestures: ``own_data.junk`` (20 bursts each of white noise at 0.05/0.3/1 g and 20
+knocks, the board at rest between); an event naming a gesture is a false event.
 
     python benchmarks/live_uwave.py --bundles DIR [--seeds 3]     (DIR: benchmarks/enroll.py --workdir)
 """
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from own_data import score
+from own_data import junk, score
 
 from edgessl.datasets import load_stream
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
@@ -120,7 +121,11 @@ def main() -> None:
                        "missed_no_segment_fraction": sum(u["missed_no_segment"] for u in us) / n,
                        "false_events_per_idle_minute": sum(u["false_events"] for u in us) / sum(u["idle_minutes"] for u in us),
                        "gates": {"confidence": manifest["confidence_threshold"], "ood": manifest["ood_threshold"],
-                                 "calibration": manifest["decision_calibration"]}})  # fmt: skip
+                                 "roughness": manifest.get("roughness_threshold"),
+                                 "calibration": manifest["decision_calibration"]},
+                       "not_gestures": junk(bundle, seed)})  # fmt: skip
+        print(f"seed {seed}: not gestures, false events {[(k, v['false_events']) for k, v in pooled['not_gestures'].items()]}",
+              flush=True)  # fmt: skip
         runs.append(pooled)
     keys = ("reported_fraction", "accuracy", "answered_unknown_fraction", "missed_no_segment_fraction",
             "false_events_per_idle_minute")  # fmt: skip

@@ -110,7 +110,7 @@ def spotting(bundle: Path, streams, tol: float = 0.25) -> dict:
     per_user = []
     for sig, truth, u in streams:
         t = np.arange(sig.shape[1]) / 100.0
-        with GestureRuntime(bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"))) as rt:
+        with GestureRuntime(bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))) as rt:
             events = []
             for i in range(0, sig.shape[1], 10):
                 events += rt.feed(sig[:, i : i + 10].T, t[i : i + 10])
@@ -266,7 +266,7 @@ def end_to_end(bundle: Path, raw, seconds: float = 25.0, serve: bool = False, pa
             _wait_for_page(dash.hub)
         with tempfile.TemporaryDirectory() as td, \
                 TimedSim(sig, 100.0, ["acc_x", "acc_y", "acc_z"], link=str(Path(td) / "imu")) as sim, \
-                GestureRuntime(bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"))) as rt, \
+                GestureRuntime(bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))) as rt, \
                 ImuStream(sim.path) as dev:  # fmt: skip
             feed = Feed(dash, rt, bundle.name) if dash is not None else None
             if feed is not None:

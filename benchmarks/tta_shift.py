@@ -64,7 +64,7 @@ from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
 METHODS = ["none", "t3a", "tent", "ttt", "input", "input+tent"]
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 PROTOCOL = "\n\n".join(__doc__.split("\n\n")[1:6])
 VAL_MIN = 1000  # windows in a validation stream
 TIMING_PASSES = 3  # timing rounds over all methods per shifted stream

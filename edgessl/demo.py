@@ -123,6 +123,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
                                       manifest["quantization"]["selection"]["chosen"]]["config"],
                                   "confidence_threshold": manifest["confidence_threshold"],
                                   "ood_threshold": manifest["ood_threshold"],
+                                  "roughness_threshold": manifest.get("roughness_threshold"),
                                   "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
     t0 = _stage(4, f"simulated IMU on a pseudo-terminal: held-out user, sensor mounted {cfg.rotation_deg:g}° rotated")
@@ -245,8 +246,8 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
 
 def _unknown(stats) -> dict[str, int]:
     """Segments the runtime answered `unknown`, by reason (its ``stats`` counters)."""
-    low, far = int(stats["unknown_low_confidence"]), int(stats["unknown_out_of_distribution"])
-    return {"total": low + far, "low_confidence": low, "out_of_distribution": far}
+    n = {k: int(stats[f"unknown_{k}"]) for k in ("noise", "low_confidence", "out_of_distribution")}
+    return {"total": sum(n.values()), **n}
 
 
 def _plots(out: Path, pt_dir: Path, ft_dir: Path, ok_adapt, ok_base, latencies, adapt: str) -> None:
@@ -304,7 +305,7 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 | 1. data | {s['data']['summary']} |
 | 2a. pretraining | {s['pretrain']['windows']} unlabeled windows, {s['pretrain']['epochs']} epochs, final loss {s['pretrain']['final_loss']:.3f} ({s['pretrain']['seconds']:.0f} s) |
 | 2b. fine-tuning | {s['finetune']['n_train_labels']} labels; validation accuracy {s['finetune']['val_accuracy']:.3f}; **test accuracy {s['finetune']['test_accuracy']:.3f}** (held-out users; k-NN {s['finetune']['knn_test_accuracy']:.3f}) |
-| 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f} |
+| 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f}{_noise_md(ex)} |
 | 4. simulated device | {s['stream']['gestures']} gestures of a held-out user, sensor rotated {s['stream']['rotation_deg']:g}°, {s['stream']['samples_received']} samples received |
 | 5a. live | {rt['events']} events for {s['stream']['gestures']} gestures, accuracy {rt['accuracy_live']:.3f} |
 | 5b. a session of {rt['session_gestures']} gestures | stream accuracy with the sensor not rotated {rt['accuracy_not_rotated']:.3f} (the reference); rotated: unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({rt['adapt']}, {rt['updates']} updates) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
@@ -349,8 +350,14 @@ def _since_md(s: dict | None) -> str:
             f"{s['adapted']:.3f}.")
 
 
+def _noise_md(ex: dict) -> str:
+    r = ex.get("roughness_threshold")
+    return "" if r is None else f", noise: roughness ≤ {r:.3f}"
+
+
 def _unknown_md(u: dict[str, int]) -> str:
-    return f"{u['total']} ({u['low_confidence']} low confidence, {u['out_of_distribution']} out of distribution)"
+    return (f"{u['total']} ({u.get('noise', 0)} noise, {u['low_confidence']} low confidence, "
+            f"{u['out_of_distribution']} out of distribution)")
 
 
 def _cmd(args: argparse.Namespace) -> int:

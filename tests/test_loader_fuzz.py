@@ -57,7 +57,7 @@ def check_spec(spec: str, path: Path) -> None:
     if isinstance(ds, StreamDataset):
         assert np.isfinite(ds.signal).all(), f"{spec}: accepted a stream with non-finite values"
         for lab in (ds.sample_labels, ds.recording_labels):
-            if lab is not None and n_classes:
+            if lab is not None and len(lab) and n_classes:
                 assert lab.min() >= -1 and lab.max() < n_classes, f"{spec}: labels {lab} outside {ds.class_names}"
     else:
         for split, X, y in (("train", ds.X_train, ds.y_train), ("test", ds.X_test, ds.y_test)):

@@ -196,3 +196,19 @@ def test_moment_mismatch_is_zero_for_the_same_moments_and_grows_with_a_shift():
     assert d == pytest.approx(want) and d > 0.1
     # undoing the gain with A restores the moments
     assert pp.moment_mismatch(m, shifted, np.linalg.inv(G), zero) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_roughness_separates_noise_from_movement_and_ignores_scale_offset_and_rotation():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.3, (200, 3, 64))
+    assert pp.roughness(noise).mean() == pytest.approx(2.0, abs=0.05)  # white noise: steps as large as swings
+    t = np.linspace(0, 1, 64)
+    move = np.stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t) - 1, 0.2 * t])
+    quiet_axis = move.copy()
+    quiet_axis[2] = 1.0 + rng.normal(0, 0.002, 64)  # an axis that does not move: its noise barely counts
+    assert pp.roughness(move) < 0.02 and pp.roughness(quiet_axis) < 0.02
+    a = np.deg2rad(40)
+    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    x = move + 0.01 * rng.normal(size=move.shape)
+    assert pp.roughness(3.0 * (R @ x) + 5.0) == pytest.approx(pp.roughness(x), rel=1e-9)
+    assert pp.roughness(np.ones((3, 64))) == 0.0 and pp.roughness(noise).shape == (200,)

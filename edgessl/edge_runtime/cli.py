@@ -8,7 +8,7 @@ seconds, atomically).
 
 ``--json`` lines on stdout, one object each; an event has no wrapper (``{"t": .., "label": ..}``, see
 :meth:`~edgessl.edge_runtime.runtime.Event.to_json`; an ``unknown`` one, with ``--show-unknown``, has
-``"reason": "low_confidence" | "out_of_distribution"``), the others have one key saying what they are:
+``"reason": "noise" | "low_confidence" | "out_of_distribution"`` and its ``"roughness"``), the others have one key saying what they are:
 ``{"device": {"state": "waiting" | "streaming" | "reconnecting", "port": ..}}``,
 ``{"gap": {"t_start", "t_end", "seconds", "missing", "reason", "timeline_reset"}}``,
 ``{"device_changed": {"old", "new", "action": "remapped" | "followed"}}`` and, last,
@@ -50,7 +50,7 @@ from edgessl.errors import DeviceError, UsageError
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.adapt import Adapter
-    from edgessl.edge_runtime.runtime import Event
+    from edgessl.edge_runtime.runtime import Event, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.transport import Gap, ImuStream
 
@@ -216,9 +216,19 @@ def event_text(g: Event) -> str:
     """One reported gesture as the status display prints it (``run``, ``monitor``)."""
     # an unknown answer's reason in the status line's words
     why = ("" if g.reason is None else "  low confidence" if g.reason == "low_confidence"
+           else f"  noise or vibration, not a movement (roughness {g.roughness:.2f})" if g.reason == "noise"
            else f"  unlike training (out-of-distribution score {g.ood_score:.3f})")  # fmt: skip
     return (f"{g.t:9.2f}s  {g.label:>12s}  [{_bar(g.confidence)}] {g.confidence:.2f}  {g.latency_ms:.2f} ms  "
             f"({g.window_start:.2f}-{g.window_end:.2f} s){why}")  # fmt: skip
+
+
+def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
+    """The gestures answered ``unknown`` and, in words, how many for each reason (noise only where the bundle
+    has the noise gate)."""
+    parts = [("noise", "noise")] if rt.roughness_threshold is not None else []
+    parts += [("low_confidence", "low confidence"), ("out_of_distribution", "unlike training")]
+    n = sum(rt.stats[f"unknown_{k}"] for k, _ in parts)
+    return n, ", ".join(f"{rt.stats[f'unknown_{k}']} {words}" for k, words in parts)
 
 
 def counters_text(c: dict[str, Any]) -> str:
@@ -427,11 +437,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         rate = meter.rate_hz(now)
                         lat = f"{np.median(rt.latencies_ms[-50:]):.2f} ms" if rt.latencies_ms else "—"
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
-                        unknown = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
+                        unknown, by_reason = unknown_counts(rt)
                         board = f"  {compare.summary()}" if compare is not None else ""
                         print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
-                              f"unknown {unknown} (low confidence {rt.stats['unknown_low_confidence']}, "
-                              f"unlike training {rt.stats['unknown_out_of_distribution']}){board}   ",
+                              f"unknown {unknown} ({by_reason}){board}   ",
                               end="" if tty else "\n", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
@@ -454,11 +463,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 emit({"stats": stats})
             else:
                 c = dev.counters()
-                low, far = rt.stats["unknown_low_confidence"], rt.stats["unknown_out_of_distribution"]
-                why = (f" ({low} low confidence, {far} unlike training"
-                       f"{'' if args.show_unknown else '; --show-unknown prints them'})" if low + far else "")  # fmt: skip
-                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (low + far if args.show_unknown else 0)} "
-                      f"gestures, {low + far} answered unknown{why}, {c['delivered_samples']} samples; "
+                unknown, by_reason = unknown_counts(rt)
+                why = (f" ({by_reason}{'' if args.show_unknown else '; --show-unknown prints them'})"
+                       if unknown else "")  # fmt: skip
+                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (unknown if args.show_unknown else 0)} "
+                      f"gestures, {unknown} answered unknown{why}, {c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:

@@ -28,8 +28,8 @@ def event_payload(g: Event, rt: GestureRuntime, last_t: float | None) -> dict[st
     d = g.to_json()
     behind = 0.0 if last_t is None else max(0.0, last_t - g.window_end)
     d["end_wall"] = round(time.time() - behind, 3)
-    if g.label == "unknown":  # the event's own reason (the runtime's words), in the page's words
-        d["reason"] = REASON_TEXT[g.reason] if g.reason else unknown_reason(rt, g.confidence)
+    if g.label == "unknown" and g.reason:  # the event's own reason (the runtime's words), in the page's words
+        d["reason"] = REASON_TEXT[g.reason]
     return d
 
 
@@ -43,19 +43,15 @@ def device_status(dev: ImuStream, rate_hz: float, reconnects: int | None = None,
             "reconnects": gaps.get("disconnect", 0) if reconnects is None else reconnects}  # fmt: skip
 
 
-REASON_TEXT = {"low_confidence": "low confidence", "out_of_distribution": "unlike training"}  # as the status line says
-
-
-def unknown_reason(rt: GestureRuntime, confidence: float) -> str:
-    """Why an answer is ``unknown``, in the page's words: the runtime's own rule (:meth:`GestureRuntime.unknown_reason`)."""
-    return REASON_TEXT[rt.unknown_reason(confidence)]
+# as the status line says
+REASON_TEXT = {"noise": "noise", "low_confidence": "low confidence", "out_of_distribution": "unlike training"}
 
 
 def runtime_status(rt: GestureRuntime) -> dict[str, Any]:
     """The runtime's latency (median of the last 50 decisions) and unknown counts."""
-    low, ood = rt.stats["unknown_low_confidence"], rt.stats["unknown_out_of_distribution"]
+    counts = {f"unknown_{k}": rt.stats[f"unknown_{k}"] for k in REASON_TEXT}
     lat = float(np.median(rt.latencies_ms[-50:])) if rt.latencies_ms else None
-    return {"latency_ms": lat, "unknown": low + ood, "unknown_low_confidence": low, "unknown_out_of_distribution": ood}
+    return {"latency_ms": lat, "unknown": sum(counts.values()), **counts}
 
 
 def adaptation_status(rt: GestureRuntime) -> dict[str, Any] | None:
@@ -130,10 +126,13 @@ class Feed:
             self._shown = inp, pred = rt.last_prediction
             info: dict[str, Any] = {"label": pred.label, "confidence": round(float(pred.confidence), 4),
                                     "ood_score": round(float(pred.ood_score), 4), "t": round(inp.t_end, 3)}  # fmt: skip
-            if pred.index < 0:  # unknown: which gate, against which threshold, and the class it would have been
-                info["reason"] = why = unknown_reason(rt, float(pred.confidence))
+            if pred.index < 0 and pred.reason:  # unknown: which gate, against which threshold, the class it would have been
+                info["reason"] = REASON_TEXT[pred.reason]
                 info["top"] = rt.labels[int(np.argmax(pred.probs))]
-                info["gate"] = rt.confidence if why == "low confidence" else rt.ood_threshold
+                info["gate"] = {"noise": rt.roughness_threshold, "low_confidence": rt.confidence,
+                                "out_of_distribution": rt.ood_threshold}[pred.reason]  # fmt: skip
+                if pred.reason == "noise":
+                    info["roughness"] = round(float(pred.roughness), 4)
             self.dash.probabilities(rt.labels, pred.probs, **info)
         now = time.monotonic()
         if not force and now - self._last_status < STATUS_EVERY_S:

@@ -48,6 +48,8 @@ class Prediction:
     ood_score: float
     latency_ms: float
     embedding: np.ndarray | None = None
+    reason: str | None = None  # an ``unknown`` answer's: "noise", "low_confidence" or "out_of_distribution"
+    roughness: float = 0.0  # edgessl.preprocess.roughness of the window (scored by segment bundles' noise gate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,14 +65,15 @@ class Event:
     window_end: float
     filled_gap: bool = False
     ood_score: float = 0.0
-    reason: str | None = None  # an ``unknown`` answer's: "low_confidence" or "out_of_distribution"
+    reason: str | None = None  # an ``unknown`` answer's: "noise", "low_confidence" or "out_of_distribution"
+    roughness: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         if d["reason"] is None:  # only an ``unknown`` answer has one
             del d["reason"]
         d["probs"] = {k: round(v, 4) for k, v in self.probs.items()}
-        for k in ("t", "confidence", "latency_ms", "window_start", "window_end", "ood_score"):
+        for k in ("t", "confidence", "latency_ms", "window_start", "window_end", "ood_score", "roughness"):
             d[k] = round(d[k], 4)
         return d
 
@@ -81,6 +84,9 @@ class DecisionConfig:
 
     confidence: float | None = None  # default: the bundle's calibrated gate (0.5 for bundles without one)
     ood_threshold: float | None = None  # default: the bundle's calibrated gate (none for bundles without one)
+    # segment bundles: a cut segment rougher than this is noise or vibration, not a movement (answered
+    # 'unknown', reason "noise"); default: the bundle's calibrated gate (none for bundles without one)
+    roughness_threshold: float | None = None
     smoothing: int = 3  # windows averaged (sliding mode)
     hits: int = 2  # consecutive smoothed windows agreeing before an event (sliding mode)
     suppression_s: float = 1.0  # no new event this long after one
@@ -145,7 +151,10 @@ class GestureRuntime:
     Attributes:
         stats: counters of what the stream did to the windows: ``"filled_gaps"`` (bridged),
             ``"window_resets"`` (long gaps), ``"timeline_resets"`` (new timelines, from :meth:`gap` or
-            :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`).
+            :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
+            answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
+            ``"unknown_out_of_distribution"``.
+        roughness_threshold: the noise gate of segment bundles (None: no gate).
     """
 
     def __init__(self, bundle_path: str | Path, *, providers: list[str] | None = None, threads: int = 1,
@@ -203,6 +212,10 @@ class GestureRuntime:
         self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
         self.confidence = float(decision.confidence if decision.confidence is not None
                                 else m.get("confidence_threshold", 0.5))  # fmt: skip
+        rough = decision.roughness_threshold if decision.roughness_threshold is not None else m.get("roughness_threshold")
+        # no gate (and no cost) for sliding bundles, older bundles and an infinite threshold
+        self.roughness_threshold = (float(rough) if rough is not None and math.isfinite(rough)
+                                    and m["input_mode"] == "segment" else None)  # fmt: skip
         self.windower = StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
                                        m["input_mode"], self.bundle.segmentation, max_fill_s=max_fill_s)  # fmt: skip
         self.adapter = adapter
@@ -372,13 +385,21 @@ class GestureRuntime:
             probs, k, conf = _softmax(self.head(e)[0].tolist())
             sim = float((self.prototypes @ e0).max())
         ood = 1.0 - sim / max(math.sqrt(float(e0 @ e0)), 1e-12)
+        rough = 0.0
+        if self.roughness_threshold is not None:
+            rough = float(preprocess.roughness(np.asarray(window, np.float32).reshape(self._window_shape)))
+        # the first gate that refuses names the reason: noise (not a movement at all), then the model's two
+        why = ("noise" if self.roughness_threshold is not None and rough > self.roughness_threshold
+               else "low_confidence" if conf < self.confidence
+               else "out_of_distribution" if self.ood_threshold is not None and ood > self.ood_threshold else None)  # fmt: skip
         latency = (time.perf_counter() - t0) * 1e3
-        unknown = conf < self.confidence or (self.ood_threshold is not None and ood > self.ood_threshold)
-        if self.adapter is not None:
+        if self.adapter is not None and why != "noise":  # noise is no one's gesture: adapters never see it
             # the score against the bundle's prototypes is the adapter's gate too (not against enrolled classes)
             self.adapter.observe(window, e, probs if head_probs is None else head_probs,
                                  ood=ood if self._enrolled is None else None, src=src)
-        return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, conf, probs, ood, latency, e0)
+        unknown = why is not None
+        return Prediction(UNKNOWN if unknown else self.labels[k], -1 if unknown else k, conf, probs, ood, latency, e0,
+                          why, rough)  # fmt: skip
 
     # -- a stream -----------------------------------------------------------------------------------
     def feed(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Event]:
@@ -468,14 +489,9 @@ class GestureRuntime:
         self._last_t = None
 
     def _event(self, inp: ModelInput, pred: Prediction, probs: np.ndarray, label: str, start: float) -> Event:
-        why = self.unknown_reason(pred.confidence) if label == UNKNOWN else None
+        why = pred.reason if label == UNKNOWN else None
         return Event(inp.t_end, label, float(probs.max()), dict(zip(self.labels, map(float, probs), strict=True)),
-                     pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score, why)  # fmt: skip
-
-    def unknown_reason(self, confidence: float) -> str:
-        """Why an ``unknown`` answer is one: ``"low_confidence"`` (the confidence gate, checked first) or
-        ``"out_of_distribution"``; :attr:`stats` counts them as ``unknown_<reason>``."""
-        return "low_confidence" if confidence < self.confidence else "out_of_distribution"
+                     pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score, why, pred.roughness)  # fmt: skip
 
     def _decide(self, inp: ModelInput, pred: Prediction) -> Event | None:
         d = self.decision
@@ -485,7 +501,7 @@ class GestureRuntime:
                 return None
             if pred.index < 0:
                 # a gesture answered 'unknown' is counted with its reason, never dropped without a trace
-                self.stats[f"unknown_{self.unknown_reason(pred.confidence)}"] += 1
+                self.stats[f"unknown_{pred.reason}"] += 1
                 if not d.report_unknown:
                     return None
             self._suppress_until = inp.t_end

@@ -206,6 +206,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         confidence, decision = _confidence_threshold(enc8, head, adaptation["prototypes"], held, ood_threshold,
                                                      cfg.target_rejection * (1 - OOD_SHARE), cfg.target_rejection,
                                                      cross)  # fmt: skip
+        roughness, roughness_calibration = _roughness_threshold(info, segment)
         if progress:
             also = (f" and {len(cross[0])} cross-fitted ones (scored by fine-tuning's held-out models)"
                     if cross is not None else "")  # fmt: skip
@@ -213,6 +214,9 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
                   f"set on {decision['windows']} {decision['source']} windows{also}; on the {decision['windows']} "
                   f"they answer {decision['rejection']:.1%} of valid gestures 'unknown' (target "
                   f"{cfg.target_rejection:.0%})", flush=True)  # fmt: skip
+            if roughness is not None:
+                print(f"noise gate: roughness <= {roughness:.3f} (set on {roughness_calibration['windows']} "
+                      f"labelled windows; white noise scores 2)", flush=True)  # fmt: skip
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()
@@ -233,6 +237,8 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "ood_calibration": ood_calibration,
         "confidence_threshold": confidence,
         "decision_calibration": decision,
+        "roughness_threshold": roughness,
+        "roughness_calibration": roughness_calibration,
         "source_metrics": dict(info["metrics"]),
         "training": {"data": data_cfg["spec"], "encoder": info["config"]["encoder"]},
         "quantization": {**qcfg.to_dict(), "selection": selection},
@@ -340,6 +346,31 @@ def _lognormal_quantile(scores: np.ndarray, q: float, spread: np.ndarray | None 
         sd = float(np.sqrt((((logs - logs.mean()) ** 2).sum() + ((other - other.mean()) ** 2).sum())
                            / (len(logs) + len(other) - 2)))  # fmt: skip
     return float(np.exp(logs.mean() + norm.ppf(q) * sd))
+
+
+# The noise gate's share of valid gestures refused, on the log-normal fitted to the labelled windows'
+# roughness. It is a property of the signal, not of the model, so training windows are fair evidence: on
+# uWave (users 1-4 -> 5-8) this rule refused 0.1 % of the new users' gestures (docs/results.md).
+ROUGHNESS_TARGET = 0.001
+
+
+def _roughness_threshold(info: dict[str, Any], segment: bool) -> tuple[float | None, dict[str, Any]]:
+    """The noise gate: the ``1 − ROUGHNESS_TARGET`` quantile of a log-normal fitted to the roughness
+    (:func:`edgessl.preprocess.roughness`) of the model's labelled training and validation windows in their
+    source units (``window_roughness`` in model.pt), and the manifest's record of it.
+
+    Only for segment-mode bundles (the runtime scores each cut segment): a sliding bundle classifies still
+    windows too, whose roughness is the sensor's own noise.
+    """
+    if not segment:
+        return None, {"source": "none", "why": "sliding windows: still ones are the sensor's noise"}
+    if "window_roughness" not in info:
+        return None, {"source": "none", "why": "model.pt has no window_roughness (fine-tuned by an older edgessl)"}
+    r = info["window_roughness"].numpy().astype(np.float64)
+    threshold = _lognormal_quantile(np.maximum(r, 1e-6), 1.0 - ROUGHNESS_TARGET)
+    return threshold, {"source": "labelled windows", "windows": len(r), "target_rejection": ROUGHNESS_TARGET,
+                       "rejection": float(np.mean(r > threshold)), "median": float(np.median(r)),
+                       "max": float(r.max())}  # fmt: skip
 
 
 # the runtime's confidence gate before calibration; a calibrated gate is never stricter than this

@@ -73,6 +73,7 @@ class EventReason(enum.IntEnum):
     OK = 0
     LOW_CONFIDENCE = 1
     OUT_OF_DISTRIBUTION = 2
+    NOISE = 3  # the segment is noise or vibration, not a movement (checked first)
 
 
 class Unit(enum.IntEnum):

@@ -327,7 +327,7 @@ class DeviceEvent:
 
 
 EVENT_REASONS = {P.EventReason.OK: "ok", P.EventReason.LOW_CONFIDENCE: "low-confidence",
-                 P.EventReason.OUT_OF_DISTRIBUTION: "out-of-distribution"}  # fmt: skip
+                 P.EventReason.OUT_OF_DISTRIBUTION: "out-of-distribution", P.EventReason.NOISE: "noise"}  # fmt: skip
 
 
 class ImuStream:

@@ -834,6 +834,10 @@ def _bundle_info(run: _Run, model: Classifier, method: SupervisedMethod, metrics
         "prototypes": torch.from_numpy(prototypes),
         **_input_moments(ds, cfg.data),
         "calibration_windows": torch.from_numpy(run.X_train_all[np.sort(np.concatenate([run.tr, run.va]))][:512]),
+        # how rough each labelled window is in its source units (before preprocessing): what export sets the
+        # runtime's noise gate from (the saved windows above are standardised per channel)
+        "window_roughness": torch.from_numpy(pp.roughness(match_only(
+            ds.X_train[np.sort(np.concatenate([run.tr, run.va]))], ds.rate_hz, cfg.data))),
         # typical labelled performances of each class: what an enrolled user's takes are compared with
         "class_templates": torch.from_numpy(templates),
         "class_template_labels": torch.from_numpy(template_labels),

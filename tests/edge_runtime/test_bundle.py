@@ -6,7 +6,7 @@ from edgessl.edge_runtime.bundle import SCHEMA_VERSION, SegmentParams, open_bund
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def test_segmentation_parameters_from_the_manifest(small_bundle, rewrite):

@@ -16,7 +16,7 @@ def _run(bundle, decision: DecisionConfig) -> tuple[list, dict]:
 
 
 def test_unknown_gestures_are_counted_by_reason_and_shown_on_request(small_bundle):
-    everything, _ = _run(small_bundle, DecisionConfig(confidence=0.0, ood_threshold=float("inf")))
+    everything, _ = _run(small_bundle, DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf")))
     assert len(everything) >= 6  # 8 gestures performed: the segments the runtime cut
     # an out-of-distribution threshold nothing meets: every segment is 'unknown', each one counted
     hidden, stats = _run(small_bundle, DecisionConfig(confidence=0.0, ood_threshold=-1.0))
@@ -32,3 +32,42 @@ def test_unknown_gestures_are_counted_by_reason_and_shown_on_request(small_bundl
     hidden, stats = _run(small_bundle, DecisionConfig(confidence=1.01, ood_threshold=float("inf")))
     assert hidden == [] and stats["unknown_low_confidence"] == len(everything)
     assert stats.get("unknown_out_of_distribution", 0) == 0
+
+
+def test_noise_and_vibration_are_answered_unknown_before_the_model_and_gestures_are_not(small_bundle):
+    """A segment as rough as sensor noise (a vibrating table, a loose connector, a knock) is answered `unknown`
+    with reason "noise" by the bundle's default decisions — the model is not asked, and no adapter learns from
+    it — while every gesture the user performs passes the noise gate."""
+    from edgessl.edge_runtime.adapt import Adapter
+
+    class Seen(Adapter):
+        def __init__(self):
+            super().__init__()
+            self.windows = 0
+
+        def observe(self, window, e, probs, ood=None, src=None):
+            self.windows += 1
+
+    st = make_stream(SyntheticConfig(seed=3, reps=6), n_gestures=12)
+    rest = st.signal[:, -1:]
+    rng = np.random.default_rng(1)
+    bursts = [rest + rng.normal(0, s, (3, n)) for s in (0.05, 0.3, 1.0) for n in (60, 150)]
+    still = rest + np.zeros((3, 200))
+    x = np.concatenate([st.signal] + [p for b in bursts for p in (still, b)] + [still], axis=1).T
+    t = np.arange(len(x)) / 100.0
+    with GestureRuntime(small_bundle, decision=DecisionConfig(report_unknown=True), adapter=Seen()) as rt:
+        assert rt.roughness_threshold is not None and 0 < rt.roughness_threshold < 1.0  # white noise scores 2
+        events = [e for i in range(0, len(t), 50) for e in rt.feed(x[i : i + 50], t[i : i + 50])]
+        observed, stats = rt.adapter.windows, dict(rt.stats)
+    noise = [e for e in events if e.reason == "noise"]
+    assert len(noise) == len(bursts) == stats["unknown_noise"]
+    assert all(e.window_start >= st.signal.shape[1] / 100.0 for e in noise)  # the bursts, not the gestures
+    assert all(e.roughness > rt.roughness_threshold and e.to_json()["reason"] == "noise" for e in noise)
+    gestures = [e for e in events if e.window_end <= st.signal.shape[1] / 100.0]
+    assert len(gestures) >= 10 and all(e.reason != "noise" for e in gestures)
+    assert observed == len(events) - len(noise)  # the adapter saw every segment but the noise
+    # a bundle's calibration record says how the gate was set
+    from edgessl.edge_runtime.bundle import open_bundle
+
+    cal = open_bundle(small_bundle).manifest["roughness_calibration"]
+    assert cal["source"] == "labelled windows" and cal["windows"] > 50 and cal["rejection"] <= 0.01

@@ -24,7 +24,7 @@ from edgessl.edge_runtime.runtime import DecisionConfig, Event, GestureRuntime, 
 from edgessl.errors import DeviceError, ExitCode
 from edgessl.synthetic import SyntheticConfig, make_dataset, make_stream
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))  # every segment becomes an event
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))  # every segment becomes an event
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="pseudo-terminal semantics")
 
 

@@ -40,7 +40,7 @@ def test_stream_spotting_reports_each_gesture_once(small_bundle):
     st = make_stream(SyntheticConfig(seed=0, reps=6), n_gestures=15)  # user 8: held out in training
     t = np.arange(st.signal.shape[1]) / 100.0
     # every segment becomes an event (the weakly trained fixture model is under-confident): this tests spotting
-    with GestureRuntime(small_bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"))) as rt:
+    with GestureRuntime(small_bundle, decision=DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))) as rt:
         events = []
         for i in range(0, st.signal.shape[1], 10):
             events += rt.feed(st.signal[:, i : i + 10].T, t[i : i + 10])

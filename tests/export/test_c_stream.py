@@ -27,7 +27,7 @@ def python_events(bundle, samples, t_ms):
             events += rt.feed(samples[i : i + 10], t_ms[i : i + 10] / 1000.0)
         labels = rt.labels
     return [(labels.index(e.label) if e.label in labels else -1, e.window_start * 1e3, e.window_end * 1e3,
-             e.confidence) for e in events], rt.stats  # fmt: skip
+             e.confidence, e.reason) for e in events], rt.stats  # fmt: skip
 
 
 def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
@@ -41,6 +41,13 @@ def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
     keep[6000:6200] = False  # 2 s lost: the segmentation restarts
     x, t = x[keep], t[keep]
     t[9000:] -= 50_000  # the device clock jumps back: a new timeline (the suppression is cleared too)
+    # then 3 bursts of vibration (white noise, 0.3 g, 1 s) with the board at rest between them
+    rng = np.random.default_rng(0)
+    rest = x[-1]
+    extra = np.concatenate([rest + rng.normal(0, s, (n, x.shape[1]))
+                            for _ in range(3) for s, n in ((0.003, 200), (0.3, 100))] + [rest + np.zeros((200, x.shape[1]))])
+    x = np.concatenate([x, extra.astype(np.float32)])
+    t = np.concatenate([t, t[-1] + 10 * np.arange(1, len(extra) + 1)])
     t_ms = (t % 2**32).astype(np.uint32)
     c_events, stats = run_stream(stream_exe, x, t_ms)
     py_events, py_stats = python_events(small_bundle, x, t.astype(np.float64))
@@ -53,4 +60,9 @@ def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
     assert samples == len(x) and events == len(py_events) and segments >= events
     assert window_resets == 1 and timeline_resets == 1 == py_stats["backwards_timestamps"]
     reasons = {e[5] for e in c_events if e[0] == -1}
-    assert reasons <= {1, 2} and all(e[5] == 0 for e in c_events if e[0] >= 0)
+    assert reasons <= {1, 2, 3} and all(e[5] == 0 for e in c_events if e[0] >= 0)
+    # the noise gate, on both sides: the 3 bursts and nothing else
+    words = {0: None, 1: "low_confidence", 2: "out_of_distribution", 3: "noise"}
+    assert [words[e[5]] for e in c_events] == [e[4] for e in py_events]
+    assert [e[4] for e in py_events].count("noise") == 3 == py_stats["unknown_noise"]
+    assert [e[4] for e in py_events][-3:] == ["noise"] * 3

@@ -43,7 +43,7 @@ def test_round_trip_classify_equals_torch(small_model, small_bundle):
     X = make_dataset(SyntheticConfig(reps=6, length=128)).X_test  # raw g: the runtime applies the preprocessing
     with torch.no_grad():
         torch_pred = model(torch.from_numpy(standardize(X))).argmax(1).numpy()
-    anything = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+    anything = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
     with GestureRuntime(small_bundle, decision=anything, precision="fp32") as rt:
         np.testing.assert_array_equal([rt.classify(x).index for x in X], torch_pred)  # exactly the torch model
     with GestureRuntime(small_bundle, decision=anything) as rt:

@@ -123,7 +123,7 @@ def test_event_and_model_info_round_trip_and_refuse_bad_payloads():
     assert V.DEMO_MODEL.sha256_hex == bytes(range(32)).hex()
     assert P.ModelInfo(bytes(32), 0, ("a",)).sha256_hex is None  # zeros: the board does not know
     for bad in (b"", V.DEMO_EVENT.to_payload()[:-1], P.EVENT_PAYLOAD.pack(-2, 0, 0.5, 0, 1),
-                P.EVENT_PAYLOAD.pack(0, 3, 0.5, 0, 1), P.EVENT_PAYLOAD.pack(0, 0, 1.5, 0, 1),
+                P.EVENT_PAYLOAD.pack(0, 4, 0.5, 0, 1), P.EVENT_PAYLOAD.pack(0, 0, 1.5, 0, 1),
                 P.EVENT_PAYLOAD.pack(0, 0, 0.5, 2, 1)):  # fmt: skip
         with pytest.raises(P.ProtocolError):
             P.EventPayload.from_payload(bad)

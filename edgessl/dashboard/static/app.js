@@ -149,7 +149,9 @@ function setProbs(p) {
   if (p.label === "unknown" && p.reason) {  // why: which gate, the value against its threshold
     extra = p.reason === "low confidence"
       ? `→ unknown: low confidence (${p.top} ${fmt(p.confidence, 2)} < ${fmt(p.gate, 2)})`
-      : `→ unknown: unlike training (${fmt(p.ood_score, 2)} > ${fmt(p.gate, 2)})`;
+      : p.reason === "noise"
+        ? `→ unknown: noise or vibration, not a movement (roughness ${fmt(p.roughness, 2)} > ${fmt(p.gate, 2)})`
+        : `→ unknown: unlike training (${fmt(p.ood_score, 2)} > ${fmt(p.gate, 2)})`;
   } else if (p.label) {
     extra = `→ ${p.label}${p.confidence !== undefined ? `, confidence ${fmt(p.confidence, 2)}` : ""}`;
   }
@@ -173,7 +175,7 @@ function setStatus(s) {
   const r = s.runtime || {};
   $("h-latency").textContent = r.latency_ms === undefined || r.latency_ms === null ? "—" : `${fmt(r.latency_ms, 2)} ms`;
   $("h-unknown").textContent = r.unknown === undefined ? "—"
-    : `${r.unknown} (low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`;
+    : `${r.unknown} (noise ${r.unknown_noise}, low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`;
   const a = s.adaptation;
   if (a) {
     $("a-method").textContent = a.method;

@@ -177,7 +177,7 @@ essl_err_t essl_device_info_payload(const essl_device_info_t *info, uint8_t *out
 essl_err_t essl_event_payload(int16_t label, uint8_t reason, float confidence, uint64_t t_start_us, uint64_t t_end_us,
                               uint8_t *out, size_t cap, size_t *out_len) {
     if (out == NULL || out_len == NULL) return ESSL_ERR_NULL;
-    if (label < -1 || reason > 2 || !(confidence >= 0.0f && confidence <= 1.0f) || t_end_us < t_start_us)
+    if (label < -1 || reason > 3 || !(confidence >= 0.0f && confidence <= 1.0f) || t_end_us < t_start_us)
         return ESSL_ERR_ARG;
     if (cap < ESSL_EVENT_PAYLOAD_SIZE) return ESSL_ERR_BUFFER;
     put_u16(out, (uint16_t)label);

@@ -6,7 +6,7 @@ from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.preprocess import PreprocessSpec
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def test_runtime_hands_the_bundles_parameters_in_the_context(small_bundle):

@@ -5,7 +5,7 @@ from edgessl.edge_runtime.adapt import Adapter, Chain, InputCorrection, Safeguar
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def test_chain_runs_every_part_and_saves_their_state(small_bundle, tmp_path):

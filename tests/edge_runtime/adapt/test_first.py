@@ -8,7 +8,7 @@ import pytest
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD, First, build_adapter
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def test_the_default_is_ttt_where_the_bundle_takes_accelerometer_axes_in_g(small_bundle, tmp_path):

@@ -9,7 +9,7 @@ from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.preprocess import PreprocessSpec, Step, fit_gravity, still_means
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def _still(n, rng, axes=None, noise=0.005, T=64):

@@ -10,7 +10,7 @@ from edgessl.preprocess import MOMENT_LAGS, signal_moments
 from edgessl.synthetic import SyntheticConfig, make_dataset
 from tests.test_preprocess import _ar_signal  # the one AR test signal, shared with the moment tests
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def _accuracy(rt, X, y):

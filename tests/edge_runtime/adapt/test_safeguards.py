@@ -8,7 +8,7 @@ from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, collapsed, 
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def _accuracy(rt, X, y):

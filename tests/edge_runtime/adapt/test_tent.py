@@ -7,7 +7,7 @@ from edgessl.synthetic import SyntheticConfig, make_dataset
 
 from .gradcheck import num_grad
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def test_tent_gradient_matches_finite_differences():

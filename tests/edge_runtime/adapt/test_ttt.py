@@ -9,7 +9,7 @@ from edgessl.edge_runtime.adapt.ttt import TTT, foa_loss, prediction_entropy, st
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_dataset, rotation_matrix
 
-ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"))
+ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 
 
 def test_cmaes_minimises_a_shifted_ill_conditioned_quadratic():
