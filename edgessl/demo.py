@@ -164,8 +164,8 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
         sim.stop()
     t_rec = np.concatenate(recorded_t)
     acc_live, _ = stream_accuracy(events, truth, 100.0)
-    # the comparison: the same user goes on for a longer session on the same rotated mounting (adaptation
-    # needs a few dozen gestures before its first update), replayed through the unadapted runtime, the
+    # the comparison: the same user goes on for a longer session on the same rotated mounting (ttt searches
+    # its input transform after a few dozen gestures), replayed through the unadapted runtime, the
     # adapted one (`edgessl run`'s default) and, after the user performed each gesture once
     # (`edgessl enroll --calibrate`), `edgessl run --state`
     long = make_stream(syn, user_id=syn.n_users, n_gestures=cfg.session_gestures, idle_s=(1.0, 2.0), stream_seed=2)
@@ -210,7 +210,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     print(f"  live: {len(events)} events for {len(truth)} gestures, accuracy {acc_live:.3f}", flush=True)
     print(f"  a session of {len(long.extra['events'])} gestures: sensor not rotated {runs['not_rotated']['accuracy']:.3f}, "
           f"rotated: unadapted {acc_base:.3f}, adapted "
-          f"({runs['adapted'].get('method', cfg.adapt)}, {runs['adapted'].get('updates', 0)} updates) {acc_adapt:.3f}, "
+          f"({_adapt_words(runs['adapted'].get('method', cfg.adapt), runs['adapted'].get('updates', 0))}) {acc_adapt:.3f}, "
           f"enrolled (1 performance per gesture) {acc_enrolled:.3f}; answered unknown: unadapted "
           f"{unknown_base['total']}, adapted {unknown_adapt['total']}, enrolled {unknown_enrolled['total']}", flush=True)  # fmt: skip
     if since_update is not None:
@@ -308,14 +308,14 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 | 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f}{_noise_md(ex)} |
 | 4. simulated device | {s['stream']['gestures']} gestures of a held-out user, sensor rotated {s['stream']['rotation_deg']:g}°, {s['stream']['samples_received']} samples received |
 | 5a. live | {rt['events']} events for {s['stream']['gestures']} gestures, accuracy {rt['accuracy_live']:.3f} |
-| 5b. a session of {rt['session_gestures']} gestures | stream accuracy with the sensor not rotated {rt['accuracy_not_rotated']:.3f} (the reference); rotated: unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({rt['adapt']}, {rt['updates']} updates) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
+| 5b. a session of {rt['session_gestures']} gestures | stream accuracy with the sensor not rotated {rt['accuracy_not_rotated']:.3f} (the reference); rotated: unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({_adapt_words(rt['adapt'], rt['updates'])}) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
 
 {verdict}{_since_md(rt['since_first_update'])}
 
 Stream accuracy: a true gesture counts as correct when the first event overlapping it carries its label; a missed
 gesture, or one answered `unknown`, counts as wrong. The runtime decides as `edgessl run` does, with the gates the
 export calibrated on the model's validation windows. The comparison (5b) is a longer session of the same user on
-the same rotated mounting (adaptation needs a few dozen gestures before its first update), replayed through the
+the same rotated mounting (`ttt` searches its input transform after a few dozen gestures), replayed through the
 runtime without adaptation, with `edgessl run`'s default adaptation, and through `edgessl run --state` after the
 user performed each gesture once (`edgessl enroll --calibrate`); the same session on a straight mounting is the
 reference (what the rotation costs).
@@ -348,6 +348,14 @@ def _since_md(s: dict | None) -> str:
         return " Adaptation made no update in this session."
     return (f" From its first update on ({s['gestures']} gestures), unadapted {s['unadapted']:.3f}, adapted "
             f"{s['adapted']:.3f}.")
+
+
+def _adapt_words(method: str, updates: int) -> str:
+    """What the adapter did, in words: ``ttt`` shifts its activations from the first gesture on and counts
+    only the changes of its input transform as updates."""
+    if "ttt" in method:
+        return f"{method}: activations shifted from the first gesture, {updates} change(s) of its input transform"
+    return f"{method}, {updates} update(s)"
 
 
 def _noise_md(ex: dict) -> str:

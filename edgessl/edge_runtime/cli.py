@@ -467,7 +467,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 why = (f" ({by_reason}{'' if args.show_unknown else '; --show-unknown prints them'})"
                        if unknown else "")  # fmt: skip
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (unknown if args.show_unknown else 0)} "
-                      f"gestures, {unknown} answered unknown{why}, {c['delivered_samples']} samples; "
+                      f"gestures reported, {unknown} answered unknown{why}, {c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:

@@ -127,6 +127,8 @@ class EnrollReport:
         """One line for a terminal."""
         what = "new class" if self.new_class else "personalised"
         near = f"; closest other gesture: {self.nearest[0]} (similarity {self.nearest[1]:.2f})" if self.nearest else ""
+        if self.nearest and self.accepted and not any(" is closer to " in w for w in self.warnings):
+            near = near[:-1] + ": distinct enough)"  # a take too like another class is warned about instead
         if not self.accepted:
             return f"{self.label}: refused ({self.reason}){near}"
         rej = f", {len(self.rejected)} doubtful (answered {', '.join(r['answered'] for r in self.rejected)})" if self.rejected else ""

@@ -229,6 +229,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             try:
                 dev.open()
             except DeviceLost as e:
+                if "edgessl devices" in str(e):  # the reason already says where to look
+                    raise
                 raise DeviceLost(f"{e}; `edgessl devices` lists the ports it can see") from e
             finally:
                 stop.blocking = False

@@ -315,6 +315,8 @@ class Guide:
                 self.d.emit({"cue": {"label": self.label, "status": status}})
             else:
                 why = ("could not be sent (the board is unplugged at the moment)" if status == "NOT_SENT"
+                       else "was refused: the board does not know this gesture (`edgessl simulate` performs only "
+                       "its own gestures, so no take of it will come)" if status == "BAD_ARGUMENT"
                        else f"was answered {status}")  # fmt: skip
                 self.d.line(f"# the cue {self.label!r} to the board {why}; perform on the screen's prompt as usual")
         self.cues[status] = self.cues.get(status, 0) + 1

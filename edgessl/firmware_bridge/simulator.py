@@ -789,7 +789,9 @@ def register(sub) -> None:
                         "drift: clock ppm; rate: the real sample rate; "
                         "unplug=EVERY:FOR: unplug every EVERY s for FOR s, wall-clock, so the device loses FOR x "
                         "--speed s of samples; restart=EVERY: a reset every EVERY s)")
-    p.add_argument("--speed", type=float, default=1.0, help="playback speed (1 = real time)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="playback speed (1 = real time); other commands' --seconds count wall-clock time, so at "
+                        "--speed 4 `record --seconds 180` holds 720 s of samples")  # fmt: skip
     p.add_argument("--link", default=None,
                    help="stable path to keep pointing at the device; must not exist (default: a temp path)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
