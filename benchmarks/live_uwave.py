@@ -11,7 +11,8 @@ segments, the bundle's gates, the default adaptation; gestures answered ``unknow
 reported when the event overlapping it most names a gesture (not ``unknown``); events overlapping neither a
 performance nor a return move are false events, per minute of stillness; events on return moves are
 counted apart. Not gestures: ``own_data.junk`` (20 bursts each of white noise at 0.05/0.3/1 g and 20
-knocks, the board at rest between); an event naming a gesture is a false event.
+knocks, the board at rest between); an event naming a gesture is a false event; also without the noise
+gate, for comparison.
 
     python benchmarks/live_uwave.py --bundles DIR [--seeds 3]     (DIR: benchmarks/enroll.py --workdir)
 """
@@ -123,7 +124,8 @@ def main() -> None:
                        "gates": {"confidence": manifest["confidence_threshold"], "ood": manifest["ood_threshold"],
                                  "roughness": manifest.get("roughness_threshold"),
                                  "calibration": manifest["decision_calibration"]},
-                       "not_gestures": junk(bundle, seed)})  # fmt: skip
+                       "not_gestures": junk(bundle, seed),
+                       "not_gestures_without_noise_gate": junk(bundle, seed, noise_gate=False)})  # fmt: skip
         print(f"seed {seed}: not gestures, false events {[(k, v['false_events']) for k, v in pooled['not_gestures'].items()]}",
               flush=True)  # fmt: skip
         runs.append(pooled)

@@ -9,7 +9,8 @@ largest of the held-out windows' quantile, the log-normal's point quantile fitte
 p99 (the export's rule until round 2's sixth session); ``cross_fitted`` = the log-normal with its spread
 pooled over the held-out and the model's cross-fitted scores, and the training p99 (the export's rule now,
 for models with fewer than 64 held-out windows). Rejection by the OOD gate alone and by either gate (the
-bundle's confidence gate too).
+bundle's confidence gate too), and by the noise gate (``roughness_threshold``, round 2's ninth session) on
+the same windows.
 
     python benchmarks/ood_gate.py --keep DIR
 """
@@ -23,6 +24,7 @@ import torch
 from edgessl.edge_runtime.bundle import open_bundle
 from edgessl.edge_runtime.runtime import GestureRuntime
 from edgessl.export.pipeline import _held_out_windows, _lognormal_quantile, _verification_windows
+from edgessl.preprocess import roughness
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--keep", required=True, help="the work folder of benchmarks/own_data.py --keep")
@@ -60,11 +62,16 @@ for r, d in enumerate(sorted(str(p) for p in Path(a_.keep).glob("repeat*"))):
         smooth = a * np.sin(2 * np.pi * f * t + ph) + np.array([0, 0, 1.0])[None, :, None]
         still = np.array([0, 0, 1.0])[None, :, None] + rng.normal(0, 0.01, (300, C, T))
         row = {"repeat": r, "val_n": len(sv), "cross_fitted_n": len(info["cross_fit_ood"]), "held_out_thr": round(held, 4), "cross_fitted_thr": round(crossed, 4), "conf_thr": round(m["confidence_threshold"], 3)}
+        rough_thr = m.get("roughness_threshold")
+        row["roughness_thr"] = None if rough_thr is None else round(rough_thr, 4)
         for name, X in (("noise", noise), ("smooth_random", smooth), ("still", still)):
             s, c = scores(X), conf(X)
             low = c < m["confidence_threshold"]
+            rough = roughness(X) > rough_thr if rough_thr is not None else np.zeros(len(X), bool)
             row[name] = {"ood_rej_held_out": round(float(np.mean(s > held)), 3), "ood_rej_cross_fitted": round(float(np.mean(s > crossed)), 3),
-                         "any_rej_cross_fitted": round(float(np.mean((s > crossed) | low)), 3)}
+                         "any_rej_cross_fitted": round(float(np.mean((s > crossed) | low)), 3),
+                         "noise_gate_rej": round(float(np.mean(rough)), 3),
+                         "any_rej_with_noise_gate": round(float(np.mean((s > crossed) | low | rough)), 3)}
         print(json.dumps(row))
         rows.append(row)
 Path(a_.out).write_text(json.dumps({"protocol": __doc__.split("\n\n")[1:3], "repeats": rows}, indent=1) + "\n")

@@ -118,12 +118,13 @@ def live(bundle: Path, work: Path, user: str, seed: int, seconds: float, speed: 
     return score(read_jsonl(log), read_jsonl_text(r.stdout)), wall
 
 
-def junk(bundle: Path, seed: int, n: int = 20) -> dict[str, Any]:
+def junk(bundle: Path, seed: int, n: int = 20, noise_gate: bool = True) -> dict[str, Any]:
     """What the default decisions (and the default adaptation) answer to what is not a gesture, the board at
     rest between: ``n`` bursts each of white noise at 0.05, 0.3 and 1 g rms (0.3-2 s: a vibrating table, a
     loose connector) and ``n`` knocks (a tap on the board's table: 30 Hz ringing from 0.5-2 g, decaying over
     0.2 s). Fed in 10-sample frames to ``GestureRuntime`` as ``edgessl run`` feeds it, unknown answers
-    reported; an event naming a gesture is a false event."""
+    reported; an event naming a gesture is a false event. ``noise_gate=False``: the same without the bundle's
+    noise gate (what the runtime did before it)."""
     import numpy as np
 
     from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
@@ -135,7 +136,8 @@ def junk(bundle: Path, seed: int, n: int = 20) -> dict[str, Any]:
     kinds = {f"noise_{g}g": (lambda g=g: rng.normal(0, g, (int(100 * rng.uniform(0.3, 2.0)), 3))) for g in (0.05, 0.3, 1.0)}
     tt = np.arange(20) / 100.0
     kinds["knock"] = lambda: (rng.uniform(0.5, 2.0) * np.exp(-tt / 0.05) * np.sin(2 * np.pi * 30 * tt))[:, None] * rng.normal(size=3)
-    with GestureRuntime(bundle, decision=DecisionConfig(report_unknown=True), adapter=build_adapter(DEFAULT_METHOD)) as rt:
+    decision = DecisionConfig(report_unknown=True, roughness_threshold=None if noise_gate else float("inf"))
+    with GestureRuntime(bundle, decision=decision, adapter=build_adapter(DEFAULT_METHOD)) as rt:
         for name, make in kinds.items():
             parts = [rest + rng.normal(0, 0.003, (200, 3))]
             for _ in range(n):
@@ -177,6 +179,7 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
     same, steps["run_same_user"] = live(bundle, work, "A", base_seed + 3, live_s, speed)
     new, steps["run_new_user"] = live(bundle, work, "B", base_seed + 3, live_s, speed)
     not_gestures = junk(bundle, base_seed + 4)
+    without_gate = junk(bundle, base_seed + 4, noise_gate=False)
     metrics = json.loads((work / "ft" / "metrics.json").read_text())
     return {
         "steps_wall_s": {k: round(v, 1) for k, v in steps.items()},
@@ -190,6 +193,7 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
         "live_same_user_new_session": same,
         "live_new_user": new,
         "not_gestures": not_gestures,
+        "not_gestures_without_noise_gate": without_gate,
     }
 
 
@@ -205,8 +209,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                    else 0.0, "values": [round(float(x), 4) for x in v]}  # fmt: skip
         out[f"{who}.reported_vs_performed"] = [f"{r[who]['reported']}/{r[who]['performed']}" for r in runs]
     for kind in runs[0]["not_gestures"]:
-        out[f"not_gestures.{kind}.false_events"] = [f"{r['not_gestures'][kind]['false_events']}/{r['not_gestures'][kind]['bursts']}"
-                                                    for r in runs]  # fmt: skip
+        for key in ("not_gestures", "not_gestures_without_noise_gate"):
+            out[f"{key}.{kind}.false_events"] = [f"{r[key][kind]['false_events']}/{r[key][kind]['bursts']}" for r in runs]
     for step in runs[0]["steps_wall_s"]:
         out[f"wall_s.{step}"] = round(float(np.mean([r["steps_wall_s"][step] for r in runs])), 1)
     return out

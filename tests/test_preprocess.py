@@ -212,3 +212,5 @@ def test_roughness_separates_noise_from_movement_and_ignores_scale_offset_and_ro
     x = move + 0.01 * rng.normal(size=move.shape)
     assert pp.roughness(3.0 * (R @ x) + 5.0) == pytest.approx(pp.roughness(x), rel=1e-9)
     assert pp.roughness(np.ones((3, 64))) == 0.0 and pp.roughness(noise).shape == (200,)
+    counts = np.array([[-32768, 32767] * 32, [0, 1] * 32, [5] * 64], np.int16)  # int16 steps would wrap
+    assert pp.roughness(counts) == pytest.approx(pp.roughness(counts.astype(np.float64)))

@@ -39,6 +39,9 @@ from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 UNKNOWN = "unknown"
 
 
+ENROLLED_ROUGHNESS_MARGIN = 2.0  # an enrolled user's noise gate: at least this times their roughest take
+
+
 @dataclasses.dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs microseconds per window
 class Prediction:
     label: str
@@ -154,7 +157,8 @@ class GestureRuntime:
             :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
             ``"unknown_out_of_distribution"``.
-        roughness_threshold: the noise gate of segment bundles (None: no gate).
+        roughness_threshold: the noise gate of segment bundles (None: no gate); with a user state, at least
+            twice the roughness of their roughest take (an enrolled gesture is never noise to them).
     """
 
     def __init__(self, bundle_path: str | Path, *, providers: list[str] | None = None, threads: int = 1,
@@ -186,6 +190,11 @@ class GestureRuntime:
         self._n_classes = len(self.b)
         self._b_list = self.b.astype(np.float64).tolist()
         self._head_and_protos = np.ascontiguousarray(np.concatenate([self.W.T, self.prototypes.T], axis=1))
+        rough = decision.roughness_threshold if decision.roughness_threshold is not None else m.get("roughness_threshold")
+        # no gate (and no cost) for sliding bundles, older bundles and an infinite threshold
+        self.roughness_threshold = (float(rough) if rough is not None and math.isfinite(rough)
+                                    and m["input_mode"] == "segment" else None)  # fmt: skip
+        self._bundle_roughness = self.roughness_threshold if decision.roughness_threshold is None else None
         self.user_state: UserState | None = None
         self._enrolled: EnrolledHead | None = None
         if user_state is not None:
@@ -212,10 +221,6 @@ class GestureRuntime:
         self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
         self.confidence = float(decision.confidence if decision.confidence is not None
                                 else m.get("confidence_threshold", 0.5))  # fmt: skip
-        rough = decision.roughness_threshold if decision.roughness_threshold is not None else m.get("roughness_threshold")
-        # no gate (and no cost) for sliding bundles, older bundles and an infinite threshold
-        self.roughness_threshold = (float(rough) if rough is not None and math.isfinite(rough)
-                                    and m["input_mode"] == "segment" else None)  # fmt: skip
         self.windower = StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
                                        m["input_mode"], self.bundle.segmentation, max_fill_s=max_fill_s)  # fmt: skip
         self.adapter = adapter
@@ -282,6 +287,11 @@ class GestureRuntime:
         assert st is not None
         self.labels = st.labels
         self._enrolled = st.head(self.W, self.b, self.prototypes, self.templates) if len(st.takes) else None
+        if self._bundle_roughness is not None and st.windows is not None and len(st.windows):
+            # a gesture the user enrolled is never noise to them (a shake is rough): the gate rises to cover
+            # their takes with the margin the bundle's own gate has over its training windows (about 2x)
+            takes = float(preprocess.roughness(st.windows).max())
+            self.roughness_threshold = max(self._bundle_roughness, ENROLLED_ROUGHNESS_MARGIN * takes)
 
     def enroll(self, label: str, windows: np.ndarray) -> EnrollReport:
         """Enroll ``windows [N, C, T]`` (or one ``[C, T]``: the bundle's channels, units and window, as
@@ -387,7 +397,7 @@ class GestureRuntime:
         ood = 1.0 - sim / max(math.sqrt(float(e0 @ e0)), 1e-12)
         rough = 0.0
         if self.roughness_threshold is not None:
-            rough = float(preprocess.roughness(np.asarray(window, np.float32).reshape(self._window_shape)))
+            rough = float(preprocess.roughness(np.asarray(window).reshape(self._window_shape)))
         # the first gate that refuses names the reason: noise (not a movement at all), then the model's two
         why = ("noise" if self.roughness_threshold is not None and rough > self.roughness_threshold
                else "low_confidence" if conf < self.confidence

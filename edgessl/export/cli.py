@@ -46,7 +46,8 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
     from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, HEAD, open_bundle
     from edgessl.export.verify import compare, gate_report
-    from edgessl.trainer.data import DataConfig, labelled
+    from edgessl.preprocess import roughness
+    from edgessl.trainer.data import DataConfig, labelled, match_only
 
     b = open_bundle(a.bundle)
     if ENCODER_FP32 not in b.members:
@@ -57,8 +58,11 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     check_data_fits(a.bundle, b.labels, b.channels, a.data, ds.class_names, list(ds.channel_names))
     r = compare(b.members[ENCODER_FP32], b.members[ENCODER_INT8], b.members[HEAD], X.astype(np.float32), ds.y_test)
     m = b.manifest
+    # the noise gate scores the windows in their source units, before preprocessing (as the runtime does)
+    rough = roughness(match_only(ds.X_test, ds.rate_hz, cfg)) if m.get("roughness_threshold") is not None else None
     r["decisions"] = gate_report(b.members[ENCODER_INT8], b.members[HEAD], b.adaptation()["prototypes"],
-                                 m.get("confidence_threshold", 0.5), m.get("ood_threshold"), X, ds.y_test)  # fmt: skip
+                                 m.get("confidence_threshold", 0.5), m.get("ood_threshold"), X, ds.y_test,
+                                 rough, m.get("roughness_threshold"))  # fmt: skip
     print(json.dumps(r, indent=2))
     if r["top1_agreement"] < a.min_agreement:
         raise ModelError(f"{a.bundle}: int8/fp32 top-1 agreement {r['top1_agreement']:.4f} is below "

@@ -60,16 +60,20 @@ def decision_scores(int8_encoder: bytes | str, head: bytes | str, prototypes: np
 
 
 def gate_report(int8_encoder: bytes | str, head: bytes | str, prototypes: np.ndarray, confidence: float,
-                ood_threshold: float | None, X: np.ndarray, y: np.ndarray | None) -> dict:  # fmt: skip
+                ood_threshold: float | None, X: np.ndarray, y: np.ndarray | None,
+                roughness: np.ndarray | None = None, roughness_threshold: float | None = None) -> dict:  # fmt: skip
     """What ``edgessl run``'s default decisions (the bundle's calibrated gates) answer on valid gestures ``X``
-    (the encoder's inputs): the share answered ``unknown``, by reason (low confidence first, as the runtime
-    reports it), and the share right (an ``unknown`` answer is never right)."""
+    (the encoder's inputs): the share answered ``unknown``, by reason (noise first, then low confidence, as the
+    runtime reports it; the noise gate needs the windows' ``roughness`` in source units), and the share right
+    (an ``unknown`` answer is never right)."""
     p, ood = decision_scores(int8_encoder, head, prototypes, X)
-    low = p.max(1) < confidence
-    far = ~low & (ood > ood_threshold if ood_threshold is not None else np.zeros(len(X), bool))
-    unknown = low | far
+    rough = (np.asarray(roughness) > roughness_threshold if roughness is not None and roughness_threshold is not None
+             else np.zeros(len(X), bool))  # fmt: skip
+    low = ~rough & (p.max(1) < confidence)
+    far = ~rough & ~low & (ood > ood_threshold if ood_threshold is not None else np.zeros(len(X), bool))
+    unknown = rough | low | far
     n = max(len(X), 1)
     right = int(((p.argmax(1) == np.asarray(y)) & ~unknown).sum()) if y is not None else None
-    return {"windows": len(X), "rejection_rate": float(unknown.sum() / n), "unknown_low_confidence": int(low.sum()),
-            "unknown_out_of_distribution": int(far.sum()),
+    return {"windows": len(X), "rejection_rate": float(unknown.sum() / n), "unknown_noise": int(rough.sum()),
+            "unknown_low_confidence": int(low.sum()), "unknown_out_of_distribution": int(far.sum()),
             "accuracy_with_gates": None if right is None else right / n}  # fmt: skip

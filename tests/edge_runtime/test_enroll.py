@@ -198,3 +198,25 @@ def test_takes_are_matched_by_their_windows_and_a_version_1_state_still_decides(
     assert old.user_state is not None and old.user_state.windows is None
     assert old._enrolled is not None and old._enrolled.templates is None
     assert np.mean([p.label == lb for p, lb in zip(old.classify(X), rt.labels, strict=True)]) >= 0.75
+
+
+def test_an_enrolled_rough_gesture_is_not_noise_to_its_user_and_white_noise_still_is(small_bundle):
+    """A gesture rougher than the bundle's training gestures (a fast shake) would be answered `unknown` as
+    noise; once the user enrolls it, the noise gate rises to cover their takes, and white noise stays out."""
+    rng = np.random.default_rng(0)
+    t = np.arange(128) / 128.0
+
+    def shakes(n: int) -> np.ndarray:  # 9-11 shakes a second along x, in g, on gravity
+        f = rng.uniform(9, 11, (n, 1))
+        x = np.stack([np.sin(2 * np.pi * f * t + rng.uniform(0, 6, (n, 1))), 0.05 * rng.normal(size=(n, 128)),
+                      1.0 + 0.05 * rng.normal(size=(n, 128))], axis=1)  # fmt: skip
+        return x.astype(np.float32)
+
+    noise = (np.array([0, 0, 1.0])[None, :, None] + rng.normal(0, 0.3, (20, 3, 128))).astype(np.float32)
+    rt = GestureRuntime(small_bundle)
+    base = rt.roughness_threshold
+    assert base is not None and [p.reason for p in rt.classify(shakes(5))] == ["noise"] * 5
+    assert rt.enroll("shake", shakes(3)).accepted
+    assert base < rt.roughness_threshold < 1.0  # white noise scores 2
+    assert all(p.label == "shake" for p in rt.classify(shakes(10)))
+    assert [p.reason for p in rt.classify(noise)] == ["noise"] * 20

@@ -175,8 +175,16 @@ def test_verify_cli(small_bundle, capsys):
     # the rejection rate of valid gestures under run's default gates, by reason, consistent with the runtime's
     d = r["decisions"]
     assert d["windows"] > 0 and 0.0 <= d["rejection_rate"] < 0.5
-    assert d["unknown_low_confidence"] + d["unknown_out_of_distribution"] == round(d["rejection_rate"] * d["windows"])
+    n_unknown = d["unknown_noise"] + d["unknown_low_confidence"] + d["unknown_out_of_distribution"]
+    assert n_unknown == round(d["rejection_rate"] * d["windows"])
     assert d["accuracy_with_gates"] <= r["accuracy_int8"] + 1e-9  # an unknown answer is never right
+    # the noise gate's count is the runtime's on the same windows in their source units
+    from edgessl.datasets import load_windows
+    from edgessl.edge_runtime.runtime import GestureRuntime
+
+    with GestureRuntime(small_bundle) as rt:
+        X = load_windows("synthetic:reps=6,length=128").X_test
+        assert d["windows"] == len(X) and d["unknown_noise"] == sum(p.reason == "noise" for p in rt.classify(X))
 
 
 def test_a_model_no_better_than_chance_is_exported_with_a_warning(small_model, tmp_path, capsys):
