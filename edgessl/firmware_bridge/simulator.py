@@ -64,6 +64,10 @@ class Faults:
         restart_every: seconds between device resets that keep the link up (a watchdog reset behind a USB
             bridge chip): sequence numbers and the clock start again at 0 and a binary device waits for
             CMD_START, as docs/protocol.md says (0: never).
+        vibration_every: device seconds between bursts of vibration (white noise added to every channel: a
+            motor, a loose mount, a vibrating table; 0: never).
+        vibration_for: device seconds each burst lasts.
+        vibration_g: the bursts' rms, in the signal's units (g).
     """
 
     drop: float = 0.0
@@ -75,10 +79,13 @@ class Faults:
     unplug_every: float = 0.0
     unplug_for: float = 1.0
     restart_every: float = 0.0
+    vibration_every: float = 0.0
+    vibration_for: float = 1.0
+    vibration_g: float = 0.3
 
     @classmethod
     def parse(cls, text: str | None) -> Faults:
-        """``"drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20"``."""
+        """``"drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20,vibration=8:1:0.3"``."""
         if not text:
             return cls()
         kw: dict = {}
@@ -97,8 +104,16 @@ class Faults:
                 kw["unplug_every"], kw["unplug_for"] = float(every), float(dur or 1.0)
             elif key == "restart":
                 kw["restart_every"] = float(val)
+            elif key == "vibration":
+                every, _, rest = val.partition(":")
+                dur, _, g = rest.partition(":")
+                kw["vibration_every"], kw["vibration_for"] = float(every), float(dur or 1.0)
+                kw["vibration_g"] = float(g or 0.3)
+                if not 0 < kw["vibration_for"] < kw["vibration_every"] or kw["vibration_g"] <= 0:
+                    raise ValueError(f"vibration={val}: expected EVERY:FOR[:G] seconds with 0 < FOR < EVERY and G > 0")
             else:
-                raise ValueError(f"unknown fault {key!r}; expected drop, corrupt, garbage, banner, drift, rate, unplug, restart")
+                raise ValueError(f"unknown fault {key!r}; expected drop, corrupt, garbage, banner, drift, rate, unplug, "
+                                 "restart, vibration")  # fmt: skip
         return cls(**kw)
 
 
@@ -506,6 +521,13 @@ class SimulatedImu:
             p0 = self.person.pos
             block = np.asarray(self.person.next(n), np.float32).T
             self._log_performances(p0, n)
+        f = self.faults
+        if f.vibration_every > 0:  # bursts of white noise on the device's sample clock
+            i = (self.sample_index + np.arange(n)) % int(round(f.vibration_every * self.rate_hz))
+            shaking = i < int(round(f.vibration_for * self.rate_hz))
+            if shaking.any():
+                block = block.copy()
+                block[shaking] += self.rng.normal(0, f.vibration_g, (int(shaking.sum()), block.shape[1]))
         self.sample_index += n
         return block
 
@@ -716,6 +738,10 @@ def _cmd_simulate(args) -> int:
                          "played as it is")  # fmt: skip
     if args.board_model and args.mode == "csv":
         raise UsageError("--board-model needs --mode binary: the board's firmware speaks the binary protocol")
+    try:
+        faults = Faults.parse(args.faults)
+    except ValueError as e:
+        raise UsageError(f"--faults {args.faults}: {e}") from None
     src, rate, channels, units = make_source(args.source, args.rate, seed=args.seed, user=args.user,
                                              perform=args.perform)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="edgessl-board-") as work:  # the built firmware goes with it
@@ -723,11 +749,11 @@ def _cmd_simulate(args) -> int:
         if args.board_model:
             program, sha = build_board(args.board_model, Path(work))
             board = ModelBoard(program)
-        return _simulate(args, src, rate, channels, units, board, sha)
+        return _simulate(args, src, rate, channels, units, board, sha, faults)
 
 
 def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[str], units: list[str],
-              board: ModelBoard | None, sha: str | None) -> int:  # fmt: skip
+              board: ModelBoard | None, sha: str | None, faults: Faults) -> int:  # fmt: skip
     log = _open_log(args.log) if args.log else None
 
     def write(rec: dict) -> None:
@@ -743,7 +769,7 @@ def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[
 
     old_term = signal.signal(signal.SIGTERM, terminate)
     try:
-        sim = SimulatedImu(src, args.rate or rate, channels, units, mode=args.mode, faults=Faults.parse(args.faults),
+        sim = SimulatedImu(src, args.rate or rate, channels, units, mode=args.mode, faults=faults,
                            speed=args.speed, link=link, seed=args.seed,
                            on_performance=write if log is not None else None, board=board)  # fmt: skip
         path = sim.start()
@@ -788,7 +814,9 @@ def register(sub) -> None:
                         "drop=0.001 loses ~10%% of the ~110-byte binary frames; garbage: probability of a burst of random bytes per frame; "
                         "drift: clock ppm; rate: the real sample rate; "
                         "unplug=EVERY:FOR: unplug every EVERY s for FOR s, wall-clock, so the device loses FOR x "
-                        "--speed s of samples; restart=EVERY: a reset every EVERY s)")
+                        "--speed s of samples; restart=EVERY: a reset every EVERY s; vibration=EVERY:FOR[:G]: a burst of "
+                        "white noise (G g rms, default 0.3) for FOR s every EVERY s of device time: a motor, a "
+                        "loose mount)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="playback speed (1 = real time); other commands' --seconds count wall-clock time, so at "
                         "--speed 4 `record --seconds 180` holds 720 s of samples")  # fmt: skip

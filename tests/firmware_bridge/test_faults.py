@@ -14,6 +14,7 @@ import tty
 import numpy as np
 import pytest
 
+from edgessl.errors import ExitCode
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.simulator import Faults, SimulatedImu, load_source
 from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
@@ -356,6 +357,29 @@ def test_simulator_watchdog_reset_recovers_by_itself(tmp_path):
                                 timeout=8)  # fmt: skip
             assert s.stalls >= 1 and sim.restarts >= 1
     assert np.all(np.diff(_times(events)) > 0)
+
+
+def test_vibration_bursts_come_on_the_device_clock_and_nowhere_else():
+    """``--faults vibration=EVERY:FOR:G``: white noise of G rms added to every channel for FOR s every EVERY s of
+    device samples (a motor, a loose mount); the samples between bursts are the source's, untouched."""
+    assert Faults.parse("vibration=2:0.5:0.2") == Faults(vibration_every=2.0, vibration_for=0.5, vibration_g=0.2)
+    assert Faults.parse("vibration=8").vibration_for == 1.0 and Faults.parse("vibration=8").vibration_g == 0.3
+    for bad in ("vibration=1:2", "vibration=2:0.5:0", "vibration=0:0"):
+        with pytest.raises(ValueError, match="EVERY:FOR"):
+            Faults.parse(bad)
+    sig = np.zeros((3, 1000), np.float32)
+    sim = SimulatedImu(sig, RATE, ["x", "y", "z"], faults=Faults.parse("vibration=2:0.5:0.2"), seed=1)
+    x = np.concatenate([sim._pull(25) for _ in range(40)])  # 1000 samples: 10 s at 100 Hz
+    burst = (np.arange(1000) % 200) < 50
+    assert np.all(x[~burst] == 0) and 0.17 < x[burst].std() < 0.23
+
+
+def test_simulate_cli_names_a_bad_fault(capsys):
+    from edgessl.cli import main
+
+    assert main(["simulate", "--faults", "vibration=1:2", "--seconds", "1"]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--faults vibration=1:2" in err[0] and "EVERY:FOR" in err[0]
 
 
 # ------------------------------------------------------------------------------------------------
