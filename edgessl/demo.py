@@ -310,7 +310,7 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 | 5a. live | {rt['events']} events for {s['stream']['gestures']} gestures, accuracy {rt['accuracy_live']:.3f} |
 | 5b. a session of {rt['session_gestures']} gestures | stream accuracy with the sensor not rotated {rt['accuracy_not_rotated']:.3f} (the reference); rotated: unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({_adapt_words(rt['adapt'], rt['updates'])}) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
 
-{verdict}{_since_md(rt['since_first_update'])}
+{verdict}{_since_md(rt['since_first_update'], rt['adapt'])}
 
 Stream accuracy: a true gesture counts as correct when the first event overlapping it carries its label; a missed
 gesture, or one answered `unknown`, counts as wrong. The runtime decides as `edgessl run` does, with the gates the
@@ -337,15 +337,17 @@ def _verdict(rt: dict) -> str:
               else "."))  # fmt: skip
     rot_cost = (rt["accuracy_not_rotated"] - rt["accuracy_unadapted"]) * 100
     if rot_cost < 2:  # the rotation costs (about) nothing: nothing for an input correction to undo
-        out += (f" The rotated mounting costs this model {max(rot_cost, 0):.1f} pt (it was trained on rotated views), so"
+        cost = f"{rot_cost:.1f} pt" if rot_cost >= 0 else f"nothing (the rotated session scored {-rot_cost:.1f} pt higher)"
+        out += (f" The rotated mounting costs this model {cost} (it was trained on rotated views), so"
                 " what this user loses is their own way of gesturing: label-free adaptation does not undo it, "
                 "enrollment does.")  # fmt: skip
     return out
 
 
-def _since_md(s: dict | None) -> str:
+def _since_md(s: dict | None, method: str) -> str:
     if s is None:
-        return " Adaptation made no update in this session."
+        return (" Its input transform did not change in this session (the activation shift works from the first "
+                "gesture)." if "ttt" in method else " Adaptation made no update in this session.")
     return (f" From its first update on ({s['gestures']} gestures), unadapted {s['unadapted']:.3f}, adapted "
             f"{s['adapted']:.3f}.")
 

@@ -40,7 +40,10 @@ class MotionSegmenter:
     """Streaming segmenter: :meth:`push` samples at ``rate_hz``, get the finished segments.
 
     Sample indices are absolute (counted from the last :meth:`reset`). ``lookback`` bounds how far back a
-    segment may start (the caller's buffer capacity); ``None`` is unbounded.
+    segment may start (the caller's buffer capacity); ``None`` is unbounded. Movements it does not report are
+    counted, never dropped without a trace: :attr:`too_short` (under ``min_duration_s``: a bump, a twitch, a
+    flick too quick to be a gesture) and :attr:`too_long` (``max_duration_s`` or longer: shaking, walking,
+    a stretch of continuous motion); the counts survive :meth:`reset`.
     """
 
     def __init__(self, channels: int, rate_hz: float, params: SegmentParams | None = None,
@@ -49,6 +52,8 @@ class MotionSegmenter:
         self.p = params or SegmentParams()
         self.lookback = lookback
         self.ew = max(2, int(round(self.p.energy_window_s * self.rate)))
+        self.too_short = 0
+        self.too_long = 0
         self.reset()
 
     def reset(self) -> None:
@@ -106,7 +111,11 @@ class MotionSegmenter:
                 if self._quiet >= int(p.hangover_s * rate) or length >= int(p.max_duration_s * rate):
                     lag = int(round(p.release_lag_s * rate))
                     end = min(n - self._quiet - lag + int(p.preroll_s * rate), self.n) if self._quiet else n
-                    if p.min_duration_s * rate <= end - self._active_start and length < int(p.max_duration_s * rate):
+                    if length >= int(p.max_duration_s * rate):
+                        self.too_long += 1
+                    elif end - self._active_start < p.min_duration_s * rate:
+                        self.too_short += 1
+                    else:
                         out.append((self._active_start, end))
                     self._active_start = None
                     self._quiet = 0

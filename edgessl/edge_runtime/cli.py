@@ -218,7 +218,9 @@ def event_text(g: Event) -> str:
     why = ("" if g.reason is None else "  low confidence" if g.reason == "low_confidence"
            else f"  noise or vibration, not a movement (roughness {g.roughness:.2f})" if g.reason == "noise"
            else f"  unlike training (out-of-distribution score {g.ood_score:.3f})")  # fmt: skip
-    return (f"{g.t:9.2f}s  {g.label:>12s}  [{_bar(g.confidence)}] {g.confidence:.2f}  {g.latency_ms:.2f} ms  "
+    # noise is refused before the model is asked: its class probability would read as a confidence in it
+    conf = f"[{_bar(g.confidence)}] {g.confidence:.2f}" if g.reason != "noise" else f"[{' ' * 20}]   — "
+    return (f"{g.t:9.2f}s  {g.label:>12s}  {conf}  {g.latency_ms:.2f} ms  "
             f"({g.window_start:.2f}-{g.window_end:.2f} s){why}")  # fmt: skip
 
 
@@ -229,6 +231,16 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
     parts += [("low_confidence", "low confidence"), ("out_of_distribution", "unlike training")]
     n = sum(rt.stats[f"unknown_{k}"] for k, _ in parts)
     return n, ", ".join(f"{rt.stats[f'unknown_{k}']} {words}" for k, words in parts)
+
+
+def unclassified_text(rt: GestureRuntime) -> str:
+    """The movements a segment bundle's runtime cut but never classified, in words ("" when none)."""
+    short, long = rt.stats["movements_too_short"], rt.stats["movements_too_long"]
+    if not short + long:
+        return ""
+    seg = rt.windower.seg
+    return (f"{short + long} movement(s) not classified ({short} shorter than {seg.min_duration_s:g} s, {long} of "
+            f"{seg.max_duration_s:g} s or longer: shaking or continuous motion)")
 
 
 def counters_text(c: dict[str, Any]) -> str:
@@ -439,8 +451,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
                         unknown, by_reason = unknown_counts(rt)
                         board = f"  {compare.summary()}" if compare is not None else ""
+                        more = rt.stats["movements_too_short"] + rt.stats["movements_too_long"]
+                        skipped = f"  not classified {more}" if more else ""
                         print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
-                              f"unknown {unknown} ({by_reason}){board}   ",
+                              f"unknown {unknown} ({by_reason}){skipped}{board}   ",
                               end="" if tty else "\n", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
@@ -466,8 +480,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 unknown, by_reason = unknown_counts(rt)
                 why = (f" ({by_reason}{'' if args.show_unknown else '; --show-unknown prints them'})"
                        if unknown else "")  # fmt: skip
+                skipped = unclassified_text(rt)
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (unknown if args.show_unknown else 0)} "
-                      f"gestures reported, {unknown} answered unknown{why}, {c['delivered_samples']} samples; "
+                      f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
+                      f"{c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:

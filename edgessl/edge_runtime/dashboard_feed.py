@@ -51,7 +51,8 @@ def runtime_status(rt: GestureRuntime) -> dict[str, Any]:
     """The runtime's latency (median of the last 50 decisions) and unknown counts."""
     counts = {f"unknown_{k}": rt.stats[f"unknown_{k}"] for k in REASON_TEXT}
     lat = float(np.median(rt.latencies_ms[-50:])) if rt.latencies_ms else None
-    return {"latency_ms": lat, "unknown": sum(counts.values()), **counts}
+    return {"latency_ms": lat, "unknown": sum(counts.values()), **counts,
+            "movements_too_short": rt.stats["movements_too_short"], "movements_too_long": rt.stats["movements_too_long"]}
 
 
 def adaptation_status(rt: GestureRuntime) -> dict[str, Any] | None:

@@ -39,6 +39,9 @@ from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 UNKNOWN = "unknown"
 
 
+# the stats of a segment bundle: gestures answered 'unknown', by reason, and movements never classified
+UNKNOWN_REASONS = ("unknown_noise", "unknown_low_confidence", "unknown_out_of_distribution")
+MOVEMENTS_NOT_CLASSIFIED = ("movements_too_short", "movements_too_long")
 ENROLLED_ROUGHNESS_MARGIN = 2.0  # an enrolled user's noise gate: at least this times their roughest take
 
 
@@ -156,7 +159,10 @@ class GestureRuntime:
             ``"window_resets"`` (long gaps), ``"timeline_resets"`` (new timelines, from :meth:`gap` or
             :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
-            ``"unknown_out_of_distribution"``.
+            ``"unknown_out_of_distribution"``; and the movements a segment bundle never classifies (its
+            segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick) and
+            ``"movements_too_long"`` (``max_duration_s`` or longer: shaking, continuous motion). These five are
+            present (0) from the start.
         roughness_threshold: the noise gate of segment bundles (None: no gate); with a user state, at least
             twice the roughness of their roughest take (an enrolled gesture is never noise to them).
     """
@@ -235,6 +241,9 @@ class GestureRuntime:
         self._suppress_until = -np.inf
         self._last_t: float | None = None  # the last timestamp fed, across gaps (time must increase)
         self.stats: Counter[str] = Counter()
+        if m["input_mode"] == "segment":  # what a reader of the counters finds even when nothing happened
+            for k in (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED):
+                self.stats[k] = 0
         self.latencies_ms: list[float] = []
         # the newest window (segment) classified and its prediction, for displays (edgessl monitor)
         self.last_prediction: tuple[ModelInput, Prediction] | None = None
@@ -456,6 +465,9 @@ class GestureRuntime:
         events = []
         inputs = self.windower.push(x, t)
         self._last_t = float(t[-1])
+        if self.windower.mode == "segment":  # movements the segmenter cut but no gesture can be: counted
+            seg = self.windower.segmenter
+            self.stats["movements_too_short"], self.stats["movements_too_long"] = seg.too_short, seg.too_long
         for inp in inputs:
             pred = self._classify_one(inp.x)
             self.latencies_ms.append(pred.latency_ms)

@@ -153,6 +153,8 @@ typedef struct {{
     uint32_t suppressed;      /* segments starting before the previous event ended: not reported */
     uint32_t dropped_events;  /* a second event within one push (a bridged gap): the later one is lost */
     uint32_t window_resets;   /* gaps longer than ESSL_STREAM_GAP_MS */
+    uint32_t too_short;       /* movements under the segmenter's minimum duration: not classified */
+    uint32_t too_long;        /* movements of its maximum duration or longer: not classified */
     uint32_t timeline_resets; /* timestamps that did not increase */
 }} essl_stream_stats_t;
 
@@ -370,7 +372,11 @@ static int essl_grid_sample(essl_stream_t *s, const float *x, essl_event_t *ev)
             int64_t e = (int64_t)n - s->quiet - ESSL_STREAM_RELEASE_LAG + ESSL_STREAM_PREROLL;
             end = e < (int64_t)n ? (uint32_t)(e > 0 ? e : 0) : n;
         }}
-        if (end >= s->active_start + ESSL_STREAM_MIN_LEN && length < ESSL_STREAM_MAX_LEN) {{
+        if (length >= ESSL_STREAM_MAX_LEN) {{
+            s->stats.too_long++; /* shaking or continuous motion: no gesture is that long */
+        }} else if (end < s->active_start + ESSL_STREAM_MIN_LEN) {{
+            s->stats.too_short++; /* a bump or a flick */
+        }} else {{
             emitted = essl_decide(s, s->active_start, end, ev);
         }}
         s->active = 0;

@@ -210,8 +210,11 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         if progress:
             also = (f" and {len(cross[0])} cross-fitted ones (scored by fine-tuning's held-out models)"
                     if cross is not None else "")  # fmt: skip
+            which = (f"{decision['source']} windows (the refit trained on the validation ones; the test accuracy "
+                     "fine-tuning printed was measured before)" if decision["source"] == "test"
+                     else f"{decision['source']} windows")  # fmt: skip
             print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}, "
-                  f"set on {decision['windows']} {decision['source']} windows{also}; on the {decision['windows']} "
+                  f"set on {decision['windows']} {which}{also}; on the {decision['windows']} "
                   f"they answer {decision['rejection']:.1%} of valid gestures 'unknown' (target "
                   f"{cfg.target_rejection:.0%})", flush=True)  # fmt: skip
             if roughness is not None:

@@ -71,3 +71,20 @@ def test_noise_and_vibration_are_answered_unknown_before_the_model_and_gestures_
 
     cal = open_bundle(small_bundle).manifest["roughness_calibration"]
     assert cal["source"] == "labelled windows" and cal["windows"] > 50 and cal["rejection"] <= 0.01
+
+
+def test_movements_no_gesture_can_be_are_counted_not_dropped_without_a_trace(small_bundle):
+    """Shaking longer than any gesture (the segmenter's maximum) and a bump shorter than any are never
+    classified; the runtime counts them, and every counter a reader looks up is there from the start."""
+    with GestureRuntime(small_bundle) as rt:
+        keys = ("unknown_noise", "unknown_low_confidence", "unknown_out_of_distribution", "movements_too_short",
+                "movements_too_long")  # fmt: skip
+        assert all(rt.stats[k] == 0 for k in keys) and set(keys) <= set(dict(rt.stats))
+        rng = np.random.default_rng(0)
+        rest = np.array([0.0, 0.0, 1.0])
+        x = np.concatenate([rest + rng.normal(0, s, (n, 3)) for s, n in
+                            ((0.003, 200), (0.3, 400), (0.003, 300), (0.5, 3), (0.003, 300))]).astype(np.float32)  # fmt: skip
+        t = np.arange(len(x)) / 100.0
+        for i in range(0, len(x), 50):
+            rt.feed(x[i : i + 50], t[i : i + 50])
+        assert rt.stats["movements_too_long"] == 1 and rt.stats["movements_too_short"] == 1, dict(rt.stats)

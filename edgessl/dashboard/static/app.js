@@ -175,7 +175,10 @@ function setStatus(s) {
   const r = s.runtime || {};
   $("h-latency").textContent = r.latency_ms === undefined || r.latency_ms === null ? "—" : `${fmt(r.latency_ms, 2)} ms`;
   $("h-unknown").textContent = r.unknown === undefined ? "—"
-    : `${r.unknown} (noise ${r.unknown_noise}, low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`;
+    : `${r.unknown} (noise ${r.unknown_noise}, low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`
+      + (r.movements_too_short + r.movements_too_long > 0
+        ? ` · not classified ${r.movements_too_short + r.movements_too_long} (${r.movements_too_short} too short, ${r.movements_too_long} too long)`
+        : "");
   const a = s.adaptation;
   if (a) {
     $("a-method").textContent = a.method;
