@@ -246,7 +246,9 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
 
 def _unknown(stats) -> dict[str, int]:
     """Segments the runtime answered `unknown`, by reason (its ``stats`` counters)."""
-    n = {k: int(stats[f"unknown_{k}"]) for k in ("noise", "low_confidence", "out_of_distribution")}
+    from edgessl.edge_runtime.runtime import UNKNOWN_REASONS
+
+    n = {k.removeprefix("unknown_"): int(stats[k]) for k in UNKNOWN_REASONS}
     return {"total": sum(n.values()), **n}
 
 

@@ -352,8 +352,9 @@ def _lognormal_quantile(scores: np.ndarray, q: float, spread: np.ndarray | None 
 
 
 # The noise gate's share of valid gestures refused, on the log-normal fitted to the labelled windows'
-# roughness. It is a property of the signal, not of the model, so training windows are fair evidence: on
-# uWave (users 1-4 -> 5-8) this rule refused 0.1 % of the new users' gestures (docs/results.md).
+# roughness. It is a property of the signal, not of the model, so training windows are fair evidence. Chosen
+# on validation users: fitted to uWave users 1-2, it refused 0.4-0.8 % of users 3-4's templates (99.5 %:
+# 2.6-2.9 %); synthetic training users, none (docs/results.md).
 ROUGHNESS_TARGET = 0.001
 
 
