@@ -43,7 +43,8 @@ class MotionSegmenter:
     segment may start (the caller's buffer capacity); ``None`` is unbounded. Movements it does not report are
     counted, never dropped without a trace: :attr:`too_short` (under ``min_duration_s``: a bump, a twitch, a
     flick too quick to be a gesture) and :attr:`too_long` (``max_duration_s`` or longer: shaking, walking,
-    a stretch of continuous motion); the counts survive :meth:`reset`.
+    a stretch of continuous motion: nothing of it is cut until it rests, so its tail is no gesture either); the
+    counts survive :meth:`reset`.
     """
 
     def __init__(self, channels: int, rate_hz: float, params: SegmentParams | None = None,
@@ -61,6 +62,7 @@ class MotionSegmenter:
         self._recent = np.zeros((self.C, 0), np.float64)
         self._active_start: int | None = None
         self._quiet = 0
+        self._resting = False  # after a movement too long to be a gesture: nothing starts until it rests
         self.energy = 0.0  # of the newest sample
         self.peak_energy = 0.0  # highest energy inside the current (or last finished) segment
 
@@ -68,6 +70,11 @@ class MotionSegmenter:
     def active(self) -> bool:
         """True while a gesture is in progress."""
         return self._active_start is not None
+
+    @property
+    def resting(self) -> bool:
+        """True while a movement too long to be a gesture goes on (nothing is cut until it rests)."""
+        return self._resting
 
     @property
     def active_start(self) -> int | None:
@@ -98,6 +105,11 @@ class MotionSegmenter:
             energy = float(energies[j])
             n = start_n + j + 1  # absolute index after this sample
             if self._active_start is None:
+                if self._resting:  # the rest of a movement too long to be a gesture is no gesture either
+                    self._quiet = self._quiet + 1 if energy <= p.threshold_g else 0
+                    if self._quiet >= int(p.hangover_s * rate):
+                        self._resting, self._quiet = False, 0
+                    continue
                 if energy > p.threshold_g:
                     back = int(round(p.onset_lag_s * rate)) + int(p.preroll_s * rate)
                     floor = 0 if self.lookback is None else self.n - self.lookback
@@ -113,6 +125,7 @@ class MotionSegmenter:
                     end = min(n - self._quiet - lag + int(p.preroll_s * rate), self.n) if self._quiet else n
                     if length >= int(p.max_duration_s * rate):
                         self.too_long += 1
+                        self._resting = self._quiet < int(p.hangover_s * rate)  # still moving: wait for rest
                     elif end - self._active_start < p.min_duration_s * rate:
                         self.too_short += 1
                     else:

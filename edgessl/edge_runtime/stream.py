@@ -158,5 +158,5 @@ class StreamWindower:
             seg, ts = self.buf.last(end - start, end)
             out.append(ModelInput(resample_to_length(seg, self.window), float(ts[0]), float(ts[-1]),
                                   bool(ts[0] <= self._filled_until <= ts[-1])))  # fmt: skip
-        self.idle = not self.segmenter.active
+        self.idle = not (self.segmenter.active or self.segmenter.resting)
         return out

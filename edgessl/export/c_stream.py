@@ -171,6 +171,7 @@ typedef struct {{
     uint32_t active_start;
     int32_t quiet;
     int32_t active;                     /* a gesture is in progress */
+    int32_t resting;                    /* a movement too long to be a gesture goes on: nothing is cut until it rests */
     int32_t has_last;
     int32_t has_suppress;
     uint32_t suppress_until;            /* no event for a segment starting before this time */
@@ -209,6 +210,7 @@ static void essl_restart(essl_stream_t *s)
 {{
     s->n = 0;
     s->active = 0;
+    s->resting = 0;
     s->quiet = 0;
     s->has_last = 0;
     s->energy = 0.0f;
@@ -356,6 +358,14 @@ static int essl_grid_sample(essl_stream_t *s, const float *x, essl_event_t *ev)
     n = s->n;
     s->energy = essl_energy(s);
     if (!s->active) {{
+        if (s->resting) {{ /* the rest of a movement too long to be a gesture is no gesture either */
+            s->quiet = s->energy <= ESSL_STREAM_THRESHOLD ? s->quiet + 1 : 0;
+            if (s->quiet >= ESSL_STREAM_HANGOVER) {{
+                s->resting = 0;
+                s->quiet = 0;
+            }}
+            return 0;
+        }}
         if (s->energy > ESSL_STREAM_THRESHOLD) {{
             s->active_start = n > ESSL_STREAM_BACK ? n - ESSL_STREAM_BACK : 0u;
             s->active = 1;
@@ -374,6 +384,7 @@ static int essl_grid_sample(essl_stream_t *s, const float *x, essl_event_t *ev)
         }}
         if (length >= ESSL_STREAM_MAX_LEN) {{
             s->stats.too_long++; /* shaking or continuous motion: no gesture is that long */
+            s->resting = s->quiet < ESSL_STREAM_HANGOVER; /* still moving: wait for rest */
         }} else if (end < s->active_start + ESSL_STREAM_MIN_LEN) {{
             s->stats.too_short++; /* a bump or a flick */
         }} else {{

@@ -213,6 +213,7 @@ class Guide:
         self._shown_left: int | None = None
         self._t_go = 0.0
         self._candidates: list[Take] = []
+        self._dropped_at_go = (0, 0)  # the segmenter's too-short and too-long movements at GO
         self._last: Take | None = None
 
     def counts(self, writer: SessionWriter) -> dict[str, int]:
@@ -281,6 +282,7 @@ class Guide:
             self._cue(dev)
             self._t_go = stream.last_t if stream.last_t is not None else 0.0
             self._candidates = []
+            self._dropped_at_go = (stream.segmenter.too_short, stream.segmenter.too_long)
             self.state = "watch"
         if self.state == "watch":
             self._watch(stream)
@@ -336,17 +338,21 @@ class Guide:
             self.misses += 1
             waited = t - self._t_go
             hidden = sum(g.seconds for g in stream.gaps if g.t_end >= self._t_go)
+            short = stream.segmenter.too_short - self._dropped_at_go[0]
+            long = stream.segmenter.too_long - self._dropped_at_go[1]
+            p = self.params
+            why = (f"{hidden:.1f} s of it missing in gaps" if hidden else
+                   f"a movement of {p.max_duration_s:g} s or longer: a gesture must end sooner" if long > 0 else
+                   f"only a movement shorter than {p.min_duration_s:g} s: a flick or a bump" if short > 0 else
+                   f"nothing moved above {p.threshold_g:g} g")  # fmt: skip
             if self.d.json:
-                self.d.emit({"miss": {"label": self.label, "waited_s": round(waited, 3),
-                                      "gap_s": round(hidden, 3)}})  # fmt: skip
+                self.d.emit({"miss": {"label": self.label, "waited_s": round(waited, 3), "gap_s": round(hidden, 3),
+                                      "why": why}})  # fmt: skip
             else:
-                why = (f"{hidden:.1f} s of it missing in gaps" if hidden else
-                       f"nothing moved above {self.params.threshold_g:g} g")  # fmt: skip
                 self.d.line(f"no {self.label} seen within {waited:.1f} s of GO ({why}); again")
             self.misses_in_a_row += 1
             if self.misses_in_a_row >= MISSES_IN_A_ROW:  # nobody performs (or the board cannot): stop, say so
-                self.gave_up = (f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, "
-                                f"{'a gap' if hidden else f'nothing above {self.params.threshold_g:g} g'} after GO)")
+                self.gave_up = f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, {why})"
                 self.stop_asked = True
             self.state = "next"
             return

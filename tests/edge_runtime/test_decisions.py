@@ -88,3 +88,5 @@ def test_movements_no_gesture_can_be_are_counted_not_dropped_without_a_trace(sma
         for i in range(0, len(x), 50):
             rt.feed(x[i : i + 50], t[i : i + 50])
         assert rt.stats["movements_too_long"] == 1 and rt.stats["movements_too_short"] == 1, dict(rt.stats)
+        # the shaking's tail after the segmenter's 3.2 s is no gesture either: nothing of it was classified
+        assert rt.stats["unknown_noise"] == 0 and rt.latencies_ms == [], dict(rt.stats)

@@ -263,6 +263,33 @@ def test_nothing_moving_is_a_miss_and_the_same_label_is_asked_again(tmp_path):
     writer.close()
 
 
+def test_a_miss_says_when_the_movement_was_too_long_or_too_short_to_be_a_gesture(tmp_path):
+    """After GO the user shakes for 4 s (longer than the segmenter's 3.2 s), then only flicks (0.05 s): each
+    miss says which, so the user knows what to change, instead of "nothing moved"."""
+    import io
+
+    from edgessl.datasets.session import SessionWriter
+
+    rate, rng = 100.0, np.random.default_rng(3)
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=rate, channels=["x", "y", "z"],
+                           units=["g"] * 3)  # fmt: skip
+    stream = SessionStream(writer, ["x", "y", "z"], ["g"] * 3, rate, SegmentParams())
+    text = io.StringIO()
+    guide = Guide(["up"], 3, 0.0, SegmentParams(), Display(text, json_lines=False))
+    x = _rest(rate, 30.0, rng)
+    x[50:450] += rng.normal(0, 0.3, (400, 3)).astype(np.float32)  # 4 s of shaking right after the first GO
+    for k in range(1300, 3000, 300):  # then a 0.05 s flick every 3 s
+        x[k : k + 5] += 0.5
+    for i in range(0, len(x), 10):
+        guide.offer(stream.feed(i / rate + np.arange(10) / rate, x[i : i + 10]))
+        guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+    out = text.getvalue()
+    assert "(a movement of 3.2 s or longer: a gesture must end sooner); again" in out, out
+    assert "(only a movement shorter than 0.25 s: a flick or a bump); again" in out, out
+    assert writer.counts() == {}
+    writer.close()
+
+
 def test_prompts_without_a_take_in_a_row_stop_the_capture(tmp_path):
     """Nobody performing (or a board that cannot perform the cue) is not prompted for ever: after
     MISSES_IN_A_ROW prompts without a take the guide stops and says why; a kept take starts the count again."""
@@ -284,7 +311,7 @@ def test_prompts_without_a_take_in_a_row_stop_the_capture(tmp_path):
         if guide.done(writer):
             break
     assert guide.misses == 2 and guide.gave_up and guide.stop_asked and guide.done(writer)
-    assert f"no take in {MISSES_IN_A_ROW} prompts in a row (the last: up, nothing above" in guide.gave_up
+    assert f"no take in {MISSES_IN_A_ROW} prompts in a row (the last: up, nothing moved above" in guide.gave_up
     assert i / rate < 30  # it stopped, long before the rest ran out
     writer.close()
 
