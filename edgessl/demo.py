@@ -339,8 +339,9 @@ def _verdict(rt: dict) -> str:
               else "."))  # fmt: skip
     rot_cost = (rt["accuracy_not_rotated"] - rt["accuracy_unadapted"]) * 100
     if rot_cost < 2:  # the rotation costs (about) nothing: nothing for an input correction to undo
-        cost = f"{rot_cost:.1f} pt" if rot_cost >= 0 else f"nothing (the rotated session scored {-rot_cost:.1f} pt higher)"
-        out += (f" The rotated mounting costs this model {cost} (it was trained on rotated views), so"
+        cost = (f"{rot_cost:.1f} pt (it was trained on rotated views)" if rot_cost >= 0 else
+                f"nothing (it was trained on rotated views; the rotated session even scored {-rot_cost:.1f} pt higher)")
+        out += (f" The rotated mounting costs this model {cost}, so"
                 " what this user loses is their own way of gesturing: label-free adaptation does not undo it, "
                 "enrollment does.")  # fmt: skip
     return out
