@@ -643,6 +643,8 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         stats.update(session=str(stream.writer.path_csv), sidecar=str(stream.writer.path_json), samples=stream.samples)
     if guide is not None and stream is not None:
         stats.update(counts=guide.counts(stream.writer), wanted=count, misses=guide.misses, cues=guide.cues)
+    elif stream is not None:  # a free session: the movements pretraining will not learn from, counted
+        stats.update(movements_too_short=stream.segmenter.too_short, movements_too_long=stream.segmenter.too_long)
     stats["device"] = c
     if d.json:
         d.emit({"stats": stats})
@@ -656,8 +658,13 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         counts += f", {guide.misses} missed" if guide.misses else ""
     else:
         n = stats.get("movements", 0)
-        counts = f"; {n} movement(s) found" + ("" if n else " (nothing moved above the segmenter's threshold: this "
-                                                           "session gives pretraining nothing)")  # fmt: skip
+        short, long = stats["movements_too_short"], stats["movements_too_long"]
+        p = stream.segmenter.p
+        unused = (f" ({short + long} more not used: {short} shorter than {p.min_duration_s:g} s, {long} of "
+                  f"{p.max_duration_s:g} s or longer)" if short + long else "")  # fmt: skip
+        nothing = ("" if n else ": this session gives pretraining nothing" if unused else
+                   " (nothing moved above the segmenter's threshold: this session gives pretraining nothing)")
+        counts = f"; {n} movement(s) found{unused}{nothing}"
     d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
            f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "
            f"gaps {counts_text(c['gaps'])}")  # fmt: skip

@@ -86,6 +86,7 @@ def test_free_recording_writes_every_sample_for_the_time_asked(tmp_path, capsys)
     stats = lines[-1]["stats"]
     assert stats["stopped_by"] == "seconds" and "counts" not in stats
     assert stats["movements"] >= 1  # 8 s of a person gesturing at random: what pretraining will learn from
+    assert {"movements_too_short", "movements_too_long"} <= set(stats)  # and what it will not, counted
     assert any("status" in r for r in lines) and any("session" in r for r in lines)
     meta, csv = _sidecar(out)
     assert meta["kind"] == "unlabelled" and meta["segments"] == [] and meta["ended"] is not None
@@ -419,3 +420,15 @@ def test_sigterm_ends_a_free_recording_with_everything_written(tmp_path):
     meta, csv = _sidecar(out)
     t, _ = _csv_rows(csv)
     assert meta["ended"] is not None and len(t) == meta["samples"] == stats["samples"] > 100
+
+
+def test_a_free_session_of_shaking_says_what_it_did_not_keep(tmp_path, capsys):
+    """A board left shaking (4 s bursts of vibration, longer than any gesture) on an idle person: nothing
+    for pretraining, and the last line says why instead of "nothing moved"."""
+    out, link = tmp_path / "pool", str(tmp_path / "imu")
+    src = make_source("synthetic", None, seed=3, perform="cue")  # idle until cued: only the shaking moves
+    with SimulatedImu(*src, speed=4.0, link=link, faults=Faults.parse("vibration=5:4")):
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "3"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "; 0 movement(s) found (" in last and "of 3.2 s or longer)" in last, last
+    assert ": this session gives pretraining nothing" in last and "nothing moved" not in last, last
