@@ -71,6 +71,13 @@ class MotionSegmenter:
         """True while a gesture is in progress."""
         return self._active_start is not None
 
+    def unused_text(self) -> str:
+        """The movements it did not report, in words for a status line ("" when none)."""
+        if not self.too_short + self.too_long:
+            return ""
+        return (f"{self.too_short} shorter than {self.p.min_duration_s:g} s, {self.too_long} of "
+                f"{self.p.max_duration_s:g} s or longer")
+
     @property
     def resting(self) -> bool:
         """True while a movement too long to be a gesture goes on (nothing is cut until it rests)."""

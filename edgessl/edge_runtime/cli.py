@@ -235,12 +235,9 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
 
 def unclassified_text(rt: GestureRuntime) -> str:
     """The movements a segment bundle's runtime cut but never classified, in words ("" when none)."""
-    short, long = rt.stats["movements_too_short"], rt.stats["movements_too_long"]
-    if not short + long:
-        return ""
-    seg = rt.windower.seg
-    return (f"{short + long} movement(s) not classified ({short} shorter than {seg.min_duration_s:g} s, {long} of "
-            f"{seg.max_duration_s:g} s or longer: shaking or continuous motion)")
+    seg = rt.windower.segmenter
+    unused = seg.unused_text()
+    return f"{seg.too_short + seg.too_long} movement(s) not classified ({unused}: shaking or continuous motion)" if unused else ""
 
 
 def counters_text(c: dict[str, Any]) -> str:

@@ -658,10 +658,8 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         counts += f", {guide.misses} missed" if guide.misses else ""
     else:
         n = stats.get("movements", 0)
-        short, long = stats["movements_too_short"], stats["movements_too_long"]
-        p = stream.segmenter.p
-        unused = (f" ({short + long} more not used: {short} shorter than {p.min_duration_s:g} s, {long} of "
-                  f"{p.max_duration_s:g} s or longer)" if short + long else "")  # fmt: skip
+        seg = stream.segmenter
+        unused = f" ({seg.too_short + seg.too_long} more not used: {seg.unused_text()})" if seg.unused_text() else ""
         nothing = ("" if n else ": this session gives pretraining nothing" if unused else
                    " (nothing moved above the segmenter's threshold: this session gives pretraining nothing)")
         counts = f"; {n} movement(s) found{unused}{nothing}"
