@@ -85,7 +85,9 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 def _print_sessions(d: dict) -> None:
     """The counts of a session data set (``describe``) as a few readable lines; warnings last."""
     print(f"input: {d['input_mode']} windows of {d['length']} samples; {d['performances']} labelled performances"
-          + (f" (+{d['flagged']} flagged, left out)" if d["flagged"] else ""))  # fmt: skip
+          + (f" (+{d['flagged']} flagged, left out)" if d["flagged"] else "")
+          + (f"; {d['bridged_holes']} short gap(s) bridged by interpolation, as edgessl run does live"
+             if d.get("bridged_holes") else ""))  # fmt: skip
     if d["per_class"]:
         print("per class: " + ", ".join(f"{c} {n}" for c, n in d["per_class"].items()))
     for name, u in d["per_user"].items():

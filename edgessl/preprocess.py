@@ -393,6 +393,9 @@ def moment_mismatch(src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], A: n
 
 
 STILL_STD = 0.03  # g: a window whose axes all move less than this is still (gravity alone, plus noise)
+# s: a hole in a stream at most this long is bridged by linear interpolation (edgessl run live, the generated C,
+# and the loader of recorded sessions, so that a take with a few lost frames trains as it is classified)
+MAX_FILL_S = 0.25
 
 
 def is_still(X: np.ndarray, max_std: float = STILL_STD) -> np.ndarray:

@@ -75,8 +75,9 @@ class MotionSegmenter:
         """The movements it did not report, in words for a status line ("" when none)."""
         if not self.too_short + self.too_long:
             return ""
-        return (f"{self.too_short} shorter than {self.p.min_duration_s:g} s, {self.too_long} of "
-                f"{self.p.max_duration_s:g} s or longer")
+        return (f"{self.too_short} shorter than {self.p.min_duration_s:g} s (bumps, or gestures too gentle to stay "
+                f"above {self.p.threshold_g:g} g, cut into pieces), {self.too_long} of {self.p.max_duration_s:g} s or "
+                "longer (shaking, continuous motion)")
 
     @property
     def resting(self) -> bool:

@@ -89,7 +89,8 @@ def load_dir(arg: str) -> StreamDataset:
                          "length=N, input=segment|sliding, test=FRACTION")  # fmt: skip
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder (expected a data set folder of recorded sessions)")
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise FileNotFoundError(f"{folder}: {what} (expected a data set folder of recorded sessions)")
     base = read_dataset_json(folder / DATASET_FILE)
     files = _session_files(folder)
     if not files:
@@ -141,7 +142,8 @@ def load_dir(arg: str) -> StreamDataset:
                "takes": np.concatenate(takes).astype(np.int64), "session_names": np.array(session_names),
                "user_names": np.array(users),
                "segmentation_json": np.array([str(ds.extra["segmentation_json"][0]) for ds, _ in sessions]),
-               "empty_sessions": np.array([f.stem for f in empty], dtype=str)},
+               "empty_sessions": np.array([f.stem for f in empty], dtype=str),
+               "bridged_holes": np.array([int(ds.extra.get("bridged_holes", 0)) for ds, _ in sessions], np.int64)},
         name=folder.name or str(folder),
     )  # fmt: skip
     attach_window_options(out, opts, spec, base)

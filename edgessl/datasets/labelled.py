@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
-from edgessl.preprocess import resample_to_length
+from edgessl.preprocess import MAX_FILL_S, resample_to_length
 from edgessl.segmenter import SegmentParams, segment_signal
 
 __all__ = [
@@ -368,6 +368,7 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
     info: dict[str, Any] = {"input_mode": opt.input_mode, "length": opt.length, "performances": int(usable.sum()),
                             "flagged": int((~usable).sum()), "per_class": per_class, "per_session": per_session,
                             "per_user": per_user, "warnings": warnings}  # fmt: skip
+    info["bridged_holes"] = int(np.asarray(ds.extra.get("bridged_holes", 0)).sum())  # short gaps the loader filled
     empty = [str(s) for s in np.asarray(ds.extra.get("empty_sessions", np.zeros(0, str))).tolist()]
     if empty:
         info["empty_sessions"] = empty
@@ -376,7 +377,8 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
         warnings.append("no labelled performances: this data set serves pretraining only")
         return info
     if info["flagged"]:
-        warnings.append(f"{info['flagged']} performance(s) overlap a gap (flagged); they are left out of training")
+        warnings.append(f"{info['flagged']} performance(s) overlap a gap longer than {MAX_FILL_S:g} s or a device "
+                        "restart (flagged); they are left out of training")  # fmt: skip
     few = {c: n for c, n in per_class.items() if n < MIN_PER_CLASS}
     if few:
         warnings.append(f"fewer than {MIN_PER_CLASS} performances for class(es) {few}")

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,6 +27,7 @@ from edgessl.atomic import atomic_write
 from edgessl.datasets.labelled import attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, StreamDataset
+from edgessl.preprocess import MAX_FILL_S
 
 __all__ = ["FLAG_BITS", "SESSION_FORMAT", "SessionWriter", "load_csv_spec", "read_session", "read_sidecar", "runs_of_labels"]
 
@@ -158,7 +160,7 @@ class SessionWriter:
             self.meta["nonfinite_values"] = self.meta.get("nonfinite_values", 0) + int(bad.sum())
             vals = np.where(bad, np.nan, vals)
         lines = [
-            ",".join([repr(float(axis_ms[i]))] + ["" if v != v else repr(v) for v in vals[i].tolist()])
+            ",".join([repr(round(float(axis_ms[i]), 6))] + ["" if v != v else repr(v) for v in vals[i].tolist()])
             for i in range(len(t_s))
         ]
         self._csv.write("\n".join(lines) + "\n")
@@ -179,6 +181,7 @@ class SessionWriter:
         at_ms = self._to_axis_s(float(at_s)) * 1000.0
         if self._last_s is not None:
             at_ms = max(at_ms, self._last_s * 1000.0)
+        at_ms = round(at_ms, 6)
         sec = None if seconds is None or not math.isfinite(seconds) else float(seconds)
         self._csv.write(f"# gap at_ms={at_ms!r} seconds={'unknown' if sec is None else repr(sec)} "
                         f"timeline_reset={int(bool(timeline_reset))}\n")  # fmt: skip
@@ -188,22 +191,28 @@ class SessionWriter:
 
     # -- performances --------------------------------------------------------------------------------------
     def add_segment(self, label: str, start_s: float, end_s: float, *, energy: float,
-                    flags: list[str]) -> dict[str, Any]:  # fmt: skip
+                    flags: list[str], bridged: bool = False) -> dict[str, Any]:  # fmt: skip
         """Keep a performance ``[start_s, end_s)`` (device seconds); a gap inside it adds the flag ``gap``.
+        ``bridged``: its gaps are short enough for the loader to fill (``bridge_short_holes``): it still counts.
 
         Returns:
             The stored record, with its ``take`` (1, 2 ... per label in this session).
         """
         if not str(label).strip() or "," in str(label):
             raise ValueError(f"a label is a non-empty name without commas; got {label!r}")
-        start_ms, end_ms = self._to_axis_s(float(start_s)) * 1000.0, self._to_axis_s(float(end_s)) * 1000.0
+        # to the nanosecond, as the samples' times are written (9820.0, not 9819.999999999998)
+        start_ms = round(self._to_axis_s(float(start_s)) * 1000.0, 6)
+        end_ms = round(self._to_axis_s(float(end_s)) * 1000.0, 6)
         if not end_ms > start_ms:
             raise ValueError(f"a segment must end after it starts; got {start_s} .. {end_s} s")
         flags = list(dict.fromkeys(flags))
         if "gap" not in flags and any(start_ms <= g["at_ms"] < end_ms for g in self.meta["gaps"]):
             flags.append("gap")
-        rec = {"label": str(label), "start_ms": start_ms, "end_ms": end_ms, "take": self.counts().get(str(label), 0) + 1,
+        take = sum(1 for r in self.meta["segments"] if r["label"] == str(label)) + 1  # flagged ones too: unique numbers
+        rec = {"label": str(label), "start_ms": start_ms, "end_ms": end_ms, "take": take,
                "energy": float(energy), "flags": flags}  # fmt: skip
+        if bridged and flags == ["gap"]:
+            rec["bridged"] = True
         self.meta["segments"].append(rec)
         self.flush()
         return rec
@@ -216,11 +225,13 @@ class SessionWriter:
         self.flush()
         return rec
 
-    def counts(self) -> dict[str, int]:
-        """Kept performances per label."""
+    def counts(self, flagged: bool = False) -> dict[str, int]:
+        """Kept performances per label that training uses (no flag, or only bridged gaps); with ``flagged``,
+        those it leaves out."""
         out: dict[str, int] = {}
         for s in self.meta["segments"]:
-            out[s["label"]] = out.get(s["label"], 0) + 1
+            if (bool(s.get("flags")) and not s.get("bridged")) == flagged:
+                out[s["label"]] = out.get(s["label"], 0) + 1
         return out
 
     def set_counters(self, counters: dict[str, Any]) -> None:
@@ -325,6 +336,42 @@ def runs_of_labels(labels: np.ndarray) -> np.ndarray:
     return np.stack([starts[keep], ends[keep], labels[starts][keep]], axis=1).astype(np.int64).reshape(-1, 3)
 
 
+def bridge_short_holes(ds: StreamDataset, resets_ms: Sequence[float] = ()) -> int:
+    """Fill every hole in ``ds``'s samples of at most ``MAX_FILL_S`` by linear interpolation, in place, as
+    ``edgessl run`` bridges one live (and the generated C): lost frames inside a take then cost it nothing. A hole
+    at a timeline reset (``resets_ms``, on ``ds.timestamps`` × 1000) or a longer one is left as it is. Inserted
+    samples take the label of their neighbours when both have the same one, else −1. Returns the holes filled.
+    """
+    t, rate = ds.timestamps, ds.rate_hz
+    if t is None or not rate or len(t) < 2:
+        return 0
+    period = 1.0 / rate
+    dt = np.diff(t)
+    idx = [int(i) for i in np.flatnonzero((dt > 1.5 * period) & (dt - period <= MAX_FILL_S + 0.5 * period))
+           if not any(t[i] * 1000.0 - 0.5 * period * 1000.0 <= r < t[i + 1] * 1000.0 for r in resets_ms)]
+    if not idx:
+        return 0
+    ts, xs, ls, start = [], [], [], 0
+    lab = ds.sample_labels
+    for i in idx:
+        k = int(round(dt[i] / period)) - 1  # samples missing between i and i + 1
+        frac = np.arange(1, k + 1) / (k + 1)
+        ts += [t[start : i + 1], t[i] + frac * dt[i]]
+        xs += [ds.signal[:, start : i + 1], ds.signal[:, i : i + 1] + frac * (ds.signal[:, i + 1 : i + 2] - ds.signal[:, i : i + 1])]
+        if lab is not None:
+            ls += [lab[start : i + 1], np.full(k, lab[i] if lab[i] == lab[i + 1] else -1, lab.dtype)]
+        start = i + 1
+    ts.append(t[start:])
+    xs.append(ds.signal[:, start:])
+    ds.timestamps = np.concatenate(ts)
+    ds.signal = np.concatenate(xs, axis=1).astype(ds.signal.dtype)
+    if lab is not None:
+        ls.append(lab[start:])
+        ds.sample_labels = np.concatenate(ls)
+    ds.offsets = np.array([0, ds.signal.shape[1]], np.int64)
+    return len(idx)
+
+
 def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[StreamDataset, dict[str, Any]]:
     """One session: its samples as a one-recording :class:`StreamDataset`, and its sidecar (``{}`` if none).
 
@@ -351,8 +398,13 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[St
                                   f"{csv_path.name} ({measured:.4g} Hz); expected them within 5 %")  # fmt: skip
         ds.rate_hz = float(rate_hz or meta["rate_hz"])
         ds.channel_units = list(meta["units"])
+    t0_ms = float(ds.extra.get("t0_s", np.array(0.0))) * 1000.0
+    if ds.timestamps is not None and ds.rate_hz:
+        resets = [g["at_ms"] - t0_ms for g in meta.get("gaps", []) if g.get("timeline_reset")]
+        ds.extra["bridged_holes"] = np.array(bridge_short_holes(ds, resets))
+        n = ds.signal.shape[1]
     t_ms = (ds.timestamps if ds.timestamps is not None else np.arange(n) / (ds.rate_hz or 1.0)) * 1000.0
-    t_ms = t_ms + float(ds.extra.get("t0_s", np.array(0.0))) * 1000.0
+    t_ms = t_ms + t0_ms
     takes: list[int] = []
     if meta and meta.get("segments"):
         classes = sorted({s["label"] for s in meta["segments"]})
@@ -369,6 +421,16 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[St
             take = s.get("take")
             takes.append(int(take) if isinstance(take, int) and not isinstance(take, bool) else len(takes) + 1)
         segments = np.array(rows, np.int64).reshape(-1, 4)
+        if ds.timestamps is not None and ds.rate_hz:
+            # a take flagged 'gap' whose holes were all bridged above is whole again, as edgessl run sees it live
+            holes = np.flatnonzero(np.diff(ds.timestamps) > 1.5 / ds.rate_hz)  # unbridged: between i and i + 1
+            resets = [g["at_ms"] for g in meta.get("gaps", []) if g.get("timeline_reset")]
+            for row in segments:
+                a, b = int(row[0]), int(row[1])
+                whole = not ((holes >= a - 1) & (holes < b)).any() and not any(
+                    t_ms[max(a - 1, 0)] <= r < t_ms[min(b, n - 1)] for r in resets)
+                if whole:
+                    row[3] &= ~FLAG_BITS["gap"]
         labels = np.full(n, -1, np.int64)
         for a, b, c, _ in segments.tolist():
             labels[a:b] = c

@@ -237,7 +237,7 @@ def unclassified_text(rt: GestureRuntime) -> str:
     """The movements a segment bundle's runtime cut but never classified, in words ("" when none)."""
     seg = rt.windower.segmenter
     unused = seg.unused_text()
-    return f"{seg.too_short + seg.too_long} movement(s) not classified ({unused}: shaking or continuous motion)" if unused else ""
+    return f"{seg.too_short + seg.too_long} movement(s) not classified: {unused}" if unused else ""
 
 
 def counters_text(c: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ class EnrollReport:
         accepted: False when it was refused (the state is unchanged); ``reason`` says why.
         kept: takes kept; ``rejected``: per take not kept, ``{"take", "answered", "similarity"}`` (1-based take).
         nearest: the closest other class to the takes' mean and its cosine similarity (None without one).
+        reference: the cosine similarity of the bundle's two closest class prototypes (None with one class).
         warnings: things the user should know (a class close to another).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
     """
@@ -114,6 +116,7 @@ class EnrollReport:
     kept: int
     rejected: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     nearest: tuple[str, float] | None = None
+    reference: float | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     flipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     reason: str = ""
@@ -126,9 +129,9 @@ class EnrollReport:
     def text(self) -> str:
         """One line for a terminal."""
         what = "new class" if self.new_class else "personalised"
-        near = f"; closest other gesture: {self.nearest[0]} (similarity {self.nearest[1]:.2f})" if self.nearest else ""
-        if self.nearest and self.accepted and not any(" is closer to " in w for w in self.warnings):
-            near = near[:-1] + ": distinct enough)"  # a take too like another class is warned about instead
+        near = f"; closest other gesture: {self.nearest[0]} (similarity {self.nearest[1]:.2f}" if self.nearest else ""
+        if near:  # a number means little alone: beside it, how alike the model's own two closest gestures are
+            near += f"; the model's two closest gestures: {self.reference:.2f})" if self.reference is not None else ")"
         if not self.accepted:
             return f"{self.label}: refused ({self.reason}){near}"
         rej = f", {len(self.rejected)} doubtful (answered {', '.join(r['answered'] for r in self.rejected)})" if self.rejected else ""
@@ -275,9 +278,10 @@ class UserState:
         if other.any():
             i = int(np.flatnonzero(other)[sims[other].argmax()])
             report.nearest = (labels[owner[i]], float(sims[i]))
+        p = _unit(prototypes)
+        closest = float((p @ p.T)[~np.eye(len(p), dtype=bool)].max()) if len(p) > 1 else 1.0
+        report.reference = closest if len(p) > 1 else None
         if new and report.nearest is not None:
-            p = _unit(prototypes)
-            closest = float((p @ p.T)[~np.eye(len(p), dtype=bool)].max()) if len(p) > 1 else 1.0
             if report.nearest[1] >= too_close:
                 report.reason = (f"its takes are as similar to {report.nearest[0]} ({report.nearest[1]:.3f}) as "
                                  f"performances of one class (>= {too_close}); perform it more differently")  # fmt: skip
@@ -368,10 +372,11 @@ class UserState:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no user state there (a new user enrolls first: GestureRuntime.enroll, "
                                     "then user_state.save(path); or edgessl enroll)") from e  # fmt: skip
-        except (ValueError, OSError, KeyError) as e:
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
             if isinstance(e, StateMismatch):
                 raise
-            raise StateMismatch(f"{path}: not a readable user state ({e})") from e
+            raise StateMismatch(f"{path}: not a readable user state, damaged or truncated ({' '.join(str(e).split()) or type(e).__name__}); enroll "
+                                "again to write a new one") from e  # fmt: skip
         if st.takes.ndim != 2 or len(st.takes) != len(st.classes) or (len(st.classes) and
                                                                       not 0 <= st.classes.min() <= st.classes.max() < len(st.labels)):  # fmt: skip
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, {len(st.classes)} classes)")

@@ -48,19 +48,28 @@ class TakeBuffer:
     def gap(self, at_s: float, seconds: float | None, timeline_reset: bool) -> None:
         self.gaps += 1
 
-    def add_segment(self, label: str, start_s: float, end_s: float, *, energy: float, flags: list[str]) -> dict:
-        rec = {"label": label, "start_s": start_s, "end_s": end_s, "take": self.counts().get(label, 0) + 1,
-               "energy": energy, "flags": list(flags)}  # fmt: skip
+    def add_segment(self, label: str, start_s: float, end_s: float, *, energy: float, flags: list[str],
+                    bridged: bool = False) -> dict:  # fmt: skip
+        take = sum(1 for r in self.segments if r["label"] == label) + 1
+        rec = {"label": label, "start_s": start_s, "end_s": end_s, "take": take, "energy": energy,
+               "flags": list(flags), "bridged": bool(bridged)}  # fmt: skip
         self.segments.append(rec)
         return rec
+
+    @staticmethod
+    def _usable(rec: dict) -> bool:
+        """No flag, or only gaps short enough to bridge (the resampling on the timestamps fills them)."""
+        return not rec["flags"] or (rec["flags"] == ["gap"] and rec["bridged"])
 
     def drop_last_segment(self) -> dict | None:
         return self.segments.pop() if self.segments else None
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, flagged: bool = False) -> dict[str, int]:
+        """Takes per label that enrollment uses; with ``flagged``, those it leaves out."""
         out: dict[str, int] = {}
         for s in self.segments:
-            out[s["label"]] = out.get(s["label"], 0) + 1
+            if self._usable(s) != flagged:
+                out[s["label"]] = out.get(s["label"], 0) + 1
         return out
 
     def set_counters(self, counters: dict) -> None:
@@ -82,7 +91,7 @@ class TakeBuffer:
         for s in self.segments:
             if s["label"] != label:
                 continue
-            if s["flags"]:
+            if not self._usable(s):
                 flagged += 1
                 continue
             if mode == "segment":  # the stream at the model's rate from the segment's first sample, stretched

@@ -169,7 +169,7 @@ class GestureRuntime:
 
     def __init__(self, bundle_path: str | Path, *, providers: list[str] | None = None, threads: int = 1,
                  decision: DecisionConfig = DecisionConfig(), adapter: Adapter | None = None, precision: str = "int8",
-                 max_fill_s: float = 0.25, user_state: str | Path | UserState | None = None):  # fmt: skip
+                 max_fill_s: float = preprocess.MAX_FILL_S, user_state: str | Path | UserState | None = None):  # fmt: skip
         self.bundle: Bundle = open_bundle(bundle_path)
         m = self.bundle.manifest
         self.labels = self.bundle.labels

@@ -696,7 +696,7 @@ int essl_model_run(const float *window, float *logits, float *embedding)
     info = {
         "weights_bytes": sizes, "arena_bytes": arena, "macs": low.macs + K * D,
         "encoder_macs": low.macs, "kernels": [{"kind": op.kind, "node": op.node, "out": [op.dst.channels, op.dst.length],
-                                                "dtype": op.dst.dtype, "macs": op.macs} for op in low.ops],
+                                                "out_dtype": op.dst.dtype, "macs": op.macs} for op in low.ops],
         "kept_float": float_nodes,
         # one quantization step of the embedding: the scale of the int8 tensor it averages (None: float)
         "embedding_step": next((op.params["dequantize"][0] for op in low.ops if op.kind == "mean"
@@ -755,6 +755,11 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False) -
             "embedding_dim": int(p["head_weight"].shape[1]), **info, "stream": sinfo,
             "quantization": m.get("quantization", {}).get("float_layers")}  # fmt: skip
     info["quantization"] = {"float_layers": info["quantization"], "semantics": "onnxruntime QLinear (QDQ S8S8)"}
+    # what a firmware budget needs, in one place (benchmarks/mcu.py measures the uWave model's on a Cortex-M4)
+    info["memory"] = {"flash_weights_bytes": int(sum(info["weights_bytes"].values())),
+                      "ram_bytes": int(info["arena_bytes"] + sinfo["state_bytes_estimate"]),
+                      "note": "flash: these weights plus about 7 KB of code and tables (Cortex-M4, -Os); RAM: the "
+                              "arena plus one essl_stream_t (estimated)"}  # fmt: skip
     out.mkdir(exist_ok=True)
     files = {"essl_model.h": mh, "essl_model.c": mc, "essl_stream.h": sh, "essl_stream.c": sc,
              INFO_FILE: json.dumps(info, indent=2) + "\n"}  # fmt: skip
@@ -773,4 +778,5 @@ def cflags_strict() -> list[str]:
 def describe(info: dict[str, Any], out: Sequence[str] | str) -> str:
     w = info["weights_bytes"]
     return (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
-            f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window")  # fmt: skip
+            f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window"
+            + (f"; RAM about {info['memory']['ram_bytes'] / 1024:.1f} KB with the stream state" if "memory" in info else ""))  # fmt: skip

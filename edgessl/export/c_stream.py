@@ -25,9 +25,8 @@ import numpy as np
 
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.export.c_text import CExportError, c_array, c_float
+from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import SegmentParams
-
-MAX_FILL_S = 0.25  # GestureRuntime's default max_fill_s
 
 
 def segment_constants(params: SegmentParams, rate: float) -> dict[str, Any]:

@@ -214,9 +214,9 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
                      "fine-tuning printed was measured before)" if decision["source"] == "test"
                      else f"{decision['source']} windows")  # fmt: skip
             print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}, "
-                  f"set on {decision['windows']} {which}{also}; on the {decision['windows']} "
-                  f"they answer {decision['rejection']:.1%} of valid gestures 'unknown' (target "
-                  f"{cfg.target_rejection:.0%})", flush=True)  # fmt: skip
+                  f"set on {decision['windows']} {which}{also}; on those same windows they answer "
+                  f"{decision['rejection']:.1%} of valid gestures 'unknown' (target {cfg.target_rejection:.0%}; a "
+                  "new session's share is higher: `edgessl verify` measures it on another recording)", flush=True)  # fmt: skip
             if roughness is not None:
                 print(f"noise gate: roughness <= {roughness:.3f} (set on {roughness_calibration['windows']} "
                       f"labelled windows; white noise scores 2)", flush=True)  # fmt: skip

@@ -7,6 +7,9 @@ motion-energy segmenter (:mod:`edgessl.segmenter`), shows what it kept and keeps
 turns (circle, left, circle, left ...) so that fatigue spreads over the classes. Either way the whole stream
 goes into the session file (samples, and gaps as comment lines): a take only adds a segment to the sidecar,
 so nothing the device sent is lost, and a take that a gap overlaps is kept with the flag ``"gap"`` and said so.
+A gap of at most ``MAX_FILL_S`` is bridged by interpolation when the session is loaded, as ``edgessl run`` bridges
+one live: such a take counts. Training leaves any other flagged take out, so it does not count and the class is
+asked again.
 
 The device is opened as ``edgessl run`` opens it (``--wait`` for the port, unplugs waited out, SIGTERM and
 Ctrl-C end cleanly with the session closed); another device on the port stops the recording with a device
@@ -36,6 +39,7 @@ from edgessl.console import counts_text, sparkline, unicode_ok
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.cli import _gap_json, _same_device, _Stopped, _StopSignals, _wait_seconds, counters_text
 from edgessl.errors import DeviceError, UsageError
+from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import MotionSegmenter, SegmentParams
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["register", "record"]
 
 GO_GRACE_S = 0.3  # a segment may start this long before GO: frames in flight, the segmenter's pre-roll
+ASK_S = 4.0  # host seconds a terminal user has to answer r (redo) or q (stop) after a take before it is kept
 WATCH_EXTRA_S = 2.0  # device seconds after GO beyond the longest gesture before a take counts as a miss
 MISSES_IN_A_ROW = 5  # prompts with no take in a row before a capture stops (nobody is performing)
 SETTLE_S = 0.5  # after a segment ends, how long another (larger) one may still start and win
@@ -61,6 +66,8 @@ class Take:
     Attributes:
         magnitude: ``[n]`` the vector magnitude of its samples (g channels, else all), for the sparkline.
         lost: about how many samples the gaps that touch it miss (at least 1 per gap); > 0 flags it.
+        bridged: every such gap is one ``edgessl run`` bridges live (at most ``MAX_FILL_S``, same timeline), and so
+            does the loader of the session: a flagged take that still counts.
     """
 
     start_s: float
@@ -68,6 +75,7 @@ class Take:
     energy: float
     magnitude: np.ndarray
     lost: int = 0
+    bridged: bool = False
 
     @property
     def flags(self) -> list[str]:
@@ -143,8 +151,10 @@ class SessionStream:
         end_s = float(self._t[j]) if j < len(self._t) else float(self._t[j - 1]) + 1.0 / self.rate
         period = 1.0 / self.rate
         # a gap touching the segment (even at an end, where the gesture's start or finish may be what is missing)
-        lost = sum(max(1, g.missing) for g in self.gaps if g.t_start <= end_s and g.t_end >= start_s - period)
-        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), self._mag[i:j].copy(), lost)
+        touching = [g for g in self.gaps if g.t_start <= end_s and g.t_end >= start_s - period]
+        lost = sum(max(1, g.missing) for g in touching)
+        bridged = bool(touching) and all(g.seconds <= MAX_FILL_S and not g.timeline_reset for g in touching)
+        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), self._mag[i:j].copy(), lost, bridged)
 
 
 class Display:
@@ -194,7 +204,7 @@ class Guide:
         countdown: host seconds between "get ready" and GO.
         params: the segmenter's (a take is watched for up to ``max_duration_s`` + 2 device seconds).
         ask: a tty's answer to "keep · redo · stop": returns ``None`` while the user has not answered, else
-            the line typed; None (tests, pipes) keeps every take.
+            the line typed; no answer within ``ASK_S`` keeps the take; None (tests, pipes) keeps every take.
     """
 
     def __init__(self, labels: list[str], count: int, countdown: float, params: SegmentParams, display: Display,
@@ -215,6 +225,8 @@ class Guide:
         self._candidates: list[Take] = []
         self._dropped_at_go = (0, 0)  # the segmenter's too-short and too-long movements at GO
         self._last: Take | None = None
+        self.flagged_in_a_row = 0  # takes a gap overlapped, in a row (a link that drops frames stops the capture)
+        self._ask_until = 0.0  # host time when an unanswered take is kept
 
     def counts(self, writer: SessionWriter) -> dict[str, int]:
         got = writer.counts()
@@ -288,8 +300,9 @@ class Guide:
             self._watch(stream)
         if self.state == "ask":
             answer = self.ask() if self.ask is not None else ""
-            if answer is None:
+            if answer is None and now < self._ask_until:
                 return
+            answer = answer or ""  # no answer in ASK_S: kept (the next prompt follows, as after Enter)
             answer = answer.strip().lower()
             if answer.startswith("r"):
                 self.turn = self.labels.index(self.label)  # the same class again, then the turns go on
@@ -343,7 +356,8 @@ class Guide:
             p = self.params
             why = (f"{hidden:.1f} s of it missing in gaps" if hidden else
                    f"a movement of {p.max_duration_s:g} s or longer: a gesture must end sooner" if long > 0 else
-                   f"only a movement shorter than {p.min_duration_s:g} s: a flick or a bump" if short > 0 else
+                   f"only movement shorter than {p.min_duration_s:g} s: a flick, a bump, or a gesture too gentle to "
+                   f"stay above {p.threshold_g:g} g, cut into pieces: make it bigger or brisker" if short > 0 else
                    f"nothing moved above {p.threshold_g:g} g")  # fmt: skip
             if self.d.json:
                 self.d.emit({"miss": {"label": self.label, "waited_s": round(waited, 3), "gap_s": round(hidden, 3),
@@ -352,7 +366,8 @@ class Guide:
                 self.d.line(f"no {self.label} seen within {waited:.1f} s of GO ({why}); again")
             self.misses_in_a_row += 1
             if self.misses_in_a_row >= MISSES_IN_A_ROW:  # nobody performs (or the board cannot): stop, say so
-                self.gave_up = f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, {why})"
+                self.gave_up = (f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, {why}); "
+                                "is the board held and moving when GO shows?")  # fmt: skip
                 self.stop_asked = True
             self.state = "next"
             return
@@ -361,25 +376,37 @@ class Guide:
 
     def _keep(self, writer: SessionWriter, take: Take) -> None:
         self.misses_in_a_row = 0
-        rec = writer.add_segment(self.label, take.start_s, take.end_s, energy=round(take.energy, 6), flags=take.flags)
+        rec = writer.add_segment(self.label, take.start_s, take.end_s, energy=round(take.energy, 6), flags=take.flags,
+                                 bridged=take.bridged)  # fmt: skip
         writer.flush()
         counts = self.counts(writer)
-        self.turn = (self.labels.index(self.label) + 1) % len(self.labels)
+        flagged = bool(rec["flags"]) and not take.bridged  # a bridged take trains as edgessl run sees it: it counts
+        # a flagged take stays in the files but training leaves it out: it does not count, the class is asked again
+        self.turn = (self.labels.index(self.label) + (0 if flagged else 1)) % len(self.labels)
+        self.flagged_in_a_row = self.flagged_in_a_row + 1 if flagged else 0
         duration = take.end_s - take.start_s
         if self.d.json:
             self.d.emit({"take": {**rec, "duration_s": round(duration, 4), "lost_samples": take.lost,
-                                  "counts": counts}})  # fmt: skip
+                                  "counted": not flagged, "counts": counts}})  # fmt: skip
         else:
             spark = sparkline(take.magnitude, width=32, ascii_only=not unicode_ok(self.d.out))
-            self.d.line(f"kept {self.label} {counts[self.label]}/{self.count}: {duration:.2f} s, peak energy "
-                        f"{take.energy:.2f}  {spark}")  # fmt: skip
-            if take.lost:
-                self.d.line(f"  a gap overlaps this take (about {take.lost} samples missing): kept, flagged 'gap'"
-                            + ("; r to redo it" if self.ask is not None else ""))  # fmt: skip
+            n = f"{counts[self.label]}/{self.count}" if not flagged else f"take {rec['take']}, not counted"
+            self.d.line(f"kept {self.label} {n}: {duration:.2f} s, peak energy {take.energy:.2f}  {spark}")
+            if flagged:
+                self.d.line(f"  a gap overlaps this take (about {take.lost} samples missing): saved flagged 'gap', "
+                            "which training leaves out; again")  # fmt: skip
+            elif take.lost:
+                self.d.line(f"  {take.lost} sample(s) lost in a gap of at most {MAX_FILL_S:g} s: bridged by "
+                            "interpolation, as edgessl run does live; counted")  # fmt: skip
             self.d.line("  " + ", ".join(f"{lb} {n}/{self.count}" for lb, n in counts.items()))
-        self.state = "ask" if self.ask is not None else "next"
-        if self.ask is not None:
-            self.d.line(f"Enter keep · r redo · q stop{' (redo recommended)' if take.lost else ''}")
+        if flagged and self.flagged_in_a_row >= MISSES_IN_A_ROW:
+            self.gave_up = (f"{self.flagged_in_a_row} takes in a row lost samples in gaps (the link drops frames: "
+                            "a loose cable, a baud rate or a USB hub too slow for the stream?)")  # fmt: skip
+            self.stop_asked = True
+        self.state = "ask" if self.ask is not None and not flagged else "next"
+        if self.state == "ask":
+            self._ask_until = time.monotonic() + ASK_S
+            self.d.line(f"r Enter: redo · q Enter: stop · Enter or {ASK_S:g} s: keep and go on")
 
 
 def _stdin_answer() -> str | None:
@@ -476,8 +503,8 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     _summary(d, stats, stream, dev, guide, count)
     if guide is not None and guide.gave_up and stream is not None:
         kept = sum(guide.counts(stream.writer).values())
-        raise DeviceError(f"--port {args.port}: stopped: {guide.gave_up}; is the board held and moving when GO "
-                          f"shows? The {kept} take(s) kept are in {stream.writer.path_csv}")  # fmt: skip
+        raise DeviceError(f"--port {args.port}: stopped: {guide.gave_up}. The {kept} take(s) kept are in "
+                          f"{stream.writer.path_csv}")  # fmt: skip
     return 0
 
 
@@ -656,6 +683,12 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
     if guide is not None:
         counts = "; " + ", ".join(f"{lb} {n}/{count}" for lb, n in stats["counts"].items())
         counts += f", {guide.misses} missed" if guide.misses else ""
+        flagged = sum(stream.writer.counts(flagged=True).values())
+        counts += f", {flagged} more flagged 'gap' (not used for training)" if flagged else ""
+        if any(n < count for n in stats["counts"].values()):  # stopped early: what is there is in the data set
+            w = stream.writer
+            counts += (f" (the session stays in the data set with these takes; to leave it out, delete "
+                       f"{w.path_csv.name} and {w.path_json.name})")  # fmt: skip
     else:
         n = stats.get("movements", 0)
         seg = stream.segmenter

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -56,7 +57,9 @@ class StateReporter:
             self.emit({"device": {"state": state, "port": self.port}})
         elif state == "waiting":
             limit = "forever" if self.wait is None else f"up to {self.wait:g} s"
-            self.note(f"waiting for {self.port} ({limit}; --wait sets the limit)")
+            missing = ("; it is not there: if the name is wrong, `edgessl devices` lists the boards it finds"
+                       if "://" not in self.port and not os.path.exists(self.port) else "")  # fmt: skip
+            self.note(f"waiting for {self.port} ({limit}; --wait sets the limit{missing})")
         elif state == "reconnecting":
             self.note(f"{self.port} went away; waiting for it to come back{self.gone}")
         elif state == "streaming" and not first:  # the first time, the command's header line says so

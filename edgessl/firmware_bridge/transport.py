@@ -20,6 +20,7 @@ import collections
 import dataclasses
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,7 +121,18 @@ class SerialTransport:
         where to look, instead of the driver's errno repeated."""
         if "://" not in self.url and not os.path.exists(self.url):
             return "no such port (`edgessl devices` lists the boards it finds)"
+        if self._not_a_device():
+            return "not a serial port (a regular file or a folder); expected the board's device, e.g. /dev/ttyACM0 (`edgessl devices` lists the boards it finds)"
         return str(e)
+
+    def _not_a_device(self) -> bool:
+        """A local path that exists and is no character device (a file, a folder): waiting cannot help."""
+        if "://" in self.url:
+            return False
+        try:
+            return not stat.S_ISCHR(os.stat(self.url).st_mode)
+        except OSError:
+            return False
 
     def open(self) -> SerialTransport:
         """Open the port (waiting for it as ``wait_for_port`` says) and start the reader thread.
@@ -140,6 +152,9 @@ class SerialTransport:
                 self._set_state("closed")
                 raise DeviceLost(f"cannot open {self.url}: {e}") from e
             except (serial.SerialException, OSError) as e:
+                if self._not_a_device():  # a file given for a port never becomes one
+                    self._set_state("closed")
+                    raise DeviceLost(f"cannot open {self.url}: {self._why(e)}") from e
                 if deadline is not None and time.monotonic() >= deadline:
                     self._set_state("closed")
                     waited = f" (waited {self.wait_for_port:g} s)" if self.wait_for_port else ""
@@ -476,7 +491,8 @@ class ImuStream:
         while self.lines.n_channels is None:
             if time.monotonic() > deadline:
                 raise ProtocolError(f"{self.transport.url}: no text readings within {self.handshake_timeout:g} s "
-                                    "(expected lines of numbers like 0.01,-0.98,0.11)")  # fmt: skip
+                                    "(expected lines of numbers like 0.01,-0.98,0.11); is it the IMU's port "
+                                    "(`edgessl devices` lists the boards it finds), and does the board stream?")  # fmt: skip
             self._ingest(self._drain(0.05))
         if self.channels is not None and len(self.channels) != self.lines.n_channels:
             raise ProtocolError(f"{self.transport.url}: the device sends {self.lines.n_channels} values per line "

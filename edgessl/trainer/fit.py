@@ -148,8 +148,14 @@ def load_saved(path: str | Path, file_name: str, fmt: str, what: str) -> dict[st
     if p.is_dir():
         p = p / file_name
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no {what} here ({file_name}, as edgessl writes it)")
+        hint = ("; this folder holds only a checkpoint (a pretraining run, or a fine-tuning that did not finish): "
+                "give the folder `edgessl finetune --out` wrote" if file_name == "model.pt"
+                and (p.parent / "checkpoint.pt").exists() else "")  # fmt: skip
+        raise FileNotFoundError(f"{p}: no {what} here ({file_name}, as edgessl writes it){hint}")
     data = p.read_bytes()
+    if data[:4] == b"PK\x03\x04" and p.suffix == ".essl":
+        raise ModelError(f"{p}: an exported bundle, not a {what}: training starts from a run's folder (runs/pre, "
+                         "runs/ft), not from a bundle")  # fmt: skip
     body, verified = _verified_body(p, data, what)
     try:
         ck = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)

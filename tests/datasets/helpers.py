@@ -25,7 +25,7 @@ def performance(label: str, n: int, rng: np.random.Generator) -> np.ndarray:
 def write_session(folder: Path, user: str, plan: list[str], seed: int = 0, *, kind: str = "labelled",
                   gap_in: int | None = None, reset_at: int | None = None) -> tuple[SessionWriter, list[tuple]]:  # fmt: skip
     """Record ``plan`` (labels) with idle between; returns the closed writer and ``(label, first, end)`` sample
-    indices of each kept performance in the CSV. ``gap_in``: a gap inside that performance; ``reset_at``: a
+    indices of each kept performance in the CSV. ``gap_in``: a gap of 0.5 s inside that performance (flagged); ``reset_at``: a
     device timeline reset before that performance."""
     rng = np.random.default_rng(seed)
     w = SessionWriter(folder, kind=kind, user=user, device={"port": "/dev/null", "name": "test"}, rate_hz=RATE,
@@ -49,8 +49,8 @@ def write_session(folder: Path, user: str, plan: list[str], seed: int = 0, *, ki
         first = written
         if gap_in == i:
             t1 = put(x[:10])
-            w.gap(float(t1[-1]), 0.2, False)
-            t_dev += 0.2
+            w.gap(float(t1[-1]), 0.5, False)  # longer than MAX_FILL_S: the loader does not bridge it
+            t_dev += 0.5
             t2 = put(x[10:])
             t = np.concatenate([t1, t2])
         else:

@@ -93,7 +93,10 @@ def test_enrolling_three_takes_per_class_raises_new_users_accuracy(small_bundle)
         truth = [rt.labels[i] for i in yt]
         plain.append(decided(rt, Xt, truth).mean())
         for c, lb in enumerate(rt.labels):
-            rt.enroll(lb, Xe[ye == c])
+            report = rt.enroll(lb, Xe[ye == c])
+            # the nearest other gesture's similarity is shown beside the model's own closest pair, never judged alone
+            assert report.nearest is not None and report.reference is not None and -1 <= report.reference <= 1
+            assert f"the model's two closest gestures: {report.reference:.2f})" in report.text()
         assert rt.labels == open_bundle(small_bundle).labels  # personalised, no new class
         enrolled.append(decided(rt, Xt, truth).mean())
     # measured (this recipe): 0.65 -> 0.89 mean over these users; a state that changed nothing would fail

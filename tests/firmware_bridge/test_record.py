@@ -169,9 +169,10 @@ def _rest(rate: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
     return x + rng.normal(0, 0.005, x.shape).astype(np.float32)
 
 
-def test_a_gap_inside_a_take_flags_it_and_redo_drops_it(tmp_path):
-    """Driven by hand: a gesture with a hole in it is kept flagged 'gap' and said so; 'r' drops it, the next
-    clean one is kept as take 1; the stream is written whole."""
+def test_a_gap_inside_a_take_flags_it_and_asks_again(tmp_path):
+    """Driven by hand: a gesture with a hole in it is kept flagged 'gap' and said so, but it does not count
+    (training leaves it out): the class is asked again without a question, the next clean one counts and waits
+    for its answer, 'r' on it drops it; the stream is written whole."""
     import io
 
     from edgessl.datasets.session import SessionWriter
@@ -182,17 +183,17 @@ def test_a_gap_inside_a_take_flags_it_and_redo_drops_it(tmp_path):
                            channels=["acc_x", "acc_y", "acc_z"], units=["g"] * 3)  # fmt: skip
     stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, rate, params)
     text = io.StringIO()
-    answers = ["r\n"]  # what the user types, one line per question; None while they have not answered
+    answers: list[str] = []  # what the user types, one line per question; None while they have not answered
     guide = Guide(["circle", "up"], 1, 0.0, params, Display(text, json_lines=False),
                   ask=lambda: answers.pop(0) if answers else None)  # fmt: skip
     t0 = 0.0
 
-    def play(x: np.ndarray, hole_after: int | None = None) -> None:
+    def play(x: np.ndarray, hole_after: int | None = None, hole: int = 40) -> None:
         nonlocal t0
         for i in range(0, len(x), 10):
-            if hole_after is not None and hole_after <= i < hole_after + 20:  # 20 samples that never arrive
+            if hole_after is not None and hole_after <= i < hole_after + hole:  # samples that never arrive
                 if i == hole_after:
-                    stream.gap(Gap(t0, t0 + 0.2, 20, "sequence"))
+                    stream.gap(Gap(t0, t0 + hole / rate, hole, "sequence"))
                 t0 += 10 / rate
                 continue
             block = x[i : i + 10]
@@ -205,25 +206,74 @@ def test_a_gap_inside_a_take_flags_it_and_redo_drops_it(tmp_path):
     assert guide.state == "watch"
     play(_gesture(rate, 1.0, rng), hole_after=50)
     play(_rest(rate, 1.5, rng))
-    assert writer.counts() == {} and guide.state == "watch"  # the flagged take was shown, redone; asked again
-    assert "a gap overlaps this take" in text.getvalue() and "flagged 'gap'" in text.getvalue()
-    assert "dropped circle take 1" in text.getvalue()
+    # the flagged take was saved and said so, not counted, no question asked: the same class again
+    assert writer.counts() == {} and writer.counts(flagged=True) == {"circle": 1} and guide.state == "watch"
+    assert "a gap overlaps this take" in text.getvalue() and "saved flagged 'gap'" in text.getvalue()
+    assert "kept circle take 1, not counted" in text.getvalue() and "Enter keep" not in text.getvalue()
     play(_rest(rate, 0.5, rng))
     play(_gesture(rate, 1.0, rng))
     play(_rest(rate, 1.5, rng))
     assert guide.state == "ask" and writer.counts() == {"circle": 1}  # waits for the answer, recording on
+    answers.append("r\n")
+    play(_rest(rate, 0.2, rng))
+    assert "dropped circle take 2" in text.getvalue() and writer.counts() == {}
+    play(_rest(rate, 0.5, rng))
+    play(_gesture(rate, 1.0, rng))
+    play(_rest(rate, 1.5, rng))
     answers.append("\n")
     play(_rest(rate, 0.2, rng))
-    # the redone class was asked again before the turn passed to the next one
+    # the class was asked again until a take counted, before the turn passed to the next one
     prompts = [" ".join(ln.split()[:2]) for ln in text.getvalue().splitlines() if "get ready" in ln]
-    assert prompts == ["circle 1/1", "circle 1/1", "up 1/1"]
-    (seg,) = writer.meta["segments"]
-    assert seg["take"] == 1 and seg["flags"] == [] and 0.7 < (seg["end_ms"] - seg["start_ms"]) / 1000 < 1.4
-    assert guide.cues == {"UNSUPPORTED": 3} and guide.misses == 0
+    assert prompts == ["circle 1/1", "circle 1/1", "circle 1/1", "up 1/1"]
+    flagged, seg = writer.meta["segments"]
+    assert flagged["take"] == 1 and flagged["flags"] == ["gap"]
+    assert seg["take"] == 2 and seg["flags"] == [] and 0.7 < (seg["end_ms"] - seg["start_ms"]) / 1000 < 1.4
+    assert guide.cues == {"UNSUPPORTED": 4} and guide.misses == 0
     writer.close()
     meta = json.loads(writer.path_json.read_text())
-    assert meta["samples"] == stream.samples == 100 + 100 - 20 + 150 + 50 + 100 + 150 + 20
+    assert meta["samples"] == stream.samples == 100 + 100 - 40 + 150 + 50 + 100 + 150 + 20 + 50 + 100 + 150 + 20
     assert len(meta["gaps"]) == 1
+    # the loader agrees: the take with 0.4 s missing stays flagged (left out), the clean one is usable
+    from edgessl.datasets.session import read_session
+
+    ds, _ = read_session(writer.path_csv)
+    assert ds.extra["segments"][:, 3].tolist() == [1, 0] and int(ds.extra["bridged_holes"]) == 0
+
+
+def test_a_take_with_a_short_gap_is_bridged_and_counts(tmp_path):
+    """A gesture that lost 10 samples (0.1 s, what edgessl run bridges live) is saved flagged 'gap' but counts,
+    and the loader fills the hole by interpolation and trains on it."""
+    import io
+
+    from edgessl.datasets.session import SessionWriter, read_session
+
+    rate, rng = 100.0, np.random.default_rng(1)
+    params = SegmentParams()
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={"port": "test"}, rate_hz=rate,
+                           channels=["acc_x", "acc_y", "acc_z"], units=["g"] * 3)  # fmt: skip
+    stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, rate, params)
+    text = io.StringIO()
+    guide = Guide(["circle"], 1, 0.0, params, Display(text, json_lines=False))
+    t0 = 0.0
+    x = np.concatenate([_rest(rate, 1.0, rng), _gesture(rate, 1.0, rng), _rest(rate, 1.5, rng)])
+    for i in range(0, len(x), 10):
+        if i == 150:  # 10 samples inside the gesture never arrive
+            stream.gap(Gap(t0, t0 + 0.1, 10, "sequence"))
+            t0 += 0.1
+            continue
+        t = t0 + np.arange(10) / rate
+        t0 = float(t[-1]) + 1 / rate
+        guide.offer(stream.feed(t, x[i : i + 10]))
+        guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+    assert writer.counts() == {"circle": 1} and guide.done(writer)
+    assert "bridged by interpolation" in text.getvalue() and "not counted" not in text.getvalue()
+    (seg,) = writer.meta["segments"]
+    assert seg["flags"] == ["gap"]  # the file says what happened
+    writer.close()
+    ds, _ = read_session(writer.path_csv)
+    assert int(ds.extra["bridged_holes"]) == 1 and ds.signal.shape[1] == len(x)  # the 10 samples filled in
+    assert ds.extra["segments"][:, 3].tolist() == [0]  # usable: training takes it
+    assert np.allclose(np.diff(ds.timestamps), 1 / rate, atol=1e-6)
 
 
 def test_the_last_take_waits_for_its_answer_before_the_capture_ends(tmp_path):
@@ -240,6 +290,29 @@ def test_the_last_take_waits_for_its_answer_before_the_capture_ends(tmp_path):
     assert guide.done(writer)
     guide.stop_asked, guide.state = True, "ask"
     assert guide.done(writer)
+    writer.close()
+
+
+def test_an_unanswered_take_is_kept_after_ask_s_and_the_next_prompt_follows(tmp_path, monkeypatch):
+    """On a terminal nobody has to press Enter after every take: no answer within ASK_S keeps it."""
+    import io
+
+    import edgessl.firmware_bridge.record as record
+    from edgessl.datasets.session import SessionWriter
+
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=100.0, channels=["x"], units=["g"])
+    text = io.StringIO()
+    guide = Guide(["up"], 2, 0.0, SegmentParams(), Display(text, json_lines=False), ask=lambda: None)
+    guide._keep(writer, record.Take(0.0, 1.0, 1.0, np.ones(100, np.float32)))
+    assert guide.state == "ask" and "4 s: keep and go on" in text.getvalue()
+    stream = SessionStream(writer, ["x"], ["g"], 100.0, SegmentParams())
+    guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+    assert guide.state == "ask"  # answered nothing yet, within ASK_S: still asking
+    guide._ask_until = 0.0  # ASK_S has passed
+    guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+    assert guide.state == "next" and writer.counts() == {"up": 1}
+    guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+    assert "up 2/2" in text.getvalue()
     writer.close()
 
 
@@ -286,7 +359,7 @@ def test_a_miss_says_when_the_movement_was_too_long_or_too_short_to_be_a_gesture
         guide.step(stream, _TextDevice())  # type: ignore[arg-type]
     out = text.getvalue()
     assert "(a movement of 3.2 s or longer: a gesture must end sooner); again" in out, out
-    assert "(only a movement shorter than 0.25 s: a flick or a bump); again" in out, out
+    assert "(only movement shorter than 0.25 s: a flick, a bump, or a gesture too gentle" in out, out
     assert writer.counts() == {}
     writer.close()
 
@@ -430,5 +503,5 @@ def test_a_free_session_of_shaking_says_what_it_did_not_keep(tmp_path, capsys):
     with SimulatedImu(*src, speed=4.0, link=link, faults=Faults.parse("vibration=5:4")):
         assert main(["record", "--port", link, "--out", str(out), "--seconds", "3"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "; 0 movement(s) found (" in last and "of 3.2 s or longer)" in last, last
+    assert "; 0 movement(s) found (" in last and "of 3.2 s or longer (shaking" in last, last
     assert ": this session gives pretraining nothing" in last and "nothing moved" not in last, last
