@@ -169,23 +169,27 @@ def _rest(rate: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
     return x + rng.normal(0, 0.005, x.shape).astype(np.float32)
 
 
-def test_a_gap_inside_a_take_flags_it_and_asks_again(tmp_path):
-    """Driven by hand: a gesture with a hole in it is kept flagged 'gap' and said so, but it does not count
-    (training leaves it out): the class is asked again without a question, the next clean one counts and waits
-    for its answer, 'r' on it drops it; the stream is written whole."""
+def _guided(folder, labels: list[str], ask=None):
+    """A labelled session at 100 Hz on three axes in g, its stream and a guide (1 take of each label, no
+    countdown) printing to a string: ``(writer, stream, text, guide)``."""
     import io
 
     from edgessl.datasets.session import SessionWriter
 
-    rate, rng = 100.0, np.random.default_rng(0)
-    params = SegmentParams()
-    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={"port": "test"}, rate_hz=rate,
+    writer = SessionWriter(folder, kind="labelled", user="A", device={"port": "test"}, rate_hz=100.0,
                            channels=["acc_x", "acc_y", "acc_z"], units=["g"] * 3)  # fmt: skip
-    stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, rate, params)
+    stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, 100.0, SegmentParams())
     text = io.StringIO()
+    return writer, stream, text, Guide(labels, 1, 0.0, SegmentParams(), Display(text, json_lines=False), ask=ask)
+
+
+def test_a_gap_inside_a_take_flags_it_and_asks_again(tmp_path):
+    """Driven by hand: a gesture with a hole in it is kept flagged 'gap' and said so, but it does not count
+    (training leaves it out): the class is asked again without a question, the next clean one counts and waits
+    for its answer, 'r' on it drops it; the stream is written whole."""
+    rate, rng = 100.0, np.random.default_rng(0)
     answers: list[str] = []  # what the user types, one line per question; None while they have not answered
-    guide = Guide(["circle", "up"], 1, 0.0, params, Display(text, json_lines=False),
-                  ask=lambda: answers.pop(0) if answers else None)  # fmt: skip
+    writer, stream, text, guide = _guided(tmp_path, ["circle", "up"], ask=lambda: answers.pop(0) if answers else None)
     t0 = 0.0
 
     def play(x: np.ndarray, hole_after: int | None = None, hole: int = 40) -> None:
@@ -243,17 +247,10 @@ def test_a_gap_inside_a_take_flags_it_and_asks_again(tmp_path):
 def test_a_take_with_a_short_gap_is_bridged_and_counts(tmp_path):
     """A gesture that lost 10 samples (0.1 s, what edgessl run bridges live) is saved flagged 'gap' but counts,
     and the loader fills the hole by interpolation and trains on it."""
-    import io
-
-    from edgessl.datasets.session import SessionWriter, read_session
+    from edgessl.datasets.session import read_session
 
     rate, rng = 100.0, np.random.default_rng(1)
-    params = SegmentParams()
-    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={"port": "test"}, rate_hz=rate,
-                           channels=["acc_x", "acc_y", "acc_z"], units=["g"] * 3)  # fmt: skip
-    stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, rate, params)
-    text = io.StringIO()
-    guide = Guide(["circle"], 1, 0.0, params, Display(text, json_lines=False))
+    writer, stream, text, guide = _guided(tmp_path, ["circle"])
     t0 = 0.0
     x = np.concatenate([_rest(rate, 1.0, rng), _gesture(rate, 1.0, rng), _rest(rate, 1.5, rng)])
     for i in range(0, len(x), 10):
