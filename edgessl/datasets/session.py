@@ -399,9 +399,9 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[St
         ds.rate_hz = float(rate_hz or meta["rate_hz"])
         ds.channel_units = list(meta["units"])
     t0_ms = float(ds.extra.get("t0_s", np.array(0.0))) * 1000.0
+    resets = [float(g["at_ms"]) for g in meta.get("gaps", []) if g.get("timeline_reset")]  # on the file's axis
     if ds.timestamps is not None and ds.rate_hz:
-        resets = [g["at_ms"] - t0_ms for g in meta.get("gaps", []) if g.get("timeline_reset")]
-        ds.extra["bridged_holes"] = np.array(bridge_short_holes(ds, resets))
+        ds.extra["bridged_holes"] = np.array(bridge_short_holes(ds, [r - t0_ms for r in resets]))
         n = ds.signal.shape[1]
     t_ms = (ds.timestamps if ds.timestamps is not None else np.arange(n) / (ds.rate_hz or 1.0)) * 1000.0
     t_ms = t_ms + t0_ms
@@ -424,7 +424,6 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[St
         if ds.timestamps is not None and ds.rate_hz:
             # a take flagged 'gap' whose holes were all bridged above is whole again, as edgessl run sees it live
             holes = np.flatnonzero(np.diff(ds.timestamps) > 1.5 / ds.rate_hz)  # unbridged: between i and i + 1
-            resets = [g["at_ms"] for g in meta.get("gaps", []) if g.get("timeline_reset")]
             for row in segments:
                 a, b = int(row[0]), int(row[1])
                 whole = not ((holes >= a - 1) & (holes < b)).any() and not any(
