@@ -86,7 +86,8 @@ def _print_sessions(d: dict) -> None:
     """The counts of a session data set (``describe``) as a few readable lines; warnings last."""
     print(f"input: {d['input_mode']} windows of {d['length']} samples; {d['performances']} labelled performances"
           + (f" (+{d['flagged']} flagged, left out)" if d["flagged"] else "")
-          + (f"; {d['bridged_holes']} short gap(s) bridged by interpolation, as edgessl run does live"
+          + (f"; {d['bridged_holes']} short gap(s) filled by interpolation as edgessl run does live (the sample "
+             "counts below include them)"
              if d.get("bridged_holes") else ""))  # fmt: skip
     if d["per_class"]:
         print("per class: " + ", ".join(f"{c} {n}" for c, n in d["per_class"].items()))

@@ -106,6 +106,7 @@ class EnrollReport:
         kept: takes kept; ``rejected``: per take not kept, ``{"take", "answered", "similarity"}`` (1-based take).
         nearest: the closest other class to the takes' mean and its cosine similarity (None without one).
         reference: the cosine similarity of the bundle's two closest class prototypes (None with one class).
+        own: for a bundle class, the cosine similarity of the takes' mean to its own prototype (None for a new one).
         warnings: things the user should know (a class close to another).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
     """
@@ -117,6 +118,7 @@ class EnrollReport:
     rejected: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     nearest: tuple[str, float] | None = None
     reference: float | None = None
+    own: float | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     flipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     reason: str = ""
@@ -130,7 +132,9 @@ class EnrollReport:
         """One line for a terminal."""
         what = "new class" if self.new_class else "personalised"
         near = f"; closest other gesture: {self.nearest[0]} (similarity {self.nearest[1]:.2f}" if self.nearest else ""
-        if near:  # a number means little alone: beside it, how alike the model's own two closest gestures are
+        if near and self.own is not None:  # a number means little alone: beside it, the takes' own class
+            near += f"; to {self.label}'s training gestures {self.own:.2f})"
+        elif near:  # a new gesture: beside it, how alike the model's own two closest gestures are
             near += f"; the model's two closest gestures: {self.reference:.2f})" if self.reference is not None else ")"
         if not self.accepted:
             return f"{self.label}: refused ({self.reason}){near}"
@@ -281,6 +285,12 @@ class UserState:
         p = _unit(prototypes)
         closest = float((p @ p.T)[~np.eye(len(p), dtype=bool)].max()) if len(p) > 1 else 1.0
         report.reference = closest if len(p) > 1 else None
+        if c < len(p):  # personalising a bundle class: how like its training gestures the takes are
+            report.own = float(p[c] @ mean)
+            if report.nearest is not None and report.nearest[1] > report.own:
+                report.warnings.append(f"these takes are closer to {report.nearest[0]} ({report.nearest[1]:.2f}) than "
+                                       f"to {label}'s training gestures ({report.own:.2f}): this enrollment is what "
+                                       f"teaches your {label}; if a take was not a whole {label}, enroll it again")  # fmt: skip
         if new and report.nearest is not None:
             if report.nearest[1] >= too_close:
                 report.reason = (f"its takes are as similar to {report.nearest[0]} ({report.nearest[1]:.3f}) as "
@@ -375,8 +385,10 @@ class UserState:
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
             if isinstance(e, StateMismatch):
                 raise
-            raise StateMismatch(f"{path}: not a readable user state, damaged or truncated ({' '.join(str(e).split()) or type(e).__name__}); enroll "
-                                "again to write a new one") from e  # fmt: skip
+            # numpy reads any file that is no zip as a pickle and says so with advice that does not apply here
+            why = "not an .npz archive" if "allow_pickle" in str(e) else " ".join(str(e).split()) or type(e).__name__
+            raise StateMismatch(f"{path}: not a readable user state, damaged or truncated ({why}); enroll again to "
+                                "write a new one") from e  # fmt: skip
         if st.takes.ndim != 2 or len(st.takes) != len(st.classes) or (len(st.classes) and
                                                                       not 0 <= st.classes.min() <= st.classes.max() < len(st.labels)):  # fmt: skip
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, {len(st.classes)} classes)")

@@ -76,6 +76,7 @@ class Take:
     magnitude: np.ndarray
     lost: int = 0
     bridged: bool = False
+    gaps: int = 0  # how many gaps touch it
 
     @property
     def flags(self) -> list[str]:
@@ -154,7 +155,8 @@ class SessionStream:
         touching = [g for g in self.gaps if g.t_start <= end_s and g.t_end >= start_s - period]
         lost = sum(max(1, g.missing) for g in touching)
         bridged = bool(touching) and all(g.seconds <= MAX_FILL_S and not g.timeline_reset for g in touching)
-        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), self._mag[i:j].copy(), lost, bridged)
+        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), self._mag[i:j].copy(), lost, bridged,
+                    len(touching))  # fmt: skip
 
 
 class Display:
@@ -396,8 +398,8 @@ class Guide:
                 self.d.line(f"  a gap overlaps this take (about {take.lost} samples missing): saved flagged 'gap', "
                             "which training leaves out; again")  # fmt: skip
             elif take.lost:
-                self.d.line(f"  {take.lost} sample(s) lost in a gap of at most {MAX_FILL_S:g} s: bridged by "
-                            "interpolation, as edgessl run does live; counted")  # fmt: skip
+                self.d.line(f"  {take.lost} sample(s) lost in {take.gaps} gap(s) of at most {MAX_FILL_S:g} s each: "
+                            "bridged by interpolation, as edgessl run does live; the take counts")  # fmt: skip
             self.d.line("  " + ", ".join(f"{lb} {n}/{self.count}" for lb, n in counts.items()))
         if flagged and self.flagged_in_a_row >= MISSES_IN_A_ROW:
             self.gave_up = (f"{self.flagged_in_a_row} takes in a row lost samples in gaps (the link drops frames: "
@@ -687,7 +689,9 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         counts += f", {flagged} more flagged 'gap' (not used for training)" if flagged else ""
         if any(n < count for n in stats["counts"].values()):  # stopped early: what is there is in the data set
             w = stream.writer
-            counts += (f" (the session stays in the data set with these takes; to leave it out, delete "
+            what = ("with these takes" if any(stats["counts"].values()) else
+                    "without a take (its samples would serve pretraining only)")  # fmt: skip
+            counts += (f" (the session stays in the data set {what}; to leave it out, delete "
                        f"{w.path_csv.name} and {w.path_json.name})")  # fmt: skip
     else:
         n = stats.get("movements", 0)

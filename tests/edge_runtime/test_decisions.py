@@ -1,6 +1,7 @@
 """Gestures answered 'unknown' are counted with their reason and can be shown (``run --show-unknown``)."""
 
 import numpy as np
+import pytest
 
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_stream
@@ -90,3 +91,20 @@ def test_movements_no_gesture_can_be_are_counted_not_dropped_without_a_trace(sma
         assert rt.stats["movements_too_long"] == 1 and rt.stats["movements_too_short"] == 1, dict(rt.stats)
         # the shaking's tail after the segmenter's 3.2 s is no gesture either: nothing of it was classified
         assert rt.stats["unknown_noise"] == 0 and rt.latencies_ms == [], dict(rt.stats)
+
+
+def test_the_noise_gate_never_lets_white_noise_through_however_few_the_windows():
+    """A log-normal fitted to a handful of windows can put its 99.9 % quantile above white noise's roughness (2):
+    a walkthrough's 8-window model let a vibrating board through as confident gestures. The cap holds it at 1."""
+    import torch
+
+    from edgessl.export.pipeline import ROUGHNESS_CAP, _roughness_threshold
+
+    few = {"window_roughness": torch.tensor([0.02, 0.5, 0.03, 0.9, 0.04, 0.01, 0.6, 0.05])}
+    thr, cal = _roughness_threshold(few, segment=True)
+    assert thr == ROUGHNESS_CAP == 1.0 and cal["capped_from"] > 2.0 and cal["rejection"] == 0.0
+    rough = {"window_roughness": torch.tensor([0.02, 1.3, 0.03, 0.04, 0.01, 0.05, 0.02, 0.03])}
+    assert _roughness_threshold(rough, segment=True)[0] == pytest.approx(1.3)  # never below a labelled window
+    many = {"window_roughness": torch.from_numpy(np.random.default_rng(0).lognormal(np.log(0.04), 0.3, 500))}
+    thr, cal = _roughness_threshold(many, segment=True)
+    assert thr < ROUGHNESS_CAP and "capped_from" not in cal

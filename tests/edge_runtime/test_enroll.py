@@ -94,9 +94,11 @@ def test_enrolling_three_takes_per_class_raises_new_users_accuracy(small_bundle)
         plain.append(decided(rt, Xt, truth).mean())
         for c, lb in enumerate(rt.labels):
             report = rt.enroll(lb, Xe[ye == c])
-            # the nearest other gesture's similarity is shown beside the model's own closest pair, never judged alone
-            assert report.nearest is not None and report.reference is not None and -1 <= report.reference <= 1
-            assert f"the model's two closest gestures: {report.reference:.2f})" in report.text()
+            # the nearest other gesture's similarity is shown beside the takes' own class's, never judged alone,
+            # and takes nearer another class than their own are pointed out
+            assert report.nearest is not None and report.own is not None and -1 <= report.own <= 1
+            assert f"to {lb}'s training gestures {report.own:.2f})" in report.text()
+            assert (report.nearest[1] > report.own) == any(" than to " in w for w in report.warnings)
         assert rt.labels == open_bundle(small_bundle).labels  # personalised, no new class
         enrolled.append(decided(rt, Xt, truth).mean())
     # measured (this recipe): 0.65 -> 0.89 mean over these users; a state that changed nothing would fail

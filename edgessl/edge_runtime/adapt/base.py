@@ -152,6 +152,8 @@ class Adapter:
             aside = set_aside(self.state_path)
             where = f"moved to {aside}" if aside else "could not be moved aside"
             msg = " ".join(str(e).split()) or type(e).__name__
+            if "allow_pickle" in msg:  # numpy's advice for a file that is no zip does not apply to a state
+                msg = "not an .npz archive"
             if str(self.state_path) not in msg:
                 msg = f"{self.state_path}: {msg}"
             warnings.warn(f"adaptation state not used: {msg}; {where}; starting from the source model", stacklevel=2)
