@@ -89,7 +89,8 @@ def load_dir(arg: str) -> StreamDataset:
                          "length=N, input=segment|sliding, test=FRACTION")  # fmt: skip
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        what = "a file, not a folder" if folder.exists() else "no such folder"
+        what = ("a file, not a folder" + (f"; a single recording reads as csv:{path}" if folder.suffix == ".csv" else "")
+                if folder.exists() else "no such folder")  # fmt: skip
         raise FileNotFoundError(f"{folder}: {what} (expected a data set folder of recorded sessions)")
     base = read_dataset_json(folder / DATASET_FILE)
     files = _session_files(folder)

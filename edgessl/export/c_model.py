@@ -779,4 +779,5 @@ def describe(info: dict[str, Any], out: Sequence[str] | str) -> str:
     w = info["weights_bytes"]
     return (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
             f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window"
-            + (f"; RAM about {info['memory']['ram_bytes'] / 1024:.1f} KB with the stream state" if "memory" in info else ""))  # fmt: skip
+            + (f"; flash {info['memory']['flash_weights_bytes'] / 1024:.1f} KB of weights + about 7 KB of code, RAM about "
+               f"{info['memory']['ram_bytes'] / 1024:.1f} KB with the stream state" if "memory" in info else ""))  # fmt: skip

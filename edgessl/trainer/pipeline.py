@@ -186,6 +186,9 @@ RETIRED_FINETUNE = {"test_adapt_groups": None, "teachers": (), "distill_weight":
                     "distill_unlabelled": False}  # fmt: skip
 
 
+FEW_PRETRAIN_WINDOWS = 64  # below this many unlabeled windows, pretraining says it will learn little
+
+
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Self-supervised pretraining on the unlabeled training windows of ``cfg.data``."""
@@ -213,6 +216,10 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, pro
     if progress:
         print(f"pretrain {cfg.method.name}: {len(X)} unlabeled windows {tuple(X.shape[1:])}, "
               f"{sum(p.numel() for p in method.encoder.parameters())} encoder parameters", flush=True)  # fmt: skip
+        if len(X) < FEW_PRETRAIN_WINDOWS:  # it runs, and learns little: say so rather than look like it worked
+            print(f"note: {len(X)} windows are few for self-supervised pretraining (fewer than "
+                  f"{FEW_PRETRAIN_WINDOWS}); free recordings of everyday movement add many (edgessl record "
+                  "--seconds 180)", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     inputs = _pretrain_inputs(cfg.data, channels, int(X.shape[-1]))
     history = fit(method, tensors, cfg.fit, out_dir, {**cfg.to_dict(), "inputs": inputs}, resume=resume,
