@@ -87,6 +87,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def npz_load_text(e: BaseException) -> str:
+    """Why ``np.load(..., allow_pickle=False)`` failed, in one line: numpy reads a file that is no zip as a
+    pickle and answers with advice to load it unsafely, which never applies to a file edgessl wrote."""
+    msg = _one_line(str(e)) or type(e).__name__
+    return "not an .npz archive" if "allow_pickle" in msg else msg
+
+
 def _os_message(e: OSError) -> str:
     what = e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e)
     if e.filename is None:

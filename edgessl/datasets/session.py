@@ -208,7 +208,7 @@ class SessionWriter:
         flags = list(dict.fromkeys(flags))
         if "gap" not in flags and any(start_ms <= g["at_ms"] < end_ms for g in self.meta["gaps"]):
             flags.append("gap")
-        take = sum(1 for r in self.meta["segments"] if r["label"] == str(label)) + 1  # flagged ones too: unique numbers
+        take = take_counts(self.meta["segments"], usable=None).get(str(label), 0) + 1  # flagged ones too: unique
         rec = {"label": str(label), "start_ms": start_ms, "end_ms": end_ms, "take": take,
                "energy": float(energy), "flags": flags}  # fmt: skip
         if bridged and flags == ["gap"]:
@@ -226,13 +226,9 @@ class SessionWriter:
         return rec
 
     def counts(self, flagged: bool = False) -> dict[str, int]:
-        """Kept performances per label that training uses (no flag, or only bridged gaps); with ``flagged``,
-        those it leaves out."""
-        out: dict[str, int] = {}
-        for s in self.meta["segments"]:
-            if (bool(s.get("flags")) and not s.get("bridged")) == flagged:
-                out[s["label"]] = out.get(s["label"], 0) + 1
-        return out
+        """Kept performances per label that training uses (:func:`usable_take`); with ``flagged``, those it
+        leaves out."""
+        return take_counts(self.meta["segments"], usable=not flagged)
 
     def set_counters(self, counters: dict[str, Any]) -> None:
         """The bridge's counters (rejected values and frames ...), saved with the next sidecar write."""
@@ -334,6 +330,21 @@ def runs_of_labels(labels: np.ndarray) -> np.ndarray:
     ends = np.concatenate([change, [len(labels)]])
     keep = labels[starts] >= 0
     return np.stack([starts[keep], ends[keep], labels[starts][keep]], axis=1).astype(np.int64).reshape(-1, 3)
+
+
+def usable_take(rec: dict[str, Any]) -> bool:
+    """A kept take that training uses: no flag, or only gaps short enough to bridge (``"bridged"``)."""
+    flags = rec.get("flags") or []
+    return not flags or (flags == ["gap"] and bool(rec.get("bridged")))
+
+
+def take_counts(segments: list[dict[str, Any]], usable: bool | None) -> dict[str, int]:
+    """Takes per label among ``segments``: the usable ones (:func:`usable_take`), the others, or all (None)."""
+    out: dict[str, int] = {}
+    for rec in segments:
+        if usable is None or usable_take(rec) == usable:
+            out[rec["label"]] = out.get(rec["label"], 0) + 1
+    return out
 
 
 def bridge_short_holes(ds: StreamDataset, resets_ms: Sequence[float] = ()) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.atomic import save_npz_atomic
-from edgessl.errors import DataError
+from edgessl.errors import DataError, npz_load_text
 from edgessl.templates import dtw_distances, standardise, template_scale
 
 __all__ = ["BundleTemplates", "EnrollReport", "EnrolledHead", "StateMismatch", "UserState", "prototype_scale"]
@@ -385,10 +385,8 @@ class UserState:
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
             if isinstance(e, StateMismatch):
                 raise
-            # numpy reads any file that is no zip as a pickle and says so with advice that does not apply here
-            why = "not an .npz archive" if "allow_pickle" in str(e) else " ".join(str(e).split()) or type(e).__name__
-            raise StateMismatch(f"{path}: not a readable user state, damaged or truncated ({why}); enroll again to "
-                                "write a new one") from e  # fmt: skip
+            raise StateMismatch(f"{path}: not a readable user state, damaged or truncated ({npz_load_text(e)}); enroll "
+                                "again to write a new one") from e  # fmt: skip
         if st.takes.ndim != 2 or len(st.takes) != len(st.classes) or (len(st.classes) and
                                                                       not 0 <= st.classes.min() <= st.classes.max() < len(st.labels)):  # fmt: skip
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, {len(st.classes)} classes)")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from edgessl.datasets.session import take_counts, usable_take
 from edgessl.errors import DataError, DeviceError, UsageError
 
 if TYPE_CHECKING:
@@ -50,27 +51,19 @@ class TakeBuffer:
 
     def add_segment(self, label: str, start_s: float, end_s: float, *, energy: float, flags: list[str],
                     bridged: bool = False) -> dict:  # fmt: skip
-        take = sum(1 for r in self.segments if r["label"] == label) + 1
+        take = take_counts(self.segments, usable=None).get(label, 0) + 1
         rec = {"label": label, "start_s": start_s, "end_s": end_s, "take": take, "energy": energy,
                "flags": list(flags), "bridged": bool(bridged)}  # fmt: skip
         self.segments.append(rec)
         return rec
 
-    @staticmethod
-    def _usable(rec: dict) -> bool:
-        """No flag, or only gaps short enough to bridge (the resampling on the timestamps fills them)."""
-        return not rec["flags"] or (rec["flags"] == ["gap"] and rec["bridged"])
-
     def drop_last_segment(self) -> dict | None:
         return self.segments.pop() if self.segments else None
 
     def counts(self, flagged: bool = False) -> dict[str, int]:
-        """Takes per label that enrollment uses; with ``flagged``, those it leaves out."""
-        out: dict[str, int] = {}
-        for s in self.segments:
-            if self._usable(s) != flagged:
-                out[s["label"]] = out.get(s["label"], 0) + 1
-        return out
+        """Takes per label that enrollment uses (bridged gaps: the resampling on the timestamps fills them); with
+        ``flagged``, those it leaves out."""
+        return take_counts(self.segments, usable=not flagged)
 
     def set_counters(self, counters: dict) -> None:
         pass
@@ -91,7 +84,7 @@ class TakeBuffer:
         for s in self.segments:
             if s["label"] != label:
                 continue
-            if not self._usable(s):
+            if not usable_take(s):
                 flagged += 1
                 continue
             if mode == "segment":  # the stream at the model's rate from the segment's first sample, stretched

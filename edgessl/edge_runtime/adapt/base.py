@@ -19,6 +19,7 @@ import numpy as np
 from edgessl.atomic import save_npz_atomic
 from edgessl.edge_runtime.adapt.context import AdaptContext
 from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, Safeguards, collapsed, entropy, is_idle
+from edgessl.errors import npz_load_text
 
 STATE_FORMAT = "edgessl-adapt/1"
 
@@ -151,9 +152,7 @@ class Adapter:
             self.reset()  # a load that failed half-way must not leave half a state behind
             aside = set_aside(self.state_path)
             where = f"moved to {aside}" if aside else "could not be moved aside"
-            msg = " ".join(str(e).split()) or type(e).__name__
-            if "allow_pickle" in msg:  # numpy's advice for a file that is no zip does not apply to a state
-                msg = "not an .npz archive"
+            msg = npz_load_text(e)
             if str(self.state_path) not in msg:
                 msg = f"{self.state_path}: {msg}"
             warnings.warn(f"adaptation state not used: {msg}; {where}; starting from the source model", stacklevel=2)
