@@ -118,13 +118,13 @@ def live(bundle: Path, work: Path, user: str, seed: int, seconds: float, speed: 
     return score(read_jsonl(log), read_jsonl_text(r.stdout)), wall
 
 
-def junk(bundle: Path, seed: int, n: int = 20, noise_gate: bool = True) -> dict[str, Any]:
+def junk(bundle: Path, seed: int, n: int = 20, noise_gate: bool = True, user_state: Any = None) -> dict[str, Any]:
     """What the default decisions (and the default adaptation) answer to what is not a gesture, the board at
     rest between: ``n`` bursts each of white noise at 0.05, 0.3 and 1 g rms (0.3-2 s: a vibrating table, a
     loose connector) and ``n`` knocks (a tap on the board's table: 30 Hz ringing from 0.5-2 g, decaying over
     0.2 s). Fed in 10-sample frames to ``GestureRuntime`` as ``edgessl run`` feeds it, unknown answers
     reported; an event naming a gesture is a false event. ``noise_gate=False``: the same without the bundle's
-    noise gate (what the runtime did before it)."""
+    noise gate (what the runtime did before it). ``user_state``: with a user's enrollment (and cut)."""
     import numpy as np
 
     from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
@@ -137,7 +137,7 @@ def junk(bundle: Path, seed: int, n: int = 20, noise_gate: bool = True) -> dict[
     tt = np.arange(20) / 100.0
     kinds["knock"] = lambda: (rng.uniform(0.5, 2.0) * np.exp(-tt / 0.05) * np.sin(2 * np.pi * 30 * tt))[:, None] * rng.normal(size=3)
     decision = DecisionConfig(report_unknown=True, roughness_threshold=None if noise_gate else float("inf"))
-    with GestureRuntime(bundle, decision=decision, adapter=build_adapter(DEFAULT_METHOD)) as rt:
+    with GestureRuntime(bundle, decision=decision, adapter=build_adapter(DEFAULT_METHOD), user_state=user_state) as rt:
         for name, make in kinds.items():
             parts = [rest + rng.normal(0, 0.003, (200, 3))]
             for _ in range(n):

@@ -7,6 +7,9 @@ trained on windows cut the same way as the ones it will be shown.
 Energy is the moving standard deviation of the signal over a short trailing window, summed over channels
 (zero at rest in any orientation). A gesture starts when it rises above a threshold and ends after it stays
 below for a hangover time; both ends are moved back by the trailing window's lags.
+
+Slow or small gestures dip below the threshold inside them: :data:`GENTLE` cuts them whole, for the users who
+need it (``edgessl enroll`` chooses it from their takes with :func:`choose_segmentation`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["MotionSegmenter", "SegmentParams", "segment_signal"]
+__all__ = ["GENTLE", "MotionSegmenter", "SegmentChoice", "SegmentParams", "choose_segmentation", "profile", "segment_signal"]
+
+
+MAX_PIECES = 256  # too-short movements a segmenter remembers (choose_segmentation looks at them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,7 @@ class MotionSegmenter:
         self.ew = max(2, int(round(self.p.energy_window_s * self.rate)))
         self.too_short = 0
         self.too_long = 0
+        self.short_pieces: list[tuple[int, int]] = []  # the latest too-short movements (at most MAX_PIECES)
         self.reset()
 
     def reset(self) -> None:
@@ -136,6 +143,7 @@ class MotionSegmenter:
                         self._resting = self._quiet < int(p.hangover_s * rate)  # still moving: wait for rest
                     elif end - self._active_start < p.min_duration_s * rate:
                         self.too_short += 1
+                        self.short_pieces = [*self.short_pieces[1 - MAX_PIECES :], (self._active_start, n - self._quiet)]
                     else:
                         out.append((self._active_start, end))
                     self._active_start = None
@@ -151,3 +159,54 @@ def segment_signal(x: np.ndarray, rate_hz: float, params: SegmentParams | None =
     seg = MotionSegmenter(x.shape[0], rate_hz, params)
     rows = seg.push(np.asarray(x))
     return np.array(rows, np.int64).reshape(-1, 2)
+
+
+# The gentle cut, for people whose gestures are slow or small. Acceleration falls with the square of a gesture's
+# duration: a slow gesture's motion energy dips below the threshold inside it and the default cut splits it
+# into pieces too short to be gestures. A longer energy window (0.4 s) sees slower motion without raising the
+# noise floor, and a longer hangover (0.3 s) bridges the dips. Its costs: events come about 0.35 s later, and two
+# gestures need 0.8 s of stillness between them or they merge (the default: 0.4 s). Chosen on validation streams
+# (synthetic users, seed 0; uWave's UCR train split); benchmarks/segmenter.py measures it on others
+# (docs/results.md).
+GENTLE = {"energy_window_s": 0.4, "hangover_s": 0.3, "release_lag_s": 0.3}
+PROFILES = ("default", "gentle")
+# the default cut must split at least this many movements into pieces before the gentle one is chosen
+MIN_SPLIT = 2
+
+
+def profile(params: SegmentParams, name: str | None) -> SegmentParams:
+    """``params`` cut the ``name`` way: ``"default"`` (or None) as they are, ``"gentle"`` with :data:`GENTLE`."""
+    if name in (None, "default"):
+        return params
+    if name == "gentle":
+        return dataclasses.replace(params, **GENTLE)
+    raise ValueError(f"unknown segmentation profile {name!r}; expected one of {', '.join(PROFILES)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentChoice:
+    """Which cut suits a user, from a recording of their gestures (:func:`choose_segmentation`)."""
+
+    profile: str  # "default" or "gentle"
+    default_segments: int
+    default_fragments: int  # movements the default cut left shorter than min_duration_s
+    gentle_segments: int
+    split: int  # gentle segments that the default cut split into two or more pieces
+
+    def text(self) -> str:
+        return (f"the default cut split {self.split} of your {self.gentle_segments} movement(s) into pieces "
+                f"({self.default_fragments} too short to be a gesture)")
+
+
+def choose_segmentation(x: np.ndarray, rate_hz: float, params: SegmentParams | None = None) -> SegmentChoice:
+    """The cut that keeps a user's gestures whole, from a recording ``x [C, N]`` of several of them with stillness
+    between (an enrollment): ``"gentle"`` when at least :data:`MIN_SPLIT` of the gentle cut's segments are
+    split by the default cut into two or more pieces (segments, or movements too short to be one); else
+    ``"default"``. A knock is one short piece under either cut: it never counts."""
+    params = params or SegmentParams()
+    d = MotionSegmenter(x.shape[0], rate_hz, params)
+    pieces = [*d.push(np.asarray(x)), *d.short_pieces]
+    gentle = segment_signal(x, rate_hz, profile(params, "gentle"))
+    split = sum(sum(min(b, e) > max(a, s) for a, b in pieces) >= 2 for s, e in gentle.tolist())
+    return SegmentChoice("gentle" if split >= MIN_SPLIT else "default", len(pieces) - d.too_short,
+                         d.too_short, len(gentle), split)  # fmt: skip

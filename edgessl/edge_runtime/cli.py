@@ -237,7 +237,12 @@ def unclassified_text(rt: GestureRuntime) -> str:
     """The movements a segment bundle's runtime cut but never classified, in words ("" when none)."""
     seg = rt.windower.segmenter
     unused = seg.unused_text()
-    return f"{seg.too_short + seg.too_long} movement(s) not classified: {unused}" if unused else ""
+    if not unused:
+        return ""
+    gentle = rt.user_state is not None and rt.user_state.segmentation == "gentle"
+    hint = ("; if your gestures are slow: edgessl enroll --calibrate measures it and may keep a gentle cut for you"
+            if seg.too_short >= 3 and not gentle else "")  # fmt: skip
+    return f"{seg.too_short + seg.too_long} movement(s) not classified: {unused}{hint}"
 
 
 def counters_text(c: dict[str, Any]) -> str:
@@ -371,6 +376,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     us = rt.user_state
                     enrolled = (f" | state {args.state}: {sum(us.counts().values())} take(s) of {len(us.counts())} "
                                 "gesture(s)" if us is not None else "")  # fmt: skip
+                    if us is not None and us.segmentation == "gentle":
+                        enrolled += " (gentle cut: slow gestures kept whole, events about 0.35 s later)"
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz"
                           f"{enrolled}", file=out, flush=True)  # fmt: skip

@@ -40,12 +40,14 @@ import numpy as np
 
 from edgessl.atomic import save_npz_atomic
 from edgessl.errors import DataError, npz_load_text
+from edgessl.segmenter import PROFILES
 from edgessl.templates import dtw_distances, standardise, template_scale
 
 __all__ = ["BundleTemplates", "EnrollReport", "EnrolledHead", "StateMismatch", "UserState", "prototype_scale"]
 
 STATE_FORMAT = "edgessl-user-state"
-STATE_VERSION = 2  # 2: the takes' windows are kept (template matching); version 1 states still load
+STATE_VERSION = 3  # 2: the takes' windows are kept (template matching); 3: the user's segmentation profile;
+# states of earlier versions still load
 # weight of the template distance against the head's logits, in units of the distance between two different
 # gestures: chosen among 2, 4, 8, 16, 32 on the held-out days of the training users of uWave (users 1-4), not
 # on the new users the acceptance is measured on (benchmarks/enroll.py)
@@ -224,11 +226,17 @@ class UserState:
         new_labels: classes the user added, in order (their indices follow the bundle's).
         takes: enrolled embeddings ``[M, D]``; ``classes [M]`` their class indices.
         windows: the takes' windows ``[M, C, T]`` (bundle units), or None (a version 1 state: embeddings only).
+        segmentation: how ``run`` cuts this user's gestures from the stream: None or ``"default"`` (the bundle's
+            segmentation), ``"gentle"`` (:func:`edgessl.segmenter.profile`: for slow or small gestures, chosen by
+            ``edgessl enroll`` with :func:`edgessl.segmenter.choose_segmentation`).
     """
 
     def __init__(self, checksum: str, bundle_labels: list[str], new_labels: list[str] | None = None,
                  takes: np.ndarray | None = None, classes: np.ndarray | None = None, dim: int | None = None,
-                 windows: np.ndarray | None = None):  # fmt: skip
+                 windows: np.ndarray | None = None, segmentation: str | None = None):  # fmt: skip
+        if segmentation not in (None, *PROFILES):
+            raise ValueError(f"unknown segmentation profile {segmentation!r}; expected one of {', '.join(PROFILES)}")
+        self.segmentation = None if segmentation == "default" else segmentation
         self.checksum = checksum
         self.bundle_labels = list(bundle_labels)
         self.new_labels = list(new_labels or [])
@@ -358,7 +366,8 @@ class UserState:
         save_npz_atomic(path, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION),
                         bundle=np.array(self.checksum), bundle_labels=np.array(self.bundle_labels, dtype=str),
                         new_labels=np.array(self.new_labels, dtype=str), takes=self.takes,
-                        classes=self.classes, **({} if self.windows is None else {"windows": self.windows}))  # fmt: skip
+                        classes=self.classes, **({} if self.windows is None else {"windows": self.windows}),
+                        **({} if self.segmentation is None else {"segmentation": np.array(self.segmentation)}))  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path, checksum: str | None = None) -> UserState:
@@ -378,7 +387,8 @@ class UserState:
                                         f"reads ({STATE_VERSION}); upgrade edgessl")  # fmt: skip
                 st = cls(str(z["bundle"]), [str(s) for s in z["bundle_labels"]], [str(s) for s in z["new_labels"]],
                          z["takes"].astype(np.float32), z["classes"].astype(np.int64),
-                         windows=z["windows"].astype(np.float32) if "windows" in z.files else None)  # fmt: skip
+                         windows=z["windows"].astype(np.float32) if "windows" in z.files else None,
+                         segmentation=str(z["segmentation"]) if "segmentation" in z.files else None)  # fmt: skip
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no user state there (a new user enrolls first: GestureRuntime.enroll, "
                                     "then user_state.save(path); or edgessl enroll)") from e  # fmt: skip

@@ -8,6 +8,9 @@ cut with the bundle's own segmentation; each take becomes a model input exactly 
 and enrolled (:mod:`edgessl.edge_runtime.enroll`). The enrollment goes into ``--state`` (created, or extended
 when it exists; written atomically); the bundle is never modified. ``edgessl run BUNDLE --state FILE`` uses it.
 
+When the default cut splits the user's takes into pieces (slow or small gestures), the takes are cut again
+with the gentle cut and the state keeps it (:func:`edgessl.segmenter.choose_segmentation`).
+
 ``--json`` lines: record's (``device``, ``prompt``, ``take``, ``miss``, ``gap`` ...), then one ``enroll`` per
 class (:meth:`~edgessl.edge_runtime.enroll.EnrollReport.to_json`) and, last, ``stats``.
 """
@@ -15,6 +18,7 @@ class (:meth:`~edgessl.edge_runtime.enroll.EnrollReport.to_json`) and, last, ``s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -24,6 +28,7 @@ import numpy as np
 
 from edgessl.datasets.session import take_counts, usable_take
 from edgessl.errors import DataError, DeviceError, UsageError
+from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, profile, segment_signal
 
 if TYPE_CHECKING:
     from edgessl.firmware_bridge.transport import ImuStream
@@ -35,8 +40,9 @@ class TakeBuffer:
     """What :func:`~edgessl.firmware_bridge.record.capture` writes into during enrollment: the samples (the
     bundle's channels, in its order) and the takes, in memory; nothing goes to disk but the state."""
 
-    def __init__(self, channel_index: list[int]):
+    def __init__(self, channel_index: list[int], rate_hz: float):
         self.idx = list(channel_index)
+        self.rate = float(rate_hz)
         self._t: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
         self.segments: list[dict[str, Any]] = []
@@ -74,6 +80,34 @@ class TakeBuffer:
     def close(self) -> None:
         pass
 
+    def stream(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every sample captured: device times ``[N]`` and values ``[C, N]`` (the bundle's channels)."""
+        if not self._t:
+            return np.zeros(0), np.zeros((len(self.idx), 0), np.float32)
+        return np.concatenate(self._t), np.concatenate(self._x).T
+
+    def choose_segmentation(self, params: SegmentParams) -> SegmentChoice:
+        """Which cut keeps this user's takes whole (:func:`edgessl.segmenter.choose_segmentation` on the capture)."""
+        return choose_segmentation(self.stream()[1], self.rate, params)
+
+    def recut(self, params: SegmentParams) -> int:
+        """Cut the takes again with ``params``: each take gets the span of the segment that overlaps it most (a
+        take no segment overlaps keeps its own); returns how many takes changed."""
+        t, x = self.stream()
+        changed = 0
+        for s in self.segments:
+            best, span = 0.0, None
+            for a, b in segment_signal(x, self.rate, params):
+                start_s = float(t[a])
+                end_s = float(t[b]) if b < len(t) else float(t[b - 1]) + 1.0 / self.rate
+                overlap = min(end_s, s["end_s"]) - max(start_s, s["start_s"])
+                if overlap > best:
+                    best, span = overlap, (start_s, end_s)
+            if span is not None and span != (s["start_s"], s["end_s"]):
+                s["start_s"], s["end_s"] = span
+                changed += 1
+        return changed
+
     def windows(self, label: str, rate_hz: float, window: int, mode: str) -> tuple[np.ndarray, int]:
         """The model inputs ``[N, C, window]`` of ``label``'s takes, as the runtime makes them, and how many
         takes were left out because a gap overlaps them."""
@@ -104,7 +138,6 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from edgessl.edge_runtime.cli import channel_map
     from edgessl.edge_runtime.runtime import GestureRuntime
     from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture, check_capture_args
-    from edgessl.segmenter import SegmentParams
 
     if (args.label is None) == (not args.calibrate):
         raise UsageError("expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures)")
@@ -123,13 +156,13 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if len(labels) != 1:
             raise UsageError(f"--label {args.label}: expected one gesture (enroll one at a time, or --calibrate)")
     d = Display(out or sys.stdout, args.json)
-    params = rt.bundle.segmentation or SegmentParams()
+    params = rt.segmentation or SegmentParams()  # the user's cut when the state has one
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
     guide = Guide(labels, count, args.countdown, params, d, ask)
     buffers: list[TakeBuffer] = []
 
     def open_writer(dev: ImuStream, rate: float) -> TakeBuffer:
-        buf = TakeBuffer(channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units))
+        buf = TakeBuffer(channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units), rate)
         buffers.append(buf)
         if not d.json:
             what = "new class" if labels[0] not in rt.labels else "personalising"
@@ -139,6 +172,9 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     with rt:
         stats, stream, dev = capture(args, d, guide, params, open_writer)
+        cut = _choose_cut(rt, buffers, d, args.state)
+        if cut is not None:
+            stats["segmentation"] = cut
         reports, flagged = [], 0
         for label in labels:
             if not buffers:
@@ -150,6 +186,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         stats.update(device=dev.counters(), takes_with_gaps_left_out=flagged, misses=guide.misses)
         accepted = [r for r in reports if r.accepted]
         st = rt.user_state
+        if st is not None and cut is not None and cut["profile"] == "gentle":
+            st.segmentation = "gentle"
         if accepted and st is not None:
             st.save(args.state)
             stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels)
@@ -183,6 +221,25 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+def _choose_cut(rt: Any, buffers: list[TakeBuffer], d: Any, state: str) -> dict[str, Any] | None:
+    """After the capture: switch to the gentle cut when the default one split this user's gestures into pieces
+    (and the gentle one keeps them whole); the takes are cut again with it. None for a sliding-window bundle, a
+    state that already cuts gently, or nothing captured."""
+    seg = rt.bundle.segmentation
+    st = rt.user_state
+    if seg is None or not buffers or (st is not None and st.segmentation == "gentle"):
+        return None
+    choice = buffers[0].choose_segmentation(seg)
+    out: dict[str, Any] = dataclasses.asdict(choice)
+    if choice.profile == "gentle":
+        out["takes_recut"] = buffers[0].recut(profile(seg, "gentle"))
+        if not d.json:
+            d.line(f"# your gestures are slow or small: {choice.text()}; {state} keeps the gentle cut: edgessl run "
+                   f"--state cuts your gestures with it (events about 0.35 s later; leave 0.8 s of stillness "
+                   f"between two gestures or they merge)")  # fmt: skip
+    return out
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from edgessl.edge_runtime.cli import _wait_seconds
 
@@ -196,7 +253,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the user's state file (.npz): created, or extended when it exists (same bundle only)")
     p.add_argument("--label", default=None,
                    help="the gesture to enroll: a new class, or one of the bundle's to personalise (default: none)")
-    p.add_argument("--calibrate", action="store_true", help="prompt each of the bundle's gestures instead of --label")
+    p.add_argument("--calibrate", action="store_true", help="prompt each of the bundle's gestures instead of --label; any enrollment also "
+                        "checks whether your gestures need the gentle cut (slow or small gestures)")
     p.add_argument("--count", type=int, default=None,
                    help="performances of each gesture (default: 3 with --label, 1 with --calibrate)")
     p.add_argument("--countdown", type=float, default=2.0, help="seconds between 'get ready' and GO (0: none)")

@@ -35,6 +35,7 @@ from edgessl.edge_runtime.adapt import AdaptContext, Adapter, InputMoments, SslH
 from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
 from edgessl.edge_runtime.enroll import BundleTemplates, EnrolledHead, EnrollReport, StateMismatch, UserState
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
+from edgessl.segmenter import SegmentParams, profile
 
 UNKNOWN = "unknown"
 
@@ -227,8 +228,8 @@ class GestureRuntime:
         self.ood_threshold = decision.ood_threshold if decision.ood_threshold is not None else m.get("ood_threshold")
         self.confidence = float(decision.confidence if decision.confidence is not None
                                 else m.get("confidence_threshold", 0.5))  # fmt: skip
-        self.windower = StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
-                                       m["input_mode"], self.bundle.segmentation, max_fill_s=max_fill_s)  # fmt: skip
+        self._max_fill_s = max_fill_s
+        self.windower = self._make_windower()
         self.adapter = adapter
         self.restored_state = False  # an adapter's state_path was restored (see Adapter.restore)
         if adapter is not None:
@@ -291,9 +292,23 @@ class GestureRuntime:
         first use (only enrollment needs them)."""
         return BundleTemplates.from_params(self.params)
 
+    @property
+    def segmentation(self) -> SegmentParams | None:
+        """How gestures are cut from the stream: the bundle's segmentation, cut the user state's way (its
+        ``segmentation`` profile); None for a sliding-window bundle."""
+        seg = self.bundle.segmentation
+        st = self.user_state
+        return None if seg is None else profile(seg, st.segmentation if st is not None else None)
+
+    def _make_windower(self) -> StreamWindower:
+        return StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
+                              self.bundle.manifest["input_mode"], self.segmentation, max_fill_s=self._max_fill_s)  # fmt: skip
+
     def _use_state(self) -> None:
         st = self.user_state
         assert st is not None
+        if hasattr(self, "windower") and self.segmentation is not None and self.windower.seg != self.segmentation:
+            self.windower = self._make_windower()  # the user's cut (a state loaded while running: a fresh stream)
         self.labels = st.labels
         self._enrolled = st.head(self.W, self.b, self.prototypes, self.templates) if len(st.takes) else None
         if self._bundle_roughness is not None and st.windows is not None and len(st.windows):

@@ -156,6 +156,8 @@ def test_cli_enroll_against_a_cued_simulator_then_run_reports_the_new_label(seve
     (report,) = [r["enroll"] for r in lines if "enroll" in r]
     assert report["accepted"] and report["new_class"] and report["kept"] == 3
     assert lines[-1]["stats"]["enrolled"] == {NEW: 3} and state.exists()
+    assert lines[-1]["stats"]["segmentation"]["profile"] == "default"  # a brisk user keeps the bundle's cut
+    assert UserState.load(state).segmentation is None
     before = open_bundle(seven_bundle).checksum
     with SimulatedImu(*make_source("synthetic", None, seed=7, user=1, perform=f"{NEW}:4"), speed=4.0, link=link):
         args = build_parser().parse_args(["run", str(seven_bundle), "--port", link, "--state", str(state),
@@ -225,3 +227,51 @@ def test_an_enrolled_rough_gesture_is_not_noise_to_its_user_and_white_noise_stil
     assert base < rt.roughness_threshold < 1.0  # white noise scores 2
     assert all(p.label == "shake" for p in rt.classify(shakes(10)))
     assert [p.reason for p in rt.classify(noise)] == ["noise"] * 20
+
+
+def test_a_gentle_state_round_trips_and_the_runtime_cuts_with_it(small_bundle, tmp_path):
+    from edgessl.segmenter import profile
+
+    rt = GestureRuntime(small_bundle)
+    own = rt.bundle.segmentation
+    assert own is not None and rt.windower.seg == own
+    X, y = performances(rt.labels, "A", 1, seed=1)
+    assert rt.enroll(rt.labels[0], X[y == 0]).accepted
+    assert rt.windower.seg == own  # enrolling changes no cut
+    st = rt.user_state
+    assert st is not None
+    st.segmentation = "gentle"
+    rt.load_user_state(st)
+    assert rt.windower.seg == profile(own, "gentle") == rt.segmentation
+    st.save(tmp_path / "u.npz")
+    assert UserState.load(tmp_path / "u.npz").segmentation == "gentle"
+    assert GestureRuntime(small_bundle, user_state=tmp_path / "u.npz").windower.seg == profile(own, "gentle")
+    with np.load(tmp_path / "u.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "bad.npz", **{**arrays, "segmentation": np.array("slow")})
+    with pytest.raises(StateMismatch, match="unknown segmentation profile 'slow'"):
+        UserState.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.slow
+def test_cli_calibration_of_a_slow_user_keeps_the_gentle_cut_and_run_says_so(small_bundle, tmp_path, capsys):
+    """Simulated user D (slow, small gestures): the default cut splits several calibration takes into pieces;
+    enroll says so, re-cuts the takes with the gentle cut and keeps it in the state; run uses it and says so."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, make_source
+    from edgessl.segmenter import profile
+
+    state, link = tmp_path / "d.npz", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, user="D", perform="cue"), speed=4.0, link=link):
+        main(["enroll", str(small_bundle), "--port", link, "--calibrate", "--countdown", "0",
+              "--state", str(state), "--seconds", "90"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "# your gestures are slow or small: the default cut split" in out, out[-2000:]
+    assert state.exists() and UserState.load(state).segmentation == "gentle"
+    with SimulatedImu(*make_source("synthetic", None, seed=7, user="D", perform="square:2"), speed=4.0, link=link):
+        args = build_parser().parse_args(["run", str(small_bundle), "--port", link, "--state", str(state),
+                                          "--seconds", "4", "--adapt", "none"])  # fmt: skip
+        buf = io.StringIO()
+        args.func(args, out=buf)
+    assert "(gentle cut: slow gestures kept whole" in buf.getvalue()
+    with GestureRuntime(small_bundle, user_state=state) as rt:
+        assert rt.windower.seg == profile(rt.bundle.segmentation, "gentle")
