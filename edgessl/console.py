@@ -53,3 +53,14 @@ def counts_text(counts: dict[str, int]) -> str:
     total = sum(counts.values())
     parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
     return f"{total} ({parts})" if parts else str(total)
+
+
+# why samples are missing (edgessl.firmware_bridge.transport.GAP_REASONS) in a word or two, for a summary line
+GAP_WORDS = {"sequence": "frames lost", "timestamp": "samples skipped", "disconnect": "unplugged",
+             "rejected": "samples removed", "clock-restart": "clock restarted", "time-jump": "clock jumped",
+             "device-changed": "device changed"}  # fmt: skip
+
+
+def gaps_text(gaps: dict[str, int]) -> str:
+    """Gap counts by reason for a person: ``{"sequence": 2}`` -> ``2 (frames lost 2)``; ``{}`` -> ``0``."""
+    return counts_text({GAP_WORDS.get(k, k): v for k, v in gaps.items()})

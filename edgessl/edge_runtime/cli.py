@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from edgessl.console import counts_text
+from edgessl.console import counts_text, gaps_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DeviceError, UsageError
@@ -247,8 +247,9 @@ def unclassified_text(rt: GestureRuntime) -> str:
 
 def counters_text(c: dict[str, Any]) -> str:
     """The bridge's loss counters (:meth:`ImuStream.counters`) as the status display prints them."""
+    frames = sum(c.get("rejected_frames", {}).values())  # refused frames: their samples are counted before
     return (f"dropped {c['dropped_samples']}  rejected {sum(c['rejected_samples'].values())}  "
-            f"gaps {sum(c['gaps'].values())}")  # fmt: skip
+            f"gaps {sum(c['gaps'].values())}" + (f"  bad frames {frames}" if frames else ""))  # fmt: skip
 
 
 def _save_state(adapter: Adapter, path: str, final: bool) -> None:
@@ -489,7 +490,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                       f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
-                      f"gaps {counts_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
+                      f"gaps {gaps_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
     return 0

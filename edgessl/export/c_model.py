@@ -631,7 +631,7 @@ extern "C" {{
 #define ESSL_MODEL_EMBED_DIM {D}
 #define ESSL_MODEL_RATE_HZ   {c_float(rate)}
 #define ESSL_MODEL_ARENA_BYTES {arena}
-#define ESSL_MODEL_MACS      {low.macs}L
+#define ESSL_MODEL_MACS      {low.macs}L /* the encoder's; the head adds CLASSES x EMBED_DIM */
 
 typedef enum {{
     ESSL_MODEL_OK = 0,
@@ -778,6 +778,7 @@ def cflags_strict() -> list[str]:
 def describe(info: dict[str, Any], out: Sequence[str] | str) -> str:
     w = info["weights_bytes"]
     return (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
-            f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window"
+            f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window "
+            f"({info['encoder_macs']:,} in the encoder: ESSL_MODEL_MACS)"
             + (f"; flash {info['memory']['flash_weights_bytes'] / 1024:.1f} KB of weights + about 7 KB of code, RAM about "
                f"{info['memory']['ram_bytes'] / 1024:.1f} KB with the stream state" if "memory" in info else ""))  # fmt: skip

@@ -783,6 +783,8 @@ def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[
             if board is not None:
                 who += (f", the board's firmware runs {args.board_model} "
                         f"(bundle checksum {sha[:12] + '...' if sha else 'unknown'})")  # fmt: skip
+            if args.faults:
+                who += f", faults {args.faults}"
             print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode"
                   f"{who}, slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
             end = None if args.seconds is None else time.monotonic() + args.seconds

@@ -145,3 +145,11 @@ def test_fault_spec_parsing():
     with pytest.raises(ValueError, match="unknown fault 'meteor'"):
         Faults.parse("meteor=1")
     assert serial.__version__
+
+
+def test_every_gap_reason_has_words_for_a_summary_line():
+    from edgessl.console import GAP_WORDS, gaps_text
+    from edgessl.firmware_bridge.transport import GAP_REASONS
+
+    assert set(GAP_WORDS) == set(GAP_REASONS)
+    assert gaps_text({"sequence": 2, "disconnect": 1}) == "3 (frames lost 2, unplugged 1)" and gaps_text({}) == "0"
