@@ -26,7 +26,7 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 
 class CliParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors name a mistyped option and the command it belongs to.
+    """An argument parser whose usage errors are one line naming the command, and a mistyped option.
 
     argparse reports a missing required option before an unknown one (``--prot`` for ``--port`` reads as
     "--port is required"), and a subcommand's unknown options with the top-level usage.
@@ -47,7 +47,8 @@ class CliParser(argparse.ArgumentParser):
                 named.append(u + (f" (did you mean {close[0]}?)" if close else ""))
             parser.exit(int(ExitCode.USAGE), f"{parser.prog}: error: unknown option {', '.join(named)}; "
                                              f"see {parser.prog} --help\n")  # fmt: skip
-        super().error(message)
+        # one line, as every other error (argparse would print the whole usage first)
+        parser.exit(int(ExitCode.USAGE), f"{parser.prog}: error: {message}; see {parser.prog} --help\n")
 
     def _command_parser(self) -> argparse.ArgumentParser:
         """The (sub)command parser the argv selects, from this parser down."""

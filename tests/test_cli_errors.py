@@ -217,6 +217,29 @@ def test_a_mistyped_option_is_named_with_its_command(capsys, argv, line):
     assert err.startswith(line) and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(("argv", "line"), [
+    (["run", "b.essl", "--port", "/tmp/x", "--confidence", "2"],
+     "edgessl run: error: argument --confidence: expected a probability from 0 to 1 (0: no gate); got '2'"),
+    (["run", "b.essl", "--port", "/tmp/x", "--ood-threshold", "-1"], "edgessl run: error: argument --ood-threshold: expected a score >= 0"),
+    (["run", "b.essl", "--port", "/tmp/x", "--seconds", "abc"],
+     "edgessl run: error: argument --seconds: invalid float value: 'abc'; see edgessl run --help"),
+    (["run", "b.essl"], "edgessl run: error: the following arguments are required: --port; see edgessl run --help"),
+])  # fmt: skip
+def test_a_bad_value_is_one_line_naming_the_flag(capsys, argv, line):
+    """Not argparse's usage block first: one line, as every other error."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(line) and len(err.splitlines()) == 1, err
+
+
+def test_enroll_with_both_label_and_calibrate_says_not_both(capsys):
+    assert cli.main(["enroll", "b.essl", "--port", "/tmp/x", "--state", "s.npz", "--label", "up", "--calibrate"]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("or --calibrate (each of the bundle's gestures), not both") and len(err.splitlines()) == 1
+
+
 def test_a_bare_folder_spec_suggests_its_scheme(tmp_path, capsys):
     (tmp_path / "my_gestures").mkdir()
     assert cli.main(["data", "info", str(tmp_path / "my_gestures")]) == ExitCode.USAGE

@@ -168,6 +168,26 @@ def _positive(text: str) -> float:
     return v
 
 
+def _probability(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 (0: no gate); got {text!r}")
+    return v
+
+
+def _ood_score(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not v >= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a score >= 0 (1 - cosine similarity: 0 to 2; inf: no gate); got {text!r}")
+    return v
+
+
 class _Stopped(KeyboardInterrupt):
     """SIGTERM or SIGINT while the run could not stop by itself (waiting for the port, or a second signal)."""
 
@@ -233,14 +253,15 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
     return n, ", ".join(f"{rt.stats[f'unknown_{k}']} {words}" for k, words in parts)
 
 
-def unclassified_text(rt: GestureRuntime) -> str:
-    """The movements a segment bundle's runtime cut but never classified, in words ("" when none)."""
+def unclassified_text(rt: GestureRuntime, enroll: str = "edgessl enroll BUNDLE --port PORT --state FILE") -> str:
+    """The movements a segment bundle's runtime cut but never classified, in words ("" when none); ``enroll``:
+    the start of the enroll command to suggest for slow gestures."""
     seg = rt.windower.segmenter
     unused = seg.unused_text()
     if not unused:
         return ""
     gentle = rt.user_state is not None and rt.user_state.segmentation == "gentle"
-    hint = ("; if your gestures are slow: edgessl enroll --calibrate measures it and may keep a gentle cut for you"
+    hint = (f"; if your gestures are slow: {enroll} --calibrate measures it and may keep a gentle cut for you"
             if seg.too_short >= 3 and not gentle else "")  # fmt: skip
     return f"{seg.too_short + seg.too_long} movement(s) not classified: {unused}{hint}"
 
@@ -276,7 +297,9 @@ def _same_device(e: DeviceChanged) -> bool:
     )
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """The ``run`` command; ``out`` defaults to the stdout of the moment (not of the import)."""
+    out = out if out is not None else sys.stdout
     from edgessl.edge_runtime.adapt import build_adapter
     from edgessl.edge_runtime.dashboard_feed import Feed
     from edgessl.edge_runtime.device_events import (
@@ -485,7 +508,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 unknown, by_reason = unknown_counts(rt)
                 why = (f" ({by_reason}{'' if args.show_unknown else '; --show-unknown prints them'})"
                        if unknown else "")  # fmt: skip
-                skipped = unclassified_text(rt)
+                skipped = unclassified_text(rt, f"edgessl enroll {args.bundle} --port {args.port} --state "
+                                                    f"{args.state or 'you.npz'}")
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (unknown if args.show_unknown else 0)} "
                       f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
@@ -543,9 +567,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")
     p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (else estimated)")
-    p.add_argument("--confidence", type=float, default=None,
+    p.add_argument("--confidence", type=_probability, default=None,
                    help="below this the answer is 'unknown' (default: the bundle's gate, calibrated at export)")
-    p.add_argument("--ood-threshold", type=float, default=None,
+    p.add_argument("--ood-threshold", type=_ood_score, default=None,
                    help="out-of-distribution score (1 - cosine similarity to the nearest class prototype) above "
                         "which the answer is 'unknown' (default: the bundle's gate, calibrated at export)")
     p.add_argument("--show-unknown", action="store_true",

@@ -295,10 +295,11 @@ class UserState:
         report.reference = closest if len(p) > 1 else None
         if c < len(p):  # personalising a bundle class: how like its training gestures the takes are
             report.own = float(p[c] @ mean)
-            if report.nearest is not None and report.nearest[1] > report.own:
+            if report.nearest is not None and round(report.nearest[1], 2) > round(report.own, 2):  # as printed
                 report.warnings.append(f"these takes are closer to {report.nearest[0]} ({report.nearest[1]:.2f}) than "
                                        f"to {label}'s training gestures ({report.own:.2f}): this enrollment is what "
-                                       f"teaches your {label}; if a take was not a whole {label}, enroll it again")  # fmt: skip
+                                       f"teaches your {label}; if a take was not a whole {label}, enroll into a new "
+                                       "--state file (a take, once kept, stays)")  # fmt: skip
         if new and report.nearest is not None:
             if report.nearest[1] >= too_close:
                 report.reason = (f"its takes are as similar to {report.nearest[0]} ({report.nearest[1]:.3f}) as "
@@ -404,5 +405,5 @@ class UserState:
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, windows {st.windows.shape})")
         if checksum is not None and st.checksum != checksum:
             raise StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
-                                f"{checksum[:12]}…); enroll again with this bundle")  # fmt: skip
+                                f"{checksum[:12]}…; the sha256 of each bundle's manifest); enroll again with this bundle")  # fmt: skip
         return st

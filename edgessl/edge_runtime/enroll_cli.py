@@ -90,22 +90,23 @@ class TakeBuffer:
         """Which cut keeps this user's takes whole (:func:`edgessl.segmenter.choose_segmentation` on the capture)."""
         return choose_segmentation(self.stream()[1], self.rate, params)
 
-    def recut(self, params: SegmentParams) -> int:
+    def recut(self, params: SegmentParams) -> list[dict[str, Any]]:
         """Cut the takes again with ``params``: each take gets the span of the segment that overlaps it most (a
-        take no segment overlaps keeps its own); returns how many takes changed."""
+        take no segment overlaps keeps its own); returns the takes that changed (label, old and new duration)."""
         t, x = self.stream()
-        changed = 0
+        segs = [(float(t[a]), float(t[b]) if b < len(t) else float(t[b - 1]) + 1.0 / self.rate)
+                for a, b in segment_signal(x, self.rate, params).tolist()]  # fmt: skip
+        changed = []
         for s in self.segments:
             best, span = 0.0, None
-            for a, b in segment_signal(x, self.rate, params):
-                start_s = float(t[a])
-                end_s = float(t[b]) if b < len(t) else float(t[b - 1]) + 1.0 / self.rate
+            for start_s, end_s in segs:
                 overlap = min(end_s, s["end_s"]) - max(start_s, s["start_s"])
                 if overlap > best:
                     best, span = overlap, (start_s, end_s)
             if span is not None and span != (s["start_s"], s["end_s"]):
+                changed.append({"label": s["label"], "take": s["take"], "before_s": round(s["end_s"] - s["start_s"], 2),
+                                "after_s": round(span[1] - span[0], 2)})  # fmt: skip
                 s["start_s"], s["end_s"] = span
-                changed += 1
         return changed
 
     def windows(self, label: str, rate_hz: float, window: int, mode: str) -> tuple[np.ndarray, int]:
@@ -136,11 +137,13 @@ class TakeBuffer:
 def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``enroll`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.edge_runtime.cli import channel_map
+    from edgessl.edge_runtime.enroll import StateMismatch
     from edgessl.edge_runtime.runtime import GestureRuntime
     from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture, check_capture_args
 
     if (args.label is None) == (not args.calibrate):
-        raise UsageError("expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures)")
+        both = "not both" if args.calibrate else "neither was given"
+        raise UsageError(f"expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures), {both}")
     count = check_capture_args(args, default_count=1 if args.calibrate else 3)
     state_path = Path(args.state)
     if not state_path.parent.is_dir():
@@ -148,7 +151,13 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if state_path.exists() and not state_path.is_file():
         raise UsageError(f"--state {args.state}: exists and is not a file; expected a user state file (new or existing)")
     # an existing state must be a user state of this bundle: checked before waiting for the port
-    rt = GestureRuntime(args.bundle, user_state=args.state if state_path.exists() else None)
+    try:
+        rt = GestureRuntime(args.bundle, user_state=args.state if state_path.exists() else None)
+    except StateMismatch as e:
+        if "another bundle" not in str(e):
+            raise
+        raise StateMismatch(f"--state {args.state}: {str(e).split(': ', 1)[-1].split('; enroll again')[0]}; give a "
+                            "new --state file to start one for this bundle") from None  # fmt: skip
     if args.calibrate:
         labels = list(rt.bundle.labels)
     else:
@@ -202,7 +211,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             d.emit({"stats": stats})
         elif accepted:
             d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} takes "
-                   f"(edgessl run {args.bundle} --state {args.state})")  # fmt: skip
+                   f"(edgessl run {args.bundle} --port {args.port} --state {args.state})")  # fmt: skip
     refused = [r for r in reports if not r.accepted]
     if refused:
         kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
@@ -232,11 +241,16 @@ def _choose_cut(rt: Any, buffers: list[TakeBuffer], d: Any, state: str) -> dict[
     choice = buffers[0].choose_segmentation(seg)
     out: dict[str, Any] = dataclasses.asdict(choice)
     if choice.profile == "gentle":
-        out["takes_recut"] = buffers[0].recut(profile(seg, "gentle"))
+        changed = buffers[0].recut(profile(seg, "gentle"))
+        out["takes_recut"] = changed
         if not d.json:
             d.line(f"# your gestures are slow or small: {choice.text()}; {state} keeps the gentle cut: edgessl run "
-                   f"--state cuts your gestures with it (events about 0.35 s later; leave 0.8 s of stillness "
+                   f"--state cuts your gestures with it (reported about 0.35 s later; leave 0.8 s of stillness "
                    f"between two gestures or they merge)")  # fmt: skip
+            big = [c for c in changed if abs(c["after_s"] - c["before_s"]) >= 0.1]
+            if big:
+                d.line("# your takes cut again with it: " + ", ".join(f"{c['label']} {c['before_s']:g} → {c['after_s']:g} s"
+                                                                     for c in big))  # fmt: skip
     return out
 
 

@@ -162,7 +162,7 @@ def test_cli_enroll_against_a_cued_simulator_then_run_reports_the_new_label(seve
     with SimulatedImu(*make_source("synthetic", None, seed=7, user=1, perform=f"{NEW}:4"), speed=4.0, link=link):
         args = build_parser().parse_args(["run", str(seven_bundle), "--port", link, "--state", str(state),
                                           "--seconds", "8", "--json", "--adapt", "none"])  # fmt: skip
-        buf = io.StringIO()  # run's output stream is bound when its module is imported: hand it one
+        buf = io.StringIO()  # read run's output from a buffer
         rc = args.func(args, out=buf)
     events = [json.loads(s) for s in buf.getvalue().splitlines() if s.strip()]
     assert rc == 0
@@ -266,6 +266,7 @@ def test_cli_calibration_of_a_slow_user_keeps_the_gentle_cut_and_run_says_so(sma
               "--state", str(state), "--seconds", "90"])  # fmt: skip
     out = capsys.readouterr().out
     assert "# your gestures are slow or small: the default cut split" in out, out[-2000:]
+    assert "# your takes cut again with it: " in out and f"--port {link} --state {state})" in out
     assert state.exists() and UserState.load(state).segmentation == "gentle"
     with SimulatedImu(*make_source("synthetic", None, seed=7, user="D", perform="square:2"), speed=4.0, link=link):
         args = build_parser().parse_args(["run", str(small_bundle), "--port", link, "--state", str(state),
