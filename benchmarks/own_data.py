@@ -157,16 +157,18 @@ def read_jsonl_text(text: str) -> list[dict[str, Any]]:
 
 
 def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, live_s: float = 240.0,
-            epochs: int | None = None, base_seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """The whole journey in ``work``; the simulator's sessions use seeds ``base_seed`` + 1, 2, 3."""
+            epochs: int | None = None, base_seed: int = 0, user: str = "A") -> dict[str, Any]:  # fmt: skip
+    """The whole journey in ``work`` by ``user`` (another person: B, or C when ``user`` is B); the simulator's
+    sessions use seeds ``base_seed`` + 1, 2, 3."""
+    other = "C" if user == "B" else "B"
     ds, steps = work / "my_gestures", {}
     more = ["--epochs", str(epochs)] if epochs else []
-    with simulator("--perform", "cue", "--user", "A", "--seed", str(base_seed + 1), "--speed", str(speed),
+    with simulator("--perform", "cue", "--user", user, "--seed", str(base_seed + 1), "--speed", str(speed),
                    "--log", str(work / "performed_capture.jsonl")) as port:  # fmt: skip
-        _, steps["record_labelled"] = edgessl("record", "--port", port, "--out", str(ds), "--user", "A", "--label",
+        _, steps["record_labelled"] = edgessl("record", "--port", port, "--out", str(ds), "--user", user, "--label",
                                               ",".join(GESTURES), "--count", str(count), "--countdown", "0")  # fmt: skip
-    with simulator("--user", "A", "--seed", str(base_seed + 2), "--speed", str(speed)) as port:
-        _, steps["record_unlabelled"] = edgessl("record", "--port", port, "--out", str(ds), "--user", "A",
+    with simulator("--user", user, "--seed", str(base_seed + 2), "--speed", str(speed)) as port:
+        _, steps["record_unlabelled"] = edgessl("record", "--port", port, "--out", str(ds), "--user", user,
                                                 "--seconds", str(free_s / speed))  # fmt: skip
     r, steps["data_info"] = edgessl("data", "info", f"dir:{ds}", "--json")
     info = read_jsonl_text(r.stdout)
@@ -176,8 +178,8 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
     bundle = work / "my_gestures.essl"
     _, steps["export"] = edgessl("export", str(work / "ft"), "--out", str(bundle))
     manifest = _manifest(bundle)
-    same, steps["run_same_user"] = live(bundle, work, "A", base_seed + 3, live_s, speed)
-    new, steps["run_new_user"] = live(bundle, work, "B", base_seed + 3, live_s, speed)
+    same, steps["run_same_user"] = live(bundle, work, user, base_seed + 3, live_s, speed)
+    new, steps["run_new_user"] = live(bundle, work, other, base_seed + 3, live_s, speed)
     not_gestures = junk(bundle, base_seed + 4)
     without_gate = junk(bundle, base_seed + 4, noise_gate=False)
     metrics = json.loads((work / "ft" / "metrics.json").read_text())
@@ -190,6 +192,7 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
         "ood_threshold": manifest.get("ood_threshold"),
         "roughness_threshold": manifest.get("roughness_threshold"),
         "verification": {k: manifest["verification"].get(k) for k in ("top1_agreement", "verified_on")},
+        "segmentation": manifest.get("segmentation"),
         "live_same_user_new_session": same,
         "live_new_user": new,
         "not_gestures": not_gestures,
@@ -228,20 +231,21 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "own_data.json"))
     ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
     ap.add_argument("--repeats", type=int, default=3, help="whole journeys, each with its own sessions (seeds)")
+    ap.add_argument("--user", default="A", help="the simulated person who records (A; D: slow, small gestures)")
     a = ap.parse_args()
     runs = []
     for k in range(a.repeats):
         with tempfile.TemporaryDirectory() as td:
             work = Path(a.keep or td) / f"repeat{k}"
             work.mkdir(parents=True, exist_ok=True)
-            runs.append(journey(work, a.speed, base_seed=10 * k))
+            runs.append(journey(work, a.speed, base_seed=10 * k, user=a.user))
             print(json.dumps(runs[-1]["live_same_user_new_session"]), flush=True)
     res: dict[str, Any] = {"summary": summary(runs), "repeats": runs}
     res["protocol"] = (
-        "simulated board (edgessl simulate, synthetic person A cued by record's prompts, seed 1 + 10k for repeat "
+        f"simulated board (edgessl simulate, synthetic person {a.user} cued by record's prompts, seed 1 + 10k for repeat "
         "k): 10 performances of each of 8 gestures + 180 s unlabelled (seed 2 + 10k) -> pretrain, finetune (default recipe), export, all "
         "defaults; live: edgessl run with default decisions (--show-unknown only reports what it answered "
-        "unknown) on 240 s of a new random session (seed 3 + 10k) of user A and of user B; not gestures (junk(): "
+        f"unknown) on 240 s of a new random session (seed 3 + 10k) of user {a.user} and of user {'C' if a.user == 'B' else 'B'}; not gestures (junk(): "
         "20 bursts each of white noise 0.05/0.3/1 g and 20 knocks, the board at rest between, through "
         "GestureRuntime with the default decisions and adaptation): false events = events naming a gesture; a performance is reported "
         "when the event overlapping it most is not 'unknown'; accuracy = right / performed; wall times at the "

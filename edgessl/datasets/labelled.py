@@ -39,6 +39,7 @@ __all__ = [
     "is_labelled_stream",
     "labelled_windows",
     "pool_windows",
+    "takes_segmentation",
     "split_plan",
     "window_options",
 ]
@@ -307,6 +308,21 @@ def _segmentation(ds: StreamDataset, k: int) -> SegmentParams:
     d = json.loads(str(np.asarray(raw)[k]) or "{}")
     names = {f.name for f in dataclasses.fields(SegmentParams)}
     return SegmentParams(**{key: float(v) for key, v in d.items() if key in names})
+
+
+def takes_segmentation(ds: StreamDataset) -> tuple[SegmentParams, int, int]:
+    """How most of the labelled takes were cut (their sessions' segmentation: ``edgessl record`` switches a
+    session to the gentle cut for slow gestures): ``(params, takes cut that way, takes)``; the default when
+    there are no takes."""
+    perf = _performances(ds)
+    counts: dict[SegmentParams, int] = {}
+    for k in perf["rec"].tolist():
+        p = _segmentation(ds, int(k))
+        counts[p] = counts.get(p, 0) + 1
+    if not counts:
+        return SegmentParams(), 0, 0
+    params = max(counts, key=lambda p: counts[p])
+    return params, counts[params], int(sum(counts.values()))
 
 
 def pool_windows(ds: StreamDataset, length: int | None = None) -> tuple[np.ndarray, float | None]:

@@ -230,6 +230,11 @@ class SessionWriter:
         leaves out."""
         return take_counts(self.meta["segments"], usable=not flagged)
 
+    def set_segmentation(self, segmentation: dict[str, Any]) -> None:
+        """The segmenter parameters the capture cuts with from now on (the gentle cut for slow gestures)."""
+        self.meta["segmentation"] = dict(segmentation)
+        self.flush()
+
     def set_counters(self, counters: dict[str, Any]) -> None:
         """The bridge's counters (rejected values and frames ...), saved with the next sidecar write."""
         self.meta["counters"] = dict(counters)

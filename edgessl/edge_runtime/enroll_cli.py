@@ -71,6 +71,9 @@ class TakeBuffer:
         ``flagged``, those it leaves out."""
         return take_counts(self.segments, usable=not flagged)
 
+    def set_segmentation(self, segmentation: dict) -> None:
+        pass
+
     def set_counters(self, counters: dict) -> None:
         pass
 
@@ -168,6 +171,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     params = rt.segmentation or SegmentParams()  # the user's cut when the state has one
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
     guide = Guide(labels, count, args.countdown, params, d, ask)
+    guide.gentle_note = f" ({args.state} keeps it for edgessl run)"
     buffers: list[TakeBuffer] = []
 
     def open_writer(dev: ImuStream, rate: float) -> TakeBuffer:
@@ -181,7 +185,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     with rt:
         stats, stream, dev = capture(args, d, guide, params, open_writer)
-        cut = _choose_cut(rt, buffers, d, args.state)
+        cut = _choose_cut(rt, buffers, d, args.state, guide.switched)
         if cut is not None:
             stats["segmentation"] = cut
         reports, flagged = [], 0
@@ -230,23 +234,25 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def _choose_cut(rt: Any, buffers: list[TakeBuffer], d: Any, state: str) -> dict[str, Any] | None:
-    """After the capture: switch to the gentle cut when the default one split this user's gestures into pieces
-    (and the gentle one keeps them whole); the takes are cut again with it. None for a sliding-window bundle, a
-    state that already cuts gently, or nothing captured."""
+def _choose_cut(rt: Any, buffers: list[TakeBuffer], d: Any, state: str, switched: bool) -> dict[str, Any] | None:
+    """After the capture: the gentle cut when the default one split this user's gestures into pieces (the
+    capture may have switched to it already, ``switched``); the takes are cut again with it. None for a
+    sliding-window bundle, a state that already cuts gently, or nothing captured."""
     seg = rt.bundle.segmentation
     st = rt.user_state
     if seg is None or not buffers or (st is not None and st.segmentation == "gentle"):
         return None
     choice = buffers[0].choose_segmentation(seg)
     out: dict[str, Any] = dataclasses.asdict(choice)
-    if choice.profile == "gentle":
+    if switched:
+        out["profile"] = "gentle"
+    if out["profile"] == "gentle":
         changed = buffers[0].recut(profile(seg, "gentle"))
         out["takes_recut"] = changed
         if not d.json:
-            d.line(f"# your gestures are slow or small: {choice.text()}; {state} keeps the gentle cut: edgessl run "
-                   f"--state cuts your gestures with it (reported about 0.35 s later; leave 0.8 s of stillness "
-                   f"between two gestures or they merge)")  # fmt: skip
+            what = "" if switched else f"your gestures are slow or small: {choice.text()}; "
+            d.line(f"# {what}{state} keeps the gentle cut: edgessl run --state cuts your gestures with it (reported "
+                   "about 0.35 s later; leave 0.8 s of stillness between two gestures or they merge)")  # fmt: skip
             big = [c for c in changed if abs(c["after_s"] - c["before_s"]) >= 0.1]
             if big:
                 d.line("# your takes cut again with it: " + ", ".join(f"{c['label']} {c['before_s']:g} → {c['after_s']:g} s"

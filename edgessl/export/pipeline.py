@@ -225,6 +225,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()
+    seg_params = _data_segmentation(data_cfg["spec"], progress) if segment else SegmentParams()
     manifest = {
         "model_name": cfg.name or Path(model_dir).resolve().name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -236,7 +237,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         "preprocessing": data_cfg["preprocess"],
         "preprocessing_in_graph": pre is not None,  # the encoder applies it; the runtime must not repeat it
         "input_mode": "segment" if segment else "sliding",
-        "segmentation": dataclasses.asdict(SegmentParams()) if segment else None,
+        "segmentation": dataclasses.asdict(seg_params) if segment else None,
         "embedding_dim": int(adaptation["head_weight"].shape[1]),
         "ood_threshold": ood_threshold,
         "ood_calibration": ood_calibration,
@@ -361,6 +362,31 @@ ROUGHNESS_TARGET = 0.001
 # ... but never above half of white noise's roughness (2): a log-normal fitted to a handful of windows (8 in a
 # walkthrough's first model) put the gate at 2.3, where a vibrating board passed as confident gestures
 ROUGHNESS_CAP = 1.0
+
+
+def _data_segmentation(spec: str, progress: bool) -> SegmentParams:
+    """The cut of the training data's labelled takes (recorded sessions: ``edgessl record`` switches a session of
+    slow gestures to the gentle cut), so that ``run`` cuts as the takes were cut; the default for other data, or
+    when the data is no longer there (said)."""
+    from edgessl.datasets import is_labelled_stream, load
+    from edgessl.datasets.labelled import takes_segmentation
+    from edgessl.errors import EdgesslError
+    from edgessl.segmenter import profile
+
+    try:
+        ds = load(spec)
+    except (OSError, ValueError, EdgesslError) as e:  # moved or gone: the bundle still exports, with the default cut
+        if progress:
+            print(f"segmentation: the default cut ({spec} could not be read to check its takes' cut: {e})", flush=True)
+        return SegmentParams()
+    if not is_labelled_stream(ds):
+        return SegmentParams()
+    params, n, total = takes_segmentation(ds)  # type: ignore[arg-type]
+    if progress and params != SegmentParams():
+        how = "the gentle cut (slow or small gestures)" if params == profile(SegmentParams(), "gentle") else "their own cut"
+        print(f"segmentation: the sessions of {n} of {total} labelled takes cut with {how}; edgessl run cuts the same way",
+              flush=True)  # fmt: skip
+    return params
 
 
 def _roughness_threshold(info: dict[str, Any], segment: bool) -> tuple[float | None, dict[str, Any]]:

@@ -40,7 +40,7 @@ from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.cli import _gap_json, _same_device, _Stopped, _StopSignals, _wait_seconds, counters_text
 from edgessl.errors import DeviceError, UsageError
 from edgessl.preprocess import MAX_FILL_S
-from edgessl.segmenter import MotionSegmenter, SegmentParams
+from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, profile
 
 if TYPE_CHECKING:
     from edgessl.datasets.session import SessionWriter
@@ -98,11 +98,13 @@ class SessionStream:
                  params: SegmentParams):  # fmt: skip
         self.writer, self.channels, self.rate = writer, list(channels), float(rate_hz)
         self.keep = int(KEEP_S * self.rate)
+        self.params = params
         self.segmenter = MotionSegmenter(len(channels), self.rate, params, lookback=self.keep)
         g = [i for i, u in enumerate(units) if u == "g"]
         self._mag_channels = g or list(range(len(channels)))
         self._order: list[int] | None = None  # device column of each session channel (None: same order)
         self._t = np.zeros(0, np.float64)
+        self._x = np.zeros((len(channels), 0), np.float32)  # the samples themselves (for choose_segmentation)
         self._mag = np.zeros(0, np.float32)
         self._energy = np.zeros(0, np.float32)
         self._base = 0  # segmenter index of self._t[0]
@@ -123,15 +125,36 @@ class SessionStream:
         energy = self.segmenter.energies(x)  # before push: push does not hand its per-sample energies out
         finished = self.segmenter.push(x)
         self._t = np.concatenate([self._t, np.asarray(t, np.float64)])
+        self._x = np.concatenate([self._x, x.astype(np.float32)], axis=1)
         self._mag = np.concatenate([self._mag, np.linalg.norm(x[self._mag_channels], axis=0).astype(np.float32)])
         self._energy = np.concatenate([self._energy, energy.astype(np.float32)])
         if len(self._t) > 2 * self.keep:  # trim now and then, not at every block
             cut = len(self._t) - self.keep
             self._t, self._mag, self._energy = self._t[cut:], self._mag[cut:], self._energy[cut:]
+            self._x = self._x[:, cut:]
             self._base += cut
         self.samples += len(t)
         self.last_t = float(t[-1])
         return [self._take(a, b) for a, b in finished]
+
+    def split_since(self, t0: float) -> bool:
+        """Whether the default cut split a movement since device time ``t0`` into pieces that the gentle cut
+        keeps whole (:func:`edgessl.segmenter.choose_segmentation` on those samples)."""
+        x = self._x[:, self._t >= t0]
+        if x.shape[1] < 2:
+            return False
+        # a second of stillness after the samples: the gentle cut ends a gesture later than the default one
+        x = np.concatenate([x, np.repeat(x[:, -1:], int(self.rate), axis=1)], axis=1)
+        return choose_segmentation(x, self.rate, self.params).split >= 1
+
+    def use(self, params: SegmentParams) -> None:
+        """Cut with ``params`` from now on (the gesture in progress, if any, is cut afresh); the counts and
+        sample indices go on."""
+        old = self.segmenter
+        seg = MotionSegmenter(len(self.channels), self.rate, params, lookback=self.keep)
+        seg.n, seg.too_short, seg.too_long, seg.short_pieces = old.n, old.too_short, old.too_long, old.short_pieces
+        self.segmenter, self.params = seg, params
+        self.writer.set_segmentation(dataclasses.asdict(params))
 
     def gap(self, g: Gap) -> None:
         self.writer.gap(g.t_start, g.seconds, g.timeline_reset)
@@ -228,6 +251,9 @@ class Guide:
         self._dropped_at_go = (0, 0)  # the segmenter's too-short and too-long movements at GO
         self._last: Take | None = None
         self.flagged_in_a_row = 0  # takes a gap overlapped, in a row (a link that drops frames stops the capture)
+        self.splits = 0  # prompts whose gesture the default cut split into pieces (slow or small gestures)
+        self.switched = False  # the capture cuts with the gentle cut since the MIN_SPLIT-th such prompt
+        self.gentle_note = ""  # what keeps the gentle cut, said when the capture switches to it
         self._ask_until = 0.0  # host time when an unanswered take is kept
 
     def counts(self, writer: SessionWriter) -> dict[str, int]:
@@ -349,6 +375,8 @@ class Guide:
                 return
         elif moving or t < self._t_go + self.params.max_duration_s + WATCH_EXTRA_S:
             return
+        if self._gentle_now(stream):
+            return
         if not self._candidates:
             self.misses += 1
             waited = t - self._t_go
@@ -375,6 +403,29 @@ class Guide:
             return
         best = max(self._candidates, key=lambda c: c.energy)
         self._keep(stream.writer, best)
+
+    def _gentle_now(self, stream: SessionStream) -> bool:
+        """After a prompt: count it when the default cut split its gesture into pieces (a piece is not kept: the
+        prompt is a miss); at the MIN_SPLIT-th, cut with the gentle cut from now on, say so, and ask this prompt
+        again (True)."""
+        short = stream.segmenter.too_short - self._dropped_at_go[0]
+        if self.switched or short <= 0 or not stream.split_since(self._t_go - GO_GRACE_S):
+            return False
+        self.splits += 1
+        if self.splits < MIN_SPLIT:
+            self._candidates = []  # a piece of a gesture is no take: asked again, as a miss
+            return False
+        gentle = profile(self.params, "gentle")
+        stream.use(gentle)
+        self.params, self.switched = gentle, True
+        self.misses_in_a_row = 0
+        if self.d.json:
+            self.d.emit({"segmentation": {"profile": "gentle", "split": self.splits, **dataclasses.asdict(gentle)}})
+        else:
+            self.d.line(f"# your gestures are slow or small: the default cut split {self.splits} of them into pieces; "
+                        f"from now on they are cut with the gentle cut{self.gentle_note}; again")  # fmt: skip
+        self.state = "next"
+        return True
 
     def _keep(self, writer: SessionWriter, take: Take) -> None:
         self.misses_in_a_row = 0
@@ -477,6 +528,24 @@ def check_capture_args(args: argparse.Namespace, default_count: int) -> int:
     return count
 
 
+def _users_cut(folder: Path, user: str) -> SegmentParams:
+    """The cut of ``user``'s latest session in ``folder`` when it is the gentle one (a person with slow gestures
+    stays one), else the default. Sidecars that do not read are skipped (``data info`` reports them)."""
+    latest: tuple[str, dict] | None = None
+    for side in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("format") == "edgessl-session" and meta.get("user") == user:
+            if latest is None or str(meta.get("started", "")) > latest[0]:
+                latest = (str(meta.get("started", "")), meta)
+    gentle = profile(SegmentParams(), "gentle")
+    if latest is not None and latest[1].get("segmentation") == dataclasses.asdict(gentle):
+        return gentle
+    return SegmentParams()
+
+
 def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``record`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.datasets.session import SessionWriter
@@ -489,9 +558,15 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise UsageError(f"--user {args.user!r}: expected a name of letters, digits, '-', '_' or '.'")
     folder = _check_out(args.out)  # before waiting for the port, not after
     d = Display(out or sys.stdout, args.json)
-    params = SegmentParams()
+    params = _users_cut(folder, args.user)
+    if params != SegmentParams() and not d.json:
+        d.line(f"# cutting with the gentle cut, as {args.user}'s latest session in {folder} did (slow or small gestures)")
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
     guide = Guide(labels, count, args.countdown, params, d, ask) if labels else None
+    if guide is not None and params != SegmentParams():
+        guide.switched = True  # already gentle
+    if guide is not None:
+        guide.gentle_note = " (the session keeps it: training, export and edgessl run cut the same way)"
 
     def open_writer(dev: ImuStream, rate: float) -> SessionWriter:
         writer = SessionWriter(folder, kind="labelled" if labels else "unlabelled", user=args.user,

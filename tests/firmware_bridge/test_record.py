@@ -78,6 +78,43 @@ def test_guided_capture_keeps_what_the_simulated_person_performed(tmp_path, caps
     assert np.bincount(np.concatenate([w.y_train, w.y_test])).tolist() == [3, 3]
 
 
+def test_a_slow_persons_capture_switches_to_the_gentle_cut_which_the_session_and_its_bundle_keep(tmp_path, capsys):
+    """Simulated user D (slow, small gestures): the default cut splits gestures into pieces; after the second such
+    prompt the capture cuts with the gentle cut (said once), no piece is kept as a take, the sidecar says which
+    cut the session uses, and an export of a model trained on it cuts the same way."""
+    from edgessl.datasets import load
+    from edgessl.datasets.labelled import takes_segmentation
+    from edgessl.export.pipeline import _data_segmentation
+    from edgessl.segmenter import profile
+
+    out, link = tmp_path / "gestures", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=1, user="D", perform="cue"), speed=4.0, link=link) as sim:
+        rc, lines = _record(capsys, ["--port", link, "--out", str(out), "--label", "up,down,left,right",
+                                     "--count", "2", "--countdown", "0", "--seconds", "90"])  # fmt: skip
+        performed = list(sim.performances)
+    assert rc == 0 and lines[-1]["stats"]["stopped_by"] == "done"
+    gentle = profile(SegmentParams(), "gentle")
+    switch = [r["segmentation"] for r in lines if "segmentation" in r]
+    assert len(switch) == 1 and switch[0]["profile"] == "gentle" and switch[0]["split"] == 2
+    meta, _ = _sidecar(out)
+    assert meta["segmentation"] == json.loads(json.dumps(gentle.__dict__))
+    for s in meta["segments"]:  # whole performances, no piece of one
+        span = (s["start_ms"] / 1000, s["end_ms"] / 1000)
+        best = max(performed, key=lambda p: _overlap(span, (p["start_s"], p["end_s"])))
+        assert best["label"] == s["label"] and span[1] - span[0] >= 0.5 * (best["end_s"] - best["start_s"]), s
+    ds = load(f"dir:{out}")
+    assert takes_segmentation(ds) == (gentle, 8, 8)  # type: ignore[arg-type]
+    assert _data_segmentation(f"dir:{out}", progress=False) == gentle
+    assert _data_segmentation(f"dir:{tmp_path / 'gone'}", progress=False) == SegmentParams()  # moved: the default
+    # the same person's next session in the folder starts with the gentle cut; another person's with the default
+    with SimulatedImu(*make_source("synthetic", None, seed=2, user="D"), speed=4.0, link=link):
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "1"]) == 0
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "1", "--user", "E"]) == 0
+    assert "# cutting with the gentle cut, as me's latest session" in capsys.readouterr().out
+    sides = {m["user"]: m for m in (json.loads(p.read_text()) for p in out.glob("*.json")) if m["kind"] == "unlabelled"}
+    assert sides["me"]["segmentation"] == meta["segmentation"] and sides["E"]["segmentation"] != meta["segmentation"]
+
+
 def test_free_recording_writes_every_sample_for_the_time_asked(tmp_path, capsys):
     out, link = tmp_path / "pool", str(tmp_path / "imu")
     with SimulatedImu(*make_source("synthetic", None, seed=3, user="B"), speed=4.0, link=link):
