@@ -207,17 +207,6 @@ def test_verify_and_export_refusals_are_model_errors(small_model, small_bundle, 
     (["finetune", "--data", "synthetic", "--epochs-x", "3", "--out", "o"],
      "edgessl finetune: error: unknown option --epochs-x (did you mean --epochs?)"),
     (["data", "info", "x", "--jsn"], "edgessl data info: error: unknown option --jsn (did you mean --json?)"),
-])  # fmt: skip
-def test_a_mistyped_option_is_named_with_its_command(capsys, argv, line):
-    """argparse would report the required --port missing, or the top-level usage; the typo is what to fix."""
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    assert e.value.code == ExitCode.USAGE
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(line) and len(err.splitlines()) == 1, err
-
-
-@pytest.mark.parametrize(("argv", "line"), [
     (["run", "b.essl", "--port", "/tmp/x", "--confidence", "2"],
      "edgessl run: error: argument --confidence: expected a probability from 0 to 1 (0: no gate); got '2'"),
     (["run", "b.essl", "--port", "/tmp/x", "--ood-threshold", "-1"], "edgessl run: error: argument --ood-threshold: expected a score >= 0"),
@@ -225,8 +214,9 @@ def test_a_mistyped_option_is_named_with_its_command(capsys, argv, line):
      "edgessl run: error: argument --seconds: invalid float value: 'abc'; see edgessl run --help"),
     (["run", "b.essl"], "edgessl run: error: the following arguments are required: --port; see edgessl run --help"),
 ])  # fmt: skip
-def test_a_bad_value_is_one_line_naming_the_flag(capsys, argv, line):
-    """Not argparse's usage block first: one line, as every other error."""
+def test_a_usage_error_is_one_line_naming_the_command_and_the_flag(capsys, argv, line):
+    """A mistyped option is named (argparse would report the required --port missing, or the top-level usage);
+    a bad value is one line too, without argparse's usage block."""
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert e.value.code == ExitCode.USAGE

@@ -145,47 +145,34 @@ def _bar(p: float, width: int = 20) -> str:
     return "#" * n + "." * (width - n)
 
 
+def _number(text: str, ok: Callable[[float], bool], expected: str) -> float:
+    """A flag's number that ``ok`` accepts (NaN never does), else argparse's one-line error saying ``expected``."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+    return v
+
+
 def _wait_seconds(text: str) -> float | None:
     """``--wait``: seconds >= 0, or ``forever`` (None)."""
     if text.strip().lower() in ("forever", "inf", "none"):
         return None
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0 or 'forever'; got {text!r}")
-    return v
+    return _number(text, lambda v: math.isfinite(v) and v >= 0, "seconds >= 0 or 'forever'")
 
 
 def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0; got {text!r}")
-    return v
+    return _number(text, lambda v: math.isfinite(v) and v > 0, "seconds > 0")
 
 
 def _probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 (0: no gate); got {text!r}")
-    return v
+    return _number(text, lambda v: 0.0 <= v <= 1.0, "a probability from 0 to 1 (0: no gate)")
 
 
 def _ood_score(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not v >= 0.0:
-        raise argparse.ArgumentTypeError(f"expected a score >= 0 (1 - cosine similarity: 0 to 2; inf: no gate); got {text!r}")
-    return v
+    return _number(text, lambda v: v >= 0.0, "a score >= 0 (1 - cosine similarity: 0 to 2; inf: no gate)")
 
 
 class _Stopped(KeyboardInterrupt):
