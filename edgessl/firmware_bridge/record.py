@@ -560,7 +560,8 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
     d = Display(out or sys.stdout, args.json)
     params = _users_cut(folder, args.user)
     if params != SegmentParams() and not d.json:
-        d.line(f"# cutting with the gentle cut, as {args.user}'s latest session in {folder} did (slow or small gestures)")
+        d.line(f"# cutting with the gentle cut, as the latest session of user {args.user} in {folder} did (slow or "
+               "small gestures)")  # fmt: skip
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
     guide = Guide(labels, count, args.countdown, params, d, ask) if labels else None
     if guide is not None and params != SegmentParams():

@@ -110,7 +110,7 @@ def test_a_slow_persons_capture_switches_to_the_gentle_cut_which_the_session_and
     with SimulatedImu(*make_source("synthetic", None, seed=2, user="D"), speed=4.0, link=link):
         assert main(["record", "--port", link, "--out", str(out), "--seconds", "1"]) == 0
         assert main(["record", "--port", link, "--out", str(out), "--seconds", "1", "--user", "E"]) == 0
-    assert "# cutting with the gentle cut, as me's latest session" in capsys.readouterr().out
+    assert "# cutting with the gentle cut, as the latest session of user me in" in capsys.readouterr().out
     sides = {m["user"]: m for m in (json.loads(p.read_text()) for p in out.glob("*.json")) if m["kind"] == "unlabelled"}
     assert sides["me"]["segmentation"] == meta["segmentation"] and sides["E"]["segmentation"] != meta["segmentation"]
 
