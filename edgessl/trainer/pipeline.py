@@ -682,7 +682,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         if progress:
             print(f"decision evidence: {CROSS_FIT_FOLDS} more models score the {len(run.tr) + len(run.va)} labelled "
                   f"windows, each the {1 / CROSS_FIT_FOLDS:.0%} it did not train on ({n_held} held-out windows "
-                  "are too few to set the unknown-answer gates)", flush=True)  # fmt: skip
+                  "alone are too few to set the unknown-answer gates; export sets them on both)", flush=True)  # fmt: skip
         info.update(_cross_fit(run, best_epoch))
         metrics["seconds"] = time.perf_counter() - t0
     save_atomic(info, out / MODEL_FILE)
