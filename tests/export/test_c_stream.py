@@ -71,3 +71,34 @@ def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
     # (the 5 s of shaking are one movement too long to be a gesture, its tail included: not classified)
     assert [e[4] for e in py_events].count("noise") == py_stats["unknown_noise"] == 3
     assert [e[4] for e in py_events][-3:] == ["noise"] * 3
+
+
+def test_c_stream_of_a_gentle_cut_bundle_emits_the_runtimes_events(small_bundle, tmp_path):
+    """A bundle trained on a slow person's takes carries the gentle cut (``edgessl export``); the C library
+    cuts with the bundle's segmentation: the same events as the runtime on that person's stream."""
+    import dataclasses
+
+    from edgessl.datasets.synthetic import GESTURES, SyntheticPerson
+    from edgessl.edge_runtime.bundle import MANIFEST, open_bundle
+    from edgessl.export.bundle import write_bundle
+    from edgessl.segmenter import SegmentParams, profile
+
+    compiler()
+    b = open_bundle(small_bundle)
+    gentle = profile(b.segmentation or SegmentParams(), "gentle")
+    manifest = {k: v for k, v in b.manifest.items() if k not in {"members", "schema_version", "edgessl_version"}}
+    bundle = tmp_path / "gentle.essl"
+    write_bundle(bundle, {**manifest, "segmentation": dataclasses.asdict(gentle)},
+                 {n: d for n, d in b.members.items() if n != MANIFEST})  # fmt: skip
+    out = tmp_path / "c"
+    export_c(bundle, out)
+    exe = build(out, RUN_STREAM, "run_stream", ["essl_model.c", "essl_stream.c"])
+    person = SyntheticPerson("D", 3, perform=",".join(GESTURES * 2))
+    x = person.next(6000).T.astype(np.float32)
+    t = (np.arange(len(x)) * 10).astype(np.int64)
+    c_events, stats = run_stream(exe, x, t.astype(np.uint32))
+    py_events, py_stats = python_events(bundle, x, t.astype(np.float64))
+    assert len(py_events) >= 14 and py_stats["movements_too_short"] <= 1  # the slow gestures cut whole
+    assert [e[0] for e in c_events] == [e[0] for e in py_events]
+    for c, p in zip(c_events, py_events, strict=True):
+        assert abs(c[1] - p[1]) <= 10 and abs(c[2] - p[2]) <= 10 and c[3] == pytest.approx(p[3], abs=2e-3)
