@@ -794,7 +794,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Free recording (no --label): one unlabelled session, for pretraining. Guided "
                                    "capture (--label): prompts each performance, cuts it with the runtime's "
                                    f"segmenter, keeps per-class counts; it stops (exit 5) after {MISSES_IN_A_ROW} prompts in a row "
-                                   "without a take. The whole stream is saved either way.")  # fmt: skip
+                                   "without a take; when the default cut splits a person's gestures into pieces (slow or "
+                                   "small gestures) it switches to the gentle cut and says so. The whole stream is saved "
+                                   "either way.")  # fmt: skip
     p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
     p.add_argument("--out", required=True,
                    help="data set folder to add the session to (created if needed; nothing in it is replaced)")  # fmt: skip
