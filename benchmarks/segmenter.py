@@ -12,7 +12,8 @@ noise): whole fraction and median offsets of the segment's ends from the recordi
 the time from a gesture's end to the moment its segment is emitted (10-sample frames). (5) Segments in 10
 minutes of stillness per user (false starts).
 
-The choice: each user performs each of the 8 gestures once (a calibration enrollment, session seed 2);
+The choice: each user performs each of the 8 gestures once, and 3 times (a calibration enrollment, ``--count
+3``; session seed 2);
 :func:`edgessl.segmenter.choose_segmentation` on that recording picks the cut; the whole fraction of that user's
 4-minute session under the chosen cut vs the default.
 
@@ -126,14 +127,14 @@ def cut_quality() -> dict[str, Any]:
     return res
 
 
-def calibration(user: int | str) -> tuple[np.ndarray, list]:
-    return session(user, 2, 40, perform=",".join(GESTURES))
+def calibration(user: int | str, reps: int = 1) -> tuple[np.ndarray, list]:
+    return session(user, 2, 40 * reps, perform=",".join(GESTURES * reps))
 
 
-def choice() -> dict[str, Any]:
+def choice(reps: int = 1) -> dict[str, Any]:
     rows = {}
     for u in USERS:
-        xc, _ = calibration(u)
+        xc, _ = calibration(u, reps)
         c = choose_segmentation(xc, RATE)
         x, perf = session(u, 1, 240)
         spans = [(p.start, p.end) for p in perf]
@@ -203,21 +204,27 @@ def main() -> None:
     t0 = time.perf_counter()
     quality = cut_quality()
     print(json.dumps(quality, indent=1), flush=True)
-    ch = choice()
-    gentle = [u for u, r in ch.items() if r["chosen"] == "gentle"]
-    print("gentle chosen for", gentle, flush=True)
-    changed = [r for r in ch.values() if r["chosen"] == "gentle"]
-    summary = {
-        "users_choosing_gentle": len(gentle),
-        "their_whole_default": round(float(np.mean([r["whole_default"] for r in changed])), 3) if changed else None,
-        "their_whole_gentle": round(float(np.mean([r["whole_chosen"] for r in changed])), 3) if changed else None,
-        "users_worse_with_choice": sum(r["whole_chosen"] < r["whole_default"] for r in ch.values()),
-    }
+    summary, choices = {}, {}
+    for reps in (1, 3):  # enroll --calibrate (each gesture once) and --calibrate --count 3
+        choices[reps] = choice(reps)
+        changed = [r for r in choices[reps].values() if r["chosen"] == "gentle"]
+        summary[f"calibration_{reps}_per_gesture"] = {
+            "users_choosing_gentle": [u for u, r in choices[reps].items() if r["chosen"] == "gentle"],
+            "their_whole_default": round(float(np.mean([r["whole_default"] for r in changed])), 3) if changed else None,
+            "their_whole_gentle": round(float(np.mean([r["whole_chosen"] for r in changed])), 3) if changed else None,
+            "users_worse_with_choice": sum(r["whole_chosen"] < r["whole_default"] for r in choices[reps].values()),
+            "users_below_0.9_whole_left_default": [u for u, r in choices[reps].items()
+                                                   if r["chosen"] == "default" and r["whole_default"] < 0.9],
+        }  # fmt: skip
+        print(reps, summary[f"calibration_{reps}_per_gesture"], flush=True)
+    ch = choices[1]
+    gentle = summary["calibration_1_per_gesture"]["users_choosing_gentle"]
     e2e = None
     if a.bundle:
         normal = [u for u, r in ch.items() if r["chosen"] == "default"][:4]
         e2e = {"bundle": Path(a.bundle).name, "users": end_to_end(a.bundle, [*gentle, *normal])}
-    out = {"protocol": PROTOCOL, "cuts": quality, "choice": ch, "choice_summary": summary, "end_to_end": e2e,
+    out = {"protocol": PROTOCOL, "cuts": quality, "choice": ch, "choice_3_per_gesture": choices[3],
+           "choice_summary": summary, "end_to_end": e2e,
            "seconds": round(time.perf_counter() - t0, 1), "machine": platform.machine()}  # fmt: skip
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
