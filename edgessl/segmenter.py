@@ -14,6 +14,7 @@ need it (``edgessl enroll`` chooses it from their takes with :func:`choose_segme
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 __all__ = ["GENTLE", "MotionSegmenter", "SegmentChoice", "SegmentParams", "choose_segmentation", "profile", "segment_signal"]
 
 
-MAX_PIECES = 256  # too-short movements a segmenter remembers (choose_segmentation looks at them)
+MAX_PIECES = 256  # too-short movements a segmenter remembers, with their spans (for choose_segmentation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,7 @@ class MotionSegmenter:
         self.ew = max(2, int(round(self.p.energy_window_s * self.rate)))
         self.too_short = 0
         self.too_long = 0
-        self.short_pieces: list[tuple[int, int]] = []  # the latest too-short movements (at most MAX_PIECES)
+        self.short_pieces: collections.deque[tuple[int, int]] = collections.deque(maxlen=MAX_PIECES)  # the latest
         self.reset()
 
     def reset(self) -> None:
@@ -143,7 +144,7 @@ class MotionSegmenter:
                         self._resting = self._quiet < int(p.hangover_s * rate)  # still moving: wait for rest
                     elif end - self._active_start < p.min_duration_s * rate:
                         self.too_short += 1
-                        self.short_pieces = [*self.short_pieces[1 - MAX_PIECES :], (self._active_start, n - self._quiet)]
+                        self.short_pieces.append((self._active_start, n - self._quiet))
                     else:
                         out.append((self._active_start, end))
                     self._active_start = None

@@ -56,7 +56,10 @@ TOO_CLOSE = 0.98  # cosine similarity at which a new class cannot be told from a
 
 
 class StateMismatch(DataError, ValueError):
-    """A user state that does not belong to this bundle (or is not a user state)."""
+    """A user state that does not belong to this bundle (or is not a user state); ``checksums``: the state's bundle
+    and this bundle, when it is another bundle's."""
+
+    checksums: tuple[str, str] | None = None
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -404,6 +407,8 @@ class UserState:
         if st.windows is not None and (st.windows.ndim != 3 or len(st.windows) != len(st.takes)):
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, windows {st.windows.shape})")
         if checksum is not None and st.checksum != checksum:
-            raise StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
+            err = StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
                                 f"{checksum[:12]}…; the sha256 of each bundle's manifest); enroll again with this bundle")  # fmt: skip
+            err.checksums = (st.checksum, checksum)
+            raise err
         return st

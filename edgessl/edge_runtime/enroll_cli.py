@@ -157,10 +157,12 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         rt = GestureRuntime(args.bundle, user_state=args.state if state_path.exists() else None)
     except StateMismatch as e:
-        if "another bundle" not in str(e):
+        if e.checksums is None:
             raise
-        raise StateMismatch(f"--state {args.state}: {str(e).split(': ', 1)[-1].split('; enroll again')[0]}; give a "
-                            "new --state file to start one for this bundle") from None  # fmt: skip
+        theirs, ours = e.checksums
+        raise StateMismatch(f"--state {args.state}: user state of another bundle (checksum {theirs[:12]}…; this bundle "
+                            f"{ours[:12]}…; the sha256 of each bundle's manifest); give a new --state file to start "
+                            "one for this bundle") from None  # fmt: skip
     if args.calibrate:
         labels = list(rt.bundle.labels)
     else:
@@ -170,8 +172,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     d = Display(out or sys.stdout, args.json)
     params = rt.segmentation or SegmentParams()  # the user's cut when the state has one
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
-    guide = Guide(labels, count, args.countdown, params, d, ask)
-    guide.gentle_note = f" ({args.state} keeps it for edgessl run)"
+    guide = Guide(labels, count, args.countdown, params, d, ask, f" ({args.state} keeps it for edgessl run)")
     buffers: list[TakeBuffer] = []
 
     def open_writer(dev: ImuStream, rate: float) -> TakeBuffer:

@@ -230,10 +230,11 @@ class Guide:
         params: the segmenter's (a take is watched for up to ``max_duration_s`` + 2 device seconds).
         ask: a tty's answer to "keep · redo · stop": returns ``None`` while the user has not answered, else
             the line typed; no answer within ``ASK_S`` keeps the take; None (tests, pipes) keeps every take.
+        gentle_note: what keeps the gentle cut, said when the capture switches to it (slow or small gestures).
     """
 
     def __init__(self, labels: list[str], count: int, countdown: float, params: SegmentParams, display: Display,
-                 ask: Any = None):  # fmt: skip
+                 ask: Any = None, gentle_note: str = ""):  # fmt: skip
         self.labels, self.count, self.countdown, self.params = labels, count, countdown, params
         self.d, self.ask = display, ask
         self.state = "next"
@@ -253,7 +254,7 @@ class Guide:
         self.flagged_in_a_row = 0  # takes a gap overlapped, in a row (a link that drops frames stops the capture)
         self.splits = 0  # prompts whose gesture the default cut split into pieces (slow or small gestures)
         self.switched = False  # the capture cuts with the gentle cut since the MIN_SPLIT-th such prompt
-        self.gentle_note = ""  # what keeps the gentle cut, said when the capture switches to it
+        self.gentle_note = gentle_note  # what keeps the gentle cut, said when the capture switches to it
         self._ask_until = 0.0  # host time when an unanswered take is kept
 
     def counts(self, writer: SessionWriter) -> dict[str, int]:
@@ -563,11 +564,10 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
         d.line(f"# cutting with the gentle cut, as the latest session of user {args.user} in {folder} did (slow or "
                "small gestures)")  # fmt: skip
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
-    guide = Guide(labels, count, args.countdown, params, d, ask) if labels else None
+    note = " (the session keeps it: training, export and edgessl run cut the same way)"
+    guide = Guide(labels, count, args.countdown, params, d, ask, note) if labels else None
     if guide is not None and params != SegmentParams():
         guide.switched = True  # already gentle
-    if guide is not None:
-        guide.gentle_note = " (the session keeps it: training, export and edgessl run cut the same way)"
 
     def open_writer(dev: ImuStream, rate: float) -> SessionWriter:
         writer = SessionWriter(folder, kind="labelled" if labels else "unlabelled", user=args.user,
