@@ -64,7 +64,8 @@ class Take:
     """A segment the segmenter cut, on the device-seconds axis of the samples (end exclusive).
 
     Attributes:
-        magnitude: ``[n]`` the vector magnitude of its samples (g channels, else all), for the sparkline.
+        motion: ``[n]`` each sample's distance from the take's mean (g channels, else all): the shape of the
+            movement without gravity, for the sparkline.
         lost: about how many samples the gaps that touch it miss (at least 1 per gap); > 0 flags it.
         bridged: every such gap is one ``edgessl run`` bridges live (at most ``MAX_FILL_S``, same timeline), and so
             does the loader of the session: a flagged take that still counts.
@@ -73,7 +74,7 @@ class Take:
     start_s: float
     end_s: float
     energy: float
-    magnitude: np.ndarray
+    motion: np.ndarray
     lost: int = 0
     bridged: bool = False
     gaps: int = 0  # how many gaps touch it
@@ -101,11 +102,10 @@ class SessionStream:
         self.params = params
         self.segmenter = MotionSegmenter(len(channels), self.rate, params, lookback=self.keep)
         g = [i for i, u in enumerate(units) if u == "g"]
-        self._mag_channels = g or list(range(len(channels)))
+        self._motion_channels = g or list(range(len(channels)))
         self._order: list[int] | None = None  # device column of each session channel (None: same order)
         self._t = np.zeros(0, np.float64)
-        self._x = np.zeros((len(channels), 0), np.float32)  # the samples themselves (for choose_segmentation)
-        self._mag = np.zeros(0, np.float32)
+        self._x = np.zeros((len(channels), 0), np.float32)  # the samples themselves
         self._energy = np.zeros(0, np.float32)
         self._base = 0  # segmenter index of self._t[0]
         self.gaps: list[Gap] = []
@@ -126,12 +126,10 @@ class SessionStream:
         finished = self.segmenter.push(x)
         self._t = np.concatenate([self._t, np.asarray(t, np.float64)])
         self._x = np.concatenate([self._x, x.astype(np.float32)], axis=1)
-        self._mag = np.concatenate([self._mag, np.linalg.norm(x[self._mag_channels], axis=0).astype(np.float32)])
         self._energy = np.concatenate([self._energy, energy.astype(np.float32)])
         if len(self._t) > 2 * self.keep:  # trim now and then, not at every block
             cut = len(self._t) - self.keep
-            self._t, self._mag, self._energy = self._t[cut:], self._mag[cut:], self._energy[cut:]
-            self._x = self._x[:, cut:]
+            self._t, self._x, self._energy = self._t[cut:], self._x[:, cut:], self._energy[cut:]
             self._base += cut
         self.samples += len(t)
         self.last_t = float(t[-1])
@@ -178,7 +176,9 @@ class SessionStream:
         touching = [g for g in self.gaps if g.t_start <= end_s and g.t_end >= start_s - period]
         lost = sum(max(1, g.missing) for g in touching)
         bridged = bool(touching) and all(g.seconds <= MAX_FILL_S and not g.timeline_reset for g in touching)
-        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), self._mag[i:j].copy(), lost, bridged,
+        g = self._x[self._motion_channels, i:j]
+        motion = np.linalg.norm(g - g.mean(axis=1, keepdims=True), axis=0) if g.shape[1] else np.zeros(0, np.float32)
+        return Take(start_s, end_s, float(self._energy[i:j].max(initial=0.0)), motion, lost, bridged,
                     len(touching))  # fmt: skip
 
 
@@ -443,7 +443,7 @@ class Guide:
             self.d.emit({"take": {**rec, "duration_s": round(duration, 4), "lost_samples": take.lost,
                                   "counted": not flagged, "counts": counts}})  # fmt: skip
         else:
-            spark = sparkline(take.magnitude, width=32, ascii_only=not unicode_ok(self.d.out))
+            spark = sparkline(take.motion, width=32, ascii_only=not unicode_ok(self.d.out))
             n = f"{counts[self.label]}/{self.count}" if not flagged else f"take {rec['take']}, not counted"
             self.d.line(f"kept {self.label} {n}: {duration:.2f} s, peak energy {take.energy:.2f}  {spark}")
             if flagged:
