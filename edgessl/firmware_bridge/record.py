@@ -738,7 +738,8 @@ def _status(d: Display, stream: SessionStream, dev: ImuStream, elapsed: float) -
                            "rejected": sum(c["rejected_samples"].values()), "state": dev.state}})  # fmt: skip
         return
     state = "recording" if dev.state == "streaming" else dev.state
-    d.status(f"  {state:9s} {elapsed:7.1f} s  {rate:6.1f} Hz  {stream.samples} samples  {counters_text(c)}")
+    nominal = f" (device {dev.sample_rate:g})" if dev.sample_rate else ""  # samples per host second, as monitor
+    d.status(f"  {state:9s} {elapsed:7.1f} s  {rate:6.1f} Hz{nominal}  {stream.samples} samples  {counters_text(c)}")
 
 
 def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, dev: ImuStream, guide: Guide | None,
