@@ -240,7 +240,7 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
     return n, ", ".join(f"{rt.stats[f'unknown_{k}']} {words}" for k, words in parts)
 
 
-def unclassified_text(rt: GestureRuntime, enroll: str = "edgessl enroll BUNDLE --port PORT --state FILE") -> str:
+def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     """The movements a segment bundle's runtime cut but never classified, in words ("" when none); ``enroll``:
     the start of the enroll command to suggest for slow gestures."""
     seg = rt.windower.segmenter
@@ -257,7 +257,13 @@ def counters_text(c: dict[str, Any]) -> str:
     """The bridge's loss counters (:meth:`ImuStream.counters`) as the status display prints them."""
     frames = sum(c.get("rejected_frames", {}).values())  # refused frames: their samples are counted before
     return (f"dropped {c['dropped_samples']}  rejected {sum(c['rejected_samples'].values())}  "
-            f"gaps {sum(c['gaps'].values())}" + (f"  bad frames {frames}" if frames else ""))  # fmt: skip
+            f"gaps {sum(c['gaps'].values())}" + (f"  frames refused {frames}" if frames else ""))  # fmt: skip
+
+
+def refused_frames_text(c: dict[str, Any]) -> str:
+    """For a summary line: the frames the bridge refused (damaged, malformed, unexpected), "" when none."""
+    frames = c.get("rejected_frames") or {}
+    return f"; frames refused {counts_text(frames)}: their samples are counted above" if sum(frames.values()) else ""
 
 
 def _save_state(adapter: Adapter, path: str, final: bool) -> None:
@@ -501,7 +507,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
-                      f"gaps {gaps_text(c['gaps'])}", file=out, flush=True)  # fmt: skip
+                      f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
     return 0

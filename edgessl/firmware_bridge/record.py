@@ -35,9 +35,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from edgessl.console import counts_text, gaps_text, sparkline, unicode_ok
+from edgessl.console import gaps_text, sparkline, unicode_ok
 from edgessl.dashboard import add_serve_flag, serving
-from edgessl.edge_runtime.cli import _gap_json, _same_device, _Stopped, _StopSignals, _wait_seconds, counters_text
+from edgessl.edge_runtime.cli import (
+    _gap_json,
+    _same_device,
+    _Stopped,
+    _StopSignals,
+    _wait_seconds,
+    counters_text,
+    refused_frames_text,
+)
 from edgessl.errors import DeviceError, UsageError
 from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, profile
@@ -779,15 +787,7 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         counts = f"; {n} movement(s) found{unused}{nothing}"
     d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
            f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "
-           f"gaps {gaps_text(c['gaps'])}{_bad_frames(c)}")  # fmt: skip
-
-
-def _bad_frames(c: dict[str, Any]) -> str:
-    """The frames the bridge refused (damaged, malformed, unexpected) in words ("" when none)."""
-    frames = c.get("rejected_frames") or {}
-    if not sum(frames.values()):
-        return ""
-    return f"; {sum(frames.values())} frame(s) refused ({counts_text(frames)}): their samples are counted above"
+           f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -153,3 +153,10 @@ def test_every_gap_reason_has_words_for_a_summary_line():
 
     assert set(GAP_WORDS) == set(GAP_REASONS)
     assert gaps_text({"sequence": 2, "disconnect": 1}) == "3 (frames lost 2, unplugged 1)" and gaps_text({}) == "0"
+
+
+def test_refused_frames_are_counted_once_in_a_summary_line():
+    from edgessl.edge_runtime.cli import refused_frames_text
+
+    assert refused_frames_text({"rejected_frames": {"crc": 12}}) == "; frames refused 12 (crc 12): their samples are counted above"
+    assert refused_frames_text({"rejected_frames": {}}) == "" and refused_frames_text({}) == ""
