@@ -143,12 +143,17 @@ def test_real_commands_map_to_their_class(tmp_path):
     bad_csv.write_text("a,b\n1,x\n")
     not_a_bundle = tmp_path / "model.essl"
     not_a_bundle.write_bytes(b"\x00" * 64)
+    in_mg = tmp_path / "mg.csv"  # a board that prints mg, with the columns named as if in g
+    in_mg.write_text("timestamp,accX,accY,accZ\n" + "".join(f"{10 * i},{i % 3},{-i % 5},{1000 + i % 7}\n" for i in range(200)))
     cases = [
         (["data", "info", "bogus:thing"], ExitCode.USAGE, "unknown dataset kind 'bogus'"),
         (["data", "info", f"csv:{tmp_path}"], ExitCode.USAGE, str(tmp_path)),
         (["data", "info", f"csv:{bad_csv}"], ExitCode.DATA, f"{bad_csv}:1"),
         (["run", str(not_a_bundle), "--port", "/dev/null"], ExitCode.MODEL, str(not_a_bundle)),
         (["simulate", "--faults", "bogus=1"], ExitCode.USAGE, "unknown fault 'bogus'"),
+        (["simulate", "--faults", "vibration=abc"], ExitCode.USAGE, "expected vibration=EVERY:FOR[:G]"),
+        (["simulate", "--speed", "0"], ExitCode.USAGE, "--speed 0: expected a playback speed > 0"),
+        (["data", "info", f"csv:{in_mg}"], ExitCode.DATA, "they look like mg (gravity reads 1000); convert them to g"),
     ]
     for argv, code, part in cases:
         r = _run(*argv)

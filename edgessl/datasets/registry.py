@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgessl.datasets.labelled import is_labelled_stream, labelled_windows
-from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
+from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset, unit_problem
 from edgessl.errors import EdgesslError
 from edgessl.preprocess import PreprocessError
 
@@ -76,7 +76,11 @@ def load(spec: str) -> Dataset:
                          f"SCHEME one of {', '.join(registered_sources())}")
     named = Path(arg.partition("?")[0]).name or spec  # every data error names the file it is about
     try:
-        return loader(arg)
+        ds = loader(arg)
+        problem = unit_problem(ds)
+        if problem:  # values in mg or m/s² under a g label train a model that never sees the board's gestures
+            raise DataFormatError(f"{spec}: {problem}")
+        return ds
     except (PreprocessError, DataFormatError) as e:
         if named in str(e) and isinstance(e, DataFormatError):
             raise

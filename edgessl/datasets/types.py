@@ -14,6 +14,7 @@ import numpy as np
 
 from edgessl.errors import DataError
 from edgessl.preprocess import resample_to_length
+from edgessl.units import g_channels, unit_problem_text
 
 __all__ = [
     "CHANNEL_ALIASES",
@@ -270,6 +271,16 @@ def check_finite(x: np.ndarray, where: str) -> None:
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise DataFormatError(f"{where}: {int(bad.sum())} value(s) are infinite or beyond float32 (first at index "
                               f"{list(first)}: {x[first]!r}); missing values are NaN")  # fmt: skip
+
+
+def unit_problem(ds: WindowDataset | StreamDataset) -> str | None:
+    """What is wrong with the values of the channels said to be in g (:mod:`edgessl.units`), or None."""
+    idx = g_channels(ds.channel_units)
+    if len(idx) < 3:
+        return None
+    S = ds.signal[idx] if isinstance(ds, StreamDataset) else np.moveaxis(ds.X_train[:, idx], 1, 0).reshape(len(idx), -1)
+    S = S[:, :: max(1, S.shape[1] // 200_000)]  # a sample of a long recording is enough for a median
+    return unit_problem_text([ds.channel_names[i] for i in idx], S.T)
 
 
 def parse_float(tok: str, path: Path, lineno: int) -> float:

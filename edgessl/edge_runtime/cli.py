@@ -47,6 +47,7 @@ from edgessl.console import counts_text, gaps_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DeviceError, UsageError
+from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.adapt import Adapter
@@ -386,6 +387,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 finally:
                     stop.blocking = False
                 idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
+                units = UnitWatch(rt.channels, rt.bundle.units, samples=max(50, int(2 * rt.rate_hz)))
                 rec = Recorder(args.record, dev.channel_names) if args.record else None
                 if feed is not None:
                     feed.stream(dev)
@@ -430,6 +432,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         assert isinstance(ev, SampleBlock)
                         # finite by the bridge's contract: it rejects, counts and gaps non-finite samples
                         t, values = ev.t_device, ev.values
+                        problem = units.add(values[:, idx])
+                        if problem:  # the model would see 1000× its gestures: every answer meaningless
+                            warnings.warn(f"--port {args.port}: {problem} (the model expects g)", stacklevel=2)
                         if rec is not None:
                             rec.write(t, values)
                         meter.add(ev.t_host, len(values))

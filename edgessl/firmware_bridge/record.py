@@ -37,6 +37,7 @@ import numpy as np
 
 from edgessl.console import gaps_text, sparkline, unicode_ok
 from edgessl.dashboard import add_serve_flag, serving
+from edgessl.datasets.types import unit_from_channel
 from edgessl.edge_runtime.cli import (
     _gap_json,
     _same_device,
@@ -49,6 +50,7 @@ from edgessl.edge_runtime.cli import (
 from edgessl.errors import DeviceError, UsageError
 from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, profile
+from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
     from edgessl.datasets.session import SessionWriter
@@ -619,6 +621,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     if feed is not None:
         states.hook = feed.state
     shown: Any = None  # the prompt on the page
+    units = UnitWatch([], [])  # the device's, from its first samples
     with _StopSignals() as stop:
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=args.wait, reconnect_timeout=None,
                         on_state=states.on_state)  # fmt: skip
@@ -667,11 +670,20 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                         rate = _rate(dev, ev.t_device, args.port)
                         writer = open_writer(dev, rate)
                         stream = SessionStream(writer, dev.channel_names, dev.unit_names, rate, params)
+                        units = UnitWatch(dev.channel_names, [unit_from_channel(n) if u == "unknown" else u  # as the loaders
+                                                              for n, u in zip(dev.channel_names, dev.unit_names, strict=True)],
+                                          samples=max(50, int(2 * rate)))  # fmt: skip
                         if feed is not None:
                             feed.stream(dev)
                         t_start = time.monotonic()
                         t_end = None if args.seconds is None else t_start + args.seconds
                     takes = stream.feed(ev.t_device, ev.values)
+                    problem = units.add(ev.values)
+                    if problem:  # within 2 s: a session in mg or m/s² would be refused by pretrain and finetune
+                        d.end()
+                        print(f"edgessl record: warning: --port {args.port}: {problem} (on the board, or by "
+                              "converting the recorded CSV files: the data commands refuse them as they are)",
+                              file=sys.stderr, flush=True)  # fmt: skip
                     if feed is not None:
                         feed.samples(ev.t_device, ev.values, ev.t_host)
                     if guide is not None:

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -91,30 +92,44 @@ class Faults:
         kw: dict = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, _, val = part.partition("=")
-            if key == "banner":
-                kw["banner"] = val or "edgessl simulated IMU v1 (binary protocol) booting..."
-            elif key in ("drop", "corrupt", "garbage"):
-                kw[key] = float(val)
-            elif key == "drift":
-                kw["drift_ppm"] = float(val)
-            elif key == "rate":
-                kw["actual_rate_hz"] = float(val)
-            elif key == "unplug":
-                every, _, dur = val.partition(":")
-                kw["unplug_every"], kw["unplug_for"] = float(every), float(dur or 1.0)
-            elif key == "restart":
-                kw["restart_every"] = float(val)
-            elif key == "vibration":
-                every, _, rest = val.partition(":")
-                dur, _, g = rest.partition(":")
-                kw["vibration_every"], kw["vibration_for"] = float(every), float(dur or 1.0)
-                kw["vibration_g"] = float(g or 0.3)
-                if not 0 < kw["vibration_for"] < kw["vibration_every"] or kw["vibration_g"] <= 0:
-                    raise ValueError(f"vibration={val}: expected EVERY:FOR[:G] seconds with 0 < FOR < EVERY and G > 0")
-            else:
-                raise ValueError(f"unknown fault {key!r}; expected drop, corrupt, garbage, banner, drift, rate, unplug, "
-                                 "restart, vibration")  # fmt: skip
+            try:
+                cls._parse_one(kw, key, val)
+            except ValueError as e:
+                if key not in FAULT_FORMS or "expected" in str(e):
+                    raise
+                raise ValueError(f"expected {key}={FAULT_FORMS[key]}") from None
         return cls(**kw)
+
+    @staticmethod
+    def _parse_one(kw: dict, key: str, val: str) -> None:
+        if key == "banner":
+            kw["banner"] = val or "edgessl simulated IMU v1 (binary protocol) booting..."
+        elif key in ("drop", "corrupt", "garbage"):
+            kw[key] = float(val)
+        elif key == "drift":
+            kw["drift_ppm"] = float(val)
+        elif key == "rate":
+            kw["actual_rate_hz"] = float(val)
+        elif key == "unplug":
+            every, _, dur = val.partition(":")
+            kw["unplug_every"], kw["unplug_for"] = float(every), float(dur or 1.0)
+        elif key == "restart":
+            kw["restart_every"] = float(val)
+        elif key == "vibration":
+            every, _, rest = val.partition(":")
+            dur, _, g = rest.partition(":")
+            kw["vibration_every"], kw["vibration_for"] = float(every), float(dur or 1.0)
+            kw["vibration_g"] = float(g or 0.3)
+            if not 0 < kw["vibration_for"] < kw["vibration_every"] or kw["vibration_g"] <= 0:
+                raise ValueError(f"vibration={val}: expected EVERY:FOR[:G] seconds with 0 < FOR < EVERY and G > 0")
+        else:
+            raise ValueError(f"unknown fault {key!r}; expected {', '.join(['banner', *FAULT_FORMS])}")
+
+
+FAULT_FORMS = {"drop": "P (a share of frames, 0 to 1)", "corrupt": "P (a share of frames)", "garbage": "P (a share of frames)",
+               "drift": "PPM (clock error)", "rate": "HZ (the rate the board really samples at)",
+               "unplug": "EVERY[:FOR] (seconds)", "restart": "EVERY (seconds)",
+               "vibration": "EVERY:FOR[:G] (seconds, seconds, g)"}  # fmt: skip
 
 
 class PersonSource(Protocol):
@@ -736,6 +751,8 @@ def _cmd_simulate(args) -> int:
     if not _is_synthetic(args.source) and (args.user is not None or args.perform != "random" or args.log):
         raise UsageError(f"--user, --perform and --log need --source synthetic; {args.source} is a recording, "
                          "played as it is")  # fmt: skip
+    if not (math.isfinite(args.speed) and args.speed > 0):
+        raise UsageError(f"--speed {args.speed:g}: expected a playback speed > 0 (1 = real time)")
     if args.board_model and args.mode == "csv":
         raise UsageError("--board-model needs --mode binary: the board's firmware speaks the binary protocol")
     try:
@@ -821,7 +838,8 @@ def register(sub) -> None:
                         "loose mount)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="playback speed (1 = real time); other commands' --seconds count wall-clock time, so at "
-                        "--speed 4 `record --seconds 180` holds 720 s of samples")  # fmt: skip
+                        "--speed 4 `record --seconds 180` holds 720 s of samples; --mode csv lines carry no time, so "
+                        "give `run`/`record` --rate RATE (else they read speed × the rate)")  # fmt: skip
     p.add_argument("--link", default=None,
                    help="stable path to keep pointing at the device; must not exist (default: a temp path)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")

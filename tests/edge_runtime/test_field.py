@@ -495,3 +495,25 @@ def test_deploy_unit_passes_systemd_analyze_verify(tmp_path):
     # systemd-analyze exits 0 on settings it ignores, but names them on stderr: neither may happen
     complaints = [ln for ln in r.stderr.splitlines() if "edgessl.service" in ln]
     assert r.returncode == 0 and not complaints, r.stderr
+
+
+def test_a_board_in_mg_or_m_s2_is_named_by_run_and_record(small_bundle, tmp_path):
+    """Firmware that sends mg or m/s² where g is expected: every answer would be meaningless and every recorded
+    session refused by the data commands (the loaders refuse such data), so both commands say so at once."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, load_source
+
+    sig, rate, ch, un = load_source("synthetic", None)
+    with SimulatedImu(sig * 1000.0, rate, ch, un, mode="csv", link=str(tmp_path / "imu")) as sim:  # CSV lines in mg
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
+                            "--seconds", "4", "--json"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "edgessl run: warning: --port" in r.stderr and "they look like mg" in r.stderr, r.stderr
+    assert r.stderr.count("look like mg") == 1  # once, not per block
+    with SimulatedImu(sig * 9.81, rate, ch, un, speed=2.0, link=str(tmp_path / "imu2")) as sim:  # binary, "g" of 9.81
+        r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--out",
+                            str(tmp_path / "rec"), "--seconds", "3"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "edgessl record: warning: --port" in r.stderr and "they look like m/s²" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "edgessl", "data", "info", f"dir:{tmp_path / 'rec'}"], capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == ExitCode.DATA and "look like m/s²" in r.stderr, r.stderr

@@ -1,0 +1,59 @@
+"""Is an accelerometer said to be in g really in g? (numpy only: the data loaders and the live commands).
+
+An accelerometer in g reads about 1 at rest (0 with gravity removed), and a person's movements keep the median
+magnitude far below :data:`MAX_MEDIAN_G`; a median near 9.8 is m/s², near 1000 is mg. Values in another unit
+under a g label train a model, or feed one, that never sees the gestures it was made for, so the loaders refuse
+them and the live commands warn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["MAX_MEDIAN_G", "UnitWatch", "g_channels", "unit_problem_text"]
+
+MAX_MEDIAN_G = 4.0
+
+
+def g_channels(units: Sequence[str]) -> list[int]:
+    """The first three channels in g (the accelerometer)."""
+    return [i for i, u in enumerate(units) if u == "g"][:3]
+
+
+def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
+    """``values [n, 3]`` of the accelerometer channels ``names`` said to be in g: what is wrong, or None."""
+    mag = np.linalg.norm(np.asarray(values, np.float64), axis=1)
+    mag = mag[np.isfinite(mag)]
+    if not len(mag):
+        return None
+    med = float(np.median(mag))
+    if med <= MAX_MEDIAN_G:
+        return None
+    like = "m/s² (gravity reads 9.8)" if 6 <= med <= 14 else "mg (gravity reads 1000)" if 300 <= med <= 3000 else "not g"
+    return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
+            f"median (gravity alone is 1 g): they look like {like}; convert them to g")  # fmt: skip
+
+
+class UnitWatch:
+    """A live stream's first ``samples`` of the channels in g, checked once: :meth:`add` returns the problem
+    (:func:`unit_problem_text`) when they are done, else None."""
+
+    def __init__(self, names: Sequence[str], units: Sequence[str], samples: int = 200) -> None:
+        self.idx = g_channels(units)
+        self.names = [names[i] for i in self.idx]
+        self.samples = samples
+        self._seen: list[np.ndarray] = []
+        self.done = len(self.idx) < 3
+
+    def add(self, values: np.ndarray) -> str | None:
+        """``values [n, C]`` in the channel order given; the problem once enough samples came, else None."""
+        if self.done:
+            return None
+        self._seen.append(np.asarray(values)[:, self.idx])
+        if sum(len(v) for v in self._seen) < self.samples:
+            return None
+        self.done = True
+        seen, self._seen = np.concatenate(self._seen), []
+        return unit_problem_text(self.names, seen)
