@@ -371,3 +371,17 @@ def test_resume_check_names_keys_and_ignores_keys_of_other_versions():
     with pytest.raises(UsageError, match=r"ck.pt: .*data.length: 64 -> 32; data.spec: 'npz:a.npz' -> 'npz:b.npz'; "
                                          r"encoder.widths: \[32, 64\] -> \[16, 64\]"):
         check_resume_config(Path("ck.pt"), saved, other)
+
+
+@pytest.mark.parametrize("text, part", [
+    ("timestamp,accX,accY,accZ,class\n0,0,0,1,up\n10,0,0,1,up\n",
+     "got 'up' (column 'class'): a column of names is read as the labels only when it is called 'label'"),
+    ("timestamp,accX,accY,accZ\n0,0,0,1\n10,0,x,1\n20,0,0,1\n", ":3: expected a number or '?', got 'x' (column 'accY')"),
+    ("time,accX,accY,accZ\n0,0,0,1\n10,0,0,1\n20,0,0,1\n",  # milliseconds in a column read as seconds
+     ":1: the timestamps of column 'time', read as s, give 0.1 Hz, not an IMU's rate"),
+])  # fmt: skip
+def test_csv_mistakes_name_the_column(capsys, tmp_path, text, part):
+    f = tmp_path / "x.csv"
+    f.write_text(text)
+    code, err = run(capsys, "data", "info", f"csv:{f}")
+    assert code == ExitCode.DATA and part in err and "x.csv" in err, err

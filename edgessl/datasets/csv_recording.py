@@ -19,6 +19,23 @@ __all__ = ["read_csv_recording", "write_csv_recording"]
 
 
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+MIN_RATE_HZ, MAX_RATE_HZ = 5.0, 5000.0  # an IMU's sample rate; outside, the timestamp unit was misread
+
+
+def _parses(tok: str, path: Path, lineno: int) -> bool:
+    try:
+        parse_float(tok, path, lineno)
+    except DataFormatError:
+        return False
+    return True
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return tok.strip() in ("?", "NaN", "nan", "")
+    return True
 
 
 def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> StreamDataset:
@@ -73,7 +90,14 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
         if np.isnan(ts):
             raise DataFormatError(f"{path}:{lineno}: missing timestamp")
         times.append(ts * t_scale)
-        values.append([parse_float(row[i], path, lineno) for i in ch_cols])
+        try:
+            values.append([parse_float(row[i], path, lineno) for i in ch_cols])
+        except DataFormatError as e:
+            col = next(header[i] for i in ch_cols if not _parses(row[i], path, lineno))
+            if lineno > h + 2 or label_col is not None or _is_number(row[header.index(col)]):  # a stray value
+                raise DataFormatError(f"{e} (column {col!r})") from None
+            raise DataFormatError(f"{e} (column {col!r}): a column of names is read as the labels only when it is "
+                                  "called 'label'; every other column is a channel of numbers") from None  # fmt: skip
         if label_col is not None:
             raw_labels.append(row[label_col].strip())
     if not values:
@@ -85,6 +109,13 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
         raise DataFormatError(f"{path}:{bad}: timestamps must increase strictly")
     if rate_hz is None:
         rate_hz = float(1.0 / np.median(dt)) if len(dt) else None
+        if rate_hz is not None and not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+            unit = next(u for u, f in _TIME_UNITS.items() if f == t_scale)
+            raise DataFormatError(
+                f"{path}:{h + 1}: the timestamps of column {header[0]!r}, read as {unit}, give {rate_hz:.4g} Hz, "
+                f"not an IMU's rate ({MIN_RATE_HZ:g} to {MAX_RATE_HZ:g} Hz): name the column by its unit "
+                "(time_s, timestamp_ms, t_us; a bare timestamp is ms, a bare time s)"
+            )
     signal = np.array(values, np.float32).T
     signal = fill_missing(signal, str(path), channels)
     classes: list[str] = []
