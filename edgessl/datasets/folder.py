@@ -113,11 +113,15 @@ def load_dir(arg: str) -> StreamDataset:
             raise DataFormatError(f"{f}: recorded at {ds.rate_hz} Hz but {first_path} at {first.rate_hz} Hz; expected "
                                   "one rate per data set folder (within 1 %): keep sessions of one rate together")
     classes = sorted({c for ds, _ in sessions for c in ds.class_names})
-    session_names = [str(ds.extra["session_names"][0]) for ds, _ in sessions]
+    # a CSV without a sidecar is named by its path in the folder (anna/day1): two people's day1.csv differ
+    session_names = [f.relative_to(folder).with_suffix("").as_posix() if not meta else str(ds.extra["session_names"][0])
+                     for (ds, meta), f in zip(sessions, files, strict=True)]  # fmt: skip
     dup = sorted({s for s in session_names if session_names.count(s) > 1})
     if dup:
         raise DataFormatError(f"{folder}: session name(s) {dup} appear more than once; expected unique sessions")
-    user_of = [str(ds.extra["user_names"][0]) for ds, _ in sessions]
+    # a CSV without a sidecar belongs to the person its subfolder names (mydata/anna/*.csv), else to "unknown"
+    user_of = [f.relative_to(folder).parts[0] if not meta and len(f.relative_to(folder).parts) > 1
+               else str(ds.extra["user_names"][0]) for (ds, meta), f in zip(sessions, files, strict=True)]  # fmt: skip
     users = sorted(set(user_of))
     signals, labels, segments, takes = [], [], [], []
     offsets = [0]

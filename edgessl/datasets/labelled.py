@@ -194,7 +194,11 @@ def split_plan(ds: StreamDataset) -> SplitPlan:
             raise DataFormatError(f"{ds.name}: split=session needs at least 2 sessions with labelled performances; "
                                   f"found {len(pick)}")  # fmt: skip
         test_rec = np.isin(rec_session, _last(sorted(pick, key=lambda s: session_names[s]), opt.test))
-        if len(users) < 2:
+        if len(users) == 1 and user_names[users[0]] == "unknown":
+            note = ("users unknown: the test split is other sessions, of the same people; to split by person, put "
+                    "each person's CSV files in a subfolder named after them (mydata/anna/*.csv) or give each a "
+                    "sidecar with its user (docs/data.md)")  # fmt: skip
+        elif len(users) < 2:
             note = "one user: the test split is other sessions of the same person"
     else:
         test_rec = np.zeros(ds.n_recordings, bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +153,36 @@ def test_edge_impulse_csv_with_labels_fine_tunes(tmp_path):
     (tmp_path / "plain.csv").write_text("timestamp,ax\n0,1\n20,2\n40,3\n")
     with pytest.raises(DataFormatError, match="label"):
         labelled(DataConfig(spec=f"csv:{tmp_path / 'plain.csv'}"))
+
+
+def _ei_csv(path: Path, seed: int) -> None:
+    """An Edge Impulse style labelled CSV (timestamp ms, a label column): 6 performances, idle between."""
+    rng = np.random.default_rng(seed)
+    rows, t = [], 0
+    for k in range(6):
+        for i in range(70):
+            label = LABELS[k % 3] if 15 <= i < 55 else ""
+            v = rng.normal(0, 0.05, 3) + (0.5 * np.sin(i / 5.0) if label else 0.0)
+            rows.append(f"{t},{float(v[0])!r},{float(v[1])!r},{float(v[2])!r},{label}")
+            t += 20
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("timestamp,accX,accY,accZ,label\n" + "\n".join(rows) + "\n")
+
+
+def test_csv_files_without_sidecars_belong_to_the_person_their_subfolder_names(tmp_path):
+    for user in ("anna", "bob", "cleo"):
+        for day in (1, 2):
+            _ei_csv(tmp_path / "mine" / user / f"day{day}.csv", seed=day)
+    ds = load(f"dir:{tmp_path / 'mine'}")
+    assert sorted(ds.extra["user_names"].tolist()) == ["anna", "bob", "cleo"]
+    info = describe(ds)
+    assert info["split"]["by"] == "user" and info["split"]["test_users"] == ["cleo"], info["split"]
+    # files directly in the folder: users unknown, split by session, and the warning says how to name them
+    for day in (1, 2, 3):
+        _ei_csv(tmp_path / "flat" / f"day{day}.csv", seed=day)
+    info = describe(load(f"dir:{tmp_path / 'flat'}"))
+    assert info["split"]["by"] == "session"
+    assert any(w.startswith("users unknown") and "subfolder named after them" in w for w in info["warnings"]), info
 
 
 def test_pretrain_and_finetune_get_the_same_windows_by_default(two_users):

@@ -187,6 +187,24 @@ def test_verify_cli(small_bundle, capsys):
         assert d["windows"] == len(X) and d["unknown_noise"] == sum(p.reason == "noise" for p in rt.classify(X))
 
 
+def test_verify_scores_int8_alone_when_the_bundle_has_no_fp32_encoder(small_model, tmp_path, capsys):
+    """export's default leaves the fp32 encoder out, and its own output sends the user to verify."""
+    from edgessl.cli import main
+    from edgessl.datasets import load_windows
+    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+
+    bundle = tmp_path / "m.essl"
+    export_bundle(small_model, bundle, ExportConfig(min_agreement=0.9), progress=False)
+    assert main(["verify", str(bundle), "--data", "synthetic:reps=6,length=128"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["top1_agreement"] is None and "--keep-fp32" in r["fp32"] and "test split" in r["data"]
+    ds = load_windows("synthetic:reps=6,length=128")
+    with GestureRuntime(bundle) as rt:
+        right = [p.index == y for p, y in zip(rt.classify(ds.X_test), ds.y_test, strict=True)]
+    assert r["accuracy_int8"] == pytest.approx(sum(right) / len(right)) and r["decisions"]["windows"] == len(right)
+
+
 def test_a_model_no_better_than_chance_is_exported_with_a_warning(small_model, tmp_path, capsys):
     """The agreement gate passes a model that has not learned as readily as a good one: the export says so (the
     numbers, what to do) and records it; a model that learned gets no such line."""
