@@ -25,6 +25,31 @@ from edgessl.errors import ExitCode, classify
 Register = Callable[[argparse._SubParsersAction], None]
 
 
+# options of round 1 that became config keys (``--config FILE``, docs/cli.md) or were removed, measured to give nothing
+FORMER_OPTIONS = {
+    **{f"--{k.replace('_', '-')}": f"fit.{k}" for k in ("batch_size", "lr", "weight_decay", "warmup_epochs", "grad_clip")},
+    **{f"--{k.replace('_', '-')}": k for k in ("val_fraction", "val_groups", "split_seed", "mode", "ssl_weight",
+                                               "pseudo_fraction", "consistency_threshold", "unlabelled",
+                                               "unlabelled_ratio", "refit")},  # fmt: skip
+    "--encoder": "encoder.kind", "--widths": "encoder.widths", "--self-train": "self_train_rounds",
+    "--consistency": "consistency_weight", "--rotate": "rotate_degrees (pretrain: method.rotate_degrees)",
+    "--mixup": "mixup_alpha", "--stream-window": "data.stream_window", "--temperature": "method.temperature",
+    "--codebook-size": "method.codebook_size", "--exclude-class": "exclude_classes", "--descriptions": "descriptions",
+}  # fmt: skip
+REMOVED_OPTIONS = ("--sam", "--ema", "--integrate", "--teacher", "--gan-generator", "--gan-fraction", "--test-adapt-groups")
+
+
+def _former(option: str) -> str | None:
+    """What became of a round-1 option, or None."""
+    if option in FORMER_OPTIONS:
+        return f"{option} is now the config key {FORMER_OPTIONS[option]}: give it in --config FILE (docs/cli.md)"
+    if option == "--no-standardize":
+        return "--no-standardize is now --standardize none"
+    if option in REMOVED_OPTIONS or option.startswith("--distill"):
+        return f"{option} was removed: measured to give nothing (docs/results.md)"
+    return None
+
+
 class CliParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line naming the command, and a mistyped option.
 
@@ -39,6 +64,9 @@ class CliParser(argparse.ArgumentParser):
         known = {o for a in parser._actions for o in a.option_strings} | {o for a in self._actions for o in a.option_strings}
         unknown = [a.split("=", 1)[0] for a in self.argv
                    if a.startswith("-") and a != "-" and not re.fullmatch(r"-\d.*", a) and a.split("=", 1)[0] not in known]  # fmt: skip
+        former = [_former(u) for u in unknown if _former(u)]
+        if former and parser.prog.split()[-1] in ("finetune", "pretrain", "evaluate"):
+            parser.exit(int(ExitCode.USAGE), f"{parser.prog}: error: {'; '.join(str(f) for f in former)}\n")
         if unknown:
             opts = sorted({o for a in parser._actions for o in a.option_strings if o.startswith("--")})
             named = []

@@ -18,7 +18,7 @@ import numpy as np
 from edgessl.datasets.labelled import INPUT_MODES, attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.session import SESSION_FORMAT, read_session
-from edgessl.datasets.types import DataFormatError, StreamDataset
+from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset
 
 __all__ = ["DATASET_FILE", "load_dir", "read_dataset_json"]
 
@@ -85,7 +85,7 @@ def load_dir(arg: str) -> StreamDataset:
     spec = f"dir:{arg}"
     opts = parse_options(opt)
     if unknown := set(opts) - {"split", "length", "input", "test"}:
-        raise ValueError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected split=auto|user|session|take, "
+        raise SpecOptionError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected split=auto|user|session|take, "
                          "length=N, input=segment|sliding, test=FRACTION")  # fmt: skip
     folder = Path(path).expanduser()
     if not folder.is_dir():

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset
+from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, WindowDataset
 from edgessl.preprocess import MAX_FILL_S, resample_to_length
 from edgessl.segmenter import SegmentParams, segment_signal
 
@@ -76,19 +76,19 @@ def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
     has_segments = len(ds.extra.get("segments", ())) > 0
     mode = opts.get("input", base.get("input_mode") or ("segment" if has_segments else "sliding"))
     if mode not in INPUT_MODES:
-        raise ValueError(f"{spec!r}: input= must be one of {', '.join(INPUT_MODES)}; got {mode!r}")
+        raise SpecOptionError(f"{spec!r}: input= must be one of {', '.join(INPUT_MODES)}; got {mode!r}")
     raw_len = opts.get("length", base.get("length", DEFAULT_LENGTH))
     if not str(raw_len).isdigit() or int(raw_len) < 2:
-        raise ValueError(f"{spec!r}: length= must be a whole number of samples >= 2; got {raw_len!r}")
+        raise SpecOptionError(f"{spec!r}: length= must be a whole number of samples >= 2; got {raw_len!r}")
     split = opts.get("split", "auto")
     if split not in SPLITS:
-        raise ValueError(f"{spec!r}: split= must be one of {', '.join(SPLITS)}; got {split!r}")
+        raise SpecOptionError(f"{spec!r}: split= must be one of {', '.join(SPLITS)}; got {split!r}")
     try:
         test = float(opts.get("test", DEFAULT_TEST))
     except ValueError:
-        raise ValueError(f"{spec!r}: test= must be a fraction in (0, 1); got {opts.get('test')!r}") from None
+        raise SpecOptionError(f"{spec!r}: test= must be a fraction in (0, 1); got {opts.get('test')!r}") from None
     if not 0 < test < 1:
-        raise ValueError(f"{spec!r}: test= must be a fraction in (0, 1); got {test}")
+        raise SpecOptionError(f"{spec!r}: test= must be a fraction in (0, 1); got {test}")
     if mode == "sliding" and ds.rate_hz is None:
         raise DataFormatError(f"{spec}: input=sliding needs a sample rate; this stream has none")
     if "segments" not in ds.extra:

@@ -14,6 +14,7 @@ import numpy as np
 from edgessl.datasets.registry import DATA_DIR_ENV, default_data_dir, need_path, parse_options, resolve_path
 from edgessl.datasets.types import (
     DataFormatError,
+    SpecOptionError,
     StreamDataset,
     WindowDataset,
     check_finite,
@@ -42,10 +43,10 @@ def load_npz(arg: str) -> WindowDataset | StreamDataset:
     ds = read_npz(resolve_path(path))
     opts = parse_options(opt)
     if unknown := set(opts) - {"split", "length"}:
-        raise ValueError(f"unknown npz option(s) {sorted(unknown)} in {spec!r}; expected split=NAME and length=N")
+        raise SpecOptionError(f"unknown npz option(s) {sorted(unknown)} in {spec!r}; expected split=NAME and length=N")
     if "split" not in opts:
         if "length" in opts:
-            raise ValueError(f"{spec!r}: length= applies with split= (labelled recordings to windows)")
+            raise SpecOptionError(f"{spec!r}: length= applies with split= (labelled recordings to windows)")
         return ds
     if not isinstance(ds, StreamDataset):
         raise DataFormatError(f"{spec}: split= turns labelled recordings of a stream layout into windows; this file "
@@ -58,7 +59,7 @@ def parse_length(opts: dict[str, str], spec: str) -> int | None:
     if "length" not in opts:
         return None
     if not opts["length"].isdigit():
-        raise ValueError(f"{spec!r}: length= must be a whole number of samples; got {opts['length']!r}")
+        raise SpecOptionError(f"{spec!r}: length= must be a whole number of samples; got {opts['length']!r}")
     return int(opts["length"])
 
 

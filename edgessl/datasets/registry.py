@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgessl.datasets.labelled import is_labelled_stream, labelled_windows
-from edgessl.datasets.types import DataFormatError, StreamDataset, WindowDataset, unit_problem
+from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, WindowDataset, unit_problem
 from edgessl.errors import EdgesslError
 from edgessl.preprocess import PreprocessError
 
@@ -144,7 +144,7 @@ def parse_options(s: str) -> dict[str, str]:
     for part in filter(None, s.split(",")):
         k, eq, v = part.partition("=")
         if not eq:
-            raise ValueError(f"expected key=value in dataset options, got {part!r}")
+            raise SpecOptionError(f"expected key=value in dataset options, got {part!r}")
         out[k.strip()] = v.strip()
     return out
 

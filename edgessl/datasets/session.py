@@ -26,7 +26,7 @@ import edgessl.datasets.csv_recording as csv_recording
 from edgessl.atomic import atomic_write
 from edgessl.datasets.labelled import attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
-from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, StreamDataset
+from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, SpecOptionError, StreamDataset
 from edgessl.preprocess import MAX_FILL_S
 
 __all__ = ["FLAG_BITS", "SESSION_FORMAT", "SessionWriter", "load_csv_spec", "read_session", "read_sidecar", "runs_of_labels"]
@@ -481,13 +481,13 @@ def load_csv_spec(arg: str) -> StreamDataset:
     path, _, opt = need_path("csv", arg).partition("?")
     opts = parse_options(opt)
     if unknown := set(opts) - {"rate", "input", "length", "split", "test"}:
-        raise ValueError(f"unknown csv option(s) {sorted(unknown)} in 'csv:{arg}'; expected rate=HZ, "
+        raise SpecOptionError(f"unknown csv option(s) {sorted(unknown)} in 'csv:{arg}'; expected rate=HZ, "
                          "input=segment|sliding, length=N, split=take, test=FRACTION")  # fmt: skip
     rate = opts.pop("rate", None)
     try:
         rate_hz = float(rate) if rate else None
     except ValueError:
-        raise ValueError(f"'csv:{arg}': rate= must be a number of Hz; got {rate!r}") from None
+        raise SpecOptionError(f"'csv:{arg}': rate= must be a number of Hz; got {rate!r}") from None
     ds, _ = read_session(path, rate_hz)
     if len(ds.extra["segments"]) or opts:
         attach_window_options(ds, opts, f"csv:{arg}")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.datasets.registry import parse_options
-from edgessl.datasets.types import StreamDataset, WindowDataset
+from edgessl.datasets.types import SpecOptionError, StreamDataset, WindowDataset
 from edgessl.preprocess import resample_to_length
 
 __all__ = [
@@ -128,7 +128,7 @@ class SyntheticConfig:
         kw: dict[str, Any] = {}
         for k, v in opts.items():
             if k not in fields:
-                raise ValueError(f"unknown synthetic option {k!r}; expected one of {sorted(fields)}")
+                raise SpecOptionError(f"unknown synthetic option {k!r}; expected one of {sorted(fields)}")
             default = fields[k].default
             if default is None or isinstance(default, float):
                 kw[k] = None if v.lower() == "none" else float(v)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.errors import DataError
+from edgessl.errors import DataError, UsageError
 from edgessl.preprocess import resample_to_length
 from edgessl.units import g_channels, unit_problem_text
 
 __all__ = [
+    "SpecOptionError",
     "CHANNEL_ALIASES",
     "DataFormatError",
     "StreamDataset",
@@ -29,6 +30,10 @@ __all__ = [
 
 class DataFormatError(DataError, ValueError):
     """A data file is malformed or inconsistent; the message names the file (and line where known)."""
+
+
+class SpecOptionError(UsageError, ValueError):
+    """A data spec's option (``dir:PATH?test=0.3``) is unknown or has a bad value: a usage error, naming it."""
 
 
 def _check_rate(name: str, rate_hz: float | None) -> None:
