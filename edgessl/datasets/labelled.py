@@ -422,6 +422,10 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                      "test_users": [users[u] for u in sorted(set(p["user"][plan.test].tolist()))]}  # fmt: skip
     if plan.note and not (one_session and plan.by == "take"):  # the one-session warning already says it
         warnings.append(plan.note)
+    windowed = len(set(np.concatenate(wd.groups["performance"]).tolist()))
+    if windowed < info["performances"]:
+        need = "2 samples" if opt.input_mode == "segment" else f"{opt.length} samples (a window)"
+        warnings.append(f"{info['performances'] - windowed} performance(s) shorter than {need} are left out")
     for side, y in (("training", wd.y_train), ("test", wd.y_test)):
         missing = [classes[c] for c in range(len(classes)) if per_class[classes[c]] and not (y == c).any()]
         if missing:

@@ -235,3 +235,12 @@ def test_a_session_without_samples_is_skipped_and_reported(tmp_path):
     assert ds.n_recordings == 1
     info = describe(ds)
     assert info["empty_sessions"] == [w.session] and any("hold no samples" in x for x in info["warnings"])
+
+
+def test_data_info_counts_a_performance_too_short_for_a_window(tmp_path, capsys):
+    _ei_csv(tmp_path / "mine" / "anna" / "day1.csv", seed=1)
+    _ei_csv(tmp_path / "mine" / "bob" / "day1.csv", seed=2)
+    f = tmp_path / "mine" / "bob" / "day1.csv"
+    f.write_text(f.read_text() + "".join(f"{100000 + 20 * i},0.0,0.0,1.0,{lab}\n" for i, lab in enumerate(["", "up", ""])))
+    info = describe(load(f"dir:{tmp_path / 'mine'}"))
+    assert "1 performance(s) shorter than 2 samples are left out" in info["warnings"], info["warnings"]
