@@ -64,9 +64,9 @@ class CliParser(argparse.ArgumentParser):
         known = {o for a in parser._actions for o in a.option_strings} | {o for a in self._actions for o in a.option_strings}
         unknown = [a.split("=", 1)[0] for a in self.argv
                    if a.startswith("-") and a != "-" and not re.fullmatch(r"-\d.*", a) and a.split("=", 1)[0] not in known]  # fmt: skip
-        former = [_former(u) for u in unknown if _former(u)]
+        former = [f for f in map(_former, unknown) if f]
         if former and parser.prog.split()[-1] in ("finetune", "pretrain", "evaluate"):
-            parser.exit(int(ExitCode.USAGE), f"{parser.prog}: error: {'; '.join(str(f) for f in former)}\n")
+            parser.exit(int(ExitCode.USAGE), f"{parser.prog}: error: {'; '.join(former)}\n")
         if unknown:
             opts = sorted({o for a in parser._actions for o in a.option_strings if o.startswith("--")})
             named = []

@@ -31,9 +31,10 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
     med = float(np.median(mag))
     if med <= MAX_MEDIAN_G:
         return None
-    like = "m/s² (gravity reads 9.8)" if 6 <= med <= 14 else "mg (gravity reads 1000)" if 300 <= med <= 3000 else "not g"
+    like = ("they look like m/s² (gravity reads 9.8)" if 6 <= med <= 14 else
+            "they look like mg (gravity reads 1000)" if 300 <= med <= 3000 else "they are not in g")  # fmt: skip
     return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
-            f"median (gravity alone is 1 g): they look like {like}; convert them to g")  # fmt: skip
+            f"median (gravity alone is 1 g): {like}; convert them to g")  # fmt: skip
 
 
 class UnitWatch:

@@ -93,8 +93,9 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
         try:
             values.append([parse_float(row[i], path, lineno) for i in ch_cols])
         except DataFormatError as e:
-            col = next(header[i] for i in ch_cols if not _parses(row[i], path, lineno))
-            if lineno > h + 2 or label_col is not None or _is_number(row[header.index(col)]):  # a stray value
+            bad = next(i for i in ch_cols if not _parses(row[i], path, lineno))
+            col = header[bad]
+            if lineno > h + 2 or label_col is not None or _is_number(row[bad]):  # a stray value, not a column of names
                 raise DataFormatError(f"{e} (column {col!r})") from None
             raise DataFormatError(f"{e} (column {col!r}): a column of names is read as the labels only when it is "
                                   "called 'label'; every other column is a channel of numbers") from None  # fmt: skip

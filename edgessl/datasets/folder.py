@@ -85,8 +85,8 @@ def load_dir(arg: str) -> StreamDataset:
     spec = f"dir:{arg}"
     opts = parse_options(opt)
     if unknown := set(opts) - {"split", "length", "input", "test"}:
-        raise SpecOptionError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected split=auto|user|session|take, "
-                         "length=N, input=segment|sliding, test=FRACTION")  # fmt: skip
+        raise SpecOptionError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected "
+                              "split=auto|user|session|take, length=N, input=segment|sliding, test=FRACTION")  # fmt: skip
     folder = Path(path).expanduser()
     if not folder.is_dir():
         what = ("a file, not a folder" + (f"; a single recording reads as csv:{path}" if folder.suffix == ".csv" else "")

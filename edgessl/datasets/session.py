@@ -482,7 +482,7 @@ def load_csv_spec(arg: str) -> StreamDataset:
     opts = parse_options(opt)
     if unknown := set(opts) - {"rate", "input", "length", "split", "test"}:
         raise SpecOptionError(f"unknown csv option(s) {sorted(unknown)} in 'csv:{arg}'; expected rate=HZ, "
-                         "input=segment|sliding, length=N, split=take, test=FRACTION")  # fmt: skip
+                              "input=segment|sliding, length=N, split=take, test=FRACTION")  # fmt: skip
     rate = opts.pop("rate", None)
     try:
         rate_hz = float(rate) if rate else None

@@ -17,9 +17,9 @@ from edgessl.preprocess import resample_to_length
 from edgessl.units import g_channels, unit_problem_text
 
 __all__ = [
-    "SpecOptionError",
     "CHANNEL_ALIASES",
     "DataFormatError",
+    "SpecOptionError",
     "StreamDataset",
     "WindowDataset",
     "parse_float",
