@@ -18,7 +18,7 @@ import numpy as np
 from edgessl.datasets.labelled import INPUT_MODES, attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.session import SESSION_FORMAT, read_session
-from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset
+from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, unit_problem
 
 __all__ = ["DATASET_FILE", "load_dir", "read_dataset_json"]
 
@@ -103,6 +103,9 @@ def load_dir(arg: str) -> StreamDataset:
     if not files:
         raise DataFormatError(f"{folder}: its {len(empty)} session(s) hold no samples (header only)")
     sessions = [read_session(f) for f in files]
+    for (ds, _), f in zip(sessions, files, strict=True):  # one session in mg among sessions in g: named, not averaged
+        if problem := unit_problem(ds):
+            raise DataFormatError(f"{f}: {problem}")
     first, first_path = sessions[0][0], files[0]
     for (ds, _), f in zip(sessions[1:], files[1:], strict=True):
         if ds.channel_names != first.channel_names or ds.channel_units != first.channel_units:

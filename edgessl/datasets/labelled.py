@@ -422,6 +422,12 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                      "test_users": [users[u] for u in sorted(set(p["user"][plan.test].tolist()))]}  # fmt: skip
     if plan.note and not (one_session and plan.by == "take"):  # the one-session warning already says it
         warnings.append(plan.note)
+    if ds.rate_hz:
+        long = int((usable & ((p["end"] - p["start"]) > SegmentParams().max_duration_s * ds.rate_hz)).sum())
+        if long:
+            warnings.append(f"{long} labelled performance(s) longer than {SegmentParams().max_duration_s:g} s (the "
+                            "longest gesture the runtime cuts): takes of one label with no unlabelled row between "
+                            "them are one performance; separate them by an empty label")  # fmt: skip
     windowed = len(set(np.concatenate(wd.groups["performance"]).tolist()))
     if windowed < info["performances"]:
         need = "2 samples" if opt.input_mode == "segment" else f"{opt.length} samples (a window)"

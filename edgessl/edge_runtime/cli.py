@@ -434,6 +434,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         t, values = ev.t_device, ev.values
                         problem = units.add(values[:, idx])
                         if problem:  # the model would see 1000× its gestures: every answer meaningless
+                            stats["units"] = problem
+                            if args.json:
+                                emit({"warning": f"--port {args.port}: {problem} (the model expects g)"})
                             warnings.warn(f"--port {args.port}: {problem} (the model expects g)", stacklevel=2)
                         if rec is not None:
                             rec.write(t, values)

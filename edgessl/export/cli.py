@@ -42,6 +42,8 @@ def _cmd_export_c(a: argparse.Namespace) -> int:
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
     from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, HEAD, open_bundle
@@ -52,15 +54,19 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     b = open_bundle(a.bundle)
     cfg = DataConfig(spec=a.data, channels=tuple(b.channels), preprocess=b.manifest["preprocessing"],
                      length=b.window)  # fmt: skip
-    ds, _, X = labelled(cfg)
+    ds, Xtr, X = labelled(cfg)
     check_data_fits(a.bundle, b.labels, b.channels, a.data, ds.class_names, list(ds.channel_names))
+    if a.all:  # recordings the model never saw (new people): every labelled window, not only the test split
+        ds = dataclasses.replace(ds, X_test=np.concatenate([ds.X_train, ds.X_test]),
+                                 y_test=np.concatenate([ds.y_train, ds.y_test]))  # fmt: skip
+        X = np.concatenate([Xtr, X])
     if ENCODER_FP32 in b.members:
         r = compare(b.members[ENCODER_FP32], b.members[ENCODER_INT8], b.members[HEAD], X.astype(np.float32), ds.y_test)
     else:  # what the device runs, scored; the comparison needs the fp32 encoder, which export leaves out by default
         p, _ = decision_scores(b.members[ENCODER_INT8], b.members[HEAD], b.adaptation()["prototypes"], X)
         r = {"windows": len(X), "top1_agreement": None, "accuracy_int8": float((p.argmax(1) == ds.y_test).mean()),
              "fp32": "not in the bundle: int8 alone is scored (export --keep-fp32 to compare the two)"}  # fmt: skip
-    r["data"] = f"the test split of {a.data} ({len(X)} windows)"
+    r["data"] = f"{'every labelled window' if a.all else 'the test split'} of {a.data} ({len(X)} windows)"
     m = b.manifest
     # the noise gate scores the windows in their source units, before preprocessing (as the runtime does)
     rough = roughness(match_only(ds.X_test, ds.rate_hz, cfg)) if m.get("roughness_threshold") is not None else None
@@ -122,7 +128,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export_c)
     p = sub.add_parser("verify", help="score a bundle on a dataset's test split: int8 accuracy, the share its "
                                       "decisions answer unknown, and (exported with --keep-fp32) int8/fp32 agreement")
-    p.add_argument("bundle")
-    p.add_argument("--data", required=True, help="dataset spec")
-    p.add_argument("--min-agreement", type=float, default=0.99)
+    p.add_argument("bundle", help="an .essl bundle")
+    p.add_argument("--data", required=True, help="dataset spec of the bundle's classes (docs/data.md)")
+    p.add_argument("--all", action="store_true",
+                   help="score every labelled window of --data, not only its test split: for recordings the model "
+                        "never saw (new people, a new session)")  # fmt: skip
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="exit 4 below this int8/fp32 top-1 agreement (bundles exported with --keep-fp32)")
     p.set_defaults(func=_cmd_verify)

@@ -244,3 +244,23 @@ def test_data_info_counts_a_performance_too_short_for_a_window(tmp_path, capsys)
     f.write_text(f.read_text() + "".join(f"{100000 + 20 * i},0.0,0.0,1.0,{lab}\n" for i, lab in enumerate(["", "up", ""])))
     info = describe(load(f"dir:{tmp_path / 'mine'}"))
     assert "1 performance(s) shorter than 2 samples are left out" in info["warnings"], info["warnings"]
+
+
+def test_one_session_in_mg_among_sessions_in_g_is_named(tmp_path):
+    _ei_csv(tmp_path / "mine" / "anna" / "day1.csv", seed=1)
+    _ei_csv(tmp_path / "mine" / "anna" / "day2.csv", seed=2)
+    f = tmp_path / "mine" / "anna" / "day2.csv"
+    rows = f.read_text().splitlines()
+    f.write_text("\n".join([rows[0]] + [",".join([r.split(",")[0], *(str(1000 * (float(v) + (i == 2)))
+                                                                      for i, v in enumerate(r.split(",")[1:4])),
+                                                   r.split(",")[4]]) for r in rows[1:]]) + "\n")  # fmt: skip
+    with pytest.raises(DataFormatError, match=r"day2.csv: the accelerometer channels .* they look like mg"):
+        load(f"dir:{tmp_path / 'mine'}")
+
+
+def test_data_info_says_when_takes_of_one_label_ran_together(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [f"{20 * i},{rng.normal(0, 0.3)!r},0.0,1.0,{'up' if 10 <= i < 400 else ''}" for i in range(420)]
+    (tmp_path / "one.csv").write_text("timestamp,accX,accY,accZ,label\n" + "\n".join(rows) + "\n")
+    info = describe(load(f"dir:{tmp_path}"))
+    assert any(w.startswith("1 labelled performance(s) longer than 3.2 s") for w in info["warnings"]), info["warnings"]

@@ -203,6 +203,10 @@ def test_verify_scores_int8_alone_when_the_bundle_has_no_fp32_encoder(small_mode
     with GestureRuntime(bundle) as rt:
         right = [p.index == y for p, y in zip(rt.classify(ds.X_test), ds.y_test, strict=True)]
     assert r["accuracy_int8"] == pytest.approx(sum(right) / len(right)) and r["decisions"]["windows"] == len(right)
+    # --all: every labelled window (a recording the model never saw), not only the test split
+    assert main(["verify", str(bundle), "--data", "synthetic:reps=6,length=128", "--all"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["windows"] == r["decisions"]["windows"] == len(ds.y_train) + len(ds.y_test) and "every labelled" in r["data"]
 
 
 def test_a_model_no_better_than_chance_is_exported_with_a_warning(small_model, tmp_path, capsys):
