@@ -518,6 +518,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
+                if "units" in stats:  # the reason for what the summary shows, said where it is read
+                    print(f"# wrong units, every answer above is meaningless: {stats['units']}", file=out, flush=True)
     return 0
 
 

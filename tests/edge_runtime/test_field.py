@@ -509,7 +509,9 @@ def test_a_board_in_mg_or_m_s2_is_named_by_run_and_record(small_bundle, tmp_path
     assert r.returncode == 0, r.stderr
     assert "edgessl run: warning: --port" in r.stderr and "they look like mg" in r.stderr, r.stderr
     assert r.stderr.count("look like mg") == 1  # once, not per block
-    assert any("look like mg" in json.loads(ln).get("warning", "") for ln in r.stdout.splitlines()), r.stdout  # --json too
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert any("look like mg" in ln.get("warning", "") for ln in lines), r.stdout  # --json too, and in its stats
+    assert "look like mg" in next(ln["stats"] for ln in lines if "stats" in ln)["units"]
     with SimulatedImu(sig * 9.81, rate, ch, un, speed=2.0, link=str(tmp_path / "imu2")) as sim:  # binary, "g" of 9.81
         r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--out",
                             str(tmp_path / "rec"), "--seconds", "3"], capture_output=True, text=True, timeout=60)  # fmt: skip
