@@ -401,7 +401,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz"
                           f"{enrolled}", file=out, flush=True)  # fmt: skip
                 check_board_model()
-                last_status, last_save = 0.0, time.monotonic()
+                last_status, last_save, last_rate_check = 0.0, time.monotonic(), 0.0
                 last_t: float | None = None  # stream time of the latest sample
                 while t_end is None or time.monotonic() < t_end:
                     if stop.signal is not None:
@@ -469,6 +469,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     if compare is not None and last_t is not None:
                         show_comparisons(compare.advance(last_t))
                     now = time.monotonic()
+                    if "rate" not in stats and now - last_rate_check >= 1.0:
+                        last_rate_check = now
+                        problem = dev.rate_problem()
+                        if problem:  # a text device's lines carry no time: the given rate spaces them
+                            stats["rate"] = problem
+                            if args.json:
+                                emit({"warning": f"--port {args.port}: {problem}"})
+                            warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
                     if adapter is not None and args.adapt_state and now - last_save >= args.save_every:
                         _save_state(adapter, args.adapt_state, final=False)
                         last_save = now
@@ -520,6 +528,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
                 if "units" in stats:  # the reason for what the summary shows, said where it is read
                     print(f"# wrong units, every answer above is meaningless: {stats['units']}", file=out, flush=True)
+                if "rate" in stats:
+                    print(f"# wrong --rate, the gestures above were timed wrong: {stats['rate']}", file=out, flush=True)
     return 0
 
 

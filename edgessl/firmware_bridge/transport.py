@@ -35,6 +35,9 @@ from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceI
 __all__ = ["GAP_REASONS", "STATES", "DeviceEvent", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport", "list_devices"]
 
 STATES = ("waiting", "streaming", "reconnecting", "lost", "closed")
+# a text device given --rate whose lines arrive at a rate off by more than this share (over RATE_CHECK_S s of
+# arrivals without a pause) is warned about: USB and the host keep jitter far below it over seconds
+RATE_TOLERANCE, RATE_CHECK_S = 0.2, 5.0
 StateHook = Callable[[str], None]
 
 
@@ -743,6 +746,34 @@ class ImuStream:
         if len(ts) >= 2 and ts[-1][1] - ts[0][1] >= 50 and ts[-1][0] > ts[0][0]:
             return (ts[-1][1] - ts[0][1]) / (ts[-1][0] - ts[0][0])
         return None
+
+    def arrival_rate(self, span_s: float = RATE_CHECK_S) -> float | None:
+        """Text mode: readings per second of host time over the last ``span_s`` s of arrivals with no pause
+        of a second or more between them (an unplug or a stalled board is no rate); None until that much came.
+        The oldest arrival's readings are not counted: they may have waited in the port's buffer."""
+        ts = self._text_times
+        if self.info is not None or len(ts) < 2:
+            return None
+        j = len(ts) - 1
+        while j > 0 and ts[j][0] - ts[j - 1][0] < 1.0 and ts[-1][0] - ts[j][0] < span_s:
+            j -= 1
+        span, n = ts[-1][0] - ts[j][0], ts[-1][1] - ts[j][1]
+        return n / span if span >= span_s and n >= 50 else None
+
+    def rate_problem(self) -> str | None:
+        """A text device given its rate (``rate_hz``) whose lines arrive at another one (by more than
+        :data:`RATE_TOLERANCE` over :data:`RATE_CHECK_S` s): what is wrong, else None. Text lines carry no
+        time, so the samples are spaced by the given rate: a wrong one stretches or squeezes every movement."""
+        if self.rate_hz is None:
+            return None
+        arriving = self.arrival_rate()
+        if arriving is None or abs(arriving / self.rate_hz - 1) <= RATE_TOLERANCE:
+            return None
+        ratio = self.rate_hz / arriving
+        return (f"its lines arrive at {arriving:.4g} per second but --rate says {self.rate_hz:g} Hz, so every "
+                f"movement reads {max(ratio, 1 / ratio):.2g}x too {'long' if ratio < 1 else 'short'}; give --rate "
+                f"{arriving:.0f}, or leave --rate out and it is measured (a simulation played at --speed S arrives "
+                "S times faster than its rate: then --rate is right)")  # fmt: skip
 
     @property
     def lost_samples(self) -> int:

@@ -520,3 +520,28 @@ def test_a_board_in_mg_or_m_s2_is_named_by_run_and_record(small_bundle, tmp_path
     r = subprocess.run([sys.executable, "-m", "edgessl", "data", "info", f"dir:{tmp_path / 'rec'}"], capture_output=True,
                        text=True, timeout=60)  # fmt: skip
     assert r.returncode == ExitCode.DATA and "look like m/s²" in r.stderr, r.stderr
+
+
+@linux_only
+@pytest.mark.slow
+def test_a_wrong_rate_for_a_text_board_is_named_by_run_and_record(small_bundle, tmp_path):
+    """A CSV board's lines carry no time: `--rate 100` for a board that sends 300 lines a second makes every
+    movement read 3x too long (no gesture fits the segmenter: 0 events), and a recording stores the wrong rate.
+    Both commands name the flag and the rate the lines arrive at."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, load_source
+
+    sig, rate, ch, un = load_source("synthetic", None)
+    with SimulatedImu(sig, rate, ch, un, mode="csv", speed=3.0, link=str(tmp_path / "imu")) as sim:
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path, "--rate",
+                            str(rate), "--seconds", "8", "--json"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert f"--rate says {rate:g} Hz" in r.stderr and r.stderr.count("--rate says") == 1, r.stderr
+        lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+        assert any("--rate says" in ln.get("warning", "") for ln in lines), r.stdout
+        said = next(ln["stats"] for ln in lines if "stats" in ln)["rate"]
+        assert float(said.split("give --rate ")[1].split(",")[0]) == pytest.approx(3 * rate, rel=0.2), said
+        r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--rate", str(rate),
+                            "--out", str(tmp_path / "rec"), "--seconds", "8"], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "edgessl record: warning: --port" in r.stderr and f"--rate says {rate:g} Hz" in r.stderr, r.stderr

@@ -160,3 +160,25 @@ def test_refused_frames_are_counted_once_in_a_summary_line():
 
     assert refused_frames_text({"rejected_frames": {"crc": 12}}) == "; frames refused 12 (crc 12): their samples are counted above"
     assert refused_frames_text({"rejected_frames": {}}) == "" and refused_frames_text({}) == ""
+
+
+def test_a_text_device_given_a_wrong_rate_is_named_pauses_and_backlog_are_no_rate():
+    """Text lines carry no time: the given --rate spaces them, so a wrong one stretches every movement.
+    The rate they arrive at is read over 5 s of arrivals without a pause of a second or more."""
+    s = ImuStream("loop://", mode="text", rate_hz=100.0)
+    assert s.arrival_rate() is None and s.rate_problem() is None
+    # a backlog of 500 readings in the first block, then 20 blocks of 10 per 0.05 s: 200 per second
+    s._text_times = [(0.0, 500)] + [(0.05 * i, 500 + 10 * i) for i in range(1, 121)]
+    assert s.arrival_rate() == pytest.approx(200.0)
+    problem = s.rate_problem()
+    assert problem is not None and "--rate says 100 Hz" in problem and "give --rate 200" in problem
+    assert "2x too long" in problem
+    s.rate_hz = 180.0  # within 20 %: jitter, a crystal's error
+    assert s.rate_problem() is None
+    s.rate_hz = 100.0
+    # an unplug of 3 s: only the arrivals since are read, and 1 s of them is too little to tell
+    s._text_times += [(9.0 + 0.05 * i, 1700 + 10 * i) for i in range(20)]
+    assert s.arrival_rate() is None and s.rate_problem() is None
+    s.rate_hz = None  # no rate given: it is measured, so nothing can be wrong with it
+    s._text_times += [(10.0 + 0.05 * i, 1900 + 10 * i) for i in range(120)]
+    assert s.arrival_rate() == pytest.approx(200.0) and s.rate_problem() is None
