@@ -310,6 +310,7 @@ def fit(
             if validate is not None:
                 method.eval()
                 row.update(validate(method))
+                row["seconds"] = round(time.perf_counter() - t0, 3)  # the epoch's wall time: training and validation
             history.append(row)
             score = selection_score(row, select)
             if score is not None and (best is None or score > tuple(best["metric"])):
