@@ -297,6 +297,13 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if now - last_update < every:
                     continue
                 last_update = now
+                if "rate" not in stats:
+                    problem = dev.rate_problem()  # a text board's given rate spaces its lines: a wrong one misleads
+                    if problem:
+                        stats["rate"] = problem
+                        if args.json:
+                            emit({"warning": f"--port {args.port}: {problem}"})
+                        warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
                 c = dev.counters()
                 rate = view.rate_hz(now)
                 if args.json:
