@@ -235,6 +235,14 @@ class SessionWriter:
         self.meta["segmentation"] = dict(segmentation)
         self.flush()
 
+    def set_rate(self, rate_hz: float) -> None:
+        """The rate measured over the whole session (a text device's, estimated from its lines' arrivals: the
+        first seconds' estimate varies by a percent or two between sessions of one board), saved with the next
+        sidecar write; the samples' times stay as written."""
+        if not (math.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"rate_hz must be a finite number of Hz > 0; got {rate_hz}")
+        self.meta["rate_hz"] = float(rate_hz)
+
     def set_counters(self, counters: dict[str, Any]) -> None:
         """The bridge's counters (rejected values and frames ...), saved with the next sidecar write."""
         self.meta["counters"] = dict(counters)

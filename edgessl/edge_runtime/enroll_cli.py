@@ -77,6 +77,9 @@ class TakeBuffer:
     def set_counters(self, counters: dict) -> None:
         pass
 
+    def set_rate(self, rate_hz: float) -> None:
+        pass  # the takes are resampled on their timestamps
+
     def flush(self) -> None:
         pass
 

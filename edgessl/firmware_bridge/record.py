@@ -728,6 +728,10 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
             dev.close()
             if stream is not None:
                 stream.writer.set_counters(dev.counters())
+                if args.rate is None and dev.info is None:  # a text board's rate: the first second's estimate
+                    measured = dev.arrival_rate(longest=True)  # varies by 1-2 %, the data commands allow 1 %
+                    if measured is not None:
+                        stream.writer.set_rate(measured)
                 stream.writer.close()
     return stats, stream, dev
 

@@ -747,15 +747,16 @@ class ImuStream:
             return (ts[-1][1] - ts[0][1]) / (ts[-1][0] - ts[0][0])
         return None
 
-    def arrival_rate(self, span_s: float = RATE_CHECK_S) -> float | None:
+    def arrival_rate(self, span_s: float = RATE_CHECK_S, longest: bool = False) -> float | None:
         """Text mode: readings per second of host time over the last ``span_s`` s of arrivals with no pause
         of a second or more between them (an unplug or a stalled board is no rate); None until that much came.
+        With ``longest``, over all such arrivals kept (the last 500 reads), if they span ``span_s`` s or more.
         The oldest arrival's readings are not counted: they may have waited in the port's buffer."""
         ts = self._text_times
         if self.info is not None or len(ts) < 2:
             return None
         j = len(ts) - 1
-        while j > 0 and ts[j][0] - ts[j - 1][0] < 1.0 and ts[-1][0] - ts[j][0] < span_s:
+        while j > 0 and ts[j][0] - ts[j - 1][0] < 1.0 and (longest or ts[-1][0] - ts[j][0] < span_s):
             j -= 1
         span, n = ts[-1][0] - ts[j][0], ts[-1][1] - ts[j][1]
         return n / span if span >= span_s and n >= 50 else None
