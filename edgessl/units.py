@@ -12,9 +12,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_MEDIAN_G", "UnitWatch", "g_channels", "unit_problem_text"]
+__all__ = ["MAX_MEDIAN_G", "UnitWatch", "g_channels", "unit_from_channel", "unit_problem_text"]
 
 MAX_MEDIAN_G = 4.0
+
+
+def unit_from_channel(name: str) -> str:
+    """The unit a channel name implies (where nothing says it): ``rad/s`` for gyroscopes, ``g`` for
+    accelerometers, else ``unknown``; the data loaders and a text board's header are read alike."""
+    n = name.lower()
+    if "gyro" in n:
+        return "rad/s"
+    if "acc" in n:
+        return "g"
+    return "unknown"
 
 
 def g_channels(units: Sequence[str]) -> list[int]:

@@ -114,7 +114,8 @@ def load_dir(arg: str) -> StreamDataset:
                                   "in every session of a folder")  # fmt: skip
         if ds.rate_hz is None or first.rate_hz is None or abs(ds.rate_hz - first.rate_hz) > RATE_TOLERANCE * first.rate_hz:
             raise DataFormatError(f"{f}: recorded at {ds.rate_hz} Hz but {first_path} at {first.rate_hz} Hz; expected "
-                                  "one rate per data set folder (within 1 %): keep sessions of one rate together")
+                                  "one rate per data set folder (within 1 %): keep sessions of one rate together "
+                                  "(a text board's: `record --rate HZ` stores the rate you give)")
     classes = sorted({c for ds, _ in sessions for c in ds.class_names})
     # a CSV without a sidecar is named by its path in the folder (anna/day1): two people's day1.csv differ
     session_names = [f.relative_to(folder).with_suffix("").as_posix() if not meta else str(ds.extra["session_names"][0])

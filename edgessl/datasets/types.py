@@ -14,7 +14,7 @@ import numpy as np
 
 from edgessl.errors import DataError, UsageError
 from edgessl.preprocess import resample_to_length
-from edgessl.units import g_channels, unit_problem_text
+from edgessl.units import g_channels, unit_from_channel, unit_problem_text
 
 __all__ = [
     "CHANNEL_ALIASES",
@@ -39,16 +39,6 @@ class SpecOptionError(UsageError, ValueError):
 def _check_rate(name: str, rate_hz: float | None) -> None:
     if rate_hz is not None and not (np.isfinite(rate_hz) and rate_hz > 0):
         raise DataFormatError(f"{name}: the sample rate must be a finite number of Hz > 0; got {rate_hz}")
-
-
-def unit_from_channel(name: str) -> str:
-    """The unit a channel name implies: ``rad/s`` for gyroscopes, ``g`` for accelerometers."""
-    n = name.lower()
-    if "gyro" in n:
-        return "rad/s"
-    if "acc" in n:
-        return "g"
-    return "unknown"
 
 
 # Names that mean the same physical channel in different sources and devices (gravity-included accelerometer).

@@ -47,6 +47,7 @@ from edgessl.console import counts_text, gaps_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DeviceError, UsageError
+from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
@@ -120,8 +121,9 @@ class Recorder:
 
 def channel_map(device_channels: list[str], device_units: list[str], bundle_channels: list[str],
                 bundle_units: list[str]) -> list[int]:  # fmt: skip
-    """Indices of the bundle's channels in the device's, by name (aliases allowed) or, for unnamed text
-    devices with the same count, by position.
+    """Indices of the bundle's channels in the device's, by name (aliases allowed) or by position when the
+    device's (a text board without a header) or the model's (trained on one's recordings) are unnamed and as
+    many; a model of unknown units takes any.
 
     Raises:
         ChannelMapError: the device cannot feed the model (a :class:`DeviceError`, and a ValueError).
@@ -131,12 +133,18 @@ def channel_map(device_channels: list[str], device_units: list[str], bundle_chan
     try:
         idx = resolve_channels(device_channels, bundle_channels)
     except DataFormatError:
-        if all(c.lower().startswith("ch") for c in device_channels) and len(device_channels) == len(bundle_channels):
-            return list(range(len(bundle_channels)))  # an unnamed text-mode device: by position
-        raise ChannelMapError(f"the device has channels {device_channels}; the model needs {bundle_channels}") from None
+        unnamed = [all(c.lower().startswith("ch") for c in cs) for cs in (device_channels, bundle_channels)]
+        if any(unnamed) and len(device_channels) == len(bundle_channels):
+            # an unnamed text-mode device, or a model trained on one's recordings: by position
+            idx = list(range(len(bundle_channels)))
+        else:
+            hint = ("; a text board's values are named by --channels (e.g. --channels acc_x,acc_y,acc_z) or by a "
+                    "header line it prints first" if unnamed[0] else "")  # fmt: skip
+            raise ChannelMapError(f"the device has channels {device_channels}; the model needs {bundle_channels}"
+                                  f"{hint}") from None  # fmt: skip
     for i, bu in zip(idx, bundle_units, strict=True):
         du = device_units[i] if i < len(device_units) else "unknown"
-        if bu != "z-score" and du not in (bu, "unknown"):  # a z-scoring model accepts any unit
+        if bu not in ("z-score", "unknown") and du not in (bu, "unknown"):  # a z-scoring model accepts any unit
             raise ChannelMapError(f"channel {device_channels[i]} is in {du} but the model expects {bu}")
     return idx
 
@@ -306,7 +314,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
 
     def emit(record: dict[str, Any]) -> None:
         print(json.dumps(record), file=out, flush=True)
@@ -345,7 +353,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None
             if feed is not None:
                 states.hook = feed.state
-            dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
+            dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait, reconnect_timeout=None,
                             on_state=states.on_state, events=True)  # fmt: skip
             rec: Recorder | None = None
             compare: EventComparison | None = None  # once the board says it runs a model
@@ -386,6 +394,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     dev.open()
                 finally:
                     stop.blocking = False
+                if problem := channels_flag_problem(dev, args.port):
+                    warnings.warn(problem, stacklevel=2)
                 idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
                 units = UnitWatch(rt.channels, rt.bundle.units, samples=max(50, int(2 * rt.rate_hz)))
                 rec = Recorder(args.record, dev.channel_names) if args.record else None
@@ -579,7 +589,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", default=None,
                    help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")
-    p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (else estimated)")
+    add_text_board_flags(p)
     p.add_argument("--confidence", type=_probability, default=None,
                    help="below this the answer is 'unknown' (default: the bundle's gate, calibrated at export)")
     p.add_argument("--ood-threshold", type=_ood_score, default=None,

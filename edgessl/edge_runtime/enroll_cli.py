@@ -28,6 +28,7 @@ import numpy as np
 
 from edgessl.datasets.session import take_counts, usable_take
 from edgessl.errors import DataError, DeviceError, UsageError
+from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, profile, segment_signal
 
 if TYPE_CHECKING:
@@ -287,6 +288,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds to wait for a port that is not there yet, or 'forever'; 0 fails at once")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
                    help="the device's protocol (auto: binary if it answers IDENTIFY, else text lines)")
-    p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (default: estimated)")
+    add_text_board_flags(p)
     p.add_argument("--json", action="store_true", help="JSON lines on stdout: prompts, takes, enroll reports, stats")
     p.set_defaults(func=enroll)

@@ -41,6 +41,7 @@ from edgessl.edge_runtime.cli import (
     warning_printer,
 )
 from edgessl.edge_runtime.rate import RateMeter
+from edgessl.firmware_bridge.flags import add_text_board_flags
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.runtime import GestureRuntime
@@ -181,7 +182,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
     from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceLost
     from edgessl.firmware_bridge.states import StateReporter
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
 
     screen = _Screen(out)
     ascii_only = not unicode_ok(out)
@@ -213,7 +214,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             # (the live page also shows the segments answered unknown, with their reason; the terminal does not)
             rt = stack.enter_context(GestureRuntime(args.model, decision=DecisionConfig(report_unknown=dash is not None),
                                                     adapter=build_adapter(DEFAULT_METHOD)))  # fmt: skip
-        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=wait, reconnect_timeout=None,
+        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait, reconnect_timeout=None,
                         on_state=states.on_state)  # fmt: skip
         feed = Feed(dash, rt, args.model and Path(args.model).name, args.port) if dash is not None else None
         if feed is not None:
@@ -234,6 +235,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 raise DeviceLost(f"{e}; `edgessl devices` lists the ports it can see") from e
             finally:
                 stop.blocking = False
+            if problem := channels_flag_problem(dev, args.port):
+                warnings.warn(problem, stacklevel=2)
             view = StreamView(dev.channel_names, dev.unit_names)
             if feed is not None:
                 feed.stream(dev)
@@ -364,7 +367,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'forever'; 0 fails at once. Unplugs are always waited out")  # fmt: skip
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
                    help="the device's protocol (default auto: binary if it answers IDENTIFY, else text lines)")
-    p.add_argument("--rate", type=float, default=None,
-                   help="sample rate of a text-mode device (default: estimated from arrival times)")
+    add_text_board_flags(p)
     add_serve_flag(p, "the stream (and the model's view of it)")
     p.set_defaults(func=monitor)

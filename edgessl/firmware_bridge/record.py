@@ -48,6 +48,7 @@ from edgessl.edge_runtime.cli import (
     refused_frames_text,
 )
 from edgessl.errors import DeviceError, UsageError
+from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, profile
 from edgessl.units import UnitWatch
@@ -609,7 +610,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     from edgessl.edge_runtime.dashboard_feed import Feed
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
 
     states = StateReporter(args.port, args.wait, json_mode=d.json, emit=d.emit, note=lambda t: d.line(f"# {t}"),
                            gone=" (the gap is recorded)")  # fmt: skip
@@ -623,7 +624,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     shown: Any = None  # the prompt on the page
     units = UnitWatch([], [])  # the device's, from its first samples
     with _StopSignals() as stop:
-        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, wait_for_port=args.wait, reconnect_timeout=None,
+        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=args.wait, reconnect_timeout=None,
                         on_state=states.on_state)  # fmt: skip
         try:
             stop.blocking = True
@@ -631,6 +632,9 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 dev.open()
             finally:
                 stop.blocking = False
+            if problem := channels_flag_problem(dev, args.port):
+                d.end()
+                print(f"edgessl {getattr(args, 'command', 'record')}: warning: {problem}", file=sys.stderr, flush=True)
             t_end: float | None = None
             t_start = last_status = last_flush = last_rate_check = time.monotonic()
             while True:
@@ -759,6 +763,11 @@ def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate
     ident = dev.identity
     rate_text = f" (rate estimated: {rate:.4g} Hz; --rate sets it)" if ident is None or ident.rate_hz is None else ""
     d.line(f"# recording {writer.path_csv} ({what}) from {dev.identity}{rate_text}")
+    if dev.info is None and all(u == "unknown" for u in dev.unit_names):  # as the data commands will read them
+        names = ",".join(dev.channel_names)
+        d.line(f"# the board's values are {names} in unknown units: if they are an accelerometer in g, give "
+               "--channels acc_x,acc_y,acc_z (or have the board print that header line first); a model then knows "
+               "their units (unit checks, ttt adaptation) and runs on boards that name them so")  # fmt: skip
 
 
 def _status(d: Display, stream: SessionStream, dev: ImuStream, elapsed: float) -> None:
@@ -838,7 +847,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Unplugs are always waited out")  # fmt: skip
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
                    help="the device's protocol (auto: binary if it answers IDENTIFY, else text lines)")  # fmt: skip
-    p.add_argument("--rate", type=float, default=None, help="sample rate of a text-mode device (default: estimated)")
+    add_text_board_flags(p)
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: session, prompts, takes, misses, gaps, status, final stats")  # fmt: skip
     add_serve_flag(p, "the stream, the prompts and the counts")

@@ -31,14 +31,24 @@ import serial.tools.list_ports
 
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceIdentity, DeviceLost, ProtocolError
+from edgessl.units import unit_from_channel
 
-__all__ = ["GAP_REASONS", "STATES", "DeviceEvent", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport", "list_devices"]
+__all__ = ["GAP_REASONS", "STATES", "DeviceEvent", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport",
+           "channels_flag_problem", "list_devices"]
 
 STATES = ("waiting", "streaming", "reconnecting", "lost", "closed")
 # a text device given --rate whose lines arrive at a rate off by more than this share (over RATE_CHECK_S s of
 # arrivals without a pause) is warned about: USB and the host keep jitter far below it over seconds
 RATE_TOLERANCE, RATE_CHECK_S = 0.2, 5.0
 StateHook = Callable[[str], None]
+
+
+def channels_flag_problem(dev: ImuStream, port: str) -> str | None:
+    """``--channels`` given for a board that names its own channels (binary protocol): it is not used."""
+    if dev.channels and dev.info is not None:
+        return (f"--channels is not used: the board on {port} announces its channels {list(dev.info.channels)} "
+                "(binary protocol); --channels names a text board's values")  # fmt: skip
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -733,7 +743,7 @@ class ImuStream:
     def unit_names(self) -> list[str]:
         if self.info is not None:
             return self.info.unit_names
-        return self.units or ["unknown"] * len(self.channel_names)
+        return list(self.units) if self.units else [unit_from_channel(n) for n in self.channel_names]
 
     @property
     def sample_rate(self) -> float | None:

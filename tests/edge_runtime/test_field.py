@@ -245,6 +245,15 @@ def test_channel_map_failure_is_a_device_error():
     assert e.value.exit_code == ExitCode.DEVICE
     with pytest.raises(ChannelMapError, match="in rad/s but the model expects g"):
         channel_map(["acc_x", "acc_y", "acc_z"], ["rad/s"] * 3, ["acc_x", "acc_y", "acc_z"], ["g"] * 3)
+    # a text board without a header (ch0..): by position, and the error says how to name its values
+    assert channel_map(["ch0", "ch1", "ch2"], ["unknown"] * 3, ["acc_x", "acc_y", "acc_z"], ["g"] * 3) == [0, 1, 2]
+    with pytest.raises(ChannelMapError, match="named by --channels"):
+        channel_map(["ch0", "ch1"], ["unknown"] * 2, ["acc_x", "acc_y", "acc_z"], ["g"] * 3)
+    with pytest.raises(ChannelMapError) as e:  # a named board: no hint about text boards
+        channel_map(["a", "b"], ["g", "g"], ["acc_x", "acc_y", "acc_z"], ["g"] * 3)
+    assert "--channels" not in str(e.value)
+    # a model trained on such a board's recordings runs on a board that names them (the reference firmware)
+    assert channel_map(["acc_x", "acc_y", "acc_z"], ["g"] * 3, ["ch0", "ch1", "ch2"], ["unknown"] * 3) == [0, 1, 2]
 
 
 def test_device_change_is_remapped_when_the_same_channels_else_refused_unless_followed():

@@ -155,6 +155,24 @@ def test_sessions_of_a_text_board_without_rate_store_the_rate_measured_over_the_
     assert load(f"dir:{out}").rate_hz == pytest.approx(100.0, rel=0.005)  # one folder: the data commands read it
 
 
+def test_a_headerless_text_board_is_named_by_channels_else_record_says_how(tmp_path, capsys):
+    """A sketch printing bare CSV lines: values ch0.. in unknown units (a model of them gets no unit check, no
+    `ttt`, and does not run on a board that names them) unless --channels names them; record says so."""
+    out, link = tmp_path / "pool", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=3, user="B"), mode="csv", link=link):
+        assert main(["record", "--port", link, "--out", str(out / "a"), "--seconds", "1.5"]) == 0
+        said = capsys.readouterr().out
+        assert "values are ch0,ch1,ch2 in unknown units" in said and "--channels acc_x,acc_y,acc_z" in said
+        rc, _ = _record(capsys, ["--port", link, "--out", str(out / "b"), "--seconds", "1.5", "--channels",
+                                 "acc_x,acc_y,acc_z"])  # fmt: skip
+    assert rc == 0
+    meta, _ = _sidecar(out / "a")
+    assert meta["channels"] == ["ch0", "ch1", "ch2"] and meta["units"] == ["unknown"] * 3
+    meta, csv = _sidecar(out / "b")
+    assert meta["channels"] == ["acc_x", "acc_y", "acc_z"] and meta["units"] == ["g"] * 3
+    assert csv.read_text().splitlines()[0] == "timestamp_ms,acc_x,acc_y,acc_z"
+
+
 def test_a_free_session_where_nothing_moved_says_it_gives_pretraining_nothing(tmp_path, capsys):
     out, link = tmp_path / "pool", str(tmp_path / "imu")
     with SimulatedImu(*make_source("synthetic", None, seed=3, perform="cue"), speed=4.0, link=link):  # idle uncued

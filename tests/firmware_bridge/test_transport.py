@@ -9,7 +9,7 @@ import serial
 
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.simulator import Faults, SimulatedImu
-from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, SerialTransport
+from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, SerialTransport, channels_flag_problem
 
 RATE = 100.0
 
@@ -182,3 +182,26 @@ def test_a_text_device_given_a_wrong_rate_is_named_pauses_and_backlog_are_no_rat
     s.rate_hz = None  # no rate given: it is measured, so nothing can be wrong with it
     s._text_times += [(10.0 + 0.05 * i, 1900 + 10 * i) for i in range(120)]
     assert s.arrival_rate() == pytest.approx(200.0) and s.rate_problem() is None
+
+
+@pytest.mark.parametrize("header, channels, names, units", [
+    (b"acc_x,acc_y,acc_z\n", None, ["acc_x", "acc_y", "acc_z"], ["g"] * 3),  # a header names them: units as the loaders
+    (b"", None, ["ch0", "ch1", "ch2"], ["unknown"] * 3),
+    (b"", ["acc_x", "acc_y", "acc_z"], ["acc_x", "acc_y", "acc_z"], ["g"] * 3),  # --channels
+    (b"ax,ay,gyro_z\n", ["acc_x", "acc_y", "acc_z"], ["acc_x", "acc_y", "acc_z"], ["g"] * 3),  # --channels wins
+])
+def test_a_text_boards_channels_and_units_come_from_its_header_or_channels(header, channels, names, units):
+    s = ImuStream("loop://", mode="text", rate_hz=RATE, channels=channels)
+    s.lines.decode(header + b"0.01,-0.98,0.12\n0.02,-0.97,0.11\n")
+    assert s.channel_names == names and s.unit_names == units
+
+
+
+def test_channels_for_a_board_that_names_its_own_is_said_to_be_unused(tmp_path):
+    with SimulatedImu(_signal(), RATE, ["acc_x", "acc_y", "acc_z"], link=str(tmp_path / "imu")) as sim:
+        with ImuStream(sim.path, channels=["x", "y", "z"]) as s:
+            assert s.channel_names == ["acc_x", "acc_y", "acc_z"]  # the board's DEVICE_INFO
+            problem = channels_flag_problem(s, "/dev/imu")
+        with ImuStream(sim.path) as s:
+            assert channels_flag_problem(s, "/dev/imu") is None
+    assert problem is not None and "--channels is not used" in problem and "['acc_x', 'acc_y', 'acc_z']" in problem

@@ -135,9 +135,11 @@ class TTT(Adapter):
     def attach(self, ctx: AdaptContext) -> None:
         acc = [i for i, u in enumerate(ctx.units) if u == "g"][:3]
         if len(acc) < 3:
+            unnamed = ("; a model of a text board's unnamed values: record them with --channels acc_x,acc_y,acc_z "
+                       "to train one in g" if "unknown" in ctx.units else "")  # fmt: skip
             raise ValueError(f"{ctx.bundle}: adaptation ttt adapts the 3 accelerometer axes in g in front of the "
                              f"encoder, and this bundle's channel units are {list(ctx.units)}; adapt with another "
-                             "method (tent, t3a)")  # fmt: skip
+                             f"method (tent, t3a){unnamed}")  # fmt: skip
         self.acc, self._acc_list = np.array(acc), acc
         self._acc_only = acc == list(range(len(ctx.units)))
         if self.use_input and ctx.input_moments is not None:
