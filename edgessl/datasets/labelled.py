@@ -209,7 +209,9 @@ def split_plan(ds: StreamDataset) -> SplitPlan:
             if len(order) >= 2:
                 test[_last(order.tolist(), opt.test)] = True
         note = ("split by whole performances (take): the test split holds other performances of the same "
-                "session(s), so it measures less than a new session would; record a second session")  # fmt: skip
+                "session(s), so it measures less than a new session would; record a second session holding every "
+                "gesture (the test split is whole sessions only when two hold them all), or score a folder of new "
+                "sessions with `edgessl verify BUNDLE --data dir:NEW --all`")  # fmt: skip
         return SplitPlan("take", test, test_rec, note)
     return SplitPlan(by, test_rec[p["rec"]], test_rec, note)
 

@@ -397,6 +397,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if problem := channels_flag_problem(dev, args.port):
                     warnings.warn(problem, stacklevel=2)
                 idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
+                unnamed = [all(c.lower().startswith("ch") for c in cs) for cs in (dev.channel_names, rt.channels)]
+                if unnamed[0] and not unnamed[1]:  # a text board without a header: by position, said once
+                    said = (f"the board's values {dev.channel_names} have no names: read in order as the model's "
+                            f"{rt.channels}; --channels {','.join(rt.channels)} names them")  # fmt: skip
+                    if args.json:
+                        emit({"note": said})
+                    else:
+                        note(said)
                 units = UnitWatch(rt.channels, rt.bundle.units, samples=max(50, int(2 * rt.rate_hz)))
                 rec = Recorder(args.record, dev.channel_names) if args.record else None
                 if feed is not None:
@@ -408,7 +416,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     if us is not None and us.segmentation == "gentle":
                         enrolled += " (gentle cut: slow gestures kept whole, events about 0.35 s later)"
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
-                          f"{rt.providers} | device {dev.mode} {dev.channel_names} at {dev.sample_rate or '?'} Hz"
+                          f"{rt.providers} | device {dev.mode} {dev.channel_names} at "
+                          f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"
                           f"{enrolled}", file=out, flush=True)  # fmt: skip
                 check_board_model()
                 last_status, last_save, last_rate_check = 0.0, time.monotonic(), 0.0

@@ -244,7 +244,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if not args.json:
                 model = f" | model {args.model}: {rt.labels}" if rt else ""
                 screen.line(f"# {args.port}: {dev.mode} device {dev.channel_names} in {dev.unit_names} at "
-                            f"{dev.sample_rate or '?'} Hz{model}; the last {HISTORY_S:g} s per channel; "
+                            f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"
+                            f"{model}; the last {HISTORY_S:g} s per channel; "
                             "Ctrl-C to stop")  # fmt: skip
             last_update, shown = time.monotonic(), None
             while t_end is None or time.monotonic() < t_end:

@@ -127,7 +127,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replace those files if a previous export left them there (default: refuse)")
     p.set_defaults(func=_cmd_export_c)
     p = sub.add_parser("verify", help="score a bundle on a dataset's test split: int8 accuracy, the share its "
-                                      "decisions answer unknown, and (exported with --keep-fp32) int8/fp32 agreement")
+                                      "decisions answer unknown, and (exported with --keep-fp32) int8/fp32 agreement",
+                       description="Prints JSON: accuracy_int8 (the top answer, every window), rejection_rate (the "
+                                   "share the bundle's gates answer 'unknown', by reason in unknown_*), "
+                                   "accuracy_with_gates (the share answered right: an 'unknown' is never right), "
+                                   "top1_agreement (int8 vs fp32; null without --keep-fp32).")  # fmt: skip
     p.add_argument("bundle", help="an .essl bundle")
     p.add_argument("--data", required=True, help="dataset spec of the bundle's classes (docs/data.md)")
     p.add_argument("--all", action="store_true",

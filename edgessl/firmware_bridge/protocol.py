@@ -118,8 +118,8 @@ class DeviceIdentity:
 
     def __str__(self) -> str:
         who = "text device" if self.device_id is None else f"device 0x{self.device_id:08x}"
-        rate = "?" if self.rate_hz is None else f"{self.rate_hz:g}"
-        return f"{who} with {len(self.channels)} channels {list(self.channels)} in {list(self.units)} at {rate} Hz"
+        rate = "" if self.rate_hz is None else f" at {self.rate_hz:g} Hz"  # a text board's: measured, not said
+        return f"{who} with {len(self.channels)} channels {list(self.channels)} in {list(self.units)}{rate}"
 
 
 class DeviceChanged(BridgeError):

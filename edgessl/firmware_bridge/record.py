@@ -608,6 +608,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     and the counts.
     """
     from edgessl.edge_runtime.dashboard_feed import Feed
+    from edgessl.edge_runtime.rate import RateMeter
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
@@ -637,6 +638,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 print(f"edgessl {getattr(args, 'command', 'record')}: warning: {problem}", file=sys.stderr, flush=True)
             t_end: float | None = None
             t_start = last_status = last_flush = last_rate_check = time.monotonic()
+            meter = RateMeter()  # the status line's rate, as run's and monitor's
             while True:
                 now = time.monotonic()
                 if stop.signal is not None:
@@ -682,6 +684,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                         t_start = time.monotonic()
                         t_end = None if args.seconds is None else t_start + args.seconds
                     takes = stream.feed(ev.t_device, ev.values)
+                    meter.add(ev.t_host, len(ev.values))
                     problem = units.add(ev.values)
                     if problem:  # within 2 s: a session in mg or m/s² would be refused by pretrain and finetune
                         d.end()
@@ -720,7 +723,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                               "rate given)", file=sys.stderr, flush=True)  # fmt: skip
                 if guide is None and now - last_status >= (0.5 if d.tty else 1.0 if d.json else 2.0):
                     last_status = now
-                    _status(d, stream, dev, now - t_start)
+                    _status(d, stream, dev, now - t_start, meter.rate_hz(now))
         except _Stopped as sig:
             stats["stopped_by"] = str(sig)
         finally:
@@ -761,7 +764,8 @@ def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate
         return
     what = f"{', '.join(labels)} × {count} each, in turn" if labels else "unlabelled; Ctrl-C or --seconds stops"
     ident = dev.identity
-    rate_text = f" (rate estimated: {rate:.4g} Hz; --rate sets it)" if ident is None or ident.rate_hz is None else ""
+    rate_text = (f" at {rate:.4g} Hz as far as its lines tell (measured over the session; --rate sets it)"
+                 if ident is None or ident.rate_hz is None else "")  # fmt: skip
     d.line(f"# recording {writer.path_csv} ({what}) from {dev.identity}{rate_text}")
     if dev.info is None and all(u == "unknown" for u in dev.unit_names):  # as the data commands will read them
         names = ",".join(dev.channel_names)
@@ -770,9 +774,10 @@ def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate
                "their units (unit checks, ttt adaptation) and runs on boards that name them so")  # fmt: skip
 
 
-def _status(d: Display, stream: SessionStream, dev: ImuStream, elapsed: float) -> None:
+def _status(d: Display, stream: SessionStream, dev: ImuStream, elapsed: float, rate: float) -> None:
+    """``rate``: samples per second of host time over the last 2 s (a text board's first readings, held for
+    its rate estimate, arrive at once: the session's average read 139 Hz at 1.5 s on a 100 Hz board)."""
     c = dev.counters()
-    rate = stream.samples / max(1e-9, elapsed)
     if d.json:
         d.emit({"status": {"seconds": round(elapsed, 2), "rate_hz": round(rate, 2), "samples": stream.samples,
                            "gaps": sum(c["gaps"].values()), "dropped": c["dropped_samples"],

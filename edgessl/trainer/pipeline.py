@@ -736,7 +736,7 @@ def _test_report(run: _Run, model: Classifier, history: list[dict], best_epoch: 
                           f"{ds.name}: test embeddings (PCA)")  # fmt: skip
     if run.progress:
         same = ("; its test windows are other takes of the training session(s): a new session scores lower, record "
-                "another for an honest figure" if "split by take" in ds.name else "")  # fmt: skip
+                "another holding every gesture for an honest figure" if "split by take" in ds.name else "")  # fmt: skip
         which = " before the refit, which then trained on those windows" if cfg.refit else ""
         print(f"val accuracy {val_acc:.4f} (epoch {best_epoch + 1}{which}), test accuracy {test_acc:.4f} on "
               f"{len(ds.y_test)} windows, k-NN test {knn_test:.4f} (k={k}){same}", flush=True)  # fmt: skip

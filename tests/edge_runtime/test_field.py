@@ -547,6 +547,10 @@ def test_a_wrong_rate_for_a_text_board_is_named_by_run_and_record(small_bundle, 
         assert f"--rate says {rate:g} Hz" in r.stderr and r.stderr.count("--rate says") == 1, r.stderr
         lines = [json.loads(ln) for ln in r.stdout.splitlines()]
         assert any("--rate says" in ln.get("warning", "") for ln in lines), r.stdout
+        # the board prints no header: its values are read in order as the model's, and run says so once
+        assert [ln["note"] for ln in lines if "note" in ln] == [
+            "the board's values ['ch0', 'ch1', 'ch2'] have no names: read in order as the model's "
+            "['acc_x', 'acc_y', 'acc_z']; --channels acc_x,acc_y,acc_z names them"]
         said = next(ln["stats"] for ln in lines if "stats" in ln)["rate"]
         assert float(said.split("give --rate ")[1].split(",")[0]) == pytest.approx(3 * rate, rel=0.2), said
         r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--rate", str(rate),
