@@ -119,6 +119,11 @@ class Recorder:
             self.f = None
 
 
+def unnamed_channels(names: list[str]) -> bool:
+    """``ch0, ch1 ...``: a text board's values without a header line (or a model trained on its recordings)."""
+    return all(c.lower().startswith("ch") for c in names)
+
+
 def channel_map(device_channels: list[str], device_units: list[str], bundle_channels: list[str],
                 bundle_units: list[str]) -> list[int]:  # fmt: skip
     """Indices of the bundle's channels in the device's, by name (aliases allowed) or by position when the
@@ -133,7 +138,7 @@ def channel_map(device_channels: list[str], device_units: list[str], bundle_chan
     try:
         idx = resolve_channels(device_channels, bundle_channels)
     except DataFormatError:
-        unnamed = [all(c.lower().startswith("ch") for c in cs) for cs in (device_channels, bundle_channels)]
+        unnamed = [unnamed_channels(cs) for cs in (device_channels, bundle_channels)]
         if any(unnamed) and len(device_channels) == len(bundle_channels):
             # an unnamed text-mode device, or a model trained on one's recordings: by position
             idx = list(range(len(bundle_channels)))
@@ -353,8 +358,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None
             if feed is not None:
                 states.hook = feed.state
-            dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait, reconnect_timeout=None,
-                            on_state=states.on_state, events=True)  # fmt: skip
+            dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait,
+                            reconnect_timeout=None, on_state=states.on_state, events=True)  # fmt: skip
             rec: Recorder | None = None
             compare: EventComparison | None = None  # once the board says it runs a model
             board_model = None
@@ -397,8 +402,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if problem := channels_flag_problem(dev, args.port):
                     warnings.warn(problem, stacklevel=2)
                 idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
-                unnamed = [all(c.lower().startswith("ch") for c in cs) for cs in (dev.channel_names, rt.channels)]
-                if unnamed[0] and not unnamed[1]:  # a text board without a header: by position, said once
+                if unnamed_channels(dev.channel_names) and not unnamed_channels(rt.channels):  # by position: said
                     said = (f"the board's values {dev.channel_names} have no names: read in order as the model's "
                             f"{rt.channels}; --channels {','.join(rt.channels)} names them")  # fmt: skip
                     if args.json:

@@ -214,8 +214,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             # (the live page also shows the segments answered unknown, with their reason; the terminal does not)
             rt = stack.enter_context(GestureRuntime(args.model, decision=DecisionConfig(report_unknown=dash is not None),
                                                     adapter=build_adapter(DEFAULT_METHOD)))  # fmt: skip
-        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait, reconnect_timeout=None,
-                        on_state=states.on_state)  # fmt: skip
+        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait,
+                        reconnect_timeout=None, on_state=states.on_state)  # fmt: skip
         feed = Feed(dash, rt, args.model and Path(args.model).name, args.port) if dash is not None else None
         if feed is not None:
             page_state = feed.state

@@ -23,4 +23,3 @@ def add_text_board_flags(p: argparse.ArgumentParser) -> None:
                    help="names of a text board's values, e.g. acc_x,acc_y,acc_z, when it prints no header line "
                         "(else they are ch0, ch1 ... in unknown units); units follow the names as in the data "
                         "files: acc -> g, gyro -> rad/s")  # fmt: skip
-

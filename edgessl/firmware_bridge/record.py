@@ -625,8 +625,8 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     shown: Any = None  # the prompt on the page
     units = UnitWatch([], [])  # the device's, from its first samples
     with _StopSignals() as stop:
-        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=args.wait, reconnect_timeout=None,
-                        on_state=states.on_state)  # fmt: skip
+        dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=args.wait,
+                        reconnect_timeout=None, on_state=states.on_state)  # fmt: skip
         try:
             stop.blocking = True
             try:
@@ -719,8 +719,8 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                     if problem:  # the session would record the given rate: a model trained on it times all wrong
                         stats["rate"] = problem
                         d.end()
-                        print(f"edgessl record: warning: --port {args.port}: {problem} (the session records the "
-                              "rate given)", file=sys.stderr, flush=True)  # fmt: skip
+                        print(f"edgessl {getattr(args, 'command', 'record')}: warning: --port {args.port}: {problem} "
+                              "(the session records the rate given)", file=sys.stderr, flush=True)  # fmt: skip
                 if guide is None and now - last_status >= (0.5 if d.tty else 1.0 if d.json else 2.0):
                     last_status = now
                     _status(d, stream, dev, now - t_start, meter.rate_hz(now))
