@@ -260,6 +260,7 @@ class Guide:
         self._shown_left: int | None = None
         self._t_go = 0.0
         self._candidates: list[Take] = []
+        self._early: Take | None = None  # a movement of this prompt that began before GO (during the countdown)
         self._dropped_at_go = (0, 0)  # the segmenter's too-short and too-long movements at GO
         self._last: Take | None = None
         self.flagged_in_a_row = 0  # takes a gap overlapped, in a row (a link that drops frames stops the capture)
@@ -299,8 +300,11 @@ class Guide:
 
     def offer(self, takes: list[Take]) -> None:
         """Segments that finished; those that started after GO (minus a grace) are this take's candidates."""
-        if self.state == "watch":
+        if self.state == "ready":  # a movement that ended during the countdown: the user did not wait for GO
+            self._early = takes[-1] if takes else self._early
+        elif self.state == "watch":
             self._candidates += [t for t in takes if t.start_s >= self._t_go - GO_GRACE_S]
+            self._early = next((t for t in takes if t.start_s < self._t_go - GO_GRACE_S), self._early)
 
     def step(self, stream: SessionStream, dev: ImuStream) -> None:
         now = time.monotonic()
@@ -317,7 +321,7 @@ class Guide:
             else:
                 wait = f" ({self.countdown:g} s)" if self.countdown else ""
                 self.d.line(f"{self.label} {n}/{self.count} {self.d.dash} get ready{wait}")
-            self._ready_at, self._shown_left = now + self.countdown, None
+            self._ready_at, self._shown_left, self._early = now + self.countdown, None, None
             self.state = "ready"
         if self.state == "ready":
             left = int(np.ceil(self._ready_at - now))
@@ -398,6 +402,8 @@ class Guide:
             p = self.params
             why = (f"{hidden:.1f} s of it missing in gaps" if hidden else
                    f"a movement of {p.max_duration_s:g} s or longer: a gesture must end sooner" if long > 0 else
+                   f"you moved {self._t_go - self._early.start_s:.1f} s before GO: wait for GO, then perform"
+                   if self._early is not None else
                    f"only movement shorter than {p.min_duration_s:g} s: a flick, a bump, or a gesture too gentle to "
                    f"stay above {p.threshold_g:g} g, cut into pieces: make it bigger or brisker" if short > 0 else
                    f"nothing moved above {p.threshold_g:g} g")  # fmt: skip

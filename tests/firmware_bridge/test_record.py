@@ -437,6 +437,38 @@ def test_a_miss_says_when_the_movement_was_too_long_or_too_short_to_be_a_gesture
     writer.close()
 
 
+def test_a_gesture_performed_during_the_countdown_is_a_miss_that_says_wait_for_go(tmp_path, monkeypatch):
+    """The user performs on "get ready" instead of GO: the movement is not this take's (it may be half a
+    gesture), and the miss says so instead of "nothing moved"; the next one, after GO, is kept."""
+    import io
+    import types
+
+    import edgessl.firmware_bridge.record as R
+    from edgessl.datasets.session import SessionWriter
+
+    rate, rng = 100.0, np.random.default_rng(4)
+    clock = [0.0]  # host time = stream time: the countdown runs as the samples arrive
+    monkeypatch.setattr(R, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=rate, channels=["x", "y", "z"],
+                           units=["g"] * 3)  # fmt: skip
+    stream = SessionStream(writer, ["x", "y", "z"], ["g"] * 3, rate, SegmentParams())
+    text = io.StringIO()
+    guide = Guide(["up"], 1, 2.0, SegmentParams(), Display(text, json_lines=False))
+    x = _rest(rate, 20.0, rng)
+    x[60:140] = _gesture(rate, 0.8, rng)  # 0.6-1.4 s: during the first countdown (GO at 2 s)
+    again = False
+    for i in range(0, len(x), 10):
+        clock[0] = i / rate
+        guide.offer(stream.feed(i / rate + np.arange(10) / rate, x[i : i + 10]))
+        guide.step(stream, _TextDevice())  # type: ignore[arg-type]
+        if guide.state == "ready" and guide.misses == 1 and not again:  # the second prompt: performed after GO
+            x[i + 250 : i + 330], again = _gesture(rate, 0.8, rng), True
+    out = text.getvalue()
+    assert guide.misses == 1 and "no up seen within" in out and "s before GO: wait for GO, then perform); again" in out
+    assert writer.counts() == {"up": 1}, out
+    writer.close()
+
+
 def test_prompts_without_a_take_in_a_row_stop_the_capture(tmp_path):
     """Nobody performing (or a board that cannot perform the cue) is not prompted for ever: after
     MISSES_IN_A_ROW prompts without a take the guide stops and says why; a kept take starts the count again."""
