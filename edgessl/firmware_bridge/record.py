@@ -693,6 +693,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                     meter.add(ev.t_host, len(ev.values))
                     problem = units.add(ev.values)
                     if problem:  # within 2 s: a session in mg or m/s² would be refused by pretrain and finetune
+                        stats["units"] = problem
                         d.end()
                         print(f"edgessl record: warning: --port {args.port}: {problem} (on the board, or by "
                               "converting the recorded CSV files: the data commands refuse them as they are)",
@@ -832,6 +833,10 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
     d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
            f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "
            f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}")  # fmt: skip
+    if "units" in stats:  # said mid-stream on stderr; the reason this session will be refused, where it is read
+        d.line(f"# wrong units, the data commands will refuse this session: {stats['units']}")
+    if "rate" in stats:
+        d.line(f"# wrong --rate, this session stores it: {stats['rate']}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

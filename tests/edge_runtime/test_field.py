@@ -526,6 +526,7 @@ def test_a_board_in_mg_or_m_s2_is_named_by_run_and_record(small_bundle, tmp_path
                             str(tmp_path / "rec"), "--seconds", "3"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "edgessl record: warning: --port" in r.stderr and "they look like m/s²" in r.stderr, r.stderr
+    assert "# wrong units, the data commands will refuse this session: " in r.stdout, r.stdout
     r = subprocess.run([sys.executable, "-m", "edgessl", "data", "info", f"dir:{tmp_path / 'rec'}"], capture_output=True,
                        text=True, timeout=60)  # fmt: skip
     assert r.returncode == ExitCode.DATA and "look like m/s²" in r.stderr, r.stderr
@@ -558,3 +559,4 @@ def test_a_wrong_rate_for_a_text_board_is_named_by_run_and_record(small_bundle, 
                            timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "edgessl record: warning: --port" in r.stderr and f"--rate says {rate:g} Hz" in r.stderr, r.stderr
+    assert "# wrong --rate, this session stores it: its lines arrive at" in r.stdout, r.stdout  # and on its last line
