@@ -157,7 +157,8 @@ def read_jsonl_text(text: str) -> list[dict[str, Any]]:
 
 
 def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, live_s: float = 240.0,
-            epochs: int | None = None, base_seed: int = 0, user: str = "A") -> dict[str, Any]:  # fmt: skip
+            epochs: int | None = None, base_seed: int = 0, user: str = "A", method: str | None = None
+            ) -> dict[str, Any]:  # fmt: skip
     """The whole journey in ``work`` by ``user`` (another person: B, or C when ``user`` is B); the simulator's
     sessions use seeds ``base_seed`` + 1, 2, 3."""
     other = "C" if user == "B" else "B"
@@ -172,7 +173,8 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
                                                 "--seconds", str(free_s / speed))  # fmt: skip
     r, steps["data_info"] = edgessl("data", "info", f"dir:{ds}", "--json")
     info = read_jsonl_text(r.stdout)
-    _, steps["pretrain"] = edgessl("pretrain", "--data", f"dir:{ds}", "--out", str(work / "pre"), "--quiet", *more)
+    how = ["--method", method] if method else []  # default: pretrain's own
+    _, steps["pretrain"] = edgessl("pretrain", "--data", f"dir:{ds}", "--out", str(work / "pre"), "--quiet", *more, *how)
     _, steps["finetune"] = edgessl("finetune", "--data", f"dir:{ds}", "--init", str(work / "pre"), "--out",
                                    str(work / "ft"), "--quiet", *more)  # fmt: skip
     bundle = work / "my_gestures.essl"
@@ -232,18 +234,21 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
     ap.add_argument("--repeats", type=int, default=3, help="whole journeys, each with its own sessions (seeds)")
     ap.add_argument("--user", default="A", help="the simulated person who records (A; D: slow, small gestures)")
+    ap.add_argument("--pretrain-method", default="vicreg",
+                    help="pretrain's --method (default: the README's, vicreg; simclr is pretrain's own default)")
     a = ap.parse_args()
     runs = []
     for k in range(a.repeats):
         with tempfile.TemporaryDirectory() as td:
             work = Path(a.keep or td) / f"repeat{k}"
             work.mkdir(parents=True, exist_ok=True)
-            runs.append(journey(work, a.speed, base_seed=10 * k, user=a.user))
+            runs.append(journey(work, a.speed, base_seed=10 * k, user=a.user, method=a.pretrain_method))
             print(json.dumps(runs[-1]["live_same_user_new_session"]), flush=True)
     res: dict[str, Any] = {"summary": summary(runs), "repeats": runs}
     res["protocol"] = (
         f"simulated board (edgessl simulate, synthetic person {a.user} cued by record's prompts, seed 1 + 10k for repeat "
-        "k): 10 performances of each of 8 gestures + 180 s unlabelled (seed 2 + 10k) -> pretrain, finetune (default recipe), export, all "
+        "k): 10 performances of each of 8 gestures + 180 s unlabelled (seed 2 + 10k) -> pretrain"
+        f"{f' --method {a.pretrain_method}' if a.pretrain_method else ''}, finetune (default recipe), export, all "
         "defaults; live: edgessl run with default decisions (--show-unknown only reports what it answered "
         f"unknown) on 240 s of a new random session (seed 3 + 10k) of user {a.user} and of user {'C' if a.user == 'B' else 'B'}; not gestures (junk(): "
         "20 bursts each of white noise 0.05/0.3/1 g and 20 knocks, the board at rest between, through "
