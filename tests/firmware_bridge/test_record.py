@@ -245,9 +245,9 @@ def _rest(rate: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
     return x + rng.normal(0, 0.005, x.shape).astype(np.float32)
 
 
-def _guided(folder, labels: list[str], ask=None):
+def _guided(folder, labels: list[str], ask=None, countdown: float = 0.0):
     """A labelled session at 100 Hz on three axes in g, its stream and a guide (1 take of each label, no
-    countdown) printing to a string: ``(writer, stream, text, guide)``."""
+    countdown unless given) printing to a string: ``(writer, stream, text, guide)``."""
     import io
 
     from edgessl.datasets.session import SessionWriter
@@ -256,7 +256,7 @@ def _guided(folder, labels: list[str], ask=None):
                            channels=["acc_x", "acc_y", "acc_z"], units=["g"] * 3)  # fmt: skip
     stream = SessionStream(writer, ["acc_x", "acc_y", "acc_z"], ["g"] * 3, 100.0, SegmentParams())
     text = io.StringIO()
-    return writer, stream, text, Guide(labels, 1, 0.0, SegmentParams(), Display(text, json_lines=False), ask=ask)
+    return writer, stream, text, Guide(labels, 1, countdown, SegmentParams(), Display(text, json_lines=False), ask=ask)
 
 
 def test_a_gap_inside_a_take_flags_it_and_asks_again(tmp_path):
@@ -440,20 +440,14 @@ def test_a_miss_says_when_the_movement_was_too_long_or_too_short_to_be_a_gesture
 def test_a_gesture_performed_during_the_countdown_is_a_miss_that_says_wait_for_go(tmp_path, monkeypatch):
     """The user performs on "get ready" instead of GO: the movement is not this take's (it may be half a
     gesture), and the miss says so instead of "nothing moved"; the next one, after GO, is kept."""
-    import io
     import types
 
     import edgessl.firmware_bridge.record as R
-    from edgessl.datasets.session import SessionWriter
 
     rate, rng = 100.0, np.random.default_rng(4)
     clock = [0.0]  # host time = stream time: the countdown runs as the samples arrive
     monkeypatch.setattr(R, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
-    writer = SessionWriter(tmp_path, kind="labelled", user="A", device={}, rate_hz=rate, channels=["x", "y", "z"],
-                           units=["g"] * 3)  # fmt: skip
-    stream = SessionStream(writer, ["x", "y", "z"], ["g"] * 3, rate, SegmentParams())
-    text = io.StringIO()
-    guide = Guide(["up"], 1, 2.0, SegmentParams(), Display(text, json_lines=False))
+    writer, stream, text, guide = _guided(tmp_path, ["up"], countdown=2.0)
     x = _rest(rate, 20.0, rng)
     x[60:140] = _gesture(rate, 0.8, rng)  # 0.6-1.4 s: during the first countdown (GO at 2 s)
     again = False
