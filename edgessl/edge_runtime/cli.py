@@ -424,7 +424,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                           f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"
                           f"{enrolled}", file=out, flush=True)  # fmt: skip
                 check_board_model()
-                last_status, last_save, last_rate_check = 0.0, time.monotonic(), 0.0
+                last_status, last_save = 0.0, time.monotonic()
                 last_t: float | None = None  # stream time of the latest sample
                 while t_end is None or time.monotonic() < t_end:
                     if stop.signal is not None:
@@ -492,14 +492,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     if compare is not None and last_t is not None:
                         show_comparisons(compare.advance(last_t))
                     now = time.monotonic()
-                    if "rate" not in stats and now - last_rate_check >= 1.0:
-                        last_rate_check = now
-                        problem = dev.rate_problem()
-                        if problem:  # a text device's lines carry no time: the given rate spaces them
-                            stats["rate"] = problem
-                            if args.json:
-                                emit({"warning": f"--port {args.port}: {problem}"})
-                            warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
+                    if problem := dev.new_rate_problem(now):  # a text board's lines carry no time: --rate spaces them
+                        stats["rate"] = problem
+                        if args.json:
+                            emit({"warning": f"--port {args.port}: {problem}"})
+                        warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
                     if adapter is not None and args.adapt_state and now - last_save >= args.save_every:
                         _save_state(adapter, args.adapt_state, final=False)
                         last_save = now

@@ -301,13 +301,11 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if now - last_update < every:
                     continue
                 last_update = now
-                if "rate" not in stats:
-                    problem = dev.rate_problem()  # a text board's given rate spaces its lines: a wrong one misleads
-                    if problem:
-                        stats["rate"] = problem
-                        if args.json:
-                            emit({"warning": f"--port {args.port}: {problem}"})
-                        warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
+                if problem := dev.new_rate_problem(now):  # a text board's given rate spaces its lines
+                    stats["rate"] = problem
+                    if args.json:
+                        emit({"warning": f"--port {args.port}: {problem}"})
+                    warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
                 c = dev.counters()
                 rate = view.rate_hz(now)
                 if args.json:

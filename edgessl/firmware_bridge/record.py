@@ -643,7 +643,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 d.end()
                 print(f"edgessl {getattr(args, 'command', 'record')}: warning: {problem}", file=sys.stderr, flush=True)
             t_end: float | None = None
-            t_start = last_status = last_flush = last_rate_check = time.monotonic()
+            t_start = last_status = last_flush = time.monotonic()
             meter = RateMeter()  # the status line's rate, as run's and monitor's
             while True:
                 now = time.monotonic()
@@ -720,14 +720,11 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                     last_flush = now
                     stream.writer.set_counters(dev.counters())
                     stream.writer.flush()
-                if "rate" not in stats and now - last_rate_check >= 1.0:
-                    last_rate_check = now
-                    problem = dev.rate_problem()
-                    if problem:  # the session would record the given rate: a model trained on it times all wrong
-                        stats["rate"] = problem
-                        d.end()
-                        print(f"edgessl {getattr(args, 'command', 'record')}: warning: --port {args.port}: {problem} "
-                              "(the session records the rate given)", file=sys.stderr, flush=True)  # fmt: skip
+                if problem := dev.new_rate_problem(now):  # the session records the given rate: all timed wrong
+                    stats["rate"] = problem
+                    d.end()
+                    print(f"edgessl {getattr(args, 'command', 'record')}: warning: --port {args.port}: {problem} "
+                          "(the session records the rate given)", file=sys.stderr, flush=True)  # fmt: skip
                 if guide is None and now - last_status >= (0.5 if d.tty else 1.0 if d.json else 2.0):
                     last_status = now
                     _status(d, stream, dev, now - t_start, meter.rate_hz(now))

@@ -448,6 +448,7 @@ class ImuStream:
         self._text_t = 0.0
         self._text_count = 0
         self._text_times: list[tuple[float, int]] = []
+        self._rate_checked, self._rate_said = float("-inf"), False  # new_rate_problem's
         self._held_rows: list[tuple[float, ...] | None] = []
         self._held_reasons: list[str] = []
         self.rate_wait = 5.0  # text mode without rate_hz: longest hold of the first readings for the estimate
@@ -770,6 +771,16 @@ class ImuStream:
             j -= 1
         span, n = ts[-1][0] - ts[j][0], ts[-1][1] - ts[j][1]
         return n / span if span >= span_s and n >= 50 else None
+
+    def new_rate_problem(self, now: float) -> str | None:
+        """:meth:`rate_problem` for a live command's loop: looked at once a second (host ``now``), returned the
+        first time only."""
+        if self._rate_said or now - self._rate_checked < 1.0:
+            return None
+        self._rate_checked = now
+        problem = self.rate_problem()
+        self._rate_said = problem is not None
+        return problem
 
     def rate_problem(self) -> str | None:
         """A text device given its rate (``rate_hz``) whose lines arrive at another one (by more than
