@@ -23,7 +23,7 @@ import torch
 
 from edgessl.edge_runtime.bundle import open_bundle
 from edgessl.edge_runtime.runtime import GestureRuntime
-from edgessl.export.pipeline import _held_out_windows, _lognormal_quantile, _verification_windows
+from edgessl.export.pipeline import _lognormal_quantile
 from edgessl.preprocess import roughness
 
 ap = argparse.ArgumentParser()
@@ -37,9 +37,6 @@ for r, d in enumerate(sorted(str(p) for p in Path(a_.keep).glob("repeat*"))):
     m = open_bundle(b).manifest
     cal = m["ood_calibration"]
     info = torch.load(f"{d}/ft/model.pt", weights_only=True)
-    # exactly the windows the export calibrated on (a refit's held-out test split, else the validation windows)
-    X, _, source = _verification_windows(info)
-    Xv = _held_out_windows(info, X, source)[0]
     with GestureRuntime(b) as rt:
         def scores(X):
             E = rt.embed(X.astype(np.float32))
@@ -48,7 +45,10 @@ for r, d in enumerate(sorted(str(p) for p in Path(a_.keep).glob("repeat*"))):
         def conf(X):
             out = rt.classify(X.astype(np.float32))
             return np.array([p.confidence for p in out])
-        sv = scores(Xv)
+        # exactly the scores the export calibrated on: the validation windows', under the model selected
+        # before the refit when the model was refit (fine-tuning saved them), else under this bundle
+        Xv = info["validation_windows"].numpy()
+        sv = info["held_out_ood"].numpy() if "held_out_ood" in info else scores(Xv)
         q = 1 - cal["target_rejection"]
         held = max(float(np.quantile(sv, q, method="higher")), _lognormal_quantile(sv, q), cal["training_p99"])
         crossed = max(_lognormal_quantile(sv, q, info["cross_fit_ood"].numpy()), cal["training_p99"])

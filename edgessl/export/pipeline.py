@@ -9,7 +9,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -199,20 +199,18 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         for k in ("ssl_head_weight", "ssl_head_bias", "class_templates", "class_template_labels", *INPUT_MOMENTS):
             if k in info:
                 adaptation[k] = info[k].numpy()
-        held = _held_out_windows(info, X, source)
+        held = _held_out_scores(info, enc8, head, adaptation["prototypes"])
         cross = _cross_fit(info)
         ood_threshold, ood_calibration = _ood_threshold(enc8, adaptation["prototypes"], held, calib,
                                                         cfg.target_rejection * OOD_SHARE, cross)  # fmt: skip
-        confidence, decision = _confidence_threshold(enc8, head, adaptation["prototypes"], held, ood_threshold,
-                                                     cfg.target_rejection * (1 - OOD_SHARE), cfg.target_rejection,
-                                                     cross)  # fmt: skip
+        confidence, decision = _confidence_threshold(held, ood_threshold, cfg.target_rejection * (1 - OOD_SHARE),
+                                                     cfg.target_rejection, cross)  # fmt: skip
         roughness, roughness_calibration = _roughness_threshold(info, segment)
         if progress:
             also = (f" and {len(cross[0])} cross-fitted ones (scored by fine-tuning's held-out models)"
                     if cross is not None else "")  # fmt: skip
-            which = (f"{decision['source']} windows (the refit trained on the validation ones; the test accuracy "
-                     "fine-tuning printed was measured before)" if decision["source"] == "test"
-                     else f"{decision['source']} windows")  # fmt: skip
+            which = ("validation windows, scored by the model selected on them before the refit trained on them"
+                     if decision["source"].startswith("validation (") else f"{decision['source']} windows")  # fmt: skip
             print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}, "
                   f"set on {decision['windows']} {which}{also}; on those same windows they answer "
                   f"{decision['rejection']:.1%} of valid gestures 'unknown' (target {cfg.target_rejection:.0%}; a "
@@ -264,23 +262,38 @@ def ood_scores(enc8: Path, prototypes: np.ndarray, X: np.ndarray) -> np.ndarray:
     return ood_of(run_batches(session(str(enc8)), X.astype(np.float32)), prototypes)
 
 
-def _held_out_windows(info: dict[str, Any], X_test: np.ndarray, test_source: str
-                      ) -> tuple[np.ndarray | None, str, bool]:  # fmt: skip
-    """The windows the decision gates are calibrated on: ``(windows or None, source, held_out)``.
+class HeldOut(NamedTuple):
+    """Decision scores of valid gestures the model did not train on: what the gates are set on."""
 
-    The validation windows saved with the model, unless the model trained on them (a refit, as the
-    ``all-labels`` recipe does): then the test split, which no training step has seen (the rejection the
-    manifest records there is then measured on the windows it was set on, and says so: ``source: "test"``).
+    ood: np.ndarray  # [N] 1 − the largest cosine similarity to a class prototype
+    confidence: np.ndarray  # [N] the top softmax probability
+    source: str
+    held_out: bool  # False: the model trained on them (an older refit model.pt), said in the manifest
+
+
+def _held_out_scores(info: dict[str, Any], enc8: Path, head: Path, prototypes: np.ndarray) -> HeldOut | None:
+    """What the decision gates are calibrated on: held-out windows' decision scores, or None (an older
+    model.pt without validation windows: the training rule).
+
+    The validation windows saved with the model, scored by the int8 model as the runtime scores them. A
+    refit (the ``all-labels`` recipe) trains on them: then their scores under the model selected before
+    the refit, which fine-tuning saved (``held_out_ood``). Without those (a model.pt of an older version),
+    the validation windows, recorded as not held out. Never the test split, which only reports.
     """
+    from edgessl.export.verify import decision_scores
+
     val = info.get("validation_windows")
-    held = bool(info.get("validation_held_out", True))
-    if val is not None and len(val) and held:
-        return val.numpy(), "validation", True
-    if val is not None and not held and test_source.startswith("test split") and len(X_test):
-        return X_test, "test", True
+    if val is not None and len(val) and bool(info.get("validation_held_out", True)):
+        p, ood = decision_scores(str(enc8), str(head), prototypes, val.numpy().astype(np.float32))
+        return HeldOut(ood.astype(np.float64), p.max(1).astype(np.float64), "validation", True)
+    if "held_out_ood" in info:
+        return HeldOut(info["held_out_ood"].numpy().astype(np.float64),
+                       info["held_out_confidence"].numpy().astype(np.float64),
+                       "validation (scored by the model selected before the refit)", True)  # fmt: skip
     if val is not None and len(val):
-        return val.numpy(), "validation", False
-    return None, "none", False
+        p, ood = decision_scores(str(enc8), str(head), prototypes, val.numpy().astype(np.float32))
+        return HeldOut(ood.astype(np.float64), p.max(1).astype(np.float64), "validation", False)
+    return None
 
 
 def _cross_fit(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -292,9 +305,8 @@ def _cross_fit(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     return info["cross_fit_ood"].numpy().astype(np.float64), info["cross_fit_confidence"].numpy().astype(np.float64)
 
 
-def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: tuple[np.ndarray | None, str, bool],
-                   calib: np.ndarray, target: float, cross: tuple[np.ndarray, np.ndarray] | None = None
-                   ) -> tuple[float, dict[str, Any]]:  # fmt: skip
+def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: HeldOut | None, calib: np.ndarray, target: float,
+                   cross: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The out-of-distribution threshold and the manifest's record of how it was chosen.
 
     With validation windows saved beside the model: the largest of the ``1 − target`` quantile of their
@@ -310,11 +322,10 @@ def _ood_threshold(enc8: Path, prototypes: np.ndarray, held: tuple[np.ndarray | 
     """
     train = ood_scores(enc8, prototypes, calib)
     train_p99 = float(np.quantile(train, 0.99))
-    val, source, held_out = held
-    if val is None or not len(val):
+    if held is None or not len(held.ood):
         return train_p99, {"source": "training", "windows": len(train), "quantile": 0.99,
                            "rejection": float(np.mean(train > train_p99))}  # fmt: skip
-    scores = ood_scores(enc8, prototypes, val)
+    scores, source, held_out = held.ood, held.source, held.held_out
     val_q = float(np.quantile(scores, 1.0 - target, method="higher"))
     # never stricter than the previous rule: a quantile over a few dozen validation windows is noisy, and
     # measured below the training p99 on small models (which then reported fewer live gestures)
@@ -413,8 +424,7 @@ def _roughness_threshold(info: dict[str, Any], segment: bool) -> tuple[float | N
 DEFAULT_CONFIDENCE = 0.5
 
 
-def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, held: tuple[np.ndarray | None, str, bool],
-                          ood_threshold: float, target: float, total: float,
+def _confidence_threshold(held: HeldOut | None, ood_threshold: float, target: float, total: float,
                           cross: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The confidence gate and the manifest's record of what both gates reject on validation windows.
 
@@ -424,19 +434,14 @@ def _confidence_threshold(enc8: Path, head: Path, prototypes: np.ndarray, held: 
     gate set there would answer `unknown` to the less typical live gestures. Without validation windows the
     previous 0.5 is kept, recorded as such.
     """
-    from edgessl.export.verify import decision_scores
-
-    val, source, held_out = held
-    if val is None or not len(val):
+    if held is None or not len(held.ood):
         return DEFAULT_CONFIDENCE, {"source": "default", "windows": 0, "target_rejection": total,
                                     "rejection": None}  # fmt: skip
-    X = val.astype(np.float32)
-    p, ood = decision_scores(str(enc8), str(head), prototypes, X)
-    conf = p.max(1)
+    conf, ood = held.confidence, held.ood
     q = float(np.quantile(conf if cross is None else np.concatenate([conf, cross[1]]), target, method="lower"))
     threshold = min(q, DEFAULT_CONFIDENCE)
     low, far = conf < threshold, ood > ood_threshold
-    return threshold, {"source": source, "windows": len(X), "held_out": held_out,
+    return threshold, {"source": held.source, "windows": len(conf), "held_out": held.held_out,
                        "cross_fitted_windows": 0 if cross is None else len(cross[1]),
                        "target_rejection": total, "confidence_quantile": q,
                        "confidence_rejection": float(low.mean()), "ood_rejection": float(far.mean()),

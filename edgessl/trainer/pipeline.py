@@ -666,6 +666,9 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
                 "val_curve": [{"epoch": int(h["epoch"]), "val_accuracy": float(h["val_accuracy"]),
                                "val_loss": float(h["val_loss"])} for h in history],
                 "seconds": time.perf_counter() - t0, "recipe_notes": run.notes}  # fmt: skip
+    # the refit trains on the validation windows: their decision scores under the model selected on them,
+    # which never trained on them, are what export sets the unknown-answer gates on (never the test split)
+    held_scores = _selection_scores(run, model) if cfg.refit and len(run.va) else {}
     if cfg.refit:
         if progress:
             pseudo = f" (and {len(X_fit) - len(run.tr)} pseudo-labelled)" if len(X_fit) > len(run.tr) else ""
@@ -676,7 +679,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
         model, method, _ = _train(run, np.concatenate([X_fit, run.Xva]), np.concatenate([y_fit, run.yva]),
                                   stop_after_epoch=best_epoch)  # fmt: skip
     metrics, E_tr = _test_report(run, model, history, best_epoch, val_acc, len(X_fit), self_training, t0, plots)
-    info = _bundle_info(run, model, method, metrics, E_tr)
+    info = {**_bundle_info(run, model, method, metrics, E_tr), **held_scores}
     n_held = _calibration_windows(run)
     if n_held < CROSS_FIT_BELOW:
         if progress:
@@ -743,8 +746,8 @@ def _test_report(run: _Run, model: Classifier, history: list[dict], best_epoch: 
     return metrics, E_tr
 
 
-# Export calibrates the decision gates on held-out windows: the validation split, or after a refit the test
-# split. A gate's 1-2 % tail cannot be read from a few dozen of them (a sample quantile of 16 rejects about
+# Export calibrates the decision gates on held-out windows: the validation split (after a refit, which
+# trains on it, their scores under the model selected before: ``_selection_scores``). A gate's 1-2 % tail cannot be read from a few dozen of them (a sample quantile of 16 rejects about
 # 1/17 of new data by construction; in the own-board journey, benchmarks/own_data.py, the gates set on 16
 # windows answered `unknown` to 5.7 % of a new session's gestures against a 2 % target). Below this many,
 # fine-tuning adds cross-fitted evidence: CROSS_FIT_FOLDS fresh models, each trained like the final one on
@@ -755,8 +758,21 @@ CROSS_FIT_FOLDS = 4
 
 def _calibration_windows(run: _Run) -> int:
     """How many held-out windows export will calibrate the decision gates on (see export's
-    ``_held_out_windows``): the test split after a refit, else the validation split."""
-    return len(run.X_test) if run.cfg.refit else len(run.va)
+    ``_held_out_scores``): the validation split's."""
+    return len(run.va)
+
+
+def _selection_scores(run: _Run, model: Classifier) -> dict[str, torch.Tensor]:
+    """The validation windows' decision scores under ``model``, the one selected on them before a refit
+    trains on them too: ``held_out_ood`` (1 − the largest cosine similarity to its class prototypes from
+    the training split, as the runtime scores) and ``held_out_confidence`` (its top softmax probability),
+    both fp32. A refit model has no held-out windows of its own; these stand in for them at export."""
+    E_tr = ev.embed(model.encoder, run.Xtr)
+    prototypes = _unit(_class_prototypes(E_tr, run.ytr, run.ds.n_classes))
+    ood = 1.0 - (_unit(ev.embed(model.encoder, run.Xva)) @ prototypes.T).max(1)
+    conf = pp.softmax(ev.predict_logits(model, run.Xva)).max(1)
+    return {"held_out_ood": torch.from_numpy(ood.astype(np.float32)),
+            "held_out_confidence": torch.from_numpy(conf.astype(np.float32))}  # fmt: skip
 
 
 def _cross_fit(run: _Run, best_epoch: int) -> dict[str, torch.Tensor]:

@@ -119,17 +119,30 @@ def test_confidence_gate_is_calibrated_on_validation_windows(small_model, small_
     assert rec["rejection"] <= rec["target_rejection"] + 2.0 / len(X)
 
 
-def test_gates_use_the_test_split_when_the_model_trained_on_its_validation_windows():
-    """A refit (the all-labels recipe) trains on the validation windows: calibrating there set the gates on
-    windows the model had learnt, so the export takes the held-out test split instead and says so."""
-    from edgessl.export.pipeline import _held_out_windows
+def test_a_refit_model_sets_its_gates_on_validation_scores_of_the_model_selected_before(tmp_path):
+    """A refit (the all-labels recipe) trains on the validation windows too: fine-tuning saves their scores
+    under the model selected on them before the refit, and export sets the gates on those (with the
+    cross-fitted ones), never on the test split, which then still measures what they reject."""
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, finetune
 
-    val, test = torch.zeros(4, 3, 8), np.ones((5, 3, 8), np.float32)
-    X, source, held = _held_out_windows({"validation_windows": val, "validation_held_out": True}, test, "test split of d")
-    assert source == "validation" and held and len(X) == 4
-    X, source, held = _held_out_windows({"validation_windows": val, "validation_held_out": False}, test, "test split of d")
-    assert source == "test" and held and X is test
-    X, source, held = _held_out_windows({"validation_windows": val, "validation_held_out": False}, test,
-                                        "training windows (the data spec did not load)")  # fmt: skip
-    assert source == "validation" and not held and len(X) == 4
-    assert _held_out_windows({}, test, "test split of d")[0] is None  # an older model.pt: the training rule
+    model = tmp_path / "refit"
+    cfg = FinetuneConfig(data=DataConfig(spec="synthetic:reps=6,length=128"), refit=True,
+                         fit=FitConfig(epochs=8, batch_size=64, warmup_epochs=1, drop_last=False))  # fmt: skip
+    finetune(cfg, model, progress=False, plots=False)
+    _, info = load_classifier(model)
+    n_val = len(info["validation_windows"])
+    assert not info["validation_held_out"] and len(info["held_out_ood"]) == len(info["held_out_confidence"]) == n_val
+    b = tmp_path / "refit.essl"
+    export_bundle(model, b, ExportConfig(min_agreement=0.9), progress=False)
+    m = open_bundle(b).manifest
+    rec, ood_rec = m["decision_calibration"], m["ood_calibration"]
+    assert rec["source"] == ood_rec["source"] == "validation (scored by the model selected before the refit)"
+    assert rec["held_out"] and rec["windows"] == ood_rec["windows"] == n_val
+    ood, conf = info["held_out_ood"].numpy(), info["held_out_confidence"].numpy()
+    cross = info["cross_fit_confidence"].numpy() if "cross_fit_confidence" in info else np.zeros(0)
+    q = np.quantile(np.concatenate([conf, cross]), rec["target_rejection"] * (1 - OOD_SHARE), method="lower")
+    assert rec["confidence_quantile"] == pytest.approx(q, abs=1e-6)
+    rejected = (conf < m["confidence_threshold"]) | (ood > m["ood_threshold"])
+    assert rec["rejection"] == pytest.approx(rejected.mean())

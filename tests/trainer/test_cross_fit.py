@@ -85,8 +85,8 @@ def test_too_few_windows_of_a_class_for_the_folds_gives_nothing(monkeypatch):
 
 
 def test_only_small_held_out_sets_get_cross_fitted():
-    assert pipeline._calibration_windows(_run(8, test=10)) == 10  # refit: the test split
-    run = _run(8)
+    run = _run(8, test=10)  # a refit: its validation windows still (scored before the refit), never the test split
+    assert pipeline._calibration_windows(run) == len(run.va)
     assert pipeline._calibration_windows(dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, refit=False))) == len(run.va)
 
 
