@@ -382,7 +382,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job end to end on embedded defaults (no hardware, no downloads)")
+    p = sub.add_parser("demo", help="the main job end to end on embedded defaults (no hardware, no downloads; needs [train])")
     p.add_argument("--data", default="synthetic", help="dataset spec (default: the synthetic generator)")
     p.add_argument("--quick", action="store_true", help="a small run (about a minute), used in CI")
     p.add_argument("--out", default="edgessl_demo", help="output folder for the report")

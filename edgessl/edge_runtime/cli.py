@@ -424,7 +424,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                           f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"
                           f"{enrolled}", file=out, flush=True)  # fmt: skip
                 check_board_model()
-                last_status, last_save = 0.0, time.monotonic()
+                # in a log (not a terminal) the first status line comes after a period, with a rate to show
+                last_status, last_save = (0.0 if tty else time.monotonic()), time.monotonic()
                 last_t: float | None = None  # stream time of the latest sample
                 while t_end is None or time.monotonic() < t_end:
                     if stop.signal is not None:
@@ -577,8 +578,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="model bundle (.essl)")
     p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
     p.add_argument("--wait", type=_wait_seconds, default="forever",
-                   help="seconds to wait for a port that is not there yet, or 'forever' (what a service wants); "
-                        "0 fails at once. Unplugs are always waited out")  # fmt: skip
+                   help="seconds to wait for a port that is not there yet or that another program holds, or "
+                        "'forever' (the default: what a service wants); 0 fails at once. Unplugs are always waited out")  # fmt: skip
     p.add_argument("--follow-device", action="store_true",
                    help="when another device (other id or channels) takes over the port, switch to it if it can "
                         "feed the model, instead of stopping with a device error")  # fmt: skip

@@ -112,7 +112,8 @@ class EnrollReport:
         nearest: the closest other class to the takes' mean and its cosine similarity (None without one).
         reference: the cosine similarity of the bundle's two closest class prototypes (None with one class).
         own: for a bundle class, the cosine similarity of the takes' mean to its own prototype (None for a new one).
-        warnings: things the user should know (a class close to another).
+        warnings: things the user should act on (a class close to another, takes close to their other gestures).
+        notes: things worth knowing (takes unlike the training people's way of making the gesture).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
     """
 
@@ -125,6 +126,7 @@ class EnrollReport:
     reference: float | None = None
     own: float | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
     flipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     reason: str = ""
 
@@ -290,6 +292,7 @@ class UserState:
         owner = np.concatenate([np.arange(len(b)), self.classes])
         sims = protos @ mean
         other = owner != c
+        i = -1
         if other.any():
             i = int(np.flatnonzero(other)[sims[other].argmax()])
             report.nearest = (labels[owner[i]], float(sims[i]))
@@ -299,10 +302,15 @@ class UserState:
         if c < len(p):  # personalising a bundle class: how like its training gestures the takes are
             report.own = float(p[c] @ mean)
             if report.nearest is not None and round(report.nearest[1], 2) > round(report.own, 2):  # as printed
-                report.warnings.append(f"these takes are closer to {report.nearest[0]} ({report.nearest[1]:.2f}) than "
-                                       f"to {label}'s training gestures ({report.own:.2f}): this enrollment is what "
-                                       f"teaches your {label}; if a take was not a whole {label}, enroll into a new "
-                                       "--state file (a take, once kept, stays)")  # fmt: skip
+                if i >= len(b):  # nearest to the user's own takes of another gesture: those two may be confused
+                    report.warnings.append(f"these takes are closer to your {report.nearest[0]} ({report.nearest[1]:.2f}) "
+                                           f"than to {label}'s training gestures ({report.own:.2f}): your two may be "
+                                           f"confused; if a take was not a whole {label}, enroll into a new --state "
+                                           "file (a take, once kept, stays)")  # fmt: skip
+                else:  # a person's own way of making it (common for a new user): what enrollment is for
+                    report.notes.append(f"your {label} differs from the training people's: closer to their "
+                                        f"{report.nearest[0]} ({report.nearest[1]:.2f}) than to their {label} "
+                                        f"({report.own:.2f}); this enrollment teaches the model yours")  # fmt: skip
         if new and report.nearest is not None:
             if report.nearest[1] >= too_close:
                 report.reason = (f"its takes are as similar to {report.nearest[0]} ({report.nearest[1]:.3f}) as "

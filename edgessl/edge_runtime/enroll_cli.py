@@ -184,8 +184,11 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         buffers.append(buf)
         if not d.json:
             what = "new class" if labels[0] not in rt.labels else "personalising"
+            held = rt.user_state.counts() if rt.user_state is not None else {}
+            extends = (f" (it already holds {', '.join(f'{k} {v}' for k, v in held.items())}: these takes are added; "
+                       "a new --state file starts afresh)" if held else "")  # fmt: skip
             d.line(f"# enrolling {', '.join(labels)} × {count} ({'calibration' if args.calibrate else what}) "
-                   f"from {dev.identity} into {args.state}")  # fmt: skip
+                   f"from {dev.identity} into {args.state}{extends}")  # fmt: skip
         return buf
 
     with rt:
@@ -216,6 +219,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 d.line(r.text())
                 for w in r.warnings:
                     d.line(f"  warning: {w}")
+                for n in r.notes:
+                    d.line(f"  note: {n}")
         if d.json:
             d.emit({"stats": stats})
         elif accepted:
@@ -285,7 +290,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--countdown", type=float, default=2.0, help="seconds between 'get ready' and GO (0: none)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: when all takes are done)")
     p.add_argument("--wait", type=_wait_seconds, default="30",
-                   help="seconds to wait for a port that is not there yet, or 'forever'; 0 fails at once")
+                   help="seconds to wait for a port that is not there yet or that another program holds (the "
+                        "service: stop it first), or 'forever' (default 30); 0 fails at once")  # fmt: skip
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
                    help="the device's protocol (auto: binary if it answers IDENTIFY, else text lines)")
     add_text_board_flags(p)

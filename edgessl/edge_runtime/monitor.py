@@ -362,8 +362,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON lines on stdout: a samples summary every second, predictions, events, gaps, device "
                         "states, final stats")  # fmt: skip
     p.add_argument("--wait", type=_wait_seconds, default=30.0,
-                   help="seconds to wait for a port that is not there yet (time to plug the board in), or "
-                        "'forever'; 0 fails at once. Unplugs are always waited out")  # fmt: skip
+                   help="seconds to wait for a port that is not there yet (time to plug the board in) or that "
+                        "another program holds, or 'forever' (default 30); 0 fails at once. Unplugs are always waited out")  # fmt: skip
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
                    help="the device's protocol (default auto: binary if it answers IDENTIFY, else text lines)")
     add_text_board_flags(p)

@@ -95,7 +95,7 @@ def check_data_fits(bundle: str, labels: list[str], channels: list[str], spec: s
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="fine-tuned model -> int8 ONNX bundle, verified against fp32")
+    p = sub.add_parser("export", help="fine-tuned model -> int8 ONNX bundle, verified against fp32 (needs [train])")
     p.add_argument("checkpoint_dir", help="the folder written by `edgessl finetune` (holds model.pt)")
     p.add_argument("--out", required=True, help="bundle path, e.g. model.essl")
     p.add_argument("--force", action="store_true", help="replace an existing file at --out (default: refuse)")

@@ -20,12 +20,12 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 import serial
 
 from edgessl.firmware_bridge import protocol as P
+from edgessl.firmware_bridge.ports import port_holders
 from edgessl.firmware_bridge.transport import list_devices
 
 __all__ = ["ANSWERS", "Probe", "candidates", "port_holders", "probe", "probe_all", "register"]
@@ -124,53 +124,6 @@ def candidates(paths: list[str] | tuple[str, ...] = (), *, discover: bool = True
     for path in paths:
         add(path, "argument")
     return rows
-
-
-def _pty_index(pid: str, fd: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
-            if line.startswith("tty-index:"):
-                return int(line.split(":", 1)[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def port_holders(path: str) -> list[tuple[int, str]]:
-    """Processes that have ``path`` open as readers: ``[(pid, command name)]`` (Linux ``/proc``; others: []).
-
-    The process that owns a pseudo-terminal (it holds the master side, as the simulator does) may keep one
-    descriptor of the slave open without counting as a reader.
-    """
-    if not os.path.isdir("/proc/self/fd") or "://" in path or not os.path.exists(path):
-        return []
-    target = os.path.realpath(path)
-    pts = target.startswith("/dev/pts/") and target.rsplit("/", 1)[1].isdigit()
-    index = int(target.rsplit("/", 1)[1]) if pts else None
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        slave_fds, owns_master = 0, False
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue  # gone, or not ours to look at
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link == target:
-                slave_fds += 1
-            elif pts and link in ("/dev/ptmx", "/dev/pts/ptmx"):
-                idx = _pty_index(pid, fd)
-                owns_master = owns_master or idx is None or idx == index
-        if slave_fds - (1 if owns_master else 0) > 0:
-            try:
-                name = Path(f"/proc/{pid}/comm").read_text().strip()
-            except OSError:
-                name = "?"
-            out.append((int(pid), name))
-    return out
 
 
 def _open_failure(e: Exception) -> Probe:

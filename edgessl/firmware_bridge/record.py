@@ -856,8 +856,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=None,
                    help="stop after this many seconds of recording (default: Ctrl-C, or all --count takes done)")  # fmt: skip
     p.add_argument("--wait", type=_wait_seconds, default="30",
-                   help="seconds to wait for a port that is not there yet, or 'forever'; 0 fails at once. "
-                        "Unplugs are always waited out")  # fmt: skip
+                   help="seconds to wait for a port that is not there yet or that another program holds, or "
+                        "'forever' (default 30); 0 fails at once. Unplugs are always waited out")  # fmt: skip
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto",
                    help="the device's protocol (auto: binary if it answers IDENTIFY, else text lines)")  # fmt: skip
     add_text_board_flags(p)

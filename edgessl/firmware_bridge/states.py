@@ -46,6 +46,17 @@ class StateReporter:
         while not self._queue.empty():
             self.report(self._queue.get())
 
+    def _holders(self) -> str:
+        """``"; it is in use by …"`` when another program has the port open (Linux), else ""."""
+        from edgessl.firmware_bridge.ports import port_holders
+
+        holders = [(pid, name) for pid, name in port_holders(self.port) if pid != os.getpid()]
+        if not holders:
+            return ""
+        who = ", ".join(f"{name} (pid {pid})" for pid, name in holders)
+        return (f"; it is in use by {who}, and one program at a time reads a port: stop it (the edgessl service: "
+                "sudo systemctl stop edgessl)")  # fmt: skip
+
     def report(self, state: str) -> None:
         if state == "closed":
             return
@@ -59,7 +70,7 @@ class StateReporter:
             limit = "forever" if self.wait is None else f"up to {self.wait:g} s"
             missing = ("; it is not there: if the name is wrong, `edgessl devices` lists the boards it finds"
                        if "://" not in self.port and not os.path.exists(self.port) else "")  # fmt: skip
-            self.note(f"waiting for {self.port} ({limit}; --wait sets the limit{missing})")
+            self.note(f"waiting for {self.port} ({limit}; --wait sets the limit{missing}{self._holders()})")
         elif state == "reconnecting":
             self.note(f"{self.port} went away; waiting for it to come back{self.gone}")
         elif state == "streaming" and not first:  # the first time, the command's header line says so

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import os
 import queue
 import stat
@@ -76,6 +77,11 @@ def list_devices() -> list[dict]:
     return out
 
 
+def _busy(e: BaseException) -> bool:
+    """The port is open in another program that locked it (pyserial's ``exclusive``, as edgessl opens ports)."""
+    return "exclusively lock" in str(e) or getattr(e, "errno", None) in (errno.EBUSY, errno.EWOULDBLOCK)
+
+
 class SerialTransport:
     """Owns the port and one reader thread that only moves bytes into a queue.
 
@@ -127,13 +133,23 @@ class SerialTransport:
         return self.url
 
     def _open(self) -> serial.SerialBase:
-        return serial.serial_for_url(self._resolve(), baudrate=self.baudrate, timeout=0.05, write_timeout=1.0)
+        # a local port is locked (flock) for as long as it is open: a second edgessl reading it (run while
+        # enroll or record has it, the service and a terminal) would steal every other byte of both streams
+        url = self._resolve()
+        lock = {"exclusive": True} if "://" not in url and os.name == "posix" else {}
+        return serial.serial_for_url(url, baudrate=self.baudrate, timeout=0.05, write_timeout=1.0, **lock)
 
     def _why(self, e: BaseException) -> str:
         """Why a port did not open, in the user's words: a local path that is not there says so once and
         where to look, instead of the driver's errno repeated."""
         if "://" not in self.url and not os.path.exists(self.url):
             return "no such port (`edgessl devices` lists the boards it finds)"
+        if _busy(e):
+            from edgessl.firmware_bridge.ports import port_holders
+
+            who = ", ".join(f"{name} (pid {pid})" for pid, name in port_holders(self.url)) or "another program"
+            return (f"in use by {who}: one program at a time reads a port; stop the other first (the edgessl "
+                    "service: sudo systemctl stop edgessl)")  # fmt: skip
         if self._not_a_device():
             return "not a serial port (a regular file or a folder); expected the board's device, e.g. /dev/ttyACM0 (`edgessl devices` lists the boards it finds)"
         return str(e)

@@ -242,7 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _fit_args(p, epochs=50, recipes=False)
     p.set_defaults(func=_cmd_pretrain)
 
-    p = sub.add_parser("finetune", help="fine-tune on a label budget; writes OUT/metrics.json and model.pt",
+    p = sub.add_parser("finetune", help="fine-tune on a label budget; writes OUT/metrics.json and model.pt (needs [train])",
                        description="Fine-tune with a named recipe. Any FinetuneConfig field (views, FixMatch, "
                                    "self-training, refit, encoder widths, batch size, learning rate, validation "
                                    "split...) can be set in a --config file.")  # fmt: skip
@@ -272,12 +272,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _fit_args(p, epochs=100, recipes=True)
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="linear probe and k-NN of a checkpoint's frozen encoder")
+    p = sub.add_parser("evaluate", help="linear probe and k-NN of a checkpoint's frozen encoder (needs [train])")
     p.add_argument("checkpoint", help="a pretrain or finetune folder or checkpoint.pt")
     _data_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("inspect", help="dissection, embedding correlation, input importance of a checkpoint (PNGs)")
+    p = sub.add_parser("inspect", help="dissection, embedding correlation, input importance of a checkpoint (PNGs; needs [train])")
     p.add_argument("checkpoint", help="a pretrain or finetune folder or checkpoint.pt")
     _data_args(p, "dataset spec (default: the checkpoint's)")
     p.add_argument("--out", required=True, help="folder for inspect.json and the plots (required)")

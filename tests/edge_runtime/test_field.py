@@ -481,6 +481,9 @@ def test_deploy_unit_restarts_on_replug_and_uses_the_recommended_adaptation():
     keys = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
     assert "BindsTo" not in keys and "Requires" not in keys  # an unplug must not stop it for good
     assert keys["Restart"] == "always" and keys["StartLimitIntervalSec"] == "0"
+    # what a restart cannot mend stops it (every 2 s forever otherwise); a device error (5) is waited out
+    prevented = {int(c) for c in keys["RestartPreventExitStatus"].split()}
+    assert prevented == {ExitCode.USAGE, ExitCode.DATA, ExitCode.MODEL, ExitCode.MISSING_EXTRA}
     argv = shlex.split(keys["ExecStart"])[1:]
     args = build_parser().parse_args(argv)  # the command line is valid for this version
     assert args.command == "run" and args.wait is None  # waits for the board forever

@@ -205,3 +205,19 @@ def test_channels_for_a_board_that_names_its_own_is_said_to_be_unused(tmp_path):
         with ImuStream(sim.path) as s:
             assert channels_flag_problem(s, "/dev/imu") is None
     assert problem is not None and "--channels is not used" in problem and "['acc_x', 'acc_y', 'acc_z']" in problem
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the lock is flock; the holder's name is read from /proc")
+def test_a_port_another_reader_holds_is_refused_with_its_holder(tmp_path):
+    """Two readers of one port would steal each other's bytes (enroll while the service runs): the second
+    open is refused, naming who holds it; once the first closes, it opens."""
+    import os
+
+    with SimulatedImu(_signal(), RATE, ["acc_x", "acc_y", "acc_z"], speed=2.0, link=str(tmp_path / "imu")) as sim:
+        first = SerialTransport(sim.path).open()
+        try:
+            with pytest.raises(P.DeviceLost, match=r"cannot open .*imu.*: in use by .*\(pid " + str(os.getpid()) + r"\)"):
+                SerialTransport(sim.path, wait_for_port=0.0).open()
+        finally:
+            first.close()
+        SerialTransport(sim.path, wait_for_port=0.0).open().close()
