@@ -112,8 +112,8 @@ class EnrollReport:
         nearest: the closest other class to the takes' mean and its cosine similarity (None without one).
         reference: the cosine similarity of the bundle's two closest class prototypes (None with one class).
         own: for a bundle class, the cosine similarity of the takes' mean to its own prototype (None for a new one).
-        warnings: things the user should act on (a class close to another, takes close to their other gestures).
-        notes: things worth knowing (takes unlike the training people's way of making the gesture).
+        warnings: things the user should act on (a new class close to another, doubtful takes left out).
+        notes: things worth knowing (takes nearer another gesture than the training people's way of making theirs).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
     """
 
@@ -302,11 +302,12 @@ class UserState:
         if c < len(p):  # personalising a bundle class: how like its training gestures the takes are
             report.own = float(p[c] @ mean)
             if report.nearest is not None and round(report.nearest[1], 2) > round(report.own, 2):  # as printed
-                if i >= len(b):  # nearest to the user's own takes of another gesture: those two may be confused
-                    report.warnings.append(f"these takes are closer to your {report.nearest[0]} ({report.nearest[1]:.2f}) "
-                                           f"than to {label}'s training gestures ({report.own:.2f}): your two may be "
-                                           f"confused; if a take was not a whole {label}, enroll into a new --state "
-                                           "file (a take, once kept, stays)")  # fmt: skip
+                # information, not a warning: a take the enrolled rule would answer wrongly is refused below (the
+                # actionable guard); on correct takes of new users this fired for half the gestures (walkthrough)
+                if i >= len(b):  # nearest to the user's own takes of another gesture
+                    report.notes.append(f"your {label} is close to your {report.nearest[0]} ({report.nearest[1]:.2f}; "
+                                        f"to the training people's {label} {report.own:.2f}): if `run` confuses the "
+                                        "two, perform them more differently and enroll into a new --state file")  # fmt: skip
                 else:  # a person's own way of making it (common for a new user): what enrollment is for
                     report.notes.append(f"your {label} differs from the training people's: closer to their "
                                         f"{report.nearest[0]} ({report.nearest[1]:.2f}) than to their {label} "
