@@ -106,8 +106,9 @@ def load_windows(spec: str) -> WindowDataset:
                               "labelled sessions (edgessl record --label NAME); unlabelled data serves pretraining")
     if isinstance(ds, StreamDataset):
         raise DataFormatError(
-            f"{spec}: this is a continuous-stream dataset ({ds.summary()}); cut windows from it with "
-            "StreamDataset.to_windows() or use a windowed source"
+            f"{spec}: this is a continuous-stream dataset ({ds.summary()}); for labelled windows give one label "
+            "per recording and npz:PATH?split=S, or, with a label per sample, write it as a CSV with a 'label' "
+            "column (csv:PATH: each run of one label is a performance), or use a windowed layout (X_train ...)"
         )
     return ds
 

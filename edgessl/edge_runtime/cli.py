@@ -316,7 +316,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         model_mismatch,
     )
     from edgessl.edge_runtime.rate import RateMeter
-    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
+    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime, InputWarning
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
@@ -349,6 +349,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                          "replaces a file)")  # fmt: skip
     with warnings.catch_warnings(), _StopSignals() as stop, serving(args.serve, "run", out, args.json) as dash:
         warnings.showwarning = _one_line_warning
+        # run checks the units itself, naming --port (and the bridge's timestamps are seconds)
+        warnings.simplefilter("ignore", InputWarning)
         adapter = build_adapter(args.adapt, state_path=args.adapt_state)
         with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
                             user_state=args.state) as rt:  # fmt: skip

@@ -179,7 +179,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # resolved per call: a default bound at import misses a redirected stdout
     from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
     from edgessl.edge_runtime.dashboard_feed import Feed
-    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime
+    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime, InputWarning
     from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceLost
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
@@ -207,6 +207,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
     with warnings.catch_warnings(), _StopSignals() as stop, contextlib.ExitStack() as stack:
         warnings.showwarning = warning_printer("monitor")
+        warnings.simplefilter("ignore", InputWarning)  # said below, naming --port
         dash = stack.enter_context(serving(args.serve, "monitor", out, args.json))
         rt: GestureRuntime | None = None
         if args.model:
@@ -285,6 +286,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         feed.samples(ev.t_device, ev.values, ev.t_host)
                     if rt is None:
                         continue
+                    said = len(rt.input_problems)
                     for g in rt.feed(ev.values[:, idx], ev.t_device):
                         if feed is not None:
                             feed.event(g)
@@ -295,6 +297,11 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             emit(g.to_json())
                         else:
                             screen.line(event_text(g))
+                    for problem in rt.input_problems[said:]:  # the board's units, seen by the model's runtime
+                        stats["units"] = problem
+                        if args.json:
+                            emit({"warning": f"--port {args.port}: {problem}"})
+                        warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
                 if feed is not None:
                     feed.tick(dev, reconnects=view.reconnects)
                 now = time.monotonic()

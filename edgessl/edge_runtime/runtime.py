@@ -36,6 +36,7 @@ from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open
 from edgessl.edge_runtime.enroll import BundleTemplates, EnrolledHead, EnrollReport, StateMismatch, UserState
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 from edgessl.segmenter import SegmentParams, profile
+from edgessl.units import UnitWatch
 
 UNKNOWN = "unknown"
 
@@ -137,6 +138,26 @@ def _make_session(model: bytes, providers: list[str] | None, threads: int, probe
     return sess, sess.get_providers()
 
 
+class InputWarning(UserWarning):
+    """What the first seconds fed to :meth:`GestureRuntime.feed` show wrong (an accelerometer not in g,
+    timestamps not in seconds): every answer would be meaningless, and nothing else would say why."""
+
+
+# timestamps fed whose median step puts the sample rate outside this range are not seconds
+CLOCK_RATE_HZ = (5.0, 5000.0)
+
+
+def clock_problem_text(dt: float, rate_hz: float) -> str | None:
+    """What is wrong with timestamps that advance ``dt`` per sample (median), or None."""
+    hz = 1.0 / dt if dt > 0 else math.inf
+    if CLOCK_RATE_HZ[0] <= hz <= CLOCK_RATE_HZ[1]:
+        return None
+    scale = next((f"; they look like {unit}: divide by {k:g}" for unit, k in (("milliseconds", 1e3), ("microseconds", 1e6))
+                  if CLOCK_RATE_HZ[0] <= k / dt <= CLOCK_RATE_HZ[1]), "")  # fmt: skip
+    return (f"timestamps advance {dt:.4g} per sample: read as seconds, {hz:.4g} samples a second, where the model "
+            f"was trained at {rate_hz:g} Hz; feed() takes seconds{scale}")  # fmt: skip
+
+
 class GestureRuntime:
     """Live gesture recognition from a bundle.
 
@@ -164,6 +185,8 @@ class GestureRuntime:
             segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick) and
             ``"movements_too_long"`` (``max_duration_s`` or longer: shaking, continuous motion). These five are
             present (0) from the start.
+        input_problems: what the first 2 s fed showed wrong (accelerometer channels not in g, timestamps not
+            in seconds), each also an :class:`InputWarning` once; empty when the input looks right.
         roughness_threshold: the noise gate of segment bundles (None: no gate); with a user state, at least
             twice the roughness of their roughest take (an enrolled gesture is never noise to them).
     """
@@ -246,6 +269,10 @@ class GestureRuntime:
             for k in (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED):
                 self.stats[k] = 0
         self.latencies_ms: list[float] = []
+        self.input_problems: list[str] = []
+        self._units = UnitWatch(self.channels, self.bundle.units, samples=max(50, int(2 * self.rate_hz)))
+        self._steps: list[np.ndarray] = []  # the first timestamp steps fed, until the clock is checked
+        self._clock_checked = False
         # the newest window (segment) classified and its prediction, for displays (edgessl monitor)
         self.last_prediction: tuple[ModelInput, Prediction] | None = None
 
@@ -357,6 +384,9 @@ class GestureRuntime:
 
     def _checked(self, window: np.ndarray) -> np.ndarray:
         """``[C, T]`` or ``[N, C, T]`` as float32 ``[N, C, T]``, or ValueError naming what is wrong."""
+        if self.session is None:
+            raise RuntimeError(f"{self.bundle.path}: this GestureRuntime is closed (the end of its `with` block, or "
+                               "close()); open a new one")  # fmt: skip
         x = np.asarray(window, np.float32)
         if x.ndim == 2:
             x = x[None]
@@ -464,6 +494,7 @@ class GestureRuntime:
         if len(t) == 0:
             return []
         prev = np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
+        self._check_input(x, t - prev)
         back = np.flatnonzero(t <= prev)
         events: list[Event] = []
         start = 0
@@ -475,6 +506,23 @@ class GestureRuntime:
                 self._new_timeline()
             start = cut
         return events
+
+    def _check_input(self, x: np.ndarray, steps: np.ndarray) -> None:
+        """The first 2 s fed: accelerometer channels in g, timestamps in seconds; a problem is said once."""
+        found = []
+        if not self._units.done and (problem := self._units.add(x)):
+            found.append(f"{problem} (the model expects g)")
+        if not self._clock_checked:
+            self._steps.append(steps[np.isfinite(steps) & (steps > 0)])
+            if sum(len(s) for s in self._steps) >= self._units.samples:
+                self._clock_checked = True
+                problem = clock_problem_text(float(np.median(np.concatenate(self._steps))), self.rate_hz)
+                self._steps = []
+                if problem:
+                    found.append(problem)
+        for problem in found:
+            self.input_problems.append(problem)
+            warnings.warn(f"GestureRuntime.feed: {problem}", InputWarning, stacklevel=3)
 
     def _feed_increasing(self, x: np.ndarray, t: np.ndarray) -> list[Event]:
         events = []

@@ -126,3 +126,39 @@ def test_providers_fallback_warns(small_bundle):
     with pytest.warns(UserWarning, match="not available"):
         rt = GestureRuntime(small_bundle, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
     assert rt.providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(("scale", "clock", "expected"), [
+    (1.0, 1.0, None),  # g and seconds: nothing to say
+    (1000.0, 1.0, "look like mg"),
+    (9.81, 1.0, "look like m/s²"),
+    (1.0, 1000.0, "look like milliseconds: divide by 1000"),
+    (1.0, 1e6, "look like microseconds: divide by 1e+06"),
+])  # fmt: skip
+def test_feed_says_once_when_units_or_timestamps_are_wrong(small_bundle, scale, clock, expected):
+    """An app feeding its own samples (no bridge, no `run`) in mg or with millisecond timestamps got no
+    event and no word (walkthrough): the first 2 s are checked, a problem is warned once and kept."""
+    import warnings
+
+    from edgessl.edge_runtime.runtime import InputWarning
+
+    st = make_stream(SyntheticConfig(seed=0, reps=6), n_gestures=4)
+    t = np.arange(st.signal.shape[1]) / 100.0 * clock
+    with warnings.catch_warnings(record=True) as caught, GestureRuntime(small_bundle) as rt:
+        warnings.simplefilter("always")
+        for i in range(0, st.signal.shape[1], 10):
+            rt.feed(st.signal[:, i : i + 10].T * scale, t[i : i + 10])
+    said = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    if expected is None:
+        assert said == [] and rt.input_problems == []
+    else:
+        assert len(said) == 1 and expected in said[0] and said[0].startswith("GestureRuntime.feed: "), said
+        assert rt.input_problems == [said[0].removeprefix("GestureRuntime.feed: ")]
+
+
+def test_a_closed_runtime_says_so(small_bundle):
+    with GestureRuntime(small_bundle) as rt:
+        window = np.zeros((len(rt.channels), rt.window), np.float32)
+        rt.classify(window)
+    with pytest.raises(RuntimeError, match="this GestureRuntime is closed"):
+        rt.classify(window)
