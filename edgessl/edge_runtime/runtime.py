@@ -363,6 +363,37 @@ class GestureRuntime:
         self._use_state()
         return report
 
+    def takes(self, recording: np.ndarray, rate_hz: float | None = None) -> np.ndarray:
+        """The performances in ``recording [C, N]`` (the bundle's channels and units; a gesture made a few
+        times, still between them) as :meth:`enroll` takes them: ``[S, C, T]``, cut as this runtime cuts live
+        (:attr:`segmentation`, the user state's cut included) and stretched to the model's window.
+
+        Args:
+            recording: samples, channel-major.
+            rate_hz: its sample rate (default the bundle's); another rate is resampled to the bundle's first.
+
+        Raises:
+            ValueError: a sliding-window bundle (its windows are fixed-length slices: give them to
+                :meth:`enroll` as they are), another channel count, or non-finite samples.
+        """
+        from edgessl.segmenter import segment_signal
+
+        x = np.asarray(recording, np.float32)
+        if x.ndim != 2 or x.shape[0] != len(self.channels):
+            raise ValueError(f"expected a recording [{len(self.channels)}, n] (channels {self.channels}); got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("recording contains NaN or inf")
+        seg = self.segmentation
+        if seg is None:
+            raise ValueError("a sliding-window bundle has no cut performances: give enroll() windows "
+                             f"[N, {len(self.channels)}, {self.window}] directly")  # fmt: skip
+        if rate_hz is not None and abs(rate_hz - self.rate_hz) > 1e-6 * self.rate_hz:
+            x = preprocess.resample(x, float(rate_hz), self.rate_hz).astype(np.float32)
+        rows = segment_signal(x, self.rate_hz, seg)
+        if not len(rows):
+            return np.zeros((0, len(self.channels), self.window), np.float32)
+        return np.stack([preprocess.resample_to_length(x[:, a:b], self.window) for a, b in rows]).astype(np.float32)
+
     @property
     def metadata(self) -> dict[str, Any]:
         return {"labels": self.labels, "rate_hz": self.rate_hz, "window": self.window, "stride": self.bundle.stride,
