@@ -350,8 +350,16 @@ class GestureRuntime:
 
         The takes are embedded with the bundle's encoder (no adapter), checked by the guards of
         :meth:`UserState.enroll` and, if accepted, used at once; save with ``rt.user_state.save(path)``.
+
+        Raises:
+            ValueError: another shape, non-finite values, or (a segment bundle in g) takes of which none moves.
         """
         x = self._checked(np.asarray(windows))
+        g = [i for i, u in enumerate(self.bundle.units) if u == "g"]
+        if self.bundle.segmentation is not None and g:  # a cut gesture moves; a still window is no performance
+            if preprocess.is_still(x[:, g]).all():
+                raise ValueError(f"none of the {len(x)} take(s) of {label!r} moves (every accelerometer axis varies "
+                                 f"less than {preprocess.STILL_STD:g} g): no performance to enroll")  # fmt: skip
         if self.user_state is None:
             self.user_state = UserState(self.bundle.checksum, self.bundle.labels, dim=self.W.shape[1])
         adapter, self.adapter = self.adapter, None  # the takes are embedded as the bundle made them

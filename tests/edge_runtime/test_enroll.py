@@ -298,3 +298,6 @@ def test_takes_cuts_a_recording_as_the_runtime_cuts_live(small_bundle):
         assert rt.enroll(lb, X).accepted
         with pytest.raises(ValueError, match="expected a recording"):
             rt.takes(x.T)
+        with pytest.raises(ValueError, match=r"none of the 2 take\(s\) of 'flat' moves"):  # walkthrough: a class
+            rt.enroll("flat", np.stack([np.repeat(still[:, :1], rt.window, axis=1)] * 2))
+        assert "flat" not in rt.labels
