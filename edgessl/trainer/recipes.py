@@ -118,3 +118,21 @@ def recipe_config(name: str = AUTO, **settings: Any):
             print(line, file=sys.stderr, flush=True)
         cfg = dataclasses.replace(cfg, data=data)
     return cfg
+
+
+def pretrain_config(**settings: Any):
+    """A :class:`~edgessl.trainer.pipeline.PretrainConfig` from the defaults with ``settings`` laid on top, as
+    ``recipe_config`` builds a fine-tuning one: top-level fields, and ``data`` / ``encoder`` / ``method`` /
+    ``fit`` as dicts of their fields. Example: ``pretrain_config(data={"spec": "dir:my_board"},
+    method={"name": "vicreg"}, fit={"epochs": 20})``.
+
+    Raises:
+        ValueError: an unknown setting (named, with the ones expected there).
+    """
+    from edgessl.trainer.config_file import check_keys, merge
+    from edgessl.trainer.pipeline import PretrainConfig
+
+    sections = ("data", "encoder", "method", "fit")
+    d = PretrainConfig().to_dict()
+    check_keys(settings, d, sections, "pretrain_config()")
+    return PretrainConfig.from_dict(merge(d, settings, sections))

@@ -27,3 +27,16 @@ def test_recipe_config_layers_and_refuses_unknown_settings():
         recipes.recipe_config(rotate=30)
     with pytest.raises(ValueError, match="unknown recipe 'fast'"):
         recipes.recipe_config("fast")
+
+
+def test_pretrain_config_lays_settings_on_the_defaults_and_names_unknown_ones():
+    """The Python API's pretraining config in one call (a walkthrough nested dataclasses.replace three deep)."""
+    from edgessl.trainer.pipeline import PretrainConfig
+    from edgessl.trainer.recipes import pretrain_config
+
+    cfg = pretrain_config(data={"spec": "dir:my_board"}, method={"name": "vicreg"}, fit={"epochs": 20})
+    default = PretrainConfig()
+    assert (cfg.data.spec, cfg.method.name, cfg.fit.epochs) == ("dir:my_board", "vicreg", 20)
+    assert cfg.fit.lr == default.fit.lr and cfg.encoder == default.encoder  # the rest stays the default
+    with pytest.raises(ValueError, match=r"unknown key 'fit.epochz'.*epochs"):
+        pretrain_config(fit={"epochz": 20})
