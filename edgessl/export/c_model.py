@@ -632,6 +632,8 @@ extern "C" {{
 #define ESSL_MODEL_RATE_HZ   {c_float(rate)}
 #define ESSL_MODEL_ARENA_BYTES {arena}
 #define ESSL_MODEL_MACS      {low.macs}L /* the encoder's; the head adds CLASSES x EMBED_DIM */
+/* the bundle's checksum (its manifest's sha256): which model this is, for the host (MODEL_INFO) */
+#define ESSL_MODEL_SHA256    "{b.checksum}"
 
 typedef enum {{
     ESSL_MODEL_OK = 0,

@@ -77,6 +77,7 @@ def test_c_model_agrees_with_onnxruntime_int8(small_bundle, c_lib, request):
     assert json.loads((out / "essl_model_info.json").read_text())["macs"] == info["macs"]
     h = (out / "essl_model.h").read_text()
     assert f"#define ESSL_MODEL_LENGTH    {b.window}" in h and f"#define ESSL_MODEL_CLASSES   {len(b.labels)}" in h
+    assert f'#define ESSL_MODEL_SHA256    "{b.checksum}"' in h  # which model a board runs, for the host
     assert "malloc" not in (out / "essl_model.c").read_text() and "stdio" not in (out / "essl_model.c").read_text()
 
 

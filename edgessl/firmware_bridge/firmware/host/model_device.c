@@ -13,8 +13,8 @@
  * stdout: the board's wire bytes. stderr: "cue LABEL" for each CMD_CUE (the prompt), and errors.
  * Exits 0 at the end of stdin, 2 on bad arguments (one line on stderr).
  *
- * The bundle checksum MODEL_INFO reports is compiled in: -DESSL_BOARD_SHA256=\"<64 hex digits>\" (the bundle's
- * checksum, bundle_checksum in essl_model_info.json); without it the board says it does not know (zeros).
+ * The bundle checksum MODEL_INFO reports is compiled in: ESSL_MODEL_SHA256 of the generated essl_model.h (a
+ * header of an older export has none: -DESSL_BOARD_SHA256=\"<64 hex digits>\"); without either, zeros ("unknown").
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -27,6 +27,9 @@
 #include "../essl_protocol.h"
 #include "essl_model.h"
 #include "essl_stream.h"
+#if !defined(ESSL_BOARD_SHA256) && defined(ESSL_MODEL_SHA256)
+#define ESSL_BOARD_SHA256 ESSL_MODEL_SHA256 /* the generated header's: the bundle's checksum */
+#endif
 
 #define RX_CAP (4u * ESSL_MAX_FRAME)
 

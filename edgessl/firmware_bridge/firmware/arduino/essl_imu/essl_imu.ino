@@ -9,8 +9,8 @@
 // essl_stream.h/.c) copied next to the sketch: it then announces that it runs a model, and while a host has
 // asked (CMD_EVENTS) it pushes every sample through essl_stream_push and sends an EVENT for each gesture,
 // alongside the samples or instead of them. The model's rate is the board's rate (SET_RATE to another is refused)
-// and its channels are the accelerometer's x, y, z in g. Define ESSL_BOARD_SHA256 as the bundle's checksum
-// (bundle_checksum in DIR/essl_model_info.json, as a string) so the host can tell which model the board runs.
+// and its channels are the accelerometer's x, y, z in g. The host is told which model the board runs by the
+// bundle's checksum, ESSL_MODEL_SHA256 of essl_model.h (define ESSL_BOARD_SHA256 to report another).
 // The model adds its weights to flash and its arena and stream state to RAM (see essl_model_info.json).
 // #define ESSL_WITH_MODEL
 #include <Wire.h>
@@ -22,6 +22,9 @@ extern "C" {
 #include "essl_stream.h"
 #endif
 }
+#if defined(ESSL_WITH_MODEL) && !defined(ESSL_BOARD_SHA256) && defined(ESSL_MODEL_SHA256)
+#define ESSL_BOARD_SHA256 ESSL_MODEL_SHA256
+#endif
 
 static const uint8_t MPU_ADDR = 0x68;
 static const uint8_t PER_FRAME = 10;
