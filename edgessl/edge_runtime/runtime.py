@@ -177,8 +177,8 @@ class GestureRuntime:
             join the decisions (see :mod:`edgessl.edge_runtime.enroll`). A state of another bundle is refused.
 
     Attributes:
-        stats: counters of what the stream did to the windows: ``"filled_gaps"`` (bridged),
-            ``"window_resets"`` (long gaps), ``"timeline_resets"`` (new timelines, from :meth:`gap` or
+        stats: counters of what the stream did to the windows: ``"filled_gaps"`` (holes in the timestamps
+            bridged), ``"window_resets"`` (longer gaps, told by :meth:`gap` or seen in the timestamps), ``"timeline_resets"`` (new timelines, from :meth:`gap` or
             :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
             ``"unknown_out_of_distribution"``; and the movements a segment bundle never classifies (its
@@ -566,6 +566,11 @@ class GestureRuntime:
     def _feed_increasing(self, x: np.ndarray, t: np.ndarray) -> list[Event]:
         events = []
         inputs = self.windower.push(x, t)
+        holes = self.windower.time_gaps  # the holes the timestamps showed (announced by gap() or not)
+        if holes["filled"] or holes["reset"]:
+            self.stats["filled_gaps"] += holes["filled"]
+            self.stats["window_resets"] += holes["reset"]
+            holes.clear()
         self._last_t = float(t[-1])
         if self.windower.mode == "segment":  # movements the segmenter cut but no gesture can be: counted
             seg = self.windower.segmenter
@@ -596,7 +601,7 @@ class GestureRuntime:
         if timeline_reset:
             self._new_timeline()
         elif seconds is not None and seconds <= self.windower.max_fill_s:
-            self.stats["filled_gaps"] += 1
+            pass  # bridged, and counted, when the samples after it arrive (their timestamps show the hole)
         else:
             self.stats["window_resets"] += 1
             self._restart_windows()

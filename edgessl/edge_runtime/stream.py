@@ -14,6 +14,7 @@ unless the gap is short enough to fill by interpolation, in which case the windo
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -88,6 +89,8 @@ class StreamWindower:
         self._filled_until = -np.inf
         self.segmenter = MotionSegmenter(channels, rate_hz, self.seg, lookback=cap)
         self.idle = True
+        # holes found in the timestamps pushed: bridged ("filled") or too long ("reset": the windows restart)
+        self.time_gaps: Counter[str] = Counter(filled=0, reset=0)
 
     def reset(self) -> None:
         self.buf.reset()
@@ -120,9 +123,11 @@ class StreamWindower:
             # a real gap (or time going backwards): finish the part before it, then start afresh
             cut = int(big[0]) + 1 - len(prev)  # index into t of the first sample after the gap
             out = self.push(samples[:cut], t[:cut]) if cut > 0 else []
+            self.time_gaps["reset"] += int(dt[big[0]] > 0)  # a jump forward (backwards: the caller's new timeline)
             self.reset()
             return out + self.push(samples[cut:], t[cut:])
         small = np.flatnonzero(dt > 1.5 / self.rate)
+        self.time_gaps["filled"] += len(small)
         if len(small):
             self._filled_until = float(t[int(small[-1]) + 1 - len(prev)])  # windows covering this time are flagged
         # include the previous raw sample so interpolation spans call boundaries

@@ -60,7 +60,7 @@ def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
         assert c[3] == pytest.approx(p[3], abs=2e-3)
     samples, segments, events, suppressed, window_resets, timeline_resets, too_short, too_long = stats
     assert samples == len(x) and events == len(py_events) and segments >= events
-    assert window_resets == 1 and timeline_resets == 1 == py_stats["backwards_timestamps"]
+    assert window_resets == 1 == py_stats["window_resets"] and timeline_resets == 1 == py_stats["backwards_timestamps"]
     # movements never classified are counted alike on both sides: the shaking and the bump at least
     assert too_long == py_stats["movements_too_long"] >= 1 and too_short == py_stats["movements_too_short"] >= 1
     reasons = {e[5] for e in c_events if e[0] == -1}
