@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import serial
@@ -74,10 +75,32 @@ def _alive(pid: str) -> bool:
 
 
 def _simulator_links() -> list[str]:
-    """Links running simulators keep; one left by a killed simulator is skipped (its pty number may have been
-    reused by another program since)."""
+    """Links running simulators keep: the default names in the temp folder, and (Linux) the ``--link`` paths
+    of running ``edgessl simulate`` processes. One left by a killed simulator is skipped (its pty number may
+    have been reused by another program since)."""
     links = sorted(glob.glob(os.path.join(tempfile.gettempdir(), SIMULATOR_LINKS)))
-    return [p for p in links if os.path.islink(p) and os.path.exists(p) and _alive(p.rsplit("-", 1)[1])]
+    found = [p for p in links if os.path.islink(p) and os.path.exists(p) and _alive(p.rsplit("-", 1)[1])]
+    return found + [p for p in _linked_simulators() if p not in found]
+
+
+def _linked_simulators() -> list[str]:
+    """The ``--link`` paths of the running ``edgessl simulate`` processes that still point at a device."""
+    out: list[str] = []
+    for pid in filter(str.isdigit, os.listdir("/proc")) if os.path.isdir("/proc") else ():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue  # gone, or not ours to look at
+        if "simulate" not in argv or not any(a.endswith("edgessl") or a == "edgessl" for a in argv[:3]):
+            continue
+        for i, a in enumerate(argv[:-1]):
+            link = argv[i + 1] if a == "--link" else a.split("=", 1)[1] if a.startswith("--link=") else None
+            if link:
+                path = os.path.join(cwd, link)
+                if os.path.islink(path) and os.path.exists(path) and path not in out:
+                    out.append(os.path.normpath(path))
+    return sorted(out)
 
 
 def candidates(paths: list[str] | tuple[str, ...] = (), *, discover: bool = True) -> list[dict[str, Any]]:

@@ -127,3 +127,22 @@ def test_nothing_found_says_how_to_find_and_allow_the_board(monkeypatch):
 ])  # fmt: skip
 def test_open_failures_are_named(exc, answer):
     assert D._open_failure(exc).answer == answer
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="running simulators are found through /proc")
+def test_a_simulator_on_a_link_of_its_own_is_found(tmp_path):
+    """`edgessl simulate --link PATH` (the README's way) was missing from `edgessl devices` (walkthrough):
+    only the default names in the temp folder were looked at."""
+    link = tmp_path / "board"
+    sim = subprocess.Popen([sys.executable, "-m", "edgessl", "simulate", "--link", str(link)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rows = {r["device"]: r for r in D.candidates()}
+        assert str(link) in rows and rows[str(link)]["source"] == "simulator", rows
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert str(link) not in {r["device"] for r in D.candidates()}  # gone with its simulator
