@@ -356,6 +356,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             user_state=args.state) as rt:  # fmt: skip
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
+            if rt.user_state is not None:  # in a service's log too: which user's enrollment is in use
+                stats["user_state"] = {"path": args.state, "takes": rt.user_state.counts(),
+                                       "segmentation": rt.user_state.segmentation or "default"}  # fmt: skip
+                if args.json:
+                    emit({"user_state": stats["user_state"]})
             meter = RateMeter()  # the status line's rate and the page's
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None
             if feed is not None:

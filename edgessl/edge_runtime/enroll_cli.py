@@ -229,8 +229,10 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     refused = [r for r in reports if not r.accepted]
     if refused:
         kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
+        again = (f"; enroll {refused[0].label} again alone, with more takes: edgessl enroll {args.bundle} --port "
+                 f"{args.port} --state {args.state} --label {refused[0].label} --count 3")  # fmt: skip
         raise DataError(f"--state {args.state}: enrollment of {', '.join(r.label for r in refused)} refused "
-                        f"({refused[0].reason}){kept}")  # fmt: skip
+                        f"({refused[0].reason}){kept}{again}")  # fmt: skip
     if guide.gave_up:  # nobody performed (or the board could not): the labels without takes are not enrolled
         done = {r.label for r in accepted}
         saved = (f"; the others were saved to {args.state}" if done else

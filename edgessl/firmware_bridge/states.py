@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,10 @@ class StateReporter:
         first = state not in self._seen
         self._seen.add(state)
         if self.json_mode:
-            self.emit({"device": {"state": state, "port": self.port}})
+            held = self._holders() if state == "waiting" else ""
+            self.emit({"device": {"state": state, "port": self.port, **({"why": held[2:]} if held else {})}})
+            if held:  # a service's journal: who keeps it waiting
+                warnings.warn(f"waiting for {self.port}{held}", stacklevel=2)
         elif state == "waiting":
             limit = "forever" if self.wait is None else f"up to {self.wait:g} s"
             missing = ("; it is not there: if the name is wrong, `edgessl devices` lists the boards it finds"

@@ -221,3 +221,21 @@ def test_a_port_another_reader_holds_is_refused_with_its_holder(tmp_path):
         finally:
             first.close()
         SerialTransport(sim.path, wait_for_port=0.0).open().close()
+
+
+def test_a_service_waiting_for_a_held_port_logs_who_holds_it(monkeypatch):
+    """`run --json` under systemd, while `enroll` holds the port: the events log and the journal say who
+    keeps it waiting (it waits forever, so the open error that names the holder never comes)."""
+    import warnings
+
+    from edgessl.firmware_bridge import ports
+    from edgessl.firmware_bridge.states import StateReporter
+
+    monkeypatch.setattr(ports, "port_holders", lambda path: [(4242, "edgessl")])
+    lines: list[dict] = []
+    rep = StateReporter("/dev/imu", None, json_mode=True, emit=lines.append, note=print)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep.report("waiting")
+    assert lines[0]["device"]["state"] == "waiting" and "edgessl (pid 4242)" in lines[0]["device"]["why"]
+    assert len(caught) == 1 and "in use by edgessl (pid 4242)" in str(caught[0].message)
