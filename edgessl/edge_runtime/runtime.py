@@ -533,7 +533,8 @@ class GestureRuntime:
         if len(t) == 0:
             return []
         prev = np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
-        self._check_input(x, t - prev)
+        if not (self._units.done and self._clock_checked):  # the first 2 s only
+            self._check_input(x, t - prev)
         back = np.flatnonzero(t <= prev)
         events: list[Event] = []
         start = 0

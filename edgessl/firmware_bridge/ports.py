@@ -52,3 +52,14 @@ def port_holders(path: str) -> list[tuple[int, str]]:
                 name = "?"
             out.append((int(pid), name))
     return out
+
+
+def in_use_text(path: str) -> str:
+    """Who else reads ``path``, in words for a message: ``"in use by edgessl (pid 812): one program at a time
+    reads a port; ..."``; "" when no other process holds it (or this system cannot tell)."""
+    holders = port_holders(path)
+    if not holders:
+        return ""
+    who = ", ".join(f"{name} (pid {pid})" for pid, name in holders)
+    return (f"in use by {who}: one program at a time reads a port; stop the other first (the edgessl service: "
+            "sudo systemctl stop edgessl)")  # fmt: skip

@@ -48,15 +48,11 @@ class StateReporter:
             self.report(self._queue.get())
 
     def _holders(self) -> str:
-        """``"; it is in use by …"`` when another program has the port open (Linux), else ""."""
-        from edgessl.firmware_bridge.ports import port_holders
+        """``"; in use by …"`` when another program has the port open (Linux), else ""."""
+        from edgessl.firmware_bridge.ports import in_use_text
 
-        holders = [(pid, name) for pid, name in port_holders(self.port) if pid != os.getpid()]
-        if not holders:
-            return ""
-        who = ", ".join(f"{name} (pid {pid})" for pid, name in holders)
-        return (f"; it is in use by {who}, and one program at a time reads a port: stop it (the edgessl service: "
-                "sudo systemctl stop edgessl)")  # fmt: skip
+        text = in_use_text(self.port)
+        return f"; {text}" if text else ""
 
     def report(self, state: str) -> None:
         if state == "closed":

@@ -145,11 +145,10 @@ class SerialTransport:
         if "://" not in self.url and not os.path.exists(self.url):
             return "no such port (`edgessl devices` lists the boards it finds)"
         if _busy(e):
-            from edgessl.firmware_bridge.ports import port_holders
+            from edgessl.firmware_bridge.ports import in_use_text
 
-            who = ", ".join(f"{name} (pid {pid})" for pid, name in port_holders(self.url)) or "another program"
-            return (f"in use by {who}: one program at a time reads a port; stop the other first (the edgessl "
-                    "service: sudo systemctl stop edgessl)")  # fmt: skip
+            return in_use_text(self.url) or ("in use by another program: one program at a time reads a port; "
+                                             "stop the other first")  # fmt: skip
         if self._not_a_device():
             return "not a serial port (a regular file or a folder); expected the board's device, e.g. /dev/ttyACM0 (`edgessl devices` lists the boards it finds)"
         return str(e)
