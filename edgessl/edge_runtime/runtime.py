@@ -36,7 +36,7 @@ from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open
 from edgessl.edge_runtime.enroll import BundleTemplates, EnrolledHead, EnrollReport, StateMismatch, UserState
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 from edgessl.segmenter import SegmentParams, profile
-from edgessl.units import UnitWatch
+from edgessl.units import UnitWatch, g_channels
 
 UNKNOWN = "unknown"
 
@@ -178,8 +178,8 @@ class GestureRuntime:
 
     Attributes:
         stats: counters of what the stream did to the windows: ``"filled_gaps"`` (holes in the timestamps
-            bridged), ``"window_resets"`` (longer gaps, told by :meth:`gap` or seen in the timestamps), ``"timeline_resets"`` (new timelines, from :meth:`gap` or
-            :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
+            bridged), ``"window_resets"`` (longer gaps, told by :meth:`gap` or seen in the timestamps),
+            ``"timeline_resets"`` (new timelines, from :meth:`gap` or :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
             ``"unknown_out_of_distribution"``; and the movements a segment bundle never classifies (its
             segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick) and
@@ -355,7 +355,7 @@ class GestureRuntime:
             ValueError: another shape, non-finite values, or (a segment bundle in g) takes of which none moves.
         """
         x = self._checked(np.asarray(windows))
-        g = [i for i, u in enumerate(self.bundle.units) if u == "g"]
+        g = g_channels(self.bundle.units)
         if self.bundle.segmentation is not None and g:  # a cut gesture moves; a still window is no performance
             if preprocess.is_still(x[:, g]).all():
                 raise ValueError(f"none of the {len(x)} take(s) of {label!r} moves (every accelerometer axis varies "
