@@ -417,8 +417,8 @@ class UserState:
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, windows {st.windows.shape})")
         if checksum is not None and st.checksum != checksum:
             err = StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
-                                f"{checksum[:12]}…; the sha256 of each bundle's manifest); enroll again with this bundle into a new --state file (or move "
-                                f"{Path(path).name} aside first)")  # fmt: skip
+                                f"{checksum[:12]}…; the sha256 of each bundle's manifest); enroll again with this "
+                                f"bundle into a new --state file (or move {Path(path).name} aside first)")  # fmt: skip
             err.checksums = (st.checksum, checksum)
             raise err
         return st

@@ -97,9 +97,9 @@ def _linked_simulators() -> list[str]:
         for i, a in enumerate(argv[:-1]):
             link = argv[i + 1] if a == "--link" else a.split("=", 1)[1] if a.startswith("--link=") else None
             if link:
-                path = os.path.join(cwd, link)
+                path = os.path.normpath(os.path.join(cwd, link))
                 if os.path.islink(path) and os.path.exists(path) and path not in out:
-                    out.append(os.path.normpath(path))
+                    out.append(path)
     return sorted(out)
 
 
