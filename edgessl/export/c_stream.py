@@ -27,6 +27,7 @@ from edgessl.edge_runtime.bundle import Bundle
 from edgessl.export.c_text import CExportError, c_array, c_float
 from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import SegmentParams
+from edgessl.units import g_channels
 
 
 def segment_constants(params: SegmentParams, rate: float) -> dict[str, Any]:
@@ -70,6 +71,10 @@ def stream_sources(b: Bundle, source: str) -> tuple[str, str, dict[str, Any]]:
     has_ood = ood is not None
     rough = m.get("roughness_threshold")
     has_rough = rough is not None
+    g = g_channels(b.units)  # the accelerometer's: the first 2 s are checked to be in g, as the runtime does
+    g_check = (f"#define ESSL_STREAM_G_SAMPLES {max(50, int(2 * rate))} /* checked over the first so many samples */\n"
+               f"#define ESSL_STREAM_G_AXES {g[0]}, {g[1]}, {g[2]} /* the accelerometer's channels in g */"
+               if len(g) == 3 else "/* no accelerometer in g: no units check */")  # fmt: skip
     state_bytes_estimate = 4 * (cap * len(b.channels) + len(b.channels) * b.window + 2 * len(b.labels)
                                 + proto.shape[1] + len(b.channels)) + 96  # fmt: skip
     header = f"""/* {source}
@@ -97,6 +102,7 @@ extern "C" {{
 #define ESSL_STREAM_MIN_LEN       {k["MIN_LEN"]}
 #define ESSL_STREAM_THRESHOLD     {c_float(k["THRESHOLD"])} /* energy, in the bundle's units */
 #define ESSL_STREAM_CAPACITY      {cap} /* samples kept: the longest segment the segmenter reports */
+{g_check}
 /* the model's sample period is ESSL_STREAM_PERIOD_NUM / ESSL_STREAM_PERIOD_DEN milliseconds */
 #define ESSL_STREAM_PERIOD_NUM    {period.numerator}u
 #define ESSL_STREAM_PERIOD_DEN    {period.denominator}u
@@ -155,6 +161,8 @@ typedef struct {{
     uint32_t too_short;       /* movements under the segmenter's minimum duration: not classified */
     uint32_t too_long;        /* movements of its maximum duration or longer: not classified */
     uint32_t timeline_resets; /* timestamps that did not increase */
+    uint32_t not_in_g;        /* 1: over the first ESSL_STREAM_G_SAMPLES the accelerometer's magnitude averaged
+                                 over 4 (gravity alone is 1 g): m/s2 or mg, every movement then looks like shaking */
 }} essl_stream_stats_t;
 
 /* Caller-owned state (no malloc): declare one statically; its size is fixed by the model. */
@@ -177,6 +185,8 @@ typedef struct {{
     int32_t has_pending;
     essl_event_t pending;
     float energy;                       /* of the newest sample */
+    float g_sum;                        /* the units check: sum of the accelerometer's magnitudes so far */
+    uint32_t g_n;
     essl_stream_stats_t stats;
 }} essl_stream_t;
 
@@ -420,6 +430,15 @@ int essl_stream_push(essl_stream_t *s, const float *sample, uint32_t t_ms, essl_
         }}
     }}
     s->stats.samples++;
+#ifdef ESSL_STREAM_G_AXES
+    if (s->g_n < ESSL_STREAM_G_SAMPLES) {{
+        static const int32_t axes[3] = {{ESSL_STREAM_G_AXES}};
+        float m2 = 0.0f;
+        for (c = 0; c < 3; ++c) m2 += sample[axes[c]] * sample[axes[c]];
+        s->g_sum += sqrtf(m2);
+        if (++s->g_n == ESSL_STREAM_G_SAMPLES && s->g_sum > 4.0f * (float)ESSL_STREAM_G_SAMPLES) s->stats.not_in_g = 1;
+    }}
+#endif
     if (s->has_last) {{
         int32_t dt = (int32_t)(t_ms - s->last_t);
         if (dt <= 0) {{ /* a new timeline: the clock restarted or jumped back */

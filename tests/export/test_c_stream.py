@@ -58,7 +58,8 @@ def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
     for c, p in zip(c_events, py_events, strict=True):
         assert abs(c[1] - p[1] % 2**32) <= 10 and abs(c[2] - p[2] % 2**32) <= 10  # within one sample (100 Hz)
         assert c[3] == pytest.approx(p[3], abs=2e-3)
-    samples, segments, events, suppressed, window_resets, timeline_resets, too_short, too_long = stats
+    samples, segments, events, suppressed, window_resets, timeline_resets, too_short, too_long, not_in_g = stats
+    assert not_in_g == 0  # a stream in g
     assert samples == len(x) and events == len(py_events) and segments >= events
     assert window_resets == 1 == py_stats["window_resets"] and timeline_resets == 1 == py_stats["backwards_timestamps"]
     # movements never classified are counted alike on both sides: the shaking and the bump at least
@@ -102,3 +103,16 @@ def test_c_stream_of_a_gentle_cut_bundle_emits_the_runtimes_events(small_bundle,
     assert [e[0] for e in c_events] == [e[0] for e in py_events]
     for c, p in zip(c_events, py_events, strict=True):
         assert abs(c[1] - p[1]) <= 10 and abs(c[2] - p[2]) <= 10 and c[3] == pytest.approx(p[3], abs=2e-3)
+
+
+@pytest.mark.parametrize(("scale", "flagged"), [(1.0, 0), (9.81, 1), (1000.0, 1)])
+def test_c_stream_flags_an_accelerometer_not_in_g(stream_exe, scale, flagged):
+    """Firmware that pushes m/s² or mg got no event and no reason but `too_long` (walkthrough): the first 2 s
+    are checked, as the Python runtime does, and `stats.not_in_g` says so."""
+    from edgessl.synthetic import SyntheticConfig, make_stream
+
+    st = make_stream(SyntheticConfig(seed=0, reps=6), n_gestures=6)
+    x = (st.signal.T * scale).astype(np.float32)
+    t_ms = (np.arange(len(x)) * 10).astype(np.uint32)
+    _, stats = run_stream(stream_exe, x, t_ms)
+    assert stats[-1] == flagged
