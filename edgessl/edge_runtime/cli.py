@@ -48,7 +48,6 @@ from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
-from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.adapt import Adapter
@@ -233,6 +232,17 @@ def warning_printer(command: str) -> Callable[..., None]:
 _one_line_warning = warning_printer("run")
 
 
+def say_input_problems(problems: list[str], port: str, stats: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None
+                       ) -> None:  # fmt: skip
+    """What the runtime found wrong in the board's first seconds (``rt.input_problems`` since the last call:
+    an accelerometer not in g), named by ``--port``: in the final stats, a JSON line (``emit``) and a warning."""
+    for problem in problems:  # the model would see 1000× its gestures: every answer meaningless
+        stats["units"] = problem
+        if emit is not None:
+            emit({"warning": f"--port {port}: {problem}"})
+        warnings.warn(f"--port {port}: {problem}", stacklevel=3)
+
+
 def event_text(g: Event) -> str:
     """One reported gesture as the status display prints it (``run``, ``monitor``)."""
     # an unknown answer's reason in the status line's words
@@ -349,8 +359,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                          "replaces a file)")  # fmt: skip
     with warnings.catch_warnings(), _StopSignals() as stop, serving(args.serve, "run", out, args.json) as dash:
         warnings.showwarning = _one_line_warning
-        # run checks the units itself, naming --port (and the bridge's timestamps are seconds)
-        warnings.simplefilter("ignore", InputWarning)
+        warnings.simplefilter("ignore", InputWarning)  # said by say_input_problems, naming --port
         adapter = build_adapter(args.adapt, state_path=args.adapt_state)
         with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
                             user_state=args.state) as rt:  # fmt: skip
@@ -416,7 +425,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         emit({"note": said})
                     else:
                         note(said)
-                units = UnitWatch(rt.channels, rt.bundle.units, samples=max(50, int(2 * rt.rate_hz)))
                 rec = Recorder(args.record, dev.channel_names) if args.record else None
                 if feed is not None:
                     feed.stream(dev)
@@ -463,19 +471,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         assert isinstance(ev, SampleBlock)
                         # finite by the bridge's contract: it rejects, counts and gaps non-finite samples
                         t, values = ev.t_device, ev.values
-                        problem = units.add(values[:, idx])
-                        if problem:  # the model would see 1000× its gestures: every answer meaningless
-                            stats["units"] = problem
-                            if args.json:
-                                emit({"warning": f"--port {args.port}: {problem} (the model expects g)"})
-                            warnings.warn(f"--port {args.port}: {problem} (the model expects g)", stacklevel=2)
                         if rec is not None:
                             rec.write(t, values)
                         meter.add(ev.t_host, len(values))
                         last_t = float(t[-1])
                         if feed is not None:
                             feed.samples(t, values)
-                        for g in rt.feed(values[:, idx], t):
+                        known = len(rt.input_problems)
+                        events = rt.feed(values[:, idx], t)
+                        say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None)
+                        for g in events:
                             if compare is not None:
                                 show_comparisons(compare.add_host(g))
                             if feed is not None:

@@ -38,6 +38,7 @@ from edgessl.edge_runtime.cli import (
     channel_map,
     counters_text,
     event_text,
+    say_input_problems,
     warning_printer,
 )
 from edgessl.edge_runtime.rate import RateMeter
@@ -207,7 +208,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
     with warnings.catch_warnings(), _StopSignals() as stop, contextlib.ExitStack() as stack:
         warnings.showwarning = warning_printer("monitor")
-        warnings.simplefilter("ignore", InputWarning)  # said below, naming --port
+        warnings.simplefilter("ignore", InputWarning)  # said by say_input_problems, naming --port
         dash = stack.enter_context(serving(args.serve, "monitor", out, args.json))
         rt: GestureRuntime | None = None
         if args.model:
@@ -286,8 +287,10 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         feed.samples(ev.t_device, ev.values, ev.t_host)
                     if rt is None:
                         continue
-                    said = len(rt.input_problems)
-                    for g in rt.feed(ev.values[:, idx], ev.t_device):
+                    known = len(rt.input_problems)
+                    events = rt.feed(ev.values[:, idx], ev.t_device)
+                    say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None)
+                    for g in events:
                         if feed is not None:
                             feed.event(g)
                         if g.label == UNKNOWN:
@@ -297,11 +300,6 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             emit(g.to_json())
                         else:
                             screen.line(event_text(g))
-                    for problem in rt.input_problems[said:]:  # the board's units, seen by the model's runtime
-                        stats["units"] = problem
-                        if args.json:
-                            emit({"warning": f"--port {args.port}: {problem}"})
-                        warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
                 if feed is not None:
                     feed.tick(dev, reconnects=view.reconnects)
                 now = time.monotonic()

@@ -283,17 +283,15 @@ def _held_out_scores(info: dict[str, Any], enc8: Path, head: Path, prototypes: n
     from edgessl.export.verify import decision_scores
 
     val = info.get("validation_windows")
-    if val is not None and len(val) and bool(info.get("validation_held_out", True)):
-        p, ood = decision_scores(str(enc8), str(head), prototypes, val.numpy().astype(np.float32))
-        return HeldOut(ood.astype(np.float64), p.max(1).astype(np.float64), "validation", True)
-    if "held_out_ood" in info:
+    held_out = bool(info.get("validation_held_out", True))
+    if not held_out and "held_out_ood" in info:
         return HeldOut(info["held_out_ood"].numpy().astype(np.float64),
                        info["held_out_confidence"].numpy().astype(np.float64),
                        "validation (scored by the model selected before the refit)", True)  # fmt: skip
-    if val is not None and len(val):
-        p, ood = decision_scores(str(enc8), str(head), prototypes, val.numpy().astype(np.float32))
-        return HeldOut(ood.astype(np.float64), p.max(1).astype(np.float64), "validation", False)
-    return None
+    if val is None or not len(val):
+        return None
+    p, ood = decision_scores(str(enc8), str(head), prototypes, val.numpy().astype(np.float32))
+    return HeldOut(ood.astype(np.float64), p.max(1).astype(np.float64), "validation", held_out)
 
 
 def _cross_fit(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -747,7 +747,8 @@ def _test_report(run: _Run, model: Classifier, history: list[dict], best_epoch: 
 
 
 # Export calibrates the decision gates on held-out windows: the validation split (after a refit, which
-# trains on it, their scores under the model selected before: ``_selection_scores``). A gate's 1-2 % tail cannot be read from a few dozen of them (a sample quantile of 16 rejects about
+# trains on it, their scores under the model selected before: ``_selection_scores``). A gate's 1-2 % tail
+# cannot be read from a few dozen of them (a sample quantile of 16 rejects about
 # 1/17 of new data by construction; in the own-board journey, benchmarks/own_data.py, the gates set on 16
 # windows answered `unknown` to 5.7 % of a new session's gestures against a 2 % target). Below this many,
 # fine-tuning adds cross-fitted evidence: CROSS_FIT_FOLDS fresh models, each trained like the final one on
@@ -767,9 +768,8 @@ def _selection_scores(run: _Run, model: Classifier) -> dict[str, torch.Tensor]:
     trains on them too: ``held_out_ood`` (1 − the largest cosine similarity to its class prototypes from
     the training split, as the runtime scores) and ``held_out_confidence`` (its top softmax probability),
     both fp32. A refit model has no held-out windows of its own; these stand in for them at export."""
-    E_tr = ev.embed(model.encoder, run.Xtr)
-    prototypes = _unit(_class_prototypes(E_tr, run.ytr, run.ds.n_classes))
-    ood = 1.0 - (_unit(ev.embed(model.encoder, run.Xva)) @ prototypes.T).max(1)
+    prototypes = _class_prototypes(ev.embed(model.encoder, run.Xtr), run.ytr, run.ds.n_classes)
+    ood = _prototype_ood(ev.embed(model.encoder, run.Xva), prototypes)
     conf = pp.softmax(ev.predict_logits(model, run.Xva)).max(1)
     return {"held_out_ood": torch.from_numpy(ood.astype(np.float32)),
             "held_out_confidence": torch.from_numpy(conf.astype(np.float32))}  # fmt: skip
@@ -800,7 +800,7 @@ def _cross_fit(run: _Run, best_epoch: int) -> dict[str, torch.Tensor]:
             held = fold == k
             model, _, _ = _train(quiet, X[~held], y[~held], stop_after_epoch=best_epoch)
             E = _unit(ev.embed(model.encoder, X))
-            ood[held] = 1.0 - (E[held] @ _unit(_class_prototypes(E[~held], y[~held], run.ds.n_classes)).T).max(1)
+            ood[held] = _prototype_ood(E[held], _class_prototypes(E[~held], y[~held], run.ds.n_classes))
             conf[held] = pp.softmax(ev.predict_logits(model, X[held])).max(1)
     return {"cross_fit_ood": torch.from_numpy(ood), "cross_fit_confidence": torch.from_numpy(conf)}
 
@@ -826,6 +826,11 @@ def _adapted_windows(run: _Run) -> np.ndarray:
 
 def _unit(E: np.ndarray) -> np.ndarray:
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+
+
+def _prototype_ood(E: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """``1 − max cos(embedding, prototype)`` of each row of ``E [N, D]``: the runtime's out-of-distribution score."""
+    return 1.0 - (_unit(E) @ _unit(prototypes).T).max(1)
 
 
 def _class_prototypes(E: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
