@@ -8,11 +8,16 @@ cut with the bundle's own segmentation; each take becomes a model input exactly 
 and enrolled (:mod:`edgessl.edge_runtime.enroll`). The enrollment goes into ``--state`` (created, or extended
 when it exists; written atomically); the bundle is never modified. ``edgessl run BUNDLE --state FILE`` uses it.
 
+An enrollment refused because another gesture has too few takes to be told from it (one take per gesture, in a
+calibration) is followed by one more round in the same session: the takes
+:attr:`~edgessl.edge_runtime.enroll.EnrollReport.remedy` asks for (2 more of that gesture, then the refused one).
+
 When the default cut splits the user's takes into pieces (slow or small gestures), the takes are cut again
 with the gentle cut and the state keeps it (:func:`edgessl.segmenter.choose_segmentation`).
 
 ``--json`` lines: record's (``device``, ``prompt``, ``take``, ``miss``, ``gap`` ...), then one ``enroll`` per
-class (:meth:`~edgessl.edge_runtime.enroll.EnrollReport.to_json`) and, last, ``stats``.
+class (:meth:`~edgessl.edge_runtime.enroll.EnrollReport.to_json`); for one more round a ``retake`` line
+(``refused``, ``plan``), its prompts and takes and its ``enroll`` lines; last, ``stats``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from edgessl.datasets.session import take_counts, usable_take
+from edgessl.edge_runtime.enroll import EnrollReport, remedy_text
 from edgessl.errors import DataError, DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, profile, segment_signal
@@ -196,14 +202,57 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         cut = _choose_cut(rt, buffers, d, args.state, guide.switched)
         if cut is not None:
             stats["segmentation"] = cut
-        reports, flagged = [], 0
-        for label in labels:
-            if not buffers:
-                break
-            x, n_flagged = buffers[0].windows(label, rt.rate_hz, rt.window, rt.metadata["input_mode"])
-            flagged += n_flagged
-            if len(x):
-                reports.append(rt.enroll(label, x))
+        flagged = 0
+
+        def enroll_takes(bufs: list[TakeBuffer], wanted: list[str]) -> list[EnrollReport]:
+            nonlocal flagged
+            out_: list[EnrollReport] = []
+            for label in wanted:
+                if not bufs:
+                    break
+                x, n_flagged = bufs[0].windows(label, rt.rate_hz, rt.window, rt.metadata["input_mode"])
+                flagged += n_flagged
+                if len(x):
+                    out_.append(rt.enroll(label, x))
+            for r in out_:
+                if d.json:
+                    d.emit({"enroll": r.to_json()})
+                else:
+                    d.line(r.text())
+                    for w in r.warnings:
+                        d.line(f"  warning: {w}")
+                    for n in r.notes:
+                        d.line(f"  note: {n}")
+            return out_
+
+        reports = enroll_takes(buffers, labels)
+        # a gesture refused because another one has too few takes to be told from it: one more round, now,
+        # with the remedy (measured: re-enrolling the refused gesture alone was refused again; see remedy)
+        refused = [r for r in reports if not r.accepted and r.flipped]
+        if refused and stats["stopped_by"] == "done" and not guide.gave_up:
+            plan = _retake_plan(refused)
+            if d.json:
+                d.emit({"retake": {"refused": [r.label for r in refused], "plan": plan}})
+            else:
+                d.line(f"# one more round for {', '.join(r.label for r in refused)}: {remedy_text(list(plan.items()))}")
+            more: list[TakeBuffer] = []
+
+            def open_more(dev_: ImuStream, rate: float) -> TakeBuffer:
+                buf = TakeBuffer(channel_map(dev_.channel_names, dev_.unit_names, rt.channels, rt.bundle.units), rate)
+                more.append(buf)
+                return buf
+
+            seg = rt.bundle.segmentation
+            gentle = seg is not None and cut is not None and cut["profile"] == "gentle"
+            params2 = profile(seg, "gentle") if seg is not None and gentle else params
+            guide2 = Guide(list(plan), plan, args.countdown, params2, d, ask, guide.gentle_note, in_turn=False)
+            stats2, _, dev = capture(args, d, guide2, params2, open_more)
+            second = enroll_takes(more, list(plan))
+            retried = {r.label for r in second}
+            reports = [r for r in reports if r.accepted or r.label not in retried] + second
+            stats["retake"] = {"plan": plan, "stopped_by": stats2["stopped_by"], "misses": guide2.misses}
+            if guide2.gave_up:
+                guide.gave_up = guide2.gave_up
         stats.update(device=dev.counters(), takes_with_gaps_left_out=flagged, misses=guide.misses)
         accepted = [r for r in reports if r.accepted]
         st = rt.user_state
@@ -212,15 +261,6 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if accepted and st is not None:
             st.save(args.state)
             stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels)
-        for r in reports:
-            if d.json:
-                d.emit({"enroll": r.to_json()})
-            else:
-                d.line(r.text())
-                for w in r.warnings:
-                    d.line(f"  warning: {w}")
-                for n in r.notes:
-                    d.line(f"  note: {n}")
         if d.json:
             d.emit({"stats": stats})
         elif accepted:
@@ -229,8 +269,9 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     refused = [r for r in reports if not r.accepted]
     if refused:
         kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
-        again = (f"; enroll {refused[0].label} again alone, with more takes: edgessl enroll {args.bundle} --port "
-                 f"{args.port} --state {args.state} --label {refused[0].label} --count 3")  # fmt: skip
+        cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state}"
+        steps = refused[0].remedy
+        again = f"; {remedy_text(steps)}: " + ", then ".join(f"{cmd} --label {lb} --count {n}" for lb, n in steps)
         raise DataError(f"--state {args.state}: enrollment of {', '.join(r.label for r in refused)} refused "
                         f"({refused[0].reason}){kept}{again}")  # fmt: skip
     if guide.gave_up:  # nobody performed (or the board could not): the labels without takes are not enrolled
@@ -244,6 +285,19 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise DataError(f"--port {args.port}: nothing enrolled ({why}; stopped by {stats['stopped_by']}); "
                         f"{args.state} is {'unchanged' if os.path.exists(args.state) else 'not written'}")  # fmt: skip
     return 0
+
+
+def _retake_plan(refused: list[EnrollReport]) -> dict[str, int]:
+    """One round for all refused enrollments: the gestures they would have turned first (more takes), then the
+    refused ones again (``{label: takes}``, in the order prompted)."""
+    plan: dict[str, int] = {}
+    for r in refused:
+        for lb, n in r.remedy[:-1]:
+            plan[lb] = max(plan.get(lb, 0), n)
+    for r in refused:
+        if r.label not in plan:
+            plan[r.label] = r.remedy[-1][1]
+    return plan
 
 
 def _choose_cut(rt: Any, buffers: list[TakeBuffer], d: Any, state: str, switched: bool) -> dict[str, Any] | None:
@@ -290,7 +344,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=None,
                    help="performances of each gesture (default: 3 with --label, 1 with --calibrate)")
     p.add_argument("--countdown", type=float, default=2.0, help="seconds between 'get ready' and GO (0: none)")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: when all takes are done)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (each round; default: when all takes are done)")
     p.add_argument("--wait", type=_wait_seconds, default="30",
                    help="seconds to wait for a port that is not there yet or that another program holds (the "
                         "service: stop it first), or 'forever' (default 30); 0 fails at once")  # fmt: skip

@@ -236,17 +236,22 @@ class Guide:
 
     Args:
         labels: the classes, in the order they take turns.
-        count: performances wanted of each.
+        count: performances wanted of each, or per label (a dict: the same keys as ``labels``).
         countdown: host seconds between "get ready" and GO.
         params: the segmenter's (a take is watched for up to ``max_duration_s`` + 2 device seconds).
         ask: a tty's answer to "keep · redo · stop": returns ``None`` while the user has not answered, else
             the line typed; no answer within ``ASK_S`` keeps the take; None (tests, pipes) keeps every take.
         gentle_note: what keeps the gentle cut, said when the capture switches to it (slow or small gestures).
+        in_turn: labels take turns, one take each (a recording: the classes' takes spread over the session);
+            False asks each label's takes in a row, in order (enroll's round of more takes, said in that order).
     """
 
-    def __init__(self, labels: list[str], count: int, countdown: float, params: SegmentParams, display: Display,
-                 ask: Any = None, gentle_note: str = ""):  # fmt: skip
-        self.labels, self.count, self.countdown, self.params = labels, count, countdown, params
+    def __init__(self, labels: list[str], count: int | dict[str, int], countdown: float, params: SegmentParams,
+                 display: Display, ask: Any = None, gentle_note: str = "", in_turn: bool = True):  # fmt: skip
+        self.labels, self.countdown, self.params, self.in_turn = labels, countdown, params, in_turn
+        self.wanted = dict(count) if isinstance(count, dict) else dict.fromkeys(labels, count)
+        # what the page shows beside each count: one number, or one per label
+        self.count: int | dict[str, int] = count if isinstance(count, int) else dict(self.wanted)
         self.d, self.ask = display, ask
         self.state = "next"
         self.turn = 0  # index into labels of the next label's turn
@@ -279,7 +284,7 @@ class Guide:
         if self.state not in ("ready", "watch", "ask"):
             return None
         n = self.counts(writer)[self.label] + (0 if self.state == "ask" else 1)
-        out: dict[str, Any] = {"label": self.label, "take": n, "of": self.count,
+        out: dict[str, Any] = {"label": self.label, "take": n, "of": self.wanted[self.label],
                                "state": "go" if self.state == "watch" else self.state}  # fmt: skip
         if self.state == "ready":
             out["go_wall"] = round(time.time() + self._ready_at - time.monotonic(), 3)
@@ -289,12 +294,12 @@ class Guide:
         """Stop was asked, or every class has its count and the last take is not waiting for an answer."""
         if self.stop_asked:
             return True
-        return self.state != "ask" and all(n >= self.count for n in self.counts(writer).values())
+        return self.state != "ask" and all(n >= self.wanted[lb] for lb, n in self.counts(writer).items())
 
     def _pick(self, counts: dict[str, int]) -> str:
         for k in range(len(self.labels)):
             i = (self.turn + k) % len(self.labels)
-            if counts[self.labels[i]] < self.count:
+            if counts[self.labels[i]] < self.wanted[self.labels[i]]:
                 return self.labels[i]
         return self.labels[self.turn % len(self.labels)]
 
@@ -315,12 +320,12 @@ class Guide:
             self.label = self._pick(counts)
             n = counts[self.label] + 1
             if self.d.json:
-                self.d.emit({"prompt": {"label": self.label, "take": n, "of": self.count}})
+                self.d.emit({"prompt": {"label": self.label, "take": n, "of": self.wanted[self.label]}})
             elif self.d.tty:  # the countdown and GO follow on the same line
-                self.d.part(f"{self.label} {n}/{self.count} {self.d.dash} get ready")
+                self.d.part(f"{self.label} {n}/{self.wanted[self.label]} {self.d.dash} get ready")
             else:
                 wait = f" ({self.countdown:g} s)" if self.countdown else ""
-                self.d.line(f"{self.label} {n}/{self.count} {self.d.dash} get ready{wait}")
+                self.d.line(f"{self.label} {n}/{self.wanted[self.label]} {self.d.dash} get ready{wait}")
             self._ready_at, self._shown_left, self._early = now + self.countdown, None, None
             self.state = "ready"
         if self.state == "ready":
@@ -453,7 +458,8 @@ class Guide:
         counts = self.counts(writer)
         flagged = bool(rec["flags"]) and not take.bridged  # a bridged take trains as edgessl run sees it: it counts
         # a flagged take stays in the files but training leaves it out: it does not count, the class is asked again
-        self.turn = (self.labels.index(self.label) + (0 if flagged else 1)) % len(self.labels)
+        more = not self.in_turn and counts[self.label] < self.wanted[self.label]
+        self.turn = (self.labels.index(self.label) + (0 if flagged or more else 1)) % len(self.labels)
         self.flagged_in_a_row = self.flagged_in_a_row + 1 if flagged else 0
         duration = take.end_s - take.start_s
         if self.d.json:
@@ -461,7 +467,7 @@ class Guide:
                                   "counted": not flagged, "counts": counts}})  # fmt: skip
         else:
             spark = sparkline(take.motion, width=32, ascii_only=not unicode_ok(self.d.out))
-            n = f"{counts[self.label]}/{self.count}" if not flagged else f"take {rec['take']}, not counted"
+            n = f"{counts[self.label]}/{self.wanted[self.label]}" if not flagged else f"take {rec['take']}, not counted"
             self.d.line(f"kept {self.label} {n}: {duration:.2f} s, peak energy {take.energy:.2f}  {spark}")
             if flagged:
                 self.d.line(f"  a gap overlaps this take (about {take.lost} samples missing): saved flagged 'gap', "
@@ -469,7 +475,7 @@ class Guide:
             elif take.lost:
                 self.d.line(f"  {take.lost} sample(s) lost in {take.gaps} gap(s) of at most {MAX_FILL_S:g} s each: "
                             "bridged by interpolation, as edgessl run does live; the take counts")  # fmt: skip
-            self.d.line("  " + ", ".join(f"{lb} {n}/{self.count}" for lb, n in counts.items()))
+            self.d.line("  " + ", ".join(f"{lb} {n}/{self.wanted[lb]}" for lb, n in counts.items()))
         if flagged and self.flagged_in_a_row >= MISSES_IN_A_ROW:
             self.gave_up = (f"{self.flagged_in_a_row} takes in a row lost samples in gaps (the link drops frames: "
                             "a loose cable, a baud rate or a USB hub too slow for the stream?)")  # fmt: skip

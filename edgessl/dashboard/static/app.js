@@ -211,7 +211,8 @@ function setCounts(counts, wanted) {
   const ul = $("counts");
   ul.replaceChildren();
   for (const [label, n] of Object.entries(counts)) {
-    const li = el("li", {}, `${label} ${n}${wanted ? `/${wanted}` : ""}`);
+    const w = wanted && typeof wanted === "object" ? wanted[label] : wanted; // per label in a retake round
+    const li = el("li", {}, `${label} ${n}${w ? `/${w}` : ""}`);
     li.dataset.label = label;
     li.dataset.count = String(n);
     ul.append(li);
