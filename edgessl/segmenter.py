@@ -52,16 +52,23 @@ class MotionSegmenter:
     flick too quick to be a gesture) and :attr:`too_long` (``max_duration_s`` or longer: shaking, walking,
     a stretch of continuous motion: nothing of it is cut until it rests, so its tail is no gesture either); the
     counts survive :meth:`reset`.
+
+    ``settle`` (a live stream): after :meth:`reset` — the stream's start, or a gap that restarted it — nothing
+    starts until the signal has been still for ``hangover_s``; a movement already under way then is the tail
+    of a gesture whose start was not seen, counted in :attr:`cut_off` instead of classified as a whole one.
+    Recordings cut offline (a template that starts at its button press) keep the default, False.
     """
 
     def __init__(self, channels: int, rate_hz: float, params: SegmentParams | None = None,
-                 lookback: int | None = None):  # fmt: skip
+                 lookback: int | None = None, settle: bool = False):  # fmt: skip
         self.C, self.rate = channels, float(rate_hz)
         self.p = params or SegmentParams()
         self.lookback = lookback
         self.ew = max(2, int(round(self.p.energy_window_s * self.rate)))
         self.too_short = 0
         self.too_long = 0
+        self.cut_off = 0
+        self.settle = settle
         self.short_pieces: collections.deque[tuple[int, int]] = collections.deque(maxlen=MAX_PIECES)  # the latest
         self.reset()
 
@@ -71,6 +78,8 @@ class MotionSegmenter:
         self._active_start: int | None = None
         self._quiet = 0
         self._resting = False  # after a movement too long to be a gesture: nothing starts until it rests
+        self._settling = self.settle  # a live stream's start: nothing starts until it has been still
+        self._moved = False  # a movement was under way while settling (its start was before the stream's)
         self.energy = 0.0  # of the newest sample
         self.peak_energy = 0.0  # highest energy inside the current (or last finished) segment
 
@@ -81,16 +90,18 @@ class MotionSegmenter:
 
     def unused_text(self) -> str:
         """The movements it did not report, in words for a status line ("" when none)."""
-        if not self.too_short + self.too_long:
+        if not self.too_short + self.too_long + self.cut_off:
             return ""
+        cut = f", {self.cut_off} under way when the stream started or restarted (not whole)" if self.cut_off else ""
         return (f"{self.too_short} shorter than {self.p.min_duration_s:g} s (bumps, or gestures too gentle to stay "
                 f"above {self.p.threshold_g:g} g, cut into pieces), {self.too_long} of {self.p.max_duration_s:g} s or "
-                "longer (shaking, continuous motion)")
+                f"longer (shaking, continuous motion){cut}")
 
     @property
     def resting(self) -> bool:
-        """True while a movement too long to be a gesture goes on (nothing is cut until it rests)."""
-        return self._resting
+        """True while a movement too long to be a gesture, or one under way when the stream (re)started, goes on
+        (nothing is cut until it rests)."""
+        return self._resting or (self._settling and self._moved)
 
     @property
     def active_start(self) -> int | None:
@@ -121,10 +132,13 @@ class MotionSegmenter:
             energy = float(energies[j])
             n = start_n + j + 1  # absolute index after this sample
             if self._active_start is None:
-                if self._resting:  # the rest of a movement too long to be a gesture is no gesture either
+                if self._resting or self._settling:  # the rest of a movement too long to be a gesture, or of
+                    # one whose start the stream did not see, is no gesture either
                     self._quiet = self._quiet + 1 if energy <= p.threshold_g else 0
+                    self._moved = self._moved or (self._settling and self._quiet == 0)
                     if self._quiet >= int(p.hangover_s * rate):
-                        self._resting, self._quiet = False, 0
+                        self.cut_off += int(self._settling and self._moved)
+                        self._resting, self._settling, self._moved, self._quiet = False, False, False, 0
                     continue
                 if energy > p.threshold_g:
                     back = int(round(p.onset_lag_s * rate)) + int(p.preroll_s * rate)

@@ -274,7 +274,7 @@ def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     gentle = rt.user_state is not None and rt.user_state.segmentation == "gentle"
     hint = (f"; if your gestures are slow: {enroll} --calibrate measures it and may keep a gentle cut for you"
             if seg.too_short >= 3 and not gentle else "")  # fmt: skip
-    return f"{seg.too_short + seg.too_long} movement(s) not classified: {unused}{hint}"
+    return f"{seg.too_short + seg.too_long + seg.cut_off} movement(s) not classified: {unused}{hint}"
 
 
 def counters_text(c: dict[str, Any]) -> str:
@@ -326,7 +326,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         model_mismatch,
     )
     from edgessl.edge_runtime.rate import RateMeter
-    from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime, InputWarning
+    from edgessl.edge_runtime.runtime import (
+        MOVEMENTS_NOT_CLASSIFIED,
+        UNKNOWN,
+        DecisionConfig,
+        GestureRuntime,
+        InputWarning,
+    )
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
     from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
@@ -521,7 +527,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         state = dev.state if dev.state != "streaming" else "idle" if rt.windower.idle else "moving"
                         unknown, by_reason = unknown_counts(rt)
                         board = f"  {compare.summary()}" if compare is not None else ""
-                        more = rt.stats["movements_too_short"] + rt.stats["movements_too_long"]
+                        more = sum(rt.stats[k] for k in MOVEMENTS_NOT_CLASSIFIED)
                         skipped = f"  not classified {more}" if more else ""
                         print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
                               f"unknown {unknown} ({by_reason}){skipped}{board}   ",

@@ -49,10 +49,12 @@ REASON_TEXT = {"noise": "noise", "low_confidence": "low confidence", "out_of_dis
 
 def runtime_status(rt: GestureRuntime) -> dict[str, Any]:
     """The runtime's latency (median of the last 50 decisions) and unknown counts."""
+    from edgessl.edge_runtime.runtime import MOVEMENTS_NOT_CLASSIFIED
+
     counts = {f"unknown_{k}": rt.stats[f"unknown_{k}"] for k in REASON_TEXT}
     lat = float(np.median(rt.latencies_ms[-50:])) if rt.latencies_ms else None
     return {"latency_ms": lat, "unknown": sum(counts.values()), **counts,
-            "movements_too_short": rt.stats["movements_too_short"], "movements_too_long": rt.stats["movements_too_long"]}
+            **{k: rt.stats[k] for k in MOVEMENTS_NOT_CLASSIFIED}}
 
 
 def adaptation_status(rt: GestureRuntime) -> dict[str, Any] | None:

@@ -43,7 +43,7 @@ UNKNOWN = "unknown"
 
 # the stats of a segment bundle: gestures answered 'unknown', by reason, and movements never classified
 UNKNOWN_REASONS = ("unknown_noise", "unknown_low_confidence", "unknown_out_of_distribution")
-MOVEMENTS_NOT_CLASSIFIED = ("movements_too_short", "movements_too_long")
+MOVEMENTS_NOT_CLASSIFIED = ("movements_too_short", "movements_too_long", "movements_cut_off")
 ENROLLED_ROUGHNESS_MARGIN = 2.0  # an enrolled user's noise gate: at least this times their roughest take
 
 
@@ -182,9 +182,10 @@ class GestureRuntime:
             ``"timeline_resets"`` (new timelines, from :meth:`gap` or :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
             ``"unknown_out_of_distribution"``; and the movements a segment bundle never classifies (its
-            segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick) and
-            ``"movements_too_long"`` (``max_duration_s`` or longer: shaking, continuous motion). These five are
-            present (0) from the start.
+            segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick),
+            ``"movements_too_long"`` (``max_duration_s`` or longer: shaking, continuous motion) and
+            ``"movements_cut_off"`` (under way when the stream started or restarted after a gap: its start
+            unseen, not a whole gesture). These six are present (0) from the start.
         input_problems: what the first 2 s fed showed wrong (accelerometer channels not in g, timestamps not
             in seconds), each also an :class:`InputWarning` once; empty when the input looks right.
         roughness_threshold: the noise gate of segment bundles (None: no gate); with a user state, at least
@@ -576,6 +577,7 @@ class GestureRuntime:
         if self.windower.mode == "segment":  # movements the segmenter cut but no gesture can be: counted
             seg = self.windower.segmenter
             self.stats["movements_too_short"], self.stats["movements_too_long"] = seg.too_short, seg.too_long
+            self.stats["movements_cut_off"] = seg.cut_off
         for inp in inputs:
             pred = self._classify_one(inp.x)
             self.latencies_ms.append(pred.latency_ms)

@@ -87,7 +87,7 @@ class StreamWindower:
         self._last_raw: tuple[np.ndarray, float] | None = None
         self._next_window_end = window
         self._filled_until = -np.inf
-        self.segmenter = MotionSegmenter(channels, rate_hz, self.seg, lookback=cap)
+        self.segmenter = MotionSegmenter(channels, rate_hz, self.seg, lookback=cap, settle=True)
         self.idle = True
         # holes found in the timestamps pushed: bridged ("filled") or too long ("reset": the windows restart)
         self.time_gaps: Counter[str] = Counter(filled=0, reset=0)

@@ -160,6 +160,7 @@ typedef struct {{
     uint32_t window_resets;   /* gaps longer than ESSL_STREAM_GAP_MS */
     uint32_t too_short;       /* movements under the segmenter's minimum duration: not classified */
     uint32_t too_long;        /* movements of its maximum duration or longer: not classified */
+    uint32_t cut_off;         /* movements under way when the stream started or restarted: not classified */
     uint32_t timeline_resets; /* timestamps that did not increase */
     uint32_t not_in_g;        /* 1: over the first ESSL_STREAM_G_SAMPLES the accelerometer's magnitude averaged
                                  over 4 (gravity alone is 1 g): m/s2 or mg, every movement then looks like shaking */
@@ -179,6 +180,8 @@ typedef struct {{
     int32_t quiet;
     int32_t active;                     /* a gesture is in progress */
     int32_t resting;                    /* a movement too long to be a gesture goes on: nothing is cut until it rests */
+    int32_t settling;                   /* since a (re)start: nothing is cut until the signal has been still */
+    int32_t moved;                      /* a movement was under way while settling: its start was not seen */
     int32_t has_last;
     int32_t has_suppress;
     uint32_t suppress_until;            /* no event for a segment starting before this time */
@@ -220,6 +223,8 @@ static void essl_restart(essl_stream_t *s)
     s->n = 0;
     s->active = 0;
     s->resting = 0;
+    s->settling = 1;
+    s->moved = 0;
     s->quiet = 0;
     s->has_last = 0;
     s->energy = 0.0f;
@@ -367,10 +372,15 @@ static int essl_grid_sample(essl_stream_t *s, const float *x, essl_event_t *ev)
     n = s->n;
     s->energy = essl_energy(s);
     if (!s->active) {{
-        if (s->resting) {{ /* the rest of a movement too long to be a gesture is no gesture either */
+        if (s->resting || s->settling) {{ /* the rest of a movement too long to be a gesture, or of one whose
+                                            start the stream did not see, is no gesture either */
             s->quiet = s->energy <= ESSL_STREAM_THRESHOLD ? s->quiet + 1 : 0;
+            if (s->settling && s->quiet == 0) s->moved = 1;
             if (s->quiet >= ESSL_STREAM_HANGOVER) {{
+                if (s->settling && s->moved) s->stats.cut_off++;
                 s->resting = 0;
+                s->settling = 0;
+                s->moved = 0;
                 s->quiet = 0;
             }}
             return 0;

@@ -58,12 +58,13 @@ def test_c_stream_emits_the_runtimes_events(small_bundle, stream_exe):
     for c, p in zip(c_events, py_events, strict=True):
         assert abs(c[1] - p[1] % 2**32) <= 10 and abs(c[2] - p[2] % 2**32) <= 10  # within one sample (100 Hz)
         assert c[3] == pytest.approx(p[3], abs=2e-3)
-    samples, segments, events, suppressed, window_resets, timeline_resets, too_short, too_long, not_in_g = stats
+    samples, segments, events, suppressed, window_resets, timeline_resets, too_short, too_long, not_in_g, cut_off = stats
     assert not_in_g == 0  # a stream in g
     assert samples == len(x) and events == len(py_events) and segments >= events
     assert window_resets == 1 == py_stats["window_resets"] and timeline_resets == 1 == py_stats["backwards_timestamps"]
     # movements never classified are counted alike on both sides: the shaking and the bump at least
     assert too_long == py_stats["movements_too_long"] >= 1 and too_short == py_stats["movements_too_short"] >= 1
+    assert cut_off == py_stats["movements_cut_off"]
     reasons = {e[5] for e in c_events if e[0] == -1}
     assert reasons <= {1, 2, 3} and all(e[5] == 0 for e in c_events if e[0] >= 0)
     # the noise gate, on both sides: the 3 bursts and nothing else
@@ -115,4 +116,30 @@ def test_c_stream_flags_an_accelerometer_not_in_g(stream_exe, scale, flagged):
     x = (st.signal.T * scale).astype(np.float32)
     t_ms = (np.arange(len(x)) * 10).astype(np.uint32)
     _, stats = run_stream(stream_exe, x, t_ms)
-    assert stats[-1] == flagged
+    assert stats[-2] == flagged
+
+
+def test_a_movement_under_way_at_the_start_or_after_a_gap_is_counted_not_classified(small_bundle, stream_exe):
+    """A stream that starts in the middle of a gesture, or restarts (a 2.5 s gap) in the middle of one: that
+    tail is no whole gesture; neither side classifies it (it was cut and named before), both count it."""
+    from edgessl.synthetic import SyntheticConfig, make_stream
+
+    st = make_stream(SyntheticConfig(), n_gestures=12)
+    spans = st.extra["events"][:, :2]
+    x = st.signal.T.astype(np.float32)
+    t = np.arange(len(x)) * 10  # ms
+    first = int(spans[1].mean())  # the stream starts inside the second gesture
+    mid = int(spans[5].mean())  # and loses the 2.5 s before the middle of the sixth
+    keep = np.ones(len(x), bool)
+    keep[:first] = False
+    keep[mid - 250 : mid] = False
+    x, t = x[keep], t[keep]
+    c_events, stats = run_stream(stream_exe, x, t.astype(np.uint32))
+    py_events, py_stats = python_events(small_bundle, x, t.astype(np.float64))
+    assert py_stats["movements_cut_off"] == stats[-1] == 2 and py_stats["window_resets"] == 1
+    assert [e[0] for e in c_events] == [e[0] for e in py_events]
+    # no event for either tail: each event starts after the tail it follows ended
+    tails = [(first * 10, spans[1][1] * 10), (mid * 10, spans[5][1] * 10)]
+    assert not [e for e in py_events for a, b in tails if a - 10 <= e[1] < b], py_events
+    whole = [s for s in spans if s[0] * 10 >= first * 10 and not (mid - 250 <= s[0] < mid) and not (s[0] < mid <= s[1])]
+    assert len(py_events) >= len(whole) - 1  # the whole gestures are still cut (one may be a bump or merged)

@@ -176,8 +176,9 @@ function setStatus(s) {
   $("h-latency").textContent = r.latency_ms === undefined || r.latency_ms === null ? "—" : `${fmt(r.latency_ms, 2)} ms`;
   $("h-unknown").textContent = r.unknown === undefined ? "—"
     : `${r.unknown} (noise ${r.unknown_noise}, low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`
-      + (r.movements_too_short + r.movements_too_long > 0
-        ? ` · not classified ${r.movements_too_short + r.movements_too_long} (${r.movements_too_short} too short, ${r.movements_too_long} too long)`
+      + (r.movements_too_short + r.movements_too_long + (r.movements_cut_off || 0) > 0
+        ? ` · not classified ${r.movements_too_short + r.movements_too_long + (r.movements_cut_off || 0)} (${r.movements_too_short} too short, ${r.movements_too_long} too long`
+          + (r.movements_cut_off ? `, ${r.movements_cut_off} under way at the start` : "") + ")"
         : "");
   const a = s.adaptation;
   if (a) {
