@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+from pathlib import Path
 
-__all__ = ["parse_address", "is_loopback", "is_unspecified", "outward_address"]
+__all__ = ["parse_address", "is_loopback", "is_unspecified", "listener_holders", "outward_address"]
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -64,3 +66,32 @@ def outward_address(ipv6: bool = False) -> str | None:
     except OSError:
         return None
     return None if is_loopback(addr) or is_unspecified(addr) else addr
+
+
+def listener_holders(port: int) -> list[tuple[int, str]]:
+    """Processes listening on TCP ``port`` (any address): ``[(pid, command name)]`` (Linux ``/proc``; others, or
+    another user's process: [])."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    out = []
+    if inodes and os.path.isdir("/proc/self/fd"):
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                held = any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                continue
+            if held:
+                try:
+                    name = Path(f"/proc/{pid}/comm").read_text().strip()
+                except OSError:
+                    name = "?"
+                out.append((int(pid), name))
+    return out

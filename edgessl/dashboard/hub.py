@@ -161,10 +161,12 @@ class Hub:
         self._wake.set()
         return c
 
-    def detach(self, client: Client) -> None:
+    def detach(self, client: Client, slow: bool = False) -> None:
+        """A page gone; ``slow``: dropped because it stopped reading (counted as the hub's own drops are)."""
         with self._lock:
             if client in self._clients:
                 self._clients.remove(client)
+                self.counters["slow_pages_dropped"] += int(slow)
         client.done.set()
 
     @property

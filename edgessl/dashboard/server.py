@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from edgessl.dashboard.address import is_loopback, is_unspecified, outward_address
+from edgessl.dashboard.address import is_loopback, is_unspecified, listener_holders, outward_address
 from edgessl.dashboard.hub import Hub, to_json
 from edgessl.errors import UsageError
 
@@ -36,7 +36,7 @@ MAX_REQUEST_LINE = 2048  # bytes, the method, target and version
 MAX_HEADER_BYTES = 8192  # all header lines together
 REQUEST_TIMEOUT_S = 5.0  # for the request to arrive (a slow or silent client is closed)
 WRITE_TIMEOUT_S = 2.0  # for one write to a page (a page that stopped reading is dropped)
-KEEPALIVE_S = 10.0  # an SSE comment this often when nothing changes (finds dead connections)
+KEEPALIVE_S = 5.0  # an 'alive' event this often when nothing changes: the page's sign of a live command
 MAX_CONNECTIONS = 32  # served at once, streams included; more are answered 503 and closed
 STREAM_SNDBUF = 65536  # bytes the kernel may hold for a page: seconds of updates, not minutes
 
@@ -170,12 +170,15 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     msg = client.queue.get(timeout=KEEPALIVE_S)
                 except queue.Empty:
-                    msg = b": keep-alive\n\n"
+                    msg = b"event: alive\ndata: {}\n\n"  # an event, not a comment: the page sees it
                 if msg is None or client.dropped:
                     break
                 self.wfile.write(msg)
                 self.wfile.flush()
-        except OSError:  # timed out writing (a page that stopped reading) or gone
+        except TimeoutError:  # a page that stopped reading, once the buffers between it and us are full
+            self.server.count("stream_dropped")
+            hub.detach(client, slow=True)
+        except OSError:  # gone
             self.server.count("stream_dropped")
         finally:
             hub.detach(client)
@@ -301,7 +304,9 @@ class Dashboard:
             raise UsageError(f"{self.flag} {self.where}: cannot resolve the host ({e.strerror}); expected PORT, "
                              "HOST:PORT with an address of this machine, or 0.0.0.0:PORT") from None  # fmt: skip
         except OSError as e:
-            why = {errno.EADDRINUSE: "the address is in use (another program listens there)",
+            holders = listener_holders(self.port) if e.errno == errno.EADDRINUSE else []
+            who = ", ".join(f"{name} (pid {pid})" for pid, name in holders) or "another program"
+            why = {errno.EADDRINUSE: f"the address is in use ({who} listens there)",
                    errno.EADDRNOTAVAIL: "not an address of this machine",
                    errno.EACCES: "permission denied (ports below 1024 need root)"}.get(e.errno or 0, e.strerror or str(e))  # fmt: skip
             raise UsageError(f"{self.flag} {self.where}: cannot listen there: {why}; expected a free port "

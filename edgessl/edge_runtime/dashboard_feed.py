@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgessl.console import gaps_text
 from edgessl.edge_runtime.rate import RateMeter
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def device_status(dev: ImuStream, rate_hz: float, reconnects: int | None = None,
     return {"state": c["state"], "port": port, "rate_hz": round(rate_hz, 2), "nominal_hz": dev.sample_rate,
             "delivered": c["delivered_samples"], "dropped": c["dropped_samples"],
             "rejected": sum(c["rejected_samples"].values()), "gaps": sum(gaps.values()),
+            # as run's last line says them: why samples are missing, and frames the bridge refused
+            "gaps_text": gaps_text(gaps), "frames_refused": sum(c.get("rejected_frames", {}).values()),
             "reconnects": gaps.get("disconnect", 0) if reconnects is None else reconnects}  # fmt: skip
 
 

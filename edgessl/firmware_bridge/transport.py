@@ -52,6 +52,10 @@ def channels_flag_problem(dev: ImuStream, port: str) -> str | None:
     return None
 
 
+class TextLinesInstead(ProtocolError):
+    """A binary stream's device answered a command with text readings (another firmware behind the port)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PortMatch:
     """Identify a USB serial device independently of its path (which may change on replug)."""
@@ -558,6 +562,8 @@ class ImuStream:
         sent = self._send(mtype, arg)
         deadline = time.monotonic() + self.handshake_timeout
         status: P.AckStatus | None = None
+        heard: list[bytes] = []  # what a binary stream's device sent instead of frames (the first few KiB)
+        any_frames = False
         while time.monotonic() < deadline:
             got_frames = False
             for kind, data, t in self._drain(0.05):
@@ -566,8 +572,10 @@ class ImuStream:
                     continue
                 if self.mode == "auto":
                     self._backlog.append(data)  # replayed into the text decoder if this is not a binary device
+                elif sum(map(len, heard)) < 4096:
+                    heard.append(data)
                 for f in self.frames.feed(data):
-                    got_frames = True
+                    got_frames = any_frames = True
                     if f.type == P.MsgType.ACK:
                         try:
                             a_type, a_seq, a_status = P.parse_ack(f)
@@ -586,6 +594,8 @@ class ImuStream:
                 return status
             if self.mode == "auto" and not got_frames and P.detect_mode(b"".join(self._backlog)) == "text":
                 raise ProtocolError("the device streams text lines")
+        if self.mode == "binary" and not any_frames and P.detect_mode(b"".join(heard)) == "text":
+            raise TextLinesInstead(f"{self.transport.url}: the device sends text lines, not binary frames")
         raise ProtocolError(f"no acknowledgement of {mtype.name} within {self.handshake_timeout:g} s")
 
     def _handshake(self) -> None:
@@ -644,6 +654,12 @@ class ImuStream:
     def _try_handshake(self) -> None:
         try:
             self._handshake()
+        except TextLinesInstead:  # another firmware behind the port (a text one, after a reflash or a swap)
+            self.handshake_failures += 1
+            self._fatal = ProtocolError(
+                f"{self.transport.url}: the device now sends text lines, not the binary frames this stream began "
+                "with (another firmware, or another board?); start the command again: --mode auto (the default) "
+                "finds out which it speaks")  # fmt: skip
         except BridgeError:
             self.handshake_failures += 1  # tried again at the next stall
 

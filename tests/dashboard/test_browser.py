@@ -13,6 +13,7 @@ import http.client
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,6 +87,16 @@ def test_the_page_shows_the_stream_and_an_event_within_2_s_of_its_end(chromium, 
         rows = chromium.execute_script("""return Array.from(document.querySelectorAll('#events tr.event'))
             .map(r => ({label: r.dataset.label, arrival: +r.dataset.arrival, end: +r.dataset.endWall,
                         reason: r.dataset.reason}));""")  # fmt: skip
+        # a hung command (a stopped process; on a Pi also a dead Wi-Fi link) keeps the connection open and sends
+        # nothing: the page must not go on saying "live" (walkthrough: 20 s of frozen figures under "live")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            said = _wait(chromium, "the page told the command is not answering", 25, """const c = document.getElementById('conn');
+                return c.dataset.state === 'reconnecting' && c.textContent.includes('not answering') && c.textContent;""")  # fmt: skip
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert said.startswith("the command is not answering (nothing for 1"), said
+        _wait(chromium, "the page live again", 30, "return document.getElementById('conn').dataset.state === 'live'")
         _stop(proc)  # the command ends: the page says so, not "reconnecting"
         _wait(chromium, "the page told the command stopped", 10, """const c = document.getElementById('conn');
             return c.dataset.state === 'stopped' && c.textContent.startsWith('stopped (the command ended)');""")  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -173,6 +174,7 @@ def _deaf_page(dash: Dashboard) -> None:
         while dash.hub.clients and time.monotonic() < deadline:
             time.sleep(0.05)
         assert dash.hub.clients == 0, "a page that stopped reading was not dropped"
+        assert dash.hub.counters["slow_pages_dropped"] == 1  # counted, whichever side noticed (walkthrough: 0)
         still_serves(dash)
     finally:
         for s in (silent, half, deaf):
@@ -249,6 +251,8 @@ def test_a_port_in_use_is_a_one_line_usage_error():
         Dashboard("127.0.0.1", first.port, flag="--serve").start()
     msg = str(e.value)
     assert msg.startswith(f"--serve 127.0.0.1:{first.port}: ") and "in use" in msg and "\n" not in msg
+    if sys.platform == "linux":  # who listens there, as a busy serial port's message names its holder
+        assert f"(pid {os.getpid()}) listens there" in msg, msg
     with pytest.raises(UsageError, match="not an address of this machine"):
         Dashboard("192.0.2.1", 0).start()  # TEST-NET-1: never this machine's
 

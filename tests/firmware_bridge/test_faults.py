@@ -441,6 +441,28 @@ def test_another_device_behind_the_same_path_after_a_replug(tmp_path):
         other.stop()
 
 
+def test_a_text_firmware_behind_a_binary_streams_path_stops_it_with_one_line(tmp_path):
+    """A board reflashed (or swapped) to text lines while a binary stream reads it: the run went on at 0 Hz
+    forever, counting refused frames (walkthrough); now a protocol error (the device exit code) says what."""
+    link = str(tmp_path / "imu")
+    sim = SimulatedImu(np.zeros((3, 400), np.float32), RATE, ["x", "y", "z"], link=link)
+    sim.start()
+    try:
+        s = ImuStream(link, reconnect_timeout=10, handshake_timeout=1.0).open()
+        read_until(s, lambda ev: _n(ev) >= 10)
+    finally:
+        sim.stop()
+    text = SimulatedImu(np.zeros((3, 4000), np.float32), RATE, ["x", "y", "z"], link=link, mode="csv")
+    text.start()
+    try:
+        with pytest.raises(P.ProtocolError, match="now sends text lines, not the binary frames") as e:
+            read_until(s, lambda ev: False, timeout=15)
+        assert link in str(e.value) and "--mode auto" in str(e.value) and "\n" not in str(e.value)
+    finally:
+        s.close()
+        text.stop()
+
+
 def test_text_device_whose_width_changes_is_another_device(text_device):
     with _stream(text_device.path, "text", text_device, b"0.1,0.2,0.9\r\n" * 5, rate_hz=RATE, relock_lines=4) as s:
         text_device.send(b"0.1,0.2,0.9,0.5,0.5,0.5\r\n" * 6)

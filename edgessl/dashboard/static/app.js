@@ -7,6 +7,9 @@ const MAX_ROWS = 50;
 const COLORS = ["#cf222e", "#1a7f37", "#1f6feb", "#9a6700", "#8250df", "#bf3989", "#0a7ea4", "#57606a"];
 
 const RETRY_MIN_MS = 2000, RETRY_MAX_MS = 10000;  // reconnecting: 2 s, 4 s, 8 s, then every 10 s
+// the server sends at least an 'alive' event every 5 s: silence this long means a hung command or a dead link
+// (a stopped process, Wi-Fi gone) whose connection the browser still holds open
+const SILENT_MS = 12000, ASK_MS = 4000;
 
 const state = {
   meta: { channels: [], units: [], labels: [], command: "" },
@@ -172,7 +175,10 @@ function setStatus(s) {
   for (const k of ["delivered", "dropped", "rejected", "gaps", "reconnects"]) {
     $(`h-${k}`).textContent = d[k] === undefined ? "—" : String(d[k]);
   }
+  if (d.gaps_text) $("h-gaps").textContent = d.gaps_text;  // why: "1 (unplugged 1)", as run's last line
+  if (d.frames_refused) $("h-rejected").textContent += ` · frames refused ${d.frames_refused}`;
   const r = s.runtime || {};
+  if (r.unknown !== undefined && r.unknown !== state.unknownTotal) { state.unknownTotal = r.unknown; setEventsTotal(); }
   $("h-latency").textContent = r.latency_ms === undefined || r.latency_ms === null ? "—" : `${fmt(r.latency_ms, 2)} ms`;
   $("h-unknown").textContent = r.unknown === undefined ? "—"
     : `${r.unknown} (noise ${r.unknown_noise}, low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`
@@ -246,10 +252,13 @@ function addEvents(events) {
     const unknown = e.label === "unknown";
     const label = el("td", {}, e.label);
     if (unknown && e.reason) label.append(" ", el("span", { className: "reason" }, `(${e.reason})`));
-    const when = new Date(1000 * (e.end_wall || arrival)).toLocaleTimeString();
+    // this machine's clock, and the device's as run prints it (to match a line of the terminal or the log)
+    const when = new Date(1000 * (e.end_wall || arrival)).toLocaleTimeString()
+      + (e.t !== undefined && e.t !== null ? ` · ${fmt(e.t, 2)} s` : "");
+    const noise = unknown && e.reason === "noise";  // the model is not asked: no confidence (as run prints it)
     const duration = e.window_end - e.window_start;
     const row = el("tr", { className: unknown ? "event unknown fresh" : "event fresh" },
-      el("td", {}, when), label, el("td", {}, fmt(e.confidence, 2)), el("td", {}, fmt(e.ood_score, 2)),
+      el("td", {}, when), label, el("td", {}, noise ? "—" : fmt(e.confidence, 2)), el("td", {}, noise ? "—" : fmt(e.ood_score, 2)),
       el("td", {}, `${fmt(e.latency_ms, 2)} ms`), el("td", {}, `${fmt(duration, 2)} s`));
     Object.assign(row.dataset, { label: e.label, arrival: String(arrival), endWall: String(e.end_wall ?? ""),
       confidence: String(e.confidence), reason: e.reason || "" });
@@ -259,15 +268,20 @@ function addEvents(events) {
 }
 
 function setEventsTotal(n) {
+  if (n === undefined) n = state.eventsTotal;
   if (n === undefined) return;
+  state.eventsTotal = n;
   const shown = $("events").rows.length;
-  $("events-count").textContent = `${n} since the command started${n > shown ? ` (the latest ${shown} shown)` : ""}`;
+  // as run's last line counts them: gestures reported, and those answered unknown
+  const u = state.unknownTotal;
+  const split = u !== undefined && u <= n ? `: ${n - u} gesture${n - u === 1 ? "" : "s"}, ${u} unknown` : "";
+  $("events-count").textContent = `${n} since the command started${split}${n > shown ? ` (the latest ${shown} shown)` : ""}`;
   $("events-count").dataset.count = String(n);
 }
 
 // -- a fresh page: every panel as before the first message (a new snapshot, perhaps of a new process) ------
 function resetPage() {
-  state.t = []; state.x = []; state.prompt = null; state.device = "";
+  state.t = []; state.x = []; state.prompt = null; state.device = ""; state.eventsTotal = undefined; state.unknownTotal = undefined;
   $("probs").replaceChildren(el("p", { className: "empty" }, "no window classified yet"));
   $("probs").dataset.label = "";
   $("probs-when").textContent = "";
@@ -310,7 +324,7 @@ function apply(m) {
 }
 
 // -- the connection: our own retries (EventSource gives up for good on a 503), and why it is down -----------
-let source = null, retryMs = RETRY_MIN_MS, retryTimer = null;
+let source = null, retryMs = RETRY_MIN_MS, retryTimer = null, heard = 0;
 
 function setConn(st, text) {
   const conn = $("conn");
@@ -323,9 +337,20 @@ function setConn(st, text) {
 function connect() {
   clearTimeout(retryTimer);
   source = new EventSource("/events");
-  source.onopen = () => { retryMs = RETRY_MIN_MS; state.ended = false; setConn("live", "live"); };
-  source.onmessage = (ev) => apply(JSON.parse(ev.data));
+  heard = Date.now();
+  source.onopen = () => { heard = Date.now(); retryMs = RETRY_MIN_MS; state.ended = false; setConn("live", "live"); };
+  source.onmessage = (ev) => { heard = Date.now(); apply(JSON.parse(ev.data)); };
+  source.addEventListener("alive", () => { heard = Date.now(); });
   source.onerror = () => { source.close(); source = null; retry(); };
+}
+
+function watchSilence() {
+  if (source && !state.ended && Date.now() - heard > SILENT_MS) {
+    source.close();
+    source = null;
+    retryMs = RETRY_MIN_MS;
+    retry(`the command is not answering (nothing for ${Math.round((Date.now() - heard) / 1000)} s)`);
+  }
 }
 
 function ended(reason) {
@@ -339,16 +364,20 @@ function ended(reason) {
   retryTimer = setTimeout(connect, retryMs);
 }
 
-async function retry() {
-  let why = "connection lost";
+async function retry(silent) {
+  let why = silent || "connection lost";
   if (!state.ended) {
+    const ask = new AbortController();
+    const timer = setTimeout(() => ask.abort(), ASK_MS);  // a stopped process accepts and never answers
     try {
-      const r = await fetch("/state", { cache: "no-store" });
+      const r = await fetch("/state", { cache: "no-store", signal: ask.signal });
       const st = r.ok ? await r.json() : null;
       if (st && st.pages >= st.max_pages) why = `too many pages open (${st.max_pages})`;
       else if (!r.ok) why = `the server answered ${r.status}`;
     } catch (e) {
-      why = "the command is not answering";
+      why = silent || "the command is not answering";
+    } finally {
+      clearTimeout(timer);
     }
   }
   const wait = state.ended ? Math.max(retryMs, 5000) : retryMs;
@@ -360,5 +389,6 @@ async function retry() {
 
 window.addEventListener("resize", drawPlot);
 setInterval(tickCountdown, 250);
+setInterval(watchSilence, 1000);
 connect();
 drawPlot();
