@@ -13,6 +13,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -87,6 +88,10 @@ def test_the_page_shows_the_stream_and_an_event_within_2_s_of_its_end(chromium, 
         rows = chromium.execute_script("""return Array.from(document.querySelectorAll('#events tr.event'))
             .map(r => ({label: r.dataset.label, arrival: +r.dataset.arrival, end: +r.dataset.endWall,
                         reason: r.dataset.reason}));""")  # fmt: skip
+        # the count is split as run's last line counts it: gestures reported, and those answered unknown
+        said = chromium.execute_script("return document.getElementById('events-count').textContent")
+        m = re.match(r"(\d+) since the command started: (\d+) gestures?, (\d+) unknown", said)
+        assert m and int(m[1]) == int(m[2]) + int(m[3]) >= len(rows) > 0, said
         # a hung command (a stopped process; on a Pi also a dead Wi-Fi link) keeps the connection open and sends
         # nothing: the page must not go on saying "live" (walkthrough: 20 s of frozen figures under "live")
         os.kill(proc.pid, signal.SIGSTOP)
