@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+from edgessl.procfs import process_name
+
 __all__ = ["parse_address", "is_loopback", "is_unspecified", "listener_holders", "outward_address"]
 
 
@@ -89,9 +91,5 @@ def listener_holders(port: int) -> list[tuple[int, str]]:
             except OSError:
                 continue
             if held:
-                try:
-                    name = Path(f"/proc/{pid}/comm").read_text().strip()
-                except OSError:
-                    name = "?"
-                out.append((int(pid), name))
+                out.append((int(pid), process_name(pid)))
     return out

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgessl.procfs import process_name
+
 
 def _pty_index(pid: str, fd: str) -> int | None:
     try:
@@ -46,11 +48,7 @@ def port_holders(path: str) -> list[tuple[int, str]]:
                 idx = _pty_index(pid, fd)
                 owns_master = owns_master or idx is None or idx == index
         if slave_fds - (1 if owns_master else 0) > 0:
-            try:
-                name = Path(f"/proc/{pid}/comm").read_text().strip()
-            except OSError:
-                name = "?"
-            out.append((int(pid), name))
+            out.append((int(pid), process_name(pid)))
     return out
 
 
