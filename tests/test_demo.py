@@ -24,7 +24,8 @@ def test_demo_quick_runs_end_to_end_and_reports(tmp_path):
         assert u["total"] == u["low_confidence"] + u["out_of_distribution"] <= s["stream"]["gestures"], u
     assert 0.0 < s["export"]["confidence_threshold"] <= 0.5 and s["export"]["ood_threshold"] > 0, s["export"]
     md = (tmp_path / "report.md").read_text()
-    assert f"answered `unknown`: {s['runtime']['unknown_adapted']['total']} (" in md
+    un, ad = (s["runtime"][k]["total"] for k in ("unknown_unadapted", "unknown_adapted"))
+    assert f"answered `unknown`: {un} (" in md and f"out of distribution) unadapted, {ad} (" in md
     # the report shows the figures the stages printed
     assert f"{s['finetune']['test_accuracy']:.3f}" in md and f"{s['runtime']['accuracy_adapted']:.3f}" in md
     # what adaptation changed, gesture by gesture: consistent with the two accuracies
@@ -35,3 +36,12 @@ def test_demo_quick_runs_end_to_end_and_reports(tmp_path):
     for png in ("curves.png", "confusion.png", "embedding.png", "stream_accuracy.png", "latency.png"):
         assert (tmp_path / png).stat().st_size > 5000, png
     assert report["seconds"] > 0  # recorded; how long it takes is not a unit test's business (210 s under load)
+
+
+def test_the_demo_pretrains_with_pretrains_default_method():
+    """The demo shows what a user gets: `edgessl pretrain`'s default objective, not one of its own."""
+    pytest.importorskip("torch")
+    from edgessl.demo import DemoConfig
+    from edgessl.trainer.methods import MethodConfig
+
+    assert DemoConfig().method == MethodConfig().name
