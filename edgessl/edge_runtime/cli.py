@@ -318,6 +318,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``run`` command; ``out`` defaults to the stdout of the moment (not of the import)."""
     out = out if out is not None else sys.stdout
     from edgessl.edge_runtime.adapt import build_adapter
+    from edgessl.edge_runtime.bundle import open_bundle
     from edgessl.edge_runtime.dashboard_feed import Feed
     from edgessl.edge_runtime.device_events import (
         EventComparison,
@@ -363,6 +364,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.record and os.path.lexists(args.record):  # before waiting for the port, not after
         raise UsageError(f"--record {args.record}: the file exists; expected a new path (a recording never "
                          "replaces a file)")  # fmt: skip
+    if args.serve is not None:  # a bundle that cannot be read fails before the page's address is announced
+        open_bundle(args.bundle)
     with warnings.catch_warnings(), _StopSignals() as stop, serving(args.serve, "run", out, args.json) as dash:
         warnings.showwarning = _one_line_warning
         warnings.simplefilter("ignore", InputWarning)  # said by say_input_problems, naming --port

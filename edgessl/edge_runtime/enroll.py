@@ -125,6 +125,8 @@ class EnrollReport:
         notes: things worth knowing (takes nearer another gesture than the training people's way of making theirs).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
         n_takes: the takes given.
+        guard: which guard refused it: ``"too_close"`` (a new class like another), ``"none_answered"`` (no take
+            answered with its label), ``"would_turn"`` (other enrolled takes would turn into it); "" if accepted.
     """
 
     label: str
@@ -140,6 +142,17 @@ class EnrollReport:
     flipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     reason: str = ""
     n_takes: int = 0
+    guard: str = ""
+
+    def next_text(self) -> str:
+        """What to do after a refusal, in words ("" when accepted)."""
+        if self.accepted:
+            return ""
+        if self.flipped:
+            return remedy_text(self.remedy)
+        if self.guard == "too_close" and self.nearest is not None:
+            return f"make {self.label} differ more from {self.nearest[0]}, then perform it {self.remedy[-1][1]} times"
+        return f"perform {self.label} again, {self.remedy[-1][1]} times"
 
     @property
     def remedy(self) -> list[tuple[str, int]]:
@@ -162,6 +175,8 @@ class EnrollReport:
         d = dataclasses.asdict(self)
         d["nearest"] = None if self.nearest is None else {"label": self.nearest[0], "similarity": round(self.nearest[1], 4)}
         d["remedy"] = [{"label": lb, "takes": n} for lb, n in self.remedy]
+        for k in ("reference", "own"):
+            d[k] = None if d[k] is None else round(d[k], 4)
         return d
 
     def text(self) -> str:
@@ -173,7 +188,7 @@ class EnrollReport:
         elif near:  # a new gesture: beside it, how alike the model's own two closest gestures are
             near += f"; the model's two closest gestures: {self.reference:.2f})" if self.reference is not None else ")"
         if not self.accepted:
-            return f"{self.label}: refused ({self.reason}){near}; {remedy_text(self.remedy)}"
+            return f"{self.label}: refused ({self.reason}){near}; {self.next_text()}"
         rej = f", {len(self.rejected)} doubtful (answered {', '.join(r['answered'] for r in self.rejected)})" if self.rejected else ""
         return f"{self.label}: {what}, {self.kept} take(s) enrolled{rej}{near}"
 
@@ -335,14 +350,15 @@ class UserState:
                 # actionable guard); on correct takes of new users this fired for half the gestures (walkthrough)
                 if i >= len(b):  # nearest to the user's own takes of another gesture
                     report.notes.append(f"your {label} is close to your {report.nearest[0]} ({report.nearest[1]:.2f}; "
-                                        f"to the training people's {label} {report.own:.2f}): if `run` confuses the "
-                                        "two, perform them more differently and enroll into a new --state file")  # fmt: skip
+                                        f"to the training people's {label} {report.own:.2f}); only if `run` confuses "
+                                        "the two: enroll 2 more takes of each into the same --state")  # fmt: skip
                 else:  # a person's own way of making it (common for a new user): what enrollment is for
                     report.notes.append(f"your {label} differs from the training people's: closer to their "
                                         f"{report.nearest[0]} ({report.nearest[1]:.2f}) than to their {label} "
                                         f"({report.own:.2f}); this enrollment teaches the model yours")  # fmt: skip
         if new and report.nearest is not None:
             if report.nearest[1] >= too_close:
+                report.guard = "too_close"
                 report.reason = (f"its takes are as similar to {report.nearest[0]} ({report.nearest[1]:.3f}) as "
                                  f"performances of one class (>= {too_close}); perform it more differently")  # fmt: skip
                 return report
@@ -373,6 +389,7 @@ class UserState:
                 keep[i] = False
                 report.rejected.append({"take": i + 1, "answered": labels[k], "similarity": round(float(e[i] @ mean), 4)})
         if not keep.any():
+            report.guard = "none_answered"
             report.reason = (f"none of its {len(e)} takes is answered {label} by the enrolled model (they look like "
                              f"{', '.join(sorted({r['answered'] for r in report.rejected}))}); perform it again")  # fmt: skip
             return report
@@ -393,6 +410,7 @@ class UserState:
             if was == self.classes[j] and now != was:
                 report.flipped.append({"label": labels[was], "answered": labels[now]})
         if report.flipped:
+            report.guard = "would_turn"
             turned = ", ".join(sorted({f["label"] for f in report.flipped}))
             report.reason = (f"it would turn {len(report.flipped)} enrolled take(s) of {turned} into {label}: too few "
                              f"takes of {turned} to tell them from {label}")  # fmt: skip

@@ -151,7 +151,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``enroll`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.edge_runtime.cli import channel_map
     from edgessl.edge_runtime.enroll import StateMismatch
-    from edgessl.edge_runtime.runtime import GestureRuntime
+    from edgessl.edge_runtime.runtime import GestureRuntime, label_problem
     from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture, check_capture_args
 
     if (args.label is None) == (not args.calibrate):
@@ -179,6 +179,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         labels = _labels(args.label)
         if len(labels) != 1:
             raise UsageError(f"--label {args.label}: expected one gesture (enroll one at a time, or --calibrate)")
+        if problem := label_problem(labels[0], rt.labels):
+            raise UsageError(f"--label {args.label}: {problem}")
     d = Display(out or sys.stdout, args.json)
     params = rt.segmentation or SegmentParams()  # the user's cut when the state has one
     ask = _stdin_answer if (d.tty and sys.stdin.isatty()) else None
@@ -246,14 +248,17 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             gentle = seg is not None and cut is not None and cut["profile"] == "gentle"
             params2 = profile(seg, "gentle") if seg is not None and gentle else params
             guide2 = Guide(list(plan), plan, args.countdown, params2, d, ask, guide.gentle_note, in_turn=False)
-            stats2, _, dev = capture(args, d, guide2, params2, open_more)
+            stats2, _, dev2 = capture(args, d, guide2, params2, open_more)
             second = enroll_takes(more, list(plan))
             retried = {r.label for r in second}
             reports = [r for r in reports if r.accepted or r.label not in retried] + second
-            stats["retake"] = {"plan": plan, "stopped_by": stats2["stopped_by"], "misses": guide2.misses}
+            stats["retake"] = {"plan": plan, "stopped_by": stats2["stopped_by"], "misses": guide2.misses,
+                               "device": dev2.counters()}  # fmt: skip
             if guide2.gave_up:
                 guide.gave_up = guide2.gave_up
         stats.update(device=dev.counters(), takes_with_gaps_left_out=flagged, misses=guide.misses)
+        # gestures the capture stopped before (--seconds, Ctrl-C): said, not left out silently (walkthrough)
+        stats["not_enrolled"] = missed = [lb for lb in labels if lb not in {r.label for r in reports}]
         accepted = [r for r in reports if r.accepted]
         st = rt.user_state
         if st is not None and cut is not None and cut["profile"] == "gentle":
@@ -264,14 +269,21 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if d.json:
             d.emit({"stats": stats})
         elif accepted:
-            d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} takes "
-                   f"(edgessl run {args.bundle} --port {args.port} --state {args.state})")  # fmt: skip
+            d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} "
+                   f"take(s) (edgessl run {args.bundle} --port {args.port} --state {args.state})")  # fmt: skip
+    if missed and reports and not guide.gave_up:  # (nothing captured at all, or gave up: the errors below say it)
+        by = {"seconds": "--seconds ran out before their takes", "done": "their takes overlapped gaps"}.get(
+            stats["stopped_by"], f"stopped by {stats['stopped_by']} before their takes")
+        print(f"edgessl enroll: warning: --state {args.state}: {len(missed)} of {len(labels)} gesture(s) not enrolled "
+              f"({by}): {', '.join(missed)}; enroll each later: edgessl enroll {args.bundle} "
+              f"--port {args.port} --state {args.state} --label {missed[0]} --count {count}", file=sys.stderr,
+              flush=True)  # fmt: skip
     refused = [r for r in reports if not r.accepted]
     if refused:
         kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
         cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state}"
         steps = refused[0].remedy
-        again = f"; {remedy_text(steps)}: " + ", then ".join(f"{cmd} --label {lb} --count {n}" for lb, n in steps)
+        again = f"; {refused[0].next_text()}: " + ", then ".join(f"{cmd} --label {lb} --count {n}" for lb, n in steps)
         raise DataError(f"--state {args.state}: enrollment of {', '.join(r.label for r in refused)} refused "
                         f"({refused[0].reason}){kept}{again}")  # fmt: skip
     if guide.gave_up:  # nobody performed (or the board could not): the labels without takes are not enrolled

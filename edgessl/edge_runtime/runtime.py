@@ -47,6 +47,20 @@ MOVEMENTS_NOT_CLASSIFIED = ("movements_too_short", "movements_too_long", "moveme
 ENROLLED_ROUGHNESS_MARGIN = 2.0  # an enrolled user's noise gate: at least this times their roughest take
 
 
+
+def label_problem(label: str, known: list[str]) -> str:
+    """Why ``label`` cannot name an enrolled gesture ("" when it can): ``unknown`` is the runtime's answer for a
+    rejected gesture, and ``Square`` beside ``square`` would be two classes a reader takes for one."""
+    if not label.strip():
+        return "an empty label; expected a gesture name"
+    if label.strip().lower() == UNKNOWN:
+        return f"{label!r} is the runtime's answer for a rejected gesture; expected another name"
+    same = [k for k in known if k.lower() == label.lower() and k != label]
+    if same:
+        return (f"{label!r} differs from the model's {same[0]!r} only in case; expected {same[0]!r} (to personalise "
+                "it) or a name of its own")  # fmt: skip
+    return ""
+
 @dataclasses.dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs microseconds per window
 class Prediction:
     label: str
@@ -353,8 +367,11 @@ class GestureRuntime:
         :meth:`UserState.enroll` and, if accepted, used at once; save with ``rt.user_state.save(path)``.
 
         Raises:
-            ValueError: another shape, non-finite values, or (a segment bundle in g) takes of which none moves.
+            ValueError: another shape, non-finite values, (a segment bundle in g) takes of which none moves, or
+                a label the runtime cannot tell apart (``unknown``, empty, or another case of a known one).
         """
+        if problem := label_problem(label, self.labels):
+            raise ValueError(problem)
         x = self._checked(np.asarray(windows))
         g = g_channels(self.bundle.units)
         if self.bundle.segmentation is not None and g:  # a cut gesture moves; a still window is no performance

@@ -260,6 +260,7 @@ class Guide:
         self.misses_in_a_row = 0
         self.gave_up: str | None = None  # why the capture stopped by itself (MISSES_IN_A_ROW prompts without a take)
         self.cues: dict[str, int] = {}  # how the device answered CUE, by status name
+        self.cue_refused: set[str] = set()  # labels whose cue the board refused (it cannot perform them)
         self.stop_asked = False
         self._ready_at = 0.0
         self._shown_left: int | None = None
@@ -384,6 +385,8 @@ class Guide:
                        else f"was answered {status}")  # fmt: skip
                 self.d.line(f"# the cue {self.label!r} to the board {why}; perform on the screen's prompt as usual")
         self.cues[status] = self.cues.get(status, 0) + 1
+        if status == "BAD_ARGUMENT":
+            self.cue_refused.add(self.label)
 
     def _watch(self, stream: SessionStream) -> None:
         t = stream.last_t if stream.last_t is not None else self._t_go
@@ -410,7 +413,8 @@ class Guide:
                    f"you moved {self._t_go - self._early.start_s:.1f} s before GO: wait for GO, then perform"
                    if self._early is not None else
                    f"only movement shorter than {p.min_duration_s:g} s: a flick, a bump, or a gesture too gentle to "
-                   f"stay above {p.threshold_g:g} g, cut into pieces: make it bigger or brisker" if short > 0 else
+                   f"stay above {p.threshold_g:g} g, cut into pieces: perform it as you usually do; if it "
+                   f"happens {MIN_SPLIT} times, a gentler cut for slow gestures is tried" if short > 0 else
                    f"nothing moved above {p.threshold_g:g} g")  # fmt: skip
             if self.d.json:
                 self.d.emit({"miss": {"label": self.label, "waited_s": round(waited, 3), "gap_s": round(hidden, 3),
@@ -419,8 +423,11 @@ class Guide:
                 self.d.line(f"no {self.label} seen within {waited:.1f} s of GO ({why}); again")
             self.misses_in_a_row += 1
             if self.misses_in_a_row >= MISSES_IN_A_ROW:  # nobody performs (or the board cannot): stop, say so
-                self.gave_up = (f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, {why}); "
-                                "is the board held and moving when GO shows?")  # fmt: skip
+                hint = ("the board refused its cue: `edgessl simulate` performs only its own gestures; on your own "
+                        "board, perform it on the prompt" if self.label in self.cue_refused else
+                        "is the board held and moving when GO shows?")  # fmt: skip
+                self.gave_up = f"no take in {self.misses_in_a_row} prompts in a row (the last: {self.label}, {why}); {hint}"
+
                 self.stop_asked = True
             self.state = "next"
             return
@@ -463,7 +470,8 @@ class Guide:
         self.flagged_in_a_row = self.flagged_in_a_row + 1 if flagged else 0
         duration = take.end_s - take.start_s
         if self.d.json:
-            self.d.emit({"take": {**rec, "duration_s": round(duration, 4), "lost_samples": take.lost,
+            rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}
+            self.d.emit({"take": {**rounded, "duration_s": round(duration, 4), "lost_samples": take.lost,
                                   "counted": not flagged, "counts": counts}})  # fmt: skip
         else:
             spark = sparkline(take.motion, width=32, ascii_only=not unicode_ok(self.d.out))

@@ -257,14 +257,21 @@ def test_a_port_in_use_is_a_one_line_usage_error():
         Dashboard("192.0.2.1", 0).start()  # TEST-NET-1: never this machine's
 
 
-def test_run_with_a_port_in_use_exits_with_the_usage_code_and_one_line(tmp_path):
+def test_run_with_a_port_in_use_exits_with_the_usage_code_and_one_line(tmp_path, small_bundle):
     with Dashboard("127.0.0.1", 0) as first:
-        r = subprocess.run([sys.executable, "-m", "edgessl", "run", "missing.essl", "--port", str(tmp_path / "nope"),
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", str(tmp_path / "nope"),
                             "--wait", "0", "--serve", f"127.0.0.1:{first.port}"],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == ExitCode.USAGE, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"edgessl run: error: --serve 127.0.0.1:{first.port}: cannot listen there: the address is in use")
+
+
+def test_run_with_a_missing_bundle_fails_before_announcing_the_page(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgessl", "run", "nope.essl", "--port", str(tmp_path / "imu"),
+                        "--serve", "127.0.0.1:0"], capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == ExitCode.USAGE and "dashboard at" not in r.stdout, (r.stdout, r.stderr)
+    assert r.stderr.strip() == "edgessl run: error: nope.essl: no such bundle"
 
 
 def test_a_page_is_told_when_the_command_ends():
