@@ -47,7 +47,6 @@ MOVEMENTS_NOT_CLASSIFIED = ("movements_too_short", "movements_too_long", "moveme
 ENROLLED_ROUGHNESS_MARGIN = 2.0  # an enrolled user's noise gate: at least this times their roughest take
 
 
-
 def label_problem(label: str, known: list[str]) -> str:
     """Why ``label`` cannot name an enrolled gesture ("" when it can): ``unknown`` is the runtime's answer for a
     rejected gesture, and ``Square`` beside ``square`` would be two classes a reader takes for one."""
@@ -60,6 +59,7 @@ def label_problem(label: str, known: list[str]) -> str:
         return (f"{label!r} differs from the model's {same[0]!r} only in case; expected {same[0]!r} (to personalise "
                 "it) or a name of its own")  # fmt: skip
     return ""
+
 
 @dataclasses.dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs microseconds per window
 class Prediction:
