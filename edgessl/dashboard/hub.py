@@ -82,6 +82,7 @@ class Hub:
         self._meta_rev = 0
         self._events: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=MAX_EVENTS)
         self._event_seq = 0
+        self._unknown_seq = 0  # of those, answered unknown: sent with the total, so the page's split never lags
         self._status: dict[str, Any] = {}
         self._status_rev = 0
         self._probs: dict[str, Any] | None = None
@@ -129,6 +130,7 @@ class Hub:
         """A reported gesture (``Event.to_json()`` plus ``end_wall`` and, for unknowns, ``reason``)."""
         with self._lock:
             self._event_seq += 1
+            self._unknown_seq += int(payload.get("label") == "unknown")
             self._events.append((self._event_seq, payload))
 
     def status(self, fields: dict[str, Any]) -> None:
@@ -224,7 +226,7 @@ class Hub:
             probs_rev, probs = self._probs_rev, self._probs
             prompt_rev, prompt = self._prompt_rev, self._prompt
             events = list(self._events)
-            samples_total, events_total = self.samples_total, self._event_seq
+            samples_total, events_total, unknown_total = self.samples_total, self._event_seq, self._unknown_seq
             clients = list(self._clients)
         sent = self._sent
         reset = meta_rev != sent["meta"]
@@ -241,7 +243,8 @@ class Hub:
         while self._plot_t and self._plot_t[0] < self._plot_t[-1] - PLOT_SECONDS:
             self._plot_t.popleft()
             self._plot_x.popleft()
-        common = {"samples_total": samples_total, "events_total": events_total, "wall": round(time.time(), 3)}
+        common = {"samples_total": samples_total, "events_total": events_total, "unknown_total": unknown_total,
+                  "wall": round(time.time(), 3)}  # fmt: skip
         update: dict[str, Any] = {"type": "update", **common}
         if reset:
             update.update(meta=meta, reset=True, t=list(self._plot_t), x=list(self._plot_x))
@@ -313,6 +316,7 @@ class Hub:
         """A JSON-ready snapshot for ``GET /state`` (no plot points)."""
         with self._lock:
             return {"meta": dict(self._meta), "samples_total": self.samples_total, "events_total": self._event_seq,
+                    "unknown_total": self._unknown_seq,
                     "status": self._status, "max_pages": MAX_CLIENTS,
                     "probabilities": self._probs_json(self._probs), "prompt": self._prompt,
                     "events": [p for _, p in self._events][-20:], "pages": len(self._clients),

@@ -418,6 +418,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     elif not c.agree:
                         note(comparison_text(c))
             finished = False
+            failure: DeviceError | None = None  # after data flowed: the totals are printed, then the error
             try:
                 stop.blocking = True
                 try:
@@ -539,6 +540,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             except _Stopped as sig:
                 stats["stopped_by"] = str(sig)
                 finished = True
+            except DeviceError as e:
+                if not dev.delivered_samples:
+                    raise
+                stats["stopped_by"] = "device error"
+                failure = e  # a service's log gets this run's totals before the one-line error (walkthrough)
             finally:
                 if feed is not None:
                     feed.final(dev)
@@ -572,6 +578,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"# wrong units, every answer above is meaningless: {stats['units']}", file=out, flush=True)
                 if "rate" in stats:
                     print(f"# wrong --rate, the gestures above were timed wrong: {stats['rate']}", file=out, flush=True)
+            if failure is not None:
+                raise failure
     return 0
 
 

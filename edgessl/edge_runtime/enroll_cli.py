@@ -275,8 +275,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         by = {"seconds": "--seconds ran out before their takes", "done": "their takes overlapped gaps"}.get(
             stats["stopped_by"], f"stopped by {stats['stopped_by']} before their takes")
         print(f"edgessl enroll: warning: --state {args.state}: {len(missed)} of {len(labels)} gesture(s) not enrolled "
-              f"({by}): {', '.join(missed)}; enroll each later: edgessl enroll {args.bundle} "
-              f"--port {args.port} --state {args.state} --label {missed[0]} --count {count}", file=sys.stderr,
+              f"({by}): {', '.join(missed)}; enroll them later into the same state, one by one: edgessl enroll "
+              f"{args.bundle} --port {args.port} --state {args.state} --label GESTURE --count {count}", file=sys.stderr,
               flush=True)  # fmt: skip
     refused = [r for r in reports if not r.accepted]
     if refused:

@@ -398,4 +398,5 @@ def test_a_calibration_cut_short_says_which_gestures_were_not_enrolled(small_bun
     assert set(missed) | set(stats["enrolled"]) == set(open_bundle(small_bundle).labels)
     (line,) = cap.err.strip().splitlines()
     assert line.startswith(f"edgessl enroll: warning: --state {state}: {len(missed)} of 8 gesture(s) not enrolled "
-                           f"(--seconds ran out before their takes): {', '.join(missed)}; enroll each later: "), line
+                           f"(--seconds ran out before their takes): {', '.join(missed)}; enroll them later into the same state, one by "
+                           "one: "), line

@@ -563,3 +563,31 @@ def test_a_wrong_rate_for_a_text_board_is_named_by_run_and_record(small_bundle, 
     assert r.returncode == 0, r.stderr
     assert "edgessl record: warning: --port" in r.stderr and f"--rate says {rate:g} Hz" in r.stderr, r.stderr
     assert "# wrong --rate, this session stores it: its lines arrive at" in r.stdout, r.stdout  # and on its last line
+
+
+def test_a_board_reflashed_to_text_lines_stops_the_run_with_its_totals_then_one_line(small_bundle, tmp_path):
+    """A binary board replaced by a text one behind the same path: `run` ran on at 0 Hz forever (walkthrough);
+    now the device exit code, after the run's totals (a service's log keeps them), with one error line."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, load_source
+
+    sig, rate, ch, un = load_source("synthetic", None)
+    link = str(tmp_path / "imu")
+    sim = SimulatedImu(sig, rate, ch, un, speed=2.0, link=link)
+    sim.start()
+    proc = subprocess.Popen([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", link, "--seconds", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # fmt: skip
+    text = None
+    try:
+        time.sleep(4)
+        sim.stop()
+        text = SimulatedImu(sig, rate, ch, un, mode="csv", speed=2.0, link=link)
+        text.start()
+        out, err = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+        if text is not None:
+            text.stop()
+    assert proc.returncode == ExitCode.DEVICE, (out[-1500:], err)
+    assert "# stopped (device error): " in out and " samples; " in out, out[-1500:]
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"edgessl run: error: {link}: the device now sends text lines, not the binary frames"), line

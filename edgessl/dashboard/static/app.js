@@ -178,7 +178,6 @@ function setStatus(s) {
   if (d.gaps_text) $("h-gaps").textContent = d.gaps_text;  // why: "1 (unplugged 1)", as run's last line
   if (d.frames_refused) $("h-rejected").textContent += ` · frames refused ${d.frames_refused}`;
   const r = s.runtime || {};
-  if (r.unknown !== undefined && r.unknown !== state.unknownTotal) { state.unknownTotal = r.unknown; setEventsTotal(); }
   $("h-latency").textContent = r.latency_ms === undefined || r.latency_ms === null ? "—" : `${fmt(r.latency_ms, 2)} ms`;
   $("h-unknown").textContent = r.unknown === undefined ? "—"
     : `${r.unknown} (noise ${r.unknown_noise}, low confidence ${r.unknown_low_confidence}, unlike training ${r.unknown_out_of_distribution})`
@@ -311,6 +310,7 @@ function apply(m) {
   if ("probabilities" in m) setProbs(m.probabilities);
   if ("prompt" in m) setPrompt(m.prompt);
   if (m.events) addEvents(m.events);
+  if (m.unknown_total !== undefined) state.unknownTotal = m.unknown_total;  // counted with the total, in one message
   setEventsTotal(m.events_total);
   const s = $("samples");
   if (m.samples_total > state.samples || m.type === "snapshot") {
@@ -324,7 +324,8 @@ function apply(m) {
 }
 
 // -- the connection: our own retries (EventSource gives up for good on a 503), and why it is down -----------
-let source = null, retryMs = RETRY_MIN_MS, retryTimer = null, heard = 0;
+// heard: the last word on this connection (or its start); lastWord: the last word from the command at all
+let source = null, retryMs = RETRY_MIN_MS, retryTimer = null, heard = 0, lastWord = Date.now();
 
 function setConn(st, text) {
   const conn = $("conn");
@@ -338,9 +339,9 @@ function connect() {
   clearTimeout(retryTimer);
   source = new EventSource("/events");
   heard = Date.now();
-  source.onopen = () => { heard = Date.now(); retryMs = RETRY_MIN_MS; state.ended = false; setConn("live", "live"); };
-  source.onmessage = (ev) => { heard = Date.now(); apply(JSON.parse(ev.data)); };
-  source.addEventListener("alive", () => { heard = Date.now(); });
+  source.onopen = () => { heard = lastWord = Date.now(); retryMs = RETRY_MIN_MS; state.ended = false; setConn("live", "live"); };
+  source.onmessage = (ev) => { heard = lastWord = Date.now(); apply(JSON.parse(ev.data)); };
+  source.addEventListener("alive", () => { heard = lastWord = Date.now(); });
   source.onerror = () => { source.close(); source = null; retry(); };
 }
 
@@ -348,8 +349,11 @@ function watchSilence() {
   if (source && !state.ended && Date.now() - heard > SILENT_MS) {
     source.close();
     source = null;
-    retryMs = RETRY_MIN_MS;
-    retry(`the command is not answering (nothing for ${Math.round((Date.now() - heard) / 1000)} s)`);
+    const why = () => `the command is not answering (nothing for ${Math.round((Date.now() - lastWord) / 1000)} s)`;
+    setConn("reconnecting", `${why()}; checking`);  // now, not after the check's own wait
+    $("h-state").textContent = "— (no word from the command)";  // not "streaming": nobody knows
+    $("h-state").dataset.state = "";
+    retry(why);  // the back-off grows while it stays silent: 2 s, 4 s, 8 s, then every 10 s
   }
 }
 
@@ -365,7 +369,7 @@ function ended(reason) {
 }
 
 async function retry(silent) {
-  let why = silent || "connection lost";
+  let why = silent ? silent() : "connection lost";
   if (!state.ended) {
     const ask = new AbortController();
     const timer = setTimeout(() => ask.abort(), ASK_MS);  // a stopped process accepts and never answers
@@ -374,8 +378,9 @@ async function retry(silent) {
       const st = r.ok ? await r.json() : null;
       if (st && st.pages >= st.max_pages) why = `too many pages open (${st.max_pages})`;
       else if (!r.ok) why = `the server answered ${r.status}`;
+      else if (silent) why = "the command answers again";
     } catch (e) {
-      why = silent || "the command is not answering";
+      why = silent ? silent() : "the command is not answering";
     } finally {
       clearTimeout(timer);
     }
