@@ -250,8 +250,6 @@ class Guide:
                  display: Display, ask: Any = None, gentle_note: str = "", in_turn: bool = True):  # fmt: skip
         self.labels, self.countdown, self.params, self.in_turn = labels, countdown, params, in_turn
         self.wanted = dict(count) if isinstance(count, dict) else dict.fromkeys(labels, count)
-        # what the page shows beside each count: one number, or one per label
-        self.count: int | dict[str, int] = count if isinstance(count, int) else dict(self.wanted)
         self.d, self.ask = display, ask
         self.state = "next"
         self.turn = 0  # index into labels of the next label's turn
@@ -766,7 +764,8 @@ def _page_extra(stream: SessionStream, guide: Guide | None) -> dict[str, Any]:
     extra: dict[str, Any] = {"output": str(stream.writer.path_csv)}
     if guide is not None:
         kept = stream.writer.meta["segments"][-10:]  # the latest kept takes, as the terminal says
-        extra.update(counts=guide.counts(stream.writer), wanted=guide.count,
+        wanted = set(guide.wanted.values())  # the page shows one number beside each count, or one per label
+        extra.update(counts=guide.counts(stream.writer), wanted=wanted.pop() if len(wanted) == 1 else guide.wanted,
                      takes=[{"label": r["label"], "take": r["take"], "flags": r["flags"],
                              "duration_s": round((r["end_ms"] - r["start_ms"]) / 1000.0, 2)}
                             for r in kept])  # fmt: skip
