@@ -6,6 +6,7 @@ layout into windows, train/test by the per-recording array ``S`` (see :meth:`Str
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from edgessl.datasets.types import (
     check_finite,
     unit_from_channel,
 )
+from edgessl.errors import npz_load_text
 from edgessl.preprocess import fill_missing
 
 __all__ = ["SHARED_FILES", "load_npz", "read_npz"]
@@ -110,34 +112,41 @@ def read_npz(path: str | Path) -> WindowDataset | StreamDataset:
         z = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise DataFormatError(f"{path}: not a readable .npz archive without pickles ({e})") from e
-    with z:
-        files = set(z.files)
-        if "signal" in files:
-            return _read_stream_npz(path, z)
-        need = {"X_train", "y_train", "X_test", "y_test"}
-        if not need <= files:
-            raise DataFormatError(
-                f"{path}: expected arrays {sorted(need)} (window layout) or 'signal' + offsets (stream layout); "
-                f"found {sorted(files)}"
-            )
-        X_train, X_test = (_float_array(path, z, k) for k in ("X_train", "X_test"))
-        n_ch = X_train.shape[1] if X_train.ndim == 3 else 0
-        channels = _str_list(z["channel_names"]) if "channel_names" in files else [f"ch{i}" for i in range(n_ch)]
-        y_train, y_test = z["y_train"].astype(np.int64), z["y_test"].astype(np.int64)
-        if "class_names" in files:
-            classes = _str_list(z["class_names"])
-        else:
-            classes = [str(i) for i in range(int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1)]
-        for split, y in (("y_train", y_train), ("y_test", y_test)):
-            _check_labels(path, split, y, classes, allow_unlabelled=False)
-        groups = {
-            k[: -len("_train")]: (z[k].astype(np.int64), z[k[: -len("_train")] + "_test"].astype(np.int64))
-            for k in files
-            if k.endswith("_train") and k not in ("X_train", "y_train") and k[: -len("_train")] + "_test" in files
-        }
-        rate, units = _npz_meta(path, z, channels)
-        X_train = fill_missing(X_train, str(path), channels)
-        X_test = fill_missing(X_test, str(path), channels) if len(X_test) else X_test
+    try:
+        with z:
+            return _read_opened(path, z)
+    except (OSError, zipfile.BadZipFile, EOFError) as e:  # a member read lazily from a damaged archive
+        raise DataFormatError(f"{path}: a damaged .npz archive (reading its arrays: {npz_load_text(e)})") from e
+
+
+def _read_opened(path: Path, z: Any) -> WindowDataset | StreamDataset:
+    files = set(z.files)
+    if "signal" in files:
+        return _read_stream_npz(path, z)
+    need = {"X_train", "y_train", "X_test", "y_test"}
+    if not need <= files:
+        raise DataFormatError(
+            f"{path}: expected arrays {sorted(need)} (window layout) or 'signal' + offsets (stream layout); "
+            f"found {sorted(files)}"
+        )
+    X_train, X_test = (_float_array(path, z, k) for k in ("X_train", "X_test"))
+    n_ch = X_train.shape[1] if X_train.ndim == 3 else 0
+    channels = _str_list(z["channel_names"]) if "channel_names" in files else [f"ch{i}" for i in range(n_ch)]
+    y_train, y_test = z["y_train"].astype(np.int64), z["y_test"].astype(np.int64)
+    if "class_names" in files:
+        classes = _str_list(z["class_names"])
+    else:
+        classes = [str(i) for i in range(int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1)]
+    for split, y in (("y_train", y_train), ("y_test", y_test)):
+        _check_labels(path, split, y, classes, allow_unlabelled=False)
+    groups = {
+        k[: -len("_train")]: (z[k].astype(np.int64), z[k[: -len("_train")] + "_test"].astype(np.int64))
+        for k in files
+        if k.endswith("_train") and k not in ("X_train", "y_train") and k[: -len("_train")] + "_test" in files
+    }
+    rate, units = _npz_meta(path, z, channels)
+    X_train = fill_missing(X_train, str(path), channels)
+    X_test = fill_missing(X_test, str(path), channels) if len(X_test) else X_test
     return WindowDataset(X_train, y_train, X_test, y_test, classes, channels, units, rate, groups, name=path.name)
 
 
