@@ -12,7 +12,11 @@ default decisions (an ``unknown`` answer counts as not right; ``unknown`` share 
 
 New gesture: per seed, a second model is trained on users 1–4 without one gesture (seed 0: gesture 8,
 seed 1: 3, seed 2: 6); each new user enrolls that gesture from its first 3 performances; reported: its recall
-over the rest of the user's stream, and the accuracy on the other seven gestures before and after.
+over the rest of the user's stream, and the accuracy on the other seven gestures before and after. Before
+the enrollment, the same streams say how the runtime answers a gesture it was not trained on: the share of
+its performances answered ``unknown`` (and of the known gestures'), how well the out-of-distribution score
+and 1 − the largest probability tell it from known gestures (AUROC), and the share the out-of-distribution
+gate would reject with its threshold set to reject 5 / 10 / 20 % of the known gestures.
 
 Also: per-window classification cost with and without a user state (one thread).
 
@@ -104,6 +108,8 @@ def new_gesture(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, g: in
     """The model knows every class but ``g`` (labels of ``y`` are the 8-class ones); each user enrolls ``g``."""
     rec = {"before": [0, 0, 0], "after": [0, 0, 0]}  # right on others, others, recall hits on g
     n_g = 0
+    scores: dict[str, list[float]] = {k: [] for k in ("ood", "ood_unseen", "maxprob", "maxprob_unseen")}
+    unknown_known = unknown_unseen = 0
     refused = 0
     for u in np.unique(s):
         iu = np.flatnonzero(s == u)
@@ -113,7 +119,13 @@ def new_gesture(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, g: in
         other = yr != g
         y7 = yr - (yr > g)  # the 7-class model's labels of the other gestures
         with GestureRuntime(bundle, threads=1) as rt:
-            p0 = np.array([rt.classify(x).index for x in X[rest]])
+            before = [rt.classify(x) for x in X[rest]]
+            p0 = np.array([q.index for q in before])
+            for q, o in zip(before, other, strict=True):  # scores of known (o) and unseen (not o) gestures, before enrollment
+                scores["ood" if o else "ood_unseen"].append(q.ood_score)
+                scores["maxprob" if o else "maxprob_unseen"].append(1.0 - float(q.probs.max()))
+            unknown_known += int((p0[other] < 0).sum())
+            unknown_unseen += int((p0[~other] < 0).sum())
             rep = rt.enroll(f"gesture_{g + 1}", X[enr])
             refused += 0 if rep.accepted else 1
             p1 = np.array([rt.classify(x).index for x in X[rest]])
@@ -126,7 +138,22 @@ def new_gesture(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, g: in
     return {"recall_new": rec["after"][2] / n_g, "others_before": rec["before"][0] / rec["before"][1],
             "others_after": rec["after"][0] / rec["after"][1],
             "others_change_pt": 100 * (rec["after"][0] - rec["before"][0]) / rec["before"][1],
-            "new_gesture": f"gesture_{g + 1}", "gestures_new": n_g, "enrollments_refused": refused}  # fmt: skip
+            "new_gesture": f"gesture_{g + 1}", "gestures_new": n_g, "enrollments_refused": refused,
+            # before it is enrolled: how the runtime answers a gesture it was not trained on
+            "unseen_answered_unknown": unknown_unseen / n_g, "known_answered_unknown": unknown_known / rec["before"][1],
+            "unseen_auroc_ood_score": auroc(scores["ood"], scores["ood_unseen"]),
+            "unseen_auroc_max_probability": auroc(scores["maxprob"], scores["maxprob_unseen"]),
+            "unseen_unknown_at_known_rejection": {
+                f"{r:.2f}": float(np.mean(np.array(scores["ood_unseen"]) > np.quantile(scores["ood"], 1 - r)))
+                for r in (0.05, 0.10, 0.20)}}  # fmt: skip
+
+
+def auroc(known: list[float], unseen: list[float]) -> float:
+    """The chance that an unseen gesture's score exceeds a known one's (ties count half): how well the score
+    alone tells the two apart (0.5: not at all)."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(unseen, known).statistic / (len(unseen) * len(known)))
 
 
 def main() -> None:
@@ -185,7 +212,12 @@ def _final(rows: dict, a, t_start: float) -> dict:
     ng = rows.get("new_gesture", [])
     if ng:
         summary["new_gesture"] = {m: _ms([r[m] for r in ng]) for m in ("recall_new", "others_before", "others_after",
-                                                                       "others_change_pt")}  # fmt: skip
+                                                                       "others_change_pt", "unseen_answered_unknown",
+                                                                       "known_answered_unknown", "unseen_auroc_ood_score",
+                                                                       "unseen_auroc_max_probability")}  # fmt: skip
+        for r in ng[0]["unseen_unknown_at_known_rejection"]:
+            summary["new_gesture"][f"unseen_unknown_at_known_rejection_{r}"] = _ms(
+                [x["unseen_unknown_at_known_rejection"][r] for x in ng])
         summary["new_gesture"]["gestures"] = [r["new_gesture"] for r in ng]
     return {"protocol": PROTOCOL, "template_weight": TEMPLATE_WEIGHT, "seeds": a.seeds, "quick": a.quick,
             "minutes": round((time.perf_counter() - t_start) / 60, 1),

@@ -64,7 +64,47 @@ def _stage(n: int, title: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -> dict[str, Any]:
+# what a demo writes into its folder; the marker says a demo made the folder's copies of them
+DEMO_OUTPUTS = ("pretrain", "finetune", "model.essl", "report.json", "report.md", "curves.png", "stream_accuracy.png",
+                "latency.png", "confusion.png", "embedding.png")  # fmt: skip
+DEMO_MARKER = ".edgessl-demo"
+
+
+def claim_demo_dir(out: Path, force: bool = False, flag: str = "--out", force_hint: str = "add --force",
+                   mark: bool = True) -> bool:  # fmt: skip
+    """Check the demo's folder before it writes there; returns True when it replaces an earlier demo's results.
+
+    A new or empty folder, or one an earlier demo wrote (its marker), is used; one that holds files of the names
+    the demo writes without the marker (a run, a bundle or a report of the user's own) is refused unless
+    ``force``. Files of other names are never touched. ``mark``: create the folder and its marker (else only check).
+
+    Raises:
+        UsageError: naming ``flag`` and the folder.
+    """
+    from edgessl.errors import UsageError
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag} {out}: is a file; expected a folder for the demo's results")
+    theirs = [n for n in DEMO_OUTPUTS if (out / n).exists()]
+    earlier = (out / DEMO_MARKER).is_file()
+    if theirs and not earlier and not force:
+        raise UsageError(f"{flag} {out}: holds {', '.join(theirs)}, not written by a demo; choose another folder, or "
+                         f"{force_hint} to replace them")  # fmt: skip
+    if not mark:
+        return bool(theirs)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / DEMO_MARKER).write_text("written by `edgessl demo`: a later demo replaces what it wrote here\n")
+    except OSError as e:
+        raise UsageError(f"{flag} {out}: cannot write there ({e.strerror or e}); expected a writable folder") from e
+    return bool(theirs)
+
+
+def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, force: bool = False) -> dict[str, Any]:
+    """The demo's six stages into ``out`` (see the module's docstring); returns the report.
+
+    ``out`` may be new, empty or an earlier demo's; a folder holding a run, a bundle or a report the demo did not
+    write is refused (:class:`~edgessl.errors.UsageError`) unless ``force``."""
     import torch
 
     from edgessl.datasets.synthetic import GESTURES, make_gesture, make_user
@@ -82,7 +122,8 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     from edgessl.trainer.pipeline import FinetuneConfig, PretrainConfig, finetune, pretrain
 
     cfg = cfg or (DemoConfig.quick() if quick else DemoConfig())
-    out.mkdir(parents=True, exist_ok=True)
+    if claim_demo_dir(out, force, flag="out", force_hint="pass force=True"):
+        print(f"replacing the earlier demo's results in {out}", flush=True)
     torch.set_num_threads(2)
     report: dict[str, Any] = {"config": dataclasses.asdict(cfg), "data": data, "stages": {}}
     t_all = time.perf_counter()
@@ -101,11 +142,11 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     pcfg = PretrainConfig(dcfg, EncoderConfig(), MethodConfig(name=cfg.method),
                           FitConfig(epochs=cfg.pretrain_epochs, batch_size=128, warmup_epochs=max(1, cfg.pretrain_epochs // 10),
                                     seed=cfg.seed))  # fmt: skip
-    pt = pretrain(pcfg, pt_dir)
+    pt = pretrain(pcfg, pt_dir, force=True)  # the folder is this demo's (claimed above)
     fcfg = FinetuneConfig(data=dcfg, init=str(pt_dir), labels_per_class=cfg.labels_per_class,
                           fit=FitConfig(epochs=cfg.finetune_epochs, batch_size=64, warmup_epochs=3, seed=cfg.seed,
                                         drop_last=False))  # fmt: skip
-    ft = finetune(fcfg, ft_dir)
+    ft = finetune(fcfg, ft_dir, force=True)
     report["stages"]["pretrain"] = {"windows": pt["n_windows"], "epochs": cfg.pretrain_epochs,
                                     "final_loss": pt["history"][-1]["loss"], "seconds": round(pt["seconds"], 1)}  # fmt: skip
     report["stages"]["finetune"] = {k: ft[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels", "best_epoch")}
@@ -114,7 +155,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None) -
     t0 = _stage(3, "export to int8 and verify against fp32")
     bundle = out / "model.essl"
     # `edgessl export`'s defaults: its 0.99 gate and its automatic quantization choice
-    manifest = export_bundle(ft_dir, bundle, dataclasses.replace(ExportConfig(), name="edgessl-demo"))
+    manifest = export_bundle(ft_dir, bundle, dataclasses.replace(ExportConfig(), name="edgessl-demo"), force=True)
     v = manifest["verification"]
     report["stages"]["export"] = {"bytes": bundle.stat().st_size, "top1_agreement": v["top1_agreement"],
                                   "accuracy_fp32": v.get("accuracy_fp32"), "accuracy_int8": v.get("accuracy_int8"),
@@ -377,7 +418,8 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg = DemoConfig.quick() if args.quick else DemoConfig()
     if args.adapt:
         cfg = dataclasses.replace(cfg, adapt=args.adapt)
-    run_demo(args.data, Path(args.out), args.quick, cfg)
+    claim_demo_dir(Path(args.out), args.force, mark=False)  # before torch is imported: a refusal is quick
+    run_demo(args.data, Path(args.out), args.quick, cfg, force=args.force)
     return 0
 
 
@@ -387,4 +429,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a small run (about a minute), used in CI")
     p.add_argument("--out", default="edgessl_demo", help="output folder for the report")
     p.add_argument("--adapt", default=None, help="test-time adaptation method for the live stage")
+    p.add_argument("--force", action="store_true",
+                   help="replace runs, bundles or reports in --out that an earlier demo did not write (default: refuse)")
     p.set_defaults(func=_cmd)

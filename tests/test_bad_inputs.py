@@ -196,6 +196,50 @@ def test_export_refuses_an_existing_out_file_without_force(capsys, tmp_path):
     assert code == ExitCode.MODEL and out.read_bytes() == b"the user's bundle"
 
 
+def test_python_api_refuses_another_run_and_an_existing_bundle_without_force(pretrained, small_model, tmp_path):
+    """pretrain(), finetune() and export_bundle() keep the CLI's rule: another run's files and an existing
+    file are replaced only when asked (force=True), and the message says how in Python's words."""
+    from edgessl.errors import UsageError
+    from edgessl.export.pipeline import export_bundle
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, PretrainConfig, finetune, pretrain
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(pretrained, run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    data = DataConfig(spec=TINY)
+    with pytest.raises(UsageError, match="out_dir .*holds another run.*pass force=True"):
+        pretrain(PretrainConfig(data=data, fit=FitConfig(epochs=1)), run_dir, progress=False)
+    with pytest.raises(UsageError, match="out_dir .*holds another run.*pass force=True"):
+        finetune(FinetuneConfig(data=data, fit=FitConfig(epochs=1)), run_dir, progress=False, plots=False)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    bundle = tmp_path / "model.essl"
+    bundle.write_bytes(b"the user's bundle")
+    with pytest.raises(UsageError, match="out .*exists.*pass force=True"):
+        export_bundle(small_model, bundle, progress=False)
+    assert bundle.read_bytes() == b"the user's bundle"
+    pretrain(PretrainConfig(data=data, fit=FitConfig(epochs=1)), run_dir, progress=False, force=True)
+    assert [json.loads(ln)["epoch"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines()] == [0]
+
+
+def test_demo_replaces_an_earlier_demo_only(capsys, tmp_path):
+    """The demo's folder: an earlier demo's results are replaced; a run or bundle of the user's in it is not."""
+    from edgessl.demo import claim_demo_dir
+
+    assert claim_demo_dir(tmp_path / "fresh") is False
+    (tmp_path / "fresh" / "report.md").write_text("demo's")
+    assert claim_demo_dir(tmp_path / "fresh") is True  # an earlier demo's folder
+    mine = tmp_path / "runs"
+    (mine / "finetune").mkdir(parents=True)
+    (mine / "model.essl").write_bytes(b"the user's bundle")
+    code, msg = run(capsys, "demo", "--quick", "--out", str(mine))
+    assert code == ExitCode.USAGE and "--out" in msg and str(mine) in msg and "finetune, model.essl" in msg
+    assert "--force" in msg and (mine / "model.essl").read_bytes() == b"the user's bundle"
+    assert not (mine / ".edgessl-demo").exists()  # refused: nothing written
+    assert claim_demo_dir(mine, force=True) is True
+
+
 # ---------------------------------------------------------------------------------------------------------
 # values
 

@@ -26,7 +26,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     given = a.method is not None or a.per_channel
     quant = QuantizeConfig(CalibrationMethod(a.method or "minmax"), a.per_channel) if given else None
     cfg = ExportConfig(quant, a.keep_fp32, a.min_agreement, a.calibration, a.stride, a.rate, a.name, a.input_mode)
-    export_bundle(a.checkpoint_dir, a.out, cfg)  # a refusal (ExportError) is a model error at the CLI boundary
+    export_bundle(a.checkpoint_dir, a.out, cfg, force=a.force)  # a refusal (ExportError) is a model error at the CLI boundary
     if c_dir is not None:
         from edgessl.export.c_model import describe, export_c
 

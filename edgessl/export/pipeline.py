@@ -123,12 +123,18 @@ def _quantize_and_select(enc32: Path, enc8: Path, head: Path, calib: np.ndarray,
     return candidates[chosen], selection
 
 
-def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), progress: bool = True) -> dict:
-    """Export the fine-tuned model in ``model_dir`` to the bundle ``out``; returns the manifest."""
+def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(), progress: bool = True,
+                  force: bool = False) -> dict:  # fmt: skip
+    """Export the fine-tuned model in ``model_dir`` to the bundle ``out``; returns the manifest. An existing
+    file at ``out`` is refused (:class:`~edgessl.errors.UsageError`) unless ``force``, as ``edgessl export``
+    does; the bundle is written whole or not at all."""
     import torch
 
     from edgessl.export.onnx_export import export_onnx, graph_preprocessing, load_model
     from edgessl.trainer.data import DataConfig, labelled
+    from edgessl.trainer.run_dir import check_out_file
+
+    check_out_file(out, force=force, flag="out", force_hint="pass force=True")
 
     model, info = load_model(model_dir)
     channels, units = info["channel_names"], info["channel_units"]

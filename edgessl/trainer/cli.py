@@ -188,7 +188,7 @@ def _cmd_finetune(a: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, data=_inherit(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None))
     with run_in(a.out, force=a.force):
         if a.cv:
-            r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet)
+            r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet, force=a.force)
             print(json.dumps({"recipe": recipe, **{k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats",
                                                                       "n_windows")}}))  # fmt: skip
             return 0

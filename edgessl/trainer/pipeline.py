@@ -32,6 +32,7 @@ from edgessl.trainer.distributed import DistEnv, setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, load_saved, save_atomic, selection_score
 from edgessl.trainer.methods import LABELLED_METHODS, MethodConfig, build_method
+from edgessl.trainer.run_dir import run_in
 from edgessl.trainer.supervised import Classifier, FixMatch, SupervisedMethod, TransformPrediction, finetune_augment
 from edgessl.trainer.text import describe
 
@@ -186,12 +187,24 @@ RETIRED_FINETUNE = {"test_adapt_groups": None, "teachers": (), "distill_weight":
                     "distill_unlabelled": False}  # fmt: skip
 
 
+PY_FORCE = "pass force=True"  # how a Python caller replaces a run (the CLI's messages say --force)
 FEW_PRETRAIN_WINDOWS = 64  # below this many unlabeled windows, pretraining says it will learn little
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-             stop_after_epoch: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """Self-supervised pretraining on the unlabeled training windows of ``cfg.data``."""
+             stop_after_epoch: int | None = None, force: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Self-supervised pretraining on the unlabeled training windows of ``cfg.data``, written to ``out_dir``.
+
+    A folder that holds another run is refused (:class:`~edgessl.errors.UsageError`) unless ``resume`` (that
+    run continues) or ``force`` (its run files are replaced; nothing else in the folder is touched), as
+    ``edgessl pretrain`` does.
+    """
+    with run_in(out_dir, force=force, resume=resume, flag="out_dir", force_hint=PY_FORCE):
+        return _pretrain(cfg, out_dir, resume, progress, stop_after_epoch)
+
+
+def _pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool, progress: bool,
+              stop_after_epoch: int | None) -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(cfg.fit.seed)
     mcfg = cfg.method
     if mcfg.name in LABELLED_METHODS:
@@ -637,15 +650,22 @@ def _self_train(run: _Run, model: Classifier, method: SupervisedMethod, history:
 
 
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, plots: bool = True,
-             test: bool = True) -> dict[str, Any]:  # fmt: skip
+             test: bool = True, force: bool = False) -> dict[str, Any]:  # fmt: skip
     """Fine-tune (or linearly probe) on a label budget, select on validation, test once, write a report.
 
     Steps: prepare the data and pool, train and select, self-train, refit, test once, write the model and
     its report. Writes ``metrics.json``, ``model.pt`` (everything export needs), ``checkpoint.pt``,
     ``metrics.jsonl``, ``confusion.png`` and ``embedding.png`` to ``out_dir``. With ``test=False`` it stops
     after selection (no refit, no test prediction, nothing written but the training checkpoint and log) and
-    returns the validation figures alone: a model-selection run, as ``cross_validate`` makes.
+    returns the validation figures alone: a model-selection run, as ``cross_validate`` makes. A folder that
+    holds another run is refused (:class:`~edgessl.errors.UsageError`) unless ``force`` (its run files are
+    replaced; nothing else in the folder is touched), as ``edgessl finetune`` does.
     """
+    with run_in(out_dir, force=force, flag="out_dir", force_hint=PY_FORCE):
+        return _finetune(cfg, out_dir, progress, plots, test)
+
+
+def _finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool, plots: bool, test: bool) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.fit.seed)
@@ -914,7 +934,7 @@ def _split_seed(cfg: FinetuneConfig) -> int:
 
 
 def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats: int = 1,
-                   progress: bool = True) -> dict[str, Any]:  # fmt: skip
+                   progress: bool = True, force: bool = False) -> dict[str, Any]:  # fmt: skip
     """Stratified ``folds``-fold cross-validation of a fine-tuning recipe on the training split alone.
 
     Each of ``repeats`` partitions (seeds ``cfg.fit.seed``, ``+1``, ...) trains ``folds`` models, each
@@ -924,8 +944,16 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
     single 20 % split has, which is what separates recipes whose single-split accuracies tie.
 
     Writes ``cv.json`` to ``out_dir`` and returns it: ``cv_accuracy``, ``best_epoch``, the pooled curve, and
-    per repeat the pooled accuracy at its own best epoch and each fold's selected accuracy.
+    per repeat the pooled accuracy at its own best epoch and each fold's selected accuracy. The fold models go
+    to ``out_dir/seed<S>_fold<I>``; a folder that holds another run is refused unless ``force``, as in
+    :func:`finetune`.
     """
+    with run_in(out_dir, force=force, flag="out_dir", force_hint=PY_FORCE):
+        return _cross_validate(cfg, folds, out_dir, repeats, progress, force)
+
+
+def _cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats: int, progress: bool,
+                    force: bool) -> dict[str, Any]:  # fmt: skip
     if cfg.val_groups:
         raise ValueError(f"cross-validation validates on stratified folds; it does not take val_groups "
                          f"({cfg.val_groups!r})")  # fmt: skip
@@ -939,7 +967,8 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
         for i in range(folds):
             fold_cfg = dataclasses.replace(cfg, val_fold=(i, folds), fit=dataclasses.replace(cfg.fit, seed=seed),
                                            split_seed=None if cfg.split_seed is None else cfg.split_seed + r)  # fmt: skip
-            m = finetune(fold_cfg, out / f"seed{seed}_fold{i}", progress=False, plots=False, test=False)
+            m = finetune(fold_cfg, out / f"seed{seed}_fold{i}", progress=False, plots=False, test=False,
+                             force=force)
             runs[-1].append(m)
             if progress:
                 print(f"cv seed {seed} fold {i + 1}/{folds}: val accuracy {m['val_accuracy']:.4f} "

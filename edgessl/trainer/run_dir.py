@@ -13,7 +13,8 @@ from edgessl.errors import UsageError
 RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.json", "metrics.jsonl", "cv.json")
 
 
-def claim_out_dir(out: str | Path, *, force: bool = False, resume: bool = False, flag: str = "--out") -> Path:
+def claim_out_dir(out: str | Path, *, force: bool = False, resume: bool = False, flag: str = "--out",
+                  force_hint: str = "add --force") -> Path:
     """Check ``out`` before a run writes there, and clear the previous run's files when ``force`` allows it.
 
     A folder that holds another run (any of :data:`RUN_FILES`) is refused unless ``resume`` (the same run
@@ -25,6 +26,7 @@ def claim_out_dir(out: str | Path, *, force: bool = False, resume: bool = False,
         force: replace a previous run in ``out``.
         resume: continue the run in ``out``.
         flag: the flag that named ``out``, for the messages.
+        force_hint: how the caller says ``force`` (the Python API: ``pass force=True``).
 
     Returns:
         ``out`` as a Path, existing and writable.
@@ -46,14 +48,14 @@ def claim_out_dir(out: str | Path, *, force: bool = False, resume: bool = False,
     previous = [name for name in RUN_FILES if (p / name).exists()]
     if previous and not resume:
         if not force:
-            raise UsageError(f"{flag} {p}: holds another run ({', '.join(previous)}); choose a new folder, or add "
-                             "--force to replace that run's files")  # fmt: skip
+            raise UsageError(f"{flag} {p}: holds another run ({', '.join(previous)}); choose a new folder, or "
+                             f"{force_hint} to replace that run's files")  # fmt: skip
         for name in previous:
             (p / name).unlink()
     return p
 
 
-def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out") -> Path:
+def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out", force_hint: str = "add --force") -> Path:
     """Check an output file before a command writes it: not a folder, its folder writable, and an existing
     file replaced only with ``force``.
 
@@ -64,7 +66,7 @@ def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out")
     if p.is_dir():
         raise UsageError(f"{flag} {p}: is a folder; expected a file path, e.g. model.essl")
     if p.exists() and not force:
-        raise UsageError(f"{flag} {p}: exists; choose another path, or add --force to replace it")
+        raise UsageError(f"{flag} {p}: exists; choose another path, or {force_hint} to replace it")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"{flag} {p}: folder {parent} does not exist; expected a path in an existing folder")
@@ -74,11 +76,12 @@ def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out")
 
 
 @contextlib.contextmanager
-def run_in(out: str | Path, *, force: bool = False, resume: bool = False) -> Iterator[Path]:
+def run_in(out: str | Path, *, force: bool = False, resume: bool = False, flag: str = "--out",
+           force_hint: str = "add --force") -> Iterator[Path]:
     """:func:`claim_out_dir` for the length of a run: a run that fails before writing anything leaves no
     empty folder behind (only a folder this call created, and only while it is still empty, is removed)."""
     fresh = not Path(out).exists()
-    p = claim_out_dir(out, force=force, resume=resume)
+    p = claim_out_dir(out, force=force, resume=resume, flag=flag, force_hint=force_hint)
     try:
         yield p
     except BaseException:
