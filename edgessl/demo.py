@@ -71,12 +71,13 @@ DEMO_MARKER = ".edgessl-demo"
 
 
 def claim_demo_dir(out: Path, force: bool = False, flag: str = "--out", force_hint: str = "add --force",
-                   mark: bool = True) -> bool:  # fmt: skip
-    """Check the demo's folder before it writes there; returns True when it replaces an earlier demo's results.
+                   mark: bool = True) -> str | None:  # fmt: skip
+    """Check the demo's folder before it writes there; returns what it says when it replaces files (None: nothing).
 
     A new or empty folder, or one an earlier demo wrote (its marker), is used; one that holds files of the names
     the demo writes without the marker (a run, a bundle or a report of the user's own) is refused unless
-    ``force``. Files of other names are never touched. ``mark``: create the folder and its marker (else only check).
+    ``force``, and so is a folder of recordings (a data set: CSV files with their JSON sidecars). Files of other
+    names are never touched. ``mark``: create the folder and its marker (else only check).
 
     Raises:
         UsageError: naming ``flag`` and the folder.
@@ -87,17 +88,27 @@ def claim_demo_dir(out: Path, force: bool = False, flag: str = "--out", force_hi
         raise UsageError(f"{flag} {out}: is a file; expected a folder for the demo's results")
     theirs = [n for n in DEMO_OUTPUTS if (out / n).exists()]
     earlier = (out / DEMO_MARKER).is_file()
+    if not earlier and not force and out.is_dir():
+        takes = [p for p in [*out.glob("*.csv"), *out.glob("*/*.csv")] if p.with_suffix(".json").is_file()]
+        if takes:
+            raise UsageError(f"{flag} {out}: holds recordings ({len(takes)} CSV file(s) with their sidecars, e.g. "
+                             f"{takes[0].name}), a data set; choose another folder for the demo's results, or "
+                             f"{force_hint} to write beside them")  # fmt: skip
     if theirs and not earlier and not force:
         raise UsageError(f"{flag} {out}: holds {', '.join(theirs)}, not written by a demo; choose another folder, or "
                          f"{force_hint} to replace them")  # fmt: skip
+    said = None
+    if theirs:
+        said = (f"replacing the earlier demo's results in {out}" if earlier else
+                f"replacing {', '.join(theirs)} in {out}, not written by a demo: force was given")  # fmt: skip
     if not mark:
-        return bool(theirs)
+        return said
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / DEMO_MARKER).write_text("written by `edgessl demo`: a later demo replaces what it wrote here\n")
     except OSError as e:
         raise UsageError(f"{flag} {out}: cannot write there ({e.strerror or e}); expected a writable folder") from e
-    return bool(theirs)
+    return said
 
 
 def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, force: bool = False) -> dict[str, Any]:
@@ -122,8 +133,8 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
     from edgessl.trainer.pipeline import FinetuneConfig, PretrainConfig, finetune, pretrain
 
     cfg = cfg or (DemoConfig.quick() if quick else DemoConfig())
-    if claim_demo_dir(out, force, flag="out", force_hint="pass force=True"):
-        print(f"replacing the earlier demo's results in {out}", flush=True)
+    if said := claim_demo_dir(out, force, flag="out", force_hint="pass force=True"):
+        print(said, flush=True)
     torch.set_num_threads(2)
     report: dict[str, Any] = {"config": dataclasses.asdict(cfg), "data": data, "stages": {}}
     t_all = time.perf_counter()

@@ -79,7 +79,9 @@ class MissingExtraError(EdgesslError):
         if extra == "train":
             msg = f"needs the training extra ({module}): pip install 'edgessl[train]'"
         else:
-            msg = f"needs the Python package {module!r}, which is not installed; reinstall: pip install edgessl"
+            how = (f"pip install {module} (on a Jetson, NVIDIA's onnxruntime-gpu build instead: docs/deploy.md)"
+                   if module == "onnxruntime" else f"pip install {module}, or reinstall edgessl's wheel")
+            msg = f"needs the Python package {module!r}, which is not installed: {how}"
         super().__init__(msg)
 
 

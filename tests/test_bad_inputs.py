@@ -224,12 +224,13 @@ def test_python_api_refuses_another_run_and_an_existing_bundle_without_force(pre
 
 
 def test_demo_replaces_an_earlier_demo_only(capsys, tmp_path):
-    """The demo's folder: an earlier demo's results are replaced; a run or bundle of the user's in it is not."""
+    """The demo's folder: an earlier demo's results are replaced (and it says so); a run or bundle of the
+    user's in it, or a folder of recordings, is refused unless forced."""
     from edgessl.demo import claim_demo_dir
 
-    assert claim_demo_dir(tmp_path / "fresh") is False
+    assert claim_demo_dir(tmp_path / "fresh") is None
     (tmp_path / "fresh" / "report.md").write_text("demo's")
-    assert claim_demo_dir(tmp_path / "fresh") is True  # an earlier demo's folder
+    assert "earlier demo" in claim_demo_dir(tmp_path / "fresh")
     mine = tmp_path / "runs"
     (mine / "finetune").mkdir(parents=True)
     (mine / "model.essl").write_bytes(b"the user's bundle")
@@ -237,7 +238,59 @@ def test_demo_replaces_an_earlier_demo_only(capsys, tmp_path):
     assert code == ExitCode.USAGE and "--out" in msg and str(mine) in msg and "finetune, model.essl" in msg
     assert "--force" in msg and (mine / "model.essl").read_bytes() == b"the user's bundle"
     assert not (mine / ".edgessl-demo").exists()  # refused: nothing written
-    assert claim_demo_dir(mine, force=True) is True
+    said = claim_demo_dir(mine, force=True)
+    assert "finetune, model.essl" in said and "not written by a demo" in said
+    data = tmp_path / "my_gestures"
+    data.mkdir()
+    (data / "s1.csv").write_text("t,acc_x\n")
+    (data / "s1.json").write_text("{}")
+    code, msg = run(capsys, "demo", "--quick", "--out", str(data))
+    assert code == ExitCode.USAGE and "recordings" in msg and "s1.csv" in msg and str(data) in msg
+    assert sorted(p.name for p in data.iterdir()) == ["s1.csv", "s1.json"]
+
+
+def test_finetune_refuses_its_own_init_folder_even_with_force(capsys, pretrained, tmp_path):
+    """--out equal to --init would replace the pretrained run before it is read (--force removes run files)."""
+    run_dir = tmp_path / "pre"
+    shutil.copytree(pretrained, run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    code, msg = run(capsys, "finetune", "--data", TINY, "--init", str(run_dir), "--out", str(run_dir) + "/",
+                    "--force", "--epochs", "1", "--quiet")  # fmt: skip
+    assert code == ExitCode.USAGE and "--init" in msg and str(run_dir) in msg
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_providers_are_named_as_users_type_them(capsys, small_bundle):
+    from edgessl.edge_runtime.runtime import provider_names
+
+    assert provider_names(["TensorRT", "cuda", "CPUExecutionProvider", "cpu"]) == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]  # fmt: skip
+    code, msg = run(capsys, "run", str(small_bundle), "--port", "/nonexistent/tty", "--providers", "GPU,CPU",
+                    "--seconds", "1")  # fmt: skip
+    assert code == ExitCode.USAGE and "--providers GPU,CPU" in msg and "'GPU'" in msg and "CUDA" in msg
+
+
+def test_a_missing_gpu_provider_is_one_line_saying_what_runs_and_what_to_install(small_bundle):
+    import onnxruntime as ort
+
+    from edgessl.edge_runtime.runtime import GestureRuntime
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: nothing falls back")
+    with pytest.warns(UserWarning) as got:
+        with GestureRuntime(small_bundle, providers=["TensorRT", "CUDA", "CPU"]) as rt:
+            assert rt.providers == ["CPUExecutionProvider"]
+    text = [str(w.message) for w in got if "onnxruntime" in str(w.message)]
+    assert len(text) == 1 and "Tensorrt, CUDA" in text[0] and "running on the CPU" in text[0]
+    assert "onnxruntime-gpu" in text[0] and ort.__version__ in text[0]
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(capsys, pretrained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(pretrained, run_dir)
+    epochs = len((run_dir / "metrics.jsonl").read_text().splitlines())
+    assert cli.main(["pretrain", "--data", TINY, "--epochs", str(epochs), "--out", str(run_dir), "--resume"]) == 0
+    assert "already complete" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------------------

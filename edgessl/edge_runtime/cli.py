@@ -9,6 +9,7 @@ seconds, atomically).
 ``--json`` lines on stdout, one object each; an event has no wrapper (``{"t": .., "label": ..}``, see
 :meth:`~edgessl.edge_runtime.runtime.Event.to_json`; an ``unknown`` one, with ``--show-unknown``, has
 ``"reason": "noise" | "low_confidence" | "out_of_distribution"`` and its ``"roughness"``), the others have one key saying what they are:
+``{"providers": [..]}`` at the start (the onnxruntime execution providers in use: the GPU's or the CPU's),
 ``{"device": {"state": "waiting" | "streaming" | "reconnecting", "port": ..}}``,
 ``{"gap": {"t_start", "t_end", "seconds", "missing", "reason", "timeline_reset"}}``,
 ``{"device_changed": {"old", "new", "action": "remapped" | "followed"}}`` and, last,
@@ -333,6 +334,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         DecisionConfig,
         GestureRuntime,
         InputWarning,
+        provider_names,
     )
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
@@ -349,7 +351,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def note(text: str) -> None:  # a line of its own, after the status line
         print(f"{nl}# {text}", file=out, flush=True)
 
-    providers = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in args.providers.split(",")]
+    try:
+        providers = provider_names(args.providers.split(","))
+    except ValueError as e:
+        raise UsageError(f"--providers {args.providers}: {e}") from None
     # the live page shows unknown answers always (with their reason); the terminal and --json with --show-unknown
     decision = DecisionConfig(confidence=args.confidence, ood_threshold=args.ood_threshold,
                               report_unknown=args.show_unknown or args.serve is not None)  # fmt: skip
@@ -372,6 +377,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         adapter = build_adapter(args.adapt, state_path=args.adapt_state)
         with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
                             user_state=args.state) as rt:  # fmt: skip
+            stats["providers"] = list(rt.providers)  # in a service's log: whether the GPU is in use
+            if args.json:
+                emit({"providers": stats["providers"]})
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
             if rt.user_state is not None:  # in a service's log too: which user's enrollment is in use

@@ -125,6 +125,30 @@ def _softmax(logits: list[float]) -> tuple[np.ndarray, int, float]:
     return np.array(z, np.float32) * np.float32(inv), k, z[k] * inv
 
 
+GPU_HINT = ("for the GPU on a Jetson, install NVIDIA's onnxruntime-gpu build in place of onnxruntime "
+            "(docs/deploy.md, Jetson)")  # fmt: skip
+
+
+def provider_names(names: list[str]) -> list[str]:
+    """onnxruntime's names of execution providers given as a user types them: ``TensorRT``, ``cuda``,
+    ``CUDAExecutionProvider`` (any case, with or without the suffix).
+
+    Raises:
+        ValueError: a name onnxruntime does not know, naming it and the known ones.
+    """
+    known = {p.lower(): p for p in ort.get_all_providers()}
+    out = []
+    for name in names:
+        key = name.strip().lower()
+        p = known.get(key) or known.get(key + "executionprovider")
+        if p is None:
+            short = ", ".join(k.removesuffix("ExecutionProvider") for k in ort.get_all_providers())
+            raise ValueError(f"{name.strip()!r} is not an onnxruntime execution provider; expected some of: {short}")
+        if p not in out:
+            out.append(p)
+    return out
+
+
 def _make_session(model: bytes, providers: list[str] | None, threads: int, probe: np.ndarray) -> tuple[ort.InferenceSession, list[str]]:
     """A session on the requested providers, checked with a real inference; CPU fallback with a warning."""
     so = ort.SessionOptions()
@@ -134,12 +158,17 @@ def _make_session(model: bytes, providers: list[str] | None, threads: int, probe
     if threads == 1:
         # with one thread, spin-waiting buys nothing and costs CPU and latency on a busy Pi
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    wanted = providers or ["CPUExecutionProvider"]
+    wanted = provider_names(providers or ["CPU"])
     available = ort.get_available_providers()
     usable = [p for p in wanted if p in available]
-    for p in wanted:
-        if p not in available:
-            warnings.warn(f"execution provider {p} is not available here ({available}); skipping it", stacklevel=3)
+    missing = [p for p in wanted if p not in available]
+    if missing:  # one line: what was asked, what this onnxruntime has, what runs, how to get the rest
+        short = lambda ps: ", ".join(p.removesuffix("ExecutionProvider") for p in ps)  # noqa: E731
+        runs = short([p for p in usable if p != "CPUExecutionProvider"]) or "the CPU"
+        gpu = any(p.startswith(("Tensorrt", "CUDA")) for p in missing)
+        warnings.warn(f"execution provider(s) {short(missing)} not in this onnxruntime ({ort.__version__}, which "
+                      f"offers {short(available)}): running on {runs}" + (f"; {GPU_HINT}" if gpu else ""),
+                      stacklevel=3)  # fmt: skip
     if usable and usable != ["CPUExecutionProvider"]:
         try:
             sess = ort.InferenceSession(model, so, providers=[*usable, "CPUExecutionProvider"])

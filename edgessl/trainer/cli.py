@@ -177,16 +177,18 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 def _cmd_finetune(a: argparse.Namespace) -> int:
     from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.pipeline import cross_validate, finetune
-    from edgessl.trainer.run_dir import run_in
+    from edgessl.trainer.run_dir import check_not_init, run_in
 
     _check_flags(a)
     cfg, recipe, explicit = finetune_settings(a)
+    check_not_init(a.out, cfg.init)  # --force would delete the pretrained run before it is read
     if cfg.init and cfg.encoder != EncoderConfig():
         raise ValueError(f"encoder settings ({cfg.encoder.to_dict()}) set the architecture of a model from scratch; "
                          f"{cfg.init} fixes its own (drop the [encoder] settings or --init)")  # fmt: skip
-    if cfg.init:
-        cfg = dataclasses.replace(cfg, data=_inherit(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None))
-    with run_in(a.out, force=a.force):
+    with run_in(a.out, force=a.force):  # a refusal of --out comes before what --init's settings print
+        if cfg.init:
+            cfg = dataclasses.replace(cfg, data=_inherit(cfg.data, cfg.init, explicit,
+                                                         uses_streams=cfg.unlabelled is not None))  # fmt: skip
         if a.cv:
             r = cross_validate(cfg, a.cv, a.out, repeats=a.cv_repeats, progress=not a.quiet, force=a.force)
             print(json.dumps({"recipe": recipe, **{k: r[k] for k in ("cv_accuracy", "best_epoch", "folds", "repeats",

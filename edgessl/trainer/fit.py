@@ -252,9 +252,9 @@ def fit(
     param_groups = getattr(method, "param_groups", None)
     groups = param_groups() if param_groups is not None else params
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
-    )
+    # at most half the run warms up: a short run (--epochs 5 against 5 warm-up epochs) still decays
+    warm = min(cfg.warmup_epochs, cfg.epochs // 2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps_per_epoch, warm * steps_per_epoch))
     model: nn.Module = method
     if env.distributed:
         model = nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
@@ -271,6 +271,8 @@ def fit(
         best = ck.get("best")
         start = int(ck["epoch"]) + 1
         torch.set_rng_state(ck["rng"]["torch"])
+        if start >= cfg.epochs and progress and env.is_main:  # else it would end in silence
+            print(f"{out}: the run is already complete ({start} of {cfg.epochs} epochs); nothing to do", flush=True)
     data = tuple(t.to(device) for t in tensors)
     use_amp = device.type == "cuda"
     from tqdm.auto import tqdm

@@ -32,7 +32,7 @@ from edgessl.trainer.distributed import DistEnv, setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
 from edgessl.trainer.fit import FitConfig, fit, load_checkpoint, load_saved, save_atomic, selection_score
 from edgessl.trainer.methods import LABELLED_METHODS, MethodConfig, build_method
-from edgessl.trainer.run_dir import run_in
+from edgessl.trainer.run_dir import check_not_init, run_in
 from edgessl.trainer.supervised import Classifier, FixMatch, SupervisedMethod, TransformPrediction, finetune_augment
 from edgessl.trainer.text import describe
 
@@ -661,6 +661,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool = True, pl
     holds another run is refused (:class:`~edgessl.errors.UsageError`) unless ``force`` (its run files are
     replaced; nothing else in the folder is touched), as ``edgessl finetune`` does.
     """
+    check_not_init(out_dir, cfg.init, flag="out_dir", init_flag="cfg.init")
     with run_in(out_dir, force=force, flag="out_dir", force_hint=PY_FORCE):
         return _finetune(cfg, out_dir, progress, plots, test)
 
@@ -948,6 +949,7 @@ def cross_validate(cfg: FinetuneConfig, folds: int, out_dir: str | Path, repeats
     to ``out_dir/seed<S>_fold<I>``; a folder that holds another run is refused unless ``force``, as in
     :func:`finetune`.
     """
+    check_not_init(out_dir, cfg.init, flag="out_dir", init_flag="cfg.init")
     with run_in(out_dir, force=force, flag="out_dir", force_hint=PY_FORCE):
         return _cross_validate(cfg, folds, out_dir, repeats, progress, force)
 

@@ -75,6 +75,18 @@ def check_out_file(out: str | Path, *, force: bool = False, flag: str = "--out",
     return p
 
 
+def check_not_init(out: str | Path, init: str | Path | None, *, flag: str = "--out", init_flag: str = "--init") -> None:
+    """Refuse an output folder that is the folder a run starts from: replacing its files would delete the
+    pretrained model before it is read.
+
+    Raises:
+        UsageError: naming both.
+    """
+    if init and Path(out).resolve() == Path(init).resolve():
+        raise UsageError(f"{flag} {out}: is {init_flag}'s folder, the pretrained run this one starts from; choose "
+                         "another folder for the fine-tuned model")  # fmt: skip
+
+
 @contextlib.contextmanager
 def run_in(out: str | Path, *, force: bool = False, resume: bool = False, flag: str = "--out",
            force_hint: str = "add --force") -> Iterator[Path]:

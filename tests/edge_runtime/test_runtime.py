@@ -112,7 +112,8 @@ def test_run_cli_json_lines(small_bundle, tmp_path):
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
     events = [x for x in lines if "label" in x]  # the other lines say what they are: device, gap, stats
     assert events and set(events[0]) >= {"t", "label", "confidence", "probs", "latency_ms", "window_start", "window_end"}
-    assert lines[0] == {"device": {"state": "streaming", "port": sim.path}} and set(lines[-1]) == {"stats"}
+    assert lines[0] == {"providers": ["CPUExecutionProvider"]} and lines[-1]["stats"]["providers"] == lines[0]["providers"]
+    assert lines[1] == {"device": {"state": "streaming", "port": sim.path}} and set(lines[-1]) == {"stats"}
     assert lines[-1]["stats"]["events"] == len(events) and lines[-1]["stats"]["device"]["delivered_samples"] > 200
     from edgessl.datasets import load
 
@@ -123,9 +124,11 @@ def test_run_cli_json_lines(small_bundle, tmp_path):
 
 
 def test_providers_fallback_warns(small_bundle):
-    with pytest.warns(UserWarning, match="not available"):
-        rt = GestureRuntime(small_bundle, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    with pytest.warns(UserWarning, match="not in this onnxruntime"):  # a provider of another platform's builds
+        rt = GestureRuntime(small_bundle, providers=["CoreMLExecutionProvider", "CPUExecutionProvider"])
     assert rt.providers == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="'NoSuch' is not an onnxruntime execution provider"):
+        GestureRuntime(small_bundle, providers=["NoSuch", "CPU"])
 
 
 @pytest.mark.parametrize(("scale", "clock", "expected"), [
