@@ -124,7 +124,9 @@ def _print_sessions(d: dict) -> None:
         print(f"user {name}: {u['sessions']} session(s), {u['performances']} performances")
     for name, s in d["per_session"].items():
         flagged = f", {s['flagged']} flagged" if s["flagged"] else ""
-        print(f"session {name} (user {s['user']}): {s['samples']} samples, {s['performances']} performances{flagged}")
+        what = (f"{s['performances']} performances" if s["performances"] or s["flagged"]
+                else "unlabelled (for pretraining, which cuts its movements)")  # fmt: skip
+        print(f"session {name} (user {s['user']}): {s['samples']} samples, {what}{flagged}")
     if "split" in d:
         sp = d["split"]
         print(f"split by {sp['by']}: {sp['train']} train / {sp['test']} test windows"

@@ -193,6 +193,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
 
         t1 = _stage(5, f"runtime on the port with test-time adaptation ({cfg.adapt})")
         events, recorded_t = [], []
+        print(f"  {'time':>9s}  {'gesture':>10s}  confidence  latency", flush=True)
         decision = DecisionConfig()  # `edgessl run`'s decisions: the bundle's calibrated gates
         with GestureRuntime(bundle, decision=decision, adapter=build_adapter(cfg.adapt)) as rt, \
                 ImuStream(sim.path) as dev:  # fmt: skip
@@ -207,7 +208,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
                     for e in rt.feed(ev.values, ev.t_device):
                         j = {**e.to_json(), "label_index": rt.labels.index(e.label)}
                         events.append(j)
-                        print(f"  {e.t:7.2f} s  {e.label:>10s}  {e.confidence:.2f}  {e.latency_ms:.2f} ms", flush=True)
+                        print(f"  {e.t:7.2f} s  {e.label:>10s}  {e.confidence:10.2f}  {e.latency_ms:.2f} ms", flush=True)
                 if recorded_t and recorded_t[-1][-1] >= (signal.shape[1] - 1) / 100:
                     break
             latencies = list(rt.latencies_ms)
