@@ -15,6 +15,8 @@ import numpy as np
 __all__ = ["MAX_MEDIAN_G", "UnitWatch", "g_channels", "unit_from_channel", "unit_problem_text"]
 
 MAX_MEDIAN_G = 4.0
+# common accelerometers' raw counts per g: MPU-6050 / LSM6DS3 at ±2, 4, 8, 16 g; ADXL345 at full resolution
+RAW_COUNTS_PER_G = (16384, 8192, 4096, 2048, 256)
 
 
 def unit_from_channel(name: str) -> str:
@@ -42,10 +44,19 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
     med = float(np.median(mag))
     if med <= MAX_MEDIAN_G:
         return None
-    like = ("they look like m/s² (gravity reads 9.8)" if 6 <= med <= 14 else
-            "they look like mg (gravity reads 1000)" if 300 <= med <= 3000 else "they are not in g")  # fmt: skip
+    counts = next((k for k in RAW_COUNTS_PER_G if 0.85 * k <= med <= 1.2 * k), None)
+    if 6 <= med <= 14:
+        like, k = "they look like m/s² (gravity reads 9.8)", "9.81"
+    elif counts:
+        sensor = "an ADXL345 at full resolution" if counts == 256 else f"an MPU-6050 or LSM6DS3 at ±{32768 // counts} g"
+        like, k = f"they look like a sensor's raw counts ({counts} per g, e.g. {sensor})", str(counts)
+    elif 300 <= med <= 3000:
+        like, k = "they look like mg (gravity reads 1000)", "1000"
+    else:
+        like, k = "they are not in g", ""
+    fix = f"divide them by {k} (in the firmware, or in the CSV files) to have g" if k else "convert them to g"
     return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
-            f"median (gravity alone is 1 g): {like}; convert them to g")  # fmt: skip
+            f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
 
 
 class UnitWatch:

@@ -153,7 +153,7 @@ def test_real_commands_map_to_their_class(tmp_path):
         (["simulate", "--faults", "bogus=1"], ExitCode.USAGE, "unknown fault 'bogus'"),
         (["simulate", "--faults", "vibration=abc"], ExitCode.USAGE, "expected vibration=EVERY:FOR[:G]"),
         (["simulate", "--speed", "0"], ExitCode.USAGE, "--speed 0: expected a playback speed > 0"),
-        (["data", "info", f"csv:{in_mg}"], ExitCode.DATA, "they look like mg (gravity reads 1000); convert them to g"),
+        (["data", "info", f"csv:{in_mg}"], ExitCode.DATA, "they look like mg (gravity reads 1000); divide them by 1000"),
     ]
     for argv, code, part in cases:
         r = _run(*argv)

@@ -135,6 +135,7 @@ def test_providers_fallback_warns(small_bundle):
     (1.0, 1.0, None),  # g and seconds: nothing to say
     (1000.0, 1.0, "look like mg"),
     (9.81, 1.0, "look like m/s²"),
+    (16384.0, 1.0, "raw counts (16384 per g, e.g. an MPU-6050 or LSM6DS3 at ±2 g); divide them by 16384"),
     (1.0, 1000.0, "look like milliseconds: divide by 1000"),
     (1.0, 1e6, "look like microseconds: divide by 1e+06"),
 ])  # fmt: skip
