@@ -47,7 +47,7 @@ import numpy as np
 from edgessl.console import counts_text, gaps_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
-from edgessl.errors import DeviceError, UsageError
+from edgessl.errors import DataError, DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
 
 if TYPE_CHECKING:
@@ -464,6 +464,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     if stop.signal is not None:
                         stats["stopped_by"] = stop.signal
                         break
+                    if "units" in stats:  # every answer would be meaningless: a service stops (and says why)
+                        stats["stopped_by"] = "wrong units"
+                        break
                     try:
                         items = dev.read(0.05)
                     except DeviceChanged as changed:
@@ -588,6 +591,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"# wrong --rate, the gestures above were timed wrong: {stats['rate']}", file=out, flush=True)
             if failure is not None:
                 raise failure
+    if "units" in stats:
+        raise DataError(f"--port {args.port}: {stats['units']}; stopped: every answer would be meaningless")
     return 0
 
 

@@ -43,6 +43,7 @@ from edgessl.edge_runtime.cli import (
 )
 from edgessl.edge_runtime.rate import RateMeter
 from edgessl.firmware_bridge.flags import add_text_board_flags
+from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.runtime import GestureRuntime
@@ -240,6 +241,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if problem := channels_flag_problem(dev, args.port):
                 warnings.warn(problem, stacklevel=2)
             view = StreamView(dev.channel_names, dev.unit_names)
+            # an accelerometer said to be in g that is not (mg, m/s², raw counts): said here, before a recording
+            units = UnitWatch(dev.channel_names, dev.unit_names, samples=200) if rt is None else None
             if feed is not None:
                 feed.stream(dev)
             idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units) if rt else []
@@ -259,6 +262,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 except DeviceChanged as e:
                     # a viewer follows any device; a model only one whose channels it can map
                     view.reset(dev.channel_names, dev.unit_names)
+                    units = UnitWatch(dev.channel_names, dev.unit_names, samples=200) if rt is None else None
                     if feed is not None:
                         feed.stream(dev)
                     if rt is not None:
@@ -286,6 +290,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     if feed is not None:
                         feed.samples(ev.t_device, ev.values, ev.t_host)
                     if rt is None:
+                        if units is not None and (problem := units.add(ev.values)):
+                            say_input_problems([problem], args.port, stats, emit if args.json else None)
                         continue
                     known = len(rt.input_problems)
                     events = rt.feed(ev.values[:, idx], ev.t_device)

@@ -518,12 +518,21 @@ def test_a_board_in_mg_or_m_s2_is_named_by_run_and_record(small_bundle, tmp_path
     with SimulatedImu(sig * 1000.0, rate, ch, un, mode="csv", link=str(tmp_path / "imu")) as sim:  # CSV lines in mg
         r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
                             "--seconds", "4", "--json"], capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    # it stops (a service would otherwise answer nonsense for ever): the warning, the stats, then one error line
+    assert r.returncode == ExitCode.DATA, r.stderr
     assert "edgessl run: warning: --port" in r.stderr and "they look like mg" in r.stderr, r.stderr
-    assert r.stderr.count("look like mg") == 1  # once, not per block
+    err = [ln for ln in r.stderr.splitlines() if ": error: " in ln]
+    assert len(err) == 1 and err[0].startswith(f"edgessl run: error: --port {sim.path}: ") and "meaningless" in err[0]
     lines = [json.loads(ln) for ln in r.stdout.splitlines()]
     assert any("look like mg" in ln.get("warning", "") for ln in lines), r.stdout  # --json too, and in its stats
-    assert "look like mg" in next(ln["stats"] for ln in lines if "stats" in ln)["units"]
+    final = next(ln["stats"] for ln in lines if "stats" in ln)
+    assert "look like mg" in final["units"] and final["stopped_by"] == "wrong units"
+    # monitor (no model) says it too: before a session is recorded in the wrong units
+    with SimulatedImu(sig * 16384.0, rate, ch, un, mode="csv", link=str(tmp_path / "imu3")) as sim:
+        r = subprocess.run([sys.executable, "-m", "edgessl", "monitor", "--port", sim.path, "--seconds", "3",
+                            "--channels", "acc_x,acc_y,acc_z"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "edgessl monitor: warning: --port" in r.stderr, r.stderr
+    assert "raw counts (16384 per g" in r.stderr and r.stderr.count("raw counts") == 1, r.stderr
     with SimulatedImu(sig * 9.81, rate, ch, un, speed=2.0, link=str(tmp_path / "imu2")) as sim:  # binary, "g" of 9.81
         r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--out",
                             str(tmp_path / "rec"), "--seconds", "3"], capture_output=True, text=True, timeout=60)  # fmt: skip
