@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,8 +61,9 @@ class MotionSegmenter:
     """
 
     def __init__(self, channels: int, rate_hz: float, params: SegmentParams | None = None,
-                 lookback: int | None = None, settle: bool = False):  # fmt: skip
-        self.C, self.rate = channels, float(rate_hz)
+                 lookback: int | None = None, settle: bool = False, rows: list[int] | None = None):  # fmt: skip
+        self.rows = rows  # the channels the energy is measured on (motion_rows); None: all
+        self.C, self.rate = (channels if rows is None else len(rows)), float(rate_hz)
         self.p = params or SegmentParams()
         self.lookback = lookback
         self.ew = max(2, int(round(self.p.energy_window_s * self.rate)))
@@ -110,6 +112,9 @@ class MotionSegmenter:
 
     def energies(self, x: np.ndarray) -> np.ndarray:
         """The energy after each sample of ``x [C, k]`` (continuing the history); does not advance state."""
+        return self._energies(x if self.rows is None else x[self.rows])
+
+    def _energies(self, x: np.ndarray) -> np.ndarray:
         h = np.concatenate([self._recent, x.astype(np.float64)], axis=1) if self._recent.size else x.astype(np.float64)
         # moving variance of every new sample's window at once, from cumulative sums (windows are shorter at the start)
         c1 = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h, axis=1)], axis=1)
@@ -124,7 +129,9 @@ class MotionSegmenter:
     def push(self, x: np.ndarray) -> list[tuple[int, int]]:
         """``x [C, k]``; returns ``(start, end)`` (end exclusive) of every segment that finished."""
         p, rate = self.p, self.rate
-        energies = self.energies(x)
+        if self.rows is not None:
+            x = x[self.rows]
+        energies = self._energies(x)
         start_n = self.n
         self.n += x.shape[1]
         out = []
@@ -169,11 +176,21 @@ class MotionSegmenter:
         return out
 
 
-def segment_signal(x: np.ndarray, rate_hz: float, params: SegmentParams | None = None) -> np.ndarray:
-    """Every segment of a whole recording ``x [C, N]``, as ``[S, 2]`` int64 ``(start, end)`` rows."""
-    seg = MotionSegmenter(x.shape[0], rate_hz, params)
-    rows = seg.push(np.asarray(x))
-    return np.array(rows, np.int64).reshape(-1, 2)
+def motion_rows(units: Sequence[str]) -> list[int] | None:
+    """The channels a motion cut measures: the accelerometer's (the first three in g) when other channels are in
+    other units (a gyroscope in rad/s, or anything unknown, would swamp a threshold in g); None: every channel
+    (an accelerometer alone, or channels of one unit)."""
+    g = [i for i, u in enumerate(units) if u == "g"][:3]
+    return g if len(g) == 3 and any(u != "g" for u in units) else None
+
+
+def segment_signal(x: np.ndarray, rate_hz: float, params: SegmentParams | None = None,
+                   rows: list[int] | None = None) -> np.ndarray:  # fmt: skip
+    """Every segment of a whole recording ``x [C, N]``, as ``[S, 2]`` int64 ``(start, end)`` rows (the energy
+    measured on ``rows``: :func:`motion_rows`)."""
+    seg = MotionSegmenter(x.shape[0], rate_hz, params, rows=rows)
+    cuts = seg.push(np.asarray(x))
+    return np.array(cuts, np.int64).reshape(-1, 2)
 
 
 # The gentle cut, for people whose gestures are slow or small. Acceleration falls with the square of a gesture's
@@ -213,15 +230,16 @@ class SegmentChoice:
                 f"({self.default_fragments} too short to be a gesture)")
 
 
-def choose_segmentation(x: np.ndarray, rate_hz: float, params: SegmentParams | None = None) -> SegmentChoice:
+def choose_segmentation(x: np.ndarray, rate_hz: float, params: SegmentParams | None = None,
+                        rows: list[int] | None = None) -> SegmentChoice:  # fmt: skip
     """The cut that keeps a user's gestures whole, from a recording ``x [C, N]`` of several of them with stillness
     between (an enrollment): ``"gentle"`` when at least :data:`MIN_SPLIT` of the gentle cut's segments are
     split by the default cut into two or more pieces (segments, or movements too short to be one); else
     ``"default"``. A knock is one short piece under either cut: it never counts."""
     params = params or SegmentParams()
-    d = MotionSegmenter(x.shape[0], rate_hz, params)
+    d = MotionSegmenter(x.shape[0], rate_hz, params, rows=rows)
     pieces = [*d.push(np.asarray(x)), *d.short_pieces]
-    gentle = segment_signal(x, rate_hz, profile(params, "gentle"))
+    gentle = segment_signal(x, rate_hz, profile(params, "gentle"), rows)
     split = sum(sum(min(b, e) > max(a, s) for a, b in pieces) >= 2 for s, e in gentle.tolist())
     return SegmentChoice("gentle" if split >= MIN_SPLIT else "default", len(pieces) - d.too_short,
                          d.too_short, len(gentle), split)  # fmt: skip

@@ -59,3 +59,24 @@ def test_bumps_alone_do_not_choose_the_gentle_cut():
         x[:, at : at + 3] += rng.normal(0, 0.8, (3, 3))
     c = choose_segmentation(x, RATE)
     assert c.default_fragments >= 2 and c.profile == "default"
+
+
+def test_the_cut_measures_the_accelerometer_beside_a_gyroscope():
+    """A 6-axis board (acceleration in g, rotation in rad/s): a gyroscope's rest noise alone is above the cut's
+    threshold in g, so the motion energy is measured on the accelerometer (walkthrough: `record` found no take
+    on such a board while `run` cut the same stream on the model's accelerometer); an accelerometer alone, or
+    channels of one unit, keep every channel."""
+    from edgessl.segmenter import motion_rows
+
+    assert motion_rows(["g"] * 3) is None and motion_rows(["g"] * 6) is None and motion_rows(["unknown"] * 6) is None
+    assert motion_rows(["g", "g", "g", "rad/s", "rad/s", "rad/s"]) == [0, 1, 2]
+    assert motion_rows(["rad/s"] * 3 + ["g"] * 3) == [3, 4, 5]
+    x, perf = calibration(1)
+    rng = np.random.default_rng(0)
+    gyro = rng.normal(0.0, 0.05, (3, x.shape[1]))  # a hand-held board's gyroscope at rest, rad/s
+    x6 = np.concatenate([x, gyro]).astype(np.float32)
+    acc_only = segment_signal(x, RATE, SegmentParams())
+    np.testing.assert_array_equal(segment_signal(x6, RATE, SegmentParams(), [0, 1, 2]), acc_only)
+    assert len(acc_only) >= len(perf) - 1
+    assert len(segment_signal(x6, RATE, SegmentParams())) < len(perf) // 2  # every channel: the rest never rests
+    assert choose_segmentation(x6, RATE, SegmentParams(), [0, 1, 2]) == choose_segmentation(x, RATE, SegmentParams())

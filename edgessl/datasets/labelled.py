@@ -27,7 +27,7 @@ import numpy as np
 
 from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, WindowDataset
 from edgessl.preprocess import MAX_FILL_S, resample_to_length
-from edgessl.segmenter import SegmentParams, segment_signal
+from edgessl.segmenter import SegmentParams, motion_rows, segment_signal
 
 __all__ = [
     "DEFAULT_LENGTH",
@@ -350,7 +350,7 @@ def pool_windows(ds: StreamDataset, length: int | None = None) -> tuple[np.ndarr
         if opt.input_mode == "segment":
             if ds.rate_hz is None:
                 raise DataFormatError(f"{ds.name}: the segmenter needs a sample rate; this stream has none")
-            cuts = segment_signal(ds.signal[:, lo:hi], ds.rate_hz, _segmentation(ds, k)) + lo
+            cuts = segment_signal(ds.signal[:, lo:hi], ds.rate_hz, _segmentation(ds, k), motion_rows(ds.channel_units)) + lo
             spans = [(a, b) for a, b in cuts.tolist() if b - a >= 2]
         else:
             spans = [(s, s + length) for s in range(lo, hi - length + 1, max(1, length // 2))]

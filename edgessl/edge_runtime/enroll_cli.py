@@ -35,7 +35,7 @@ from edgessl.datasets.session import take_counts, usable_take
 from edgessl.edge_runtime.enroll import EnrollReport, remedy_text
 from edgessl.errors import DataError, DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
-from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, profile, segment_signal
+from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, motion_rows, profile, segment_signal
 
 if TYPE_CHECKING:
     from edgessl.firmware_bridge.transport import ImuStream
@@ -47,8 +47,9 @@ class TakeBuffer:
     """What :func:`~edgessl.firmware_bridge.record.capture` writes into during enrollment: the samples (the
     bundle's channels, in its order) and the takes, in memory; nothing goes to disk but the state."""
 
-    def __init__(self, channel_index: list[int], rate_hz: float):
+    def __init__(self, channel_index: list[int], rate_hz: float, units: list[str] | None = None):
         self.idx = list(channel_index)
+        self.rows = None if units is None else motion_rows(units)  # the cut's channels, as the runtime's
         self.rate = float(rate_hz)
         self._t: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
@@ -101,14 +102,14 @@ class TakeBuffer:
 
     def choose_segmentation(self, params: SegmentParams) -> SegmentChoice:
         """Which cut keeps this user's takes whole (:func:`edgessl.segmenter.choose_segmentation` on the capture)."""
-        return choose_segmentation(self.stream()[1], self.rate, params)
+        return choose_segmentation(self.stream()[1], self.rate, params, self.rows)
 
     def recut(self, params: SegmentParams) -> list[dict[str, Any]]:
         """Cut the takes again with ``params``: each take gets the span of the segment that overlaps it most (a
         take no segment overlaps keeps its own); returns the takes that changed (label, old and new duration)."""
         t, x = self.stream()
         segs = [(float(t[a]), float(t[b]) if b < len(t) else float(t[b - 1]) + 1.0 / self.rate)
-                for a, b in segment_signal(x, self.rate, params).tolist()]  # fmt: skip
+                for a, b in segment_signal(x, self.rate, params, self.rows).tolist()]  # fmt: skip
         changed = []
         for s in self.segments:
             best, span = 0.0, None
@@ -188,7 +189,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     buffers: list[TakeBuffer] = []
 
     def open_writer(dev: ImuStream, rate: float) -> TakeBuffer:
-        buf = TakeBuffer(channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units), rate)
+        buf = TakeBuffer(channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units), rate,
+                         list(rt.bundle.units))  # fmt: skip
         buffers.append(buf)
         if not d.json:
             what = "new class" if labels[0] not in rt.labels else "personalising"
@@ -240,7 +242,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             more: list[TakeBuffer] = []
 
             def open_more(dev_: ImuStream, rate: float) -> TakeBuffer:
-                buf = TakeBuffer(channel_map(dev_.channel_names, dev_.unit_names, rt.channels, rt.bundle.units), rate)
+                buf = TakeBuffer(channel_map(dev_.channel_names, dev_.unit_names, rt.channels, rt.bundle.units), rate,
+                                 list(rt.bundle.units))  # fmt: skip
                 more.append(buf)
                 return buf
 

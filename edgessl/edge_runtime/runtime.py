@@ -35,7 +35,7 @@ from edgessl.edge_runtime.adapt import AdaptContext, Adapter, InputMoments, SslH
 from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
 from edgessl.edge_runtime.enroll import BundleTemplates, EnrolledHead, EnrollReport, StateMismatch, UserState
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
-from edgessl.segmenter import SegmentParams, profile
+from edgessl.segmenter import SegmentParams, motion_rows, profile
 from edgessl.units import UnitWatch, g_channels
 
 UNKNOWN = "unknown"
@@ -373,7 +373,8 @@ class GestureRuntime:
 
     def _make_windower(self) -> StreamWindower:
         return StreamWindower(len(self.channels), self.rate_hz, self.window, self.bundle.stride,
-                              self.bundle.manifest["input_mode"], self.segmentation, max_fill_s=self._max_fill_s)  # fmt: skip
+                              self.bundle.manifest["input_mode"], self.segmentation, max_fill_s=self._max_fill_s,
+                              motion=motion_rows(self.bundle.units))  # fmt: skip
 
     def _use_state(self) -> None:
         st = self.user_state
@@ -444,7 +445,7 @@ class GestureRuntime:
                              f"[N, {len(self.channels)}, {self.window}] directly")  # fmt: skip
         if rate_hz is not None and abs(rate_hz - self.rate_hz) > 1e-6 * self.rate_hz:
             x = preprocess.resample(x, float(rate_hz), self.rate_hz).astype(np.float32)
-        rows = segment_signal(x, self.rate_hz, seg)
+        rows = segment_signal(x, self.rate_hz, seg, motion_rows(self.bundle.units))
         if not len(rows):
             return np.zeros((0, len(self.channels), self.window), np.float32)
         return np.stack([preprocess.resample_to_length(x[:, a:b], self.window) for a, b in rows]).astype(np.float32)

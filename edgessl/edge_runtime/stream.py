@@ -75,7 +75,8 @@ class StreamWindower:
     """Turns ``(samples, timestamps)`` at the device rate into :class:`ModelInput` at the model's rate."""
 
     def __init__(self, channels: int, rate_hz: float, window: int, stride: int, mode: str,
-                 segment: SegmentParams | None = None, max_fill_s: float = 0.05):  # fmt: skip
+                 segment: SegmentParams | None = None, max_fill_s: float = 0.05,
+                 motion: list[int] | None = None):  # fmt: skip
         if mode not in ("sliding", "segment"):
             raise ValueError(f"input mode must be 'sliding' or 'segment'; got {mode!r}")
         self.C, self.rate, self.window, self.stride, self.mode = channels, rate_hz, window, stride, mode
@@ -87,7 +88,8 @@ class StreamWindower:
         self._last_raw: tuple[np.ndarray, float] | None = None
         self._next_window_end = window
         self._filled_until = -np.inf
-        self.segmenter = MotionSegmenter(channels, rate_hz, self.seg, lookback=cap, settle=True)
+        # the cut's energy on ``motion`` (the accelerometer beside a gyroscope: segmenter.motion_rows); None: all
+        self.segmenter = MotionSegmenter(channels, rate_hz, self.seg, lookback=cap, settle=True, rows=motion)
         self.idle = True
         # holes found in the timestamps pushed: bridged ("filled") or too long ("reset": the windows restart)
         self.time_gaps: Counter[str] = Counter(filled=0, reset=0)

@@ -26,7 +26,7 @@ import numpy as np
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.export.c_text import CExportError, c_array, c_float
 from edgessl.preprocess import MAX_FILL_S
-from edgessl.segmenter import SegmentParams
+from edgessl.segmenter import SegmentParams, motion_rows
 from edgessl.units import g_channels
 
 
@@ -75,6 +75,8 @@ def stream_sources(b: Bundle, source: str) -> tuple[str, str, dict[str, Any]]:
     g_check = (f"#define ESSL_STREAM_G_SAMPLES {max(50, int(2 * rate))} /* checked over the first so many samples */\n"
                f"#define ESSL_STREAM_G_AXES {g[0]}, {g[1]}, {g[2]} /* the accelerometer's channels in g */"
                if len(g) == 3 else "/* no accelerometer in g: no units check */")  # fmt: skip
+    # the channels the cut's energy is measured on, as the runtime's (the accelerometer's beside a gyroscope)
+    motion = motion_rows(list(b.units)) or list(range(len(b.channels)))
     state_bytes_estimate = 4 * (cap * len(b.channels) + len(b.channels) * b.window + 2 * len(b.labels)
                                 + proto.shape[1] + len(b.channels)) + 96  # fmt: skip
     header = f"""/* {source}
@@ -101,6 +103,8 @@ extern "C" {{
 #define ESSL_STREAM_PREROLL       {k["PREROLL"]}
 #define ESSL_STREAM_MIN_LEN       {k["MIN_LEN"]}
 #define ESSL_STREAM_THRESHOLD     {c_float(k["THRESHOLD"])} /* energy, in the bundle's units */
+#define ESSL_STREAM_MOTION_CHANNELS {len(motion)} /* the channels the energy is measured on: */
+#define ESSL_STREAM_MOTION_ROWS   {", ".join(str(i) for i in motion)}
 #define ESSL_STREAM_CAPACITY      {cap} /* samples kept: the longest segment the segmenter reports */
 {g_check}
 /* the model's sample period is ESSL_STREAM_PERIOD_NUM / ESSL_STREAM_PERIOD_DEN milliseconds */
@@ -245,16 +249,19 @@ static uint32_t essl_grid_ms(const essl_stream_t *s, uint32_t k)
     return s->base_t + q + (2u * r >= ESSL_STREAM_PERIOD_DEN ? 1u : 0u);
 }}
 
-/* moving standard deviation over the trailing energy window, summed over channels (segmenter.py) */
+/* moving standard deviation over the trailing energy window, summed over the motion channels (segmenter.py) */
+static const int32_t essl_motion_rows[ESSL_STREAM_MOTION_CHANNELS] = {{ESSL_STREAM_MOTION_ROWS}};
+
 static float essl_energy(const essl_stream_t *s)
 {{
     uint32_t cnt = s->n < ESSL_STREAM_ENERGY_WINDOW ? s->n : ESSL_STREAM_ENERGY_WINDOW;
     float var = 0.0f;
-    int32_t c;
+    int32_t c, k;
     uint32_t i;
     if (cnt < 2) return 0.0f;
-    for (c = 0; c < ESSL_MODEL_CHANNELS; ++c) {{
+    for (k = 0; k < ESSL_STREAM_MOTION_CHANNELS; ++k) {{
         float mean = 0.0f, sq = 0.0f;
+        c = essl_motion_rows[k];
         for (i = s->n - cnt; i < s->n; ++i) mean += s->buf[i % ESSL_STREAM_CAPACITY][c];
         mean /= (float)cnt;
         for (i = s->n - cnt; i < s->n; ++i) {{

@@ -50,7 +50,7 @@ from edgessl.edge_runtime.cli import (
 from edgessl.errors import DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.preprocess import MAX_FILL_S
-from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, profile
+from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, motion_rows, profile
 from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
@@ -111,7 +111,9 @@ class SessionStream:
         self.writer, self.channels, self.rate = writer, list(channels), float(rate_hz)
         self.keep = int(KEEP_S * self.rate)
         self.params = params
-        self.segmenter = MotionSegmenter(len(channels), self.rate, params, lookback=self.keep)
+        # the accelerometer's energy when a gyroscope (or anything not in g) comes along: as `run` cuts
+        self._rows = motion_rows(units)
+        self.segmenter = MotionSegmenter(len(channels), self.rate, params, lookback=self.keep, rows=self._rows)
         g = [i for i, u in enumerate(units) if u == "g"]
         self._motion_channels = g or list(range(len(channels)))
         self._order: list[int] | None = None  # device column of each session channel (None: same order)
@@ -154,13 +156,13 @@ class SessionStream:
             return False
         # a second of stillness after the samples: the gentle cut ends a gesture later than the default one
         x = np.concatenate([x, np.repeat(x[:, -1:], int(self.rate), axis=1)], axis=1)
-        return choose_segmentation(x, self.rate, self.params).split >= 1
+        return choose_segmentation(x, self.rate, self.params, self._rows).split >= 1
 
     def use(self, params: SegmentParams) -> None:
         """Cut with ``params`` from now on (the gesture in progress, if any, is cut afresh); the counts and
         sample indices go on."""
         old = self.segmenter
-        seg = MotionSegmenter(len(self.channels), self.rate, params, lookback=self.keep)
+        seg = MotionSegmenter(len(self.channels), self.rate, params, lookback=self.keep, rows=self._rows)
         seg.n, seg.too_short, seg.too_long, seg.short_pieces = old.n, old.too_short, old.too_long, old.short_pieces
         self.segmenter, self.params = seg, params
         self.writer.set_segmentation(dataclasses.asdict(params))

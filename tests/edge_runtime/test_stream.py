@@ -109,3 +109,20 @@ def test_a_whole_recording_in_one_call_gives_the_segments_of_board_sized_frames(
     for a, b in zip(whole, framed, strict=True):
         assert a.t_start == pytest.approx(b.t_start) and a.t_end == pytest.approx(b.t_end)
         np.testing.assert_allclose(a.x, b.x, atol=1e-5)
+
+
+def test_a_gyroscope_beside_the_accelerometer_does_not_move_the_live_cut():
+    """The live cut of a model with a gyroscope measures the accelerometer (segmenter.motion_rows), as `record`
+    does: the same gestures as the accelerometer alone, each window carrying all six channels."""
+    st = make_stream(SyntheticConfig(seed=2), n_gestures=12)
+    t = np.arange(st.signal.shape[1]) / 100.0
+    gyro = np.random.default_rng(1).normal(0.0, 0.05, (3, st.signal.shape[1])).astype(np.float32)
+    x6 = np.concatenate([st.signal, gyro])
+    acc = _feed(StreamWindower(3, 100.0, 128, 32, "segment", SegmentParams()), st.signal, t)
+    six = _feed(StreamWindower(6, 100.0, 128, 32, "segment", SegmentParams(), motion=[0, 1, 2]), x6, t)
+    assert len(acc) >= 10 and len(six) == len(acc)
+    for a, b in zip(acc, six, strict=True):
+        assert a.t_start == pytest.approx(b.t_start) and b.x.shape == (6, 128)
+        np.testing.assert_allclose(b.x[:3], a.x, atol=1e-5)
+    every = _feed(StreamWindower(6, 100.0, 128, 32, "segment", SegmentParams()), x6, t)
+    assert len(every) < len(acc) // 2  # the gyroscope's rest noise alone keeps every channel's energy up

@@ -143,3 +143,44 @@ def test_a_movement_under_way_at_the_start_or_after_a_gap_is_counted_not_classif
     assert not [e for e in py_events for a, b in tails if a - 10 <= e[1] < b], py_events
     whole = [s for s in spans if s[0] * 10 >= first * 10 and not (mid - 250 <= s[0] < mid) and not (s[0] < mid <= s[1])]
     assert len(py_events) >= len(whole) - 1  # the whole gestures are still cut (one may be a bump or merged)
+
+
+@pytest.mark.filterwarnings("ignore:the model answers")  # 3 epochs: the cut is under test, not the model
+def test_c_stream_of_a_model_with_a_gyroscope_cuts_on_its_accelerometer(tmp_path):
+    """A model of acceleration (g) and rotation (rad/s): both the runtime and the C library measure the cut's
+    energy on the accelerometer (segmenter.motion_rows), so a gyroscope's rest noise neither starts a gesture
+    nor keeps one going; the same events on both sides."""
+    from edgessl.export.pipeline import ExportConfig, export_bundle
+    from edgessl.synthetic import SyntheticConfig, make_dataset, make_stream
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, finetune
+
+    compiler()
+    rng = np.random.default_rng(0)
+    ds = make_dataset(SyntheticConfig(reps=4, length=128))
+
+    def six(X):  # a hand-held gyroscope's rest noise beside the accelerometer
+        return np.concatenate([X, rng.normal(0.0, 0.05, (len(X), 3, X.shape[-1]))], axis=1).astype(np.float32)
+
+    npz = tmp_path / "six.npz"
+    np.savez(npz, X_train=six(ds.X_train), y_train=ds.y_train, X_test=six(ds.X_test), y_test=ds.y_test,
+             class_names=np.array(ds.class_names), rate_hz=np.array(100.0),
+             channel_names=np.array(["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]),
+             channel_units=np.array(["g", "g", "g", "rad/s", "rad/s", "rad/s"]))  # fmt: skip
+    finetune(FinetuneConfig(data=DataConfig(spec=f"npz:{npz}"), fit=FitConfig(epochs=3, batch_size=64, warmup_epochs=1)),
+             tmp_path / "ft", progress=False, plots=False)  # fmt: skip
+    bundle = tmp_path / "six.essl"
+    export_bundle(tmp_path / "ft", bundle, ExportConfig(min_agreement=0.0, input_mode="segment"), progress=False)
+    export_c(bundle, tmp_path / "c")
+    assert "#define ESSL_STREAM_MOTION_ROWS   0, 1, 2" in (tmp_path / "c" / "essl_stream.h").read_text()
+    exe = build(tmp_path / "c", RUN_STREAM, "run_stream", ["essl_model.c", "essl_stream.c"])
+    st = make_stream(SyntheticConfig(), n_gestures=12)
+    x = np.concatenate([st.signal, rng.normal(0.0, 0.05, (3, st.signal.shape[1]))]).T.astype(np.float32)
+    t = (np.arange(len(x)) * 10).astype(np.int64)
+    c_events, _ = run_stream(exe, x, t.astype(np.uint32))
+    py_events, py_stats = python_events(bundle, x, t.astype(np.float64))
+    assert len(py_events) >= 10 and py_stats["movements_too_long"] == 0
+    assert [e[0] for e in c_events] == [e[0] for e in py_events]
+    for c, p in zip(c_events, py_events, strict=True):
+        assert abs(c[1] - p[1]) <= 10 and abs(c[2] - p[2]) <= 10 and c[3] == pytest.approx(p[3], abs=2e-3)
