@@ -25,7 +25,7 @@ def unit_from_channel(name: str) -> str:
     n = name.lower()
     if "gyro" in n:
         return "rad/s"
-    if "acc" in n:
+    if "acc" in n or n in ("ax", "ay", "az"):  # (the common Arduino sketches' names: an alias of acc_x ...)
         return "g"
     return "unknown"
 

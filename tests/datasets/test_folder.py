@@ -258,6 +258,24 @@ def test_one_session_in_mg_among_sessions_in_g_is_named(tmp_path):
         load(f"dir:{tmp_path / 'mine'}")
 
 
+def test_an_arduino_sketchs_ax_ay_az_in_raw_counts_is_named(tmp_path):
+    """`ax,ay,az` (the common sketches' header) mean an accelerometer: in g, so raw counts are caught."""
+    from edgessl.units import unit_from_channel
+
+    assert [unit_from_channel(n) for n in ("ax", "AY", "az", "gx", "x")] == ["g", "g", "g", "unknown", "unknown"]
+    _ei_csv(tmp_path / "mine" / "anna" / "day1.csv", seed=1)
+    f = tmp_path / "mine" / "anna" / "day1.csv"
+    rows = f.read_text().splitlines()
+    head = rows[0].split(",")
+    f.write_text("\n".join([",".join([head[0], "ax", "ay", "az", *head[4:]])]
+                           + [",".join([r.split(",")[0], *(str(round(16384 * (float(v) + (i == 2))))
+                                                           for i, v in enumerate(r.split(",")[1:4])),
+                                        *r.split(",")[4:]]) for r in rows[1:]]) + "\n")  # fmt: skip
+    with pytest.raises(DataFormatError, match=r"day1.csv: the accelerometer channels \['ax', 'ay', 'az'\] .* raw counts "
+                                              r"\(16384 per g"):  # fmt: skip
+        load(f"dir:{tmp_path / 'mine'}")
+
+
 def test_data_info_says_when_takes_of_one_label_ran_together(tmp_path):
     rng = np.random.default_rng(0)
     rows = [f"{20 * i},{rng.normal(0, 0.3)!r},0.0,1.0,{'up' if 10 <= i < 400 else ''}" for i in range(420)]
