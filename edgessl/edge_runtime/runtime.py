@@ -129,6 +129,11 @@ GPU_HINT = ("for the GPU on a Jetson, install NVIDIA's onnxruntime-gpu build in 
             "(docs/deploy.md, Jetson)")  # fmt: skip
 
 
+def _short(providers: list[str]) -> str:
+    """Execution providers as users type them (``CUDA, CPU``)."""
+    return ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
+
+
 def provider_names(names: list[str]) -> list[str]:
     """onnxruntime's names of execution providers given as a user types them: ``TensorRT``, ``cuda``,
     ``CUDAExecutionProvider`` (any case, with or without the suffix).
@@ -142,8 +147,8 @@ def provider_names(names: list[str]) -> list[str]:
         key = name.strip().lower()
         p = known.get(key) or known.get(key + "executionprovider")
         if p is None:
-            short = ", ".join(k.removesuffix("ExecutionProvider") for k in ort.get_all_providers())
-            raise ValueError(f"{name.strip()!r} is not an onnxruntime execution provider; expected some of: {short}")
+            raise ValueError(f"{name.strip()!r} is not an onnxruntime execution provider; expected some of: "
+                             f"{_short(ort.get_all_providers())}")  # fmt: skip
         if p not in out:
             out.append(p)
     return out
@@ -163,11 +168,10 @@ def _make_session(model: bytes, providers: list[str] | None, threads: int, probe
     usable = [p for p in wanted if p in available]
     missing = [p for p in wanted if p not in available]
     if missing:  # one line: what was asked, what this onnxruntime has, what runs, how to get the rest
-        short = lambda ps: ", ".join(p.removesuffix("ExecutionProvider") for p in ps)  # noqa: E731
-        runs = short([p for p in usable if p != "CPUExecutionProvider"]) or "the CPU"
+        runs = _short([p for p in usable if p != "CPUExecutionProvider"]) or "the CPU"
         gpu = any(p.startswith(("Tensorrt", "CUDA")) for p in missing)
-        warnings.warn(f"execution provider(s) {short(missing)} not in this onnxruntime ({ort.__version__}, which "
-                      f"offers {short(available)}): running on {runs}" + (f"; {GPU_HINT}" if gpu else ""),
+        warnings.warn(f"execution provider(s) {_short(missing)} not in this onnxruntime ({ort.__version__}, which "
+                      f"offers {_short(available)}): running on {runs}" + (f"; {GPU_HINT}" if gpu else ""),
                       stacklevel=3)  # fmt: skip
     if usable and usable != ["CPUExecutionProvider"]:
         try:

@@ -114,8 +114,7 @@ class SessionStream:
         # the accelerometer's energy when a gyroscope (or anything not in g) comes along: as `run` cuts
         self._rows = motion_rows(units)
         self.segmenter = MotionSegmenter(len(channels), self.rate, params, lookback=self.keep, rows=self._rows)
-        g = [i for i, u in enumerate(units) if u == "g"]
-        self._motion_channels = g or list(range(len(channels)))
+        self._motion_channels = self._rows or list(range(len(channels)))  # a take's motion: on the same channels
         self._order: list[int] | None = None  # device column of each session channel (None: same order)
         self._t = np.zeros(0, np.float64)
         self._x = np.zeros((len(channels), 0), np.float32)  # the samples themselves
