@@ -838,8 +838,10 @@ def _summary(d: Display, stats: dict[str, Any], stream: SessionStream | None, de
         n = stats.get("movements", 0)
         seg = stream.segmenter
         unused = f" ({seg.too_short + seg.too_long} more not used: {seg.unused_text()})" if seg.unused_text() else ""
-        nothing = ("" if n else ": this session gives pretraining nothing" if unused else
-                   " (nothing moved above the segmenter's threshold: this session gives pretraining nothing)")
+        # (a folder with labelled takes pretrains on the movements the cut finds; one without any, on windows
+        # sliding over everything: so "nothing" is said for the first case only)
+        why = "" if unused else " (nothing moved above the segmenter's threshold)"
+        nothing = "" if n else f"{why}: beside labelled takes, this session gives pretraining nothing"
         counts = f"; {n} movement(s) found{unused}{nothing}"
     d.line(f"# stopped ({stats['stopped_by']}): {stream.samples} samples in {stream.writer.path_csv}{counts}; "
            f"dropped {c['dropped_samples']}, rejected {sum(c['rejected_samples'].values())}, "

@@ -603,4 +603,4 @@ def test_a_free_session_of_shaking_says_what_it_did_not_keep(tmp_path, capsys):
         assert main(["record", "--port", link, "--out", str(out), "--seconds", "3"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "; 0 movement(s) found (" in last and "of 3.2 s or longer (shaking" in last, last
-    assert ": this session gives pretraining nothing" in last and "nothing moved" not in last, last
+    assert ": beside labelled takes, this session gives pretraining nothing" in last and "nothing moved" not in last, last
