@@ -12,9 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_MEDIAN_G", "UnitWatch", "g_channels", "unit_from_channel", "unit_problem_text"]
+__all__ = ["MAX_MEDIAN_G", "MAX_P90_RAD_S", "UnitWatch", "g_channels", "gyro_problem_text", "rad_s_channels",
+           "unit_from_channel",
+           "unit_problem_text"]
 
 MAX_MEDIAN_G = 4.0
+# a hand turns at most a few rad/s (20 rad/s is beyond a ±1000 °/s gyroscope): 90 % of a gyroscope's samples in rad/s
+# stay far below; in °/s (×57.3) or raw counts (an MPU-6050 at ±250 °/s: 131 per °/s) moving samples are far above
+MAX_P90_RAD_S = 20.0
 # common accelerometers' raw counts per g: MPU-6050 / LSM6DS3 at ±2, 4, 8, 16 g; ADXL345 at full resolution
 RAW_COUNTS_PER_G = (16384, 8192, 4096, 2048, 256)
 
@@ -59,16 +64,38 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
 
 
+def rad_s_channels(units: Sequence[str]) -> list[int]:
+    """The first three channels in rad/s (the gyroscope)."""
+    return [i for i, u in enumerate(units) if u == "rad/s"][:3]
+
+
+def gyro_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
+    """``values [n, 3]`` of the gyroscope channels ``names`` said to be in rad/s: what is wrong, or None (a
+    recording at rest says nothing either way: °/s at rest stay small too)."""
+    mag = np.linalg.norm(np.asarray(values, np.float64), axis=1)
+    mag = mag[np.isfinite(mag)]
+    if not len(mag):
+        return None
+    p90 = float(np.percentile(mag, 90))
+    if p90 <= MAX_P90_RAD_S:
+        return None
+    return (f"the gyroscope channels {list(names)} are read as rad/s, but 10 % of their magnitudes exceed {p90:.4g} (a "
+            f"hand turns at most a few rad/s): they look like °/s (divide them by 57.3) or raw counts (an MPU-6050 at "
+            f"±250 °/s: divide by 7506), in the firmware or the CSV files, to have rad/s")  # fmt: skip
+
+
 class UnitWatch:
     """A live stream's first ``samples`` of the channels in g, checked once: :meth:`add` returns the problem
     (:func:`unit_problem_text`) when they are done, else None."""
 
     def __init__(self, names: Sequence[str], units: Sequence[str], samples: int = 200) -> None:
-        self.idx = g_channels(units)
+        g, r = g_channels(units), rad_s_channels(units)
+        self.g, self.r = (g if len(g) == 3 else []), (r if len(r) == 3 else [])  # each checked when complete
+        self.idx = self.g + self.r
         self.names = [names[i] for i in self.idx]
         self.samples = samples
         self._seen: list[np.ndarray] = []
-        self.done = len(self.idx) < 3
+        self.done = not self.idx
 
     def add(self, values: np.ndarray) -> str | None:
         """``values [n, C]`` in the channel order given; the problem once enough samples came, else None."""
@@ -79,4 +106,7 @@ class UnitWatch:
             return None
         self.done = True
         seen, self._seen = np.concatenate(self._seen), []
-        return unit_problem_text(self.names, seen)
+        k = len(self.g)
+        problems = [p for p in (unit_problem_text(self.names[:k], seen[:, :k]) if k else None,
+                                gyro_problem_text(self.names[k:], seen[:, k:]) if self.r else None) if p]  # fmt: skip
+        return "; ".join(problems) or None

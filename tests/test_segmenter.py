@@ -80,3 +80,4 @@ def test_the_cut_measures_the_accelerometer_beside_a_gyroscope():
     assert len(acc_only) >= len(perf) - 1
     assert len(segment_signal(x6, RATE, SegmentParams())) < len(perf) // 2  # every channel: the rest never rests
     assert choose_segmentation(x6, RATE, SegmentParams(), [0, 1, 2]) == choose_segmentation(x, RATE, SegmentParams())
+

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgessl.errors import DataError, UsageError
 from edgessl.preprocess import resample_to_length
-from edgessl.units import g_channels, unit_from_channel, unit_problem_text
+from edgessl.units import g_channels, gyro_problem_text, rad_s_channels, unit_from_channel, unit_problem_text
 
 __all__ = [
     "CHANNEL_ALIASES",
@@ -269,13 +269,16 @@ def check_finite(x: np.ndarray, where: str) -> None:
 
 
 def unit_problem(ds: WindowDataset | StreamDataset) -> str | None:
-    """What is wrong with the values of the channels said to be in g (:mod:`edgessl.units`), or None."""
-    idx = g_channels(ds.channel_units)
-    if len(idx) < 3:
-        return None
-    S = ds.signal[idx] if isinstance(ds, StreamDataset) else np.moveaxis(ds.X_train[:, idx], 1, 0).reshape(len(idx), -1)
-    S = S[:, :: max(1, S.shape[1] // 200_000)]  # a sample of a long recording is enough for a median
-    return unit_problem_text([ds.channel_names[i] for i in idx], S.T)
+    """What is wrong with the values of the channels said to be in g or rad/s (:mod:`edgessl.units`), or None."""
+
+    def values(idx: list[int]) -> np.ndarray:
+        S = ds.signal[idx] if isinstance(ds, StreamDataset) else np.moveaxis(ds.X_train[:, idx], 1, 0).reshape(len(idx), -1)
+        return S[:, :: max(1, S.shape[1] // 200_000)].T  # a sample of a long recording is enough for a median
+
+    g, r = g_channels(ds.channel_units), rad_s_channels(ds.channel_units)
+    problems = [unit_problem_text([ds.channel_names[i] for i in g], values(g)) if len(g) == 3 else None,
+                gyro_problem_text([ds.channel_names[i] for i in r], values(r)) if len(r) == 3 else None]  # fmt: skip
+    return "; ".join(p for p in problems if p) or None
 
 
 def parse_float(tok: str, path: Path, lineno: int) -> float:
