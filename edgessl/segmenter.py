@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgessl.units import g_channels
+
 __all__ = ["GENTLE", "MotionSegmenter", "SegmentChoice", "SegmentParams", "choose_segmentation", "profile", "segment_signal"]
 
 
@@ -180,7 +182,7 @@ def motion_rows(units: Sequence[str]) -> list[int] | None:
     """The channels a motion cut measures: the accelerometer's (the first three in g) when other channels are in
     other units (a gyroscope in rad/s, or anything unknown, would swamp a threshold in g); None: every channel
     (an accelerometer alone, or channels of one unit)."""
-    g = [i for i, u in enumerate(units) if u == "g"][:3]
+    g = g_channels(units)
     return g if len(g) == 3 and any(u != "g" for u in units) else None
 
 

@@ -35,9 +35,14 @@ def unit_from_channel(name: str) -> str:
     return "unknown"
 
 
+def triad(units: Sequence[str], unit: str) -> list[int]:
+    """The first three channels in ``unit`` (a sensor's axes)."""
+    return [i for i, u in enumerate(units) if u == unit][:3]
+
+
 def g_channels(units: Sequence[str]) -> list[int]:
     """The first three channels in g (the accelerometer)."""
-    return [i for i, u in enumerate(units) if u == "g"][:3]
+    return triad(units, "g")
 
 
 def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
@@ -66,7 +71,7 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
 
 def rad_s_channels(units: Sequence[str]) -> list[int]:
     """The first three channels in rad/s (the gyroscope)."""
-    return [i for i, u in enumerate(units) if u == "rad/s"][:3]
+    return triad(units, "rad/s")
 
 
 def gyro_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
