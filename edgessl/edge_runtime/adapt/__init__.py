@@ -36,8 +36,8 @@ __all__ = ["DEFAULT_METHOD", "METHODS", "STATE_FORMAT", "AdaptContext", "Adapter
            "InputMoments", "Safeguards", "SslHead", "T3A", "TTT", "Tent", "build_adapter"]  # fmt: skip
 
 # The method benchmarks/results/tta_shift.json shows best over the shifts (3 seeds): forward-only ttt won back
-# 89 % of the accuracy all shifts lost together (input+tent, the default before, 73 %), a third of a new user's
-# loss (input+tent 1 %), 62 % of a sensor gain/offset error's, and gains on every clean stream (docs/results.md);
+# 89 % of the accuracy all shifts lost together (input+tent, the default before, 74 %), half of a new user's
+# loss (input+tent 0 %), 57 % of a sensor gain/offset error's, and gains on every clean stream (docs/results.md);
 # Tent where ttt cannot run (no 3 axes in g).
 DEFAULT_METHOD = "ttt|tent"
 
