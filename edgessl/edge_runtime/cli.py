@@ -278,6 +278,28 @@ def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     return f"{seg.too_short + seg.too_long + seg.cut_off} movement(s) not classified: {unused}{hint}"
 
 
+def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = False) -> str:
+    """What the adapter did, in words ("" without one), from :meth:`Adapter.summary`; ``unit``: what it counts
+    ("gestures" for a segment bundle, "windows" else). ``short``: the status line's few words."""
+    if summary is None:
+        return ""
+    parts = summary.get("parts") or []
+    own = parts[0] if len(parts) == 1 else summary  # `ttt|tent`: the method chosen
+    name, n, resets = summary["method"], int(summary["updates"]), int(summary["resets"])
+    corr = summary.get("correction")
+    turned = (f", input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
+              if corr and corr.get("active") and n else "")  # fmt: skip
+    reset = f", {resets} reset(s) to the source model" if resets else ""
+    if "next_search" in own:  # ttt: shifts its activations from the first gesture; searches its input transform
+        if short:
+            return f"{name} {n} change(s), {own['gated']}/{own['next_search']} {unit} to the next search"
+        return (f"{name}: activations shifted to your {unit} from the first one; {n} change(s) of its input transform "
+                f"({own['gated']} {unit} passed its gates; it searches at {own['next_search']}){turned}{reset}")  # fmt: skip
+    if short:
+        return f"{name} {n} update(s)"
+    return f"{name}: {n} update(s){turned}{reset}"
+
+
 def counters_text(c: dict[str, Any]) -> str:
     """The bridge's loss counters (:meth:`ImuStream.counters`) as the status display prints them."""
     frames = sum(c.get("rejected_frames", {}).values())  # refused frames: their samples are counted before
@@ -388,6 +410,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if args.json:
                     emit({"user_state": stats["user_state"]})
             meter = RateMeter()  # the status line's rate and the page's
+            unit = "gestures" if rt.bundle.manifest["input_mode"] == "segment" else "windows"  # what adaptation counts
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None
             if feed is not None:
                 states.hook = feed.state
@@ -544,8 +567,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         board = f"  {compare.summary()}" if compare is not None else ""
                         more = sum(rt.stats[k] for k in MOVEMENTS_NOT_CLASSIFIED)
                         skipped = f"  not classified {more}" if more else ""
+                        adapting = f"  adapt {adaptation_text(adapter.summary(), unit, True)}" if adapter is not None else ""
                         print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
-                              f"unknown {unknown} ({by_reason}){skipped}{board}   ",
+                              f"unknown {unknown} ({by_reason}){skipped}{adapting}{board}   ",
                               end="" if tty else "\n", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
@@ -569,6 +593,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     _save_state(adapter, args.adapt_state, final=finished)
             if dev.info is not None or dev.delivered_samples:
                 stats.update(device=dev.counters(), runtime=dict(rt.stats))
+            if adapter is not None:
+                stats["adaptation"] = adapter.summary()
             if args.json:
                 emit({"stats": stats})
             else:
@@ -585,6 +611,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
+                if adapter is not None:
+                    print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)
                 if "units" in stats:  # the reason for what the summary shows, said where it is read
                     print(f"# wrong units, every answer above is meaningless: {stats['units']}", file=out, flush=True)
                 if "rate" in stats:

@@ -14,7 +14,7 @@ unless the gap is short enough to fill by interpolation, in which case the windo
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
+from collections import Counter, deque
 
 import numpy as np
 
@@ -71,6 +71,9 @@ class RingBuffer:
         return self.x[:, idx], self.t[idx]
 
 
+STEPS_KEPT = 64  # the device's latest sample steps a hole is measured against
+
+
 class StreamWindower:
     """Turns ``(samples, timestamps)`` at the device rate into :class:`ModelInput` at the model's rate."""
 
@@ -93,6 +96,9 @@ class StreamWindower:
         self.idle = True
         # holes found in the timestamps pushed: bridged ("filled") or too long ("reset": the windows restart)
         self.time_gaps: Counter[str] = Counter(filled=0, reset=0)
+        # the device's own sample steps (the latest ones): a board slower than the model (50 Hz into a 100 Hz
+        # bundle) is interpolated onto the model's grid, and its every step is not a hole
+        self._steps: deque[float] = deque(maxlen=STEPS_KEPT)
 
     def reset(self) -> None:
         self.buf.reset()
@@ -120,7 +126,8 @@ class StreamWindower:
             return [m for i in range(0, len(t), chunk) for m in self.push(samples[i : i + chunk], t[i : i + chunk])]
         prev = [self._last_raw[1]] if self._last_raw is not None else []
         dt = np.diff(np.concatenate([prev, t]))
-        big = np.flatnonzero((dt <= 0) | (dt > 1.5 / self.rate + self.max_fill_s))
+        period = self._device_period(dt)
+        big = np.flatnonzero((dt <= 0) | (dt > 1.5 * period + self.max_fill_s))
         if len(big):
             # a real gap (or time going backwards): finish the part before it, then start afresh
             cut = int(big[0]) + 1 - len(prev)  # index into t of the first sample after the gap
@@ -128,7 +135,7 @@ class StreamWindower:
             self.time_gaps["reset"] += int(dt[big[0]] > 0)  # a jump forward (backwards: the caller's new timeline)
             self.reset()
             return out + self.push(samples[cut:], t[cut:])
-        small = np.flatnonzero(dt > 1.5 / self.rate)
+        small = np.flatnonzero(dt > 1.5 * period)
         self.time_gaps["filled"] += len(small)
         if len(small):
             self._filled_until = float(t[int(small[-1]) + 1 - len(prev)])  # windows covering this time are flagged
@@ -149,6 +156,16 @@ class StreamWindower:
         x = resample_times(xs, ts, grid)
         self.buf.push(x, grid)
         return self._sliding() if self.mode == "sliding" else self._segment(x)
+
+    def _device_period(self, dt: np.ndarray) -> float:
+        """The sample step a hole is measured against: the model's, or the device's when it is slower.
+
+        The device's is the lower quartile of its latest steps (``dt`` included): holes only lengthen steps, so
+        a few of them do not move it; timestamps that arrive in bursts (steps near 0) leave the model's step.
+        """
+        self._steps.extend(dt[(dt > 0) & (dt < 1.0)][-STEPS_KEPT:].tolist())
+        own = float(np.quantile(np.fromiter(self._steps, float), 0.25)) if self._steps else 0.0
+        return max(1.0 / self.rate, own)
 
     def _sliding(self) -> list[ModelInput]:
         out = []

@@ -109,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-fp32", action="store_true", help="also store the fp32 encoder (for `edgessl verify`'s int8/fp32 comparison)")
     p.add_argument("--min-agreement", type=float, default=0.99, help="refuse below this int8/fp32 top-1 agreement")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride in samples (default window/4)")
-    p.add_argument("--rate", type=float, default=None, help="stream sample rate the device delivers (Hz)")
+    p.add_argument("--rate", type=float, default=None, help="stream sample rate the device delivers (Hz; default: the training windows' rate, or the rate "
+                        "recorded takes were recorded at, else 100)")
     p.add_argument("--name", default=None, help="model name for the manifest")
     p.add_argument("--input-mode", choices=["auto", "segment", "sliding"], default="auto",
                    help="how the runtime makes model inputs from a stream: segment gestures by motion energy and "

@@ -36,7 +36,8 @@ class ExportConfig:
     min_agreement: float = 0.99
     calibration: str | None = None  # a dataset spec; default: training windows saved with the model
     stride: int | None = None  # sliding mode: samples between windows (default window // 4)
-    rate_hz: float | None = None  # stream rate the device delivers (default: the training data's, else 100)
+    # stream rate the device delivers (default: the training windows' rate or their takes' recordings', else 100)
+    rate_hz: float | None = None
     name: str | None = None
     # how the runtime turns a stream into model inputs: "segment" (motion-energy segments, each stretched to
     # the model's length: for models trained on whole gestures), "sliding" (fixed windows at the stride), or
@@ -144,7 +145,10 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         raise ValueError(f"input_mode must be auto, segment or sliding; got {cfg.input_mode!r}")
     # auto: windows without a sampling rate were stretched gestures (UCR-style), so the runtime segments
     segment = info["rate_hz"] is None if cfg.input_mode == "auto" else cfg.input_mode == "segment"
-    rate = cfg.rate_hz or info["rate_hz"] or 100.0
+    # segment input: the takes' cut and the rate their sessions were recorded at (a 50 Hz board's bundle runs at
+    # 50 Hz, as its takes were cut: not interpolated to 100 Hz)
+    seg_params, recorded_rate = _data_segmentation(data_cfg["spec"], progress) if segment else (SegmentParams(), None)
+    rate = cfg.rate_hz or info["rate_hz"] or recorded_rate or 100.0
     meta = {"edgessl.labels": ",".join(info["class_names"]), "edgessl.sample_rate_hz": str(rate),
             "edgessl.window": str(window), "edgessl.stride": str(cfg.stride or max(1, window // 4)),
             "edgessl.channels": ",".join(channels), "edgessl.units": ",".join(units)}  # fmt: skip
@@ -229,7 +233,6 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
         members = {ENCODER_INT8: enc8.read_bytes(), HEAD: head.read_bytes(), ADAPTATION: npz_bytes(adaptation)}
         if cfg.keep_fp32:
             members[ENCODER_FP32] = enc32.read_bytes()
-    seg_params = _data_segmentation(data_cfg["spec"], progress) if segment else SegmentParams()
     manifest = {
         "model_name": cfg.name or Path(model_dir).resolve().name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -379,10 +382,10 @@ ROUGHNESS_TARGET = 0.001
 ROUGHNESS_CAP = 1.0
 
 
-def _data_segmentation(spec: str, progress: bool) -> SegmentParams:
+def _data_segmentation(spec: str, progress: bool) -> tuple[SegmentParams, float | None]:
     """The cut of the training data's labelled takes (recorded sessions: ``edgessl record`` switches a session of
-    slow gestures to the gentle cut), so that ``run`` cuts as the takes were cut; the default for other data, or
-    when the data is no longer there (said)."""
+    slow gestures to the gentle cut), so that ``run`` cuts as the takes were cut, and the rate their sessions were
+    recorded at; the default cut and None for other data, or when the data is no longer there (said)."""
     from edgessl.datasets import is_labelled_stream, load
     from edgessl.datasets.labelled import takes_segmentation
     from edgessl.errors import EdgesslError
@@ -393,15 +396,15 @@ def _data_segmentation(spec: str, progress: bool) -> SegmentParams:
     except (OSError, ValueError, EdgesslError) as e:  # moved or gone: the bundle still exports, with the default cut
         if progress:
             print(f"segmentation: the default cut ({spec} could not be read to check its takes' cut: {e})", flush=True)
-        return SegmentParams()
+        return SegmentParams(), None
     if not is_labelled_stream(ds):
-        return SegmentParams()
+        return SegmentParams(), None
     params, n, total = takes_segmentation(ds)  # type: ignore[arg-type]
     if progress and params != SegmentParams():
         how = "the gentle cut (slow or small gestures)" if params == profile(SegmentParams(), "gentle") else "their own cut"
         print(f"segmentation: the sessions of {n} of {total} labelled takes cut with {how}; edgessl run cuts the same way",
               flush=True)  # fmt: skip
-    return params
+    return params, ds.rate_hz
 
 
 def _roughness_threshold(info: dict[str, Any], segment: bool) -> tuple[float | None, dict[str, Any]]:

@@ -243,7 +243,10 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
     if readings >= 2:
         span = last_chunk - first_chunk if first_chunk is not None else 0.0
         rate = (readings - counted_from) / span if span >= 0.2 else None
-        names = f" {header}" if header else ""
+        # no header line seen (a sketch that prints one at power-up only, or none): the values need names
+        usual = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+        example = ",".join(usual[:width]) + (",..." if width > len(usual) else "")
+        names = f" {header}" if header else f" (no header line: name them, e.g. --channels {example})"
         about = f" at about {rate:.0f} Hz" if rate else ""
         return Probe("text", f"text lines (CSV), {width} values per line{names}{about}",
                      {"values_per_line": width, "header": header, "rate_hz": rate})  # fmt: skip

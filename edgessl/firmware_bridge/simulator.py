@@ -826,7 +826,10 @@ def register(sub) -> None:
     p = sub.add_parser("simulate", help="a simulated IMU on a pseudo-terminal (prints the device path)")
     p.add_argument("--source", default="synthetic", help="synthetic, or a dataset spec (npz:uwave_raw.npz ...)")
     p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's; a synthetic person samples at it)")
-    p.add_argument("--mode", choices=["binary", "csv"], default="binary")
+    p.add_argument("--mode", choices=["binary", "csv"], default="binary",
+                   help="binary: the reference firmware's protocol; csv: text lines without a header, as the Edge "
+                        "Impulse data forwarder prints them (give --channels acc_x,acc_y,acc_z to the commands that "
+                        "open the port; it cannot be cued: rehearse record --label and enroll in binary mode)")  # fmt: skip
     p.add_argument("--faults", default=None,
                    help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20 "
                         "(drop/corrupt: probability per byte, and a frame that loses or garbles one byte is rejected whole: "

@@ -413,6 +413,23 @@ def test_run_waits_for_the_port_and_sigterm_saves_a_state_the_next_start_restore
     stats = json.loads(r.stdout.splitlines()[-1])["stats"]
     assert stats["adapt_state"] == {"path": str(state), "restored": True}
     assert state.exists() and not list(tmp_path.glob("adapt_state.bad-*"))
+    # what adaptation did is in the stats (and, in words, in the last lines of a terminal's or a log's run)
+    assert stats["adaptation"]["method"] == "ttt" and stats["adaptation"]["parts"][0]["next_search"] > 0
+
+
+def test_adaptation_is_said_in_words():
+    """A walkthrough saw nothing of adaptation in `run`'s output: the status line and the last lines say it."""
+    from edgessl.edge_runtime.cli import adaptation_text
+
+    ttt = {"method": "ttt", "updates": 2, "resets": 1, "gated": 300, "next_search": 512,
+           "correction": {"active": True, "rotation_deg": 29.6, "gains": [0.98, 1.0, 1.03]}}  # fmt: skip
+    chosen = {"method": "ttt", "updates": 2, "resets": 1, "correction": ttt["correction"], "parts": [ttt]}
+    text = adaptation_text(chosen, "gestures")
+    assert "2 change(s) of its input transform" in text and "300 gestures passed its gates" in text
+    assert "input turned 30° (gains 0.98–1.03)" in text and "1 reset(s)" in text
+    assert adaptation_text(chosen, "gestures", short=True) == "ttt 2 change(s), 300/512 gestures to the next search"
+    tent = {"method": "tent", "updates": 7, "resets": 0, "correction": None}
+    assert adaptation_text(tent, "windows") == "tent: 7 update(s)" and adaptation_text(None, "windows") == ""
 
 
 @linux_only

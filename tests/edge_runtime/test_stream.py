@@ -44,6 +44,25 @@ def test_resampling_80hz_device_to_100hz_model():
     np.testing.assert_allclose(wins[2].x[0], np.sin(2 * np.pi * 0.5 * tt), atol=2e-3)
 
 
+def test_a_device_slower_than_the_model_has_no_holes_but_its_own_missing_samples_are_counted():
+    """A 50 Hz board into a 100 Hz bundle: every step is twice the model's, and none of them is a hole (a
+    walkthrough's run counted 12,009 'filled gaps' in 12,010 samples and flagged every event); 2 samples the
+    board lost are one filled hole, and a 2 s silence restarts the windows."""
+    sig = np.random.default_rng(2).normal(size=(3, 1000)).astype(np.float32)
+    t = np.arange(1000) / 50.0
+    w = StreamWindower(3, 100.0, window=100, stride=50, mode="sliding")
+    wins = _feed(w, sig, t)
+    assert len(wins) == (2000 - 100) // 50 + 1 - 1 and not any(win.filled_gap for win in wins)
+    assert w.time_gaps == {"filled": 0, "reset": 0}
+    t2 = t.copy()
+    t2[500:] += 0.04  # 2 samples lost at 50 Hz (bridged: at most max_fill_s = 0.05 s)
+    t2[800:] += 2.0
+    w2 = StreamWindower(3, 100.0, window=100, stride=50, mode="sliding")
+    flagged = [win for win in _feed(w2, sig, t2) if win.filled_gap]
+    assert w2.time_gaps == {"filled": 1, "reset": 1}
+    assert flagged and all(win.t_start <= 10.04 <= win.t_end + 0.05 for win in flagged)
+
+
 def test_no_window_spans_a_gap_but_short_gaps_are_filled_and_flagged():
     sig = np.random.default_rng(1).normal(size=(3, 600)).astype(np.float32)
     t = np.arange(600) / 100.0

@@ -296,3 +296,24 @@ def test_standardization_in_graph_matches_numpy_and_runtime_skips_it(small_bundl
                                                     "Relu"}  # fmt: skip
     # with ddof = 0 the z-score is one InstanceNormalization node, fed by the raw window itself
     assert [n.op_type for n in nodes if "window" in n.input] == ["InstanceNormalization"]
+
+
+@pytest.mark.filterwarnings("ignore:the model answers")  # 3 epochs: the rate is checked, not what it learned
+def test_a_bundle_of_50_hz_recordings_runs_at_50_hz(tmp_path):
+    """A board's takes recorded at 50 Hz give a bundle at 50 Hz (was stamped 100 Hz, so `run` interpolated the
+    board's stream and cut it at a rate its takes were never cut at); its segmentation is the takes' own."""
+    from edgessl.trainer.data import DataConfig
+    from edgessl.trainer.fit import FitConfig
+    from edgessl.trainer.pipeline import FinetuneConfig, finetune
+    from tests.datasets.helpers import LABELS, RATE, write_session
+
+    assert RATE == 50.0
+    for user, seed in (("A", 1), ("B", 2)):
+        write_session(tmp_path / "rec" / user, user, LABELS * 8, seed=seed)
+    finetune(FinetuneConfig(data=DataConfig(spec=f"dir:{tmp_path / 'rec'}"),
+                            fit=FitConfig(epochs=3, batch_size=32, warmup_epochs=1, drop_last=False)),
+             tmp_path / "ft", progress=False, plots=False)  # fmt: skip
+    m = export_bundle(tmp_path / "ft", tmp_path / "m.essl", ExportConfig(min_agreement=0.5), progress=False)
+    assert m["input_mode"] == "segment" and m["sample_rate_hz"] == 50.0
+    assert m["segmentation"]["threshold_g"] == 0.05
+    assert open_bundle(tmp_path / "m.essl").rate_hz == 50.0

@@ -55,6 +55,8 @@ def test_text_device_is_recognised_by_its_lines_and_rate(source, tmp_path):
         pr = D.probe(sim.path, timeout=1.5)
     assert pr.answer == "text" and pr.info["values_per_line"] == 3
     assert pr.info["rate_hz"] is not None and 60 < pr.info["rate_hz"] < 150  # 100 Hz, measured over ~0.6 s
+    # its lines carry no header (as the Edge Impulse forwarder's): what to do is said where the port is found
+    assert pr.info["header"] is None and "(no header line: name them, e.g. --channels acc_x,acc_y,acc_z)" in pr.detail
 
 
 def test_a_silent_port_and_a_missing_one_do_not_hang(tmp_path):

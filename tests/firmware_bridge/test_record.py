@@ -104,8 +104,8 @@ def test_a_slow_persons_capture_switches_to_the_gentle_cut_which_the_session_and
         assert best["label"] == s["label"] and span[1] - span[0] >= 0.5 * (best["end_s"] - best["start_s"]), s
     ds = load(f"dir:{out}")
     assert takes_segmentation(ds) == (gentle, 8, 8)  # type: ignore[arg-type]
-    assert _data_segmentation(f"dir:{out}", progress=False) == gentle
-    assert _data_segmentation(f"dir:{tmp_path / 'gone'}", progress=False) == SegmentParams()  # moved: the default
+    assert _data_segmentation(f"dir:{out}", progress=False) == (gentle, 100.0)  # and the takes' rate
+    assert _data_segmentation(f"dir:{tmp_path / 'gone'}", progress=False) == (SegmentParams(), None)  # moved: the default
     # the same person's next session in the folder starts with the gentle cut; another person's with the default
     with SimulatedImu(*make_source("synthetic", None, seed=2, user="D"), speed=4.0, link=link):
         assert main(["record", "--port", link, "--out", str(out), "--seconds", "1"]) == 0
