@@ -823,10 +823,14 @@ class ImuStream:
         if arriving is None or abs(arriving / self.rate_hz - 1) <= RATE_TOLERANCE:
             return None
         ratio = self.rate_hz / arriving
+        k = round(1 / ratio)
+        # the simulator at --speed k sends k times its rate: named with its numbers where they fit
+        sim = (f"`edgessl simulate --speed {k}` sends {k}x its rate: there --rate {self.rate_hz:g} is right"
+               if k >= 2 and abs(k * ratio - 1) <= RATE_TOLERANCE else
+               "a simulation played at --speed S arrives S times faster than its rate: then --rate is right")  # fmt: skip
         return (f"its lines arrive at {arriving:.4g} per second but --rate says {self.rate_hz:g} Hz, so every "
                 f"movement reads {max(ratio, 1 / ratio):.2g}x too {'long' if ratio < 1 else 'short'}; give --rate "
-                f"{arriving:.0f}, or leave --rate out and it is measured (a simulation played at --speed S arrives "
-                "S times faster than its rate: then --rate is right)")  # fmt: skip
+                f"{arriving:.0f}, or leave --rate out and it is measured ({sim})")  # fmt: skip
 
     @property
     def lost_samples(self) -> int:

@@ -172,7 +172,7 @@ def test_a_text_device_given_a_wrong_rate_is_named_pauses_and_backlog_are_no_rat
     assert s.arrival_rate() == pytest.approx(200.0)
     problem = s.rate_problem()
     assert problem is not None and "--rate says 100 Hz" in problem and "give --rate 200" in problem
-    assert "2x too long" in problem
+    assert "2x too long" in problem and "(`edgessl simulate --speed 2` sends 2x its rate: there --rate 100 is right)" in problem
     s.rate_hz = 180.0  # within 20 %: jitter, a crystal's error
     assert s.rate_problem() is None
     s.rate_hz = 100.0
