@@ -118,6 +118,8 @@ def _print_sessions(d: dict) -> None:
           + (f"; {d['bridged_holes']} short gap(s) filled by interpolation as edgessl run does live (the sample "
              "counts below include them)"
              if d.get("bridged_holes") else ""))  # fmt: skip
+    for note in d.get("notes", []):
+        print(f"note: {note}")
     if d["per_class"]:
         print("per class: " + ", ".join(f"{c} {n}" for c, n in d["per_class"].items()))
     for name, u in d["per_user"].items():

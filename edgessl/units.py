@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_MEDIAN_G", "MAX_P90_RAD_S", "UnitWatch", "g_channels", "gyro_problem_text", "rad_s_channels",
-           "unit_from_channel",
-           "unit_problem_text"]
+__all__ = ["CONVERTIBLE", "MAX_MEDIAN_G", "MAX_P90_RAD_S", "UnitWatch", "canonical_unit", "declare_units",
+           "g_channels", "gyro_problem_text", "rad_s_channels", "unit_from_channel", "unit_problem_text"]
 
 MAX_MEDIAN_G = 4.0
 # a hand turns at most a few rad/s (20 rad/s is beyond a ±1000 °/s gyroscope): 90 % of a gyroscope's samples in rad/s
@@ -22,6 +21,34 @@ MAX_MEDIAN_G = 4.0
 MAX_P90_RAD_S = 20.0
 # common accelerometers' raw counts per g: MPU-6050 / LSM6DS3 at ±2, 4, 8, 16 g; ADXL345 at full resolution
 RAW_COUNTS_PER_G = (16384, 8192, 4096, 2048, 256)
+
+
+G0 = 9.80665  # m/s² per g (standard gravity)
+# units a data file may declare that the loaders convert to the unit models are trained in: (unit, factor)
+CONVERTIBLE: dict[str, tuple[str, float]] = {
+    **{u: ("g", 1.0 / G0) for u in ("m/s²", "m/s^2", "m/s2", "ms^-2", "ms-2")},
+    "mg": ("g", 1e-3),
+    **{u: ("rad/s", float(np.pi / 180.0)) for u in ("deg/s", "°/s", "dps")},
+}
+
+
+def canonical_unit(unit: str) -> tuple[str, float]:
+    """``(unit, factor)``: what a value in ``unit`` is in the unit models use (g, rad/s), times ``factor``;
+    ``(unit, 1.0)`` for a unit already canonical or not convertible."""
+    return CONVERTIBLE.get(unit.lower().replace(" ", ""), (unit, 1.0))
+
+
+def declare_units(units: Sequence[str], acc: str | None, gyro: str | None) -> list[str]:
+    """``units`` with the accelerometer's (the channels read as g) declared ``acc`` and the gyroscope's (read as
+    rad/s) declared ``gyro``: a data spec's ``acc=`` and ``gyro=`` options, for files whose names say the sensor
+    but not the unit (an Edge Impulse CSV's accX is in m/s²)."""
+    out = list(units)
+    for i, u in enumerate(units):
+        if acc and u == "g":
+            out[i] = acc
+        elif gyro and u == "rad/s":
+            out[i] = gyro
+    return out
 
 
 def unit_from_channel(name: str) -> str:
@@ -45,8 +72,9 @@ def g_channels(units: Sequence[str]) -> list[int]:
     return triad(units, "g")
 
 
-def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
-    """``values [n, 3]`` of the accelerometer channels ``names`` said to be in g: what is wrong, or None."""
+def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None = None) -> str | None:
+    """``values [n, 3]`` of the accelerometer channels ``names`` said to be in g: what is wrong, or None
+    (``spec``: the data spec read, whose ``acc=`` option the remedy names)."""
     mag = np.linalg.norm(np.asarray(values, np.float64), axis=1)
     mag = mag[np.isfinite(mag)]
     if not len(mag):
@@ -65,6 +93,9 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
     else:
         like, k = "they are not in g", ""
     fix = f"divide them by {k} (in the firmware, or in the CSV files) to have g" if k else "convert them to g"
+    if spec and k in ("9.81", "1000"):  # a data file: its unit can be declared instead
+        unit = "m/s2" if k == "9.81" else "mg"
+        fix += f", or declare the unit and it is converted: {spec.partition('?')[0]}?acc={unit}"
     return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
 

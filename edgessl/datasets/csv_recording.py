@@ -109,7 +109,8 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
         bad = int(np.flatnonzero(dt <= 0)[0]) + 3
         raise DataFormatError(f"{path}:{bad}: timestamps must increase strictly")
     if rate_hz is None:
-        rate_hz = float(1.0 / np.median(dt)) if len(dt) else None
+        # (rounded: 16 ms steps give 62.5 Hz, not 62.49999999999994)
+        rate_hz = float(np.format_float_positional(1.0 / np.median(dt), 6, fractional=False)) if len(dt) else None
         if rate_hz is not None and not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
             unit = next(u for u, f in _TIME_UNITS.items() if f == t_scale)
             raise DataFormatError(

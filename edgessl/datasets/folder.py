@@ -17,7 +17,7 @@ import numpy as np
 
 from edgessl.datasets.labelled import INPUT_MODES, attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
-from edgessl.datasets.session import SESSION_FORMAT, read_session
+from edgessl.datasets.session import SESSION_FORMAT, read_session, sensor_units
 from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, unit_problem
 
 __all__ = ["DATASET_FILE", "load_dir", "read_dataset_json"]
@@ -84,9 +84,11 @@ def load_dir(arg: str) -> StreamDataset:
     path, _, opt = need_path("dir", arg).partition("?")
     spec = f"dir:{arg}"
     opts = parse_options(opt)
-    if unknown := set(opts) - {"split", "length", "input", "test"}:
+    if unknown := set(opts) - {"split", "length", "input", "test", "acc", "gyro"}:
         raise SpecOptionError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected "
-                              "split=auto|user|session|take, length=N, input=segment|sliding, test=FRACTION")  # fmt: skip
+                              "split=auto|user|session|take, length=N, input=segment|sliding, test=FRACTION, "
+                              "acc=g|m/s2|mg, gyro=rad/s|deg/s")  # fmt: skip
+    acc, gyro = sensor_units(opts, spec)
     folder = Path(path).expanduser()
     if not folder.is_dir():
         what = ("a file, not a folder" + (f"; a single recording reads as csv:{path}" if folder.suffix == ".csv" else "")
@@ -102,9 +104,9 @@ def load_dir(arg: str) -> StreamDataset:
     files = [f for f in files if f not in empty]
     if not files:
         raise DataFormatError(f"{folder}: its {len(empty)} session(s) hold no samples (header only)")
-    sessions = [read_session(f) for f in files]
+    sessions = [read_session(f, acc=acc, gyro=gyro) for f in files]
     for (ds, _), f in zip(sessions, files, strict=True):  # one session in mg among sessions in g: named, not averaged
-        if problem := unit_problem(ds):
+        if problem := unit_problem(ds, spec):
             raise DataFormatError(f"{f}: {problem}")
     first, first_path = sessions[0][0], files[0]
     for (ds, _), f in zip(sessions[1:], files[1:], strict=True):
@@ -155,5 +157,8 @@ def load_dir(arg: str) -> StreamDataset:
                "bridged_holes": np.array([int(ds.extra.get("bridged_holes", 0)) for ds, _ in sessions], np.int64)},
         name=folder.name or str(folder),
     )  # fmt: skip
+    converted = sorted({str(c) for ds, _ in sessions for c in ds.extra.get("converted_units", [])})
+    if converted:
+        out.extra["converted_units"] = np.array(converted)
     attach_window_options(out, opts, spec, base)
     return out

@@ -95,6 +95,79 @@ def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
         ds.extra["segments"] = np.zeros((0, 4), np.int64)
     ds.extra.update(input_mode=np.array(mode), window_length=np.array(int(raw_len)), split_by=np.array(split),
                     test_fraction=np.array(test))  # fmt: skip
+    if mode == "segment" and ds.rate_hz and len(ds.extra["segments"]):
+        fit_spans_to_motion(ds)
+
+
+TIGHT_COVER = 0.75  # a labelled span whose movement covers less than this of it is reported as wider than it
+
+
+def fit_spans_to_motion(ds: StreamDataset) -> None:
+    """Labelled spans as the runtime will see their gestures: the movement the segmenter cuts inside them.
+
+    The runtime classifies what its motion segmenter cuts from the stream; a span labelled with rest around its
+    gesture (Edge Impulse's labels often are), or a run of one label over several gestures, would train the
+    model on windows it never sees live; even a label that hugs the motion starts a few samples later than
+    the cut. Each span becomes the hull of its cuts (the session's own segmentation; a cut belongs to the span
+    holding most of it, at least half), or, when it is longer than the longest gesture the runtime cuts, each
+    of its cuts. ``edgessl record``'s spans are the segmenter's cuts already and stay as they are; spans without
+    movement are kept and counted. In place: ``sample_labels``, ``extra["segments"]``, ``["takes"]`` (a piece
+    keeps its span's take) and ``["span_fit"]`` (spans whose movement covered less than :data:`TIGHT_COVER` of them, spans
+    split, the pieces they became, spans without movement; per class in ``["still_spans"]``).
+    """
+    seg = np.asarray(ds.extra["segments"], np.int64).reshape(-1, 4)
+    takes = np.asarray(ds.extra.get("takes", np.arange(len(seg))), np.int64)
+    if len(takes) != len(seg):
+        takes = np.arange(len(seg), dtype=np.int64)
+    rate = float(ds.rate_hz or 0.0)
+    rows = motion_rows(ds.channel_units)
+    rec = np.searchsorted(ds.offsets, seg[:, 0], "right") - 1
+    out_seg: list[list[int]] = []
+    out_takes: list[int] = []
+    tightened = split = pieces = 0
+    still = np.zeros(len(ds.class_names), np.int64)
+    for k in range(ds.n_recordings):
+        mine = np.flatnonzero(rec == k)
+        if not len(mine):
+            continue
+        lo, hi = int(ds.offsets[k]), int(ds.offsets[k + 1])
+        params = _segmentation(ds, k)
+        cuts = segment_signal(ds.signal[:, lo:hi], rate, params, rows) + lo
+        # each cut to the span holding most of it (at least half of it)
+        owner: dict[int, list[tuple[int, int]]] = {}
+        for a, b in cuts.tolist():
+            inside = [max(0, min(b, int(seg[i, 1])) - max(a, int(seg[i, 0]))) for i in mine]
+            j = int(np.argmax(inside))
+            if inside[j] * 2 >= b - a:
+                owner.setdefault(int(mine[j]), []).append((a, b))
+        for i in mine.tolist():
+            a0, b0, lab, flag = (int(v) for v in seg[i])
+            mine_cuts = owner.get(i, [])
+            if not mine_cuts:
+                if 0 <= lab < len(still):
+                    still[lab] += 1
+                out_seg.append([a0, b0, lab, flag])
+                out_takes.append(int(takes[i]))
+                continue
+            a1, b1 = min(c[0] for c in mine_cuts), max(c[1] for c in mine_cuts)
+            if b0 - a0 > params.max_duration_s * rate and len(mine_cuts) > 1:
+                split += 1
+                pieces += len(mine_cuts)
+                for a, b in mine_cuts:
+                    out_seg.append([a, b, lab, flag])
+                    out_takes.append(int(takes[i]))
+            else:  # (a tight label moves by the few samples the segmenter's energy window takes to rise)
+                tightened += (min(b1, b0) - max(a1, a0)) < TIGHT_COVER * (b0 - a0)
+                out_seg.append([a1, b1, lab, flag])
+                out_takes.append(int(takes[i]))
+    ds.extra["segments"] = np.array(out_seg, np.int64).reshape(-1, 4)
+    ds.extra["takes"] = np.array(out_takes, np.int64)
+    if ds.sample_labels is not None:  # the samples' labels follow their performances
+        ds.sample_labels = np.full(ds.signal.shape[1], -1, np.int64)
+        for a, b, lab, _ in out_seg:
+            ds.sample_labels[a:b] = lab
+    ds.extra["span_fit"] = np.array([tightened, split, pieces, int(still.sum())], np.int64)
+    ds.extra["still_spans"] = still
 
 
 def is_labelled_stream(ds: object) -> bool:
@@ -398,6 +471,24 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
     if not len(p["label"]):
         warnings.append("no labelled performances: this data set serves pretraining only")
         return info
+    if "span_fit" in ds.extra:
+        tightened, split, pieces, n_still = (int(v) for v in ds.extra["span_fit"])
+        info["span_fit"] = {"tightened": tightened, "split": split, "pieces": pieces, "still": n_still}
+        if tightened or split:
+            info["notes"] = [f"{tightened + split} labelled span(s) were wider than their movement: "
+                             + (f"{tightened} became the movement inside them" if tightened else "")
+                             + (", " if tightened and split else "")
+                             + (f"{split} holding several gestures became {pieces} performances" if split else "")
+                             + ", as edgessl run cuts them live"]  # fmt: skip
+        still = np.asarray(ds.extra.get("still_spans", np.zeros(0)), np.int64)
+        rest = [c for i, c in enumerate(classes) if i < len(still) and still[i] and still[i] * 2 >= max(1, per_class[c])]
+        if rest:
+            warnings.append(f"class(es) {rest}: most of their labelled spans hold no movement; edgessl run classifies "
+                            "only movement (rest is never a gesture), so they would never be answered: leave rest "
+                            "unlabelled (an empty label)")  # fmt: skip
+        elif n_still:
+            warnings.append(f"{n_still} labelled span(s) hold no movement the segmenter cuts (gestures too gentle, "
+                            "or rest labelled): edgessl run would not cut them")  # fmt: skip
     if info["flagged"]:
         warnings.append(f"{info['flagged']} performance(s) overlap a gap longer than {MAX_FILL_S:g} s or a device "
                         "restart (flagged); they are left out of training")  # fmt: skip

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgessl.datasets.labelled import is_labelled_stream, labelled_windows
-from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, WindowDataset, unit_problem
+from edgessl.datasets.types import (
+    DataFormatError,
+    SpecOptionError,
+    StreamDataset,
+    WindowDataset,
+    to_canonical_units,
+    unit_problem,
+)
 from edgessl.errors import EdgesslError
 from edgessl.preprocess import PreprocessError
 
@@ -77,7 +84,8 @@ def load(spec: str) -> Dataset:
     named = Path(arg.partition("?")[0]).name or spec  # every data error names the file it is about
     try:
         ds = loader(arg)
-        problem = unit_problem(ds)
+        to_canonical_units(ds)  # a file's m/s², mg or deg/s become the g and rad/s that models and boards use
+        problem = unit_problem(ds, spec if scheme in ("csv", "dir") else None)
         if problem:  # values in mg or m/s² under a g label train a model that never sees the board's gestures
             raise DataFormatError(f"{spec}: {problem}")
         return ds

@@ -26,8 +26,9 @@ import edgessl.datasets.csv_recording as csv_recording
 from edgessl.atomic import atomic_write
 from edgessl.datasets.labelled import attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
-from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, SpecOptionError, StreamDataset
+from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, SpecOptionError, StreamDataset, to_canonical_units
 from edgessl.preprocess import MAX_FILL_S
+from edgessl.units import CONVERTIBLE, canonical_unit, declare_units
 
 __all__ = ["FLAG_BITS", "SESSION_FORMAT", "SessionWriter", "load_csv_spec", "read_session", "read_sidecar", "runs_of_labels"]
 
@@ -396,13 +397,33 @@ def bridge_short_holes(ds: StreamDataset, resets_ms: Sequence[float] = ()) -> in
     return len(idx)
 
 
-def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[StreamDataset, dict[str, Any]]:
+def sensor_units(opts: dict[str, str], spec: str) -> tuple[str | None, str | None]:
+    """A spec's ``acc=`` and ``gyro=`` options (popped): the units its accelerometer and gyroscope columns are in.
+
+    Raises:
+        SpecOptionError: a unit the loaders cannot convert, naming the spec.
+    """
+    out: list[str | None] = []
+    for key, unit in (("acc", "g"), ("gyro", "rad/s")):
+        u = opts.pop(key, None)
+        if u is not None and canonical_unit(u)[0] != unit and u != unit:
+            known = sorted({k for k, (c, _) in CONVERTIBLE.items() if c == unit} | {unit})
+            raise SpecOptionError(f"{spec!r}: {key}= must be a unit of {'acceleration' if key == 'acc' else 'turn rate'}"
+                                  f" ({', '.join(known)}); got {u!r}")  # fmt: skip
+        out.append(u)
+    return out[0], out[1]
+
+
+def read_session(csv_path: str | Path, rate_hz: float | None = None, *, acc: str | None = None,
+                 gyro: str | None = None) -> tuple[StreamDataset, dict[str, Any]]:  # fmt: skip
     """One session: its samples as a one-recording :class:`StreamDataset`, and its sidecar (``{}`` if none).
 
     The stream's ``extra["segments"]`` holds ``[S, 4]`` int64 rows ``(start, end, label, flags_bit)`` in
     sample indices (``FLAG_BITS``), from the sidecar's segments or else from the runs of a ``label``
     column; ``sample_labels`` marks the segments' samples (−1 elsewhere); ``extra["takes"]`` holds each
-    segment's take. The sidecar's rate, units and channel names must agree with the CSV.
+    segment's take. The sidecar's rate, units and channel names must agree with the CSV. ``acc`` and
+    ``gyro`` declare the units of the channels read as g and rad/s (:func:`edgessl.units.declare_units`);
+    values in m/s², mg or deg/s are converted to g and rad/s.
 
     Raises:
         DataFormatError: naming the CSV or the sidecar and what was expected.
@@ -422,6 +443,8 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[St
                                   f"{csv_path.name} ({measured:.4g} Hz); expected them within 5 %")  # fmt: skip
         ds.rate_hz = float(rate_hz or meta["rate_hz"])
         ds.channel_units = list(meta["units"])
+    ds.channel_units = declare_units(ds.channel_units, acc, gyro)
+    to_canonical_units(ds)
     t0_ms = float(ds.extra.get("t0_s", np.array(0.0))) * 1000.0
     resets = [float(g["at_ms"]) for g in meta.get("gaps", []) if g.get("timeline_reset")]  # on the file's axis
     if ds.timestamps is not None and ds.rate_hz:
@@ -479,7 +502,7 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None) -> tuple[St
 
 
 def load_csv_spec(arg: str) -> StreamDataset:
-    """``csv:PATH[?rate=HZ,input=segment|sliding,length=N,split=take,test=F]``: one recording.
+    """``csv:PATH[?rate=HZ,input=segment|sliding,length=N,split=take,test=F,acc=UNIT,gyro=UNIT]``: one recording.
 
     ``rate`` overrides the rate estimated from the timestamps. A session sidecar beside the file
     (``PATH`` with ``.json``) gives its rate, units and labelled segments; a ``label`` column gives
@@ -488,15 +511,17 @@ def load_csv_spec(arg: str) -> StreamDataset:
     """
     path, _, opt = need_path("csv", arg).partition("?")
     opts = parse_options(opt)
-    if unknown := set(opts) - {"rate", "input", "length", "split", "test"}:
+    if unknown := set(opts) - {"rate", "input", "length", "split", "test", "acc", "gyro"}:
         raise SpecOptionError(f"unknown csv option(s) {sorted(unknown)} in 'csv:{arg}'; expected rate=HZ, "
-                              "input=segment|sliding, length=N, split=take, test=FRACTION")  # fmt: skip
+                              "input=segment|sliding, length=N, split=take, test=FRACTION, acc=g|m/s2|mg, "
+                              "gyro=rad/s|deg/s")  # fmt: skip
+    acc, gyro = sensor_units(opts, f"csv:{arg}")
     rate = opts.pop("rate", None)
     try:
         rate_hz = float(rate) if rate else None
     except ValueError:
         raise SpecOptionError(f"'csv:{arg}': rate= must be a number of Hz; got {rate!r}") from None
-    ds, _ = read_session(path, rate_hz)
+    ds, _ = read_session(path, rate_hz, acc=acc, gyro=gyro)
     if len(ds.extra["segments"]) or opts:
         attach_window_options(ds, opts, f"csv:{arg}")
     return ds

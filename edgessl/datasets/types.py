@@ -14,7 +14,14 @@ import numpy as np
 
 from edgessl.errors import DataError, UsageError
 from edgessl.preprocess import resample_to_length
-from edgessl.units import g_channels, gyro_problem_text, rad_s_channels, unit_from_channel, unit_problem_text
+from edgessl.units import (
+    canonical_unit,
+    g_channels,
+    gyro_problem_text,
+    rad_s_channels,
+    unit_from_channel,
+    unit_problem_text,
+)
 
 __all__ = [
     "CHANNEL_ALIASES",
@@ -63,6 +70,13 @@ def resolve_channels(available: list[str], wanted: list[str]) -> list[int]:
             raise DataFormatError(f"no channel {w!r} (or an alias of it) among {available}")
         out.append(hit)
     return out
+
+
+def _units_text(units: list[str]) -> str:
+    """``in g `` (one unit), ``in ['g', 'g', 'g', 'rad/s', ...] ``; empty where no unit is known."""
+    if all(u == "unknown" for u in units):
+        return ""
+    return f"in {units[0]} " if len(set(units)) == 1 else f"in {units} "
 
 
 @dataclasses.dataclass
@@ -138,7 +152,8 @@ class WindowDataset:
         rate = f"{self.rate_hz:g} Hz" if self.rate_hz else "no fixed rate"
         return (
             f"{self.name}: {len(self.X_train)} train / {len(self.X_test)} test windows, "
-            f"{self.n_channels} channels {self.channel_names} x {self.length} samples ({rate}), "
+            f"{self.n_channels} channels {self.channel_names} {_units_text(self.channel_units)}x {self.length} "
+            f"samples ({rate}), "
             f"{self.n_classes} classes"
         )
 
@@ -197,8 +212,8 @@ class StreamDataset:
         rate = f"{self.rate_hz:g} Hz" if self.rate_hz else "unknown rate"
         return (
             f"{self.name}: {self.n_recordings} recordings, {self.signal.shape[1]} samples, "
-            f"{len(self.channel_names)} channels {self.channel_names} ({rate})"
-        )
+            f"{len(self.channel_names)} channels {self.channel_names} {_units_text(self.channel_units)}({rate})"
+        ) + (f"; converted {', '.join(map(str, self.extra['converted_units']))}" if "converted_units" in self.extra else "")
 
     def to_windows(self, length: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Stretch each labelled recording to ``length`` samples (what the UCR archive did to uWave).
@@ -268,15 +283,38 @@ def check_finite(x: np.ndarray, where: str) -> None:
                               f"{list(first)}: {x[first]!r}); missing values are NaN")  # fmt: skip
 
 
-def unit_problem(ds: WindowDataset | StreamDataset) -> str | None:
-    """What is wrong with the values of the channels said to be in g or rad/s (:mod:`edgessl.units`), or None."""
+def to_canonical_units(ds: WindowDataset | StreamDataset) -> list[str]:
+    """Convert, in place, the channels in a unit the loaders know (m/s², mg, deg/s: :data:`edgessl.units.CONVERTIBLE`)
+    to the unit models are trained and boards stream in (g, rad/s); the conversions made, as ``"m/s² -> g"`` texts
+    (also kept in ``ds.extra["converted_units"]`` of a stream, for ``data info``)."""
+    done: list[str] = []
+    for i, u in enumerate(ds.channel_units):
+        unit, k = canonical_unit(u)
+        if unit == u:
+            continue
+        if isinstance(ds, StreamDataset):
+            ds.signal[i] *= np.float32(k)
+        else:
+            for X in (ds.X_train, ds.X_test):
+                X[:, i] *= np.float32(k)
+        ds.channel_units[i] = unit
+        if f"{u} -> {unit}" not in done:
+            done.append(f"{u} -> {unit}")
+    if done and isinstance(ds, StreamDataset):
+        ds.extra["converted_units"] = np.array(done)
+    return done
+
+
+def unit_problem(ds: WindowDataset | StreamDataset, spec: str | None = None) -> str | None:
+    """What is wrong with the values of the channels said to be in g or rad/s (:mod:`edgessl.units`), or None
+    (``spec``: the data spec read, for the remedy)."""
 
     def values(idx: list[int]) -> np.ndarray:
         S = ds.signal[idx] if isinstance(ds, StreamDataset) else np.moveaxis(ds.X_train[:, idx], 1, 0).reshape(len(idx), -1)
         return S[:, :: max(1, S.shape[1] // 200_000)].T  # a sample of a long recording is enough for a median
 
     g, r = g_channels(ds.channel_units), rad_s_channels(ds.channel_units)
-    problems = [unit_problem_text([ds.channel_names[i] for i in g], values(g)) if len(g) == 3 else None,
+    problems = [unit_problem_text([ds.channel_names[i] for i in g], values(g), spec) if len(g) == 3 else None,
                 gyro_problem_text([ds.channel_names[i] for i in r], values(r)) if len(r) == 3 else None]  # fmt: skip
     return "; ".join(p for p in problems if p) or None
 

@@ -213,6 +213,10 @@ def _pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool, progress: 
         tensors: tuple[torch.Tensor, ...] = (torch.from_numpy(X), torch.from_numpy(y))
     else:
         X, channels = unlabelled_windows(cfg.data)
+        if not len(X):  # (a batch of none would fail deep inside the first epoch)
+            raise DataFormatError(f"{cfg.data.spec}: no unlabeled windows to pretrain on (no movement the segmenter "
+                                  "cuts, or recordings shorter than a window, outside the test split); expected "
+                                  f"recordings of movement: see edgessl data info {cfg.data.spec}")  # fmt: skip
         tensors = (torch.from_numpy(X),)
     if mcfg.rotate_degrees > 0:
         triads = tuple(axis_triads(channels))

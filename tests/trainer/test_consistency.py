@@ -122,12 +122,13 @@ def test_extra_channels_rate_and_units_follow_the_checkpoint(pretrained, tmp_pat
     saved = _saved(tmp_path / "ft")
     assert saved["channel_names"] == ["acc_x", "acc_y", "acc_z"] and saved["window"] == 128
     assert saved["config"]["data"]["rate_hz"] == pytest.approx(100.0) and saved["rate_hz"] == pytest.approx(100.0)
-    # the acc channels carried in m/s^2, and --standardize none keeps units: the encoder never saw those
+    # the acc channels carried in raw counts (a unit no loader converts; m/s², mg and deg/s are converted when
+    # loaded), and --standardize none keeps units: the encoder never saw those
     np.savez(tmp_path / "ms2.npz", X_train=X[:, 3:], y_train=y, X_test=X[:, 3:], y_test=y,
-             channel_names=np.array(names[3:]), channel_units=np.array(["m/s^2"] * 3), class_names=np.array(["a", "b"]))  # fmt: skip
+             channel_names=np.array(names[3:]), channel_units=np.array(["counts"] * 3), class_names=np.array(["a", "b"]))  # fmt: skip
     assert _finetune(pretrained, tmp_path / "u", "--data", f"npz:{tmp_path / 'ms2.npz'}", "--standardize", "none") == 2
     line = _one_error_line(capsys)
-    assert "--standardize" in line and "m/s^2" in line and "['g', 'g', 'g']" in line, line
+    assert "--standardize" in line and "counts" in line and "['g', 'g', 'g']" in line, line
 
 
 def test_checkpoints_without_saved_inputs_still_give_their_window(pretrained, tmp_path):
