@@ -36,6 +36,8 @@ FORMER_OPTIONS = {
     "--mixup": "mixup_alpha", "--stream-window": "data.stream_window", "--temperature": "method.temperature",
     "--codebook-size": "method.codebook_size", "--exclude-class": "exclude_classes", "--descriptions": "descriptions",
 }  # fmt: skip
+# what other tools call some config keys
+OTHER_NAMES = {"--learning-rate": "fit.lr", "--batch": "fit.batch_size"}
 REMOVED_OPTIONS = ("--sam", "--ema", "--integrate", "--teacher", "--gan-generator", "--gan-fraction", "--test-adapt-groups")
 
 
@@ -43,6 +45,8 @@ def _former(option: str) -> str | None:
     """What became of a round-1 option, or None."""
     if option in FORMER_OPTIONS:
         return f"{option} is now the config key {FORMER_OPTIONS[option]}: give it in --config FILE (docs/cli.md)"
+    if option in OTHER_NAMES:
+        return f"{option} is the config key {OTHER_NAMES[option]}: give it in --config FILE (docs/cli.md)"
     if option == "--no-standardize":
         return "--no-standardize is now --standardize none"
     if option in REMOVED_OPTIONS or option.startswith("--distill"):
@@ -133,7 +137,8 @@ def _print_sessions(d: dict) -> None:
         sp = d["split"]
         print(f"split by {sp['by']}: {sp['train']} train / {sp['test']} test windows"
               + (f"; test users {sp['test_users']}" if sp["by"] == "user" else "")
-              + (f"; test sessions {sp['test_sessions']}" if sp["by"] == "session" else ""))  # fmt: skip
+              + (f"; test sessions {sp['test_sessions']}" if sp["by"] == "session" else "")
+              + ("; test: the sessions in testing/" if sp["by"] == "folder" else ""))  # fmt: skip
     for w in d["warnings"]:
         print(f"warning: {w}")
 

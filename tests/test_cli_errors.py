@@ -216,6 +216,8 @@ def test_verify_and_export_refusals_are_model_errors(small_model, small_bundle, 
     (["finetune", "--data", "synthetic", "--val-groups", "user", "--out", "o"],
      "edgessl finetune: error: --val-groups is now the config key val_groups: give it in --config FILE (docs/cli.md)"),
     (["finetune", "--data", "synthetic", "--batch-size", "8"], "edgessl finetune: error: --batch-size is now the config key fit.batch_size"),
+    (["finetune", "--data", "synthetic", "--learning-rate", "0.001"],
+     "edgessl finetune: error: --learning-rate is the config key fit.lr: give it in --config FILE"),  # (not --length)
     (["pretrain", "--data", "synthetic", "--no-standardize"], "edgessl pretrain: error: --no-standardize is now --standardize none"),
     (["finetune", "--data", "synthetic", "--sam"], "edgessl finetune: error: --sam was removed: measured to give nothing"),
     (["run", "b.essl", "--port", "/tmp/x", "--confidence", "2"],

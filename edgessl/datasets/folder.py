@@ -25,6 +25,7 @@ __all__ = ["DATASET_FILE", "load_dir", "read_dataset_json"]
 DATASET_FILE = "dataset.json"
 DATASET_FORMAT = "edgessl-dataset"
 RATE_TOLERANCE = 0.01
+EI_SPLIT = ("training", "testing")  # an Edge Impulse export's two folders: split=auto keeps its split
 
 
 def read_dataset_json(path: Path) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def load_dir(arg: str) -> StreamDataset:
     opts = parse_options(opt)
     if unknown := set(opts) - {"split", "length", "input", "test", "acc", "gyro"}:
         raise SpecOptionError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected "
-                              "split=auto|user|session|take, length=N, input=segment|sliding, test=FRACTION, "
+                              "split=auto|user|session|take|folder, length=N, input=segment|sliding, test=FRACTION, "
                               "acc=g|m/s2|mg, gyro=rad/s|deg/s")  # fmt: skip
     acc, gyro = sensor_units(opts, spec)
     folder = Path(path).expanduser()
@@ -126,8 +127,13 @@ def load_dir(arg: str) -> StreamDataset:
     if dup:
         raise DataFormatError(f"{folder}: session name(s) {dup} appear more than once; expected unique sessions")
     # a CSV without a sidecar belongs to the person its subfolder names (mydata/anna/*.csv), else to "unknown"
-    user_of = [f.relative_to(folder).parts[0] if not meta and len(f.relative_to(folder).parts) > 1
-               else str(ds.extra["user_names"][0]) for (ds, meta), f in zip(sessions, files, strict=True)]  # fmt: skip
+    # Edge Impulse's export: training/ and testing/ (its own split; a person's subfolder, if any, below them)
+    rel = [f.relative_to(folder).parts for f in files]
+    top = {r[0].lower() for r in rel if len(r) > 1}
+    ei = top == set(EI_SPLIT) and all(len(r) > 1 for r in rel)
+    depth = 1 if ei else 0
+    user_of = [rel_f[depth] if not meta and len(rel_f) > depth + 1 else str(ds.extra["user_names"][0])
+               for (ds, meta), rel_f in zip(sessions, rel, strict=True)]  # fmt: skip
     users = sorted(set(user_of))
     signals, labels, segments, takes = [], [], [], []
     offsets = [0]
@@ -157,6 +163,8 @@ def load_dir(arg: str) -> StreamDataset:
                "bridged_holes": np.array([int(ds.extra.get("bridged_holes", 0)) for ds, _ in sessions], np.int64)},
         name=folder.name or str(folder),
     )  # fmt: skip
+    if ei:
+        out.extra["testing_sessions"] = np.array([r[0].lower() == "testing" for r in rel])
     converted = sorted({str(c) for ds, _ in sessions for c in ds.extra.get("converted_units", [])})
     if converted:
         out.extra["converted_units"] = np.array(converted)

@@ -12,7 +12,8 @@ carries how it becomes windows (``extra["input_mode"]``, ``["window_length"]``, 
   performance (a shorter one gives one window centred on it); the pool is the same windows over the stream.
 
 Splits keep whole users, whole sessions, or at least whole performances apart, never overlapping windows:
-``auto`` is ``user`` when two or more users have labels, else ``session`` when two or more sessions each hold
+``auto`` is ``folder`` for an Edge Impulse export (``training/`` and ``testing/``: its own split), else ``user``
+when two or more users have labels, else ``session`` when two or more sessions each hold
 every class, else ``take``. Performances flagged (a gap overlaps them) are left out of training and counted.
 Nothing of the test split (its sessions, or its performances' samples) enters the pretraining pool.
 """
@@ -47,7 +48,7 @@ __all__ = [
 DEFAULT_LENGTH = 64
 DEFAULT_TEST = 0.25
 INPUT_MODES = ("segment", "sliding")
-SPLITS = ("auto", "user", "session", "take")
+SPLITS = ("auto", "user", "session", "take", "folder")
 MIN_PER_CLASS = 5
 MAX_IMBALANCE = 2.0
 
@@ -100,6 +101,7 @@ def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
 
 
 TIGHT_COVER = 0.75  # a labelled span whose movement covers less than this of it is reported as wider than it
+REST_SHARE = 0.75  # a class whose labelled spans hold no movement this often is rest (left out, said)
 
 
 def fit_spans_to_motion(ds: StreamDataset) -> None:
@@ -111,8 +113,12 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
     the cut. Each span becomes the hull of its cuts (the session's own segmentation; a cut belongs to the span
     holding most of it, at least half), or, when it is longer than the longest gesture the runtime cuts, each
     of its cuts. ``edgessl record``'s spans are the segmenter's cuts already and stay as they are; spans without
-    movement are kept and counted. In place: ``sample_labels``, ``extra["segments"]``, ``["takes"]`` (a piece
-    keeps its span's take) and ``["span_fit"]`` (spans whose movement covered less than :data:`TIGHT_COVER` of them, spans
+    movement are kept and counted, except that a class most of whose spans (:data:`REST_SHARE`) hold none is
+    rest (``idle``): the runtime never cuts it, and a model trained on it answers it for gestures and knocks, so
+    its spans become unlabelled (``extra["rest_classes"]``, ``["rest_spans"]``: still and all spans of each);
+    when no class moves, the cut failed (a sensor noisier than its threshold) and every class stays.
+    In place: ``class_names``, ``sample_labels``, ``extra["segments"]``, ``["takes"]`` (a piece keeps its span's
+    take) and ``["span_fit"]`` (spans whose movement covered less than :data:`TIGHT_COVER` of them, spans
     split, the pieces they became, spans without movement; per class in ``["still_spans"]``).
     """
     seg = np.asarray(ds.extra["segments"], np.int64).reshape(-1, 4)
@@ -160,14 +166,31 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
                 tightened += (min(b1, b0) - max(a1, a0)) < TIGHT_COVER * (b0 - a0)
                 out_seg.append([a1, b1, lab, flag])
                 out_takes.append(int(takes[i]))
+    # a class of rest (most of its spans hold no movement): the runtime answers rest by cutting nothing, so the
+    # model is never asked it, and trained on it, it takes gestures and knocks for rest; its spans become rest
+    spans = np.bincount(seg[:, 2][(seg[:, 2] >= 0) & (seg[:, 2] < len(still))], minlength=len(still))
+    rest = [c for c in range(len(still)) if still[c] and still[c] >= REST_SHARE * spans[c]]
+    if len(rest) == int((spans > 0).sum()):  # no class moves: the cut failed (noise above its threshold), not rest
+        rest = []
+    keep = [c for c in range(len(still)) if c not in rest]
+    if rest:
+        remap = np.full(len(still), -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        kept = [i for i, r in enumerate(out_seg) if not (0 <= r[2] < len(still)) or r[2] not in rest]
+        out_seg = [[a, b, int(remap[lab]) if 0 <= lab < len(still) else lab, f] for a, b, lab, f in
+                   (out_seg[i] for i in kept)]  # fmt: skip
+        out_takes = [out_takes[i] for i in kept]
+        ds.extra["rest_classes"] = np.array([ds.class_names[c] for c in rest])
+        ds.extra["rest_spans"] = np.array([[int(still[c]), int(spans[c])] for c in rest], np.int64)
+        ds.class_names = [ds.class_names[c] for c in keep]
     ds.extra["segments"] = np.array(out_seg, np.int64).reshape(-1, 4)
     ds.extra["takes"] = np.array(out_takes, np.int64)
     if ds.sample_labels is not None:  # the samples' labels follow their performances
         ds.sample_labels = np.full(ds.signal.shape[1], -1, np.int64)
         for a, b, lab, _ in out_seg:
             ds.sample_labels[a:b] = lab
-    ds.extra["span_fit"] = np.array([tightened, split, pieces, int(still.sum())], np.int64)
-    ds.extra["still_spans"] = still
+    ds.extra["span_fit"] = np.array([tightened, split, pieces, int(still[keep].sum())], np.int64)
+    ds.extra["still_spans"] = still[keep]
 
 
 def is_labelled_stream(ds: object) -> bool:
@@ -235,7 +258,8 @@ def _last(items: list[int], fraction: float) -> list[int]:
 def split_plan(ds: StreamDataset) -> SplitPlan:
     """The train/test split of a labelled stream's performances (see the module docstring).
 
-    ``user``: the last users by name (a ``test`` fraction of them, at least one, never all) and every
+    ``folder``: the sessions of a ``testing/`` subfolder beside ``training/`` (an Edge Impulse export; what
+    ``auto`` gives there). ``user``: the last users by name (a ``test`` fraction of them, at least one, never all) and every
     session of theirs are the test split. ``session``: the last sessions by name (sessions are named by
     their start time) among those that hold every class. ``take``: per class, the last performances.
 
@@ -250,11 +274,18 @@ def split_plan(ds: StreamDataset) -> SplitPlan:
     sessions = sorted(set(p["session"][usable].tolist()))
     complete = [s for s in sessions if set(p["label"][usable & (p["session"] == s)].tolist()) == classes]
     by = opt.split
+    fixed = np.asarray(ds.extra.get("testing_sessions", np.zeros(0, bool)), bool)  # an Edge Impulse export's
     if by == "auto":
-        by = "user" if len(users) >= 2 else "session" if len(complete) >= 2 else "take"
+        by = ("folder" if fixed.any() and not fixed.all() else "user" if len(users) >= 2
+              else "session" if len(complete) >= 2 else "take")  # fmt: skip
     rec_user, rec_session = _rec_ids(ds, "user"), _rec_ids(ds, "session")
     user_names, session_names = _names(ds, "user", "unknown"), _names(ds, "session", "session")
     note = ""
+    if by == "folder":
+        if not fixed.any() or fixed.all():
+            raise DataFormatError(f"{ds.name}: split=folder needs sessions in a training/ and a testing/ subfolder "
+                                  "(as Edge Impulse exports them)")  # fmt: skip
+        return SplitPlan("folder", fixed[p["rec"]], fixed)
     if by == "user":
         if len(users) < 2:
             raise DataFormatError(f"{ds.name}: split=user needs labelled performances of at least 2 users; found "
@@ -368,6 +399,8 @@ def labelled_windows(ds: StreamDataset, length: int | None = None) -> WindowData
                               f"or was too short for length={length}")  # fmt: skip
     n_flagged = int((~usable).sum())
     notes = [f"{opt.input_mode} windows of {length}", f"split by {plan.by}"]
+    if "rest_classes" in ds.extra:
+        notes.append(f"rest class(es) {[str(c) for c in ds.extra['rest_classes']]} left out")
     if n_flagged:
         notes.append(f"{n_flagged} flagged performance(s) left out")
     if short:
@@ -480,13 +513,14 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                              + (", " if tightened and split else "")
                              + (f"{split} holding several gestures became {pieces} performances" if split else "")
                              + ", as edgessl run cuts them live"]  # fmt: skip
-        still = np.asarray(ds.extra.get("still_spans", np.zeros(0)), np.int64)
-        rest = [c for i, c in enumerate(classes) if i < len(still) and still[i] and still[i] * 2 >= max(1, per_class[c])]
-        if rest:
-            warnings.append(f"class(es) {rest}: most of their labelled spans hold no movement; edgessl run classifies "
-                            "only movement (rest is never a gesture), so they would never be answered: leave rest "
-                            "unlabelled (an empty label)")  # fmt: skip
-        elif n_still:
+        if "rest_classes" in ds.extra:
+            info["rest_classes"] = {str(c): f"{int(n[0])} of {int(n[1])}" for c, n in
+                                    zip(ds.extra["rest_classes"], ds.extra["rest_spans"], strict=True)}  # fmt: skip
+            warnings.append(f"class(es) {list(info['rest_classes'])} left out as rest: "
+                            + ", ".join(f"{v} spans" for v in info["rest_classes"].values())
+                            + " hold no movement; edgessl run classifies only the movements it cuts and answers "
+                            "rest by cutting nothing: leave rest unlabelled (an empty label)")  # fmt: skip
+        if n_still:
             warnings.append(f"{n_still} labelled span(s) hold no movement the segmenter cuts (gestures too gentle, "
                             "or rest labelled): edgessl run would not cut them")  # fmt: skip
     if info["flagged"]:

@@ -8,6 +8,7 @@ user registers its own with :func:`register_source`.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -154,6 +155,8 @@ def parse_options(s: str) -> dict[str, str]:
         k, eq, v = part.partition("=")
         if not eq:
             raise SpecOptionError(f"expected key=value in dataset options, got {part!r}")
+        if re.search(r"[&;]\w+=", v):  # a URL's separator
+            raise SpecOptionError(f"dataset options are separated by ',' (key=value,key=value); got {part!r}")
         out[k.strip()] = v.strip()
     return out
 

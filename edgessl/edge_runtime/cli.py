@@ -233,15 +233,24 @@ def warning_printer(command: str) -> Callable[..., None]:
 _one_line_warning = warning_printer("run")
 
 
-def say_input_problems(problems: list[str], port: str, stats: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None
-                       ) -> None:  # fmt: skip
+def say_input_problems(problems: list[str], port: str, stats: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None,
+                       warn: bool = True) -> None:  # fmt: skip
     """What the runtime found wrong in the board's first seconds (``rt.input_problems`` since the last call:
-    an accelerometer not in g), named by ``--port``: in the final stats, a JSON line (``emit``) and a warning."""
+    an accelerometer not in g), named by ``--port``: in the final stats, a JSON line (``emit``) and, with
+    ``warn`` (a command that goes on), a warning."""
     for problem in problems:  # the model would see 1000× its gestures: every answer meaningless
         stats["units"] = problem
         if emit is not None:
             emit({"warning": f"--port {port}: {problem}"})
-        warnings.warn(f"--port {port}: {problem}", stacklevel=3)
+        if warn:
+            warnings.warn(f"--port {port}: {problem}", stacklevel=3)
+
+
+def resampled_text(device_hz: float | None, model_hz: float | None) -> str:
+    """`` (resampled to the model's 62.5 Hz)`` where the two rates differ by more than 1 %, else nothing."""
+    if not device_hz or not model_hz or abs(device_hz - model_hz) <= 0.01 * model_hz:
+        return ""
+    return f" (resampled to the model's {model_hz:.4g} Hz)"
 
 
 def event_text(g: Event) -> str:
@@ -478,7 +487,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at "
                           f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"
-                          f"{enrolled}", file=out, flush=True)  # fmt: skip
+                          f"{resampled_text(dev.sample_rate, rt.rate_hz)}{enrolled}", file=out, flush=True)  # fmt: skip
                 check_board_model()
                 # in a log (not a terminal) the first status line comes after a period, with a rate to show
                 last_status, last_save = (0.0 if tty else time.monotonic()), time.monotonic()
@@ -523,7 +532,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             feed.samples(t, values)
                         known = len(rt.input_problems)
                         events = rt.feed(values[:, idx], t)
-                        say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None)
+                        # (no warning: the run stops, and its error line says it)
+                        say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
+                                           warn=False)  # fmt: skip
                         for g in events:
                             if compare is not None:
                                 show_comparisons(compare.add_host(g))
@@ -614,13 +625,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if adapter is not None:
                     print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)
                 if "units" in stats:  # the reason for what the summary shows, said where it is read
-                    print(f"# wrong units, every answer above is meaningless: {stats['units']}", file=out, flush=True)
+                    print(f"# wrong units{', every answer above is meaningless' if stats['events'] else ''}: "
+                          f"{stats['units']}", file=out, flush=True)  # fmt: skip
                 if "rate" in stats:
                     print(f"# wrong --rate, the gestures above were timed wrong: {stats['rate']}", file=out, flush=True)
             if failure is not None:
                 raise failure
     if "units" in stats:
-        raise DataError(f"--port {args.port}: {stats['units']}; stopped: every answer would be meaningless")
+        raise DataError(f"--port {args.port}: {stats['units']}; stopped: the model would answer nonsense")
     return 0
 
 

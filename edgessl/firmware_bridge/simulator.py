@@ -862,6 +862,7 @@ def register(sub) -> None:
                         "folder written by edgessl export-c; the reference firmware is compiled with it (needs cc) "
                         "and sends its own gesture EVENTs, which edgessl run shows (default: a plain IMU)")
     p.add_argument("--log", default=None,
-                   help="write each performance as a JSON line {label, start_s, end_s, cued} on the device clock; "
-                        "the file must not exist (default: no log)")
+                   help="write each performance as a JSON line {label, start_s, end_s, cued} on the device clock "
+                        "(a synthetic source only; binary mode: the times run shows; text lines carry no time, so "
+                        "run's clock starts at the first line it reads); the file must not exist (default: no log)")
     p.set_defaults(func=_cmd_simulate)

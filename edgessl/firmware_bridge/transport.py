@@ -32,7 +32,7 @@ import serial.tools.list_ports
 
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceIdentity, DeviceLost, ProtocolError
-from edgessl.units import unit_from_channel
+from edgessl.units import canonical_unit, unit_from_channel
 
 __all__ = ["GAP_REASONS", "STATES", "DeviceEvent", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport",
            "channels_flag_problem", "list_devices"]
@@ -452,6 +452,7 @@ class ImuStream:
         self._expect_change = False
         self._reset_reason: str | None = None  # the next samples start a new timeline, for this reason
         self._bounds: np.ndarray | None = None
+        self._counts_per_value = np.ones(0, np.float64)  # counts per delivered value, per channel (from INFO)
         self._cmd_seq = 0
         self._last_seq: int | None = None
         self._next_t: float | None = None  # expected stream time of the next sample
@@ -723,6 +724,9 @@ class ImuStream:
         old, self.info = self.info, new
         self.device_flags = flags
         counts = np.asarray(new.counts_per_unit, np.float64)
+        # counts per delivered value: a channel the board announces in deg/s is delivered in rad/s (as models
+        # and recordings take it), its unit said so by unit_names
+        self._counts_per_value = counts / np.array([canonical_unit(u)[1] for u in new.unit_names], np.float64)
         # ``range`` is specified in g (CMD_SET_RANGE): it bounds the g channels; one count of rounding allowed
         g = np.array([u == P.Unit.G for u in new.units]) & (new.range > 0)
         self._bounds = np.where(g, new.range + 1.0 / counts, np.inf)
@@ -774,7 +778,7 @@ class ImuStream:
     @property
     def unit_names(self) -> list[str]:
         if self.info is not None:
-            return self.info.unit_names
+            return [canonical_unit(u)[0] for u in self.info.unit_names]  # as delivered (deg/s -> rad/s)
         return list(self.units) if self.units else [unit_from_channel(n) for n in self.channel_names]
 
     @property
@@ -1028,7 +1032,7 @@ class ImuStream:
         self._down_since = None
         self._rejected_pending = False
         self._last_seq = f.seq
-        scale = np.asarray(self.info.counts_per_unit, np.float64)
+        scale = self._counts_per_value
         t = t0 + np.arange(n) / rate
         events += self._deliver(counts / scale, t, t_host, f.seq, rate, np.full(n, "", object))
         return events

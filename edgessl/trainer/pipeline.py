@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -680,6 +681,8 @@ def _finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool, plots: b
         what = "linear probe, frozen encoder" if cfg.mode == "linear" else "the whole network"
         print(f"finetune ({what}): {len(run.tr)} labelled training windows, {len(run.va)} validation, "
               f"{len(run.X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
+        if rest := re.search(r"rest class\(es\) \[[^\]]*\] left out", run.ds.name):  # (labelled rest: data info)
+            print(f"note: {rest.group(0)} (they hold no movement): see edgessl data info", flush=True)
     t0 = time.perf_counter()
     model, method, history = _train(run, run.Xtr, run.ytr)
     model, method, history, X_fit, y_fit, self_training = _self_train(run, model, method, history)

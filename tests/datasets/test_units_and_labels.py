@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgessl.datasets import DataFormatError, load
+from edgessl.datasets import DataFormatError, load, load_windows
 from edgessl.datasets.synthetic import SyntheticConfig, make_stream
 from edgessl.datasets.types import SpecOptionError
 from edgessl.errors import ExitCode
@@ -114,14 +114,42 @@ def test_labels_wider_than_the_gesture_become_the_movement_the_runtime_cuts(tmp_
     assert "note: 12 labelled span(s) were wider than their movement: 12 became the movement inside them" in r.stdout
 
 
-def test_rest_labelled_as_a_class_is_named(tmp_path):
+def test_rest_labelled_as_a_class_is_left_out_and_said(tmp_path):
+    """A class of rest (`idle` on every row between gestures): the runtime never cuts rest, and a model trained
+    on it answered `idle` to 8 real gestures and 3 vibration bursts (a walkthrough): its spans become rest."""
     st = _stream(n=12)
     p = tmp_path / "idle.csv"
     _write_csv(p, st, _labels(st, every="idle"), scale=1.0)
     ds = load(f"csv:{p}")
-    assert ds.extra["still_spans"][ds.class_names.index("idle")] == 13  # the rest before, between and after
+    assert "idle" not in ds.class_names and ds.class_names == sorted(st.class_names[c] for c in set(st.extra["events"][:, 2]))
+    assert ds.extra["rest_classes"].tolist() == ["idle"] and ds.extra["rest_spans"].tolist() == [[13, 13]]
+    np.testing.assert_array_equal(ds.extra["segments"][:, :2], segment_signal(st.signal, 62.5))
+    assert (ds.sample_labels[ds.sample_labels >= 0] < len(ds.class_names)).all()
     r = subprocess.run([sys.executable, "-m", "edgessl", "data", "info", f"csv:{p}"], capture_output=True, text=True)
-    assert "warning: class(es) ['idle']: most of their labelled spans hold no movement" in r.stdout, r.stdout
+    assert "warning: class(es) ['idle'] left out as rest: 13 of 13 spans hold no movement" in r.stdout, r.stdout
+    wd = load_windows(f"csv:{p}")
+    assert "rest class(es) ['idle'] left out" in wd.name and wd.n_classes == len(ds.class_names)
+
+
+def test_an_edge_impulse_export_keeps_its_training_and_testing_split(tmp_path):
+    """training/ and testing/ (Edge Impulse's export) were read as two users named so, the testing folder
+    trained on: split=auto keeps the export's split; split=folder says what it needs elsewhere."""
+    for folder, seeds in (("training", (0, 1, 2)), ("testing", (3,))):
+        (tmp_path / folder).mkdir()
+        for s in seeds:
+            st = _stream(seed=s, n=16)
+            _write_csv(tmp_path / folder / f"wave.s{s}.csv", st, _labels(st, pad=20))
+    ds = load(f"dir:{tmp_path}?acc=m/s2")
+    assert [str(u) for u in ds.extra["user_names"]] == ["unknown"]
+    wd = load_windows(f"dir:{tmp_path}?acc=m/s2")
+    assert "split by folder" in wd.name and len(wd.y_test) == 16 and len(wd.y_train) == 48
+    r = subprocess.run([sys.executable, "-m", "edgessl", "data", "info", f"dir:{tmp_path}?acc=m/s2"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert "split by folder: 48 train / 16 test windows; test: the sessions in testing/" in r.stdout, r.stdout
+    with pytest.raises(DataFormatError, match=r"split=folder needs sessions in a training/ and a testing/ subfolder"):
+        load_windows(f"dir:{tmp_path / 'training'}?acc=m/s2,split=folder")
+    with pytest.raises(SpecOptionError, match=r"options are separated by ','"):
+        load(f"dir:{tmp_path}?acc=m/s2&split=folder")
 
 
 def test_recorded_sessions_keep_their_cuts(tmp_path):

@@ -57,6 +57,22 @@ def test_binary_stream_from_simulator(tmp_path):
     assert np.all(np.diff(idx) == 1)
 
 
+def test_a_gyroscope_announced_in_deg_s_is_delivered_in_rad_s(tmp_path):
+    """The protocol lets a board announce deg/s (most MPU-6050 firmware's unit); models and recordings take rad/s
+    (`run` refused such a board: "channel gyro_x is in deg/s but the model expects rad/s")."""
+    sig = np.concatenate([_signal(), 5.0 * _signal()[:2]])  # the gyroscope within the simulated ±8 range
+    names = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y"]
+    with SimulatedImu(sig, RATE, names, ["g"] * 3 + ["deg/s"] * 2, speed=2.0, link=str(tmp_path / "imu")) as sim:
+        with ImuStream(sim.path) as s:
+            blocks, gaps = _collect(s, 1.0)
+            assert s.info is not None and s.info.unit_names[3:] == ["deg/s", "deg/s"]
+            assert s.unit_names == ["g", "g", "g", "rad/s", "rad/s"]
+    expect = sig.copy()
+    expect[3:] *= np.pi / 180.0
+    _check_intact(blocks, expect, sim.scale)
+    assert gaps == [] and np.abs(np.concatenate([b.values for b in blocks])[:, 3:]).max() < 5.0 * np.pi / 180 + 1e-3
+
+
 def test_csv_mode_with_banner_and_estimated_rate(tmp_path):
     sig = _signal()
     with SimulatedImu(sig, RATE, ["ax", "ay", "az"], mode="csv", faults=Faults(banner="IMU booting"),
