@@ -132,6 +132,7 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
     out_takes: list[int] = []
     tightened = split = pieces = 0
     still = np.zeros(len(ds.class_names), np.int64)
+    still_at: list[tuple[int, int]] = []  # (first sample, label) of each span without movement
     for k in range(ds.n_recordings):
         mine = np.flatnonzero(rec == k)
         if not len(mine):
@@ -152,6 +153,7 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
             if not mine_cuts:
                 if 0 <= lab < len(still):
                     still[lab] += 1
+                    still_at.append((a0, lab))
                 out_seg.append([a0, b0, lab, flag])
                 out_takes.append(int(takes[i]))
                 continue
@@ -183,6 +185,8 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
         ds.extra["rest_classes"] = np.array([ds.class_names[c] for c in rest])
         ds.extra["rest_spans"] = np.array([[int(still[c]), int(spans[c])] for c in rest], np.int64)
         ds.class_names = [ds.class_names[c] for c in keep]
+        still_at = [(a, int(remap[lab])) for a, lab in still_at if lab not in rest]
+    ds.extra["still_at"] = np.array(still_at, np.int64).reshape(-1, 2)
     ds.extra["segments"] = np.array(out_seg, np.int64).reshape(-1, 4)
     ds.extra["takes"] = np.array(out_takes, np.int64)
     if ds.sample_labels is not None:  # the samples' labels follow their performances
@@ -521,8 +525,13 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                             + " hold no movement; edgessl run classifies only the movements it cuts and answers "
                             "rest by cutting nothing: leave rest unlabelled (an empty label)")  # fmt: skip
         if n_still:
+            at = np.asarray(ds.extra.get("still_at", np.zeros((0, 2))), np.int64).reshape(-1, 2)
+            rec = np.searchsorted(ds.offsets, at[:, 0], "right") - 1
+            where = [f"{sessions[int(_rec_ids(ds, 'session')[k])]} at {(a - ds.offsets[k]) / ds.rate_hz:.1f} s "
+                     f"({classes[lab]})" for (a, lab), k in zip(at[:3].tolist(), rec[:3].tolist(), strict=True)]  # fmt: skip
             warnings.append(f"{n_still} labelled span(s) hold no movement the segmenter cuts (gestures too gentle, "
-                            "or rest labelled): edgessl run would not cut them")  # fmt: skip
+                            "or rest labelled): edgessl run would not cut them"
+                            + (f"; {', '.join(where)}{' ...' if n_still > 3 else ''}" if where and ds.rate_hz else ""))  # fmt: skip
     if info["flagged"]:
         warnings.append(f"{info['flagged']} performance(s) overlap a gap longer than {MAX_FILL_S:g} s or a device "
                         "restart (flagged); they are left out of training")  # fmt: skip

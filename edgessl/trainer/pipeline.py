@@ -558,6 +558,11 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
                 "and the training windows of the config's `unlabelled` data set (a recording's free sessions reach "
                 "the model through `edgessl pretrain` and --init)")  # fmt: skip
         notes.append(note)
+    if rest := re.search(r"rest class\(es\) \[[^\]]*\] left out", ds.name):  # (labelled rest: data info says more)
+        notes.append(f"{rest.group(0)}: their spans hold no movement (see edgessl data info)")
+    untested = [c for i, c in enumerate(ds.class_names) if len(X_test) and not (ds.y_test == i).any()]
+    if untested:  # the test accuracy says nothing of them
+        notes.append(f"class(es) {untested} have no test windows: the test accuracy does not cover them")
     for note in notes:
         print(f"note: {note}", file=sys.stderr, flush=True)
     return _Run(cfg, ds, X_train_all, X_test, tr, va, pool, U, triads, env, out, progress, notes)
@@ -681,8 +686,6 @@ def _finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool, plots: b
         what = "linear probe, frozen encoder" if cfg.mode == "linear" else "the whole network"
         print(f"finetune ({what}): {len(run.tr)} labelled training windows, {len(run.va)} validation, "
               f"{len(run.X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
-        if rest := re.search(r"rest class\(es\) \[[^\]]*\] left out", run.ds.name):  # (labelled rest: data info)
-            print(f"note: {rest.group(0)} (they hold no movement): see edgessl data info", flush=True)
     t0 = time.perf_counter()
     model, method, history = _train(run, run.Xtr, run.ytr)
     model, method, history, X_fit, y_fit, self_training = _self_train(run, model, method, history)

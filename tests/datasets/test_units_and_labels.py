@@ -174,3 +174,25 @@ def test_recorded_sessions_keep_their_cuts(tmp_path):
     assert len(cut) == 10
     np.testing.assert_array_equal(ds.extra["segments"][:, :2], cut)
     assert ds.extra["span_fit"].tolist() == [0, 0, 0, 0]
+
+
+def test_a_span_without_movement_is_named_and_finetune_says_what_it_left_out(tmp_path):
+    """data info names where a labelled span holds no movement; finetune's notes (stderr, --quiet too) say that a
+    rest class was left out and which classes the test split cannot score."""
+    st = _stream(n=16)
+    lab = _labels(st, every="idle")
+    quiet = int(st.extra["events"][0][0]) - 40  # a span of rest labelled as the first gesture's class
+    lab[quiet : quiet + 20] = st.class_names[st.extra["events"][1][2]]
+    p = tmp_path / "ei.csv"
+    _write_csv(p, st, lab, scale=1.0)
+    r = subprocess.run([sys.executable, "-m", "edgessl", "data", "info", f"csv:{p}"], capture_output=True, text=True)
+    name = st.class_names[st.extra["events"][1][2]]
+    assert "1 labelled span(s) hold no movement the segmenter cuts" in r.stdout, r.stdout
+    assert f"; ei at {quiet / 62.5:.1f} s ({name})" in r.stdout, r.stdout
+    r = subprocess.run([sys.executable, "-m", "edgessl", "finetune", "--data", f"csv:{p}", "--out", str(tmp_path / "ft"),
+                        "--epochs", "1", "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "note: rest class(es) ['idle'] left out: their spans hold no movement" in r.stderr, r.stderr
+    ds = load_windows(f"csv:{p}")
+    untested = [c for i, c in enumerate(ds.class_names) if not (ds.y_test == i).any()]
+    assert (f"note: class(es) {untested} have no test windows" in r.stderr) == bool(untested), r.stderr
