@@ -394,7 +394,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         wait = args.seconds if wait is None else min(wait, args.seconds)
     t_end = None if args.seconds is None else time.monotonic() + args.seconds
     states = StateReporter(args.port, wait, json_mode=args.json, emit=emit, note=note)
-    stats: dict[str, Any] = {"events": 0, "stopped_by": "seconds"}
+    # events: the lines shown (with --show-unknown, the unknown answers too); gestures: those naming a gesture
+    stats: dict[str, Any] = {"events": 0, "gestures": 0, "stopped_by": "seconds"}
     if args.state is not None and not os.path.isfile(args.state):
         raise UsageError(f"--state {args.state}: no such file; expected a user state written by edgessl enroll")
     if args.record and os.path.lexists(args.record):  # before waiting for the port, not after
@@ -540,6 +541,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                 show_comparisons(compare.add_host(g))
                             if feed is not None:
                                 feed.event(g)
+                            stats["gestures"] += g.label != UNKNOWN
                             if g.label == UNKNOWN and not args.show_unknown:
                                 continue  # decided for the comparison or the page only
                             stats["events"] += 1
@@ -678,7 +680,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a user's enrollment written by edgessl enroll for this bundle: its gestures join the "
                         "decisions (default: none)")  # fmt: skip
     p.add_argument("--json", action="store_true",
-                   help="JSON lines on stdout: events, gaps, device states and changes, final stats")
+                   help="JSON lines on stdout: events, gaps, device states and changes, final stats (events: the "
+                        "lines shown, unknown answers too with --show-unknown; gestures: those naming a gesture)")
     p.add_argument("--record", default=None,
                    help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")

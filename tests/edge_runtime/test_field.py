@@ -467,6 +467,8 @@ def test_run_waits_out_a_30_s_unplug_and_reports_the_gap(small_bundle, tmp_path)
     # the first gesture after the replug is reported as soon as it ends: at 2.5x, a gesture every ~1 s of host time
     assert t_event - t_back < 2.0 + 2.0, (t_event - t_back, event)
     assert stats["device"]["gaps"].get(g["reason"], 0) >= 1 and stats["events"] >= 2
+    labels = [r["label"] for _, r in out.all if "label" in r]  # (no --show-unknown: every event names a gesture)
+    assert stats["gestures"] == stats["events"] == len(labels) and "unknown" not in labels, (stats, labels)
 
 
 def test_run_refuses_to_replace_an_existing_recording(small_bundle, tmp_path):
