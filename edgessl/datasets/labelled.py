@@ -139,7 +139,10 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
             continue
         lo, hi = int(ds.offsets[k]), int(ds.offsets[k + 1])
         params = _segmentation(ds, k)
-        cuts = segment_signal(ds.signal[:, lo:hi], rate, params, rows) + lo
+        # a second of stillness after the recording: a gesture labelled at its very end is closed, not lost
+        x = ds.signal[:, lo:hi]
+        x = np.concatenate([x, np.repeat(x[:, -1:], int(rate), axis=1)], axis=1)
+        cuts = np.minimum(segment_signal(x, rate, params, rows), hi - lo) + lo
         # each cut to the span holding most of it (at least half of it)
         owner: dict[int, list[tuple[int, int]]] = {}
         for a, b in cuts.tolist():

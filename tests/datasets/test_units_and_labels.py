@@ -196,3 +196,17 @@ def test_a_span_without_movement_is_named_and_finetune_says_what_it_left_out(tmp
     ds = load_windows(f"csv:{p}")
     untested = [c for i, c in enumerate(ds.class_names) if not (ds.y_test == i).any()]
     assert (f"note: class(es) {untested} have no test windows" in r.stderr) == bool(untested), r.stderr
+
+
+def test_a_gesture_labelled_at_the_very_end_of_a_recording_is_cut_not_lost(tmp_path):
+    """A recording that stops right after a gesture (no stillness for the segmenter to close it on): the span
+    still becomes that gesture's movement, as the others do."""
+    st = _stream(n=6)
+    end = int(st.extra["events"][-1][1]) + 3
+    st.signal = st.signal[:, :end]
+    p = tmp_path / "short.csv"
+    _write_csv(p, st, _labels(st, pad=10)[:end], scale=1.0)
+    ds = load(f"csv:{p}")
+    assert ds.extra["span_fit"].tolist()[3] == 0 and len(ds.extra["segments"]) == 6
+    last = ds.extra["segments"][-1]
+    assert last[1] <= end and last[1] - last[0] >= 0.5 * (st.extra["events"][-1][1] - st.extra["events"][-1][0])
