@@ -617,7 +617,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                        if unknown else "")  # fmt: skip
                 skipped = unclassified_text(rt, f"edgessl enroll {args.bundle} --port {args.port} --state "
                                                     f"{args.state or 'you.npz'}")
-                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['events'] - (unknown if args.show_unknown else 0)} "
+                print(f"{nl}# stopped ({stats['stopped_by']}): {stats['gestures']} "
                       f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
