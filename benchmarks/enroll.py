@@ -18,7 +18,11 @@ its performances answered ``unknown`` (and of the known gestures'), how well the
 and 1 − the largest probability tell it from known gestures (AUROC), and the share the out-of-distribution
 gate would reject with its threshold set to reject 5 / 10 / 20 % of the known gestures.
 
-Also: per-window classification cost with and without a user state (one thread).
+Also: per-window classification cost with and without a user state (one thread); and the confidence the
+enrolled rule shows: the scale ``a`` of ``softmax(a · log p)`` over the probabilities ``p`` it shows,
+fitted by log-loss on the held-out days of users 1–4 (enrolled 1 and 3 pooled), and with ``a`` = 1 (as
+shipped) and the fitted ``a`` on both user groups: calibration error (ECE, 15 bins), the share shown at
+≥ 0.99, and accuracy / ``unknown`` once the bundle's confidence gate applies to the rescaled probability.
 
     python benchmarks/enroll.py [--seeds 3] [--quick] [--workdir DIR]
 """
@@ -74,16 +78,19 @@ def train(root: Path, name: str, npz: Path, seed: int, epochs: int) -> tuple[Pat
     return out / "model.essl", json.loads((out / "metrics.json").read_text())
 
 
-def run_stream(rt: GestureRuntime, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Default-decision answers (-1 = unknown), decided answers, ms per window."""
+def run_stream(rt: GestureRuntime, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Default-decision answers (-1 = unknown), decided answers, ms per window, probabilities shown."""
     t0 = time.perf_counter()
     preds = [rt.classify(x) for x in X]
     ms = (time.perf_counter() - t0) / max(len(X), 1) * 1e3
-    return np.array([p.index for p in preds]), np.array([int(p.probs.argmax()) for p in preds]), ms
+    return (np.array([p.index for p in preds]), np.array([int(p.probs.argmax()) for p in preds]), ms,
+            np.stack([p.probs for p in preds]))
 
 
-def personalise(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, k: int, adapt: str | None) -> dict:
-    """Per user: enroll the first ``k`` takes of each class, stream the rest; pooled over users."""
+def personalise(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, k: int, adapt: str | None,
+                shown: list | None = None) -> dict:
+    """Per user: enroll the first ``k`` takes of each class, stream the rest; pooled over users. ``shown``
+    collects ``(probabilities, answer, truth, confidence gate)`` of every streamed window."""
     right, decided, unknown, n, ms, kept, refused = 0, 0, 0, 0, [], 0, 0
     for u in np.unique(s):
         iu = np.flatnonzero(s == u)
@@ -94,7 +101,9 @@ def personalise(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, k: in
                 rep = rt.enroll(rt.bundle.labels[c], X[enr[y[enr] == c]])
                 kept += rep.kept
                 refused += 0 if rep.accepted else 1
-            p, d, t = run_stream(rt, X[rest])
+            p, d, t, probs = run_stream(rt, X[rest])
+            if shown is not None:
+                shown.append((probs, p, y[rest], rt.confidence))
         right += int((p == y[rest]).sum())
         decided += int((d == y[rest]).sum())
         unknown += int((p < 0).sum())
@@ -148,6 +157,47 @@ def new_gesture(bundle: Path, X: np.ndarray, y: np.ndarray, s: np.ndarray, g: in
                 for r in (0.05, 0.10, 0.20)}}  # fmt: skip
 
 
+def confidence_fit(val: list, test: list) -> dict:
+    """The scale of the enrolled rule's shown confidence: ``softmax(a · log p)`` for the probabilities ``p`` it
+    shows now, ``a`` fitted by log-loss on the validation users' windows (enrolled 1 and 3 pooled); with it and
+    with the shipped scale (``a`` = 1): expected calibration error (15 bins of the largest probability), the
+    share of answers shown with confidence ≥ 0.99, and the accuracy and ``unknown`` share once the bundle's
+    confidence gate applies to the rescaled probability (the other gates as the runtime answered)."""
+    from scipy.optimize import minimize_scalar
+
+    def pooled(rows: list) -> tuple[np.ndarray, ...]:
+        logp = np.log(np.clip(np.concatenate([r[0] for r in rows]).astype(np.float64), 1e-37, None))
+        return (logp, np.concatenate([r[1] for r in rows]), np.concatenate([r[2] for r in rows]),
+                np.concatenate([np.full(len(r[1]), r[3]) for r in rows]))
+
+    def rescaled(logp: np.ndarray, a: float) -> np.ndarray:
+        z = a * (logp - logp.max(1, keepdims=True))
+        z = np.exp(z)
+        return z / z.sum(1, keepdims=True)
+
+    def nll(logp: np.ndarray, y: np.ndarray, a: float) -> float:
+        return float(-np.log(np.clip(rescaled(logp, a)[np.arange(len(y)), y], 1e-300, None)).mean())
+
+    def scores(logp: np.ndarray, ans: np.ndarray, y: np.ndarray, gate: np.ndarray, a: float) -> dict:
+        p = rescaled(logp, a)
+        conf, pick = p.max(1), p.argmax(1)
+        bins = np.minimum((conf * 15).astype(int), 14)
+        ece = sum(abs(float((pick[b_ == bins] == y[b_ == bins]).mean()) - float(conf[b_ == bins].mean())) * (b_ == bins).mean()
+                  for b_ in range(15) if (b_ == bins).any())  # fmt: skip
+        kept = (ans >= 0) & (conf >= gate)
+        return {"nll": round(nll(logp, y, a), 4), "ece": round(float(ece), 4),
+                "shown_at_least_0.99": round(float((conf >= 0.99).mean()), 4),
+                "accuracy": round(float((kept & (ans == y)).mean()), 4), "unknown": round(float((~kept).mean()), 4)}
+
+    lv, av, yv, gv = pooled(val)
+    fit = minimize_scalar(lambda t: nll(lv, yv, float(np.exp(t))), bounds=(-5.0, 3.0), method="bounded")
+    a = float(np.exp(fit.x))
+    lt, at, yt, gt = pooled(test)
+    return {"scale_fitted_on_validation": round(a, 4),
+            "validation": {"shipped": scores(lv, av, yv, gv, 1.0), "fitted": scores(lv, av, yv, gv, a)},
+            "new_users": {"shipped": scores(lt, at, yt, gt, 1.0), "fitted": scores(lt, at, yt, gt, a)}}
+
+
 def auroc(known: list[float], unseen: list[float]) -> float:
     """The chance that an unseen gesture's score exceeds a known one's (ties count half): how well the score
     alone tells the two apart (0.5: not at all)."""
@@ -174,6 +224,7 @@ def main() -> None:
     X, y, s = stretched(raw, new_users)
     Xv, yv, sv = stretched(raw, test_rec & (subj <= (2 if a.quick else 4)))
     rows: dict = {}
+    shown_by: dict[tuple[int, str], list] = {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
         root = Path(a.workdir or td)
@@ -187,7 +238,8 @@ def main() -> None:
                     if users != "new_users" and adapt:
                         continue
                     key = f"{users}/{'none' if not k else f'enrolled_{k}'}{'+' + adapt if adapt else ''}"
-                    r.setdefault(key, []).append(personalise(bundle, Xs, ys, ss, k, adapt))
+                    shown = shown_by.setdefault((seed, users), []) if k and not adapt else None
+                    r.setdefault(key, []).append(personalise(bundle, Xs, ys, ss, k, adapt, shown))
                     print(f"seed {seed} {key:48s} " + json.dumps({m: round(v, 3) for m, v in r[key][-1].items()
                                                                   if isinstance(v, float)}), flush=True)  # fmt: skip
             g = NEW_GESTURE[seed % len(NEW_GESTURE)]
@@ -196,6 +248,9 @@ def main() -> None:
             rows.setdefault("new_gesture", []).append(new_gesture(b7, X, y, s, g))
             print(f"seed {seed} new gesture {json.dumps(rows['new_gesture'][-1])}", flush=True)
             rows.setdefault("source_test_accuracy", []).append(metrics["test_accuracy"])
+            rows.setdefault("confidence", []).append(confidence_fit(shown_by[(seed, "training_users_held_out_days")],
+                                                                    shown_by[(seed, "new_users")]))  # fmt: skip
+            print(f"seed {seed} confidence {json.dumps(rows['confidence'][-1])}", flush=True)
             Path(a.out).write_text(json.dumps(_final(rows, a, t_start), indent=2) + "\n")
     print(f"wrote {a.out}")
 
@@ -219,6 +274,11 @@ def _final(rows: dict, a, t_start: float) -> dict:
             summary["new_gesture"][f"unseen_unknown_at_known_rejection_{r}"] = _ms(
                 [x["unseen_unknown_at_known_rejection"][r] for x in ng])
         summary["new_gesture"]["gestures"] = [r["new_gesture"] for r in ng]
+    conf = rows.get("confidence", [])
+    if conf:
+        summary["confidence"] = {"scale_fitted_on_validation": _ms([c["scale_fitted_on_validation"] for c in conf]),
+                                 **{f"{u}/{w}/{m}": _ms([c[u][w][m] for c in conf]) for u in ("validation", "new_users")
+                                    for w in ("shipped", "fitted") for m in conf[0][u][w]}}  # fmt: skip
     return {"protocol": PROTOCOL, "template_weight": TEMPLATE_WEIGHT, "seeds": a.seeds, "quick": a.quick,
             "minutes": round((time.perf_counter() - t_start) / 60, 1),
             "source_test_accuracy_users_1_4": _ms(rows.get("source_test_accuracy", [])), "summary": summary,
