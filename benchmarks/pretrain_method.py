@@ -2,8 +2,9 @@
 Writes benchmarks/results/pretrain_method.json.
 
 Protocol: `edgessl demo` end to end (its defaults but the pretraining objective: 40 pretraining epochs on the
-synthetic gestures' unlabelled windows, fine-tuning with 5 labels per class selected on validation, the default
-export) for each objective and seeds 0, 1, 2 (the seed draws the synthetic data set, its held-out users and every
+synthetic gestures' unlabelled windows, fine-tuning with 5 labels per class by `edgessl finetune`'s recipe for a
+label budget (few-labels, since the nineteenth session; plain fine-tuning before), selected on validation, the
+default export) for each objective and seeds 0, 1, 2 (the seed draws the synthetic data set, its held-out users and every
 training choice); reported per run: the fine-tuned model's test accuracy on the held-out users' windows (and k-NN
 on its embeddings), int8/fp32 agreement (a model the default export's 0.99 gate refuses is recorded as such), and the demo's 300-gesture session of a held-out user: not rotated,
 rotated 30° unadapted, adapted (`ttt|tent`), enrolled with one take per gesture. The other data sets' comparison

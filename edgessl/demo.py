@@ -2,7 +2,8 @@
 
 Stages (each prints progress; the report shows the same figures):
   1. data: the embedded synthetic IMU generator (or ``--data SPEC``);
-  2. self-supervised pretraining on unlabeled windows, then fine-tuning with a few labels per class;
+  2. self-supervised pretraining on unlabeled windows, then fine-tuning with a few labels per class (the
+     recipe ``edgessl finetune`` picks for a label budget);
   3. export to the int8 bundle, verified against fp32;
   4. a simulated serial IMU on a pseudo-terminal streaming a held-out user with a rotated sensor mounting;
   5. the runtime on that port with test-time adaptation, printing live events; then a longer session of
@@ -130,7 +131,8 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
     from edgessl.trainer.encoders import EncoderConfig
     from edgessl.trainer.fit import FitConfig
     from edgessl.trainer.methods import MethodConfig
-    from edgessl.trainer.pipeline import FinetuneConfig, PretrainConfig, finetune, pretrain
+    from edgessl.trainer.pipeline import PretrainConfig, finetune, pretrain
+    from edgessl.trainer.recipes import AUTO, recipe_config, resolve
 
     cfg = cfg or (DemoConfig.quick() if quick else DemoConfig())
     if said := claim_demo_dir(out, force, flag="out", force_hint="pass force=True"):
@@ -148,20 +150,22 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
     print(f"  {ds.summary()}", flush=True)
     report["stages"]["data"] = {"summary": ds.summary(), "seconds": round(time.perf_counter() - t0, 1)}
 
-    t0 = _stage(2, f"self-supervised pretraining ({cfg.method}), then fine-tuning with {cfg.labels_per_class} labels/class")
+    t0 = _stage(2, f"self-supervised pretraining ({cfg.method}), then fine-tuning with {cfg.labels_per_class} labels/class "
+                   "(`edgessl finetune`'s default for a label budget: the few-labels recipe)")
     pt_dir, ft_dir = out / "pretrain", out / "finetune"
     pcfg = PretrainConfig(dcfg, EncoderConfig(), MethodConfig(name=cfg.method),
                           FitConfig(epochs=cfg.pretrain_epochs, batch_size=128, warmup_epochs=max(1, cfg.pretrain_epochs // 10),
                                     seed=cfg.seed))  # fmt: skip
     pt = pretrain(pcfg, pt_dir, force=True)  # the folder is this demo's (claimed above)
-    fcfg = FinetuneConfig(data=dcfg, init=str(pt_dir), labels_per_class=cfg.labels_per_class,
-                          fit=FitConfig(epochs=cfg.finetune_epochs, batch_size=64, warmup_epochs=3, seed=cfg.seed,
-                                        drop_last=False))  # fmt: skip
+    fcfg = recipe_config(data={"spec": dcfg.spec}, init=str(pt_dir), labels_per_class=cfg.labels_per_class,
+                         fit={"epochs": cfg.finetune_epochs, "batch_size": 64, "warmup_epochs": 3, "seed": cfg.seed,
+                              "drop_last": False})  # fmt: skip
     ft = finetune(fcfg, ft_dir, force=True)
     report["stages"]["pretrain"] = {"windows": pt["n_windows"], "epochs": cfg.pretrain_epochs,
                                     "final_loss": pt["history"][-1]["loss"], "seconds": round(pt["seconds"], 1)}  # fmt: skip
     report["stages"]["finetune"] = {k: ft[k] for k in ("test_accuracy", "val_accuracy", "n_train_labels", "best_epoch")}
     report["stages"]["finetune"]["knn_test_accuracy"] = ft["knn"]["test_accuracy"]
+    report["stages"]["finetune"]["recipe"] = resolve(AUTO, label_budget=True).name
 
     t0 = _stage(3, "export to int8 and verify against fp32")
     bundle = out / "model.essl"
@@ -272,6 +276,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
     report["stages"]["stream"] = {"gestures": int(len(truth)), "samples_received": int(len(t_rec)),
                                   "rotation_deg": cfg.rotation_deg, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     report["stages"]["runtime"] = {"adapt": runs["adapted"].get("method", cfg.adapt), "events": len(events),
+                                   "rotate_degrees": fcfg.rotate_degrees,  # the fine-tuning's rotation views
                                    "accuracy_live": acc_live, "live_adapter": adapter_info,
                                    "session_gestures": len(long.extra["events"]), "accuracy_adapted": acc_adapt,
                                    "accuracy_unadapted": acc_base, "accuracy_not_rotated": runs["not_rotated"]["accuracy"],
@@ -359,7 +364,7 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 |---|---|
 | 1. data | {s['data']['summary']} |
 | 2a. pretraining | {s['pretrain']['windows']} unlabeled windows, {s['pretrain']['epochs']} epochs, final loss {s['pretrain']['final_loss']:.3f} ({s['pretrain']['seconds']:.0f} s) |
-| 2b. fine-tuning | {s['finetune']['n_train_labels']} labels; validation accuracy {s['finetune']['val_accuracy']:.3f}; **test accuracy {s['finetune']['test_accuracy']:.3f}** (held-out users; k-NN {s['finetune']['knn_test_accuracy']:.3f}) |
+| 2b. fine-tuning | {s['finetune']['n_train_labels']} labels, recipe `{s['finetune'].get('recipe', 'baseline')}`; validation accuracy {s['finetune']['val_accuracy']:.3f}; **test accuracy {s['finetune']['test_accuracy']:.3f}** (held-out users; k-NN {s['finetune']['knn_test_accuracy']:.3f}) |
 | 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f}{_noise_md(ex)} |
 | 4. simulated device | {s['stream']['gestures']} gestures of a held-out user, sensor rotated {s['stream']['rotation_deg']:g}°, {s['stream']['samples_received']} samples received |
 | 5a. live | {rt['events']} events for {s['stream']['gestures']} gestures, accuracy {rt['accuracy_live']:.3f} |
@@ -392,8 +397,11 @@ def _verdict(rt: dict) -> str:
               else "."))  # fmt: skip
     rot_cost = (rt["accuracy_not_rotated"] - rt["accuracy_unadapted"]) * 100
     if rot_cost < 2:  # the rotation costs (about) nothing: nothing for an input correction to undo
-        cost = (f"{rot_cost:.1f} pt (it was trained on rotated views)" if rot_cost >= 0 else
-                f"nothing (it was trained on rotated views; the rotated session even scored {-rot_cost:.1f} pt higher)")
+        deg = rt.get("rotate_degrees", 0.0)
+        why = (f"it was fine-tuned on views rotated by up to {deg:g}°" if deg else
+               "its training users hold the sensor at angles of their own")
+        cost = (f"{rot_cost:.1f} pt ({why})" if rot_cost >= 0 else
+                f"nothing ({why}; the rotated session even scored {-rot_cost:.1f} pt higher)")
         out += (f" The rotated mounting costs this model {cost}, so"
                 " what this user loses is their own way of gesturing: label-free adaptation does not undo it, "
                 "enrollment does.")  # fmt: skip

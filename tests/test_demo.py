@@ -14,6 +14,11 @@ def test_demo_quick_runs_end_to_end_and_reports(tmp_path):
     assert s["stream"]["samples_received"] > 1000 and s["runtime"]["events"] > 0
     # 8 gestures, chance 0.125: held-out users (0.58 when written), the live stream of a rotated new user (0.70)
     assert s["finetune"]["test_accuracy"] >= 0.35 and s["finetune"]["knn_test_accuracy"] >= 0.35, s["finetune"]
+    # `edgessl finetune`'s recipe for a label budget (what a user with 5 labels per class gets), not one of its own
+    from edgessl.trainer.recipes import AUTO, resolve
+
+    assert s["finetune"]["recipe"] == resolve(AUTO, label_budget=True).name, s["finetune"]
+    assert s["runtime"]["rotate_degrees"] == resolve(AUTO, label_budget=True).settings["rotate_degrees"]
     # `edgessl export`'s own gate, not a lowered one
     assert s["export"]["top1_agreement"] >= 0.99 and s["export"]["max_logit_difference"] < 0.5, s["export"]
     assert abs(s["export"]["accuracy_int8"] - s["export"]["accuracy_fp32"]) <= 0.05, s["export"]
