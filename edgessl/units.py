@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["CONVERTIBLE", "MAX_MEDIAN_G", "MAX_P90_RAD_S", "UnitWatch", "canonical_unit", "declare_units",
-           "g_channels", "gyro_problem_text", "rad_s_channels", "unit_from_channel", "unit_problem_text"]
+           "g_channels", "gyro_problem_text", "rad_s_channels", "unit_from_channel", "unit_problem_text",
+           "with_units_flag"]
 
 MAX_MEDIAN_G = 4.0
 # a hand turns at most a few rad/s (20 rad/s is beyond a ±1000 °/s gyroscope): 90 % of a gyroscope's samples in rad/s
@@ -21,6 +22,9 @@ MAX_MEDIAN_G = 4.0
 MAX_P90_RAD_S = 20.0
 # common accelerometers' raw counts per g: MPU-6050 / LSM6DS3 at ±2, 4, 8, 16 g; ADXL345 at full resolution
 RAW_COUNTS_PER_G = (16384, 8192, 4096, 2048, 256)
+# what the problem texts say of values in another unit (with_units_flag reads them back)
+_LIKE_M_S2, _LIKE_MG, _LIKE_DEG_S = "they look like m/s² (gravity reads 9.8)", "they look like mg (gravity reads 1000)", \
+    "they look like °/s (divide them by 57.3)"
 
 
 G0 = 9.80665  # m/s² per g (standard gravity)
@@ -84,12 +88,12 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
         return None
     counts = next((k for k in RAW_COUNTS_PER_G if 0.85 * k <= med <= 1.2 * k), None)
     if 6 <= med <= 14:
-        like, k = "they look like m/s² (gravity reads 9.8)", "9.81"
+        like, k = _LIKE_M_S2, "9.81"
     elif counts:
         sensor = "an ADXL345 at full resolution" if counts == 256 else f"an MPU-6050 or LSM6DS3 at ±{32768 // counts} g"
         like, k = f"they look like a sensor's raw counts ({counts} per g, e.g. {sensor})", str(counts)
     elif 300 <= med <= 3000:
-        like, k = "they look like mg (gravity reads 1000)", "1000"
+        like, k = _LIKE_MG, "1000"
     else:
         like, k = "they are not in g", ""
     fix = f"divide them by {k} (in the firmware, or in the CSV files) to have g" if k else "convert them to g"
@@ -98,6 +102,15 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
         fix += f", or declare the unit and it is converted: {spec.partition('?')[0]}?acc={unit}"
     return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
+
+
+def with_units_flag(problem: str) -> str:
+    """A live board's unit problem (:func:`unit_problem_text`, :func:`gyro_problem_text`) with the remedy a text
+    board has without a firmware change: ``--units`` of the commands that open a port."""
+    flags = [f for like, f in ((_LIKE_M_S2, "acc=m/s2"), (_LIKE_MG, "acc=mg"), (_LIKE_DEG_S, "gyro=deg/s")) if like in problem]
+    if not flags:
+        return problem
+    return f"{problem}; a text board's values are converted as they arrive with --units {','.join(flags)}"
 
 
 def rad_s_channels(units: Sequence[str]) -> list[int]:
@@ -116,7 +129,7 @@ def gyro_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
     if p90 <= MAX_P90_RAD_S:
         return None
     return (f"the gyroscope channels {list(names)} are read as rad/s, but 10 % of their magnitudes exceed {p90:.4g} (a "
-            f"hand turns at most a few rad/s): they look like °/s (divide them by 57.3) or raw counts (an MPU-6050 at "
+            f"hand turns at most a few rad/s): {_LIKE_DEG_S} or raw counts (an MPU-6050 at "
             f"±250 °/s: divide by 7506), in the firmware or the CSV files, to have rad/s")  # fmt: skip
 
 

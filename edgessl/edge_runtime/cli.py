@@ -234,11 +234,13 @@ _one_line_warning = warning_printer("run")
 
 
 def say_input_problems(problems: list[str], port: str, stats: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None,
-                       warn: bool = True) -> None:  # fmt: skip
+                       warn: bool = True, text_board: bool = False) -> None:  # fmt: skip
     """What the runtime found wrong in the board's first seconds (``rt.input_problems`` since the last call:
     an accelerometer not in g), named by ``--port``: in the final stats, a JSON line (``emit``) and, with
-    ``warn`` (a command that goes on), a warning."""
-    for problem in problems:  # the model would see 1000× its gestures: every answer meaningless
+    ``warn`` (a command that goes on), a warning; for a ``text_board``, with ``--units`` as a remedy."""
+    from edgessl.units import with_units_flag
+
+    for problem in (map(with_units_flag, problems) if text_board else problems):  # the model would see 1000× its gestures: every answer meaningless
         stats["units"] = problem
         if emit is not None:
             emit({"warning": f"--port {port}: {problem}"})
@@ -369,7 +371,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     )
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem, units_flag_error
 
     def emit(record: dict[str, Any]) -> None:
         print(json.dumps(record), file=out, flush=True)
@@ -425,7 +427,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if feed is not None:
                 states.hook = feed.state
             dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait,
-                            reconnect_timeout=None, on_state=states.on_state, events=True)  # fmt: skip
+                            declared=args.units, reconnect_timeout=None, on_state=states.on_state, events=True)  # fmt: skip
             rec: Recorder | None = None
             compare: EventComparison | None = None  # once the board says it runs a model
             board_model = None
@@ -468,6 +470,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     stop.blocking = False
                 if problem := channels_flag_problem(dev, args.port):
                     warnings.warn(problem, stacklevel=2)
+                if error := units_flag_error(dev, args.port):
+                    raise UsageError(error)
                 idx = channel_map(dev.channel_names, dev.unit_names, rt.channels, rt.bundle.units)
                 if unnamed_channels(dev.channel_names) and not unnamed_channels(rt.channels):  # by position: said
                     said = (f"the board's values {dev.channel_names} have no names: read in order as the model's "
@@ -535,7 +539,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         events = rt.feed(values[:, idx], t)
                         # (no warning: the run stops, and its error line says it)
                         say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
-                                           warn=False)  # fmt: skip
+                                           warn=False, text_board=dev.mode == "text")  # fmt: skip
                         for g in events:
                             if compare is not None:
                                 show_comparisons(compare.add_host(g))

@@ -42,6 +42,7 @@ from edgessl.edge_runtime.cli import (
     warning_printer,
 )
 from edgessl.edge_runtime.rate import RateMeter
+from edgessl.errors import UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.units import UnitWatch
 
@@ -184,7 +185,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from edgessl.edge_runtime.runtime import UNKNOWN, DecisionConfig, GestureRuntime, InputWarning
     from edgessl.firmware_bridge.protocol import DeviceChanged, DeviceLost
     from edgessl.firmware_bridge.states import StateReporter
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem, units_flag_error
 
     screen = _Screen(out)
     ascii_only = not unicode_ok(out)
@@ -218,7 +219,7 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             rt = stack.enter_context(GestureRuntime(args.model, decision=DecisionConfig(report_unknown=dash is not None),
                                                     adapter=build_adapter(DEFAULT_METHOD)))  # fmt: skip
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=wait,
-                        reconnect_timeout=None, on_state=states.on_state)  # fmt: skip
+                        declared=args.units, reconnect_timeout=None, on_state=states.on_state)  # fmt: skip
         feed = Feed(dash, rt, args.model and Path(args.model).name, args.port) if dash is not None else None
         if feed is not None:
             page_state = feed.state
@@ -240,6 +241,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 stop.blocking = False
             if problem := channels_flag_problem(dev, args.port):
                 warnings.warn(problem, stacklevel=2)
+            if error := units_flag_error(dev, args.port):
+                raise UsageError(error)
             view = StreamView(dev.channel_names, dev.unit_names)
             # an accelerometer said to be in g that is not (mg, m/s², raw counts): said here, before a recording
             units = UnitWatch(dev.channel_names, dev.unit_names, samples=200) if rt is None else None
@@ -291,11 +294,13 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         feed.samples(ev.t_device, ev.values, ev.t_host)
                     if rt is None:
                         if units is not None and (problem := units.add(ev.values)):
-                            say_input_problems([problem], args.port, stats, emit if args.json else None)
+                            say_input_problems([problem], args.port, stats, emit if args.json else None,
+                                               text_board=dev.mode == "text")  # fmt: skip
                         continue
                     known = len(rt.input_problems)
                     events = rt.feed(ev.values[:, idx], ev.t_device)
-                    say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None)
+                    say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
+                                       text_board=dev.mode == "text")  # fmt: skip
                     for g in events:
                         if feed is not None:
                             feed.event(g)

@@ -15,11 +15,33 @@ def _channel_names(text: str) -> list[str]:
     return names
 
 
+def _units(text: str) -> dict[str, str]:
+    """``acc=m/s2,gyro=deg/s`` -> ``{"acc": "m/s2", "gyro": "deg/s"}``: units the host converts to g / rad/s."""
+    from edgessl.units import canonical_unit
+
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, unit = (x.strip() for x in part.partition("="))
+        want = {"acc": "g", "gyro": "rad/s"}.get(key)
+        if not eq or want is None or key in out:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected acc=UNIT and/or gyro=UNIT, e.g. acc=m/s2 or "
+                                             "acc=mg,gyro=deg/s")  # fmt: skip
+        if canonical_unit(unit)[0] != want:
+            known = "g, m/s2, mg" if key == "acc" else "rad/s, deg/s"
+            raise argparse.ArgumentTypeError(f"{key}={unit}: not a unit edgessl converts to {want}; expected one of {known}")
+        out[key] = unit
+    return out
+
+
 def add_text_board_flags(p: argparse.ArgumentParser) -> None:
-    """``--rate`` and ``--channels``: what a text board's lines do not say (the commands that open a port)."""
+    """``--rate``, ``--channels`` and ``--units``: what a text board's lines do not say (the commands that open
+    a port)."""
     p.add_argument("--rate", type=float, default=None,
                    help="sample rate of a text-mode device (default: estimated from its lines' arrivals)")
     p.add_argument("--channels", type=_channel_names, default=None, metavar="NAMES",
                    help="names of a text board's values, e.g. acc_x,acc_y,acc_z, when it prints no header line "
                         "(else they are ch0, ch1 ... in unknown units); units follow the names as in the data "
                         "files: acc -> g, gyro -> rad/s")  # fmt: skip
+    p.add_argument("--units", type=_units, default=None, metavar="acc=UNIT,gyro=UNIT",
+                   help="units of a text board's values when they are not g and rad/s, converted as they arrive: "
+                        "acc=m/s2 (Edge Impulse's data-forwarder sketches print m/s²), acc=mg, gyro=deg/s")  # fmt: skip

@@ -51,7 +51,7 @@ from edgessl.errors import DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags
 from edgessl.preprocess import MAX_FILL_S
 from edgessl.segmenter import MIN_SPLIT, MotionSegmenter, SegmentParams, choose_segmentation, motion_rows, profile
-from edgessl.units import UnitWatch
+from edgessl.units import UnitWatch, with_units_flag
 
 if TYPE_CHECKING:
     from edgessl.datasets.session import SessionWriter
@@ -630,7 +630,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     from edgessl.edge_runtime.rate import RateMeter
     from edgessl.firmware_bridge.protocol import DeviceChanged
     from edgessl.firmware_bridge.states import StateReporter
-    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem
+    from edgessl.firmware_bridge.transport import Gap, ImuStream, SampleBlock, channels_flag_problem, units_flag_error
 
     states = StateReporter(args.port, args.wait, json_mode=d.json, emit=d.emit, note=lambda t: d.line(f"# {t}"),
                            gone=" (the gap is recorded)")  # fmt: skip
@@ -645,7 +645,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
     units = UnitWatch([], [])  # the device's, from its first samples
     with _StopSignals() as stop:
         dev = ImuStream(args.port, mode=args.mode, rate_hz=args.rate, channels=args.channels, wait_for_port=args.wait,
-                        reconnect_timeout=None, on_state=states.on_state)  # fmt: skip
+                        declared=args.units, reconnect_timeout=None, on_state=states.on_state)  # fmt: skip
         try:
             stop.blocking = True
             try:
@@ -655,6 +655,8 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
             if problem := channels_flag_problem(dev, args.port):
                 d.end()
                 print(f"edgessl {getattr(args, 'command', 'record')}: warning: {problem}", file=sys.stderr, flush=True)
+            if error := units_flag_error(dev, args.port):
+                raise UsageError(error)
             t_end: float | None = None
             t_start = last_status = last_flush = time.monotonic()
             meter = RateMeter()  # the status line's rate, as run's and monitor's
@@ -706,10 +708,10 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                     meter.add(ev.t_host, len(ev.values))
                     problem = units.add(ev.values)
                     if problem:  # within 2 s: a session in mg or m/s² would be refused by pretrain and finetune
-                        stats["units"] = problem
+                        problem = stats["units"] = with_units_flag(problem) if dev.mode == "text" else problem
                         d.end()
-                        print(f"edgessl record: warning: --port {args.port}: {problem} (on the board, or by "
-                              "converting the recorded CSV files: the data commands refuse them as they are)",
+                        print(f"edgessl record: warning: --port {args.port}: {problem} (this recording goes on "
+                              "with the values as they come: the data commands refuse it unless its unit is declared)",
                               file=sys.stderr, flush=True)  # fmt: skip
                     if feed is not None:
                         feed.samples(ev.t_device, ev.values, ev.t_host)

@@ -32,10 +32,10 @@ import serial.tools.list_ports
 
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceIdentity, DeviceLost, ProtocolError
-from edgessl.units import canonical_unit, unit_from_channel
+from edgessl.units import canonical_unit, declare_units, unit_from_channel
 
 __all__ = ["GAP_REASONS", "STATES", "DeviceEvent", "Gap", "ImuStream", "PortMatch", "SampleBlock", "SerialTransport",
-           "channels_flag_problem", "list_devices"]
+           "channels_flag_problem", "list_devices", "units_flag_error"]
 
 STATES = ("waiting", "streaming", "reconnecting", "lost", "closed")
 # a text device given --rate whose lines arrive at a rate off by more than this share (over RATE_CHECK_S s of
@@ -45,11 +45,29 @@ StateHook = Callable[[str], None]
 
 
 def channels_flag_problem(dev: ImuStream, port: str) -> str | None:
-    """``--channels`` given for a board that names its own channels (binary protocol): it is not used."""
+    """``--channels`` or ``--units`` given for a board that announces its own (binary protocol): not used."""
     if dev.channels and dev.info is not None:
         return (f"--channels is not used: the board on {port} announces its channels {list(dev.info.channels)} "
                 "(binary protocol); --channels names a text board's values")  # fmt: skip
+    if dev.declared and dev.info is not None:
+        return (f"--units is not used: the board on {port} announces its units {list(dev.info.unit_names)} "
+                "(binary protocol; deg/s is delivered as rad/s); --units is for a text board's values")  # fmt: skip
     return None
+
+
+def units_flag_error(dev: ImuStream, port: str) -> str | None:
+    """``--units`` for a text board none of whose values it can apply to (no header and no ``--channels``: the
+    values are ch0, ch1 ... whose sensor nobody said): the command stops rather than convert nothing."""
+    if dev.info is not None or not dev.declared:
+        return None
+    base = list(dev.units) if dev.units else [unit_from_channel(n) for n in dev.channel_names]
+    missing = [k for k, u in (("acc", "g"), ("gyro", "rad/s")) if k in dev.declared and u not in base]
+    if not missing:
+        return None
+    said = ",".join(f"{k}={dev.declared[k]}" for k in missing)
+    return (f"--units {said}: the board on {port} sends values named {dev.channel_names} (no header line), none of "
+            f"them {' or '.join('an accelerometer' if k == 'acc' else 'a gyroscope' for k in missing)}; name them with "
+            "--channels, e.g. --channels acc_x,acc_y,acc_z")  # fmt: skip
 
 
 class TextLinesInstead(ProtocolError):
@@ -426,7 +444,8 @@ class ImuStream:
                  handshake_timeout: float = 2.0, reconnect_timeout: float | None = 10.0,
                  wait_for_port: float | None = 0.0, on_state: StateHook | None = None,
                  max_abs: float = P.MAX_TEXT_VALUE, max_time_jump: float = 10.0, stall_timeout: float | None = None,
-                 max_bad_frames: int = 20, relock_lines: int = 10, events: bool = False):  # fmt: skip
+                 max_bad_frames: int = 20, relock_lines: int = 10, events: bool = False,
+                 declared: dict[str, str] | None = None):  # fmt: skip
         if mode not in ("auto", "binary", "text"):
             raise ValueError(f"mode must be auto, binary or text; got {mode!r}")
         self.transport = SerialTransport(url, baudrate, match=match, reconnect_timeout=reconnect_timeout,
@@ -435,6 +454,7 @@ class ImuStream:
         self.rate_hz = rate_hz
         self.channels = channels
         self.units = units
+        self.declared = dict(declared or {})  # a text board's units, by sensor ("acc", "gyro"): converted on arrival
         self.handshake_timeout = handshake_timeout
         self.max_time_jump = max_time_jump
         self.stall_timeout = stall_timeout
@@ -779,7 +799,14 @@ class ImuStream:
     def unit_names(self) -> list[str]:
         if self.info is not None:
             return [canonical_unit(u)[0] for u in self.info.unit_names]  # as delivered (deg/s -> rad/s)
-        return list(self.units) if self.units else [unit_from_channel(n) for n in self.channel_names]
+        return [canonical_unit(u)[0] for u in self.text_units]  # as delivered (m/s² -> g ...)
+
+    @property
+    def text_units(self) -> list[str]:
+        """A text board's units as its lines carry them: ``units``, else the channel names' (acc -> g, gyro ->
+        rad/s), with ``declared`` (``--units acc=m/s2``) in place of g / rad/s."""
+        base = list(self.units) if self.units else [unit_from_channel(n) for n in self.channel_names]
+        return declare_units(base, self.declared.get("acc"), self.declared.get("gyro"))
 
     @property
     def sample_rate(self) -> float | None:
@@ -1091,6 +1118,10 @@ class ImuStream:
         n = len(rows)
         width = self.lines.n_channels or 1
         vals = np.array([r if r is not None and len(r) == width else (np.nan,) * width for r in rows], np.float64)
+        if self.declared:  # delivered in g / rad/s (``--units``)
+            factor = np.array([canonical_unit(u)[1] for u in self.text_units], np.float64)
+            if len(factor) == width:
+                vals *= factor
         if reset is not None:
             events.append(self._gap(Gap(self._text_t, self._text_t, 0, reset, True)))
             if not switched:

@@ -563,6 +563,50 @@ def test_a_board_in_mg_or_m_s2_is_named_by_run_and_record(small_bundle, tmp_path
     assert r.returncode == ExitCode.DATA and "look like m/s²" in r.stderr, r.stderr
 
 
+def test_a_text_board_in_m_s2_is_converted_with_units(small_bundle, tmp_path):
+    """An Edge Impulse data-forwarder sketch prints m/s²: `run` stops and names `--units acc=m/s2`; with it the
+    values arrive in g (`run` answers, `record` stores g), with no firmware change. A binary board announces its
+    units: `--units` is not used there, and said so."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, load_source
+
+    sig, rate, ch, un = load_source("synthetic", None)
+    with SimulatedImu(sig * 9.80665, rate, ch, un, mode="csv", link=str(tmp_path / "imu")) as sim:  # no header
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
+                            "--seconds", "4"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == ExitCode.DATA and "look like m/s²" in r.stderr, r.stderr
+        assert "converted as they arrive with --units acc=m/s2" in r.stderr, r.stderr
+        # values ch0, ch1, ch2: which are the accelerometer's nobody said, so nothing could be converted
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
+                            "--seconds", "4", "--units", "acc=m/s2"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == ExitCode.USAGE and "--channels acc_x,acc_y,acc_z" in r.stderr, r.stderr
+        assert r.stderr.startswith(f"edgessl run: error: --units acc=m/s2: the board on {sim.path} sends values named")
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
+                            "--seconds", "6", "--json", "--units", "acc=m/s2", "--channels", "acc_x,acc_y,acc_z"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "units" not in r.stderr, r.stderr
+    final = next(json.loads(ln)["stats"] for ln in r.stdout.splitlines() if '"stats"' in ln)
+    assert "units" not in final and final["stopped_by"] == "seconds" and final["device"]["delivered_samples"] > 300, final
+    with SimulatedImu(sig * 9.80665, rate, ch, un, mode="csv", link=str(tmp_path / "imu2")) as sim:
+        r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--out",
+                            str(tmp_path / "rec"), "--seconds", "3", "--units", "acc=m/s2", "--channels",
+                            "acc_x,acc_y,acc_z"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    from edgessl.datasets import load_stream
+
+    st = load_stream(f"dir:{tmp_path / 'rec'}")
+    assert list(st.channel_units[:3]) == ["g"] * 3
+    assert 0.8 < float(np.median(np.linalg.norm(st.signal[:3], axis=0))) < 1.2  # gravity reads 1 g, not 9.8
+    with SimulatedImu(sig, rate, ch, un, link=str(tmp_path / "imu3")) as sim:  # binary: the board says g
+        r = subprocess.run([sys.executable, "-m", "edgessl", "monitor", "--port", sim.path, "--seconds", "2",
+                            "--units", "acc=m/s2"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "--units is not used: the board on" in r.stderr, r.stderr
+    for bad, said in (("acc=furlongs", "acc=furlongs: not a unit edgessl converts to g"), ("speed=3", "expected acc=UNIT")):
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", "/dev/null",
+                            "--units", bad], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 @linux_only
 @pytest.mark.slow
 def test_a_wrong_rate_for_a_text_board_is_named_by_run_and_record(small_bundle, tmp_path):
