@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_text_board_flags"]
+__all__ = ["add_text_board_flags", "units_flag"]
 
 
 def _channel_names(text: str) -> list[str]:
@@ -15,7 +15,7 @@ def _channel_names(text: str) -> list[str]:
     return names
 
 
-def _units(text: str) -> dict[str, str]:
+def units_flag(text: str) -> dict[str, str]:
     """``acc=m/s2,gyro=deg/s`` -> ``{"acc": "m/s2", "gyro": "deg/s"}``: units the host converts to g / rad/s."""
     from edgessl.units import canonical_unit
 
@@ -42,6 +42,6 @@ def add_text_board_flags(p: argparse.ArgumentParser) -> None:
                    help="names of a text board's values, e.g. acc_x,acc_y,acc_z, when it prints no header line "
                         "(else they are ch0, ch1 ... in unknown units); units follow the names as in the data "
                         "files: acc -> g, gyro -> rad/s")  # fmt: skip
-    p.add_argument("--units", type=_units, default=None, metavar="acc=UNIT,gyro=UNIT",
+    p.add_argument("--units", type=units_flag, default=None, metavar="acc=UNIT,gyro=UNIT",
                    help="units of a text board's values when they are not g and rad/s, converted as they arrive: "
                         "acc=m/s2 (Edge Impulse's data-forwarder sketches print m/s²), acc=mg, gyro=deg/s")  # fmt: skip

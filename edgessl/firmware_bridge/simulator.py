@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -45,6 +45,7 @@ import numpy as np
 
 from edgessl.errors import ModelError, UsageError
 from edgessl.firmware_bridge import protocol as P
+from edgessl.firmware_bridge.flags import units_flag as _units_flag
 
 FIRMWARE = Path(__file__).parent / "firmware"
 
@@ -319,7 +320,8 @@ class SimulatedImu:
                  units: list[str] | None = None, *, mode: str = "binary", faults: Faults = Faults(),
                  speed: float = 1.0, loop: bool = True, link: str | None = None, per_frame: int = 10,
                  full_scale: float = 8.0, seed: int = 0, device_id: int = 0x5151A7ED,
-                 on_performance: Callable[[dict], None] | None = None, board: ModelBoard | None = None):  # fmt: skip
+                 on_performance: Callable[[dict], None] | None = None, board: ModelBoard | None = None,
+                 text_scale: Sequence[float] | None = None):  # fmt: skip
         if mode not in ("binary", "csv"):
             raise ValueError(f"mode must be binary or csv; got {mode!r}")
         if board is not None and mode != "binary":
@@ -345,6 +347,8 @@ class SimulatedImu:
         self.info = P.DeviceInfo(device_id, (1, 0, 0), tuple(self.channels),
                                  tuple(unit_codes.get(u, P.Unit.OTHER) for u in self.units), float(rate_hz),
                                  int(round(full_scale)), (self.scale,) * len(self.channels))  # fmt: skip
+        # csv mode: each channel's values times this as printed (a board printing m/s²: 9.80665 on the g channels)
+        self.text_scale = None if text_scale is None else np.asarray(text_scale, np.float64)
         self.board = board
         if board is not None:
             board.info = self.info
@@ -640,7 +644,8 @@ class SimulatedImu:
                 else:
                     self._write(self._frame(P.MsgType.SAMPLES, n, P.samples_payload(counts), t_us))
             else:
-                self._write(b"".join(P.format_reading([float(v) for v in row]) for row in block))
+                shown = block if self.text_scale is None else block * self.text_scale
+                self._write(b"".join(P.format_reading([float(v) for v in row]) for row in shown))
             self.sent_samples += n
             emitted_at += n
 
@@ -737,6 +742,22 @@ def _open_log(path: str) -> IO[str]:
         raise UsageError(f"--log {path}: the file exists; choose a new path (a log is never overwritten)") from None
 
 
+def printed_scale(units: list[str], declared: dict[str, str] | None) -> list[float] | None:
+    """What a text board printing its accelerometer / gyroscope in ``declared`` units (``--units acc=m/s2``)
+    multiplies each channel of ``units`` (g, rad/s) by; None when it prints them as they are."""
+    if not declared:
+        return None
+    from edgessl.units import canonical_unit
+
+    out = [1.0] * len(units)
+    for key, want in (("acc", "g"), ("gyro", "rad/s")):
+        if key in declared:
+            for i, u in enumerate(units):
+                if u == want:
+                    out[i] = 1.0 / canonical_unit(declared[key])[1]
+    return out
+
+
 def _cmd_simulate(args) -> int:
     from edgessl.datasets.synthetic import parse_perform, user_id
 
@@ -753,6 +774,9 @@ def _cmd_simulate(args) -> int:
                          "played as it is")  # fmt: skip
     if not (math.isfinite(args.speed) and args.speed > 0):
         raise UsageError(f"--speed {args.speed:g}: expected a playback speed > 0 (1 = real time)")
+    if args.units and args.mode != "csv":
+        raise UsageError(f"--units {','.join(f'{k}={v}' for k, v in args.units.items())} needs --mode csv: a binary "
+                         "board announces its units (the protocol's g, rad/s, deg/s)")  # fmt: skip
     if args.board_model and args.mode == "csv":
         raise UsageError("--board-model needs --mode binary: the board's firmware speaks the binary protocol")
     try:
@@ -788,7 +812,8 @@ def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[
     try:
         sim = SimulatedImu(src, args.rate or rate, channels, units, mode=args.mode, faults=faults,
                            speed=args.speed, link=link, seed=args.seed,
-                           on_performance=write if log is not None else None, board=board)  # fmt: skip
+                           on_performance=write if log is not None else None, board=board,
+                           text_scale=printed_scale(units, args.units))  # fmt: skip
         path = sim.start()
         started = True
         try:  # from here on a signal at any point stops the board, which removes its link
@@ -830,6 +855,9 @@ def register(sub) -> None:
                    help="binary: the reference firmware's protocol; csv: text lines without a header, as the Edge "
                         "Impulse data forwarder prints them (give --channels acc_x,acc_y,acc_z to the commands that "
                         "open the port; it cannot be cued: rehearse record --label and enroll in binary mode)")  # fmt: skip
+    p.add_argument("--units", type=_units_flag, default=None, metavar="acc=UNIT,gyro=UNIT",
+                   help="--mode csv: print the accelerometer in m/s² (acc=m/s2, as Edge Impulse's data-forwarder "
+                        "sketches do) or mg, the gyroscope in deg/s; the commands that read it take the same --units")  # fmt: skip
     p.add_argument("--faults", default=None,
                    help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20 "
                         "(drop/corrupt: probability per byte, and a frame that loses or garbles one byte is rejected whole: "

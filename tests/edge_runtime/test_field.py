@@ -586,7 +586,11 @@ def test_a_text_board_in_m_s2_is_converted_with_units(small_bundle, tmp_path):
     assert r.returncode == 0 and "units" not in r.stderr, r.stderr
     final = next(json.loads(ln)["stats"] for ln in r.stdout.splitlines() if '"stats"' in ln)
     assert "units" not in final and final["stopped_by"] == "seconds" and final["device"]["delivered_samples"] > 300, final
-    with SimulatedImu(sig * 9.80665, rate, ch, un, mode="csv", link=str(tmp_path / "imu2")) as sim:
+    from edgessl.firmware_bridge.simulator import printed_scale
+
+    assert printed_scale(un, {"acc": "m/s2"}) == [9.80665] * 3 and printed_scale(un, None) is None
+    # `edgessl simulate --mode csv --units acc=m/s2`: the rehearsal of such a board
+    with SimulatedImu(sig, rate, ch, un, mode="csv", link=str(tmp_path / "imu2"), text_scale=printed_scale(un, {"acc": "m/s2"})) as sim:
         r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--out",
                             str(tmp_path / "rec"), "--seconds", "3", "--units", "acc=m/s2", "--channels",
                             "acc_x,acc_y,acc_z"],
@@ -601,6 +605,9 @@ def test_a_text_board_in_m_s2_is_converted_with_units(small_bundle, tmp_path):
         r = subprocess.run([sys.executable, "-m", "edgessl", "monitor", "--port", sim.path, "--seconds", "2",
                             "--units", "acc=m/s2"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0 and "--units is not used: the board on" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "edgessl", "simulate", "--units", "acc=m/s2", "--seconds", "1"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "--units acc=m/s2 needs --mode csv" in r.stderr, r.stderr
     for bad, said in (("acc=furlongs", "acc=furlongs: not a unit edgessl converts to g"), ("speed=3", "expected acc=UNIT")):
         r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", "/dev/null",
                             "--units", bad], capture_output=True, text=True, timeout=60)  # fmt: skip
