@@ -40,7 +40,7 @@ class DemoConfig:
     speed: float = 4.0
     rotation_deg: float = 30.0
     adapt: str = DEFAULT_METHOD  # the best in benchmarks/results/tta_shift.json
-    method: str = "simclr"
+    method: str = "vicreg"  # `edgessl pretrain`'s default
     seed: int = 0
 
     @classmethod

@@ -233,7 +233,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "as method.rotate_degrees, batch size, learning rate, clip's label budget) goes "
                                    "in a --config file.")  # fmt: skip
     _data_args(p, "dataset spec; join several with + to pool them (default: synthetic)")
-    p.add_argument("--method", choices=list(METHODS), default=None, help="objective (default: simclr)")
+    p.add_argument("--method", choices=list(METHODS), default=None, help="objective (default: vicreg)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help=CONFIG_HELP.format(kind="PretrainConfig", sections=", ".join(PRETRAIN_SECTIONS),
                                            over="the defaults"))  # fmt: skip

@@ -123,7 +123,7 @@ def test_pretrain_config_layers(tmp_path):
     assert (cfg.fit.epochs, cfg.fit.batch_size, cfg.fit.seed, cfg.fit.lr) == (3, 32, 4, 1e-3)
     assert cfg.encoder.widths == (16, 24, 32, 40)
     plain = T.pretrain_config(build_parser().parse_args(["pretrain", "--out", "x"]))
-    assert plain.method.name == "simclr" and plain.fit.epochs == 50
+    assert plain.method.name == "vicreg" and plain.fit.epochs == 50
 
 
 def test_every_recipe_is_a_valid_documented_config():
