@@ -305,7 +305,8 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
         if short:
             return f"{name} {n} change(s), {own['gated']}/{own['next_search']} {unit} to the next search"
         return (f"{name}: activations shifted to your {unit} from the first one; {n} change(s) of its input transform "
-                f"({own['gated']} {unit} passed its gates; it searches at {own['next_search']}){turned}{reset}")  # fmt: skip
+                f"({own['gated']} {unit} passed its gates; it looks for a better transform once {own['next_search']} "
+                f"have){turned}{reset}")  # fmt: skip
     if short:
         return f"{name} {n} update(s)"
     return f"{name}: {n} update(s){turned}{reset}"

@@ -125,7 +125,7 @@ class EnrollReport:
         reference: the cosine similarity of the bundle's two closest class prototypes (None with one class).
         own: for a bundle class, the cosine similarity of the takes' mean to its own prototype (None for a new one).
         warnings: things the user should act on (a new class close to another, doubtful takes left out).
-        notes: things worth knowing (takes nearer another gesture than the training people's way of making theirs).
+        notes: things worth knowing (takes nearer another gesture than the training data's way of making theirs).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
         n_takes: the takes given.
         guard: which guard refused it: ``"too_close"`` (a new class like another), ``"none_answered"`` (no take
@@ -353,11 +353,11 @@ class UserState:
                 # actionable guard); on correct takes of new users this fired for half the gestures (walkthrough)
                 if i >= len(b):  # nearest to the user's own takes of another gesture
                     report.notes.append(f"your {label} is close to your {report.nearest[0]} ({report.nearest[1]:.2f}; "
-                                        f"to the training people's {label} {report.own:.2f}); only if `run` confuses "
+                                        f"to the training data's {label} {report.own:.2f}); only if `run` confuses "
                                         "the two: enroll 2 more takes of each into the same --state")  # fmt: skip
                 else:  # a person's own way of making it (common for a new user): what enrollment is for
-                    report.notes.append(f"your {label} differs from the training people's: closer to their "
-                                        f"{report.nearest[0]} ({report.nearest[1]:.2f}) than to their {label} "
+                    report.notes.append(f"your {label} differs from the training data's: closer to its "
+                                        f"{report.nearest[0]} ({report.nearest[1]:.2f}) than to its {label} "
                                         f"({report.own:.2f}); this enrollment teaches the model yours")  # fmt: skip
         if new and report.nearest is not None:
             if report.nearest[1] >= too_close:

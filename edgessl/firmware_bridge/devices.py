@@ -20,13 +20,12 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 import serial
 
 from edgessl.firmware_bridge import protocol as P
-from edgessl.firmware_bridge.ports import port_holders
+from edgessl.firmware_bridge.ports import argv_flag, port_holders, simulate_processes
 from edgessl.firmware_bridge.transport import list_devices
 
 __all__ = ["ANSWERS", "Probe", "candidates", "port_holders", "probe", "probe_all", "register"]
@@ -86,20 +85,11 @@ def _simulator_links() -> list[str]:
 def _linked_simulators() -> list[str]:
     """The ``--link`` paths of the running ``edgessl simulate`` processes that still point at a device."""
     out: list[str] = []
-    for pid in filter(str.isdigit, os.listdir("/proc")) if os.path.isdir("/proc") else ():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue  # gone, or not ours to look at
-        if "simulate" not in argv or not any(a.endswith("edgessl") or a == "edgessl" for a in argv[:3]):
-            continue
-        for i, a in enumerate(argv[:-1]):
-            link = argv[i + 1] if a == "--link" else a.split("=", 1)[1] if a.startswith("--link=") else None
-            if link:
-                path = os.path.normpath(os.path.join(cwd, link))
-                if os.path.islink(path) and os.path.exists(path) and path not in out:
-                    out.append(path)
+    for _, cwd, argv in simulate_processes():
+        if link := argv_flag(argv, "--link"):
+            path = os.path.normpath(os.path.join(cwd, link))
+            if os.path.islink(path) and os.path.exists(path) and path not in out:
+                out.append(path)
     return sorted(out)
 
 

@@ -1,9 +1,10 @@
 """Who else has a serial port open (Linux ``/proc``): what ``edgessl devices`` reports as busy, and what a
-command that cannot open a port, or waits for it, names."""
+command that cannot open a port, or waits for it, names; and which running ``edgessl simulate`` serves a port."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from edgessl.procfs import process_name
@@ -61,3 +62,46 @@ def in_use_text(path: str) -> str:
     who = ", ".join(f"{name} (pid {pid})" for pid, name in holders)
     return (f"in use by {who}: one program at a time reads a port; stop the other first (the edgessl service: "
             "sudo systemctl stop edgessl)")  # fmt: skip
+
+
+def simulate_processes() -> list[tuple[str, str, list[str]]]:
+    """``(pid, cwd, argv)`` of the running ``edgessl simulate`` processes (Linux; none elsewhere)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")) if os.path.isdir("/proc") else ():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue  # gone, or not ours to look at
+        if "simulate" in argv and any(a.endswith("edgessl") or a == "edgessl" for a in argv[:3]):
+            out.append((pid, cwd, argv))
+    return out
+
+
+def argv_flag(argv: list[str], name: str) -> str | None:
+    """The value of ``--name V`` or ``--name=V`` in ``argv`` (the last one given), else None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def simulator_speed(port: str) -> float | None:
+    """The ``--speed`` of the running ``edgessl simulate`` whose device ``port`` is (its link or the pty it
+    points at), else None: a simulated text board at ``--speed 4`` sends its lines 4x faster than its rate."""
+    try:
+        target = os.path.realpath(port)
+    except OSError:
+        return None
+    for pid, cwd, argv in simulate_processes():
+        link = argv_flag(argv, "--link") or os.path.join(tempfile.gettempdir(), f"edgessl-imu-{pid}")
+        path = os.path.normpath(os.path.join(cwd, link))
+        if os.path.islink(path) and os.path.realpath(path) == target:
+            try:
+                return float(argv_flag(argv, "--speed") or 1.0)
+            except ValueError:
+                return None
+    return None

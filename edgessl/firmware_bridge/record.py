@@ -529,6 +529,34 @@ def _rate(dev: ImuStream, t: np.ndarray, port: str) -> float:
     return float(rate)
 
 
+def folder_mismatch(folder: Path, channels: list[str], units: list[str], rate: float) -> str | None:
+    """Why a session of this board cannot join ``folder`` (the data commands read one rate and one set of
+    channels per folder), from the sessions recorded there; None when it can. A text board's rate is still an
+    estimate when the recording starts: a rate within 5 % passes (the data commands' 1 % is checked on load)."""
+    from edgessl.datasets.session import SESSION_FORMAT
+
+    if not folder.is_dir():
+        return None
+    for side in sorted(folder.rglob("*.json")):
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue  # not a session's
+        if not isinstance(meta, dict) or meta.get("format") != SESSION_FORMAT or not meta.get("rate_hz"):
+            continue
+        there = float(meta["rate_hz"])
+        if abs(rate / there - 1) > 0.05:
+            return (f"{side.with_suffix('.csv')} was recorded at {there:.4g} Hz, this board streams {rate:.4g} Hz; "
+                    "the data commands read one rate per folder: record into another --out (or give a text board "
+                    f"the --rate of its own)")  # fmt: skip
+        if list(meta.get("channels") or []) != list(channels) or list(meta.get("units") or []) != list(units):
+            return (f"{side.with_suffix('.csv')} holds channels {meta.get('channels')} ({meta.get('units')}), this "
+                    f"board streams {channels} ({units}); the data commands read one set per folder: record into "
+                    "another --out")  # fmt: skip
+        return None  # the loader holds every session to the first one's: comparing with one is enough
+    return None
+
+
 def _check_out(out: str) -> Path:
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
@@ -600,6 +628,8 @@ def record(args: argparse.Namespace, out: TextIO | None = None) -> int:
         guide.switched = True  # already gentle
 
     def open_writer(dev: ImuStream, rate: float) -> SessionWriter:
+        if problem := folder_mismatch(folder, dev.channel_names, dev.unit_names, rate):
+            raise UsageError(f"--out {args.out}: {problem}")
         writer = SessionWriter(folder, kind="labelled" if labels else "unlabelled", user=args.user,
                                device=_device_info(dev, args.port), rate_hz=rate, channels=dev.channel_names,
                                units=dev.unit_names, segmentation=dataclasses.asdict(params))  # fmt: skip
@@ -756,8 +786,8 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 stream.writer.set_counters(dev.counters())
                 if args.rate is None and dev.info is None:  # a text board's rate: the first second's estimate
                     measured = dev.arrival_rate(longest=True)  # varies by 1-2 %, the data commands allow 1 %
-                    if measured is not None:
-                        stream.writer.set_rate(measured)
+                    if measured is not None:  # (a simulator at --speed k: its lines come k times faster)
+                        stream.writer.set_rate(measured / dev.playback_speed)
                 stream.writer.close()
     return stats, stream, dev
 
@@ -790,7 +820,8 @@ def _announce(d: Display, writer: SessionWriter, dev: ImuStream, port: str, rate
     if dev.info is None and all(u == "unknown" for u in dev.unit_names):  # as the data commands will read them
         names = ",".join(dev.channel_names)
         d.line(f"# the board's values are {names} in unknown units: if they are an accelerometer in g, give "
-               "--channels acc_x,acc_y,acc_z (or have the board print that header line first); a model then knows "
+               "--channels acc_x,acc_y,acc_z (or have the board print that header line first; in m/s², as Edge "
+               "Impulse's data forwarder prints them, add --units acc=m/s2); a model then knows "
                "their units (unit checks, ttt adaptation) and runs on boards that name them so")  # fmt: skip
 
 

@@ -869,9 +869,9 @@ def register(sub) -> None:
                         "loose mount)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="playback speed (1 = real time); other commands' --seconds count wall-clock time, so at "
-                        "--speed 4 `record --seconds 180` holds 720 s of samples; --mode csv lines carry no time, so "
-                        "give `run`/`record` --rate with the data's own rate (e.g. 100, not speed × 100), else they "
-                        "read speed × the rate")  # fmt: skip
+                        "--speed 4 `record --seconds 180` holds 720 s of samples; --mode csv lines carry no time: "
+                        "on Linux the commands that open the port find this simulator and divide the rate they "
+                        "measure by its speed (elsewhere give them --rate with the data's own rate, e.g. 100)")  # fmt: skip
     p.add_argument("--link", default=None,
                    help="stable path to keep pointing at the device; must not exist (default: a temp path)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")

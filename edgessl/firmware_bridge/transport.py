@@ -45,14 +45,21 @@ StateHook = Callable[[str], None]
 
 
 def channels_flag_problem(dev: ImuStream, port: str) -> str | None:
-    """``--channels`` or ``--units`` given for a board that announces its own (binary protocol): not used."""
-    if dev.channels and dev.info is not None:
-        return (f"--channels is not used: the board on {port} announces its channels {list(dev.info.channels)} "
-                "(binary protocol); --channels names a text board's values")  # fmt: skip
-    if dev.declared and dev.info is not None:
-        return (f"--units is not used: the board on {port} announces its units {list(dev.info.unit_names)} "
-                "(binary protocol; deg/s is delivered as rad/s); --units is for a text board's values")  # fmt: skip
-    return None
+    """``--channels``, ``--units`` or another ``--rate`` given for a board that announces its own (binary
+    protocol): not used."""
+    if dev.info is None:
+        return None
+    said = []
+    if dev.channels:
+        said.append(f"--channels is not used: the board on {port} announces its channels {list(dev.info.channels)} "
+                    "(binary protocol); --channels names a text board's values")  # fmt: skip
+    if dev.declared:
+        said.append(f"--units is not used: the board on {port} announces its units {list(dev.info.unit_names)} "
+                    "(binary protocol; deg/s is delivered as rad/s); --units is for a text board's values")  # fmt: skip
+    if dev.rate_hz is not None and abs(dev.rate_hz / dev.info.rate_hz - 1) > 0.01:
+        said.append(f"--rate {dev.rate_hz:g} is not used: the board on {port} announces {dev.info.rate_hz:g} Hz "
+                    "(binary protocol; each sample carries its time); --rate is a text board's")  # fmt: skip
+    return "; ".join(said) or None
 
 
 def units_flag_error(dev: ImuStream, port: str) -> str | None:
@@ -492,6 +499,7 @@ class ImuStream:
         self._held_rows: list[tuple[float, ...] | None] = []
         self._held_reasons: list[str] = []
         self.rate_wait = 5.0  # text mode without rate_hz: longest hold of the first readings for the estimate
+        self.playback_speed = 1.0  # lines per second / rate: k for a simulator at --speed k (set on opening)
         self.delivered_samples = 0
         self.dropped_samples = 0
         self.rejected_samples: collections.Counter[str] = collections.Counter()
@@ -533,6 +541,10 @@ class ImuStream:
             self._backlog.clear()
             if self.mode == "text":
                 self._await_text()
+                from edgessl.firmware_bridge.ports import simulator_speed
+
+                # `edgessl simulate --speed k` plays a text board k times faster than its rate: not a wrong --rate
+                self.playback_speed = simulator_speed(self.transport.url) or 1.0
         except BaseException:
             self.transport.close()
             raise
@@ -814,10 +826,11 @@ class ImuStream:
             return float(self.info.rate_hz)
         if self.rate_hz is not None:
             return self.rate_hz
-        # (arrival time, samples so far) pairs: the slope over a few seconds is the device's rate
+        # (arrival time, samples so far) pairs: the slope over a few seconds is the device's rate (a simulator
+        # played k times faster: its lines arrive k times faster than the rate it plays)
         ts = self._text_times
         if len(ts) >= 2 and ts[-1][1] - ts[0][1] >= 50 and ts[-1][0] > ts[0][0]:
-            return (ts[-1][1] - ts[0][1]) / (ts[-1][0] - ts[0][0])
+            return (ts[-1][1] - ts[0][1]) / (ts[-1][0] - ts[0][0]) / self.playback_speed
         return None
 
     def arrival_rate(self, span_s: float = RATE_CHECK_S, longest: bool = False) -> float | None:
@@ -851,7 +864,7 @@ class ImuStream:
         if self.rate_hz is None:
             return None
         arriving = self.arrival_rate()
-        if arriving is None or abs(arriving / self.rate_hz - 1) <= RATE_TOLERANCE:
+        if arriving is None or abs(arriving / (self.rate_hz * self.playback_speed) - 1) <= RATE_TOLERANCE:
             return None
         ratio = self.rate_hz / arriving
         k = round(1 / ratio)
@@ -1112,7 +1125,7 @@ class ImuStream:
                 t_first, n_first = self._text_times[0]
                 if t_host - t_first < self.rate_wait:
                     return events
-                rate = (self._text_count - n_first) / (t_host - t_first) if t_host > t_first else 1.0
+                rate = (self._text_count - n_first) / (t_host - t_first) / self.playback_speed if t_host > t_first else 1.0
             rows, reasons = self._held_rows, self._held_reasons
             self._held_rows, self._held_reasons = [], []
         n = len(rows)

@@ -168,7 +168,13 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
     cfg = pretrain_config(a)
     try:
         with run_in(a.out, force=a.force, resume=a.resume):
-            pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
+            r = pretrain(cfg, a.out, resume=a.resume, progress=not a.quiet)
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:  # (torchrun: one line)
+            print(json.dumps({"method": cfg.method.name, "windows": r["n_windows"],
+                              "final_loss": r["history"][-1]["loss"] if r["history"] else None,
+                              "out": str(a.out), "next": f"edgessl finetune --init {a.out}"}))  # fmt: skip
     finally:
         teardown()
     return 0

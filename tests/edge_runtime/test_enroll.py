@@ -98,9 +98,9 @@ def test_enrolling_three_takes_per_class_raises_new_users_accuracy(small_bundle)
             # and takes nearer another class than their own are pointed out
             assert report.nearest is not None and report.own is not None and -1 <= report.own <= 1
             assert f"to {lb}'s training gestures {report.own:.2f})" in report.text()
-            near = [n for n in report.notes if f"to the training people's {lb} " in n or f"than to their {lb} " in n]
+            near = [n for n in report.notes if f"to the training data's {lb} " in n or f"than to its {lb} " in n]
             assert (round(report.nearest[1], 2) > round(report.own, 2)) == bool(near), report
-            assert not any(f"training people's {lb}" in w for w in report.warnings)  # information, not a warning
+            assert not any(f"training data's {lb}" in w for w in report.warnings)  # information, not a warning
         assert rt.labels == open_bundle(small_bundle).labels  # personalised, no new class
         enrolled.append(decided(rt, Xt, truth).mean())
     # measured (this recipe): 0.65 -> 0.89 mean over these users; a state that changed nothing would fail

@@ -173,6 +173,26 @@ def test_a_headerless_text_board_is_named_by_channels_else_record_says_how(tmp_p
     assert csv.read_text().splitlines()[0] == "timestamp_ms,acc_x,acc_y,acc_z"
 
 
+def test_a_session_of_another_rate_or_channels_is_refused_by_its_folder_before_recording(tmp_path, capsys):
+    """The data commands read one rate and one set of channels per folder: a board at another rate (walkthrough:
+    the simulator at 100 Hz into a folder of 62.5 Hz sessions) is refused at once, not by the next `data info`."""
+    out, link = tmp_path / "pool", str(tmp_path / "imu")
+    from edgessl.firmware_bridge.simulator import load_source
+
+    sig, rate, ch, un = load_source("synthetic", None)
+    with SimulatedImu(sig, rate, ch, un, speed=4.0, link=link):
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "1"]) == 0
+    capsys.readouterr()
+    with SimulatedImu(sig, 62.5, ch, un, speed=4.0, link=link):
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: " in err and "was recorded at 100 Hz, this board streams 62.5 Hz" in err, err
+    with SimulatedImu(sig[:2], rate, ch[:2], un[:2], speed=4.0, link=link):
+        assert main(["record", "--port", link, "--out", str(out), "--seconds", "1"]) == 2
+    assert "holds channels ['acc_x', 'acc_y', 'acc_z']" in capsys.readouterr().err
+    assert len(list(out.glob("*.csv"))) == 1  # nothing written for the refused ones
+
+
 def test_a_free_session_where_nothing_moved_says_it_gives_pretraining_nothing(tmp_path, capsys):
     out, link = tmp_path / "pool", str(tmp_path / "imu")
     with SimulatedImu(*make_source("synthetic", None, seed=3, perform="cue"), speed=4.0, link=link):  # idle uncued

@@ -178,6 +178,34 @@ def test_refused_frames_are_counted_once_in_a_summary_line():
     assert refused_frames_text({"rejected_frames": {}}) == "" and refused_frames_text({}) == ""
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the simulator through /proc")
+def test_a_text_simulator_played_faster_is_no_wrong_rate(tmp_path):
+    """`edgessl simulate --mode csv --rate 62.5 --speed 4` sends 250 lines a second of a 62.5 Hz board: the host
+    knows the simulator and its speed, so --rate 62.5 is not called wrong and, without --rate, 62.5 is measured
+    (walkthrough: every record and run warned, and a recording without --rate stored 250 Hz)."""
+    import subprocess
+
+    from edgessl.firmware_bridge.ports import simulator_speed
+
+    link = tmp_path / "imu"
+    sim = subprocess.Popen([sys.executable, "-m", "edgessl", "simulate", "--mode", "csv", "--rate", "62.5", "--speed", "4",
+                            "--seconds", "30", "--link", str(link)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        sim.stdout.readline()  # the path: the link exists
+        assert simulator_speed(str(link)) == 4.0 and simulator_speed(str(tmp_path / "other")) is None
+        for rate in (62.5, None):
+            with ImuStream(str(link), rate_hz=rate, channels=["acc_x", "acc_y", "acc_z"]) as s:
+                assert s.mode == "text" and s.playback_speed == 4.0
+                t_end = time.monotonic() + 7
+                while time.monotonic() < t_end:
+                    s.read(0.1)
+                assert s.arrival_rate() == pytest.approx(250, rel=0.1)
+                assert s.rate_problem() is None and s.sample_rate == pytest.approx(62.5, rel=0.05)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
 def test_a_text_device_given_a_wrong_rate_is_named_pauses_and_backlog_are_no_rate():
     """Text lines carry no time: the given --rate spaces them, so a wrong one stretches every movement.
     The rate they arrive at is read over 5 s of arrivals without a pause of a second or more."""
@@ -220,7 +248,15 @@ def test_channels_for_a_board_that_names_its_own_is_said_to_be_unused(tmp_path):
             problem = channels_flag_problem(s, "/dev/imu")
         with ImuStream(sim.path) as s:
             assert channels_flag_problem(s, "/dev/imu") is None
+        with ImuStream(sim.path, rate_hz=RATE) as s:  # the rate it announces: nothing to say
+            assert channels_flag_problem(s, "/dev/imu") is None
+        # all of them at once (walkthrough: --rate 62.5 to a 100 Hz binary board went unsaid, and --units was
+        # hidden behind the --channels warning)
+        with ImuStream(sim.path, channels=["x", "y", "z"], declared={"acc": "m/s2"}, rate_hz=62.5) as s:
+            every = channels_flag_problem(s, "/dev/imu")
     assert problem is not None and "--channels is not used" in problem and "['acc_x', 'acc_y', 'acc_z']" in problem
+    assert every is not None and "--channels is not used" in every and "--units is not used" in every
+    assert f"--rate 62.5 is not used: the board on /dev/imu announces {RATE:g} Hz" in every
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the lock is flock; the holder's name is read from /proc")
