@@ -747,15 +747,9 @@ def printed_scale(units: list[str], declared: dict[str, str] | None) -> list[flo
     multiplies each channel of ``units`` (g, rad/s) by; None when it prints them as they are."""
     if not declared:
         return None
-    from edgessl.units import canonical_unit
+    from edgessl.units import canonical_unit, declare_units
 
-    out = [1.0] * len(units)
-    for key, want in (("acc", "g"), ("gyro", "rad/s")):
-        if key in declared:
-            for i, u in enumerate(units):
-                if u == want:
-                    out[i] = 1.0 / canonical_unit(declared[key])[1]
-    return out
+    return [1.0 / canonical_unit(u)[1] for u in declare_units(units, declared.get("acc"), declared.get("gyro"))]
 
 
 def _cmd_simulate(args) -> int:

@@ -67,8 +67,7 @@ def units_flag_error(dev: ImuStream, port: str) -> str | None:
     values are ch0, ch1 ... whose sensor nobody said): the command stops rather than convert nothing."""
     if dev.info is not None or not dev.declared:
         return None
-    base = list(dev.units) if dev.units else [unit_from_channel(n) for n in dev.channel_names]
-    missing = [k for k, u in (("acc", "g"), ("gyro", "rad/s")) if k in dev.declared and u not in base]
+    missing = [k for k, u in (("acc", "g"), ("gyro", "rad/s")) if k in dev.declared and u not in dev.named_units]
     if not missing:
         return None
     said = ",".join(f"{k}={dev.declared[k]}" for k in missing)
@@ -814,11 +813,15 @@ class ImuStream:
         return [canonical_unit(u)[0] for u in self.text_units]  # as delivered (m/s² -> g ...)
 
     @property
+    def named_units(self) -> list[str]:
+        """A text board's units as given (``units``) or as its channel names say (acc -> g, gyro -> rad/s)."""
+        return list(self.units) if self.units else [unit_from_channel(n) for n in self.channel_names]
+
+    @property
     def text_units(self) -> list[str]:
-        """A text board's units as its lines carry them: ``units``, else the channel names' (acc -> g, gyro ->
-        rad/s), with ``declared`` (``--units acc=m/s2``) in place of g / rad/s."""
-        base = list(self.units) if self.units else [unit_from_channel(n) for n in self.channel_names]
-        return declare_units(base, self.declared.get("acc"), self.declared.get("gyro"))
+        """A text board's units as its lines carry them: :attr:`named_units` with ``declared`` (``--units
+        acc=m/s2``) in place of g / rad/s."""
+        return declare_units(self.named_units, self.declared.get("acc"), self.declared.get("gyro"))
 
     @property
     def sample_rate(self) -> float | None:
