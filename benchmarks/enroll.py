@@ -44,6 +44,7 @@ from edgessl.edge_runtime.adapt import build_adapter
 from edgessl.edge_runtime.enroll import TEMPLATE_WEIGHT
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.export.pipeline import ExportConfig, export_bundle
+from edgessl.preprocess import softmax
 from edgessl.trainer.data import DataConfig
 from edgessl.trainer.fit import FitConfig
 from edgessl.trainer.pipeline import FinetuneConfig, finetune
@@ -171,9 +172,7 @@ def confidence_fit(val: list, test: list) -> dict:
                 np.concatenate([np.full(len(r[1]), r[3]) for r in rows]))
 
     def rescaled(logp: np.ndarray, a: float) -> np.ndarray:
-        z = a * (logp - logp.max(1, keepdims=True))
-        z = np.exp(z)
-        return z / z.sum(1, keepdims=True)
+        return softmax(a * logp)
 
     def nll(logp: np.ndarray, y: np.ndarray, a: float) -> float:
         return float(-np.log(np.clip(rescaled(logp, a)[np.arange(len(y)), y], 1e-300, None)).mean())
