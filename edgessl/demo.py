@@ -180,6 +180,8 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
                                   "confidence_threshold": manifest["confidence_threshold"],
                                   "ood_threshold": manifest["ood_threshold"],
                                   "roughness_threshold": manifest.get("roughness_threshold"),
+                                  # the share of valid gestures the gates were set to answer `unknown`
+                                  "calibrated_rejection": (manifest.get("decision_calibration") or {}).get("target_rejection"),
                                   "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
     t0 = _stage(4, f"simulated IMU on a pseudo-terminal: held-out user, sensor mounted {cfg.rotation_deg:g}° rotated")
@@ -368,7 +370,7 @@ Run: `edgessl demo` on `{r['data']}` — {r['seconds']:.0f} s in all. Config: `{
 | 3. export | {ex['bytes']} bytes; int8 ({ex['quantization']}); int8/fp32 top-1 agreement {ex['top1_agreement']:.4f}; {acc}; max logit difference {ex['max_logit_difference']:.3f}; gates: confidence ≥ {ex['confidence_threshold']:.3f}, out-of-distribution score ≤ {ex['ood_threshold']:.4f}{_noise_md(ex)} |
 | 4. simulated device | {s['stream']['gestures']} gestures of a held-out user, sensor rotated {s['stream']['rotation_deg']:g}°, {s['stream']['samples_received']} samples received |
 | 5a. live | {rt['events']} events for {s['stream']['gestures']} gestures, accuracy {rt['accuracy_live']:.3f} |
-| 5b. a session of {rt['session_gestures']} gestures | stream accuracy with the sensor not rotated {rt['accuracy_not_rotated']:.3f} (the reference); rotated: unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({_adapt_words(rt['adapt'], rt['updates'])}) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
+| 5b. a session of {rt['session_gestures']} gestures | stream accuracy with the sensor not rotated {rt['accuracy_not_rotated']:.3f} (the reference); rotated: unadapted {rt['accuracy_unadapted']:.3f}, **adapted ({_adapt_words(rt['adapt'], rt['updates'])}) {rt['accuracy_adapted']:.3f}**, **enrolled (1 performance per gesture) {rt['accuracy_enrolled']:.3f}**; answered `unknown`: {_unknown_md(rt['unknown_unadapted'])} unadapted, {_unknown_md(rt['unknown_adapted'])} adapted, {_unknown_md(rt['unknown_enrolled'])} enrolled{_calibrated_md(ex, rt)}; latency median {rt['latency_ms_median']:.2f} ms, p99 {rt['latency_ms_p99']:.2f} ms |
 
 {verdict}{_since_md(rt['since_first_update'], rt['adapt'])}
 
@@ -427,6 +429,16 @@ def _adapt_words(method: str, updates: int) -> str:
 def _noise_md(ex: dict) -> str:
     r = ex.get("roughness_threshold")
     return "" if r is None else f", noise: roughness ≤ {r:.3f}"
+
+
+def _calibrated_md(ex: dict, rt: dict) -> str:
+    """The calibrated share of `unknown` answers beside the held-out person's (what `edgessl run` compares)."""
+    cal, n = ex.get("calibrated_rejection"), rt["session_gestures"]
+    if not cal or not n:
+        return ""
+    return (f" ({rt['unknown_unadapted']['total'] / n:.0%} of the gestures unadapted, where the export set the gates to "
+            f"answer {cal:.0%} of its training people's validation gestures `unknown`: a new person, whom `edgessl run` "
+            "points to `enroll`)")
 
 
 def _unknown_md(u: dict[str, int]) -> str:

@@ -276,6 +276,41 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
     return n, ", ".join(f"{rt.stats[f'unknown_{k}']} {words}" for k, words in parts)
 
 
+UNFAMILIAR_MIN_GESTURES = 20  # gestures decided before their share of `unknown` answers is judged
+UNFAMILIAR_SHARE = 0.15  # a share above this and 3x the calibrated one: a person (or grip, mounting) the model lacks
+
+
+def unsure_share(rt: GestureRuntime, named: int) -> dict[str, Any] | None:
+    """How many of the gestures decided so far were answered ``unknown`` as unsure or unlike the training gestures
+    (noise excluded), against the share the export calibrated on its validation gestures; ``named``: the gestures
+    answered with a label. None for a sliding-window bundle (it answers windows, not gestures).
+
+    The export sets the gates to turn about ``target_rejection`` (2 %) of its training people's held-out gestures
+    ``unknown``; a share many times that is a person, grip or mounting unlike the training data (simulated other
+    people: 24-40 %), which enrollment fixes (README; docs/results.md) rather than a lower gate."""
+    if rt.bundle.manifest["input_mode"] != "segment":
+        return None
+    unsure = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
+    n = named + unsure
+    cal = rt.bundle.manifest.get("decision_calibration") or {}
+    calibrated = max(float(cal.get("target_rejection") or 0.0), float(cal.get("rejection") or 0.0))
+    share = unsure / n if n else 0.0
+    return {"gestures": n, "unknown": unsure, "share": round(share, 3), "calibrated": round(calibrated, 3),
+            "unfamiliar": n >= UNFAMILIAR_MIN_GESTURES and share >= max(UNFAMILIAR_SHARE, 3 * calibrated)}
+
+
+def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None) -> str:
+    """The advice when :func:`unsure_share` found many more ``unknown`` answers than calibrated ("" else);
+    ``enroll``: the enroll command for this bundle and port."""
+    if not share["unfamiliar"]:
+        return ""
+    who = f"the training data and the enrollment in {state}" if state else "the training data"
+    return (f"{share['unknown']} of {share['gestures']} gestures ({share['share']:.0%}) answered unknown as unsure or "
+            f"unlike training, where the export calibrated {share['calibrated']:.0%} on its validation gestures: this "
+            f"person's way of performing them (or the mounting) differs from {who}; {enroll} --calibrate teaches the "
+            f"model theirs (each gesture once{', added to the state' if state else ''})")
+
+
 def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     """The movements a segment bundle's runtime cut but never classified, in words ("" when none); ``enroll``:
     the start of the enroll command to suggest for slow gestures."""
@@ -424,6 +459,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     emit({"user_state": stats["user_state"]})
             meter = RateMeter()  # the status line's rate and the page's
             unit = "gestures" if rt.bundle.manifest["input_mode"] == "segment" else "windows"  # what adaptation counts
+            enroll_cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state or 'you.npz'}"
+            # the share of unknown answers is judged against the calibrated gates only, not gates a user moved
+            default_gates, unfamiliar_said = args.confidence is None and args.ood_threshold is None, False
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None
             if feed is not None:
                 states.hook = feed.state
@@ -547,6 +585,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             if feed is not None:
                                 feed.event(g)
                             stats["gestures"] += g.label != UNKNOWN
+                            if g.label == UNKNOWN and not unfamiliar_said and default_gates:
+                                share = unsure_share(rt, stats["gestures"])
+                                if share is not None and (said := unfamiliar_text(share, enroll_cmd, args.state)):
+                                    unfamiliar_said = True  # once: the summary at the end says it again
+                                    if args.json:
+                                        emit({"note": said})
+                                    else:
+                                        note(said)
                             if g.label == UNKNOWN and not args.show_unknown:
                                 continue  # decided for the comparison or the page only
                             stats["events"] += 1
@@ -613,6 +659,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 stats.update(device=dev.counters(), runtime=dict(rt.stats))
             if adapter is not None:
                 stats["adaptation"] = adapter.summary()
+            share = unsure_share(rt, stats["gestures"])
+            if share is not None:
+                stats["unknown_share"] = {**share, "unfamiliar": share["unfamiliar"] and default_gates}
             if args.json:
                 emit({"stats": stats})
             else:
@@ -620,8 +669,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 unknown, by_reason = unknown_counts(rt)
                 why = (f" ({by_reason}{'' if args.show_unknown else '; --show-unknown prints them'})"
                        if unknown else "")  # fmt: skip
-                skipped = unclassified_text(rt, f"edgessl enroll {args.bundle} --port {args.port} --state "
-                                                    f"{args.state or 'you.npz'}")
+                skipped = unclassified_text(rt, enroll_cmd)
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['gestures']} "
                       f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
@@ -631,6 +679,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
                 if adapter is not None:
                     print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)
+                if share is not None and (said := unfamiliar_text(stats["unknown_share"], enroll_cmd, args.state)):
+                    print(f"# {said}", file=out, flush=True)
                 if "units" in stats:  # the reason for what the summary shows, said where it is read
                     print(f"# wrong units{', every answer above is meaningless' if stats['events'] else ''}: "
                           f"{stats['units']}", file=out, flush=True)  # fmt: skip
@@ -686,7 +736,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "decisions (default: none)")  # fmt: skip
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout: events, gaps, device states and changes, final stats (events: the "
-                        "lines shown, unknown answers too with --show-unknown; gestures: those naming a gesture)")
+                        "lines shown, unknown answers too with --show-unknown; gestures: those naming a gesture; "
+                        "unknown_share: the gestures answered unknown as unsure or unlike training against the share "
+                        "the export calibrated, and whether that is far more: a person to enroll)")
     p.add_argument("--record", default=None,
                    help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")
