@@ -585,14 +585,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             if feed is not None:
                                 feed.event(g)
                             stats["gestures"] += g.label != UNKNOWN
-                            if g.label == UNKNOWN and not unfamiliar_said and default_gates:
-                                share = unsure_share(rt, stats["gestures"])
-                                if share is not None and (said := unfamiliar_text(share, enroll_cmd, args.state)):
-                                    unfamiliar_said = True  # once: the summary at the end says it again
-                                    if args.json:
-                                        emit({"note": said})
-                                    else:
-                                        note(said)
                             if g.label == UNKNOWN and not args.show_unknown:
                                 continue  # decided for the comparison or the page only
                             stats["events"] += 1
@@ -600,6 +592,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                 emit(g.to_json())
                             else:
                                 print(f"{cr}{event_text(g)}", file=out, flush=True)
+                        # (unknown answers are counted, not returned, without --show-unknown: judged from the counts)
+                        if not unfamiliar_said and default_gates:
+                            share = unsure_share(rt, stats["gestures"])
+                            if share is not None and (said := unfamiliar_text(share, enroll_cmd, args.state)):
+                                unfamiliar_said = True  # once: the summary at the end says it again
+                                if args.json:
+                                    emit({"note": said})
+                                else:
+                                    note(said)
                     if feed is not None:
                         feed.tick(dev)
                     for de in dev.take_events():
