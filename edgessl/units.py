@@ -8,11 +8,12 @@ them and the live commands warn.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CONVERTIBLE", "MAX_MEDIAN_G", "MAX_P90_RAD_S", "UnitWatch", "canonical_unit", "declare_units",
+__all__ = ["CONVERTIBLE", "MAX_MEDIAN_G", "MAX_P90_RAD_S", "UNIT_CHOICES", "UnitWatch", "canonical_unit", "declare_units",
            "g_channels", "gyro_problem_text", "rad_s_channels", "unit_from_channel", "unit_problem_text",
            "with_units_flag"]
 
@@ -36,10 +37,24 @@ CONVERTIBLE: dict[str, tuple[str, float]] = {
 }
 
 
+# a sensor's raw counts, by its datasheet's sensitivity: "16384LSB/g" (an MPU-6050 at ±2 g), "131LSB/dps" (at ±250 °/s)
+_COUNTS = re.compile(r"^(\d+(?:\.\d+)?)lsb/(g|dps|deg/s|°/s)$")
+# what the unit options and flags accept, in words (their error messages)
+UNIT_CHOICES = {"g": "g, m/s2, mg, or raw counts as NLSB/g (16384LSB/g: an MPU-6050 at ±2 g)",
+                "rad/s": "rad/s, deg/s, or raw counts as NLSB/dps (131LSB/dps: an MPU-6050 at ±250 °/s)"}
+
+
 def canonical_unit(unit: str) -> tuple[str, float]:
     """``(unit, factor)``: what a value in ``unit`` is in the unit models use (g, rad/s), times ``factor``;
-    ``(unit, 1.0)`` for a unit already canonical or not convertible."""
-    return CONVERTIBLE.get(unit.lower().replace(" ", ""), (unit, 1.0))
+    ``(unit, 1.0)`` for a unit already canonical or not convertible. Raw counts are named by the datasheet's
+    sensitivity: ``16384LSB/g`` is ``("g", 1 / 16384)``, ``131LSB/dps`` is ``("rad/s", π / 180 / 131)``."""
+    u = unit.lower().replace(" ", "")
+    if u in CONVERTIBLE:
+        return CONVERTIBLE[u]
+    if (m := _COUNTS.match(u)) and float(m.group(1)) > 0:
+        per = float(m.group(1))
+        return ("g", 1.0 / per) if m.group(2) == "g" else ("rad/s", float(np.pi / 180.0) / per)
+    return unit, 1.0
 
 
 def declare_units(units: Sequence[str], acc: str | None, gyro: str | None) -> list[str]:
@@ -97,8 +112,8 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
     else:
         like, k = "they are not in g", ""
     fix = f"divide them by {k} (in the firmware, or in the CSV files) to have g" if k else "convert them to g"
-    if spec and k in ("9.81", "1000"):  # a data file: its unit can be declared instead
-        unit = "m/s2" if k == "9.81" else "mg"
+    if spec and k:  # a data file: its unit can be declared instead
+        unit = {"9.81": "m/s2", "1000": "mg"}.get(k, f"{k}LSB/g")
         fix += f", or declare the unit and it is converted: {spec.partition('?')[0]}?acc={unit}"
     return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
@@ -107,7 +122,11 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
 def with_units_flag(problem: str) -> str:
     """A live board's unit problem (:func:`unit_problem_text`, :func:`gyro_problem_text`) with the remedy a text
     board has without a firmware change: ``--units`` of the commands that open a port."""
-    flags = [f for like, f in ((_LIKE_M_S2, "acc=m/s2"), (_LIKE_MG, "acc=mg"), (_LIKE_DEG_S, "gyro=deg/s")) if like in problem]
+    # (°/s or the gyroscope's raw counts: gyro_problem_text cannot tell them apart, so both are named)
+    gyro = "gyro=deg/s (raw counts: gyro=131LSB/dps for an MPU-6050 at ±250 °/s)"
+    flags = [f for like, f in ((_LIKE_M_S2, "acc=m/s2"), (_LIKE_MG, "acc=mg"), (_LIKE_DEG_S, gyro)) if like in problem]
+    if counts := re.search(r"raw counts \((\d+) per g", problem):
+        flags.append(f"acc={counts.group(1)}LSB/g")
     if not flags:
         return problem
     return f"{problem}; a text board's values are converted as they arrive with --units {','.join(flags)}"

@@ -28,7 +28,7 @@ from edgessl.datasets.labelled import attach_window_options
 from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.types import FLOAT32_MAX, DataFormatError, SpecOptionError, StreamDataset, to_canonical_units
 from edgessl.preprocess import MAX_FILL_S
-from edgessl.units import CONVERTIBLE, canonical_unit, declare_units
+from edgessl.units import UNIT_CHOICES, canonical_unit, declare_units
 
 __all__ = ["FLAG_BITS", "SESSION_FORMAT", "SessionWriter", "load_csv_spec", "read_session", "read_sidecar", "runs_of_labels"]
 
@@ -407,9 +407,8 @@ def sensor_units(opts: dict[str, str], spec: str) -> tuple[str | None, str | Non
     for key, unit in (("acc", "g"), ("gyro", "rad/s")):
         u = opts.pop(key, None)
         if u is not None and canonical_unit(u)[0] != unit and u != unit:
-            known = sorted({k for k, (c, _) in CONVERTIBLE.items() if c == unit} | {unit})
             raise SpecOptionError(f"{spec!r}: {key}= must be a unit of {'acceleration' if key == 'acc' else 'turn rate'}"
-                                  f" ({', '.join(known)}); got {u!r}")  # fmt: skip
+                                  f" ({UNIT_CHOICES[unit]}); got {u!r}")  # fmt: skip
         out.append(u)
     return out[0], out[1]
 

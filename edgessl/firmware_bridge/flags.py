@@ -17,7 +17,7 @@ def _channel_names(text: str) -> list[str]:
 
 def units_flag(text: str) -> dict[str, str]:
     """``acc=m/s2,gyro=deg/s`` -> ``{"acc": "m/s2", "gyro": "deg/s"}``: units the host converts to g / rad/s."""
-    from edgessl.units import canonical_unit
+    from edgessl.units import UNIT_CHOICES, canonical_unit
 
     out: dict[str, str] = {}
     for part in text.split(","):
@@ -27,8 +27,8 @@ def units_flag(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"{text!r}: expected acc=UNIT and/or gyro=UNIT, e.g. acc=m/s2 or "
                                              "acc=mg,gyro=deg/s")  # fmt: skip
         if canonical_unit(unit)[0] != want:
-            known = "g, m/s2, mg" if key == "acc" else "rad/s, deg/s"
-            raise argparse.ArgumentTypeError(f"{key}={unit}: not a unit edgessl converts to {want}; expected one of {known}")
+            raise argparse.ArgumentTypeError(f"{key}={unit}: not a unit edgessl converts to {want}; expected "
+                                             f"{UNIT_CHOICES[want]}")  # fmt: skip
         out[key] = unit
     return out
 
@@ -44,4 +44,6 @@ def add_text_board_flags(p: argparse.ArgumentParser) -> None:
                         "files: acc -> g, gyro -> rad/s")  # fmt: skip
     p.add_argument("--units", type=units_flag, default=None, metavar="acc=UNIT,gyro=UNIT",
                    help="units of a text board's values when they are not g and rad/s, converted as they arrive: "
-                        "acc=m/s2 (Edge Impulse's data-forwarder sketches print m/s²), acc=mg, gyro=deg/s")  # fmt: skip
+                        "acc=m/s2 (Edge Impulse's data-forwarder sketches print m/s²), acc=mg, gyro=deg/s, or raw "
+                        "counts by the datasheet's sensitivity: acc=16384LSB/g,gyro=131LSB/dps (an MPU-6050 at "
+                        "±2 g, ±250 °/s)")  # fmt: skip

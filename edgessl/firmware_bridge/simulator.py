@@ -851,7 +851,8 @@ def register(sub) -> None:
                         "open the port; it cannot be cued: rehearse record --label and enroll in binary mode)")  # fmt: skip
     p.add_argument("--units", type=_units_flag, default=None, metavar="acc=UNIT,gyro=UNIT",
                    help="--mode csv: print the accelerometer in m/s² (acc=m/s2, as Edge Impulse's data-forwarder "
-                        "sketches do) or mg, the gyroscope in deg/s; the commands that read it take the same --units")  # fmt: skip
+                        "sketches do), mg or raw counts (acc=16384LSB/g), the gyroscope in deg/s; the commands that "
+                        "read it take the same --units")  # fmt: skip
     p.add_argument("--faults", default=None,
                    help="e.g. drop=0.001,corrupt=0.001,garbage=0.01,banner,drift=200,rate=98,unplug=10:1.5,restart=20 "
                         "(drop/corrupt: probability per byte, and a frame that loses or garbles one byte is rejected whole: "

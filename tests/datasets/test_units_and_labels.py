@@ -55,6 +55,25 @@ def test_acceleration_in_m_s2_is_declared_and_converted_or_refused_with_the_opti
         load(f"csv:{p}?gyro=m/s2")
 
 
+def test_raw_counts_are_declared_by_the_datasheets_sensitivity(tmp_path):
+    """A sketch printing an MPU-6050's raw counts (16384 per g at ±2 g): refused with the option that converts
+    them, which is the datasheet's sensitivity (``16384LSB/g``; the gyroscope's ``131LSB/dps``)."""
+    from edgessl.units import canonical_unit
+
+    st = _stream()
+    p = tmp_path / "raw.csv"
+    _write_csv(p, st, _labels(st), scale=16384)
+    with pytest.raises(DataFormatError, match=r"raw counts \(16384 per g.*converted: csv:.*raw\.csv\?acc=16384LSB/g"):
+        load(f"csv:{p}")
+    ds = load(f"csv:{p}?acc=16384LSB/g")
+    assert ds.channel_units == ["g"] * 3
+    np.testing.assert_allclose(ds.signal, st.signal, atol=1e-5)
+    assert canonical_unit("131 LSB/dps") == ("rad/s", pytest.approx(np.pi / 180 / 131))
+    assert canonical_unit("0LSB/g") == ("0LSB/g", 1.0)  # not a sensitivity: not a unit
+    with pytest.raises(SpecOptionError, match=r"acc= must be a unit of acceleration \(.*NLSB/g.*\); got '131LSB/dps'"):
+        load(f"csv:{p}?acc=131LSB/dps")
+
+
 def test_a_sidecar_or_npz_in_m_s2_mg_or_deg_s_is_converted(tmp_path):
     """A session sidecar saying m/s² (pretrain found no movement and failed inside the trainer) and an npz
     whose channel_units say mg and deg/s load in g and rad/s; a folder of them too."""

@@ -605,6 +605,21 @@ def test_a_text_board_in_m_s2_is_converted_with_units(small_bundle, tmp_path):
         r = subprocess.run([sys.executable, "-m", "edgessl", "monitor", "--port", sim.path, "--seconds", "2",
                             "--units", "acc=m/s2"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0 and "--units is not used: the board on" in r.stderr, r.stderr
+    # a sketch printing an MPU-6050's raw counts: the remedy is the datasheet's sensitivity, and it works
+    raw = printed_scale(un, {"acc": "16384LSB/g"})
+    assert raw == [16384.0] * 3
+    with SimulatedImu(sig, rate, ch, un, mode="csv", link=str(tmp_path / "imu4"), text_scale=raw) as sim:
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
+                            "--seconds", "4", "--channels", "acc_x,acc_y,acc_z"], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+        assert r.returncode == ExitCode.DATA and "raw counts (16384 per g" in r.stderr, r.stderr
+        assert r.stderr.rstrip().endswith("with --units acc=16384LSB/g; stopped: the model would answer nonsense"), r.stderr
+        r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", sim.path, "--out",
+                            str(tmp_path / "raw"), "--seconds", "3", "--units", "acc=16384LSB/g", "--channels",
+                            "acc_x,acc_y,acc_z"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    st = load_stream(f"dir:{tmp_path / 'raw'}")
+    assert 0.8 < float(np.median(np.linalg.norm(st.signal[:3], axis=0))) < 1.2  # stored in g
     r = subprocess.run([sys.executable, "-m", "edgessl", "simulate", "--units", "acc=m/s2", "--seconds", "1"],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "--units acc=m/s2 needs --mode csv" in r.stderr, r.stderr
