@@ -436,6 +436,9 @@ class SyntheticPerson:
         idle_s: range of the idle time between planned gestures, in seconds.
         reaction_s: range of the delay between a cue and the gesture it asks for, in seconds.
         rest_s: range of the rest after any gesture before the next one may start, in seconds.
+        attend_s: after a cue, a person moving at random (or from a script) performs only what is cued until this
+            long after the last cue: someone being prompted does what the prompts ask (`enroll` on a simulator
+            started without ``--perform cue`` took random gestures as the prompted ones: walkthrough).
 
     Attributes:
         pos: samples produced so far (the stream position of the next sample).
@@ -449,7 +452,8 @@ class SyntheticPerson:
     def __init__(self, user: str | int = DEFAULT_USER, seed: int = 0, *, rate_hz: float = 100.0,
                  perform: str | list[tuple[str, int]] = "random", noise_g: float = 0.015,
                  counts_per_g: float | None = None, idle_s: tuple[float, float] = (1.0, 3.0),
-                 reaction_s: tuple[float, float] = (0.3, 0.6), rest_s: tuple[float, float] = (0.5, 1.0)):  # fmt: skip
+                 reaction_s: tuple[float, float] = (0.3, 0.6), rest_s: tuple[float, float] = (0.5, 1.0),
+                 attend_s: float = 10.0):  # fmt: skip
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0; got {rate_hz}")
         self.user = str(user)
@@ -457,7 +461,8 @@ class SyntheticPerson:
         self.seed = int(seed)
         self.rate_hz = float(rate_hz)
         self.noise_g, self.counts_per_g = noise_g, counts_per_g
-        self.idle_s, self.reaction_s, self.rest_s = idle_s, reaction_s, rest_s
+        self.idle_s, self.reaction_s, self.rest_s, self.attend_s = idle_s, reaction_s, rest_s, attend_s
+        self._attend_until = 0  # no planned gesture starts before this (samples): the person follows cues
         self.profile = make_user(SyntheticConfig().seed, self.user_id)
         self.rng = np.random.default_rng([self.user_id, 4, self.seed])
         self.perform = parse_perform(perform) if isinstance(perform, str) else list(perform)
@@ -500,6 +505,7 @@ class SyntheticPerson:
             raise ValueError(f"unknown gesture {label!r}; expected one of {', '.join(GESTURES)}")
         at = self.pos + self._samples(self.reaction_s)
         self._cues.append((label, at))
+        self._attend_until = at + int(round(self.attend_s * self.rate_hz))
         if self._idle and len(self._cues) == 1:  # stop idling when the cue is due (a gesture is finished first)
             due = max(0, max(at, self._rest_until) - self.pos)
             self._buf = self._buf[:, :due]
@@ -507,6 +513,8 @@ class SyntheticPerson:
     def _refill(self) -> None:
         if self._cues:
             target: tuple[str, int] | None = (self._cues[0][0], max(self._cues[0][1], self._rest_until))
+        elif self._next is not None and self._next[1] < self._attend_until:  # prompted lately: only cues for now
+            target = self._next = (self._next[0], self._attend_until)
         else:
             target = self._next
         if target is not None and self.pos >= target[1]:

@@ -262,7 +262,9 @@ def event_text(g: Event) -> str:
            else f"  noise or vibration, not a movement (roughness {g.roughness:.2f})" if g.reason == "noise"
            else f"  unlike training (out-of-distribution score {g.ood_score:.3f})")  # fmt: skip
     # noise is refused before the model is asked: its class probability would read as a confidence in it
-    conf = f"[{_bar(g.confidence)}] {g.confidence:.2f}" if g.reason != "noise" else f"[{' ' * 20}]   — "
+    # a low-confidence answer's confidence rounded down: 0.4996 under a 0.500 gate must not print as 0.50
+    c = math.floor(g.confidence * 100) / 100 if g.reason == "low_confidence" else g.confidence
+    conf = f"[{_bar(g.confidence)}] {c:.2f}" if g.reason != "noise" else f"[{' ' * 20}]   — "
     return (f"{g.t:9.2f}s  {g.label:>12s}  {conf}  {g.latency_ms:.2f} ms  "
             f"({g.window_start:.2f}-{g.window_end:.2f} s){why}")  # fmt: skip
 
@@ -276,14 +278,20 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
     return n, ", ".join(f"{rt.stats[f'unknown_{k}']} {words}" for k, words in parts)
 
 
+def new_state_name() -> str:
+    """A user state file name for the advice to enroll that names no existing file (enroll would extend it:
+    another person's takes)."""
+    return next(n for n in (f"you{'' if k == 1 else k}.npz" for k in range(1, 10**6)) if not os.path.exists(n))
+
+
 UNFAMILIAR_MIN_GESTURES = 20  # gestures decided before their share of `unknown` answers is judged
 UNFAMILIAR_SHARE = 0.15  # a share above this and 3x the calibrated one: a person (or grip, mounting) the model lacks
 
 
 def unsure_share(rt: GestureRuntime, named: int) -> dict[str, Any] | None:
-    """How many of the gestures decided so far were answered ``unknown`` as unsure or unlike the training gestures
-    (noise excluded), against the share the export calibrated on its validation gestures; ``named``: the gestures
-    answered with a label. None for a sliding-window bundle (it answers windows, not gestures).
+    """How many of the gestures decided so far (``decided``: answered with a label or ``unknown``, noise excluded)
+    were answered ``unknown`` as unsure or unlike the training gestures, against the share the export calibrated on
+    its validation gestures; ``named``: the gestures answered with a label. None for a sliding-window bundle (it answers windows, not gestures).
 
     The export sets the gates to turn about ``target_rejection`` (2 %) of its training people's held-out gestures
     ``unknown``; a share many times that is a person, grip or mounting unlike the training data (simulated other
@@ -295,7 +303,7 @@ def unsure_share(rt: GestureRuntime, named: int) -> dict[str, Any] | None:
     cal = rt.bundle.manifest.get("decision_calibration") or {}
     calibrated = max(float(cal.get("target_rejection") or 0.0), float(cal.get("rejection") or 0.0))
     share = unsure / n if n else 0.0
-    return {"gestures": n, "unknown": unsure, "share": round(share, 3), "calibrated": round(calibrated, 3),
+    return {"decided": n, "unknown": unsure, "share": round(share, 3), "calibrated": round(calibrated, 3),
             "unfamiliar": n >= UNFAMILIAR_MIN_GESTURES and share >= max(UNFAMILIAR_SHARE, 3 * calibrated)}
 
 
@@ -305,7 +313,7 @@ def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None) -> st
     if not share["unfamiliar"]:
         return ""
     who = f"the training data and the enrollment in {state}" if state else "the training data"
-    return (f"{share['unknown']} of {share['gestures']} gestures ({share['share']:.0%}) answered unknown as unsure or "
+    return (f"{share['unknown']} of {share['decided']} gestures ({share['share']:.0%}) answered unknown as unsure or "
             f"unlike training, where the export calibrated {share['calibrated']:.0%} on its validation gestures: this "
             f"person's way of performing them (or the mounting) differs from {who}; {enroll} --calibrate teaches the "
             f"model theirs (each gesture once{', added to the state' if state else ''})")
@@ -459,7 +467,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     emit({"user_state": stats["user_state"]})
             meter = RateMeter()  # the status line's rate and the page's
             unit = "gestures" if rt.bundle.manifest["input_mode"] == "segment" else "windows"  # what adaptation counts
-            enroll_cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state or 'you.npz'}"
+            enroll_cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state or new_state_name()}"
             # the share of unknown answers is judged against the calibrated gates only, not gates a user moved
             default_gates, unfamiliar_said = args.confidence is None and args.ood_threshold is None, False
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None

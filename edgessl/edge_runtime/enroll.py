@@ -126,6 +126,8 @@ class EnrollReport:
         own: for a bundle class, the cosine similarity of the takes' mean to its own prototype (None for a new one).
         warnings: things the user should act on (a new class close to another, doubtful takes left out).
         notes: things worth knowing (takes nearer another gesture than the training data's way of making theirs).
+        differs: the takes are nearer another gesture's training examples than their own (a person's own way of
+            making it: what enrollment is for; one of ``notes`` says which).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
         n_takes: the takes given.
         guard: which guard refused it: ``"too_close"`` (a new class like another), ``"none_answered"`` (no take
@@ -142,6 +144,7 @@ class EnrollReport:
     own: float | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    differs: bool = False
     flipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     reason: str = ""
     n_takes: int = 0
@@ -356,6 +359,7 @@ class UserState:
                                         f"to the training data's {label} {report.own:.2f}); only if `run` confuses "
                                         "the two: enroll 2 more takes of each into the same --state")  # fmt: skip
                 else:  # a person's own way of making it (common for a new user): what enrollment is for
+                    report.differs = True
                     report.notes.append(f"your {label} differs from the training data's: closer to its "
                                         f"{report.nearest[0]} ({report.nearest[1]:.2f}) than to its {label} "
                                         f"({report.own:.2f}); this enrollment teaches the model yours")  # fmt: skip

@@ -55,19 +55,19 @@ def test_many_more_unknown_answers_than_calibrated_point_to_enrollment(small_bun
 
     # a gate no gesture passes: every decided gesture is `unknown`, far above the calibrated 2 %
     share, named = decided(DecisionConfig(confidence=1.01))
-    assert named == 0 and share["unknown"] == share["gestures"] >= UNFAMILIAR_MIN_GESTURES and share["share"] == 1.0
+    assert named == 0 and share["unknown"] == share["decided"] >= UNFAMILIAR_MIN_GESTURES and share["share"] == 1.0
     assert share["calibrated"] >= 0.02 and share["unfamiliar"]  # the export's target: 2 %
     said = unfamiliar_text(share, cmd, None)
-    assert said.startswith(f"{share['unknown']} of {share['gestures']} gestures (100%) answered unknown")
+    assert said.startswith(f"{share['unknown']} of {share['decided']} gestures (100%) answered unknown")
     assert f"calibrated {share['calibrated']:.0%}" in said and said.endswith(f"{cmd} --calibrate teaches the model "
                                                                              "theirs (each gesture once)")
     assert "enrollment in anna.npz" in unfamiliar_text(share, cmd, "anna.npz")
     # too few gestures to judge: nothing said yet
     early, _ = decided(DecisionConfig(confidence=1.01), until=t[-1] * 0.2)
-    assert 0 < early["gestures"] < UNFAMILIAR_MIN_GESTURES and not early["unfamiliar"] and unfamiliar_text(early, cmd, None) == ""
+    assert 0 < early["decided"] < UNFAMILIAR_MIN_GESTURES and not early["unfamiliar"] and unfamiliar_text(early, cmd, None) == ""
     # every gesture answered: nothing to say
     none_, named = decided(DecisionConfig(confidence=0.0, ood_threshold=float("inf")))
-    assert none_["unknown"] == 0 and none_["gestures"] == named >= UNFAMILIAR_MIN_GESTURES and not none_["unfamiliar"]
+    assert none_["unknown"] == 0 and none_["decided"] == named >= UNFAMILIAR_MIN_GESTURES and not none_["unfamiliar"]
 
 
 def test_noise_and_vibration_are_answered_unknown_before_the_model_and_gestures_are_not(small_bundle):

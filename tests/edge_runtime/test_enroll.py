@@ -285,6 +285,28 @@ def test_cli_calibration_of_a_slow_user_keeps_the_gentle_cut_and_run_says_so(sma
         assert rt.windower.seg == profile(rt.bundle.segmentation, "gentle")
 
 
+def test_enroll_on_a_person_moving_at_random_takes_only_what_was_prompted(small_bundle, tmp_path, capsys):
+    """`run` advises `enroll` on the port it reads, which on the simulator is a person moving at random: a person
+    being prompted performs what is prompted, not random gestures between (walkthrough: several takes were the
+    wrong gesture, enrolled without a word). A person's own way of making gestures is one note, not one per
+    gesture (it read as something to act on)."""
+    from edgessl.firmware_bridge.simulator import SimulatedImu, make_source
+
+    state, link = tmp_path / "b.npz", str(tmp_path / "imu")
+    with SimulatedImu(*make_source("synthetic", None, seed=3, user="B"), speed=4.0, link=link) as sim:
+        rc = main(["enroll", str(small_bundle), "--port", link, "--calibrate", "--state", str(state),
+                   "--seconds", "90"])  # fmt: skip
+        done = list(sim.performances)
+    out = capsys.readouterr().out
+    assert rc == 0 and state.exists(), out[-2000:]
+    first = next(i for i, p in enumerate(done) if p["cued"])
+    assert all(p["cued"] for p in done[first:]), done  # nothing at random while prompted
+    with GestureRuntime(small_bundle) as rt:
+        labels = rt.labels
+    assert sorted(p["label"] for p in done[first:]) == sorted(labels)  # one take of each, as prompted
+    assert out.count("differs from the training data's") == 0 and out.count("were made your own way") <= 1
+
+
 def test_takes_cuts_a_recording_as_the_runtime_cuts_live(small_bundle):
     """An app with its own reader enrolls from a recording: `takes` finds each performance between the
     stillness, at the recording's rate, stretched to the model's window, and enrollment accepts them."""

@@ -116,7 +116,7 @@ def test_run_cli_json_lines(small_bundle, tmp_path):
     assert lines[1] == {"device": {"state": "streaming", "port": sim.path}} and set(lines[-1]) == {"stats"}
     assert lines[-1]["stats"]["events"] == len(events) and lines[-1]["stats"]["device"]["delivered_samples"] > 200
     share = lines[-1]["stats"]["unknown_share"]  # judged against the calibrated gates only: --confidence moved one
-    assert share["gestures"] >= len(events) and share["calibrated"] > 0 and share["unfamiliar"] is False
+    assert share["decided"] >= len(events) and share["calibrated"] > 0 and share["unfamiliar"] is False
     from edgessl.datasets import load
 
     rec = load(f"csv:{tmp_path / 'rec.csv'}")
