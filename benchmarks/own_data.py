@@ -2,7 +2,8 @@
 
     record 10 performances of each gesture as user A (guided capture, the simulator cued by the prompts)
     + 3 minutes of unlabelled movement -> data info -> pretrain -> finetune (recommended recipe) -> export
-    -> run on a new session of user A and on user B, scored against what the simulated person performed.
+    -> run on a new session of user A and on user B, scored against what the simulated person performed;
+    then B enrolls each gesture once (enroll --calibrate) and runs the same session with that state.
 
 Every step is an ``edgessl`` subprocess with the defaults a user gets; the simulator plays faster than real
 time (``--speed``), which changes wall times, not signals. Writes benchmarks/results/own_data.json: the wall
@@ -110,11 +111,12 @@ def score(performed: list[dict[str, Any]], lines: list[dict[str, Any]]) -> dict[
     }  # fmt: skip
 
 
-def live(bundle: Path, work: Path, user: str, seed: int, seconds: float, speed: float) -> tuple[dict[str, Any], float]:
-    log = work / f"performed_{user}_{seed}.jsonl"
+def live(bundle: Path, work: Path, user: str, seed: int, seconds: float, speed: float, state: Path | None = None
+         ) -> tuple[dict[str, Any], float]:  # fmt: skip
+    log = work / f"performed_{user}_{seed}{'_enrolled' if state else ''}.jsonl"
     with simulator("--user", user, "--seed", str(seed), "--speed", str(speed), "--log", str(log)) as port:
         r, wall = edgessl("run", str(bundle), "--port", port, "--json", "--show-unknown", "--seconds",
-                          str(seconds / speed))  # fmt: skip
+                          str(seconds / speed), *(["--state", str(state)] if state else []))  # fmt: skip
     return score(read_jsonl(log), read_jsonl_text(r.stdout)), wall
 
 
@@ -152,6 +154,41 @@ def junk(bundle: Path, seed: int, n: int = 20, noise_gate: bool = True, user_sta
     return out
 
 
+def take_distance(bundle: Path, state: Path, user: str, seed: int, seconds: float = 400.0) -> dict[str, Any]:
+    """The enrolled user's session (``SyntheticPerson(user, seed)``, as ``edgessl simulate`` plays it) replayed
+    through ``GestureRuntime`` with the state, the distance to an enrolled take counted in full
+    (``TAKE_DISTANCE_FACTOR`` 1, before the twentieth session) and halved (2, as shipped): right / wrong /
+    not named per performed gesture (the performance's most-overlapping event)."""
+    import numpy as np
+
+    import edgessl.edge_runtime.enroll as enroll
+    from edgessl.datasets.synthetic import SyntheticPerson
+    from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
+
+    person = SyntheticPerson(user, seed=seed)
+    x = person.next(int(100 * seconds)).T
+    t = np.arange(len(x)) / 100.0
+    done = [p for p in person.performances if p.end / 100 < seconds - EDGE_S]
+    shipped, out = enroll.TAKE_DISTANCE_FACTOR, {}
+    try:
+        for factor in (1.0, 2.0):
+            enroll.TAKE_DISTANCE_FACTOR = factor
+            with GestureRuntime(bundle, decision=DecisionConfig(report_unknown=True), user_state=state) as rt:
+                events = [e for i in range(0, len(t), 10) for e in rt.feed(x[i : i + 10], t[i : i + 10])]
+            right = wrong = 0
+            for p in done:
+                ov = [(min(p.end / 100, e.window_end) - max(p.start / 100, e.window_start), e) for e in events]
+                best = max(ov, key=lambda o: o[0], default=(0.0, None))
+                if best[0] > 0 and best[1] is not None and best[1].label != "unknown":
+                    right += best[1].label == p.label
+                    wrong += best[1].label != p.label
+            out[f"factor_{factor:g}"] = {"performed": len(done), "right": right, "wrong": wrong,
+                                         "not_named": len(done) - right - wrong}  # fmt: skip
+    finally:
+        enroll.TAKE_DISTANCE_FACTOR = shipped
+    return out
+
+
 def read_jsonl_text(text: str) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in text.splitlines() if ln.strip().startswith("{")]
 
@@ -182,8 +219,16 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
     manifest = _manifest(bundle)
     same, steps["run_same_user"] = live(bundle, work, user, base_seed + 3, live_s, speed)
     new, steps["run_new_user"] = live(bundle, work, other, base_seed + 3, live_s, speed)
+    # the other person enrolls each gesture once, as the README (and run's advice) says, then the same session
+    state = work / f"{other}.npz"
+    with simulator("--perform", "cue", "--user", other, "--seed", str(base_seed + 5), "--speed", str(speed)) as port:
+        _, steps["enroll_new_user"] = edgessl("enroll", str(bundle), "--port", port, "--state", str(state),
+                                              "--calibrate", "--countdown", "0")  # fmt: skip
+    enrolled, steps["run_new_user_enrolled"] = live(bundle, work, other, base_seed + 3, live_s, speed, state)
     not_gestures = junk(bundle, base_seed + 4)
     without_gate = junk(bundle, base_seed + 4, noise_gate=False)
+    with_state = junk(bundle, base_seed + 4, user_state=state)
+    take = take_distance(bundle, state, other, base_seed + 6)
     metrics = json.loads((work / "ft" / "metrics.json").read_text())
     return {
         "steps_wall_s": {k: round(v, 1) for k, v in steps.items()},
@@ -197,7 +242,10 @@ def journey(work: Path, speed: float, count: int = 10, free_s: float = 180.0, li
         "segmentation": manifest.get("segmentation"),
         "live_same_user_new_session": same,
         "live_new_user": new,
+        "live_new_user_enrolled": enrolled,
         "not_gestures": not_gestures,
+        "not_gestures_enrolled": with_state,
+        "enrolled_take_distance": take,
         "not_gestures_without_noise_gate": without_gate,
     }
 
@@ -207,15 +255,18 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
     out: dict[str, Any] = {"repeats": len(runs)}
-    for who in ("live_same_user_new_session", "live_new_user"):
+    for who in ("live_same_user_new_session", "live_new_user", "live_new_user_enrolled"):
         for key in ("accuracy", "reported_fraction", "false_events_per_idle_minute"):
             v = np.array([r[who][key] for r in runs], float)
             out[f"{who}.{key}"] = {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)), 4) if len(v) > 1
                                    else 0.0, "values": [round(float(x), 4) for x in v]}  # fmt: skip
         out[f"{who}.reported_vs_performed"] = [f"{r[who]['reported']}/{r[who]['performed']}" for r in runs]
     for kind in runs[0]["not_gestures"]:
-        for key in ("not_gestures", "not_gestures_without_noise_gate"):
+        for key in ("not_gestures", "not_gestures_without_noise_gate", "not_gestures_enrolled"):
             out[f"{key}.{kind}.false_events"] = [f"{r[key][kind]['false_events']}/{r[key][kind]['bursts']}" for r in runs]
+    for f in runs[0]["enrolled_take_distance"]:
+        out[f"enrolled_take_distance.{f}.right_wrong_of"] = [
+            "{right}/{wrong}/{performed}".format(**r["enrolled_take_distance"][f]) for r in runs]
     for step in runs[0]["steps_wall_s"]:
         out[f"wall_s.{step}"] = round(float(np.mean([r["steps_wall_s"][step] for r in runs])), 1)
     return out
@@ -250,9 +301,12 @@ def main() -> None:
         "k): 10 performances of each of 8 gestures + 180 s unlabelled (seed 2 + 10k) -> pretrain"
         f"{f' --method {a.pretrain_method}' if a.pretrain_method else ''}, finetune (default recipe), export, all "
         "defaults; live: edgessl run with default decisions (--show-unknown only reports what it answered "
-        f"unknown) on 240 s of a new random session (seed 3 + 10k) of user {a.user} and of user {'C' if a.user == 'B' else 'B'}; not gestures (junk(): "
+        f"unknown) on 240 s of a new random session (seed 3 + 10k) of user {a.user} and of user {'C' if a.user == 'B' else 'B'}, "
+        "and of that user again after enroll --calibrate (one take per gesture, cued simulator, seed 5 + 10k) with "
+        "run --state, and offline (take_distance(): a 400 s session of that user, seed 6 + 10k, through GestureRuntime "
+        "with the state, the distance to an enrolled take counted in full or halved); not gestures (junk(): "
         "20 bursts each of white noise 0.05/0.3/1 g and 20 knocks, the board at rest between, through "
-        "GestureRuntime with the default decisions and adaptation): false events = events naming a gesture; a performance is reported "
+        "GestureRuntime with the default decisions and adaptation; also with the other user's state): false events = events naming a gesture; a performance is reported "
         "when the event overlapping it most is not 'unknown'; accuracy = right / performed; wall times at the "
         "simulator's speed (recording and run take speed x longer in real time); mean ± std over the repeats"
     )

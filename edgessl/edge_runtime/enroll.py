@@ -25,7 +25,8 @@ out when there are two or more; takes that fail are not kept and are reported); 
 about as close to an existing class as two different performances of one class do is refused, and one
 closer than the bundle's two closest classes is warned about; and an enrollment that would flip another
 enrolled take (answered right before, wrong after) is refused. The out-of-distribution score uses the union
-of prototypes, so an enrolled class is not ``unknown``.
+of prototypes, so an enrolled class is not ``unknown``; a distance to one take counts half
+(``TAKE_DISTANCE_FACTOR``): the gate was set on distances to class means, and one take is one performance.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ TEMPLATE_WEIGHT = 8.0
 # (expected calibration error 1.7 %; a scale fitted by log-loss on users 1-4's held-out days, 1.06, is no
 # better on new users: benchmarks/enroll.py, "confidence")
 TOO_CLOSE = 0.98  # cosine similarity at which a new class cannot be told from an existing one: refused
+# the out-of-distribution gate was set on distances to class means; a performance's distance to one enrolled take
+# is about its own distance to the class mean plus the take's (for unit vectors 1 - cos = |x - t|² / 2, and two
+# independent deviations add): divided by this, it reads on the gate's scale (see EnrolledHead.decide)
+TAKE_DISTANCE_FACTOR = 2.0
 
 
 class StateMismatch(DataError, ValueError):
@@ -237,11 +242,18 @@ class EnrolledHead:
         """One embedding ``e [D]``, its head logits ``[K]`` and its window ``[C, T]`` (for the template rule)
         -> ``(probs [L], class, max similarity)``.
 
-        The similarity is to the nearest prototype of the union, times ``|e|`` (the runtime's OOD score divides).
+        The similarity is to the nearest prototype of the union, times ``|e|`` (the runtime's OOD score divides),
+        an enrolled take's distance divided by ``TAKE_DISTANCE_FACTOR``: one take is one performance, not a mean
+        (an own-board model of one person, another person enrolled with one take each: 25 of 151 gestures were
+        answered `unknown` as unlike training, every one of them right).
         """
         r = e @ self._protos
         best = int(r.argmax())
-        sim = float(r[best])
+        n = max(float(np.sqrt(e @ e)), 1e-12)
+        score = 1.0 - float(r[: self.K].max()) / n  # the runtime's out-of-distribution score
+        if len(r) > self.K:
+            score = min(score, (1.0 - float(r[self.K :].max()) / n) / TAKE_DISTANCE_FACTOR)
+        sim = (1.0 - score) * n
         if self.templates is not None and window is not None:
             d = dtw_distances(standardise(window), self._tz)
             best = int(d.argmin())

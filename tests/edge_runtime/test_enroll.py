@@ -307,6 +307,30 @@ def test_enroll_on_a_person_moving_at_random_takes_only_what_was_prompted(small_
     assert out.count("differs from the training data's") == 0 and out.count("were made your own way") <= 1
 
 
+def test_the_out_of_distribution_score_reads_a_distance_to_one_take_as_two_deviations():
+    """The gate was set on distances to class means; one enrolled take is a performance, so a valid performance's
+    distance to it is about its own deviation plus the take's. An own-board model of one person with another
+    person enrolled once per gesture answered 25 of 151 gestures `unknown` as unlike training, each one right:
+    the distance to a take counts 1 / TAKE_DISTANCE_FACTOR; the distance to a class mean counts as before."""
+    from edgessl.edge_runtime.enroll import TAKE_DISTANCE_FACTOR, EnrolledHead
+
+    assert TAKE_DISTANCE_FACTOR == 2.0  # two independent deviations: |x - t|² = |x - m|² + |t - m|²
+    protos = np.eye(3, dtype=np.float32)[:2]  # two bundle classes
+    head = EnrolledHead(np.eye(2, 3, dtype=np.float32), np.zeros(2, np.float32), protos, ["a", "b", "new"],
+                        np.array([[0.0, 0.0, 1.0]], np.float32), np.array([2]), scale=10.0)  # fmt: skip
+
+    def score(v: list[float]) -> tuple[int, float]:
+        e = np.array(v, np.float32) * 3.0  # any norm: the runtime's score divides by it
+        probs, k, sim = head.decide(e, head.W @ e + head.b)
+        return k, 1.0 - sim / float(np.linalg.norm(e))
+
+    a = np.arccos(0.9)  # 0.1 from the take
+    k, ood = score([np.sin(a), 0.0, np.cos(a)])
+    assert k == 2 and ood == pytest.approx(0.1 / TAKE_DISTANCE_FACTOR, abs=1e-6)
+    k, ood = score([np.cos(a), np.sin(a), 0.0])  # 0.1 from class a's mean: as before enrollment
+    assert k == 0 and ood == pytest.approx(0.1, abs=1e-6)
+
+
 def test_takes_cuts_a_recording_as_the_runtime_cuts_live(small_bundle):
     """An app with its own reader enrolls from a recording: `takes` finds each performance between the
     stillness, at the recording's rate, stretched to the model's window, and enrollment accepts them."""
