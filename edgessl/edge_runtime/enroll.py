@@ -250,10 +250,10 @@ class EnrolledHead:
         r = e @ self._protos
         best = int(r.argmax())
         n = max(float(np.sqrt(e @ e)), 1e-12)
-        score = 1.0 - float(r[: self.K].max()) / n  # the runtime's out-of-distribution score
+        ood = 1.0 - float(r[: self.K].max()) / n  # the runtime's out-of-distribution score
         if len(r) > self.K:
-            score = min(score, (1.0 - float(r[self.K :].max()) / n) / TAKE_DISTANCE_FACTOR)
-        sim = (1.0 - score) * n
+            ood = min(ood, (1.0 - float(r[self.K :].max()) / n) / TAKE_DISTANCE_FACTOR)
+        sim = (1.0 - ood) * n
         if self.templates is not None and window is not None:
             d = dtw_distances(standardise(window), self._tz)
             best = int(d.argmin())
