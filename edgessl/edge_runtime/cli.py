@@ -291,7 +291,8 @@ UNFAMILIAR_SHARE = 0.15  # a share above this and 3x the calibrated one: a perso
 def unsure_share(rt: GestureRuntime, named: int) -> dict[str, Any] | None:
     """How many of the gestures decided so far (``decided``: answered with a label or ``unknown``, noise excluded)
     were answered ``unknown`` as unsure or unlike the training gestures, against the share the export calibrated on
-    its validation gestures; ``named``: the gestures answered with a label. None for a sliding-window bundle (it answers windows, not gestures).
+    its validation gestures; ``named``: the gestures answered with a label. None for a sliding-window bundle (it
+    answers windows, not gestures).
 
     The export sets the gates to turn about ``target_rejection`` (2 %) of its training people's held-out gestures
     ``unknown``; a share many times that is a person, grip or mounting unlike the training data (simulated other

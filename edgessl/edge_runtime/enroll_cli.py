@@ -225,7 +225,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     d.line(r.text())
                     for w in r.warnings:
                         d.line(f"  warning: {w}")
-                    # (the note that the takes were made the person's own way is said once for all, below)
+                    # (the note that the takes were made the person's own way, the first of a report's notes when
+                    # ``differs``, is said once for all below)
                     for n in (r.notes[1:] if r.differs and r.accepted else r.notes):
                         d.line(f"  note: {n}")
             if not d.json and (own := [r for r in out_ if r.differs and r.accepted and r.nearest is not None]):
