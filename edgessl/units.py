@@ -119,9 +119,10 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
 
 
-def with_units_flag(problem: str) -> str:
+def with_units_flag(problem: str, channels: str | None = None) -> str:
     """A live board's unit problem (:func:`unit_problem_text`, :func:`gyro_problem_text`) with the remedy a text
-    board has without a firmware change: ``--units`` of the commands that open a port."""
+    board has without a firmware change: ``--units`` of the commands that open a port, and ``--channels
+    CHANNELS`` with it for a board whose values have no names (``--units`` converts named values only)."""
     # (°/s or the gyroscope's raw counts: gyro_problem_text cannot tell them apart, so both are named)
     gyro = "gyro=deg/s (raw counts: gyro=131LSB/dps for an MPU-6050 at ±250 °/s)"
     flags = [f for like, f in ((_LIKE_M_S2, "acc=m/s2"), (_LIKE_MG, "acc=mg"), (_LIKE_DEG_S, gyro)) if like in problem]
@@ -129,7 +130,8 @@ def with_units_flag(problem: str) -> str:
         flags.append(f"acc={counts.group(1)}LSB/g")
     if not flags:
         return problem
-    return f"{problem}; a text board's values are converted as they arrive with --units {','.join(flags)}"
+    names = f" --channels {channels} (the board's values have no names; --units converts the named ones)" if channels else ""
+    return f"{problem}; a text board's values are converted as they arrive with --units {','.join(flags)}{names}"
 
 
 def rad_s_channels(units: Sequence[str]) -> list[int]:

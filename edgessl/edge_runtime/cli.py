@@ -234,13 +234,15 @@ _one_line_warning = warning_printer("run")
 
 
 def say_input_problems(problems: list[str], port: str, stats: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None,
-                       warn: bool = True, text_board: bool = False) -> None:  # fmt: skip
+                       warn: bool = True, text_board: bool = False, channels: str | None = None) -> None:  # fmt: skip
     """What the runtime found wrong in the board's first seconds (``rt.input_problems`` since the last call:
     an accelerometer not in g), named by ``--port``: in the final stats, a JSON line (``emit``) and, with
-    ``warn`` (a command that goes on), a warning; for a ``text_board``, with ``--units`` as a remedy."""
+    ``warn`` (a command that goes on), a warning; for a ``text_board``, with ``--units`` as a remedy (and
+    ``--channels channels`` with it when its values have no names)."""
     from edgessl.units import with_units_flag
 
-    for problem in (map(with_units_flag, problems) if text_board else problems):  # the model would see 1000× its gestures: every answer meaningless
+    # the model would see 1000× its gestures: every answer meaningless
+    for problem in ([with_units_flag(p, channels) for p in problems] if text_board else problems):
         stats["units"] = problem
         if emit is not None:
             emit({"warning": f"--port {port}: {problem}"})
@@ -348,7 +350,9 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     if "next_search" in own:  # ttt: shifts its activations from the first gesture; searches its input transform
         if short:
             return f"{name} {n} change(s), {own['gated']}/{own['next_search']} {unit} to the next search"
-        return (f"{name}: activations shifted to your {unit} from the first one; {n} change(s) of its input transform "
+        shifted = (f"activations shifted to your {unit} from the first one" if own["gated"]
+                   else f"no {unit[:-1]} passed its gates yet, nothing adapted")  # fmt: skip
+        return (f"{name}: {shifted}; {n} change(s) of its input transform "
                 f"({own['gated']} {unit} passed its gates; it looks for a better transform once {own['next_search']} "
                 f"have){turned}{reset}")  # fmt: skip
     if short:
@@ -587,7 +591,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         events = rt.feed(values[:, idx], t)
                         # (no warning: the run stops, and its error line says it)
                         say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
-                                           warn=False, text_board=dev.mode == "text")  # fmt: skip
+                                           warn=False, text_board=dev.mode == "text",
+                                           channels=",".join(rt.channels) if unnamed_channels(dev.channel_names) else None)  # fmt: skip
                         for g in events:
                             if compare is not None:
                                 show_comparisons(compare.add_host(g))

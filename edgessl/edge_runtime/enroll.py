@@ -242,18 +242,24 @@ class EnrolledHead:
         """One embedding ``e [D]``, its head logits ``[K]`` and its window ``[C, T]`` (for the template rule)
         -> ``(probs [L], class, max similarity)``.
 
-        The similarity is to the nearest prototype of the union, times ``|e|`` (the runtime's OOD score divides),
-        an enrolled take's distance divided by ``TAKE_DISTANCE_FACTOR``: one take is one performance, not a mean
-        (an own-board model of one person, another person enrolled with one take each: 25 of 151 gestures were
-        answered `unknown` as unlike training, every one of them right).
+        The similarity is to the nearest prototype of the union, times ``|e|`` (the runtime's OOD score divides);
+        the distance to a take of the class answered is divided by ``TAKE_DISTANCE_FACTOR``: one take is one
+        performance, not a mean (an own-board model of one person, another person enrolled with one take each: 25
+        of 151 gestures were answered `unknown` as unlike training, every one of them right). A take of another
+        class vouches for nothing here (counted in full: a person whose one take of a gesture was cut short had
+        that gesture answered as another, confidently, 13 % of their gestures, when every take counted half).
         """
         r = e @ self._protos
-        best = int(r.argmax())
+        probs, k = self._decide(e, r, logits, window)
         n = max(float(np.sqrt(e @ e)), 1e-12)
-        ood = 1.0 - float(r[: self.K].max()) / n  # the runtime's out-of-distribution score
-        if len(r) > self.K:
-            ood = min(ood, (1.0 - float(r[self.K :].max()) / n) / TAKE_DISTANCE_FACTOR)
-        sim = (1.0 - ood) * n
+        far = 1.0 - r / n  # the runtime's out-of-distribution score against each prototype and take
+        far[self.K :][self.classes == k] /= TAKE_DISTANCE_FACTOR
+        return probs, k, (1.0 - float(far.min())) * n
+
+    def _decide(self, e: np.ndarray, r: np.ndarray, logits: np.ndarray, window: np.ndarray | None
+                ) -> tuple[np.ndarray, int]:  # fmt: skip
+        """:meth:`decide`'s answer from the similarities ``r [K + M]`` to the prototypes and takes."""
+        best = int(r.argmax())
         if self.templates is not None and window is not None:
             d = dtw_distances(standardise(window), self._tz)
             best = int(d.argmin())
@@ -264,18 +270,18 @@ class EnrolledHead:
                 np.minimum.at(dc, self._tc, d)
                 score -= TEMPLATE_WEIGHT * np.where(np.isfinite(dc), dc, dc[np.isfinite(dc)].max()) / self.templates.scale
                 z = np.exp(score - score.max())
-                return (z / z.sum()).astype(np.float32), int(z.argmax()), sim
+                return (z / z.sum()).astype(np.float32), int(z.argmax())
             best = 0  # nearer a template of a class the user did not enroll: the head decides
         if best < self.K:  # nearest to what the model was trained on: the head decides, as without enrollment
             z = np.exp(logits - logits.max())
             probs = np.zeros(self.L, np.float32)
             probs[: self.K] = z / z.sum()
-            return probs, int(z.argmax()), sim
+            return probs, int(z.argmax())
         scores = np.full(self.L, -np.inf, np.float32)
         np.maximum.at(scores, self._owner, r)
         scores = scores / max(float(np.sqrt(e @ e)), 1e-12)
         s = np.where(np.isfinite(scores), np.exp(self.scale * (scores - scores.max())), 0.0)
-        return (s / s.sum()).astype(np.float32), int(self._owner[best]), sim
+        return (s / s.sum()).astype(np.float32), int(self._owner[best])
 
     def predict(self, e: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray:
         """Labels (indices) of embeddings ``e [N, D]`` (and their windows ``[N, C, T]``) with the bundle's head."""

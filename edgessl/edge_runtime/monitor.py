@@ -39,6 +39,7 @@ from edgessl.edge_runtime.cli import (
     counters_text,
     event_text,
     say_input_problems,
+    unnamed_channels,
     warning_printer,
 )
 from edgessl.edge_runtime.rate import RateMeter
@@ -300,7 +301,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     known = len(rt.input_problems)
                     events = rt.feed(ev.values[:, idx], ev.t_device)
                     say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
-                                       text_board=dev.mode == "text")  # fmt: skip
+                                       text_board=dev.mode == "text",
+                                       channels=",".join(rt.channels) if unnamed_channels(dev.channel_names) else None)  # fmt: skip
                     for g in events:
                         if feed is not None:
                             feed.event(g)

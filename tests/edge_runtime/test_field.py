@@ -610,6 +610,11 @@ def test_a_text_board_in_m_s2_is_converted_with_units(small_bundle, tmp_path):
     assert raw == [16384.0] * 3
     with SimulatedImu(sig, rate, ch, un, mode="csv", link=str(tmp_path / "imu4"), text_scale=raw) as sim:
         r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
+                            "--seconds", "4"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == ExitCode.DATA and "raw counts (16384 per g" in r.stderr, r.stderr
+        # its values have no names: the remedy is both flags at once (a walkthrough needed a third try)
+        assert "with --units acc=16384LSB/g --channels acc_x,acc_y,acc_z (the board's values have no names" in r.stderr
+        r = subprocess.run([sys.executable, "-m", "edgessl", "run", str(small_bundle), "--port", sim.path,
                             "--seconds", "4", "--channels", "acc_x,acc_y,acc_z"], capture_output=True, text=True,
                            timeout=60)  # fmt: skip
         assert r.returncode == ExitCode.DATA and "raw counts (16384 per g" in r.stderr, r.stderr
