@@ -234,7 +234,8 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 # a note per gesture read as something to act on (walkthrough)
                 d.line(f"  note: {len(own)} of {len(out_)} gestures were made your own way (your "
                        + ", ".join(f"{r.label} nearer the training data's {r.nearest[0]}" for r in own if r.nearest)
-                       + "): what enrollment is for; nothing to do, `run --state` now answers them as yours")
+                       + "): what enrollment is for, `run --state` now answers them as yours; only if it confuses one "
+                       "with another: enroll 2 more takes of each into the same --state")
             return out_
 
         reports = enroll_takes(buffers, labels)
