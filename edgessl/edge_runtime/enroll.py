@@ -25,7 +25,7 @@ out when there are two or more; takes that fail are not kept and are reported); 
 about as close to an existing class as two different performances of one class do is refused, and one
 closer than the bundle's two closest classes is warned about; and an enrollment that would flip another
 enrolled take (answered right before, wrong after) is refused. The out-of-distribution score uses the union
-of prototypes, so an enrolled class is not ``unknown``; a distance to one take counts half
+of prototypes, so an enrolled class is not ``unknown``; the distance to a take of the class answered counts half
 (``TAKE_DISTANCE_FACTOR``): the gate was set on distances to class means, and one take is one performance.
 """
 
