@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
+from edgessl.edge_runtime.adapt.ttt import SHIFT_EVERY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,17 +413,19 @@ def _verdict(rt: dict) -> str:
 
 def _since_md(s: dict | None, method: str) -> str:
     if s is None:
-        return (" Its input transform did not change in this session (the activation shift works from the first "
-                "gesture)." if "ttt" in method else " Adaptation made no update in this session.")
+        return (" Its input transform did not change in this session (the activation shift reaches the answers from "
+                f"the {SHIFT_EVERY}th gesture that passes its gates)." if "ttt" in method else
+                " Adaptation made no update in this session.")  # fmt: skip
     return (f" From its first update on ({s['gestures']} gestures), unadapted {s['unadapted']:.3f}, adapted "
             f"{s['adapted']:.3f}.")
 
 
 def _adapt_words(method: str, updates: int) -> str:
-    """What the adapter did, in words: ``ttt`` shifts its activations from the first gesture on and counts
-    only the changes of its input transform as updates."""
+    """What the adapter did, in words: ``ttt`` shifts its activations (from the ``SHIFT_EVERY``-th gesture that
+    passes its gates on) and counts only the changes of its input transform as updates."""
     if "ttt" in method:
-        return f"{method}: activations shifted from the first gesture, {updates} change(s) of its input transform"
+        return (f"{method}: activations shifted from the {SHIFT_EVERY}th gesture, {updates} change(s) of its input "
+                "transform")
     return f"{method}, {updates} update(s)"
 
 

@@ -310,11 +310,16 @@ def unsure_share(rt: GestureRuntime, named: int) -> dict[str, Any] | None:
             "unfamiliar": n >= UNFAMILIAR_MIN_GESTURES and share >= max(UNFAMILIAR_SHARE, 3 * calibrated)}
 
 
-def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None) -> str:
+def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None, said: bool = False) -> str:
     """The advice when :func:`unsure_share` found many more ``unknown`` answers than calibrated ("" else);
-    ``enroll``: the enroll command for this bundle and port."""
+    ``enroll``: the enroll command for this bundle and port. ``said``: the advice was given earlier in the run
+    (the summary then says when the share has fallen back since, rather than nothing)."""
     if not share["unfamiliar"]:
-        return ""
+        if not said:
+            return ""
+        return (f"{share['unknown']} of {share['decided']} gestures ({share['share']:.0%}) answered unknown as unsure "
+                f"or unlike training in all, where the export calibrated {share['calibrated']:.0%}: fewer than when "
+                f"enrolling was advised above (at least {UNFAMILIAR_SHARE:.0%} and 3 times the calibrated share)")
     who = f"the training data and the enrollment in {state}" if state else "the training data"
     return (f"{share['unknown']} of {share['decided']} gestures ({share['share']:.0%}) answered unknown as unsure or "
             f"unlike training, where the export calibrated {share['calibrated']:.0%} on its validation gestures: this "
@@ -347,11 +352,16 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     turned = (f", input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
               if corr and corr.get("active") and n else "")  # fmt: skip
     reset = f", {resets} reset(s) to the source model" if resets else ""
-    if "next_search" in own:  # ttt: shifts its activations from the first gesture; searches its input transform
+    if "next_search" in own:  # ttt: shifts its activations (the head's bias follows them every shift_every gated
+        # windows); searches its input transform
         if short:
             return f"{name} {n} change(s), {own['gated']}/{own['next_search']} {unit} to the next search"
-        shifted = (f"activations shifted to your {unit} from the first one" if own["gated"]
-                   else f"no {unit[:-1]} passed its gates yet, nothing adapted")  # fmt: skip
+        gated, every = int(own["gated"]), int(own.get("shift_every") or 0)
+        shifted = (f"no {unit[:-1]} passed its gates yet, nothing adapted" if not gated else
+                   f"activations not shifted yet (they follow your {unit} from the {every}th that passes its gates)"
+                   if gated < every else
+                   f"activations shifted to your {unit} (from the {every}th that passed its gates on, following them "
+                   f"every {every})" if every else "activations not shifted (switched off)")  # fmt: skip
         return (f"{name}: {shifted}; {n} change(s) of its input transform "
                 f"({own['gated']} {unit} passed its gates; it looks for a better transform once {own['next_search']} "
                 f"have){turned}{reset}")  # fmt: skip
@@ -676,7 +686,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 stats["adaptation"] = adapter.summary()
             share = unsure_share(rt, stats["gestures"])
             if share is not None:
-                stats["unknown_share"] = {**share, "unfamiliar": share["unfamiliar"] and default_gates}
+                stats["unknown_share"] = {**share, "unfamiliar": share["unfamiliar"] and default_gates,
+                                          "advised_live": unfamiliar_said}  # fmt: skip
             if args.json:
                 emit({"stats": stats})
             else:
@@ -694,7 +705,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
                 if adapter is not None:
                     print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)
-                if share is not None and (said := unfamiliar_text(stats["unknown_share"], enroll_cmd, args.state)):
+                if share is not None and (said := unfamiliar_text(stats["unknown_share"], enroll_cmd, args.state,
+                                                                  unfamiliar_said)):  # fmt: skip
                     print(f"# {said}", file=out, flush=True)
                 if "units" in stats:  # the reason for what the summary shows, said where it is read
                     print(f"# wrong units{', every answer above is meaningless' if stats['events'] else ''}: "
@@ -753,7 +765,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON lines on stdout: events, gaps, device states and changes, final stats (events: the "
                         "lines shown, unknown answers too with --show-unknown; gestures: those naming a gesture; "
                         "unknown_share: the gestures answered unknown as unsure or unlike training against the share "
-                        "the export calibrated, and whether that is far more: a person to enroll)")
+                        "the export calibrated, and whether that is far more: a person to enroll (advised_live: said while running))")
     p.add_argument("--record", default=None,
                    help="save the raw stream losslessly to this new CSV file (gaps as # comment lines)")
     p.add_argument("--mode", choices=["auto", "binary", "text"], default="auto")

@@ -68,6 +68,11 @@ def test_many_more_unknown_answers_than_calibrated_point_to_enrollment(small_bun
     # every gesture answered: nothing to say
     none_, named = decided(DecisionConfig(confidence=0.0, ood_threshold=float("inf")))
     assert none_["unknown"] == 0 and none_["decided"] == named >= UNFAMILIAR_MIN_GESTURES and not none_["unfamiliar"]
+    assert unfamiliar_text(none_, cmd, None) == ""
+    # advised live, then the share fell below the advice's point by the end: the summary says so, not nothing
+    fell = unfamiliar_text(none_, cmd, None, said=True)
+    assert fell.startswith(f"0 of {none_['decided']} gestures (0%) answered unknown") and "fewer than when enrolling was " \
+        "advised above" in fell and cmd not in fell
 
 
 def test_noise_and_vibration_are_answered_unknown_before_the_model_and_gestures_are_not(small_bundle):

@@ -430,6 +430,18 @@ def test_adaptation_is_said_in_words():
     assert adaptation_text(chosen, "gestures", short=True) == "ttt 2 change(s), 300/512 gestures to the next search"
     tent = {"method": "tent", "updates": 7, "resets": 0, "correction": None}
     assert adaptation_text(tent, "windows") == "tent: 7 update(s)" and adaptation_text(None, "windows") == ""
+    # the activation shift reaches the answers from the SHIFT_EVERY-th gated gesture, not the first: a C board
+    # without adaptation answered exactly as the host for a walkthrough's first 31 gestures
+    from edgessl.edge_runtime.adapt.ttt import SHIFT_EVERY
+
+    def said(gated: int) -> str:
+        part = {**ttt, "gated": gated, "shift_every": SHIFT_EVERY}
+        return adaptation_text({**chosen, "updates": 0, "parts": [part]}, "gestures")
+
+    assert said(0).startswith("ttt: no gesture passed its gates yet, nothing adapted")
+    assert said(SHIFT_EVERY - 1).startswith(f"ttt: activations not shifted yet (they follow your gestures from the "
+                                            f"{SHIFT_EVERY}th that passes its gates)")  # fmt: skip
+    assert said(SHIFT_EVERY).startswith(f"ttt: activations shifted to your gestures (from the {SHIFT_EVERY}th")
 
 
 @linux_only

@@ -56,6 +56,10 @@ from edgessl.edge_runtime.adapt.input_correction import InputCorrection
 from edgessl.edge_runtime.adapt.safeguards import window_moments
 from edgessl.preprocess import STILL_STD, softmax
 
+# the head's bias follows the running embedding mean once every this many gated windows (one product; the mean
+# moves slowly): the activation shift first reaches the answers at the SHIFT_EVERY-th gated window
+SHIFT_EVERY = 16
+
 
 def prediction_entropy(logits: np.ndarray) -> np.ndarray:
     """Mean entropy of the softmax predictions, as a fraction of ``log K``.
@@ -304,7 +308,7 @@ class TTT(Adapter):
             else:
                 self._search()
         else:
-            if self.shift and self._gated % 16 == 0:
+            if self.shift and self._gated % SHIFT_EVERY == 0:
                 self._shift_bias()  # the running mean moves slowly: the head's bias follows it every few windows
             if self.drift_every and self._gated % self.drift_every == 0 and len(self.windows) >= self.buffer:
                 self._check_drift()
@@ -456,6 +460,7 @@ class TTT(Adapter):
     # -- state ----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:  # + what the next search waits for (a display's "updates 0" explained)
         return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer),
+                "shift_every": SHIFT_EVERY if self.shift else 0,
                 "trial": self._pending is not None, "rejected_trials": self.rejected_trials, "drifts": self.drifts}  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
