@@ -48,7 +48,7 @@ from edgessl.console import counts_text, gaps_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
 from edgessl.errors import DataError, DeviceError, UsageError
-from edgessl.firmware_bridge.flags import add_text_board_flags
+from edgessl.firmware_bridge.flags import add_text_board_flags, board_flags_text
 
 if TYPE_CHECKING:
     from edgessl.edge_runtime.adapt import Adapter
@@ -482,7 +482,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     emit({"user_state": stats["user_state"]})
             meter = RateMeter()  # the status line's rate and the page's
             unit = "gestures" if rt.bundle.manifest["input_mode"] == "segment" else "windows"  # what adaptation counts
-            enroll_cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state or new_state_name()}"
+            enroll_cmd = (f"edgessl enroll {args.bundle} --port {args.port}{board_flags_text(args)} --state "
+                          f"{args.state or new_state_name()}")  # fmt: skip
             # the share of unknown answers is judged against the calibrated gates only, not gates a user moved
             default_gates, unfamiliar_said = args.confidence is None and args.ood_threshold is None, False
             feed = Feed(dash, rt, Path(args.bundle).name, args.port, meter) if dash is not None else None

@@ -34,7 +34,7 @@ import numpy as np
 from edgessl.datasets.session import take_counts, usable_take
 from edgessl.edge_runtime.enroll import EnrollReport, remedy_text
 from edgessl.errors import DataError, DeviceError, UsageError
-from edgessl.firmware_bridge.flags import add_text_board_flags
+from edgessl.firmware_bridge.flags import add_text_board_flags, board_flags_text
 from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, motion_rows, profile, segment_signal
 
 if TYPE_CHECKING:
@@ -282,18 +282,18 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             d.emit({"stats": stats})
         elif accepted:
             d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} "
-                   f"take(s) (edgessl run {args.bundle} --port {args.port} --state {args.state})")  # fmt: skip
+                   f"take(s) (edgessl run {args.bundle} --port {args.port}{board_flags_text(args)} --state {args.state})")  # fmt: skip
     if missed and reports and not guide.gave_up:  # (nothing captured at all, or gave up: the errors below say it)
         by = {"seconds": "--seconds ran out before their takes", "done": "their takes overlapped gaps"}.get(
             stats["stopped_by"], f"stopped by {stats['stopped_by']} before their takes")
         print(f"edgessl enroll: warning: --state {args.state}: {len(missed)} of {len(labels)} gesture(s) not enrolled "
               f"({by}): {', '.join(missed)}; enroll them later into the same state, one by one: edgessl enroll "
-              f"{args.bundle} --port {args.port} --state {args.state} --label GESTURE --count {count}", file=sys.stderr,
+              f"{args.bundle} --port {args.port}{board_flags_text(args)} --state {args.state} --label GESTURE --count {count}", file=sys.stderr,
               flush=True)  # fmt: skip
     refused = [r for r in reports if not r.accepted]
     if refused:
         kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
-        cmd = f"edgessl enroll {args.bundle} --port {args.port} --state {args.state}"
+        cmd = f"edgessl enroll {args.bundle} --port {args.port}{board_flags_text(args)} --state {args.state}"
         steps = refused[0].remedy
         again = f"; {refused[0].next_text()}: " + ", then ".join(f"{cmd} --label {lb} --count {n}" for lb, n in steps)
         raise DataError(f"--state {args.state}: enrollment of {', '.join(r.label for r in refused)} refused "

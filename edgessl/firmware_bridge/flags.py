@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_text_board_flags", "units_flag"]
+__all__ = ["add_text_board_flags", "board_flags_text", "units_flag"]
 
 
 def _channel_names(text: str) -> list[str]:
@@ -47,3 +47,21 @@ def add_text_board_flags(p: argparse.ArgumentParser) -> None:
                         "acc=m/s2 (Edge Impulse's data-forwarder sketches print m/s²), acc=mg, gyro=deg/s, or raw "
                         "counts by the datasheet's sensitivity: acc=16384LSB/g,gyro=131LSB/dps (an MPU-6050 at "
                         "±2 g, ±250 °/s)")  # fmt: skip
+
+
+def board_flags_text(args: argparse.Namespace) -> str:
+    """The port flags given to this command that the next command on the same board needs too (`` --mode text
+    --rate 50 --channels acc_x,acc_y,acc_z --units acc=m/s2``; "" for none): a suggested command without them
+    fails on a text board (walkthrough)."""
+    import shlex
+
+    out = []
+    if getattr(args, "mode", "auto") not in (None, "auto"):
+        out.append(f"--mode {args.mode}")
+    if getattr(args, "rate", None) is not None:
+        out.append(f"--rate {args.rate:g}")
+    if getattr(args, "channels", None):
+        out.append(f"--channels {','.join(args.channels)}")
+    if getattr(args, "units", None):
+        out.append("--units " + shlex.quote(",".join(f"{k}={v}" for k, v in args.units.items())))
+    return "".join(" " + f for f in out)

@@ -89,9 +89,9 @@ def argv_flag(argv: list[str], name: str) -> str | None:
     return value
 
 
-def simulator_speed(port: str) -> float | None:
-    """The ``--speed`` of the running ``edgessl simulate`` whose device ``port`` is (its link or the pty it
-    points at), else None: a simulated text board at ``--speed 4`` sends its lines 4x faster than its rate."""
+def simulator_argv(port: str) -> list[str] | None:
+    """The command line of the running ``edgessl simulate`` whose device ``port`` is (its link or the pty it
+    points at), else None."""
     try:
         target = os.path.realpath(port)
     except OSError:
@@ -100,8 +100,17 @@ def simulator_speed(port: str) -> float | None:
         link = argv_flag(argv, "--link") or os.path.join(tempfile.gettempdir(), f"edgessl-imu-{pid}")
         path = os.path.normpath(os.path.join(cwd, link))
         if os.path.islink(path) and os.path.realpath(path) == target:
-            try:
-                return float(argv_flag(argv, "--speed") or 1.0)
-            except ValueError:
-                return None
+            return argv
     return None
+
+
+def simulator_speed(port: str, argv: list[str] | None = None) -> float | None:
+    """The ``--speed`` of the running ``edgessl simulate`` whose device ``port`` is (``argv``: its command line,
+    when known), else None: a simulated text board at ``--speed 4`` sends its lines 4x faster than its rate."""
+    argv = argv if argv is not None else simulator_argv(port)
+    if argv is None:
+        return None
+    try:
+        return float(argv_flag(argv, "--speed") or 1.0)
+    except ValueError:
+        return None

@@ -687,6 +687,12 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                 print(f"edgessl {getattr(args, 'command', 'record')}: warning: {problem}", file=sys.stderr, flush=True)
             if error := units_flag_error(dev, args.port):
                 raise UsageError(error)
+            if guide is not None and dev.simulator is not None:  # (a binary simulator performs the cues it gets)
+                command = getattr(args, "command", "record")
+                raise UsageError(f"--port {args.port}: `edgessl simulate --mode csv` cannot be cued (text lines have no "
+                                 f"way back): its takes would be its random movements under your labels; rehearse "
+                                 f"{'record --label' if command == 'record' else command} with `edgessl simulate "
+                                 "--perform cue` (binary mode); on your own text board, you perform on the prompt")  # fmt: skip
             t_end: float | None = None
             t_start = last_status = last_flush = time.monotonic()
             meter = RateMeter()  # the status line's rate, as run's and monitor's

@@ -499,6 +499,7 @@ class ImuStream:
         self._held_reasons: list[str] = []
         self.rate_wait = 5.0  # text mode without rate_hz: longest hold of the first readings for the estimate
         self.playback_speed = 1.0  # lines per second / rate: k for a simulator at --speed k (set on opening)
+        self.simulator: list[str] | None = None  # a text board that is `edgessl simulate --mode csv`: its command line
         self.delivered_samples = 0
         self.dropped_samples = 0
         self.rejected_samples: collections.Counter[str] = collections.Counter()
@@ -540,10 +541,11 @@ class ImuStream:
             self._backlog.clear()
             if self.mode == "text":
                 self._await_text()
-                from edgessl.firmware_bridge.ports import simulator_speed
+                from edgessl.firmware_bridge.ports import simulator_argv, simulator_speed
 
                 # `edgessl simulate --speed k` plays a text board k times faster than its rate: not a wrong --rate
-                self.playback_speed = simulator_speed(self.transport.url) or 1.0
+                self.simulator = simulator_argv(self.transport.url)
+                self.playback_speed = simulator_speed(self.transport.url, self.simulator) or 1.0
         except BaseException:
             self.transport.close()
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -174,7 +175,8 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:  # (torchrun: one line)
             print(json.dumps({"method": cfg.method.name, "windows": r["n_windows"],
                               "final_loss": r["history"][-1]["loss"] if r["history"] else None,
-                              "out": str(a.out), "next": f"edgessl finetune --init {a.out}"}))  # fmt: skip
+                              "out": str(a.out),
+                              "next": f"edgessl finetune --data {shlex.quote(cfg.data.spec)} --init {a.out} --out runs/ft"}))  # fmt: skip
     finally:
         teardown()
     return 0

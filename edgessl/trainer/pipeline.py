@@ -308,6 +308,7 @@ class PretrainedInputs:
     preprocess: dict[str, Any]
     stream_window: tuple[int, int]
     in_channels: int
+    spec: str = ""  # the data set it was trained on (a data spec)
 
 
 def pretrained_inputs(init: str | Path) -> PretrainedInputs:
@@ -322,7 +323,7 @@ def pretrained_inputs(init: str | Path) -> PretrainedInputs:
     return PretrainedInputs(str(init), tuple(channels) if channels else None, tuple(units) if units else None,
                             seen.get("rate_hz", data.rate_hz), seen.get("length") or data.length
                             or cfg.get("method", {}).get("window"), data.preprocess, data.stream_window,
-                            int(cfg["encoder"]["in_channels"]))  # fmt: skip
+                            int(cfg["encoder"]["in_channels"]), data.spec)  # fmt: skip
 
 
 def standardisation(preprocess: dict[str, Any]) -> str:
@@ -363,8 +364,8 @@ def _same_rate(a: float, b: float) -> bool:
     return abs(a - b) <= 0.01 * max(a, b)
 
 
-def inherit_inputs(data: DataConfig, init: str | Path, explicit: dict[str, str], uses_streams: bool = False
-                   ) -> tuple[DataConfig, list[str]]:  # fmt: skip
+def inherit_inputs(data: DataConfig, init: str | Path, explicit: dict[str, str], uses_streams: bool = False,
+                   data_flag: str = "--data") -> tuple[DataConfig, list[str]]:  # fmt: skip
     """``data`` with the settings of the pretrained encoder ``init`` wherever the user set none.
 
     Taken from the checkpoint unless in ``explicit``: ``channels``, ``length``, ``preprocess`` and
@@ -376,9 +377,18 @@ def inherit_inputs(data: DataConfig, init: str | Path, explicit: dict[str, str],
         The data config and the lines to print: what was taken, then one line per override.
 
     Raises:
-        UsageError: explicit channels that are not the pretrained ones (count or names), naming both.
+        UsageError: explicit channels that are not the pretrained ones (count or names), naming both; no data set
+            given (``spec`` not in ``explicit``: the default, the synthetic generator) for an encoder pretrained on
+            another (a walkthrough fine-tuned on synthetic data after pretraining on its own recordings, silently);
+            ``data_flag``: how the caller names the data set in that message.
     """
     pre = pretrained_inputs(init)
+    if "spec" not in explicit and pre.spec and data.spec == DataConfig().spec and pre.spec != data.spec:
+        import shlex
+
+        raise UsageError(f"{data_flag} not given: the default data set ({data.spec}) would be used, but {init} was "
+                         f"trained on {pre.spec}; give {data_flag} {shlex.quote(pre.spec)} for the same data (or "
+                         f"{data_flag} {data.spec} if that is what you mean)")  # fmt: skip
     taken: list[str] = []
     lines: list[str] = []
 

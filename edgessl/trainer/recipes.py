@@ -113,7 +113,8 @@ def recipe_config(name: str = AUTO, **settings: Any):
         explicit.update(dict.fromkeys(layer.get("data", {}), source))
     cfg = FinetuneConfig.from_dict(d)
     if cfg.init:
-        data, lines = inherit_inputs(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None)
+        data, lines = inherit_inputs(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None,
+                                     data_flag="data={'spec': ...}")  # fmt: skip
         for line in lines:
             print(line, file=sys.stderr, flush=True)
         cfg = dataclasses.replace(cfg, data=data)

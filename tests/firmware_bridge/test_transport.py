@@ -201,6 +201,14 @@ def test_a_text_simulator_played_faster_is_no_wrong_rate(tmp_path):
                     s.read(0.1)
                 assert s.arrival_rate() == pytest.approx(250, rel=0.1)
                 assert s.rate_problem() is None and s.sample_rate == pytest.approx(62.5, rel=0.05)
+                assert s.simulator is not None and "simulate" in s.simulator
+        # a labelled capture from it would keep random movements under the labels (walkthrough: an enrollment
+        # from it made `run --state` wrong on 16 of 30): refused, naming the simulator that can be cued
+        r = subprocess.run([sys.executable, "-m", "edgessl", "record", "--port", str(link), "--label", "up", "--count", "1",
+                            "--out", str(tmp_path / "rec"), "--channels", "acc_x,acc_y,acc_z", "--wait", "0"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == 2 and "cannot be cued" in r.stderr and "--perform cue" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not list((tmp_path / "rec").glob("*.csv"))
     finally:
         sim.terminate()
         sim.wait(10)
@@ -291,3 +299,22 @@ def test_a_service_waiting_for_a_held_port_logs_who_holds_it(monkeypatch):
         rep.report("waiting")
     assert lines[0]["device"]["state"] == "waiting" and "edgessl (pid 4242)" in lines[0]["device"]["why"]
     assert len(caught) == 1 and "in use by edgessl (pid 4242)" in str(caught[0].message)
+
+
+def test_a_suggested_command_keeps_the_text_board_flags():
+    """`enroll` ended with `(edgessl run ... --port P --state S)` without the --channels and --units it was given:
+    copied, it exited 3 on the walkthrough's text board. Suggested commands carry the port flags given."""
+    import shlex
+
+    from edgessl.cli import build_parser
+    from edgessl.firmware_bridge.flags import board_flags_text
+
+    parser = build_parser()
+    a = parser.parse_args(["enroll", "m.essl", "--port", "/dev/ttyACM0", "--state", "s.npz", "--calibrate"])
+    assert board_flags_text(a) == ""
+    a = parser.parse_args(["enroll", "m.essl", "--port", "/dev/ttyACM0", "--state", "s.npz", "--calibrate", "--mode",
+                           "text", "--rate", "62.5", "--channels", "acc_x,acc_y,acc_z", "--units", "acc=m/s2"])  # fmt: skip
+    flags = board_flags_text(a)
+    assert flags == " --mode text --rate 62.5 --channels acc_x,acc_y,acc_z --units acc=m/s2"
+    again = parser.parse_args(["run", "m.essl", "--port", "/dev/ttyACM0", *shlex.split(flags)])  # the same flags, parsed
+    assert (again.mode, again.rate, again.channels, again.units) == (a.mode, a.rate, a.channels, a.units)

@@ -159,3 +159,17 @@ def test_recipe_config_takes_the_checkpoint_settings_too(pretrained, capsys):
     err = capsys.readouterr().err
     assert "recipe activities (preprocess no standardisation (units kept)) overrides" in err
     assert "recipe_config() (length 64) overrides the pretrained 128" in err
+
+
+def test_finetune_init_without_data_does_not_fall_back_to_synthetic_data(pretrained, tmp_path, capsys):
+    """A walkthrough ran pretrain's suggested next step, `finetune --init runs/pre`, without --data: it fine-tuned
+    on the default synthetic generator (test accuracy 0.33), silently. Now a usage error names the data set the
+    checkpoint was trained on, and pretrain's suggestion carries --data."""
+    spec = f"csv:{pretrained / 'stream.csv'}"
+    assert _finetune(pretrained, tmp_path / "ft") == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data not given: the default data set (synthetic) would be used" in err
+    assert f"was trained on {spec}; give --data {spec}" in err and not (tmp_path / "ft" / "model.pt").exists()
+    assert main(["pretrain", "--data", spec, "--epochs", "1", "--config", str(pretrained / "small.toml"), "--out",
+                 str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["next"] == f"edgessl finetune --data {spec} --init {tmp_path / 'pt'} --out runs/ft"
