@@ -77,7 +77,8 @@ class MissingExtraError(EdgesslError):
         self.module = module
         extra = EXTRAS.get(module)
         if extra == "train":
-            msg = f"needs the training extra ({module}): pip install 'edgessl[train]'"
+            msg = (f"needs the training extra ({module}), which a device install leaves out: on the training box, from "
+                   "a checkout, pip install torch==2.13.0 && pip install '.[train]'")  # fmt: skip
         else:
             how = (f"pip install {module} (on a Jetson, NVIDIA's onnxruntime-gpu build instead: docs/deploy.md)"
                    if module == "onnxruntime" else f"pip install {module}, or reinstall edgessl's wheel")

@@ -58,7 +58,7 @@ CASES = [
     (DeviceLost("cannot open /dev/ttyUSB9"), ExitCode.DEVICE, "/dev/ttyUSB9"),
     (ProtocolError("device info has 0 channels"), ExitCode.DEVICE, "0 channels"),
     (serial.SerialException("could not open port /dev/ttyS9"), ExitCode.DEVICE, "/dev/ttyS9"),
-    (_missing("torch"), ExitCode.MISSING_EXTRA, "pip install 'edgessl[train]'"),
+    (_missing("torch"), ExitCode.MISSING_EXTRA, "pip install '.[train]'"),
     (_missing("matplotlib.pyplot"), ExitCode.MISSING_EXTRA, "training extra (matplotlib)"),
     (_missing("onnxruntime"), ExitCode.MISSING_EXTRA, "'onnxruntime', which is not installed"),
     (ZeroDivisionError("division by zero"), ExitCode.INTERNAL, "re-run with --debug and report"),
@@ -184,7 +184,8 @@ def test_training_commands_without_torch_say_so_in_one_line(tmp_path, argv):
     r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *argv], capture_output=True, text=True, timeout=120)
     err = _lines(r.stderr)
     assert r.returncode == ExitCode.MISSING_EXTRA, r.stderr
-    assert err == [f"edgessl {argv[0]}: error: needs the training extra (torch): pip install 'edgessl[train]'"]
+    assert err == [f"edgessl {argv[0]}: error: needs the training extra (torch), which a device install leaves out: on "
+                   "the training box, from a checkout, pip install torch==2.13.0 && pip install '.[train]'"]
     assert not any(tmp_path.iterdir())  # refused before writing anything
 
 

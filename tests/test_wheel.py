@@ -101,7 +101,8 @@ def test_wheel_installs_torch_free_and_runs_against_the_simulator(small_bundle, 
     # a training command says what to install, in one line
     r = subprocess.run([exe, "finetune", "--out", str(work / "ft")], capture_output=True, text=True, timeout=60, **run)
     assert r.returncode == 6 and r.stderr.strip() == (
-        "edgessl finetune: error: needs the training extra (torch): pip install 'edgessl[train]'"), r.stderr
+        "edgessl finetune: error: needs the training extra (torch), which a device install leaves out: on the training "
+        "box, from a checkout, pip install torch==2.13.0 && pip install '.[train]'"), r.stderr
 
     link = work / "imu"
     sim = subprocess.Popen([exe, "simulate", "--speed", "4", "--seconds", "60", "--link", str(link)],

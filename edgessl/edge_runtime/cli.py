@@ -517,12 +517,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if problem is not None:
                     warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
 
+            # a board runs the bundle as exported: the host's adaptation is a difference of its own (walkthrough:
+            # C and host agreed on 31 gestures, then the shifted activations turned some answers)
+            adapt_note = (f"the host adapts ({adapter.name}) and the board does not: `--adapt none` compares the "
+                          "same model" if adapter is not None else "")  # fmt: skip
+            adapt_said = False
+
             def show_comparisons(done: list) -> None:
+                nonlocal adapt_said
                 for c in done:
                     if args.json:
                         emit({"compare": c.to_json()})
                     elif not c.agree:
-                        note(comparison_text(c))
+                        note(comparison_text(c) + (f" ({adapt_note})" if adapt_note and not adapt_said else ""))
+                        adapt_said = True
             finished = False
             failure: DeviceError | None = None  # after data flowed: the totals are printed, then the error
             try:
@@ -658,7 +666,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         more = sum(rt.stats[k] for k in MOVEMENTS_NOT_CLASSIFIED)
                         skipped = f"  not classified {more}" if more else ""
                         adapting = f"  adapt {adaptation_text(adapter.summary(), unit, True)}" if adapter is not None else ""
-                        print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz  latency {lat}  {counters_text(c)}  "
+                        # samples per host second, and the device's own rate beside it (as monitor's: a simulator
+                        # at --speed 4 delivers 4x its rate)
+                        nominal = f" (device {dev.sample_rate:g})" if dev.sample_rate else ""
+                        print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz{nominal}  latency {lat}  {counters_text(c)}  "
                               f"unknown {unknown} ({by_reason}){skipped}{adapting}{board}   ",
                               end="" if tty else "\n", file=out, flush=True)  # fmt: skip
                 finished = True
@@ -703,7 +714,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
-                    print(f"# {dev.device_events} board events; {compare.summary()}", file=out, flush=True)
+                    differ = adapt_note and compare.counts["disagree"]
+                    print(f"# {dev.device_events} board events; {compare.summary()}{f' ({adapt_note})' if differ else ''}",
+                          file=out, flush=True)  # fmt: skip
                 if adapter is not None:
                     print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)
                 if share is not None and (said := unfamiliar_text(stats["unknown_share"], enroll_cmd, args.state,

@@ -760,7 +760,7 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False) -
     # what a firmware budget needs, in one place (benchmarks/mcu.py measures the uWave model's on a Cortex-M4)
     info["memory"] = {"flash_weights_bytes": int(sum(info["weights_bytes"].values())),
                       "ram_bytes": int(info["arena_bytes"] + sinfo["state_bytes_estimate"]),
-                      "note": "flash: these weights plus about 7 KB of code and tables (Cortex-M4, -Os); RAM: the "
+                      "note": "flash: these weights plus about 7 KiB of code and tables (Cortex-M4, -Os); RAM: the "
                               "arena plus one essl_stream_t (estimated)"}  # fmt: skip
     out.mkdir(exist_ok=True)
     files = {"essl_model.h": mh, "essl_model.c": mc, "essl_stream.h": sh, "essl_stream.c": sc,
@@ -782,5 +782,5 @@ def describe(info: dict[str, Any], out: Sequence[str] | str) -> str:
     return (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
             f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window "
             f"({info['encoder_macs']:,} in the encoder: ESSL_MODEL_MACS)"
-            + (f"; flash {info['memory']['flash_weights_bytes'] / 1024:.1f} KB of weights + about 7 KB of code, RAM about "
-               f"{info['memory']['ram_bytes'] / 1024:.1f} KB with the stream state" if "memory" in info else ""))  # fmt: skip
+            + (f"; flash {info['memory']['flash_weights_bytes'] / 1024:.1f} KiB of weights + about 7 KiB of code, RAM about "
+               f"{info['memory']['ram_bytes'] / 1024:.1f} KiB with the stream state" if "memory" in info else ""))  # fmt: skip

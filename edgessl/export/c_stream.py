@@ -112,7 +112,8 @@ extern "C" {{
 #define ESSL_STREAM_PERIOD_DEN    {period.denominator}u
 /* a longer hole in the timestamps restarts the segmentation; a shorter one is bridged (runtime: 0.25 s) */
 #define ESSL_STREAM_GAP_MS        {c_float(gap_ms)}
-/* the bundle's calibrated gates; define before including to override */
+/* the bundle's calibrated gates; to override, pass -D on the line that compiles essl_stream.c (e.g.
+   -DESSL_STREAM_CONFIDENCE=0.6f): a #define in your own file before including this does not reach them */
 #ifndef ESSL_STREAM_CONFIDENCE
 #define ESSL_STREAM_CONFIDENCE    {c_float(conf)}
 #endif
@@ -500,7 +501,7 @@ int essl_stream_push(essl_stream_t *s, const float *sample, uint32_t t_ms, essl_
     return ESSL_STREAM_NONE;
 }}
 """
-    info = {"mode": "segment", "segmentation": k, "capacity_samples": cap, "period_ms": str(period),
+    info = {"mode": "segment", "segmentation": k, "capacity_samples": cap, "period_ms": float(period),
             "gap_ms": gap_ms, "confidence_threshold": conf, "ood_threshold": ood,
             "roughness_threshold": rough,
             "state_bytes_estimate": state_bytes_estimate}  # fmt: skip

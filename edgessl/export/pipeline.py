@@ -118,7 +118,11 @@ def _quantize_and_select(enc32: Path, enc8: Path, head: Path, calib: np.ndarray,
             best, chosen = (agreement, -diff), i
             shutil.copyfile(dst, enc8)
     if len(candidates) > 1 and progress:
-        print(f"chose {candidates[chosen].describe()}", flush=True)
+        top = tried[chosen]["top1_agreement"]
+        ties = sum(t["top1_agreement"] == top for t in tried)
+        why = (f" (top-1 agreement {top:.4f} for {ties} of them: the smallest mean logit difference decides)"
+               if ties > 1 else " (the highest top-1 agreement)")  # fmt: skip
+        print(f"chose {candidates[chosen].describe()}{why}", flush=True)
     selection = {"mode": "automatic" if cfg.quantize is None else "given", "windows": len(X), "source": source,
                  "chosen": chosen, "tried": tried}  # fmt: skip
     return candidates[chosen], selection

@@ -238,6 +238,13 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
         example = ",".join(usual[:width]) + (",..." if width > len(usual) else "")
         names = f" {header}" if header else f" (no header line: name them, e.g. --channels {example})"
         about = f" at about {rate:.0f} Hz" if rate else ""
+        from edgessl.firmware_bridge.ports import simulator_speed
+
+        port = getattr(ser, "port", None)  # the path it was opened with
+        speed = simulator_speed(port) if rate and isinstance(port, str) else None
+        if rate and speed and speed != 1.0:  # `edgessl simulate --speed k` sends its lines k times faster
+            rate /= speed
+            about = f" at about {rate:.0f} Hz (lines arrive {speed:g}x faster: the simulator's --speed)"
         return Probe("text", f"text lines (CSV), {width} values per line{names}{about}",
                      {"values_per_line": width, "header": header, "rate_hz": rate})  # fmt: skip
     return Probe("no answer", f"nothing understood within {timeout:g} s")

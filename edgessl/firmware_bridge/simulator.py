@@ -815,14 +815,17 @@ def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[
             from edgessl.datasets.synthetic import DEFAULT_USER
 
             user = args.user or f"{DEFAULT_USER} (default)"
-            who = "" if isinstance(src, np.ndarray) else f", user {user} performing {args.perform}"
+            who = (f", playing {args.source} ({src.shape[-1] / sim.rate_hz:.0f} s; then again from its start, the time "
+                   "running on)" if isinstance(src, np.ndarray) else f", user {user} performing {args.perform}")  # fmt: skip
             if board is not None:
                 who += (f", the board's firmware runs {args.board_model} "
                         f"(bundle checksum {sha[:12] + '...' if sha else 'unknown'})")  # fmt: skip
             if args.faults:
                 who += f", faults {args.faults}"
+            # stdout is the path alone (`P=$(edgessl simulate ... | head -1)`, a file to read it from); what the
+            # board is goes to stderr
             print(f"# simulated IMU: {len(channels)} channels {channels} at {sim.rate_hz:g} Hz, {args.mode} mode"
-                  f"{who}, slave {sim.slave_path}; Ctrl-C to stop", flush=True)  # fmt: skip
+                  f"{who}, slave {sim.slave_path}; Ctrl-C to stop", file=sys.stderr, flush=True)  # fmt: skip
             end = None if args.seconds is None else time.monotonic() + args.seconds
             while end is None or time.monotonic() < end:
                 time.sleep(0.2)
@@ -843,7 +846,8 @@ def _simulate(args, src: np.ndarray | PersonSource, rate: float, channels: list[
 
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="a simulated IMU on a pseudo-terminal (prints the device path)")
-    p.add_argument("--source", default="synthetic", help="synthetic, or a dataset spec (npz:uwave_raw.npz ...)")
+    p.add_argument("--source", default="synthetic", help="synthetic, or a dataset spec (npz:uwave_raw.npz, csv:rec.csv ...: a recording, played in a "
+                        "loop)")
     p.add_argument("--rate", type=float, default=None, help="nominal sample rate in Hz (default: the source's; a synthetic person samples at it)")
     p.add_argument("--mode", choices=["binary", "csv"], default="binary",
                    help="binary: the reference firmware's protocol; csv: text lines without a header, as the Edge "

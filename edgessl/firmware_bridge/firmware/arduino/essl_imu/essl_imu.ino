@@ -11,7 +11,10 @@
 // alongside the samples or instead of them. The model's rate is the board's rate (SET_RATE to another is refused)
 // and its channels are the accelerometer's x, y, z in g. The host is told which model the board runs by the
 // bundle's checksum, ESSL_MODEL_SHA256 of essl_model.h (define ESSL_BOARD_SHA256 to report another).
-// The model adds its weights to flash and its arena and stream state to RAM (see essl_model_info.json).
+// The model adds its weights to flash and its arena and stream state to RAM (memory in essl_model_info.json): with
+// the ~4 KiB of frame buffers, a 32 KiB SAMD21 fits the 63-sample uWave model (15 KiB), not the demo's 128-sample
+// one (26 KiB); a Cortex-M0+ has no FPU, so the layers the export kept float run in software, far slower than
+// docs/mcu.md's Cortex-M4 budget.
 // #define ESSL_WITH_MODEL
 #include <Wire.h>
 
@@ -191,7 +194,13 @@ void loop() {
   if (!dev.streaming) return;
   uint64_t t = now_us();
   if (t < next_sample_us) return;
-  next_sample_us += (uint64_t)(1e6f / dev.info.rate_hz);
+  uint64_t period_us = (uint64_t)(1e6f / dev.info.rate_hz);
+  // fallen behind by more than two periods (a model run in classify() takes tens of ms on an M0/M4): start again
+  // from now rather than read the sensor back to back for the missed periods, which would give samples of one
+  // moment with timestamps in the same millisecond (each one restarts essl_stream's timeline); the hole is a
+  // short gap that essl_stream and the host bridge (up to 0.25 s). Better still: the IMU's own FIFO, read here.
+  if (t - next_sample_us > 2 * period_us) next_sample_us = t;
+  next_sample_us += period_us;
   int16_t xyz[3];
   if (!mpu_read(xyz)) return;  // a failed I2C read shows up on the host as a timestamp gap
 #ifdef ESSL_WITH_MODEL
