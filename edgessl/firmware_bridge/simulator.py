@@ -46,6 +46,7 @@ import numpy as np
 from edgessl.errors import ModelError, UsageError
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.flags import units_flag as _units_flag
+from edgessl.units import triad
 
 FIRMWARE = Path(__file__).parent / "firmware"
 
@@ -70,6 +71,10 @@ class Faults:
             motor, a loose mount, a vibrating table; 0: never).
         vibration_for: device seconds each burst lasts.
         vibration_g: the bursts' rms, in the signal's units (g).
+        mount_deg: the board is mounted turned by this many degrees (about an axis fixed by the simulator's seed):
+            the accelerometer and gyroscope triads are rotated, what a remounted sensor or another way of wearing
+            it does to the signal (0: as the data).
+        mount_at: device seconds from which it is (a remount during the session; 0: from the start).
     """
 
     drop: float = 0.0
@@ -84,6 +89,8 @@ class Faults:
     vibration_every: float = 0.0
     vibration_for: float = 1.0
     vibration_g: float = 0.3
+    mount_deg: float = 0.0
+    mount_at: float = 0.0
 
     @classmethod
     def parse(cls, text: str | None) -> Faults:
@@ -123,6 +130,11 @@ class Faults:
             kw["vibration_g"] = float(g or 0.3)
             if not 0 < kw["vibration_for"] < kw["vibration_every"] or kw["vibration_g"] <= 0:
                 raise ValueError(f"vibration={val}: expected EVERY:FOR[:G] seconds with 0 < FOR < EVERY and G > 0")
+        elif key == "mount":
+            deg, _, at = val.partition(":")
+            kw["mount_deg"], kw["mount_at"] = float(deg), float(at or 0.0)
+            if not 0 < abs(kw["mount_deg"]) <= 180 or kw["mount_at"] < 0:
+                raise ValueError(f"mount={val}: expected DEG[:AT] with 0 < |DEG| <= 180 degrees and AT >= 0 seconds")
         else:
             raise ValueError(f"unknown fault {key!r}; expected {', '.join(['banner', *FAULT_FORMS])}")
 
@@ -130,7 +142,7 @@ class Faults:
 FAULT_FORMS = {"drop": "P (a share of frames, 0 to 1)", "corrupt": "P (a share of frames)", "garbage": "P (a share of frames)",
                "drift": "PPM (clock error)", "rate": "HZ (the rate the board really samples at)",
                "unplug": "EVERY[:FOR] (seconds)", "restart": "EVERY (seconds)",
-               "vibration": "EVERY:FOR[:G] (seconds, seconds, g)"}  # fmt: skip
+               "vibration": "EVERY:FOR[:G] (seconds, seconds, g)", "mount": "DEG[:AT] (degrees, seconds)"}  # fmt: skip
 
 
 class PersonSource(Protocol):
@@ -354,6 +366,13 @@ class SimulatedImu:
             board.info = self.info
         self._board_out = b""  # board output up to its next frame delimiter
         self.rng = np.random.default_rng(seed)
+        self._mount: np.ndarray | None = None
+        self._mount_triads = [np.asarray(t) for t in (triad(self.units, "g"), triad(self.units, "rad/s")) if len(t) == 3]
+        if faults.mount_deg and self._mount_triads:
+            from edgessl.datasets.synthetic import rotation_matrix
+
+            axis = np.random.default_rng([seed, 7919]).normal(size=3)  # fixed by the seed, not by the stream
+            self._mount = rotation_matrix(axis, np.deg2rad(faults.mount_deg)).astype(np.float32)
         self.link = link
         self._link_target: str | None = None  # where our symlink points, while it exists
         self.link_refused = 0  # replugs that found someone else's file at ``link`` (left alone)
@@ -547,6 +566,12 @@ class SimulatedImu:
             if shaking.any():
                 block = block.copy()
                 block[shaking] += self.rng.normal(0, f.vibration_g, (int(shaking.sum()), block.shape[1]))
+        if self._mount is not None:  # the board turned on its mount: the triads rotate with it
+            turned = self.sample_index + np.arange(n) >= int(round(f.mount_at * self.rate_hz))
+            if turned.any():
+                block = block.copy()
+                for tri in self._mount_triads:
+                    block[np.ix_(turned, tri)] = block[np.ix_(turned, tri)] @ self._mount.T
         self.sample_index += n
         return block
 
@@ -865,7 +890,8 @@ def register(sub) -> None:
                         "unplug=EVERY:FOR: unplug every EVERY s for FOR s, wall-clock, so the device loses FOR x "
                         "--speed s of samples; restart=EVERY: a reset every EVERY s; vibration=EVERY:FOR[:G]: a burst of "
                         "white noise (G g rms, default 0.3) for FOR s every EVERY s of device time: a motor, a "
-                        "loose mount)")
+                        "loose mount; mount=DEG[:AT]: the board turned DEG degrees on its mount (about an axis set by "
+                        "--seed), from AT s of device time on: a remount, to watch `run`'s adaptation follow it)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="playback speed (1 = real time); other commands' --seconds count wall-clock time, so at "
                         "--speed 4 `record --seconds 180` holds 720 s of samples; --mode csv lines carry no time: "

@@ -374,6 +374,31 @@ def test_vibration_bursts_come_on_the_device_clock_and_nowhere_else():
     assert np.all(x[~burst] == 0) and 0.17 < x[burst].std() < 0.23
 
 
+def test_a_remounted_board_turns_its_accelerometer_and_gyroscope_from_the_remount_on():
+    """``--faults mount=DEG:AT``: from AT s of device time, the accelerometer and gyroscope triads are rotated by
+    DEG degrees about one axis the seed fixes (a remount, to rehearse `run`'s adaptation); nothing before it,
+    and no other channel, changes."""
+    from edgessl.datasets.synthetic import rotation_matrix
+
+    assert Faults.parse("mount=30:2") == Faults(mount_deg=30.0, mount_at=2.0) and Faults.parse("mount=45").mount_at == 0
+    for bad in ("mount=0", "mount=200", "mount=30:-1"):
+        with pytest.raises(ValueError, match="DEG"):
+            Faults.parse(bad)
+    rng = np.random.default_rng(0)
+    sig = rng.normal(size=(7, 800)).astype(np.float32)  # acc, gyro and a channel of another unit
+    names = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z", "temp"]
+    units = ["g"] * 3 + ["rad/s"] * 3 + ["unknown"]
+    sim = SimulatedImu(sig, RATE, names, units, faults=Faults.parse("mount=30:2"), seed=5)
+    x = np.concatenate([sim._pull(40) for _ in range(20)])  # 800 samples: 8 s at 100 Hz, the mount from 2 s
+    assert np.array_equal(x[:200], sig[:, :200].T) and np.array_equal(x[:, 6], sig[6])
+    R = rotation_matrix(np.random.default_rng([5, 7919]).normal(size=3), np.deg2rad(30))
+    for tri in (slice(0, 3), slice(3, 6)):
+        np.testing.assert_allclose(x[200:, tri], sig[tri, 200:].T @ R.T, atol=1e-5)
+    assert np.degrees(np.arccos((np.trace(R) - 1) / 2)) == pytest.approx(30)
+    other = SimulatedImu(sig, RATE, names, units, faults=Faults.parse("mount=30"), seed=6)._pull(10)
+    assert not np.allclose(other[:, :3], sig[:3, :10].T @ R.T, atol=1e-3)  # another seed, another axis
+
+
 def test_simulate_cli_names_a_bad_fault(capsys):
     from edgessl.cli import main
 
