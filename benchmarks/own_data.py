@@ -62,6 +62,15 @@ def simulator(*args: str) -> Iterator[str]:
             p.kill()
 
 
+@contextlib.contextmanager
+def repeat_dir(keep: str | None, k: int) -> Iterator[Path]:
+    """The work folder of repeat ``k``: under ``keep`` (kept), else in a temporary folder."""
+    with tempfile.TemporaryDirectory() as td:
+        work = Path(keep or td) / f"repeat{k}"
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip().startswith("{")]
 
@@ -290,9 +299,7 @@ def main() -> None:
     a = ap.parse_args()
     runs = []
     for k in range(a.repeats):
-        with tempfile.TemporaryDirectory() as td:
-            work = Path(a.keep or td) / f"repeat{k}"
-            work.mkdir(parents=True, exist_ok=True)
+        with repeat_dir(a.keep, k) as work:
             runs.append(journey(work, a.speed, base_seed=10 * k, user=a.user, method=a.pretrain_method))
             print(json.dumps(runs[-1]["live_same_user_new_session"]), flush=True)
     res: dict[str, Any] = {"summary": summary(runs), "repeats": runs}

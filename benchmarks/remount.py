@@ -19,12 +19,11 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from own_data import GESTURES, edgessl, read_jsonl, read_jsonl_text, score, simulator  # noqa: E402
+from own_data import GESTURES, edgessl, read_jsonl, read_jsonl_text, repeat_dir, score, simulator  # noqa: E402
 
 MOUNT_DEG = 30.0
 
@@ -71,9 +70,7 @@ def main() -> None:
     a = ap.parse_args()
     runs = []
     for k in range(a.repeats):
-        with tempfile.TemporaryDirectory() as td:
-            work = Path(a.keep or td) / f"repeat{k}"
-            work.mkdir(parents=True, exist_ok=True)
+        with repeat_dir(a.keep, k) as work:
             bundle = build(work, a.speed, 10 * k)
             live_seed = 10 * k + 7
             run = {"straight": session(bundle, work, "straight", live_seed, a.seconds, a.speed, None, None),
