@@ -25,7 +25,7 @@ from typing import Any, TextIO
 import serial
 
 from edgessl.firmware_bridge import protocol as P
-from edgessl.firmware_bridge.ports import argv_flag, port_holders, simulate_processes
+from edgessl.firmware_bridge.ports import argv_flag, port_holders, simulate_processes, simulator_speed
 from edgessl.firmware_bridge.transport import list_devices
 
 __all__ = ["ANSWERS", "Probe", "candidates", "port_holders", "probe", "probe_all", "register"]
@@ -238,8 +238,6 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
         example = ",".join(usual[:width]) + (",..." if width > len(usual) else "")
         names = f" {header}" if header else f" (no header line: name them, e.g. --channels {example})"
         about = f" at about {rate:.0f} Hz" if rate else ""
-        from edgessl.firmware_bridge.ports import simulator_speed
-
         port = getattr(ser, "port", None)  # the path it was opened with
         speed = simulator_speed(port) if rate and isinstance(port, str) else None
         if rate and speed and speed != 1.0:  # `edgessl simulate --speed k` sends its lines k times faster
