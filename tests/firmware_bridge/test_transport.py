@@ -193,6 +193,11 @@ def test_a_text_simulator_played_faster_is_no_wrong_rate(tmp_path):
     try:
         sim.stdout.readline()  # the path: the link exists
         assert simulator_speed(str(link)) == 4.0 and simulator_speed(str(tmp_path / "other")) is None
+        from edgessl.firmware_bridge.devices import probe
+
+        seen = probe(str(link), timeout=3.0)  # `devices` gives the board's rate, not its lines' (walkthrough: 396 Hz)
+        assert seen.answer == "text" and "(lines arrive 4x faster: the simulator's --speed)" in seen.detail, seen
+        assert 50 <= seen.info["rate_hz"] <= 75, seen
         for rate in (62.5, None):
             with ImuStream(str(link), rate_hz=rate, channels=["acc_x", "acc_y", "acc_z"]) as s:
                 assert s.mode == "text" and s.playback_speed == 4.0
