@@ -77,7 +77,8 @@ def render_flags() -> str:
                 continue
             flag = ", ".join(f"`{s}`" for s in a.option_strings) or f"`{a.dest.upper()}` (positional)"
             choices = f" (one of {', '.join(map(str, a.choices))})" if a.choices else ""
-            help_text = (a.help or "") % {"default": a.default} if a.help and "%(" in a.help else (a.help or "")
+            # argparse formats every help string with %: "%%" is a literal percent sign, as --help prints it
+            help_text = (a.help or "") % {"default": a.default} if a.help and "%" in a.help else (a.help or "")
             rows.append(f"| {flag} | {_cell(_default(a))} | {_cell(help_text + choices)} |")
         if not rows:
             continue

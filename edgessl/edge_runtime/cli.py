@@ -340,6 +340,14 @@ def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     return f"{seg.too_short + seg.too_long + seg.cut_off} movement(s) not classified: {unused}{hint}"
 
 
+def correction_text(summary: dict[str, Any]) -> str:
+    """``": input turned 29° (gains 1.00–1.00)"`` when an input-side correction is applied, else ""."""
+    corr = summary.get("correction")
+    if not (corr and corr.get("active")):
+        return ""
+    return f": input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
+
+
 def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = False) -> str:
     """What the adapter did, in words ("" without one), from :meth:`Adapter.summary`; ``unit``: what it counts
     ("gestures" for a segment bundle, "windows" else). ``short``: the status line's few words."""
@@ -349,8 +357,9 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     own = parts[0] if len(parts) == 1 else summary  # `ttt|tent`: the method chosen
     name, n, resets = summary["method"], int(summary["updates"]), int(summary["resets"])
     corr = summary.get("correction")
+    # (also with no change in this run: a restored state's correction is in use)
     turned = (f", input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
-              if corr and corr.get("active") and n else "")  # fmt: skip
+              if corr and corr.get("active") else "")  # fmt: skip
     reset = f", {resets} reset(s) to the source model" if resets else ""
     if "next_search" in own:  # ttt: shifts its activations (the head's bias follows them every shift_every gated
         # windows); searches its input transform
@@ -473,8 +482,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             stats["providers"] = list(rt.providers)  # in a service's log: whether the GPU is in use
             if args.json:
                 emit({"providers": stats["providers"]})
+            adapted = (adapter.updates, adapter.resets) if adapter is not None else (0, 0)
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
+                if rt.restored_state and adapter is not None:  # said at once: a restored turn changes every answer
+                    said = f"adaptation state restored from {args.adapt_state}{correction_text(adapter.summary())}"
+                    if args.json:
+                        emit({"note": said})
+                    else:
+                        note(said)
             if rt.user_state is not None:  # in a service's log too: which user's enrollment is in use
                 stats["user_state"] = {"path": args.state, "takes": rt.user_state.counts(),
                                        "segmentation": rt.user_state.segmentation or "default"}  # fmt: skip
@@ -608,6 +624,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             feed.samples(t, values)
                         known = len(rt.input_problems)
                         events = rt.feed(values[:, idx], t)
+                        if adapter is not None and (adapter.updates, adapter.resets) != adapted:
+                            # an input transform's change (ttt, input) said when it happens, not only at the end
+                            # (a walkthrough could not tell when); tent's many small updates are not
+                            adapted = (adapter.updates, adapter.resets)
+                            summary = adapter.summary()
+                            if summary.get("correction") is not None:
+                                said = (f"adaptation {summary['method']}: change {adapted[0]} of its input transform "
+                                        f"at {last_t:.1f} s{correction_text(summary)}"
+                                        + (f"; {adapted[1]} reset(s) to the source model" if adapted[1] else ""))
+                                if args.json:
+                                    emit({"adaptation": {"t": round(last_t, 3), **summary}})
+                                else:
+                                    note(said)
                         # (no warning: the run stops, and its error line says it)
                         say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
                                            warn=False, text_board=dev.mode == "text",
@@ -776,7 +805,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a user's enrollment written by edgessl enroll for this bundle: its gestures join the "
                         "decisions (default: none)")  # fmt: skip
     p.add_argument("--json", action="store_true",
-                   help="JSON lines on stdout: events, gaps, device states and changes, final stats (events: the "
+                   help="JSON lines on stdout: events, gaps, device states and changes, adaptation changes, notes, final stats (events: the "
                         "lines shown, unknown answers too with --show-unknown; gestures: those naming a gesture; "
                         "unknown_share: the gestures answered unknown as unsure or unlike training against the share "
                         "the export calibrated, and whether that is far more: a person to enroll (advised_live: said while running))")

@@ -412,6 +412,9 @@ def test_run_waits_for_the_port_and_sigterm_saves_a_state_the_next_start_restore
     assert r.returncode == 0 and "not used" not in r.stderr, r.stderr
     stats = json.loads(r.stdout.splitlines()[-1])["stats"]
     assert stats["adapt_state"] == {"path": str(state), "restored": True}
+    # said at the start, not only in the last line (a walkthrough's restored 29° turn read as no adaptation)
+    notes = [json.loads(ln)["note"] for ln in r.stdout.splitlines() if ln.startswith('{"note"')]
+    assert notes and notes[0].startswith(f"adaptation state restored from {state}"), r.stdout[:500]
     assert state.exists() and not list(tmp_path.glob("adapt_state.bad-*"))
     # what adaptation did is in the stats (and, in words, in the last lines of a terminal's or a log's run)
     assert stats["adaptation"]["method"] == "ttt" and stats["adaptation"]["parts"][0]["next_search"] > 0
