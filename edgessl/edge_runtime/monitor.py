@@ -256,6 +256,17 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"
                             f"{model}; the last {HISTORY_S:g} s per channel; "
                             "Ctrl-C to stop")  # fmt: skip
+            if rt is None and unnamed_channels(dev.channel_names):
+                # values without names have no units either: nothing is checked until they are named (a
+                # walkthrough's m/s² board showed +10.3 and no hint; run and devices said what to do)
+                usual = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"][: len(dev.channel_names)]
+                said = (f"the board's values {dev.channel_names} have no names, so their units are not checked: "
+                        f"name them, e.g. --channels {','.join(usual)} (an accelerometer in g, a gyroscope in rad/s; "
+                        "other units: --units)")  # fmt: skip
+                if args.json:
+                    emit({"note": said})
+                else:
+                    screen.line(f"# {said}")
             last_update, shown = time.monotonic(), None
             while t_end is None or time.monotonic() < t_end:
                 if stop.signal is not None:

@@ -85,6 +85,17 @@ def test_json_lines_summarise_the_samples_of_each_update(sim):
     assert sum(x["n"] for x in samples) <= lines[-1]["stats"]["device"]["delivered_samples"]
 
 
+def test_unnamed_values_are_said_to_need_names_before_their_units_are_checked(tmp_path):
+    """A headerless text board sends values without names (ch0, ch1, ch2), so nothing can check their units: a
+    walkthrough's board in m/s² showed +10.3 and no hint. One line says to name them."""
+    sig, rate, _, _ = load_source("synthetic", None)
+    with SimulatedImu(sig * 9.81, rate, ["acc_x", "acc_y", "acc_z"], mode="csv", link=str(tmp_path / "imu")) as s:
+        out = io.StringIO()
+        assert M.monitor(_args("--port", s.path, "--seconds", "1.5", "--rate", str(rate)), out=out) == 0
+    said = [ln for ln in out.getvalue().splitlines() if "have no names" in ln]
+    assert len(said) == 1 and "--channels acc_x,acc_y,acc_z" in said[0] and "units are not checked" in said[0], said
+
+
 def test_with_a_model_it_shows_probabilities_and_events_as_run_decides(small_bundle, sim):
     from edgessl.edge_runtime.runtime import GestureRuntime
 
