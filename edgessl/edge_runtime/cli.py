@@ -340,12 +340,13 @@ def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     return f"{seg.too_short + seg.too_long + seg.cut_off} movement(s) not classified: {unused}{hint}"
 
 
-def correction_text(summary: dict[str, Any]) -> str:
-    """``": input turned 29° (gains 1.00–1.00)"`` when an input-side correction is applied, else ""."""
+def correction_text(summary: dict[str, Any], sep: str = ": ") -> str:
+    """``": input turned 29° (gains 1.00–1.00)"`` (after ``sep``) when an input-side correction is applied, else
+    ""."""
     corr = summary.get("correction")
     if not (corr and corr.get("active")):
         return ""
-    return f": input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
+    return f"{sep}input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
 
 
 def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = False) -> str:
@@ -356,10 +357,7 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     parts = summary.get("parts") or []
     own = parts[0] if len(parts) == 1 else summary  # `ttt|tent`: the method chosen
     name, n, resets = summary["method"], int(summary["updates"]), int(summary["resets"])
-    corr = summary.get("correction")
-    # (also with no change in this run: a restored state's correction is in use)
-    turned = (f", input turned {corr['rotation_deg']:.0f}° (gains {min(corr['gains']):.2f}–{max(corr['gains']):.2f})"
-              if corr and corr.get("active") else "")  # fmt: skip
+    turned = correction_text(summary, ", ")  # (also with no change in this run: a restored state's is in use)
     reset = f", {resets} reset(s) to the source model" if resets else ""
     if "next_search" in own:  # ttt: shifts its activations (the head's bias follows them every shift_every gated
         # windows); searches its input transform

@@ -44,7 +44,7 @@ from edgessl.edge_runtime.cli import (
 )
 from edgessl.edge_runtime.rate import RateMeter
 from edgessl.errors import UsageError
-from edgessl.firmware_bridge.flags import add_text_board_flags
+from edgessl.firmware_bridge.flags import add_text_board_flags, channels_example
 from edgessl.units import UnitWatch
 
 if TYPE_CHECKING:
@@ -259,9 +259,8 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if rt is None and unnamed_channels(dev.channel_names):
                 # values without names have no units either: nothing is checked until they are named (a
                 # walkthrough's m/s² board showed +10.3 and no hint; run and devices said what to do)
-                usual = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"][: len(dev.channel_names)]
                 said = (f"the board's values {dev.channel_names} have no names, so their units are not checked: "
-                        f"name them, e.g. --channels {','.join(usual)} (an accelerometer in g, a gyroscope in rad/s; "
+                        f"name them, e.g. --channels {channels_example(len(dev.channel_names))} (an accelerometer in g, a gyroscope in rad/s; "
                         "other units: --units)")  # fmt: skip
                 if args.json:
                     emit({"note": said})

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import serial
 
 from edgessl.firmware_bridge import protocol as P
+from edgessl.firmware_bridge.flags import channels_example
 from edgessl.firmware_bridge.ports import argv_flag, port_holders, simulate_processes, simulator_speed
 from edgessl.firmware_bridge.transport import list_devices
 
@@ -234,8 +235,7 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
         span = last_chunk - first_chunk if first_chunk is not None else 0.0
         rate = (readings - counted_from) / span if span >= 0.2 else None
         # no header line seen (a sketch that prints one at power-up only, or none): the values need names
-        usual = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-        example = ",".join(usual[:width]) + (",..." if width > len(usual) else "")
+        example = channels_example(width)
         names = f" {header}" if header else f" (no header line: name them, e.g. --channels {example})"
         about = f" at about {rate:.0f} Hz" if rate else ""
         port = getattr(ser, "port", None)  # the path it was opened with

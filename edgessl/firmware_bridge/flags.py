@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_text_board_flags", "board_flags_text", "units_flag"]
+__all__ = ["add_text_board_flags", "board_flags_text", "channels_example", "units_flag"]
 
 
 def _channel_names(text: str) -> list[str]:
@@ -13,6 +13,12 @@ def _channel_names(text: str) -> list[str]:
     if not all(names) or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{text!r}: expected distinct comma-separated names such as acc_x,acc_y,acc_z")
     return names
+
+
+def channels_example(n: int) -> str:
+    """An example ``--channels`` value for a board of ``n`` values: ``acc_x,acc_y,acc_z`` (then the gyroscope's)."""
+    usual = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+    return ",".join(usual[:n]) + (",..." if n > len(usual) else "")
 
 
 def units_flag(text: str) -> dict[str, str]:
