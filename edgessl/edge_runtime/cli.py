@@ -361,20 +361,40 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     reset = f", {resets} reset(s) to the source model" if resets else ""
     if "next_search" in own:  # ttt: shifts its activations (the head's bias follows them every shift_every gated
         # windows); searches its input transform
+        searches = own.get("searches")
         if short:
-            return f"{name} {n} change(s), {own['gated']}/{own['next_search']} {unit} to the next search"
+            done = f" in {searches} search(es)" if searches else ""
+            which = "first" if searches == 0 else "next"
+            return f"{name} {n} change(s){done}, {own['gated']}/{own['next_search']} {unit} to the {which} search"
         gated, every = int(own["gated"]), int(own.get("shift_every") or 0)
         shifted = (f"no {unit[:-1]} passed its gates yet, nothing adapted" if not gated else
                    f"activations not shifted yet (they follow your {unit} from the {every}th that passes its gates)"
                    if gated < every else
                    f"activations shifted to your {unit} (from the {every}th that passed its gates on, following them "
                    f"every {every})" if every else "activations not shifted (switched off)")  # fmt: skip
-        return (f"{name}: {shifted}; {n} change(s) of its input transform "
-                f"({own['gated']} {unit} passed its gates; it looks for a better transform once {own['next_search']} "
+        searched = _searches_text(own, unit)
+        return (f"{name}: {shifted}; {n} change(s) of its input transform ({own['gated']} {unit} passed its gates; "
+                f"{searched + '; ' if searched else ''}it looks for a better transform once {own['next_search']} "
                 f"have){turned}{reset}")  # fmt: skip
     if short:
         return f"{name} {n} update(s)"
     return f"{name}: {n} update(s){turned}{reset}"
+
+
+def _searches_text(own: dict[str, Any], unit: str) -> str:
+    """What ttt's searches of its input transform found, in words ("" for a summary without the count): a walkthrough
+    saw the next search move from 128 to 384 gestures and nothing say that a search had run and found nothing."""
+    searches = own.get("searches")
+    if searches is None:
+        return ""
+    if not searches:
+        return "no search yet"
+    rejected, trial, nothing = int(own.get("rejected_trials") or 0), bool(own.get("trial")), int(own["found_nothing"])
+    found = [f"{k} {what}" for k, what in ((nothing, "found nothing better"),
+                                           (rejected, f"not confirmed on the next {unit}")) if k > 0]  # fmt: skip
+    if trial:
+        found.append(f"one being checked on the next {unit}")
+    return f"{searches} search(es){': ' + ', '.join(found) if found else ''}"
 
 
 def counters_text(c: dict[str, Any]) -> str:
@@ -744,14 +764,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     differ = adapt_note and compare.counts["disagree"]
                     print(f"# {dev.device_events} board events; {compare.summary()}{f' ({adapt_note})' if differ else ''}",
                           file=out, flush=True)  # fmt: skip
-                if adapter is not None:
+                if adapter is not None and "units" not in stats:  # (the error line below says why not)
                     print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)
                 if share is not None and (said := unfamiliar_text(stats["unknown_share"], enroll_cmd, args.state,
                                                                   unfamiliar_said)):  # fmt: skip
                     print(f"# {said}", file=out, flush=True)
-                if "units" in stats:  # the reason for what the summary shows, said where it is read
-                    print(f"# wrong units{', every answer above is meaningless' if stats['events'] else ''}: "
-                          f"{stats['units']}", file=out, flush=True)  # fmt: skip
+                if "units" in stats and stats["events"]:  # (the error line below says what is wrong)
+                    print("# every answer above is meaningless: wrong units, see the error below", file=out, flush=True)
                 if "rate" in stats:
                     print(f"# wrong --rate, the gestures above were timed wrong: {stats['rate']}", file=out, flush=True)
             if failure is not None:

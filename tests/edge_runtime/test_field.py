@@ -431,6 +431,16 @@ def test_adaptation_is_said_in_words():
     assert "2 change(s) of its input transform" in text and "300 gestures passed its gates" in text
     assert "input turned 30° (gains 0.98–1.03)" in text and "1 reset(s)" in text
     assert adaptation_text(chosen, "gestures", short=True) == "ttt 2 change(s), 300/512 gestures to the next search"
+    # a search that found nothing is said (a walkthrough saw the next search move from 128 to 384, nothing else)
+    searched = {**ttt, "updates": 0, "searches": 2, "found_nothing": 1, "rejected_trials": 0, "trial": True}
+    text = adaptation_text({**chosen, "updates": 0, "parts": [searched]}, "gestures")
+    assert ("0 change(s) of its input transform (300 gestures passed its gates; 2 search(es): 1 found nothing better, "
+            "one being checked on the next gestures; it looks") in text, text
+    assert adaptation_text({**chosen, "parts": [searched]}, "gestures", short=True) == (
+        "ttt 2 change(s) in 2 search(es), 300/512 gestures to the next search")
+    first = {**searched, "searches": 0, "found_nothing": 0, "trial": False, "gated": 100, "next_search": 128}
+    assert adaptation_text({**chosen, "parts": [first]}, "gestures", short=True).endswith("100/128 gestures to the first search")
+    assert "(100 gestures passed its gates; no search yet; it looks" in adaptation_text({**chosen, "parts": [first]}, "gestures")
     tent = {"method": "tent", "updates": 7, "resets": 0, "correction": None}
     assert adaptation_text(tent, "windows") == "tent: 7 update(s)" and adaptation_text(None, "windows") == ""
     # the activation shift reaches the answers from the SHIFT_EVERY-th gated gesture, not the first: a C board

@@ -132,6 +132,10 @@ class TTT(Adapter):
         self.shift, self.momentum, self.gain_range, self.max_every = shift, momentum, gain_range, max_every
         self.use_input, self.use_gravity, self.seed, self.min_gain = use_input, use_gravity, seed, min_gain
         self.confirm, self.horizon = confirm, horizon
+        # over the whole run, resets included: the input transform's searches, those that found nothing better
+        # than the transform in use, and the changes found that the next windows did not confirm (a display's
+        # "0 changes" explained)
+        self.searches, self.found_nothing, self.rejected_trials = 0, 0, 0
         self.drift_every, self.drift_sigmas = drift_every, drift_sigmas  # drift_every=0: no remount check
         self.input: InputCorrection | None = None
         self.gravity: GravityCalibration | None = None
@@ -176,7 +180,6 @@ class TTT(Adapter):
         self._last: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0))
         self._gated, self._next, self._interval = 0, self.every, self.every
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (A0, c0, theta) on trial
-        self.rejected_trials = 0
         self._levels: deque[float] = deque(maxlen=6)  # the loss of the transform in use on the newest windows
         self._base: tuple[float, float] | None = None  # their settled (mean, spread)
         self._above = 0  # measurements in a row above it
@@ -398,6 +401,7 @@ class TTT(Adapter):
         return X, np.stack([e for _, e, _ in items]) if same else None
 
     def _search(self) -> None:
+        self.searches += 1
         X, E = self._batch()
         lo, hi = self.gain_range
         # a change must beat the current refinement by min_gain (on the same windows): noise-level wins are not taken
@@ -424,6 +428,7 @@ class TTT(Adapter):
             best = np.zeros(12)
         A0, c0 = start if start is not None else (self.A0, self.c0)
         if best is self.theta:  # nothing better found: search less often (a settled or a clean stream costs less)
+            self.found_nothing += 1
             self._interval = min(2 * self._interval, self.max_every)
             self._next = self._gated + self._interval
         elif self.confirm:
@@ -461,7 +466,8 @@ class TTT(Adapter):
     def summary(self) -> dict[str, Any]:  # + what the next search waits for (a display's "updates 0" explained)
         return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer),
                 "shift_every": SHIFT_EVERY if self.shift else 0,
-                "trial": self._pending is not None, "rejected_trials": self.rejected_trials, "drifts": self.drifts}  # fmt: skip
+                "searches": self.searches, "found_nothing": self.found_nothing, "trial": self._pending is not None, "rejected_trials": self.rejected_trials,
+                "drifts": self.drifts}  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
         st = {"theta": self.theta, "mu": self._running_mean(), "A0": self.A0, "c0": self.c0}
