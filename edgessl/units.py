@@ -74,9 +74,10 @@ def unit_from_channel(name: str) -> str:
     """The unit a channel name implies (where nothing says it): ``rad/s`` for gyroscopes, ``g`` for
     accelerometers, else ``unknown``; the data loaders and a text board's header are read alike."""
     n = name.lower()
-    if "gyro" in n:
+    # (the common Arduino sketches' names ax .. gz, and Edge Impulse's gyrX: aliases of acc_x ... and gyro_x ...)
+    if "gyr" in n or n in ("gx", "gy", "gz"):
         return "rad/s"
-    if "acc" in n or n in ("ax", "ay", "az"):  # (the common Arduino sketches' names: an alias of acc_x ...)
+    if "acc" in n or n in ("ax", "ay", "az"):
         return "g"
     return "unknown"
 
@@ -89,6 +90,14 @@ def triad(units: Sequence[str], unit: str) -> list[int]:
 def g_channels(units: Sequence[str]) -> list[int]:
     """The first three channels in g (the accelerometer)."""
     return triad(units, "g")
+
+
+def _with_option(spec: str, option: str) -> str:
+    """``spec`` with ``option`` (``key=value``) added to its options, replacing the same key's."""
+    path, _, opts = spec.partition("?")
+    key = option.partition("=")[0]
+    kept = [o for o in opts.split(",") if o and o.partition("=")[0].strip() != key]
+    return f"{path}?{','.join([*kept, option])}"
 
 
 def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None = None) -> str | None:
@@ -114,7 +123,7 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
     fix = f"divide them by {k} (in the firmware, or in the CSV files) to have g" if k else "convert them to g"
     if spec and k:  # a data file: its unit can be declared instead
         unit = {"9.81": "m/s2", "1000": "mg"}.get(k, f"{k}LSB/g")
-        fix += f", or declare the unit and it is converted: {spec.partition('?')[0]}?acc={unit}"
+        fix += f", or declare the unit and it is converted: {_with_option(spec, f'acc={unit}')}"
     return (f"the accelerometer channels {list(names)} are read as g, but their magnitude is {med:.4g} at the "
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
 
@@ -139,9 +148,10 @@ def rad_s_channels(units: Sequence[str]) -> list[int]:
     return triad(units, "rad/s")
 
 
-def gyro_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
+def gyro_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None = None) -> str | None:
     """``values [n, 3]`` of the gyroscope channels ``names`` said to be in rad/s: what is wrong, or None (a
-    recording at rest says nothing either way: °/s at rest stay small too)."""
+    recording at rest says nothing either way: °/s at rest stay small too; ``spec``: the data spec read, whose
+    ``gyro=`` option the remedy names)."""
     mag = np.linalg.norm(np.asarray(values, np.float64), axis=1)
     mag = mag[np.isfinite(mag)]
     if not len(mag):
@@ -149,9 +159,11 @@ def gyro_problem_text(names: Sequence[str], values: np.ndarray) -> str | None:
     p90 = float(np.percentile(mag, 90))
     if p90 <= MAX_P90_RAD_S:
         return None
+    declare = (f", or declare the unit and it is converted: {_with_option(spec, 'gyro=deg/s')} (raw counts: "
+               f"gyro=131LSB/dps for an MPU-6050 at ±250 °/s)" if spec else "")  # fmt: skip
     return (f"the gyroscope channels {list(names)} are read as rad/s, but 10 % of their magnitudes exceed {p90:.4g} (a "
             f"hand turns at most a few rad/s): {_LIKE_DEG_S} or raw counts (an MPU-6050 at "
-            f"±250 °/s: divide by 7506), in the firmware or the CSV files, to have rad/s")  # fmt: skip
+            f"±250 °/s: divide by 7506), in the firmware or the CSV files, to have rad/s{declare}")  # fmt: skip
 
 
 class UnitWatch:

@@ -355,7 +355,7 @@ def test_the_contract_itself_fails_on_a_crashing_loader(tmp_path, monkeypatch):
     """The check above is not vacuous: a loader that raises an unexpected exception is caught by it."""
     from edgessl.datasets import csv_recording
 
-    def boom(path, rate_hz=None):  # a bug, not a bad file: the registry turns malformed-file errors into
+    def boom(path, rate_hz=None, label_column="label"):  # a bug, not a bad file: the registry turns malformed-file errors into
         raise ZeroDivisionError("division by zero")  # data errors, but not this
 
     monkeypatch.setattr(csv_recording, "read_csv_recording", boom)

@@ -7,6 +7,7 @@ The ``csv:`` spec loader (which also reads a session sidecar beside the file) is
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -38,12 +39,12 @@ def _is_number(tok: str) -> bool:  # the refused cell is a number (non-finite, t
     return True
 
 
-def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> StreamDataset:
+def read_csv_recording(path: str | Path, rate_hz: float | None = None, label_column: str = "label") -> StreamDataset:
     """Read a CSV recording: header required; first column a timestamp, then one column per channel.
 
     The timestamp unit comes from the column name's suffix (``time_s``, ``timestamp_ms``, ``t_us``);
     a bare ``timestamp`` is milliseconds, as in Edge Impulse's CSV format. An optional ``label`` column
-    (integers or names) gives per-sample classes. Empty cells and ``NaN`` are missing values. Lines that
+    (integers or names; another name: ``label_column``) gives per-sample classes, an empty cell none. Empty cells and ``NaN`` are missing values. Lines that
     start with ``#`` are comments (``edgessl run --record`` notes each gap in one) and are skipped.
     ``,``, ``;`` and TAB delimiters are accepted. The rate is estimated from the timestamps (median
     interval) unless ``rate_hz`` is given.
@@ -75,7 +76,10 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
         raise DataFormatError(
             f"{path}:{h + 1}: first column {header[0]!r} must be a timestamp (timestamp, time_s, timestamp_ms, t_us ...)"
         )
-    label_col = next((i for i, h in enumerate(header) if h.lower() == "label"), None)
+    label_col = next((i for i, h in enumerate(header) if h.lower() == label_column.lower()), None)
+    if label_col is None and label_column.lower() != "label":
+        raise DataFormatError(f"{path}:{h + 1}: no column {label_column!r} (label=) in the header {header}; expected "
+                              "the name of the column that holds the labels")  # fmt: skip
     ch_cols = [i for i in range(1, len(header)) if i != label_col]
     channels = [header[i] for i in ch_cols]
     times: list[float] = []
@@ -95,10 +99,14 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None) -> Stream
         except DataFormatError as e:
             bad = next(i for i in ch_cols if not _parses(row[i], path, lineno))
             col = header[bad]
-            if lineno > h + 2 or label_col is not None or _is_number(row[bad]):  # a stray value, not a column of names
+            j = ch_cols.index(bad)
+            # a column of names: text on its first line, or the first text after empty cells (unlabelled samples)
+            names = not _is_number(row[bad]) and all(math.isnan(v[j]) for v in values)
+            if label_col is not None or not names:  # a stray value in a column of numbers
                 raise DataFormatError(f"{e} (column {col!r})") from None
             raise DataFormatError(f"{e} (column {col!r}): a column of names is read as the labels only when it is "
-                                  "called 'label'; every other column is a channel of numbers") from None  # fmt: skip
+                                  f"called 'label' (or named by the spec's option label={col}); every other column "
+                                  "is a channel of numbers") from None  # fmt: skip
         if label_col is not None:
             raw_labels.append(row[label_col].strip())
     if not values:

@@ -85,11 +85,12 @@ def load_dir(arg: str) -> StreamDataset:
     path, _, opt = need_path("dir", arg).partition("?")
     spec = f"dir:{arg}"
     opts = parse_options(opt)
-    if unknown := set(opts) - {"split", "length", "input", "test", "acc", "gyro"}:
+    if unknown := set(opts) - {"split", "length", "input", "test", "acc", "gyro", "label"}:
         raise SpecOptionError(f"unknown dir option(s) {sorted(unknown)} in {spec!r}; expected "
                               "split=auto|user|session|take|folder, length=N, input=segment|sliding, test=FRACTION, "
-                              "acc=g|m/s2|mg, gyro=rad/s|deg/s")  # fmt: skip
+                              "acc=g|m/s2|mg, gyro=rad/s|deg/s, label=COLUMN")  # fmt: skip
     acc, gyro = sensor_units(opts, spec)
+    label_column = opts.pop("label", "label")
     folder = Path(path).expanduser()
     if not folder.is_dir():
         what = ("a file, not a folder" + (f"; a single recording reads as csv:{path}" if folder.suffix == ".csv" else "")
@@ -105,7 +106,7 @@ def load_dir(arg: str) -> StreamDataset:
     files = [f for f in files if f not in empty]
     if not files:
         raise DataFormatError(f"{folder}: its {len(empty)} session(s) hold no samples (header only)")
-    sessions = [read_session(f, acc=acc, gyro=gyro) for f in files]
+    sessions = [read_session(f, acc=acc, gyro=gyro, label_column=label_column) for f in files]
     for (ds, _), f in zip(sessions, files, strict=True):  # one session in mg among sessions in g: named, not averaged
         if problem := unit_problem(ds, spec):
             raise DataFormatError(f"{f}: {problem}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -79,8 +80,11 @@ def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
     if mode not in INPUT_MODES:
         raise SpecOptionError(f"{spec!r}: input= must be one of {', '.join(INPUT_MODES)}; got {mode!r}")
     raw_len = opts.get("length", base.get("length", DEFAULT_LENGTH))
+    if (sec := re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)s", str(raw_len))) and mode == "sliding" and ds.rate_hz:
+        raw_len = round(float(sec.group(1)) * ds.rate_hz)  # a duration: windows of that long at the data's rate
     if not str(raw_len).isdigit() or int(raw_len) < 2:
-        raise SpecOptionError(f"{spec!r}: length= must be a whole number of samples >= 2; got {raw_len!r}")
+        raise SpecOptionError(f"{spec!r}: length= must be a whole number of samples >= 2 (or, with input=sliding, a "
+                              f"duration such as 2.56s); got {raw_len!r}")  # fmt: skip
     split = opts.get("split", "auto")
     if split not in SPLITS:
         raise SpecOptionError(f"{spec!r}: split= must be one of {', '.join(SPLITS)}; got {split!r}")
@@ -100,6 +104,11 @@ def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
         fit_spans_to_motion(ds)
 
 
+# a class whose labelled spans last this many times the longest gesture at the median is an activity
+ACTIVITY_SPANS = 2.0
+ACTIVITIES_TEXT = ("class(es) {} last {} at the median, far longer than a gesture ({:g} s at most): activities, not "
+                   "gestures cut from movement; read them as sliding windows (the spec's options "
+                   "input=sliding,length=2.56s), or fine-tune with --recipe activities, which reads them so")
 TIGHT_COVER = 0.75  # a labelled span whose movement covers less than this of it is reported as wider than it
 REST_SHARE = 0.75  # a class whose labelled spans hold no movement this often is rest (left out, said)
 
@@ -126,6 +135,13 @@ def fit_spans_to_motion(ds: StreamDataset) -> None:
     if len(takes) != len(seg):
         takes = np.arange(len(seg), dtype=np.int64)
     rate = float(ds.rate_hz or 0.0)
+    # classes whose spans last far longer than any gesture: activities (walking, sitting), not gestures
+    limit = ACTIVITY_SPANS * SegmentParams().max_duration_s
+    med = [(c, float(np.median(seg[seg[:, 2] == c, 1] - seg[seg[:, 2] == c, 0])) / rate) for c in
+           range(len(ds.class_names)) if rate and (seg[:, 2] == c).any()]  # fmt: skip
+    if long := [(ds.class_names[c], m) for c, m in med if m > limit]:
+        ds.extra["activity_classes"] = np.array([n for n, _ in long])
+        ds.extra["activity_seconds"] = np.array([m for _, m in long])
     rows = motion_rows(ds.channel_units)
     rec = np.searchsorted(ds.offsets, seg[:, 0], "right") - 1
     out_seg: list[list[int]] = []
@@ -406,6 +422,8 @@ def labelled_windows(ds: StreamDataset, length: int | None = None) -> WindowData
                               f"or was too short for length={length}")  # fmt: skip
     n_flagged = int((~usable).sum())
     notes = [f"{opt.input_mode} windows of {length}", f"split by {plan.by}"]
+    if "activity_classes" in ds.extra:
+        notes.append(f"activities {[str(c) for c in ds.extra['activity_classes']]} cut as gestures")
     if "rest_classes" in ds.extra:
         notes.append(f"rest class(es) {[str(c) for c in ds.extra['rest_classes']]} left out")
     if n_flagged:
@@ -520,13 +538,19 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                              + (", " if tightened and split else "")
                              + (f"{split} holding several gestures became {pieces} performances" if split else "")
                              + ", as edgessl run cuts them live"]  # fmt: skip
+        if "activity_classes" in ds.extra:
+            info["activity_classes"] = {str(c): round(float(m), 1) for c, m in
+                                        zip(ds.extra["activity_classes"], ds.extra["activity_seconds"], strict=True)}  # fmt: skip
+            warnings.append(ACTIVITIES_TEXT.format(list(info["activity_classes"]), ", ".join(
+                f"{m:g} s" for m in info["activity_classes"].values()), SegmentParams().max_duration_s))  # fmt: skip
         if "rest_classes" in ds.extra:
             info["rest_classes"] = {str(c): f"{int(n[0])} of {int(n[1])}" for c, n in
                                     zip(ds.extra["rest_classes"], ds.extra["rest_spans"], strict=True)}  # fmt: skip
             warnings.append(f"class(es) {list(info['rest_classes'])} left out as rest: "
                             + ", ".join(f"{v} spans" for v in info["rest_classes"].values())
-                            + " hold no movement; edgessl run classifies only the movements it cuts and answers "
-                            "rest by cutting nothing: leave rest unlabelled (an empty label)")  # fmt: skip
+                            + " hold no movement the gesture cut finds (still, or moving for longer than a gesture); "
+                            "edgessl run classifies only the movements it cuts and answers rest by cutting nothing: "
+                            "leave rest unlabelled (an empty label)")  # fmt: skip
         if n_still:
             at = np.asarray(ds.extra.get("still_at", np.zeros((0, 2))), np.int64).reshape(-1, 2)
             rec = np.searchsorted(ds.offsets, at[:, 0], "right") - 1
@@ -561,7 +585,7 @@ def describe(ds: StreamDataset) -> dict[str, Any]:
                      "test_users": [users[u] for u in sorted(set(p["user"][plan.test].tolist()))]}  # fmt: skip
     if plan.note and not (one_session and plan.by == "take"):  # the one-session warning already says it
         warnings.append(plan.note)
-    if ds.rate_hz:
+    if ds.rate_hz and opt.input_mode == "segment":  # (sliding windows are cut from spans of any length)
         long = int((usable & ((p["end"] - p["start"]) > SegmentParams().max_duration_s * ds.rate_hz)).sum())
         if long:
             warnings.append(f"{long} labelled performance(s) longer than {SegmentParams().max_duration_s:g} s (the "

@@ -414,13 +414,14 @@ def sensor_units(opts: dict[str, str], spec: str) -> tuple[str | None, str | Non
 
 
 def read_session(csv_path: str | Path, rate_hz: float | None = None, *, acc: str | None = None,
-                 gyro: str | None = None) -> tuple[StreamDataset, dict[str, Any]]:  # fmt: skip
+                 gyro: str | None = None, label_column: str = "label") -> tuple[StreamDataset, dict[str, Any]]:  # fmt: skip
     """One session: its samples as a one-recording :class:`StreamDataset`, and its sidecar (``{}`` if none).
 
     The stream's ``extra["segments"]`` holds ``[S, 4]`` int64 rows ``(start, end, label, flags_bit)`` in
     sample indices (``FLAG_BITS``), from the sidecar's segments or else from the runs of a ``label``
     column; ``sample_labels`` marks the segments' samples (−1 elsewhere); ``extra["takes"]`` holds each
-    segment's take. The sidecar's rate, units and channel names must agree with the CSV. ``acc`` and
+    segment's take (``label_column``: that column's name). The sidecar's rate, units and channel names must
+    agree with the CSV. ``acc`` and
     ``gyro`` declare the units of the channels read as g and rad/s (:func:`edgessl.units.declare_units`);
     values in m/s², mg or deg/s are converted to g and rad/s.
 
@@ -430,7 +431,8 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None, *, acc: str
     csv_path = Path(csv_path)
     side = csv_path.with_suffix(".json")
     meta = read_sidecar(side) if side.exists() else {}
-    ds = csv_recording.read_csv_recording(csv_path, rate_hz)  # through the module: tests replace it
+    # (a session recorded by edgessl has its labels in the sidecar: a folder may mix it with other tools' files)
+    ds = csv_recording.read_csv_recording(csv_path, rate_hz, "label" if meta else label_column)  # (tests replace it)
     n = ds.signal.shape[1]
     if meta:
         if meta["channels"] != ds.channel_names:
@@ -442,6 +444,14 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None, *, acc: str
                                   f"{csv_path.name} ({measured:.4g} Hz); expected them within 5 %")  # fmt: skip
         ds.rate_hz = float(rate_hz or meta["rate_hz"])
         ds.channel_units = list(meta["units"])
+    for key, given, unit, sensor, names in (("acc", acc, "g", "accelerometer", "acc_x,acc_y,acc_z (or ax,ay,az, accX ..)"),
+                                            ("gyro", gyro, "rad/s", "gyroscope", "gyro_x,gyro_y,gyro_z (or gx,gy,gz, gyrX ..)")):  # fmt: skip
+        if given is not None and not any(canonical_unit(u)[0] == unit for u in ds.channel_units):
+            # a unit declared for no column would convert nothing, silently (a walkthrough's gyroscope, named
+            # gx,gy,gz, stayed in deg/s)
+            raise DataFormatError(f"{csv_path}: {key}={given} declares the {sensor}'s unit, but no column is read as "
+                                  f"one (columns {ds.channel_names}, read as {ds.channel_units}); expected its columns "
+                                  f"named {names}")  # fmt: skip
     ds.channel_units = declare_units(ds.channel_units, acc, gyro)
     to_canonical_units(ds)
     t0_ms = float(ds.extra.get("t0_s", np.array(0.0))) * 1000.0
@@ -501,7 +511,8 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None, *, acc: str
 
 
 def load_csv_spec(arg: str) -> StreamDataset:
-    """``csv:PATH[?rate=HZ,input=segment|sliding,length=N,split=take,test=F,acc=UNIT,gyro=UNIT]``: one recording.
+    """``csv:PATH[?rate=HZ,input=segment|sliding,length=N,split=take,test=F,acc=UNIT,gyro=UNIT,label=COLUMN]``: one
+    recording.
 
     ``rate`` overrides the rate estimated from the timestamps. A session sidecar beside the file
     (``PATH`` with ``.json``) gives its rate, units and labelled segments; a ``label`` column gives
@@ -510,17 +521,18 @@ def load_csv_spec(arg: str) -> StreamDataset:
     """
     path, _, opt = need_path("csv", arg).partition("?")
     opts = parse_options(opt)
-    if unknown := set(opts) - {"rate", "input", "length", "split", "test", "acc", "gyro"}:
+    if unknown := set(opts) - {"rate", "input", "length", "split", "test", "acc", "gyro", "label"}:
         raise SpecOptionError(f"unknown csv option(s) {sorted(unknown)} in 'csv:{arg}'; expected rate=HZ, "
                               "input=segment|sliding, length=N, split=take, test=FRACTION, acc=g|m/s2|mg, "
-                              "gyro=rad/s|deg/s")  # fmt: skip
+                              "gyro=rad/s|deg/s, label=COLUMN")  # fmt: skip
     acc, gyro = sensor_units(opts, f"csv:{arg}")
+    label_column = opts.pop("label", "label")
     rate = opts.pop("rate", None)
     try:
         rate_hz = float(rate) if rate else None
     except ValueError:
         raise SpecOptionError(f"'csv:{arg}': rate= must be a number of Hz; got {rate!r}") from None
-    ds, _ = read_session(path, rate_hz, acc=acc, gyro=gyro)
+    ds, _ = read_session(path, rate_hz, acc=acc, gyro=gyro, label_column=label_column)
     if len(ds.extra["segments"]) or opts:
         attach_window_options(ds, opts, f"csv:{arg}")
     return ds

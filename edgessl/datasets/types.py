@@ -48,11 +48,15 @@ def _check_rate(name: str, rate_hz: float | None) -> None:
         raise DataFormatError(f"{name}: the sample rate must be a finite number of Hz > 0; got {rate_hz}")
 
 
-# Names that mean the same physical channel in different sources and devices (gravity-included accelerometer).
+# Names that mean the same physical channel in different sources and devices (the gravity-including
+# accelerometer; the gyroscope as Arduino sketches and Edge Impulse name it).
 CHANNEL_ALIASES = {
     "acc_x": ("acc_x", "total_acc_x", "accx", "ax", "x"),
     "acc_y": ("acc_y", "total_acc_y", "accy", "ay", "y"),
     "acc_z": ("acc_z", "total_acc_z", "accz", "az", "z"),
+    "gyro_x": ("gyro_x", "body_gyro_x", "gyrox", "gyrx", "gx"),
+    "gyro_y": ("gyro_y", "body_gyro_y", "gyroy", "gyry", "gy"),
+    "gyro_z": ("gyro_z", "body_gyro_z", "gyroz", "gyrz", "gz"),
 }
 
 
@@ -315,7 +319,7 @@ def unit_problem(ds: WindowDataset | StreamDataset, spec: str | None = None) -> 
 
     g, r = g_channels(ds.channel_units), rad_s_channels(ds.channel_units)
     problems = [unit_problem_text([ds.channel_names[i] for i in g], values(g), spec) if len(g) == 3 else None,
-                gyro_problem_text([ds.channel_names[i] for i in r], values(r)) if len(r) == 3 else None]  # fmt: skip
+                gyro_problem_text([ds.channel_names[i] for i in r], values(r), spec) if len(r) == 3 else None]  # fmt: skip
     return "; ".join(p for p in problems if p) or None
 
 

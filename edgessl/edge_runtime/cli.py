@@ -143,8 +143,8 @@ def channel_map(device_channels: list[str], device_units: list[str], bundle_chan
             # an unnamed text-mode device, or a model trained on one's recordings: by position
             idx = list(range(len(bundle_channels)))
         else:
-            hint = ("; a text board's values are named by --channels (e.g. --channels acc_x,acc_y,acc_z) or by a "
-                    "header line it prints first" if unnamed[0] else "")  # fmt: skip
+            hint = (f"; a text board's values are named by --channels (e.g. --channels {','.join(bundle_channels)}) "
+                    "or by a header line it prints first" if unnamed[0] else "")  # fmt: skip
             raise ChannelMapError(f"the device has channels {device_channels}; the model needs {bundle_channels}"
                                   f"{hint}") from None  # fmt: skip
     for i, bu in zip(idx, bundle_units, strict=True):
@@ -716,8 +716,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         # samples per host second, and the device's own rate beside it (as monitor's: a simulator
                         # at --speed 4 delivers 4x its rate)
                         nominal = f" (device {dev.sample_rate:g})" if dev.sample_rate else ""
+                        held = "unknown" if unit == "gestures" else "unsure windows"
                         print(f"{cr if tty else '# status: '}  {state:6s} {rate:6.1f} Hz{nominal}  latency {lat}  {counters_text(c)}  "
-                              f"unknown {unknown} ({by_reason}){skipped}{adapting}{board}   ",
+                              f"{held} {unknown} ({by_reason}){skipped}{adapting}{board}   ",
                               end="" if tty else "\n", file=out, flush=True)  # fmt: skip
                 finished = True
             except _Stopped as sig:
@@ -752,11 +753,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             else:
                 c = dev.counters()
                 unknown, by_reason = unknown_counts(rt)
-                why = (f" ({by_reason}{'' if args.show_unknown else '; --show-unknown prints them'})"
+                why = (f" ({by_reason}{'' if args.show_unknown or unit != 'gestures' else '; --show-unknown prints them'})"
                        if unknown else "")  # fmt: skip
                 skipped = unclassified_text(rt, enroll_cmd)
+                # (a sliding-window model, activities: it says the current class again while it goes on, and a
+                # window the gates hold back is silence, not an `unknown` answer)
+                said = (f"gestures reported, {unknown} answered unknown" if unit == "gestures" else
+                        f"events reported (the current class, said again while it lasts), {unknown} windows held back "
+                        "by the gates (no event)")  # fmt: skip
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['gestures']} "
-                      f"gestures reported, {unknown} answered unknown{why}{', ' + skipped if skipped else ''}, "
+                      f"{said}{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip

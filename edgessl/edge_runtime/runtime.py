@@ -228,7 +228,8 @@ class GestureRuntime:
             bridged), ``"window_resets"`` (longer gaps, told by :meth:`gap` or seen in the timestamps),
             ``"timeline_resets"`` (new timelines, from :meth:`gap` or :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
-            ``"unknown_out_of_distribution"``; and the movements a segment bundle never classifies (its
+            ``"unknown_out_of_distribution"`` (a sliding-window bundle: the windows whose smoothed answer the
+            gates held back, the last two, present from the start); and the movements a segment bundle never classifies (its
             segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick),
             ``"movements_too_long"`` (``max_duration_s`` or longer: shaking, continuous motion) and
             ``"movements_cut_off"`` (under way when the stream started or restarted after a gap: its start
@@ -313,9 +314,9 @@ class GestureRuntime:
         self._suppress_until = -np.inf
         self._last_t: float | None = None  # the last timestamp fed, across gaps (time must increase)
         self.stats: Counter[str] = Counter()
-        if m["input_mode"] == "segment":  # what a reader of the counters finds even when nothing happened
-            for k in (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED):
-                self.stats[k] = 0
+        # what a reader of the counters finds even when nothing happened
+        for k in (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED) if m["input_mode"] == "segment" else UNKNOWN_REASONS[1:]:
+            self.stats[k] = 0
         self.latencies_ms: list[float] = []
         self.input_problems: list[str] = []
         self._units = UnitWatch(self.channels, self.bundle.units, samples=max(50, int(2 * self.rate_hz)))
@@ -693,7 +694,8 @@ class GestureRuntime:
         probs = np.mean([r[0] for r in self._recent], axis=0)
         k = int(probs.argmax())
         ok = probs[k] >= self.confidence and (self.ood_threshold is None or pred.ood_score <= self.ood_threshold)
-        if not ok:
+        if not ok:  # a window held back (counted by reason: a sliding model's silence explained)
+            self.stats["unknown_low_confidence" if probs[k] < self.confidence else "unknown_out_of_distribution"] += 1
             self._streak, self._streak_label = 0, None
             return None
         if k == self._streak_label:

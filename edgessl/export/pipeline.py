@@ -228,7 +228,8 @@ def export_bundle(model_dir: str | Path, out: str | Path, cfg: ExportConfig = Ex
             print(f"decisions: confidence >= {confidence:.3f}, out-of-distribution score <= {ood_threshold:.4f}, "
                   f"set on {decision['windows']} {which}{also}; on "
                   f"{'those' if cross is None else 'the'} {decision['windows']}{'' if cross is None else ' held-out ones'} they answer "
-                  f"{_share_text(decision)} of valid gestures 'unknown' (target {cfg.target_rejection:.0%}; a "
+                  f"{_share_text(decision)} of valid {'gestures' if segment else 'windows'} 'unknown' (target "
+                  f"{cfg.target_rejection:.0%}; a "
                   "new session's share is higher: `edgessl verify` measures it on another recording)", flush=True)  # fmt: skip
             if roughness is not None:
                 capped = (f", capped from {roughness_calibration['capped_from']:.3f}: too few windows to read a tail"

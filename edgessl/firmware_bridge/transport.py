@@ -31,6 +31,7 @@ import serial
 import serial.tools.list_ports
 
 from edgessl.firmware_bridge import protocol as P
+from edgessl.firmware_bridge.flags import channels_example
 from edgessl.firmware_bridge.protocol import BridgeError, DeviceChanged, DeviceIdentity, DeviceLost, ProtocolError
 from edgessl.units import canonical_unit, declare_units, unit_from_channel
 
@@ -73,7 +74,7 @@ def units_flag_error(dev: ImuStream, port: str) -> str | None:
     said = ",".join(f"{k}={dev.declared[k]}" for k in missing)
     return (f"--units {said}: the board on {port} sends values named {dev.channel_names} (no header line), none of "
             f"them {' or '.join('an accelerometer' if k == 'acc' else 'a gyroscope' for k in missing)}; name them with "
-            "--channels, e.g. --channels acc_x,acc_y,acc_z")  # fmt: skip
+            f"--channels, e.g. --channels {channels_example(len(dev.channel_names))}")  # fmt: skip
 
 
 class TextLinesInstead(ProtocolError):

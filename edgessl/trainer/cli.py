@@ -17,7 +17,7 @@ from typing import Any
 
 from edgessl.errors import UsageError
 from edgessl.trainer.config_file import check_keys, load_config_file, merge
-from edgessl.trainer.recipes import AUTO, NAMES, resolve
+from edgessl.trainer.recipes import AUTO, NAMES, recipe_spec, resolve
 
 # kept here, not imported from trainer.methods: building the CLI must not import torch (tests check the match)
 METHODS = ("simclr", "vicreg", "barlow", "masked", "ssgan", "clip", "beit")
@@ -139,6 +139,10 @@ def finetune_settings(a: argparse.Namespace):
         layers.append((str(a.config), file_layer))
     layers.append(("command line", flags))
     cfg = FinetuneConfig.from_dict(_layered(FinetuneConfig().to_dict(), layers, FINETUNE_SECTIONS))
+    spec, note = recipe_spec(recipe.name, cfg.data.spec)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, spec=spec))
     # the automatic recipe is no choice of the user's (and sets no data settings today)
     chosen = [(src, layer) for src, layer in layers if not (a.recipe == AUTO and src.startswith("recipe "))]
     return cfg, recipe.name, _explicit_data(chosen)

@@ -419,8 +419,9 @@ def inherit_inputs(data: DataConfig, init: str | Path, explicit: dict[str, str],
             mode = {"per-channel standardisation": "channel", "per-window standardisation": "window",
                     "no standardisation (units kept)": "none"}.get(standardisation(data.preprocess))  # fmt: skip
             value = mode if explicit["preprocess"] == "--standardize" and mode else standardisation(data.preprocess)
+            again = f" (pretrain with --standardize {mode} to match)" if mode else ""
             lines.append(f"{said('preprocess', value)} overrides the pretrained {standardisation(pre.preprocess)}: "
-                         "the encoder sees windows scaled otherwise than it was pretrained on")  # fmt: skip
+                         f"the encoder sees windows scaled otherwise than it was pretrained on{again}")  # fmt: skip
     else:
         data = dataclasses.replace(data, preprocess=pre.preprocess)
         taken.append(standardisation(pre.preprocess))
@@ -568,8 +569,11 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
                 "and the training windows of the config's `unlabelled` data set (a recording's free sessions reach "
                 "the model through `edgessl pretrain` and --init)")  # fmt: skip
         notes.append(note)
+    if act := re.search(r"activities (\[[^\]]*\]) cut as gestures", ds.name):  # (data info says more)
+        notes.append(f"class(es) {act.group(1)} last far longer than a gesture: activities, not gestures; --recipe "
+                     "activities reads recordings as sliding windows (or give the spec input=sliding,length=2.56s)")  # fmt: skip
     if rest := re.search(r"rest class\(es\) \[[^\]]*\] left out", ds.name):  # (labelled rest: data info says more)
-        notes.append(f"{rest.group(0)}: their spans hold no movement (see edgessl data info)")
+        notes.append(f"{rest.group(0)}: their spans hold no movement the gesture cut finds (see edgessl data info)")
     untested = [c for i, c in enumerate(ds.class_names) if len(X_test) and not (ds.y_test == i).any()]
     if untested:  # the test accuracy says nothing of them
         notes.append(f"class(es) {untested} have no test windows: the test accuracy does not cover them")

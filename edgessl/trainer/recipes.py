@@ -67,6 +67,43 @@ ACTIVITIES = Recipe(
     "('supervised + refit' 0.939; standardised per channel, 'supervised' 0.908); 3 channels 0.916 (0.912)",
 )
 
+# activities read from recordings (dir:, csv:) as sliding windows this long: UCI HAR's (128 samples at 50 Hz),
+# where the recipe was measured
+ACTIVITY_WINDOW = "2.56s"
+
+
+def recipe_spec(recipe: str, spec: str) -> tuple[str, str | None]:
+    """The data spec ``recipe`` reads ``spec`` as, and a note saying what changed (None: nothing).
+
+    ``activities`` reads recordings (a ``dir:`` folder, a ``csv:`` file) whose spec (and ``dataset.json``)
+    name no input mode as sliding windows of :data:`ACTIVITY_WINDOW` (the spec's ``length`` if it gives one):
+    cut as gestures (the default for labelled recordings), spans that move throughout (walking) are longer than
+    any gesture and were left out as rest, and still ones (sitting) hold no movement to cut (a walkthrough's
+    12 activities became 8 classes of transitions, silently but for a note)."""
+    if recipe != ACTIVITIES.name or "+" in spec:
+        return spec, None
+    scheme, _, rest = spec.partition(":")
+    if scheme not in ("dir", "csv"):
+        return spec, None
+    from pathlib import Path
+
+    from edgessl.datasets.folder import DATASET_FILE, read_dataset_json
+    from edgessl.datasets.registry import parse_options
+
+    path, _, opt = rest.partition("?")
+    try:
+        opts = parse_options(opt)
+        base = read_dataset_json(Path(path).expanduser() / DATASET_FILE) if scheme == "dir" else {}
+    except (ValueError, OSError):  # (the loader names what is wrong)
+        return spec, None
+    if "input" in opts or base.get("input_mode"):
+        return spec, None
+    added = ["input=sliding"] + ([] if "length" in opts or base.get("length") else [f"length={ACTIVITY_WINDOW}"])
+    new = f"{scheme}:{path}?{','.join([*filter(None, opt.split(',')), *added])}"
+    return new, (f"recipe activities: {spec} read as {new} (sliding windows: activities go on, they are not gestures "
+                 "cut from movement; input=segment in the spec cuts them as gestures)")  # fmt: skip
+
+
 AUTO = "auto"
 RECIPES: dict[str, Recipe] = {r.name: r for r in (BASELINE, FEW_LABELS, ALL_LABELS, ACTIVITIES)}
 NAMES = (AUTO, *RECIPES)
@@ -112,6 +149,10 @@ def recipe_config(name: str = AUTO, **settings: Any):
         d = merge(d, layer, sections)
         explicit.update(dict.fromkeys(layer.get("data", {}), source))
     cfg = FinetuneConfig.from_dict(d)
+    spec, note = recipe_spec(recipe.name, cfg.data.spec)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, spec=spec))
     if cfg.init:
         data, lines = inherit_inputs(cfg.data, cfg.init, explicit, uses_streams=cfg.unlabelled is not None,
                                      data_flag="data={'spec': ...}")  # fmt: skip

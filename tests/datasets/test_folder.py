@@ -262,7 +262,7 @@ def test_an_arduino_sketchs_ax_ay_az_in_raw_counts_is_named(tmp_path):
     """`ax,ay,az` (the common sketches' header) mean an accelerometer: in g, so raw counts are caught."""
     from edgessl.units import unit_from_channel
 
-    assert [unit_from_channel(n) for n in ("ax", "AY", "az", "gx", "x")] == ["g", "g", "g", "unknown", "unknown"]
+    assert [unit_from_channel(n) for n in ("ax", "AY", "az", "x")] == ["g", "g", "g", "unknown"]
     _ei_csv(tmp_path / "mine" / "anna" / "day1.csv", seed=1)
     f = tmp_path / "mine" / "anna" / "day1.csv"
     rows = f.read_text().splitlines()
@@ -282,3 +282,84 @@ def test_data_info_says_when_takes_of_one_label_ran_together(tmp_path):
     (tmp_path / "one.csv").write_text("timestamp,accX,accY,accZ,label\n" + "\n".join(rows) + "\n")
     info = describe(load(f"dir:{tmp_path}"))
     assert any(w.startswith("1 labelled performance(s) longer than 3.2 s") for w in info["warnings"]), info["warnings"]
+
+
+def test_a_gyroscope_named_gx_or_gyrx_is_one_and_a_unit_declared_for_no_column_is_an_error(tmp_path):
+    """A walkthrough's recordings named their gyroscope gx,gy,gz (the Arduino sketches' names; Edge Impulse's are
+    gyrX ..): read as unknown, `?gyro=deg/s` converted nothing, silently, and the model trained on deg/s."""
+    from edgessl.units import unit_from_channel
+
+    assert [unit_from_channel(n) for n in ("gx", "GY", "gz", "gyrX", "gyro_z")] == ["rad/s"] * 5
+    rng = np.random.default_rng(0)
+    rows, t = [], 0
+    for k in range(6):
+        for i in range(70):
+            label = LABELS[k % 3] if 15 <= i < 55 else ""
+            v = rng.normal(0, 0.05, 6) + (0.5 * np.sin(i / 5.0) if label else 0.0)
+            v[2] += 9.81  # m/s²
+            v[3:] *= 57.3 * 4  # deg/s: a turn of a few rad/s
+            rows.append(f"{t},{','.join(repr(float(x)) for x in v)},{label}")
+            t += 20
+    f = tmp_path / "mine" / "anna" / "day1.csv"
+    f.parent.mkdir(parents=True)
+    f.write_text("timestamp,ax,ay,az,gx,gy,gz,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=r"gyroscope channels \['gx', 'gy', 'gz'\] are read as rad/s.* declare the "
+                                              r"unit and it is converted: dir:.*mine\?acc=m/s2,gyro=deg/s"):  # fmt: skip
+        load(f"dir:{tmp_path / 'mine'}?acc=m/s2")
+    ds = load(f"dir:{tmp_path / 'mine'}?acc=m/s2,gyro=deg/s")
+    assert list(ds.channel_units) == ["g"] * 3 + ["rad/s"] * 3
+    # the gyroscope named as such: as many channels in the model as in the file, converted to rad/s
+    assert float(np.abs(ds.signal[3:]).max()) < 20, float(np.abs(ds.signal[3:]).max())
+    # a unit declared for a sensor no column is: an error naming the file, the columns and the names expected
+    f.write_text("timestamp,ax,ay,az,label\n" + "\n".join(",".join(r.split(",")[:4] + r.split(",")[-1:]) for r in rows)
+                 + "\n")  # fmt: skip
+    with pytest.raises(DataFormatError, match=r"day1.csv: gyro=deg/s declares the gyroscope's unit, but no column is "
+                                              r"read as one .*expected its columns named gyro_x,gyro_y,gyro_z"):  # fmt: skip
+        load(f"dir:{tmp_path / 'mine'}?acc=m/s2,gyro=deg/s")
+
+
+def _activity_csv(path: Path, seed: int) -> None:
+    """Another tool's activity recording (a walkthrough's): 50 Hz, m/s² and deg/s, the labels in an `activity`
+    column, long spans of walking (moving throughout) and sitting (still), short stand-ups, unlabelled between."""
+    rng = np.random.default_rng(seed)
+    rows, t = [], 0
+    for label, seconds in (("WALKING", 15), ("", 2), ("SITTING", 15), ("SIT_TO_STAND", 2), ("", 2)) * 3:
+        for i in range(int(seconds * 50)):
+            walk = np.sin(2 * np.pi * 2 * i / 50) if label == "WALKING" else 0.0
+            rise = np.sin(np.pi * i / 100) if label == "SIT_TO_STAND" else 0.0
+            v = np.r_[rng.normal(0, 0.02, 3) + [0.3 * walk, 0.5 * rise, 1.0], rng.normal(0, 0.05, 3) + walk + rise]
+            v[:3] *= 9.80665
+            v[3:] *= 57.2958
+            rows.append(f"{t},{','.join(f'{x:.5f}' for x in v)},{label}")
+            t += 20
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("time_ms,ax,ay,az,gx,gy,gz,activity\n" + "\n".join(rows) + "\n")
+
+
+def test_activity_recordings_with_their_own_label_column_are_named_as_activities(tmp_path):
+    """A walkthrough's activity recordings (labels in an `activity` column, the gyroscope as gx,gy,gz): the column
+    is named by `label=`, the first text after empty cells says so, and read as gestures (the default) the long
+    classes are named as activities, with the options that read them as such."""
+    for user in ("anna", "bob", "cleo"):
+        _activity_csv(tmp_path / "rec" / user / "day1.csv", seed=len(user))
+    spec = f"dir:{tmp_path / 'rec'}?acc=m/s2,gyro=deg/s"
+    with pytest.raises(DataFormatError, match=r"got 'WALKING' \(column 'activity'\): a column of names is read as the "
+                                              r"labels only when it is called 'label' \(or named by the spec's option "
+                                              r"label=activity\)"):  # fmt: skip
+        load(spec)
+    with pytest.raises(DataFormatError, match=r"no column 'mood' \(label=\) in the header"):
+        load(f"{spec},label=mood")
+    info = describe(load(f"{spec},label=activity"))
+    said = next(w for w in info["warnings"] if "far longer than a gesture" in w)
+    assert said.startswith("class(es) ['SITTING', 'WALKING'] last 15 s, 15 s at the median") and (
+        "input=sliding,length=2.56s" in said and "--recipe activities" in said), said
+    # read as activities: windows of 2.56 s at the data's rate, every class kept
+    wd = load_windows(f"{spec},label=activity,input=sliding,length=2.56s")
+    assert wd.X_train.shape[1:] == (6, 128) and sorted(wd.class_names) == ["SITTING", "SIT_TO_STAND", "WALKING"]
+    assert not any("longer than 3.2 s" in w for w in describe(load(f"{spec},label=activity,input=sliding")).get(
+        "warnings", [])), "a gesture's length limit said of sliding windows"  # fmt: skip
+    from edgessl.datasets.types import SpecOptionError
+
+    with pytest.raises(SpecOptionError, match=r"length= must be a whole number of samples >= 2 \(or, with "
+                                              r"input=sliding, a duration such as 2.56s\); got '2.56s'"):  # fmt: skip
+        load(f"{spec},label=activity,length=2.56s")  # (segment windows are stretched: no rate to count seconds in)

@@ -40,3 +40,21 @@ def test_pretrain_config_lays_settings_on_the_defaults_and_names_unknown_ones():
     assert cfg.fit.lr == default.fit.lr and cfg.encoder == default.encoder  # the rest stays the default
     with pytest.raises(ValueError, match=r"unknown key 'fit.epochz'.*epochs"):
         pretrain_config(fit={"epochz": 20})
+
+
+def test_the_activities_recipe_reads_recordings_as_sliding_windows(tmp_path, capsys):
+    """`--recipe activities` on a recording folder (README's row for activities): read as gestures, a walkthrough's
+    walking and sitting were left out as rest and 12 activities became 8 classes of transitions; the recipe reads
+    recordings as sliding windows of 2.56 s (UCI HAR's, where it was measured) unless the spec says otherwise."""
+    spec = f"dir:{tmp_path}?acc=m/s2,label=activity"
+    new, note = recipes.recipe_spec("activities", spec)
+    assert new == f"{spec},input=sliding,length=2.56s" and note and "sliding windows" in note
+    cfg = recipes.recipe_config("activities", data={"spec": spec})
+    assert cfg.data.spec == new and "note: recipe activities: " in capsys.readouterr().err
+    # what the user said stays: an input mode in the spec or dataset.json, a length; other recipes and sources
+    assert recipes.recipe_spec("activities", f"{spec},input=segment") == (f"{spec},input=segment", None)
+    assert recipes.recipe_spec("activities", f"dir:{tmp_path}?length=100")[0] == f"dir:{tmp_path}?length=100,input=sliding"
+    assert recipes.recipe_spec("all-labels", spec) == (spec, None)
+    assert recipes.recipe_spec("activities", "npz:uci_har.npz") == ("npz:uci_har.npz", None)
+    (tmp_path / "dataset.json").write_text('{"format": "edgessl-dataset", "version": 1, "input_mode": "segment"}')
+    assert recipes.recipe_spec("activities", spec) == (spec, None)
