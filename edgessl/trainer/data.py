@@ -5,6 +5,7 @@ the shared preprocessing, unlabeled pools for pretraining, and label-budget spli
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,11 @@ def unlabelled_windows(cfg: DataConfig, train_subjects_only: bool = True) -> tup
         if "input_mode" in ds.extra:
             # a session stream (dir:, csv: with labels or a sidecar): the data set's own input mode and window
             # length, so that pretraining sees what fine-tuning and the runtime see; never its test split
+            if "activity_classes" in ds.extra:  # (segment input: a folder of activities read as gestures)
+                warnings.warn(f"{one.spec}: its classes {[str(c) for c in ds.extra['activity_classes']]} last far "
+                              "longer than a gesture (activities), yet pretraining reads it as gestures cut from "
+                              "movement; to pretrain on what --recipe activities fine-tunes on, give the spec "
+                              "input=sliding,length=2.56s", stacklevel=2)  # fmt: skip
             W, rate = pool_windows(ds, one.length)
             parts.append(_match(W[:, idx], rate, one))
             continue

@@ -353,6 +353,8 @@ def test_activity_recordings_with_their_own_label_column_are_named_as_activities
     said = next(w for w in info["warnings"] if "far longer than a gesture" in w)
     assert said.startswith("class(es) ['SITTING', 'WALKING'] last 15 s, 15 s at the median") and (
         "input=sliding,length=2.56s" in said and "--recipe activities" in said), said
+    with pytest.warns(UserWarning, match=r"last far longer than a gesture \(activities\), yet pretraining reads it"):
+        unlabelled_windows(DataConfig(spec=f"{spec},label=activity"))
     # read as activities: windows of 2.56 s at the data's rate, every class kept
     wd = load_windows(f"{spec},label=activity,input=sliding,length=2.56s")
     assert wd.X_train.shape[1:] == (6, 128) and sorted(wd.class_names) == ["SITTING", "SIT_TO_STAND", "WALKING"]
