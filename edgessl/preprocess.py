@@ -396,6 +396,9 @@ STILL_STD = 0.03  # g: a window whose axes all move less than this is still (gra
 # s: a hole in a stream at most this long is bridged by linear interpolation (edgessl run live, the generated C,
 # and the loader of recorded sessions, so that a take with a few lost frames trains as it is classified)
 MAX_FILL_S = 0.25
+# a timestamp at most this many sample periods before the one before it is the jitter of a reader's clock (the
+# runtime and the C library take it as at that time), not a clock that restarted (a new timeline)
+JITTER_PERIODS = 2.0
 
 
 def is_still(X: np.ndarray, max_std: float = STILL_STD) -> np.ndarray:

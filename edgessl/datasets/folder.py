@@ -20,7 +20,7 @@ from edgessl.datasets.registry import need_path, parse_options
 from edgessl.datasets.session import SESSION_FORMAT, read_session, sensor_units
 from edgessl.datasets.types import DataFormatError, SpecOptionError, StreamDataset, unit_problem
 
-__all__ = ["DATASET_FILE", "load_dir", "read_dataset_json"]
+__all__ = ["DATASET_FILE", "load_dir", "read_dataset_json", "sliding_spec"]
 
 DATASET_FILE = "dataset.json"
 DATASET_FORMAT = "edgessl-dataset"
@@ -171,3 +171,22 @@ def load_dir(arg: str) -> StreamDataset:
         out.extra["converted_units"] = np.array(converted)
     attach_window_options(out, opts, spec, base)
     return out
+
+
+def sliding_spec(spec: str, length: str) -> str | None:
+    """``spec`` read as sliding windows of ``length`` (``2.56s``, or samples), or None when it is no recording spec
+    (``dir:``, ``csv:``) or already names an input mode (its options or ``dataset.json``'s); a ``length`` the spec
+    gives is kept. What ``finetune --recipe activities`` and ``verify`` of a sliding bundle read recordings as."""
+    scheme, _, rest = spec.partition(":")
+    if scheme not in ("dir", "csv") or "+" in spec:
+        return None
+    path, _, opt = rest.partition("?")
+    try:
+        opts = parse_options(opt)
+        base = read_dataset_json(Path(path).expanduser() / DATASET_FILE) if scheme == "dir" else {}
+    except (ValueError, OSError):  # (the loader names what is wrong)
+        return None
+    if "input" in opts or base.get("input_mode"):
+        return None
+    added = ["input=sliding"] + ([] if "length" in opts or base.get("length") else [f"length={length}"])
+    return f"{scheme}:{path}?{','.join([*filter(None, opt.split(',')), *added])}"

@@ -66,9 +66,10 @@ def adaptation_status(rt: GestureRuntime) -> dict[str, Any] | None:
 
 
 class Feed:
-    """The page's side of a command's loop: call :meth:`samples` per block, :meth:`event` per event,
-    :meth:`state` with every device state (the :class:`~edgessl.firmware_bridge.states.StateReporter`'s hook),
-    :meth:`tick` once per loop turn (the status every :data:`STATUS_EVERY_S`, a new prediction).
+    """The page's side of a command's loop (or of your own, docs/dashboard.md): call :meth:`samples` per block,
+    :meth:`event` per event, :meth:`state` with every device state (the
+    :class:`~edgessl.firmware_bridge.states.StateReporter`'s hook), :meth:`tick` once per loop turn (the status
+    every :data:`STATUS_EVERY_S`, a new prediction).
 
     Args:
         dash: the page.
@@ -83,6 +84,7 @@ class Feed:
                  port: str | None = None, meter: RateMeter | None = None):  # fmt: skip
         self.dash, self.rt, self.port = dash, rt, port
         self.last_t: float | None = None
+        self.delivered = 0  # samples handed to :meth:`samples` (the device panel of a loop without a bridge)
         self.meter = meter if meter is not None else RateMeter()
         self._own_meter = meter is None
         self._last_status = 0.0
@@ -113,6 +115,7 @@ class Feed:
         """A block of samples (``t_host``: when it arrived, ``time.monotonic()``; now when not given)."""
         if self._own_meter:
             self.meter.add(time.monotonic() if t_host is None else t_host, len(t))
+        self.delivered += len(t)
         self.last_t = float(t[-1])
         self.dash.samples(t, values)
 
@@ -120,13 +123,17 @@ class Feed:
         assert self.rt is not None
         self.dash.event(event_payload(g, self.rt, self.last_t))
 
-    def final(self, dev: ImuStream, reconnects: int | None = None, **extra: Any) -> None:
+    def final(self, dev: ImuStream | None = None, reconnects: int | None = None, **extra: Any) -> None:
         """The command is ending: its last status (not held back by :data:`STATUS_EVERY_S`, so the last
         samples' counters and the last take are on the page), then the device ``stopped`` at rate 0."""
         self.tick(dev, reconnects, force=True, **extra)
         self.state("stopped")
 
-    def tick(self, dev: ImuStream, reconnects: int | None = None, force: bool = False, **extra: Any) -> None:
+    def tick(self, dev: ImuStream | None = None, reconnects: int | None = None, force: bool = False,
+             **extra: Any) -> None:  # fmt: skip
+        """Once per loop turn: a new prediction at once, the status every :data:`STATUS_EVERY_S` (``dev``: the
+        bridge's stream, whose counters fill the device panel; None for your own reader: the samples handed to
+        :meth:`samples` and their rate)."""
         rt = self.rt
         if rt is not None and rt.last_prediction is not None and rt.last_prediction is not self._shown:
             self._shown = inp, pred = rt.last_prediction
@@ -144,7 +151,9 @@ class Feed:
         if not force and now - self._last_status < STATUS_EVERY_S:
             return
         self._last_status = now
-        self._device = device_status(dev, self.meter.rate_hz(now), reconnects, self.port)
+        self._device = (device_status(dev, self.meter.rate_hz(now), reconnects, self.port) if dev is not None else
+                        {"state": "streaming", "port": self.port, "rate_hz": round(self.meter.rate_hz(now), 2),
+                         "delivered": self.delivered})  # fmt: skip
         fields: dict[str, Any] = {"device": self._device, **extra}
         if rt is not None:
             fields["runtime"] = runtime_status(rt)

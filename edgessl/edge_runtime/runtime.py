@@ -226,7 +226,8 @@ class GestureRuntime:
     Attributes:
         stats: counters of what the stream did to the windows: ``"filled_gaps"`` (holes in the timestamps
             bridged), ``"window_resets"`` (longer gaps, told by :meth:`gap` or seen in the timestamps),
-            ``"timeline_resets"`` (new timelines, from :meth:`gap` or :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`); and the gestures
+            ``"timeline_resets"`` (new timelines, from :meth:`gap` or :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`),
+            ``"jittered_timestamps"`` (small steps back put in order, :meth:`feed`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
             ``"unknown_out_of_distribution"`` (a sliding-window bundle: the windows whose smoothed answer the
             gates held back, the last two, present from the start); and the movements a segment bundle never classifies (its
@@ -335,6 +336,11 @@ class GestureRuntime:
     def close(self) -> None:
         self._io = None
         self.session = None  # type: ignore[assignment]
+
+    def _check_open(self) -> None:
+        if self.session is None:  # (feed() on a closed runtime answered nothing, silently, until a gesture ended)
+            raise RuntimeError(f"{self.bundle.path}: this GestureRuntime is closed (the end of its `with` block, or "
+                               "close()); open a new one")  # fmt: skip
 
     def adapt_context(self) -> AdaptContext:
         """What an adapter may use: the bundle's float parameters, this runtime's thresholds and encoder."""
@@ -476,9 +482,7 @@ class GestureRuntime:
 
     def _checked(self, window: np.ndarray) -> np.ndarray:
         """``[C, T]`` or ``[N, C, T]`` as float32 ``[N, C, T]``, or ValueError naming what is wrong."""
-        if self.session is None:
-            raise RuntimeError(f"{self.bundle.path}: this GestureRuntime is closed (the end of its `with` block, or "
-                               "close()); open a new one")  # fmt: skip
+        self._check_open()
         x = np.asarray(window, np.float32)
         if x.ndim == 2:
             x = x[None]
@@ -561,15 +565,18 @@ class GestureRuntime:
     def feed(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Event]:
         """Push ``samples [n, C]`` with device ``timestamps [n]`` (s); returns the events they completed.
 
-        Timestamps policy: NaN or inf is a ValueError (nothing of the call is used). A timestamp that is
-        not later than the one before it (in this call or the last one, gaps included) starts a new
-        timeline, as :meth:`gap` with ``timeline_reset=True`` does, and is counted in
-        ``stats["backwards_timestamps"]``: a device whose clock restarted is back in business at once.
+        Timestamps policy: NaN or inf is a ValueError (nothing of the call is used). A timestamp up to
+        :data:`~edgessl.preprocess.JITTER_PERIODS` sample periods (at the model's rate) before the one before it is a reader's clock
+        jitter (an equal one too): it is moved just after it and counted in ``stats["jittered_timestamps"]``. One
+        further back starts a new timeline, as :meth:`gap` with ``timeline_reset=True`` does, and is
+        counted in ``stats["backwards_timestamps"]``: a device whose clock restarted is back in business at once.
         Jumps forward are gaps (:meth:`gap`'s rules, by their length).
 
         Raises:
             ValueError: shapes that disagree, or non-finite samples or timestamps.
+            RuntimeError: the runtime was closed.
         """
+        self._check_open()
         x = np.asarray(samples, np.float32)
         t = np.asarray(timestamps, np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.channels):
@@ -586,6 +593,8 @@ class GestureRuntime:
         if len(t) == 0:
             return []
         prev = np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
+        if (prev - t >= 0).any():
+            t, prev = self._unjitter(t)
         if not (self._units.done and self._clock_checked):  # the first 2 s only
             self._check_input(x, t - prev)
         back = np.flatnonzero(t <= prev)
@@ -600,11 +609,29 @@ class GestureRuntime:
             start = cut
         return events
 
+    def _unjitter(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``t`` with steps back of at most :data:`~edgessl.preprocess.JITTER_PERIODS` sample periods (a reader that stamps samples
+        from its own clock: a walkthrough's Python I2C loop lost 11-19 % of its gestures to the new timelines
+        they started) put just after the sample before (counted in ``stats["jittered_timestamps"]``); longer
+        steps back stay (a clock that restarted). Returns it and the timestamps before each."""
+        t = t.copy()
+        lim = preprocess.JITTER_PERIODS / self.rate_hz
+        p = self._last_t if self._last_t is not None else -np.inf
+        first = int(np.flatnonzero(np.concatenate([[p], t[:-1]]) >= t)[0])
+        p = t[first - 1] if first else p
+        for i in range(first, len(t)):  # (from the first step back only: each fix moves what the next is held to)
+            if 0 <= p - t[i] <= lim:
+                t[i] = p + 1e-6
+                self.stats["jittered_timestamps"] += 1
+            p = t[i]
+        return t, np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
+
     def _check_input(self, x: np.ndarray, steps: np.ndarray) -> None:
         """The first 2 s fed: accelerometer channels in g, timestamps in seconds; a problem is said once."""
         found = []
         if not self._units.done and (problem := self._units.add(x)):
-            found.append(f"{problem} (the model expects g)")
+            expects = " and ".join(u for u, sensor in (("g", "accelerometer"), ("rad/s", "gyroscope")) if sensor in problem)
+            found.append(f"{problem} (the model expects {expects})")
         if not self._clock_checked:
             self._steps.append(steps[np.isfinite(steps) & (steps > 0)])
             if sum(len(s) for s in self._steps) >= self._units.samples:
@@ -653,6 +680,10 @@ class GestureRuntime:
         so no window spans it; the event suppression stays (it is keyed to the same clock). A timeline reset
         also clears the suppression and forgets the last timestamp, so the next samples may start anywhere.
         """
+        self._check_open()
+        if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"gap(seconds=...) must be a finite number of seconds >= 0, or None when unknown; "
+                             f"got {seconds}")  # fmt: skip
         if timeline_reset:
             self._new_timeline()
         elif seconds is not None and seconds <= self.windower.max_fill_s:

@@ -5,7 +5,8 @@ One call per sample, no malloc, state in a caller-owned ``essl_stream_t``. It do
 
 * timestamps onto the model's rate grid by linear interpolation (:class:`~edgessl.edge_runtime.stream.StreamWindower`):
   a gap up to ``max_fill`` (the runtime's 0.25 s) is bridged, a longer one restarts the segmentation, a
-  timestamp that does not increase starts a new timeline (and clears the suppression);
+  timestamp up to ``JITTER_PERIODS`` sample periods before the one before is jitter (taken as at its time), one
+  further back starts a new timeline (and clears the suppression);
 * :class:`edgessl.segmenter.MotionSegmenter` with the bundle's ``SegmentParams`` (every sample count is
   computed here with the same Python expressions, so C and Python agree on them);
 * the segment stretched to the model's length as :func:`edgessl.preprocess.resample_to_length` does;
@@ -25,7 +26,7 @@ import numpy as np
 
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.export.c_text import CExportError, c_array, c_float
-from edgessl.preprocess import MAX_FILL_S
+from edgessl.preprocess import JITTER_PERIODS, MAX_FILL_S
 from edgessl.segmenter import SegmentParams, motion_rows
 from edgessl.units import g_channels
 
@@ -63,6 +64,7 @@ def stream_sources(b: Bundle, source: str) -> tuple[str, str, dict[str, Any]]:
     cap = max(k["MAX_LEN"], k["ENERGY_WINDOW"]) + 1
     period = Fraction(1000.0 / rate).limit_denominator(1000)  # ms per model sample
     gap_ms = 1.5 * 1000.0 / rate + MAX_FILL_S * 1000.0
+    jitter_ms = int(JITTER_PERIODS * 1000.0 / rate)  # (whole ms: the timestamps' unit)
     p = b.adaptation()
     proto = p["prototypes"].astype(np.float32)
     proto = proto / np.maximum(np.linalg.norm(proto, axis=1, keepdims=True), 1e-12)  # as the runtime does
@@ -112,6 +114,9 @@ extern "C" {{
 #define ESSL_STREAM_PERIOD_DEN    {period.denominator}u
 /* a longer hole in the timestamps restarts the segmentation; a shorter one is bridged (runtime: 0.25 s) */
 #define ESSL_STREAM_GAP_MS        {c_float(gap_ms)}
+/* a timestamp up to this many ms before the one before it (or equal) is a clock's jitter: taken as at that
+   time; one further back starts a new timeline (the runtime's JITTER_PERIODS sample periods) */
+#define ESSL_STREAM_JITTER_MS     {jitter_ms}
 /* the bundle's calibrated gates; to override, pass -D on the line that compiles essl_stream.c (e.g.
    -DESSL_STREAM_CONFIDENCE=0.6f): a #define in your own file before including this does not reach them */
 #ifndef ESSL_STREAM_CONFIDENCE
@@ -166,9 +171,10 @@ typedef struct {{
     uint32_t too_short;       /* movements under the segmenter's minimum duration: not classified */
     uint32_t too_long;        /* movements of its maximum duration or longer: not classified */
     uint32_t cut_off;         /* movements under way when the stream started or restarted: not classified */
-    uint32_t timeline_resets; /* timestamps that did not increase */
+    uint32_t timeline_resets; /* timestamps more than ESSL_STREAM_JITTER_MS before the one before */
     uint32_t not_in_g;        /* 1: over the first ESSL_STREAM_G_SAMPLES the accelerometer's magnitude averaged
                                  over 4 (gravity alone is 1 g): m/s2 or mg, every movement then looks like shaking */
+    uint32_t jittered;        /* timestamps up to ESSL_STREAM_JITTER_MS before the one before (or equal): jitter */
 }} essl_stream_stats_t;
 
 /* Caller-owned state (no malloc): declare one statically; its size is fixed by the model. */
@@ -459,7 +465,10 @@ int essl_stream_push(essl_stream_t *s, const float *sample, uint32_t t_ms, essl_
 #endif
     if (s->has_last) {{
         int32_t dt = (int32_t)(t_ms - s->last_t);
-        if (dt <= 0) {{ /* a new timeline: the clock restarted or jumped back */
+        if (dt <= 0 && -dt <= ESSL_STREAM_JITTER_MS) {{ /* a clock's jitter: this sample at the last one's time */
+            s->stats.jittered++;
+            t_ms = s->last_t;
+        }} else if (dt <= 0) {{ /* a new timeline: the clock restarted or jumped back */
             s->stats.timeline_resets++;
             s->has_suppress = 0;
             essl_restart(s);

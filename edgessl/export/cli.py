@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from edgessl.errors import DataError, ModelError
 
@@ -46,16 +47,23 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from edgessl.datasets.folder import sliding_spec
     from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, HEAD, open_bundle
     from edgessl.export.verify import compare, decision_scores, gate_report
     from edgessl.preprocess import roughness
     from edgessl.trainer.data import DataConfig, labelled, match_only
 
     b = open_bundle(a.bundle)
-    cfg = DataConfig(spec=a.data, channels=tuple(b.channels), preprocess=b.manifest["preprocessing"],
+    spec = a.data
+    # recordings are read as the bundle reads a stream: a sliding bundle's as its windows (a walkthrough gave the
+    # spec it trained with, which --recipe activities had read so, and was refused for classes cut as gestures)
+    if b.manifest["input_mode"] == "sliding" and b.rate_hz and (new := sliding_spec(spec, f"{b.window / b.rate_hz:g}s")):
+        print(f"note: {spec} read as {new} (the bundle's sliding windows)", file=sys.stderr, flush=True)
+        spec = new
+    cfg = DataConfig(spec=spec, channels=tuple(b.channels), preprocess=b.manifest["preprocessing"],
                      length=b.window)  # fmt: skip
     ds, Xtr, X = labelled(cfg)
-    check_data_fits(a.bundle, b.labels, b.channels, a.data, ds.class_names, list(ds.channel_names))
+    check_data_fits(a.bundle, b.labels, b.channels, spec, ds.class_names, list(ds.channel_names))
     if a.all:  # recordings the model never saw (new people): every labelled window, not only the test split
         ds = dataclasses.replace(ds, X_test=np.concatenate([ds.X_train, ds.X_test]),
                                  y_test=np.concatenate([ds.y_train, ds.y_test]))  # fmt: skip
@@ -66,7 +74,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
         p, _ = decision_scores(b.members[ENCODER_INT8], b.members[HEAD], b.adaptation()["prototypes"], X)
         r = {"windows": len(X), "top1_agreement": None, "accuracy_int8": float((p.argmax(1) == ds.y_test).mean()),
              "fp32": "not in the bundle: int8 alone is scored (export --keep-fp32 to compare the two)"}  # fmt: skip
-    r["data"] = f"{'every labelled window' if a.all else 'the test split'} of {a.data} ({len(X)} windows)"
+    r["data"] = f"{'every labelled window' if a.all else 'the test split'} of {spec} ({len(X)} windows)"
     m = b.manifest
     # the noise gate scores the windows in their source units, before preprocessing (as the runtime does)
     rough = roughness(match_only(ds.X_test, ds.rate_hz, cfg)) if m.get("roughness_threshold") is not None else None

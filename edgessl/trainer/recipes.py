@@ -80,26 +80,10 @@ def recipe_spec(recipe: str, spec: str) -> tuple[str, str | None]:
     cut as gestures (the default for labelled recordings), spans that move throughout (walking) are longer than
     any gesture and were left out as rest, and still ones (sitting) hold no movement to cut (a walkthrough's
     12 activities became 8 classes of transitions, silently but for a note)."""
-    if recipe != ACTIVITIES.name or "+" in spec:
-        return spec, None
-    scheme, _, rest = spec.partition(":")
-    if scheme not in ("dir", "csv"):
-        return spec, None
-    from pathlib import Path
+    from edgessl.datasets.folder import sliding_spec
 
-    from edgessl.datasets.folder import DATASET_FILE, read_dataset_json
-    from edgessl.datasets.registry import parse_options
-
-    path, _, opt = rest.partition("?")
-    try:
-        opts = parse_options(opt)
-        base = read_dataset_json(Path(path).expanduser() / DATASET_FILE) if scheme == "dir" else {}
-    except (ValueError, OSError):  # (the loader names what is wrong)
+    if recipe != ACTIVITIES.name or (new := sliding_spec(spec, ACTIVITY_WINDOW)) is None:
         return spec, None
-    if "input" in opts or base.get("input_mode"):
-        return spec, None
-    added = ["input=sliding"] + ([] if "length" in opts or base.get("length") else [f"length={ACTIVITY_WINDOW}"])
-    new = f"{scheme}:{path}?{','.join([*filter(None, opt.split(',')), *added])}"
     return new, (f"recipe activities: {spec} read as {new} (sliding windows: activities go on, they are not gestures "
                  "cut from movement; input=segment in the spec cuts them as gestures)")  # fmt: skip
 

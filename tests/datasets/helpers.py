@@ -60,3 +60,21 @@ def write_session(folder: Path, user: str, plan: list[str], seed: int = 0, *, ki
         put(rng.normal(0, 0.01, (40, 3)).astype(np.float32) + np.float32([0, 0, 1]))
     w.close()
     return w, kept
+
+
+def activity_csv(path: Path, seed: int) -> None:
+    """Another tool's activity recording (a walkthrough's): 50 Hz, m/s² and deg/s, the labels in an `activity`
+    column, long spans of walking (moving throughout) and sitting (still), short stand-ups, unlabelled between."""
+    rng = np.random.default_rng(seed)
+    rows, t = [], 0
+    for label, seconds in (("WALKING", 15), ("", 2), ("SITTING", 15), ("SIT_TO_STAND", 2), ("", 2)) * 3:
+        for i in range(int(seconds * 50)):
+            walk = np.sin(2 * np.pi * 2 * i / 50) if label == "WALKING" else 0.0
+            rise = np.sin(np.pi * i / 100) if label == "SIT_TO_STAND" else 0.0
+            v = np.r_[rng.normal(0, 0.02, 3) + [0.3 * walk, 0.5 * rise, 1.0], rng.normal(0, 0.05, 3) + walk + rise]
+            v[:3] *= 9.80665
+            v[3:] *= 57.2958
+            rows.append(f"{t},{','.join(f'{x:.5f}' for x in v)},{label}")
+            t += 20
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("time_ms,ax,ay,az,gx,gy,gz,activity\n" + "\n".join(rows) + "\n")

@@ -14,7 +14,7 @@ from edgessl.preprocess import resample_to_length
 from edgessl.segmenter import SegmentParams, segment_signal
 from edgessl.trainer.data import DataConfig, labelled, unlabelled_windows
 
-from .helpers import LABELS, write_session
+from .helpers import LABELS, activity_csv, write_session
 
 PLAN = LABELS * 5  # 5 performances of each class
 
@@ -318,30 +318,12 @@ def test_a_gyroscope_named_gx_or_gyrx_is_one_and_a_unit_declared_for_no_column_i
         load(f"dir:{tmp_path / 'mine'}?acc=m/s2,gyro=deg/s")
 
 
-def _activity_csv(path: Path, seed: int) -> None:
-    """Another tool's activity recording (a walkthrough's): 50 Hz, m/s² and deg/s, the labels in an `activity`
-    column, long spans of walking (moving throughout) and sitting (still), short stand-ups, unlabelled between."""
-    rng = np.random.default_rng(seed)
-    rows, t = [], 0
-    for label, seconds in (("WALKING", 15), ("", 2), ("SITTING", 15), ("SIT_TO_STAND", 2), ("", 2)) * 3:
-        for i in range(int(seconds * 50)):
-            walk = np.sin(2 * np.pi * 2 * i / 50) if label == "WALKING" else 0.0
-            rise = np.sin(np.pi * i / 100) if label == "SIT_TO_STAND" else 0.0
-            v = np.r_[rng.normal(0, 0.02, 3) + [0.3 * walk, 0.5 * rise, 1.0], rng.normal(0, 0.05, 3) + walk + rise]
-            v[:3] *= 9.80665
-            v[3:] *= 57.2958
-            rows.append(f"{t},{','.join(f'{x:.5f}' for x in v)},{label}")
-            t += 20
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("time_ms,ax,ay,az,gx,gy,gz,activity\n" + "\n".join(rows) + "\n")
-
-
 def test_activity_recordings_with_their_own_label_column_are_named_as_activities(tmp_path):
     """A walkthrough's activity recordings (labels in an `activity` column, the gyroscope as gx,gy,gz): the column
     is named by `label=`, the first text after empty cells says so, and read as gestures (the default) the long
     classes are named as activities, with the options that read them as such."""
     for user in ("anna", "bob", "cleo"):
-        _activity_csv(tmp_path / "rec" / user / "day1.csv", seed=len(user))
+        activity_csv(tmp_path / "rec" / user / "day1.csv", seed=len(user))
     spec = f"dir:{tmp_path / 'rec'}?acc=m/s2,gyro=deg/s"
     with pytest.raises(DataFormatError, match=r"got 'WALKING' \(column 'activity'\): a column of names is read as the "
                                               r"labels only when it is called 'label' \(or named by the spec's option "

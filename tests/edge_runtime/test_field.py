@@ -103,6 +103,28 @@ def test_feed_timestamp_policy(small_bundle):
         assert rt.stats["backwards_timestamps"] == 1 and rt.stats["timeline_resets"] == 1
 
 
+def test_a_readers_clock_jitter_is_not_a_new_timeline(small_bundle):
+    """A Python loop that stamps each block of samples from one time.monotonic() read steps back a few ms now and
+    then: each step started a new timeline, and a walkthrough's service lost 11-19 % of its gestures silently.
+    Steps back of up to 2 sample periods (or none: a repeated time) are jitter now, counted; a restart is not."""
+    sig, t = _stream(8)
+    with GestureRuntime(small_bundle, decision=ANY) as rt:
+        clean = _feed(rt, sig, t)
+    rng = np.random.default_rng(0)
+    # per block of 10 (one clock read) 5 ms sd, per sample 1 ms
+    jittered = t + np.repeat(rng.normal(0, 0.005, len(t) // 10 + 1), 10)[: len(t)] + rng.normal(0, 0.001, len(t))
+    assert (np.diff(jittered) <= 0).sum() >= 5 and np.diff(jittered).min() > -0.02
+    with GestureRuntime(small_bundle, decision=ANY) as rt:
+        got = _feed(rt, sig, jittered)
+        assert rt.stats["timeline_resets"] == 0 and rt.stats["jittered_timestamps"] >= 5, dict(rt.stats)
+    # every gesture still cut and answered (the small model's answers move a little with the jittered samples)
+    assert len(got) == len(clean) >= 6 and [round(e.window_start) for e in got] == [round(e.window_start) for e in clean]
+    with GestureRuntime(small_bundle, decision=ANY) as rt:  # 3 periods back: a clock that jumped, a new timeline
+        rt.feed(sig[:, :10].T, t[:10])
+        rt.feed(sig[:, 10:20].T, t[10:20] - 0.12)
+        assert rt.stats["timeline_resets"] == 1 and rt.stats["jittered_timestamps"] == 0
+
+
 @pytest.mark.parametrize("tell", ["nothing", "gap", "timeline_reset"])
 def test_events_resume_after_the_device_clock_restarts(small_bundle, tell):
     """The device resets and its timestamps start again at 0: the same signal gives the same events again,
@@ -715,3 +737,46 @@ def test_a_board_reflashed_to_text_lines_stops_the_run_with_its_totals_then_one_
     assert "# stopped (device error): " in out and " samples; " in out, out[-1500:]
     (line,) = err.strip().splitlines()
     assert line.startswith(f"edgessl run: error: {link}: the device now sends text lines, not the binary frames"), line
+
+
+def test_an_adapters_state_says_it_was_restored_and_keeps_the_way_to_the_next_search(ttt_bundle, tmp_path):
+    """A walkthrough's service restarted: summary() read updates 0, searches 0, gated 0 with a correction active,
+    and the way to the next search was lost (a service restarted every 100 gestures would never search); save()
+    without a path raised TypeError though the adapter was built with state_path."""
+    from edgessl.edge_runtime.adapt import DEFAULT_METHOD, build_adapter
+
+    sig, t = _stream(80)
+    state = tmp_path / "adapt.npz"
+    ad = build_adapter(DEFAULT_METHOD, state_path=str(state))
+    with GestureRuntime(ttt_bundle, adapter=ad, decision=ANY) as rt:
+        _feed(rt, sig, t)
+        assert not ad.summary()["restored"]
+        gated = ad.summary()["parts"][0]["gated"]
+        ad.save()  # to state_path
+    assert gated > 0 and state.exists()
+    again = build_adapter(DEFAULT_METHOD, state_path=str(state))
+    with GestureRuntime(ttt_bundle, adapter=again, decision=ANY) as rt:
+        part = again.summary()["parts"][0]
+        assert again.summary()["restored"] and rt.restored_state and part["gated"] == gated
+    with pytest.raises(ValueError, match=r"save\(\): give a path, or build the adapter with state_path="):
+        build_adapter(DEFAULT_METHOD).save()
+    # a state saved before the way to the next search was kept loads as before (no `progress` array)
+    with np.load(state) as z:
+        old = {k: z[k] for k in z.files if k != "progress"}
+    np.savez(tmp_path / "old.npz", **old)
+    older = build_adapter(DEFAULT_METHOD, state_path=str(tmp_path / "old.npz"))
+    with GestureRuntime(ttt_bundle, adapter=older, decision=ANY) as rt:
+        assert rt.restored_state and older.summary()["parts"][0]["gated"] == 0
+
+
+def test_a_closed_runtime_refuses_feed_and_gap_and_gap_wants_seconds(small_bundle):
+    sig, t = _stream(1)
+    rt = GestureRuntime(small_bundle)
+    with pytest.raises(ValueError, match=r"gap\(seconds=...\) must be a finite number of seconds >= 0"):
+        rt.gap(-1.0)
+    with pytest.raises(ValueError, match="finite number"):
+        rt.gap(float("nan"))
+    rt.close()
+    for call in (lambda: rt.feed(sig[:, :10].T, t[:10]), lambda: rt.gap(0.1)):
+        with pytest.raises(RuntimeError, match="this GestureRuntime is closed"):
+            call()

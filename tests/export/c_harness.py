@@ -54,10 +54,10 @@ int main(int argc, char **argv)
         }
     }
     fclose(in);
-    printf("stats %u %u %u %u %u %u %u %u %u %u\n", (unsigned)s.stats.samples, (unsigned)s.stats.segments,
+    printf("stats %u %u %u %u %u %u %u %u %u %u %u\n", (unsigned)s.stats.samples, (unsigned)s.stats.segments,
            (unsigned)s.stats.events, (unsigned)s.stats.suppressed, (unsigned)s.stats.window_resets,
            (unsigned)s.stats.timeline_resets, (unsigned)s.stats.too_short, (unsigned)s.stats.too_long,
-           (unsigned)s.stats.not_in_g, (unsigned)s.stats.cut_off);
+           (unsigned)s.stats.not_in_g, (unsigned)s.stats.cut_off, (unsigned)s.stats.jittered);
     return 0;
 }
 """

@@ -58,3 +58,35 @@ def test_the_activities_recipe_reads_recordings_as_sliding_windows(tmp_path, cap
     assert recipes.recipe_spec("activities", "npz:uci_har.npz") == ("npz:uci_har.npz", None)
     (tmp_path / "dataset.json").write_text('{"format": "edgessl-dataset", "version": 1, "input_mode": "segment"}')
     assert recipes.recipe_spec("activities", spec) == (spec, None)
+
+
+def test_activity_recordings_from_finetune_to_verify_with_the_same_spec(tmp_path):
+    """A walkthrough's activity journey: the spec it fine-tuned with (`--recipe activities` read it as sliding
+    windows) was refused by `verify` (read as gestures: classes missing); verify reads recordings as the bundle's
+    sliding windows now, and the bundle takes the recipe's 2.56 s windows."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.datasets.helpers import activity_csv
+
+    for user in ("anna", "bob", "cleo"):
+        activity_csv(tmp_path / "rec" / user / "day1.csv", seed=len(user))
+    spec = f"dir:{tmp_path / 'rec'}?acc=m/s2,gyro=deg/s,label=activity"
+
+    def edgessl(*args: str) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-m", "edgessl", *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+
+    r = edgessl("finetune", "--data", spec, "--recipe", "activities", "--epochs", "2", "--out", str(tmp_path / "ft"),
+                "--quiet")  # fmt: skip
+    assert "note: recipe activities: " in r.stderr and ",input=sliding,length=2.56s" in r.stderr
+    edgessl("export", str(tmp_path / "ft"), "--out", str(tmp_path / "act.essl"))
+    from edgessl.edge_runtime.bundle import open_bundle
+
+    b = open_bundle(tmp_path / "act.essl")
+    assert b.manifest["input_mode"] == "sliding" and b.window == 128 and b.rate_hz == 50.0
+    assert sorted(b.labels) == ["SITTING", "SIT_TO_STAND", "WALKING"]
+    r = edgessl("verify", str(tmp_path / "act.essl"), "--data", spec, "--all")
+    assert "(the bundle's sliding windows)" in r.stderr and json.loads(r.stdout)["windows"] > 20

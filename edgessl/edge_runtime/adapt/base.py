@@ -50,6 +50,7 @@ class Adapter:
         self.sg = safeguards or Safeguards()
         self.lr = lr
         self.state_path = state_path
+        self.restored = False  # restore() loaded state_path (summary() says so: its counters start at 0)
         self.updates = 0
         self.resets = 0
 
@@ -147,6 +148,7 @@ class Adapter:
             return False
         try:
             self.load(self.state_path)
+            self.restored = True
             return True
         except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile) as e:
             self.reset()  # a load that failed half-way must not leave half a state behind
@@ -167,7 +169,7 @@ class Adapter:
         correction ``x -> A x + c`` (``input``, ``ttt``), its rotation angle in degrees and per-axis gains
         (the norms of ``A``'s columns) and whether it is applied."""
         out: dict[str, Any] = {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
-                               "correction": None}  # fmt: skip
+                               "restored": bool(self.restored), "correction": None}  # fmt: skip
         A = getattr(self, "A", None)
         if isinstance(A, np.ndarray) and A.shape == (3, 3):
             U, _, Vt = np.linalg.svd(A)
@@ -180,10 +182,19 @@ class Adapter:
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         """Set the adapted parameters from :meth:`state`'s arrays."""
 
-    def save(self, path: str | Path) -> None:
-        """Save the adapted state to exactly ``path`` (no suffix added), tagged with the method and the
-        bundle's checksum. Atomic: written to a temporary file in the same folder, flushed to disk, then
-        renamed over ``path``, so a crash or a kill leaves the old state or the new one, never half of one."""
+    def save(self, path: str | Path | None = None) -> None:
+        """Save the adapted state to exactly ``path`` (no suffix added; default: ``state_path``), tagged with the
+        method and the bundle's checksum. Atomic: written to a temporary file in the same folder, flushed to
+        disk, then renamed over ``path``, so a crash or a kill leaves the old state or the new one, never half of
+        one.
+
+        Raises:
+            ValueError: no ``path`` and no ``state_path``.
+        """
+        if path is None:
+            if not self.state_path:
+                raise ValueError("save(): give a path, or build the adapter with state_path= (where restore() reads)")
+            path = self.state_path
         arrays: dict[str, Any] = {k: np.asarray(v) for k, v in self.state().items()}
         save_npz_atomic(path, format=np.array(STATE_FORMAT), method=np.array(self.name),
                         bundle=np.array(self.ctx.checksum), **arrays)  # fmt: skip
@@ -210,6 +221,8 @@ class Adapter:
             st = {k: z[k] for k in z.files if k not in ("format", "method", "bundle")}
             want = {k: np.shape(v) for k, v in self.state().items()}
             got = {k: v.shape for k, v in st.items()}
+            # (an array named `progress` is optional: states saved before it was kept load without it)
+            want = {k: v for k, v in want.items() if k in got or k.rsplit(".", 1)[-1] != "progress"}
             if got != want:  # the tags match but the arrays do not: damaged, or written by other code
                 raise ValueError(f"{path}: state arrays {got} do not match this adapter's {want}")
             self.load_state(st)

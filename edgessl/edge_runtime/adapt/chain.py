@@ -20,6 +20,7 @@ class Chain(Adapter):
         self.parts = parts
         self.name = "+".join(p.name for p in parts)
         self.state_path = state_path
+        self.restored = False
 
     @property
     def updates(self) -> int:  # type: ignore[override]
@@ -70,7 +71,7 @@ class Chain(Adapter):
         parts = [p.summary() for p in self.parts]
         correction = next((s["correction"] for s in parts if s["correction"] is not None), None)
         return {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
-                "correction": correction, "parts": parts}  # fmt: skip
+                "restored": bool(self.restored), "correction": correction, "parts": parts}  # fmt: skip
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         for i, p in enumerate(self.parts):

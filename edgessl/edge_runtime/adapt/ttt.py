@@ -465,12 +465,15 @@ class TTT(Adapter):
     # -- state ----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:  # + what the next search waits for (a display's "updates 0" explained)
         return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer),
-                "shift_every": SHIFT_EVERY if self.shift else 0,
-                "searches": self.searches, "found_nothing": self.found_nothing, "trial": self._pending is not None, "rejected_trials": self.rejected_trials,
-                "drifts": self.drifts}  # fmt: skip
+                "shift_every": SHIFT_EVERY if self.shift else 0, "searches": self.searches,
+                "found_nothing": self.found_nothing, "trial": self._pending is not None,
+                "rejected_trials": self.rejected_trials, "drifts": self.drifts}  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
-        st = {"theta": self.theta, "mu": self._running_mean(), "A0": self.A0, "c0": self.c0}
+        st = {"theta": self.theta, "mu": self._running_mean(), "A0": self.A0, "c0": self.c0,
+              # the way to the next search: a service restarted more often than every `every` gated windows would
+              # otherwise never search (a walkthrough; optional: states saved before it load without it)
+              "progress": np.array([self._gated, self._next, self._interval], np.int64)}  # fmt: skip
         if self.input is not None:
             st.update({f"input.{k}": v for k, v in self.input.state().items()})
         if self.gravity is not None:
@@ -481,6 +484,8 @@ class TTT(Adapter):
         self.theta, self.mu = st["theta"].astype(np.float64), st["mu"].astype(np.float64)
         self._mu_new.clear()
         self.A0, self.c0 = st["A0"].astype(np.float64), st["c0"].astype(np.float64)
+        if "progress" in st:
+            self._gated, self._next, self._interval = (int(v) for v in st["progress"])
         if self.input is not None:
             self.input.load_state({k.split(".", 1)[1]: v for k, v in st.items() if k.startswith("input.")})
         if self.gravity is not None and "gravity.gain" in st:  # a state saved before calibration keeps none
