@@ -491,7 +491,8 @@ class UserState:
         if checksum is not None and st.checksum != checksum:
             err = StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
                                 f"{checksum[:12]}…; the sha256 of each bundle's manifest); enroll again with this "
-                                f"bundle into a new --state file (or move {Path(path).name} aside first)")  # fmt: skip
+                                f"bundle into a new state file (edgessl enroll --state NEW, or GestureRuntime.enroll "
+                                f"then user_state.save(NEW)), or move {Path(path).name} aside first")  # fmt: skip
             err.checksums = (st.checksum, checksum)
             raise err
         return st
