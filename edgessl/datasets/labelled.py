@@ -106,9 +106,12 @@ def attach_window_options(ds: StreamDataset, opts: dict[str, str], spec: str,
 
 # a class whose labelled spans last this many times the longest gesture at the median is an activity
 ACTIVITY_SPANS = 2.0
+# activities read from recordings as sliding windows this long (``finetune --recipe activities``): UCI HAR's (128
+# samples at 50 Hz), where the recipe was measured
+ACTIVITY_WINDOW = "2.56s"
 ACTIVITIES_TEXT = ("class(es) {} last {} at the median, far longer than a gesture ({:g} s at most): activities, not "
-                   "gestures cut from movement; read them as sliding windows (the spec's options "
-                   "input=sliding,length=2.56s), or fine-tune with --recipe activities, which reads them so")
+                   f"gestures cut from movement; read them as sliding windows (the spec's options "
+                   f"input=sliding,length={ACTIVITY_WINDOW}), or fine-tune with --recipe activities, which reads them so")
 TIGHT_COVER = 0.75  # a labelled span whose movement covers less than this of it is reported as wider than it
 REST_SHARE = 0.75  # a class whose labelled spans hold no movement this often is rest (left out, said)
 

@@ -758,11 +758,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 skipped = unclassified_text(rt, enroll_cmd)
                 # (a sliding-window model, activities: it says the current class again while it goes on, and a
                 # window the gates hold back is silence, not an `unknown` answer)
-                said = (f"gestures reported, {unknown} answered unknown" if unit == "gestures" else
-                        f"events reported (the current class, said again while it lasts), {unknown} windows held back "
-                        "by the gates (no event)")  # fmt: skip
+                reported = (f"gestures reported, {unknown} answered unknown" if unit == "gestures" else
+                            f"events reported (the current class, said again while it lasts), {unknown} windows held "
+                            "back by the gates (no event)")  # fmt: skip
                 print(f"{nl}# stopped ({stats['stopped_by']}): {stats['gestures']} "
-                      f"{said}{why}{', ' + skipped if skipped else ''}, "
+                      f"{reported}{why}{', ' + skipped if skipped else ''}, "
                       f"{c['delivered_samples']} samples; "
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip

@@ -234,7 +234,7 @@ class GestureRuntime:
             segmenter's): ``"movements_too_short"`` (under ``min_duration_s``: a bump, a flick),
             ``"movements_too_long"`` (``max_duration_s`` or longer: shaking, continuous motion) and
             ``"movements_cut_off"`` (under way when the stream started or restarted after a gap: its start
-            unseen, not a whole gesture). These six are present (0) from the start.
+            unseen, not a whole gesture). All are present (0) from the start.
         input_problems: what the first 2 s fed showed wrong (accelerometer channels not in g, timestamps not
             in seconds), each also an :class:`InputWarning` once; empty when the input looks right.
         roughness_threshold: the noise gate of segment bundles (None: no gate); with a user state, at least
@@ -315,8 +315,10 @@ class GestureRuntime:
         self._suppress_until = -np.inf
         self._last_t: float | None = None  # the last timestamp fed, across gaps (time must increase)
         self.stats: Counter[str] = Counter()
-        # what a reader of the counters finds even when nothing happened
-        for k in (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED) if m["input_mode"] == "segment" else UNKNOWN_REASONS[1:]:
+        # what a reader of the counters finds even when nothing happened (a service's metrics keep their shape)
+        stream = ("filled_gaps", "window_resets", "timeline_resets", "backwards_timestamps", "jittered_timestamps")
+        segment = (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED) if m["input_mode"] == "segment" else UNKNOWN_REASONS[1:]
+        for k in (*stream, *segment):
             self.stats[k] = 0
         self.latencies_ms: list[float] = []
         self.input_problems: list[str] = []
@@ -593,11 +595,12 @@ class GestureRuntime:
         if len(t) == 0:
             return []
         prev = np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
-        if (prev - t >= 0).any():
-            t, prev = self._unjitter(t)
+        back = np.flatnonzero(t <= prev)
+        if len(back):
+            t, prev = self._unjitter(t, int(back[0]))
+            back = np.flatnonzero(t <= prev)
         if not (self._units.done and self._clock_checked):  # the first 2 s only
             self._check_input(x, t - prev)
-        back = np.flatnonzero(t <= prev)
         events: list[Event] = []
         start = 0
         for cut in [*back.tolist(), len(t)]:
@@ -609,22 +612,22 @@ class GestureRuntime:
             start = cut
         return events
 
-    def _unjitter(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _unjitter(self, t: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
         """``t`` with steps back of at most :data:`~edgessl.preprocess.JITTER_PERIODS` sample periods (a reader that stamps samples
         from its own clock: a walkthrough's Python I2C loop lost 11-19 % of its gestures to the new timelines
         they started) put just after the sample before (counted in ``stats["jittered_timestamps"]``); longer
-        steps back stay (a clock that restarted). Returns it and the timestamps before each."""
+        steps back stay (a clock that restarted). ``first``: the first that does not increase. Returns it and the
+        timestamps before each."""
         t = t.copy()
         lim = preprocess.JITTER_PERIODS / self.rate_hz
-        p = self._last_t if self._last_t is not None else -np.inf
-        first = int(np.flatnonzero(np.concatenate([[p], t[:-1]]) >= t)[0])
-        p = t[first - 1] if first else p
+        before = self._last_t if self._last_t is not None else -np.inf
+        p = t[first - 1] if first else before
         for i in range(first, len(t)):  # (from the first step back only: each fix moves what the next is held to)
             if 0 <= p - t[i] <= lim:
                 t[i] = p + 1e-6
                 self.stats["jittered_timestamps"] += 1
             p = t[i]
-        return t, np.concatenate([[self._last_t if self._last_t is not None else -np.inf], t[:-1]])
+        return t, np.concatenate([[before], t[:-1]])
 
     def _check_input(self, x: np.ndarray, steps: np.ndarray) -> None:
         """The first 2 s fed: accelerometer channels in g, timestamps in seconds; a problem is said once."""

@@ -21,6 +21,7 @@ from edgessl.datasets import (
     pool_windows,
     resolve_channels,
 )
+from edgessl.datasets.labelled import ACTIVITY_WINDOW
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +152,7 @@ def unlabelled_windows(cfg: DataConfig, train_subjects_only: bool = True) -> tup
                 warnings.warn(f"{one.spec}: its classes {[str(c) for c in ds.extra['activity_classes']]} last far "
                               "longer than a gesture (activities), yet pretraining reads it as gestures cut from "
                               "movement; to pretrain on what --recipe activities fine-tunes on, give the spec "
-                              "input=sliding,length=2.56s", stacklevel=2)  # fmt: skip
+                              f"input=sliding,length={ACTIVITY_WINDOW}", stacklevel=2)  # fmt: skip
             W, rate = pool_windows(ds, one.length)
             parts.append(_match(W[:, idx], rate, one))
             continue

@@ -570,8 +570,11 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
                 "the model through `edgessl pretrain` and --init)")  # fmt: skip
         notes.append(note)
     if act := re.search(r"activities (\[[^\]]*\]) cut as gestures", ds.name):  # (data info says more)
+        from edgessl.datasets.labelled import ACTIVITY_WINDOW
+
         notes.append(f"class(es) {act.group(1)} last far longer than a gesture: activities, not gestures; --recipe "
-                     "activities reads recordings as sliding windows (or give the spec input=sliding,length=2.56s)")  # fmt: skip
+                     f"activities reads recordings as sliding windows (or give the spec "
+                     f"input=sliding,length={ACTIVITY_WINDOW})")  # fmt: skip
     if rest := re.search(r"rest class\(es\) \[[^\]]*\] left out", ds.name):  # (labelled rest: data info says more)
         notes.append(f"{rest.group(0)}: their spans hold no movement the gesture cut finds (see edgessl data info)")
     untested = [c for i, c in enumerate(ds.class_names) if len(X_test) and not (ds.y_test == i).any()]

@@ -67,20 +67,18 @@ ACTIVITIES = Recipe(
     "('supervised + refit' 0.939; standardised per channel, 'supervised' 0.908); 3 channels 0.916 (0.912)",
 )
 
-# activities read from recordings (dir:, csv:) as sliding windows this long: UCI HAR's (128 samples at 50 Hz),
-# where the recipe was measured
-ACTIVITY_WINDOW = "2.56s"
 
 
 def recipe_spec(recipe: str, spec: str) -> tuple[str, str | None]:
     """The data spec ``recipe`` reads ``spec`` as, and a note saying what changed (None: nothing).
 
     ``activities`` reads recordings (a ``dir:`` folder, a ``csv:`` file) whose spec (and ``dataset.json``)
-    name no input mode as sliding windows of :data:`ACTIVITY_WINDOW` (the spec's ``length`` if it gives one):
+    name no input mode as sliding windows of :data:`~edgessl.datasets.labelled.ACTIVITY_WINDOW` (the spec's ``length`` if it gives one):
     cut as gestures (the default for labelled recordings), spans that move throughout (walking) are longer than
     any gesture and were left out as rest, and still ones (sitting) hold no movement to cut (a walkthrough's
     12 activities became 8 classes of transitions, silently but for a note)."""
     from edgessl.datasets.folder import sliding_spec
+    from edgessl.datasets.labelled import ACTIVITY_WINDOW
 
     if recipe != ACTIVITIES.name or (new := sliding_spec(spec, ACTIVITY_WINDOW)) is None:
         return spec, None

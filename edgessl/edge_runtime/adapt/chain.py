@@ -68,7 +68,7 @@ class Chain(Adapter):
 
     def summary(self) -> dict[str, Any]:
         """The chain's counts, and the input correction of the first part that has one."""
-        parts = [p.summary() for p in self.parts]
+        parts = [{**p.summary(), "restored": bool(self.restored or p.restored)} for p in self.parts]  # (the chain restores)
         correction = next((s["correction"] for s in parts if s["correction"] is not None), None)
         return {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
                 "restored": bool(self.restored), "correction": correction, "parts": parts}  # fmt: skip

@@ -464,7 +464,9 @@ class TTT(Adapter):
 
     # -- state ----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:  # + what the next search waits for (a display's "updates 0" explained)
-        return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer),
+        # (a search also waits for a buffer of windows seen in this run: after a restart, `buffer` new ones)
+        wait = self._gated + self.buffer - len(self.windows) if len(self.windows) < self.buffer else 0
+        return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer, wait),
                 "shift_every": SHIFT_EVERY if self.shift else 0, "searches": self.searches,
                 "found_nothing": self.found_nothing, "trial": self._pending is not None,
                 "rejected_trials": self.rejected_trials, "drifts": self.drifts}  # fmt: skip
