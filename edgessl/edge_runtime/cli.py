@@ -286,34 +286,12 @@ def new_state_name() -> str:
     return next(n for n in (f"you{'' if k == 1 else k}.npz" for k in range(1, 10**6)) if not os.path.exists(n))
 
 
-UNFAMILIAR_MIN_GESTURES = 20  # gestures decided before their share of `unknown` answers is judged
-UNFAMILIAR_SHARE = 0.15  # a share above this and 3x the calibrated one: a person (or grip, mounting) the model lacks
-
-
-def unsure_share(rt: GestureRuntime, named: int) -> dict[str, Any] | None:
-    """How many of the gestures decided so far (``decided``: answered with a label or ``unknown``, noise excluded)
-    were answered ``unknown`` as unsure or unlike the training gestures, against the share the export calibrated on
-    its validation gestures; ``named``: the gestures answered with a label. None for a sliding-window bundle (it
-    answers windows, not gestures).
-
-    The export sets the gates to turn about ``target_rejection`` (2 %) of its training people's held-out gestures
-    ``unknown``; a share many times that is a person, grip or mounting unlike the training data (simulated other
-    people: 24-40 %), which enrollment fixes (README; docs/results.md) rather than a lower gate."""
-    if rt.bundle.manifest["input_mode"] != "segment":
-        return None
-    unsure = rt.stats["unknown_low_confidence"] + rt.stats["unknown_out_of_distribution"]
-    n = named + unsure
-    cal = rt.bundle.manifest.get("decision_calibration") or {}
-    calibrated = max(float(cal.get("target_rejection") or 0.0), float(cal.get("rejection") or 0.0))
-    share = unsure / n if n else 0.0
-    return {"decided": n, "unknown": unsure, "share": round(share, 3), "calibrated": round(calibrated, 3),
-            "unfamiliar": n >= UNFAMILIAR_MIN_GESTURES and share >= max(UNFAMILIAR_SHARE, 3 * calibrated)}
-
-
 def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None, said: bool = False) -> str:
-    """The advice when :func:`unsure_share` found many more ``unknown`` answers than calibrated ("" else);
+    """The advice when :meth:`GestureRuntime.unknown_share` found many more ``unknown`` answers than calibrated ("" else);
     ``enroll``: the enroll command for this bundle and port. ``said``: the advice was given earlier in the run
     (the summary then says when the share has fallen back since, rather than nothing)."""
+    from edgessl.edge_runtime.runtime import UNFAMILIAR_SHARE
+
     if not share["unfamiliar"]:
         if not said:
             return ""
@@ -674,7 +652,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                 print(f"{cr}{event_text(g)}", file=out, flush=True)
                         # (unknown answers are counted, not returned, without --show-unknown: judged from the counts)
                         if not unfamiliar_said and default_gates:
-                            share = unsure_share(rt, stats["gestures"])
+                            share = rt.unknown_share()
                             if share is not None and (said := unfamiliar_text(share, enroll_cmd, args.state)):
                                 unfamiliar_said = True  # once: the summary at the end says it again
                                 if args.json:
@@ -744,7 +722,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 stats.update(device=dev.counters(), runtime=dict(rt.stats))
             if adapter is not None:
                 stats["adaptation"] = adapter.summary()
-            share = unsure_share(rt, stats["gestures"])
+            share = rt.unknown_share()
             if share is not None:
                 stats["unknown_share"] = {**share, "unfamiliar": share["unfamiliar"] and default_gates,
                                           "advised_live": unfamiliar_said}  # fmt: skip

@@ -42,6 +42,8 @@ UNKNOWN = "unknown"
 
 
 # the stats of a segment bundle: gestures answered 'unknown', by reason, and movements never classified
+UNFAMILIAR_MIN_GESTURES = 20  # gestures decided before their share of `unknown` answers is judged
+UNFAMILIAR_SHARE = 0.15  # a share above this and 3x the calibrated one: a person (or grip, mounting) the model lacks
 UNKNOWN_REASONS = ("unknown_noise", "unknown_low_confidence", "unknown_out_of_distribution")
 MOVEMENTS_NOT_CLASSIFIED = ("movements_too_short", "movements_too_long", "movements_cut_off")
 ENROLLED_ROUGHNESS_MARGIN = 2.0  # an enrolled user's noise gate: at least this times their roughest take
@@ -227,7 +229,8 @@ class GestureRuntime:
         stats: counters of what the stream did to the windows: ``"filled_gaps"`` (holes in the timestamps
             bridged), ``"window_resets"`` (longer gaps, told by :meth:`gap` or seen in the timestamps),
             ``"timeline_resets"`` (new timelines, from :meth:`gap` or :meth:`feed`), ``"backwards_timestamps"`` (of those, found by :meth:`feed`),
-            ``"jittered_timestamps"`` (small steps back put in order, :meth:`feed`); and the gestures
+            ``"jittered_timestamps"`` (small steps back put in order, :meth:`feed`); ``"answered"`` (segment
+            bundles: the gestures answered with a label, for :meth:`unknown_share`); and the gestures
             answered ``unknown``, by reason: ``"unknown_noise"``, ``"unknown_low_confidence"``,
             ``"unknown_out_of_distribution"`` (a sliding-window bundle: the windows whose smoothed answer the
             gates held back, the last two, present from the start); and the movements a segment bundle never classifies (its
@@ -317,7 +320,8 @@ class GestureRuntime:
         self.stats: Counter[str] = Counter()
         # what a reader of the counters finds even when nothing happened (a service's metrics keep their shape)
         stream = ("filled_gaps", "window_resets", "timeline_resets", "backwards_timestamps", "jittered_timestamps")
-        segment = (*UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED) if m["input_mode"] == "segment" else UNKNOWN_REASONS[1:]
+        segment = (("answered", *UNKNOWN_REASONS, *MOVEMENTS_NOT_CLASSIFIED) if m["input_mode"] == "segment" else
+                   UNKNOWN_REASONS[1:])  # fmt: skip
         for k in (*stream, *segment):
             self.stats[k] = 0
         self.latencies_ms: list[float] = []
@@ -711,6 +715,27 @@ class GestureRuntime:
         return Event(inp.t_end, label, float(probs.max()), dict(zip(self.labels, map(float, probs), strict=True)),
                      pred.latency_ms, start, inp.t_end, inp.filled_gap, pred.ood_score, why, pred.roughness)  # fmt: skip
 
+    def unknown_share(self) -> dict[str, Any] | None:
+        """How many of the gestures decided so far (``decided``: answered with a label or ``unknown``, noise
+        excluded) were answered ``unknown`` as unsure or unlike the training gestures, against the share the export
+        calibrated on its validation gestures (``calibrated``); ``unfamiliar``: at least
+        :data:`UNFAMILIAR_MIN_GESTURES` decided and a share of at least :data:`UNFAMILIAR_SHARE` and 3 times the
+        calibrated one. None for a sliding-window bundle (it answers windows, not gestures).
+
+        The export sets the gates to turn about ``target_rejection`` (2 %) of its training people's held-out
+        gestures ``unknown``; a share many times that is a person, grip or mounting unlike the training data
+        (simulated other people: 24-40 %), which enrollment fixes (:meth:`enroll`; README, docs/results.md) rather
+        than a lower gate. ``edgessl run`` says so (with the gates it was given, not overridden ones)."""
+        if self.bundle.manifest["input_mode"] != "segment":
+            return None
+        unsure = self.stats["unknown_low_confidence"] + self.stats["unknown_out_of_distribution"]
+        n = self.stats["answered"] + unsure
+        cal = self.bundle.manifest.get("decision_calibration") or {}
+        calibrated = max(float(cal.get("target_rejection") or 0.0), float(cal.get("rejection") or 0.0))
+        share = unsure / n if n else 0.0
+        return {"decided": n, "unknown": unsure, "share": round(share, 3), "calibrated": round(calibrated, 3),
+                "unfamiliar": n >= UNFAMILIAR_MIN_GESTURES and share >= max(UNFAMILIAR_SHARE, 3 * calibrated)}
+
     def _decide(self, inp: ModelInput, pred: Prediction) -> Event | None:
         d = self.decision
         if self.bundle.manifest["input_mode"] == "segment":
@@ -723,6 +748,7 @@ class GestureRuntime:
                 if not d.report_unknown:
                     return None
             self._suppress_until = inp.t_end
+            self.stats["answered"] += pred.index >= 0
             return self._event(inp, pred, pred.probs, pred.label, inp.t_start)
         self._recent.append((pred.probs, pred.ood_score, inp.t_start))
         probs = np.mean([r[0] for r in self._recent], axis=0)
