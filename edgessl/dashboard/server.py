@@ -253,14 +253,15 @@ class Dashboard:
         host: the address to listen on (``127.0.0.1`` by default: this machine only).
         port: the port; 0 picks a free one (:attr:`url` says which).
         command: the command serving the page (shown on it).
-        flag: how the command's user spelled the address option (named in errors).
+        flag: how the command's user spelled the address option (named in errors; ``--serve`` from a command,
+            ``Dashboard`` from Python).
 
     Raises:
         UsageError: from :meth:`start` when the address cannot be listened on (in use, not this machine's,
             a privileged port), naming ``flag`` and the address.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, command: str = "run", flag: str = "--serve"):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, command: str = "run", flag: str = "Dashboard"):
         self.host, self.port, self.flag = host, port, flag
         self.hub = Hub(command)
         self.loopback = is_loopback(host)
