@@ -44,9 +44,9 @@ def read_csv_recording(path: str | Path, rate_hz: float | None = None, label_col
 
     The timestamp unit comes from the column name's suffix (``time_s``, ``timestamp_ms``, ``t_us``);
     a bare ``timestamp`` is milliseconds, as in Edge Impulse's CSV format. An optional ``label`` column
-    (integers or names; another name: ``label_column``) gives per-sample classes, an empty cell none. Empty cells and ``NaN`` are missing values. Lines that
-    start with ``#`` are comments (``edgessl run --record`` notes each gap in one) and are skipped.
-    ``,``, ``;`` and TAB delimiters are accepted. The rate is estimated from the timestamps (median
+    (integers or names; another name: ``label_column``) gives per-sample classes, an empty cell none. Empty
+    cells and ``NaN`` in a channel are missing values. Lines that start with ``#`` are comments (``edgessl run
+    --record`` notes each gap in one) and are skipped. ``,``, ``;`` and TAB delimiters are accepted. The rate is estimated from the timestamps (median
     interval) unless ``rate_hz`` is given.
     """
     path = Path(path)

@@ -421,8 +421,7 @@ def read_session(csv_path: str | Path, rate_hz: float | None = None, *, acc: str
     sample indices (``FLAG_BITS``), from the sidecar's segments or else from the runs of a ``label``
     column; ``sample_labels`` marks the segments' samples (−1 elsewhere); ``extra["takes"]`` holds each
     segment's take (``label_column``: that column's name). The sidecar's rate, units and channel names must
-    agree with the CSV. ``acc`` and
-    ``gyro`` declare the units of the channels read as g and rad/s (:func:`edgessl.units.declare_units`);
+    agree with the CSV. ``acc`` and ``gyro`` declare the units of the channels read as g and rad/s (:func:`edgessl.units.declare_units`);
     values in m/s², mg or deg/s are converted to g and rad/s.
 
     Raises:
