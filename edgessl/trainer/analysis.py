@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edgessl.trainer import evaluate as ev
-from edgessl.trainer.data import DataConfig, label_budget_split, labelled
+from edgessl.trainer.data import DataConfig, label_budget_split, labelled, window_units
 from edgessl.trainer.fit import load_checkpoint
 
 
@@ -105,7 +105,7 @@ def inspect(checkpoint: str | Path, out_dir: str | Path, data: DataConfig | None
     encoder, config, head = _load(checkpoint)
     data = data or DataConfig.from_dict(config["data"])
     ds, X_all, _ = labelled(data)  # the test split is not used
-    tr, va = label_budget_split(ds.y_train, seed=seed)
+    tr, va = label_budget_split(ds.y_train, seed=seed, units=window_units(ds))
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(X_all), min(max_windows, len(X_all)), replace=False))
     X, y = X_all[pick], ds.y_train[pick]

@@ -27,7 +27,9 @@ from edgessl.trainer.data import (
     labelled,
     match_only,
     train_groups,
+    unit_rank,
     unlabelled_windows,
+    window_units,
 )
 from edgessl.trainer.distributed import DistEnv, setup
 from edgessl.trainer.encoders import EncoderConfig, build_encoder
@@ -544,7 +546,8 @@ def _prepare(cfg: FinetuneConfig, out: Path, progress: bool) -> _Run:
     tr, va = label_budget_split(ds.y_train, per_class=cfg.labels_per_class, fraction=cfg.label_fraction,
                                 val_fraction=cfg.val_fraction, seed=_split_seed(cfg),
                                 groups=train_groups(ds, cfg.val_groups), fold=cfg.val_fold,
-                                class_names=list(ds.class_names))  # fmt: skip
+                                class_names=list(ds.class_names),
+                                units=None if cfg.val_groups else window_units(ds))  # fmt: skip
     if cfg.init:
         _, enc_cfg = load_pretrained_encoder(cfg.init)
     else:
@@ -770,7 +773,8 @@ def _test_report(run: _Run, model: Classifier, history: list[dict], best_epoch: 
         "seed": cfg.fit.seed,
         "split_seed": _split_seed(cfg),
         "protocol": "validation split carved from the training data ("
-        + (f"whole {cfg.val_groups} groups" if cfg.val_groups else "stratified")
+        + (f"whole {cfg.val_groups} groups" if cfg.val_groups else "stratified"
+           + (", a performance's overlapping windows kept together" if window_units(ds) is not None else ""))
         + "); epoch and k selected on it; test split evaluated once with the selected weights",
         "confusion_matrix": cm.tolist(),
         "class_names": ds.class_names,
@@ -828,19 +832,23 @@ def _cross_fit(run: _Run, best_epoch: int) -> dict[str, torch.Tensor]:
     ``cross_fit_ood`` (1 − the largest cosine similarity to the fold model's class prototypes, as the runtime
     scores) and ``cross_fit_confidence`` (the fold model's top softmax probability), fp32 models trained for
     ``best_epoch + 1`` epochs like a refit, on labelled windows only (no self-training's pseudo-labels).
-    Folds are stratified by class; nothing when a class has fewer windows than folds. The final model is
+    Folds are stratified by class (a performance's overlapping windows in one fold: ``window_units``);
+    nothing when a class has fewer windows (units) than folds. The final model is
     not touched (its checkpoint neither: folds train elsewhere)."""
     import tempfile
 
     X, y = np.concatenate([run.Xtr, run.Xva]), np.concatenate([run.ytr, run.yva])
-    counts = np.bincount(y, minlength=run.ds.n_classes)
+    all_units = window_units(run.ds)
+    units = None if all_units is None else np.concatenate([all_units[run.tr], all_units[run.va]])
+    counts = np.array([len(np.unique(units[y == c])) if units is not None else int((y == c).sum())
+                       for c in range(run.ds.n_classes)])  # fmt: skip
     if counts[counts > 0].min() < CROSS_FIT_FOLDS:
         return {}
     rng = np.random.default_rng(_split_seed(run.cfg) + 1)
     fold = np.zeros(len(y), int)
     for c in np.flatnonzero(counts):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        fold[idx] = (np.arange(len(idx)) + rng.integers(CROSS_FIT_FOLDS)) % CROSS_FIT_FOLDS
+        idx = rng.permutation(np.flatnonzero(y == c))  # (a performance's overlapping windows in one fold)
+        fold[idx] = (unit_rank(idx, units) + rng.integers(CROSS_FIT_FOLDS)) % CROSS_FIT_FOLDS
     ood, conf = np.zeros(len(y), np.float32), np.zeros(len(y), np.float32)
     with tempfile.TemporaryDirectory() as td:
         quiet = dataclasses.replace(run, out=Path(td), progress=False)
@@ -1093,7 +1101,7 @@ def evaluate_encoder(init: str, data: DataConfig, val_fraction: float = 0.2, see
     """Frozen-encoder evaluation of a checkpoint: linear probe and cosine k-NN, selected on validation."""
     encoder, enc_cfg = load_pretrained_encoder(init)
     ds, Xtr_all, Xte = labelled(data)
-    tr, va = label_budget_split(ds.y_train, val_fraction=val_fraction, seed=seed)
+    tr, va = label_budget_split(ds.y_train, val_fraction=val_fraction, seed=seed, units=window_units(ds))
     E_tr, E_va, E_te = ev.embed(encoder, Xtr_all[tr]), ev.embed(encoder, Xtr_all[va]), ev.embed(encoder, Xte)
     predict, info = ev.linear_probe(E_tr, ds.y_train[tr], E_va, ds.y_train[va], ds.n_classes, seed=seed)
     k, knn_val = ev.knn_select(E_tr, ds.y_train[tr], E_va, ds.y_train[va], ds.n_classes)

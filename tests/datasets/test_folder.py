@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,13 @@ from edgessl.cli import main
 from edgessl.datasets import DataFormatError, describe, load, load_windows, pool_windows
 from edgessl.preprocess import resample_to_length
 from edgessl.segmenter import SegmentParams, segment_signal
-from edgessl.trainer.data import DataConfig, labelled, unlabelled_windows
+from edgessl.trainer.data import (
+    DataConfig,
+    label_budget_split,
+    labelled,
+    unlabelled_windows,
+    window_units,
+)
 
 from .helpers import LABELS, activity_csv, write_session
 
@@ -95,6 +102,34 @@ def test_take_split_never_splits_a_performance_and_warns(tmp_path):
     assert rate == 50.0 and X.shape[1:] == (3, 16)
     test_windows = {tuple(w.ravel()) for w in wd.X_test}
     assert not any(tuple(w.ravel()) in test_windows for w in X)
+
+
+def test_validation_keeps_a_performances_overlapping_windows_together(tmp_path):
+    # sliding windows overlap by half: a validation window whose neighbours trained the model is no held-out
+    # evidence (a walkthrough's activities read 0.969 on such a split against 0.953 on whole performances)
+    for seed in (1, 2, 3):
+        write_session(tmp_path, "A", PLAN, seed=seed)
+    wd = load_windows(f"dir:{tmp_path}?input=sliding,length=16")
+    units = window_units(wd)
+    assert units is not None and len(units) == len(wd.y_train)
+    perf = wd.groups["performance"][0]
+    for u in np.unique(units):  # a unit is one performance's windows
+        rows = np.flatnonzero(units == u)
+        assert len(set(perf[rows].tolist())) == 1 and np.all(np.diff(rows) == 1)
+        assert set(rows.tolist()) == set(np.flatnonzero(perf == perf[rows[0]]).tolist())
+    for seed in range(3):
+        tr, va = label_budget_split(wd.y_train, seed=seed, units=units)
+        assert len(va) and set(units[tr]).isdisjoint(units[va])
+        assert set(wd.y_train[va].tolist()) == set(wd.y_train.tolist())  # still stratified by class
+        folds = [label_budget_split(wd.y_train, seed=seed, units=units, fold=(i, 4))[1] for i in range(4)]
+        assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(len(units)))
+        assert all(set(units[f]).isdisjoint(units[g]) for i, f in enumerate(folds) for g in folds[i + 1:])
+    assert window_units(load_windows(f"dir:{tmp_path}")) is None  # gestures: one window per performance
+    # a class recorded as one performance splits in two halves (else it would have no validation windows)
+    one = dataclasses.replace(wd, y_train=np.where(perf == perf[wd.y_train == 2][0], 3, wd.y_train))
+    halves = window_units(one)[one.y_train == 3]
+    assert len(set(halves.tolist())) == 2 and np.all(np.diff(halves) >= 0)
+    assert 3 in one.y_train[label_budget_split(one.y_train, seed=0, units=window_units(one))[1]]
 
 
 def test_flagged_performances_are_left_out_and_reported(tmp_path):

@@ -38,7 +38,7 @@ def _run(n_per_class: int, n_classes: int = 3, test: int = 10) -> pipeline._Run:
     X = rng.normal(size=(n_per_class * n_classes, 3, 8)).astype(np.float32)
     y = np.repeat(np.arange(n_classes), n_per_class)
     tr, va = np.arange(0, len(y), 2), np.arange(1, len(y), 2)
-    ds = types.SimpleNamespace(y_train=y, n_classes=n_classes)
+    ds = types.SimpleNamespace(y_train=y, n_classes=n_classes, groups={})
     cfg = pipeline.FinetuneConfig(data=DataConfig(spec="synthetic"), refit=True)
     return pipeline._Run(cfg, ds, X, np.zeros((test, 3, 8), np.float32), tr, va, np.arange(0), X[:0], (), None,
                          None, False, [])  # fmt: skip
@@ -76,6 +76,27 @@ def test_every_labelled_window_is_scored_by_a_model_that_did_not_train_on_it(mon
     for m in fits:
         held = np.array([x.tobytes() not in m.trained for x in X])
         assert all(held[y == c].sum() == 8 // pipeline.CROSS_FIT_FOLDS for c in range(3))
+
+
+def test_a_performances_overlapping_windows_are_held_out_together(monkeypatch):
+    # sliding windows of one performance share samples: a fold that trained on one of them is not blind to the rest
+    held_sets = []
+
+    def fake_train(run, X, y, stop_after_epoch=None):
+        held_sets.append({w.tobytes() for w in X})
+        return _Linear(X, run.ds.n_classes), None, []
+
+    monkeypatch.setattr(pipeline, "_train", fake_train)
+    run = _run(n_per_class=16)
+    perf = np.arange(len(run.ds.y_train)) // 2  # two windows per performance (rows 2k and 2k+1: one class each)
+    run.ds.groups = {"performance": (perf, perf[:0])}
+    assert len(pipeline._cross_fit(run, best_epoch=4)["cross_fit_ood"]) == len(perf)
+    X_all = np.concatenate([run.Xtr, run.Xva])
+    order = np.concatenate([run.tr, run.va])  # the rows of X_all
+    for trained in held_sets:
+        seen = np.array([w.tobytes() in trained for w in X_all])
+        for k in np.unique(perf):
+            assert len(set(seen[perf[order] == k].tolist())) == 1  # both windows of a performance, or neither
 
 
 def test_too_few_windows_of_a_class_for_the_folds_gives_nothing(monkeypatch):

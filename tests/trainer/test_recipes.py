@@ -82,6 +82,8 @@ def test_activity_recordings_from_finetune_to_verify_with_the_same_spec(tmp_path
     r = edgessl("finetune", "--data", spec, "--recipe", "activities", "--epochs", "2", "--out", str(tmp_path / "ft"),
                 "--quiet")  # fmt: skip
     assert "note: recipe activities: " in r.stderr and ",input=sliding,length=2.56s" in r.stderr
+    protocol = json.loads((tmp_path / "ft" / "metrics.json").read_text())["protocol"]
+    assert "a performance's overlapping windows kept together" in protocol  # validation does not leak
     edgessl("export", str(tmp_path / "ft"), "--out", str(tmp_path / "act.essl"))
     from edgessl.edge_runtime.bundle import open_bundle
 
