@@ -490,9 +490,10 @@ class UserState:
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, windows {st.windows.shape})")
         if checksum is not None and st.checksum != checksum:
             err = StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
-                                f"{checksum[:12]}…; the sha256 of each bundle's manifest); enroll again with this "
-                                f"bundle into a new state file (edgessl enroll --state NEW, or GestureRuntime.enroll "
-                                f"then user_state.save(NEW)), or move {Path(path).name} aside first")  # fmt: skip
+                                f"{checksum[:12]}…; the sha256 of each bundle's manifest); after a model update, carry "
+                                f"its takes into a new state file (edgessl enroll BUNDLE --from {path} --state NEW, or "
+                                f"GestureRuntime.carry_over then user_state.save(NEW)), or enroll again, or move "
+                                f"{Path(path).name} aside first")  # fmt: skip
             err.checksums = (st.checksum, checksum)
             raise err
         return st

@@ -15,6 +15,9 @@ calibration) is followed by one more round in the same session: the takes
 When the default cut splits the user's takes into pieces (slow or small gestures), the takes are cut again
 with the gentle cut and the state keeps it (:func:`edgessl.segmenter.choose_segmentation`).
 
+``--from OLD_STATE`` (no board): after a model update, the takes an earlier bundle's state keeps are enrolled
+into ``--state`` for this bundle (:meth:`~edgessl.edge_runtime.runtime.GestureRuntime.carry_over`).
+
 ``--json`` lines: record's (``device``, ``prompt``, ``take``, ``miss``, ``gap`` ...), then one ``enroll`` per
 class (:meth:`~edgessl.edge_runtime.enroll.EnrollReport.to_json`); for one more round a ``retake`` line
 (``refused``, ``plan``), its prompts and takes and its ``enroll`` lines; last, ``stats``.
@@ -151,29 +154,22 @@ class TakeBuffer:
 def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``enroll`` command (see the module's docstring); ``out`` defaults to stdout."""
     from edgessl.edge_runtime.cli import channel_map
-    from edgessl.edge_runtime.enroll import StateMismatch
-    from edgessl.edge_runtime.runtime import GestureRuntime, label_problem
+    from edgessl.edge_runtime.runtime import label_problem
     from edgessl.firmware_bridge.record import Display, Guide, _labels, _stdin_answer, capture, check_capture_args
 
+    if args.carry is not None:
+        if args.label is not None or args.calibrate:
+            raise UsageError(f"--from {args.carry}: carries an earlier state's takes over, without a board; not with "
+                             f"{'--label' if args.label is not None else '--calibrate'} (enroll more afterwards)")  # fmt: skip
+        return _carry_over(args, out)
     if (args.label is None) == (not args.calibrate):
         both = "not both" if args.calibrate else "neither was given"
-        raise UsageError(f"expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures), {both}")
+        raise UsageError(f"expected --label NAME (one gesture) or --calibrate (each of the bundle's gestures; --from "
+                         f"OLD_STATE carries an earlier bundle's state over), {both}")  # fmt: skip
+    if args.port is None:
+        raise UsageError("expected --port PORT (the board the gestures are performed on)")
     count = check_capture_args(args, default_count=1 if args.calibrate else 3)
-    state_path = Path(args.state)
-    if not state_path.parent.is_dir():
-        raise UsageError(f"--state {args.state}: no folder {state_path.parent}; expected a path in an existing folder")
-    if state_path.exists() and not state_path.is_file():
-        raise UsageError(f"--state {args.state}: exists and is not a file; expected a user state file (new or existing)")
-    # an existing state must be a user state of this bundle: checked before waiting for the port
-    try:
-        rt = GestureRuntime(args.bundle, user_state=args.state if state_path.exists() else None)
-    except StateMismatch as e:
-        if e.checksums is None:
-            raise
-        theirs, ours = e.checksums
-        raise StateMismatch(f"--state {args.state}: user state of another bundle (checksum {theirs[:12]}…; this bundle "
-                            f"{ours[:12]}…; the sha256 of each bundle's manifest); give a new --state file to start "
-                            "one for this bundle") from None  # fmt: skip
+    rt = _runtime_with_state(args)
     if args.calibrate:
         labels = list(rt.bundle.labels)
     else:
@@ -311,6 +307,83 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+def _runtime_with_state(args: argparse.Namespace) -> Any:
+    """The bundle's runtime with ``--state`` when that file exists (checked before waiting for a port: an
+    existing state must be a user state of this bundle)."""
+    from edgessl.edge_runtime.enroll import StateMismatch
+    from edgessl.edge_runtime.runtime import GestureRuntime
+
+    state_path = Path(args.state)
+    if not state_path.parent.is_dir():
+        raise UsageError(f"--state {args.state}: no folder {state_path.parent}; expected a path in an existing folder")
+    if state_path.exists() and not state_path.is_file():
+        raise UsageError(f"--state {args.state}: exists and is not a file; expected a user state file (new or existing)")
+    try:
+        return GestureRuntime(args.bundle, user_state=args.state if state_path.exists() else None)
+    except StateMismatch as e:
+        if e.checksums is None:
+            raise
+        theirs, ours = e.checksums
+        raise StateMismatch(f"--state {args.state}: user state of another bundle (checksum {theirs[:12]}…; this bundle "
+                            f"{ours[:12]}…; the sha256 of each bundle's manifest); give a new --state file to start "
+                            f"one for this bundle (--from {args.state} carries its takes over)") from None  # fmt: skip
+
+
+def _carry_over(args: argparse.Namespace, out: TextIO | None) -> int:
+    """``enroll NEW_BUNDLE --from OLD_STATE --state NEW_STATE``: the takes an earlier bundle's user state keeps,
+    enrolled into this bundle's (a model update without asking the user to perform again)."""
+    from edgessl.edge_runtime.enroll import UserState
+    from edgessl.firmware_bridge.record import Display
+
+    src = Path(args.carry)
+    if not src.is_file():
+        raise UsageError(f"--from {args.carry}: no such file; expected the user state (.npz) that edgessl enroll wrote "
+                         "for the earlier bundle")  # fmt: skip
+    if Path(args.state).exists() and Path(args.state).resolve() == src.resolve():
+        raise UsageError(f"--state {args.state}: the same file as --from; expected a new file (the earlier state stays "
+                         "as it is, for the earlier bundle)")  # fmt: skip
+    old = UserState.load(src)
+    rt = _runtime_with_state(args)
+    if old.checksum == rt.bundle.checksum:
+        raise UsageError(f"--from {args.carry}: already a user state of {args.bundle}: use it as it is "
+                         f"(edgessl run {args.bundle} --state {args.carry})")  # fmt: skip
+    d = Display(out or sys.stdout, args.json)
+    with rt:
+        try:
+            reports = rt.carry_over(old)
+        except ValueError as e:
+            raise DataError(f"--from {args.carry}: {e}") from None
+        for r in reports:
+            if d.json:
+                d.emit({"enroll": r.to_json()})
+            else:
+                d.line(r.text())
+                for w in r.warnings:
+                    d.line(f"  warning: {w}")
+        accepted = [r for r in reports if r.accepted]
+        st = rt.user_state
+        stats: dict[str, Any] = {"carried_from": str(src), "from_bundle": old.checksum,
+                                 "refused": [r.label for r in reports if not r.accepted]}  # fmt: skip
+        if accepted and st is not None:
+            st.save(args.state)
+            stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels, segmentation=st.segmentation)
+        if d.json:
+            d.emit({"stats": stats})
+        elif accepted:
+            d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} take(s) carried "
+                   f"from {args.carry} (its bundle {old.checksum[:12]}…){', the gentle cut too' if st and st.segmentation else ''}; "
+                   f"{args.carry} is unchanged (edgessl run {args.bundle} --port PORT --state {args.state})")  # fmt: skip
+    refused = [r for r in reports if not r.accepted]
+    if not reports:
+        raise DataError(f"--from {args.carry}: holds no takes; nothing to carry over")
+    if refused:
+        kept = f"; the others were saved to {args.state}" if accepted else f"; {args.state} is unchanged"
+        raise DataError(f"--state {args.state}: carrying {', '.join(r.label for r in refused)} over refused "
+                        f"({refused[0].reason}){kept}; enroll them on the board: edgessl enroll {args.bundle} --port PORT "
+                        f"--state {args.state} --label {refused[0].label} --count 3")  # fmt: skip
+    return 0
+
+
 def _retake_plan(refused: list[EnrollReport]) -> dict[str, int]:
     """One round for all refused enrollments: the gestures they would have turned first (more takes), then the
     refused ones again (``{label: takes}``, in the order prompted)."""
@@ -358,13 +431,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "encoder and keeps them in a per-user state file tied to the bundle (never "
                                    "modified). 'edgessl run BUNDLE --state FILE' then uses it.")  # fmt: skip
     p.add_argument("bundle", help="model bundle (.essl)")
-    p.add_argument("--port", required=True, help="serial port or URL (a path, /dev/ttyACM0, the simulator's path)")
+    p.add_argument("--port", default=None,
+                   help="serial port or URL (a path, /dev/ttyACM0, the simulator's path); required but with --from")
     p.add_argument("--state", required=True,
                    help="the user's state file (.npz): created, or extended when it exists (same bundle only)")
     p.add_argument("--label", default=None,
                    help="the gesture to enroll: a new class, or one of the bundle's to personalise (default: none)")
     p.add_argument("--calibrate", action="store_true", help="prompt each of the bundle's gestures instead of --label; any enrollment also "
                         "checks whether your gestures need the gentle cut (slow or small gestures)")
+    p.add_argument("--from", dest="carry", default=None, metavar="OLD_STATE",
+                   help="after a model update: enroll the takes that a user state of the earlier bundle keeps into "
+                        "--state (a new file), no board needed; OLD_STATE is not changed (default: none)")
     p.add_argument("--count", type=int, default=None,
                    help="performances of each gesture (default: 3 with --label, 1 with --calibrate)")
     p.add_argument("--countdown", type=float, default=2.0, help="seconds between 'get ready' and GO (0: none)")

@@ -442,6 +442,43 @@ class GestureRuntime:
         self._use_state()
         return report
 
+    def carry_over(self, state: UserState | str | Path) -> list[EnrollReport]:
+        """Enroll the takes another bundle's user state keeps (after a model update: a state is tied to its
+        bundle's checksum) into this runtime's, without the user performing again: each class's takes, the
+        bundle's classes first, then those the user added, through :meth:`enroll`'s guards; the state's cut
+        (``segmentation``) comes along. A label this bundle knows personalises it; one it does not is a new class.
+
+        Returns:
+            One report per class, in that order (a refused one leaves the rest enrolled).
+
+        Raises:
+            ValueError: a state that kept no windows (version 1: embeddings only), of another channel count, or
+                (sliding bundles) of another window length; windows of segment bundles are stretched to this
+                bundle's window, as the runtime stretches a cut gesture.
+            StateMismatch: not a readable user state.
+        """
+        old = state if isinstance(state, UserState) else UserState.load(state)
+        where = "" if isinstance(state, UserState) else f"{state}: "
+        if old.windows is None:
+            raise ValueError(f"{where}a user state that kept no windows (written before version 2): its takes cannot "
+                             "be carried to another bundle; enroll again")  # fmt: skip
+        x = old.windows
+        if len(x) and x.shape[1] != len(self.channels):
+            raise ValueError(f"{where}takes of {x.shape[1]} channels; this bundle reads {len(self.channels)} "
+                             f"({self.channels}): enroll again")  # fmt: skip
+        if len(x) and x.shape[2] != self.window:
+            if self.segmentation is None:
+                raise ValueError(f"{where}takes of {x.shape[2]}-sample windows; this sliding-window bundle reads "
+                                 f"{self.window}: enroll again")  # fmt: skip
+            x = np.stack([preprocess.resample_to_length(w, self.window) for w in x]).astype(np.float32)
+        if self.user_state is None:
+            self.user_state = UserState(self.bundle.checksum, self.bundle.labels, dim=self.W.shape[1],
+                                        segmentation=old.segmentation)  # fmt: skip
+        elif old.segmentation and not self.user_state.segmentation:
+            self.user_state.segmentation = old.segmentation
+        self._use_state()
+        return [self.enroll(label, x[old.classes == c]) for c, label in enumerate(old.labels) if (old.classes == c).any()]
+
     def takes(self, recording: np.ndarray, rate_hz: float | None = None) -> np.ndarray:
         """The performances in ``recording [C, N]`` (the bundle's channels and units; a gesture made a few
         times, still between them) as :meth:`enroll` takes them: ``[S, C, T]``, cut as this runtime cuts live

@@ -455,3 +455,55 @@ def test_a_calibration_cut_short_says_which_gestures_were_not_enrolled(small_bun
     assert line.startswith(f"edgessl enroll: warning: --state {state}: {len(missed)} of 8 gesture(s) not enrolled "
                            f"(--seconds ran out before their takes): {', '.join(missed)}; enroll them later into the same state, one by "
                            "one: "), line
+
+
+def test_a_model_update_carries_a_users_takes_over_without_performing_again(small_bundle, seven_bundle, tmp_path,
+                                                                            capsys):  # fmt: skip
+    """A state is tied to its bundle's checksum: after a model update every wearer had to enroll again on the
+    board. `enroll NEW --from OLD --state NEW_STATE` enrolls the windows the old state keeps into the new bundle,
+    through the same guards, as enrolling them there would; a class the user added that the new model knows
+    becomes a personalised one; the old state is not touched."""
+    rt7 = GestureRuntime(seven_bundle)
+    labels = [*rt7.labels[:2], NEW]
+    X, y = performances(labels, "B", 3, seed=4)
+    for c, lb in enumerate(labels):
+        assert rt7.enroll(lb, X[y == c]).accepted
+    assert rt7.user_state is not None and rt7.user_state.new_labels == [NEW]
+    old = tmp_path / "anna.npz"
+    rt7.user_state.save(old)
+    before = old.read_bytes()
+    new = tmp_path / "anna-v2.npz"
+    assert main(["enroll", str(small_bundle), "--from", str(old), "--state", str(new)]) == 0
+    said = capsys.readouterr().out
+    assert f"# saved {new}" in said and f"carried from {old}" in said and "unchanged" in said
+    assert old.read_bytes() == before
+    carried = GestureRuntime(small_bundle, user_state=new)
+    assert carried.user_state is not None and carried.user_state.new_labels == []  # the new model knows v_shape
+    assert carried.user_state.counts() == {lb: 3 for lb in labels}
+    direct = GestureRuntime(small_bundle)  # what enrolling the same takes on the new bundle gives
+    for c, lb in enumerate(labels):
+        direct.enroll(lb, X[y == c])
+    assert direct.user_state is not None
+    np.testing.assert_allclose(carried.user_state.takes, direct.user_state.takes, atol=1e-6)
+    assert [p.label for p in carried.classify(X)] == [p.label for p in direct.classify(X)]
+    # run names the way: the old state on the new bundle
+    with pytest.raises(StateMismatch, match=f"--from {old}"):
+        GestureRuntime(small_bundle, user_state=old)
+    # refusals: one line each, nothing written
+    cases = [(["--from", str(old), "--state", str(old)], ExitCode.USAGE, "the same file as --from"),
+             (["--from", str(tmp_path / "none.npz"), "--state", str(tmp_path / "x.npz")], ExitCode.USAGE, "no such file"),
+             (["--from", str(old), "--state", str(tmp_path / "x.npz"), "--label", "wave"], ExitCode.USAGE, "not with --label"),
+             (["--from", str(new), "--state", str(tmp_path / "x.npz")], ExitCode.USAGE, "already a user state of")]  # fmt: skip
+    st = rt7.user_state
+    v1 = tmp_path / "v1.npz"
+    np.savez(v1, format=np.array("edgessl-user-state"), version=np.array(1), bundle=np.array(st.checksum),
+             bundle_labels=np.array(st.bundle_labels), new_labels=np.array(st.new_labels, dtype=str),
+             takes=st.takes, classes=st.classes)  # fmt: skip
+    cases.append((["--from", str(v1), "--state", str(tmp_path / "x.npz")], ExitCode.DATA, "kept no windows"))
+    for extra, code, words in cases:
+        assert main(["enroll", str(small_bundle), *extra]) == code, extra
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.npz").exists()
+    assert main(["enroll", str(small_bundle), "--state", str(tmp_path / "x.npz"), "--label", "wave"]) == ExitCode.USAGE
+    assert "expected --port PORT" in capsys.readouterr().err
