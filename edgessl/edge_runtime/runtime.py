@@ -113,8 +113,8 @@ class DecisionConfig:
     roughness_threshold: float | None = None
     # sliding mode only (segment bundles answer each cut gesture once): windows averaged, and consecutive
     # smoothed windows agreeing before an event. 1 and 1: activities (2.56 s windows at a 0.64 s stride) are named
-    # 1.6 s after they begin instead of 2.9 s, and right over 0.80-0.86 of the annotated time instead of
-    # 0.72-0.79 (a walkthrough's held-out and test people, docs/results.md), at 1.3-1.4x the changes of
+    # 1.7 s after they begin instead of 2.9 s, and the answer shown is right over 0.79-0.83 of the annotated time
+    # instead of 0.71-0.77 (benchmarks/activities.py: held-out and test people), at 1.35x the changes of
     # answer. Gestures in sliding windows (`export --input-mode sliding`, the TFLite magic-wand way) want
     # smoothing=3, hits=2 against single-window false events.
     smoothing: int = 1

@@ -254,8 +254,8 @@ def window_units(ds: WindowDataset) -> np.ndarray | None:
     class still splits); None when no performance has more than one window (gestures cut one window each,
     or no ``performance`` ids).
 
-    Whole performances, not shorter runs of their windows: on a walkthrough's activities (27 people, 3 seeds)
-    runs of 16 windows still read validation 1.1 pt above test (whole performances −0.2, single windows +1.7)."""
+    On a walkthrough's activities (27 people; 6 runs) validation read 1.7 pt above test split so, 2.6 pt split
+    by single windows; runs of 16 windows gained nothing over whole performances (docs/results.md)."""
     if "performance" not in ds.groups:
         return None
     perf = np.asarray(ds.groups["performance"][0])
