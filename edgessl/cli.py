@@ -225,9 +225,13 @@ def _command(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure becomes one stderr line and an exit code (docs/errors.md)."""
-    parser = build_parser()
-    CliParser.argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        CliParser.argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C in the first moments (the commands' modules loading): no traceback
+        print("edgessl: interrupted", file=sys.stderr, flush=True)
+        return int(ExitCode.INTERRUPTED)
     if not getattr(args, "func", None):
         parser.print_help()
         return int(ExitCode.USAGE)

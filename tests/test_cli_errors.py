@@ -269,3 +269,14 @@ def test_simulate_stopped_by_sigterm_removes_its_link_and_a_failed_start_its_log
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode != 0 and time.monotonic() - t0 < 30
     assert not log2.exists() and link.read_text() == "someone else's file"
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    """A walkthrough's Ctrl-C 0.2 s after start printed a KeyboardInterrupt traceback (the parser was being built)."""
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["run", "x.essl"]) == ExitCode.INTERRUPTED
+    assert capsys.readouterr().err == "edgessl: interrupted\n"

@@ -424,6 +424,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         comparison_text,
         model_mismatch,
     )
+    from edgessl.edge_runtime.enroll import StateMismatch, is_user_state
     from edgessl.edge_runtime.rate import RateMeter
     from edgessl.edge_runtime.runtime import (
         MOVEMENTS_NOT_CLASSIFIED,
@@ -464,6 +465,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stats: dict[str, Any] = {"events": 0, "gestures": 0, "stopped_by": "seconds"}
     if args.state is not None and not os.path.isfile(args.state):
         raise UsageError(f"--state {args.state}: no such file; expected a user state written by edgessl enroll")
+    if args.adapt_state is not None and os.path.isfile(args.adapt_state):
+        if args.state is not None and os.path.samefile(args.adapt_state, args.state):
+            raise UsageError(f"--adapt-state {args.adapt_state}: the same file as --state; expected another file (the "
+                             "user state is edgessl enroll's, the adaptation state is run's own)")  # fmt: skip
+        if is_user_state(args.adapt_state):  # set aside as 'not an adaptation state', it would be lost to the user
+            raise UsageError(f"--adapt-state {args.adapt_state}: a user state (edgessl enroll's), not an adaptation "
+                             f"state; give it as --state {args.adapt_state}, and a new path for --adapt-state")  # fmt: skip
     if args.record and os.path.lexists(args.record):  # before waiting for the port, not after
         raise UsageError(f"--record {args.record}: the file exists; expected a new path (a recording never "
                          "replaces a file)")  # fmt: skip
@@ -473,8 +481,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         warnings.showwarning = _one_line_warning
         warnings.simplefilter("ignore", InputWarning)  # said by say_input_problems, naming --port
         adapter = build_adapter(args.adapt, state_path=args.adapt_state)
-        with GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
-                            user_state=args.state) as rt:  # fmt: skip
+        try:
+            rt = GestureRuntime(args.bundle, providers=providers, decision=decision, adapter=adapter,
+                                user_state=args.state)  # fmt: skip
+        except StateMismatch as e:  # the flag and the bundle named, and the way out with them
+            if e.checksums is None:
+                raise StateMismatch(f"--state {e}") from None
+            raise StateMismatch(f"--state {args.state}: user state of another bundle (checksum {e.checksums[0][:12]}…; "
+                                f"{args.bundle} is {e.checksums[1][:12]}…): after a model update, carry its takes into "
+                                f"a new state file (edgessl enroll {args.bundle} --from {args.state} --state NEW.npz, "
+                                "then run with --state NEW.npz), or enroll again") from None  # fmt: skip
+        with rt:
             stats["providers"] = list(rt.providers)  # in a service's log: whether the GPU is in use
             if args.json:
                 emit({"providers": stats["providers"]})

@@ -44,7 +44,8 @@ from edgessl.errors import DataError, npz_load_text
 from edgessl.segmenter import PROFILES
 from edgessl.templates import dtw_distances, standardise, template_scale
 
-__all__ = ["BundleTemplates", "EnrollReport", "EnrolledHead", "StateMismatch", "UserState", "prototype_scale"]
+__all__ = ["BundleTemplates", "EnrollReport", "EnrolledHead", "StateMismatch", "UserState", "is_user_state",
+           "prototype_scale"]
 
 STATE_FORMAT = "edgessl-user-state"
 STATE_VERSION = 3  # 2: the takes' windows are kept (template matching); 3: the user's segmentation profile;
@@ -68,6 +69,21 @@ class StateMismatch(DataError, ValueError):
     and this bundle, when it is another bundle's."""
 
     checksums: tuple[str, str] | None = None
+
+
+def is_user_state(path: str | Path) -> bool:
+    """Whether ``path`` is a user state file (``edgessl enroll``'s, by its format tag), whatever its bundle."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        return False
+    with z:
+        try:
+            return "format" in z.files and str(z["format"]) == STATE_FORMAT
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return False
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -332,18 +332,24 @@ def _runtime_with_state(args: argparse.Namespace) -> Any:
 def _carry_over(args: argparse.Namespace, out: TextIO | None) -> int:
     """``enroll NEW_BUNDLE --from OLD_STATE --state NEW_STATE``: the takes an earlier bundle's user state keeps,
     enrolled into this bundle's (a model update without asking the user to perform again)."""
-    from edgessl.edge_runtime.enroll import UserState
+    from edgessl.edge_runtime.enroll import StateMismatch, UserState
     from edgessl.firmware_bridge.record import Display
 
     src = Path(args.carry)
     if not src.is_file():
         raise UsageError(f"--from {args.carry}: no such file; expected the user state (.npz) that edgessl enroll wrote "
                          "for the earlier bundle")  # fmt: skip
-    if Path(args.state).exists() and Path(args.state).resolve() == src.resolve():
-        raise UsageError(f"--state {args.state}: the same file as --from; expected a new file (the earlier state stays "
-                         "as it is, for the earlier bundle)")  # fmt: skip
-    old = UserState.load(src)
+    if os.path.lexists(args.state):  # carrying twice into one file would enroll every take twice
+        same = Path(args.state).resolve() == src.resolve()
+        raise UsageError(f"--state {args.state}: {'the same file as --from' if same else 'exists'}; expected a new file "
+                         "(--from writes the carried takes into a state of their own; the earlier state stays as it is)")  # fmt: skip
+    try:
+        old = UserState.load(src)
+    except StateMismatch as e:
+        raise StateMismatch(f"--from {e}") from None
     rt = _runtime_with_state(args)
+    if args.port is not None:
+        print(f"edgessl enroll: note: --port {args.port} not used: --from needs no board", file=sys.stderr, flush=True)
     if old.checksum == rt.bundle.checksum:
         raise UsageError(f"--from {args.carry}: already a user state of {args.bundle}: use it as it is "
                          f"(edgessl run {args.bundle} --state {args.carry})")  # fmt: skip
@@ -360,6 +366,8 @@ def _carry_over(args: argparse.Namespace, out: TextIO | None) -> int:
                 d.line(r.text())
                 for w in r.warnings:
                     d.line(f"  warning: {w}")
+                for n in r.notes:
+                    d.line(f"  note: {n}")
         accepted = [r for r in reports if r.accepted]
         st = rt.user_state
         stats: dict[str, Any] = {"carried_from": str(src), "from_bundle": old.checksum,

@@ -489,8 +489,28 @@ def test_a_model_update_carries_a_users_takes_over_without_performing_again(smal
     # run names the way: the old state on the new bundle
     with pytest.raises(StateMismatch, match=f"--from {old}"):
         GestureRuntime(small_bundle, user_state=old)
+    none = str(tmp_path / "no-port")
+    assert main(["run", str(small_bundle), "--port", none, "--wait", "0", "--state", str(old)]) == ExitCode.DATA
+    assert f"edgessl enroll {small_bundle} --from {old} --state NEW.npz" in capsys.readouterr().err
+    # a user state given as run's adaptation state (the same file, or a copy) is refused, never set aside
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes(new.read_bytes())
+    for adapt_state, words in ((new, "the same file as --state"), (copy, "a user state (edgessl enroll's)")):
+        assert main(["run", str(small_bundle), "--port", none, "--wait", "0", "--state", str(new), "--adapt-state",
+                     str(adapt_state)]) == ExitCode.USAGE  # fmt: skip
+        assert words in capsys.readouterr().err
+    from edgessl.edge_runtime.adapt import build_adapter
+
+    with pytest.raises(ValueError, match="a user state .* not an adaptation state"):
+        GestureRuntime(small_bundle, adapter=build_adapter("ttt", state_path=copy))
+    assert copy.read_bytes() == new.read_bytes() and not list(tmp_path.glob("*.bad-*"))
+    # --port is not needed, and said to be unused
+    assert main(["enroll", str(small_bundle), "--from", str(old), "--state", str(tmp_path / "b.npz"), "--port",
+                 none]) == 0  # fmt: skip
+    assert f"--port {none} not used" in capsys.readouterr().err
     # refusals: one line each, nothing written
     cases = [(["--from", str(old), "--state", str(old)], ExitCode.USAGE, "the same file as --from"),
+             (["--from", str(old), "--state", str(new)], ExitCode.USAGE, "exists; expected a new file"),
              (["--from", str(tmp_path / "none.npz"), "--state", str(tmp_path / "x.npz")], ExitCode.USAGE, "no such file"),
              (["--from", str(old), "--state", str(tmp_path / "x.npz"), "--label", "wave"], ExitCode.USAGE, "not with --label"),
              (["--from", str(new), "--state", str(tmp_path / "x.npz")], ExitCode.USAGE, "already a user state of")]  # fmt: skip

@@ -140,12 +140,17 @@ class Adapter:
         """Load ``state_path`` if it exists (after :meth:`attach`); True when a state was restored.
 
         A state file that cannot be used (empty, truncated, not a state, another method's or another
-        bundle's) never stops the runtime: it is renamed aside to ``PATH.bad-<time>`` with a warning that
+        bundle's) never stops the runtime (a user state given by mistake is a ValueError, left as it is): it is renamed aside to ``PATH.bad-<time>`` with a warning that
         says why, and the adapter starts from the source model (so a service restarted in a loop, or given
         a new model, keeps running, and the file is kept for a look).
         """
         if not self.state_path or not os.path.lexists(self.state_path):
             return False
+        from edgessl.edge_runtime.enroll import is_user_state
+
+        if is_user_state(self.state_path):  # a user's enrollment is never set aside as a bad adaptation state
+            raise ValueError(f"{self.state_path}: a user state (edgessl enroll's), not an adaptation state: give it as "
+                             "the runtime's user_state, and another path for the adaptation state")  # fmt: skip
         try:
             self.load(self.state_path)
             self.restored = True
