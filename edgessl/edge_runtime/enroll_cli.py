@@ -214,24 +214,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 flagged += n_flagged
                 if len(x):
                     out_.append(rt.enroll(label, x))
-            for r in out_:
-                if d.json:
-                    d.emit({"enroll": r.to_json()})
-                else:
-                    d.line(r.text())
-                    for w in r.warnings:
-                        d.line(f"  warning: {w}")
-                    # (the note that the takes were made the person's own way, the first of a report's notes when
-                    # ``differs``, is said once for all below)
-                    for n in (r.notes[1:] if r.differs and r.accepted else r.notes):
-                        d.line(f"  note: {n}")
-            if not d.json and (own := [r for r in out_ if r.differs and r.accepted and r.nearest is not None]):
-                # information, not a warning: on correct takes of a new person this held for 5 of 8 gestures, and
-                # a note per gesture read as something to act on (walkthrough)
-                d.line(f"  note: {len(own)} of {len(out_)} gestures were made your own way (your "
-                       + ", ".join(f"{r.label} nearer the training data's {r.nearest[0]}" for r in own if r.nearest)
-                       + "): what enrollment is for, `run --state` now answers them as yours; only if it confuses one "
-                       "with another: enroll 2 more takes of each into the same --state")
+            _show_reports(d, out_)
             return out_
 
         reports = enroll_takes(buffers, labels)
@@ -307,6 +290,28 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+def _show_reports(d: Any, reports: list[EnrollReport]) -> None:
+    """Each enrollment's line (or JSON record), its warnings and notes."""
+    for r in reports:
+        if d.json:
+            d.emit({"enroll": r.to_json()})
+        else:
+            d.line(r.text())
+            for w in r.warnings:
+                d.line(f"  warning: {w}")
+            # (the note that the takes were made the person's own way, the first of a report's notes when
+            # ``differs``, is said once for all below)
+            for n in (r.notes[1:] if r.differs and r.accepted else r.notes):
+                d.line(f"  note: {n}")
+    if not d.json and (own := [r for r in reports if r.differs and r.accepted and r.nearest is not None]):
+        # information, not a warning: on correct takes of a new person this held for 5 of 8 gestures, and
+        # a note per gesture read as something to act on (walkthrough)
+        d.line(f"  note: {len(own)} of {len(reports)} gestures were made your own way (your "
+               + ", ".join(f"{r.label} nearer the training data's {r.nearest[0]}" for r in own if r.nearest)
+               + "): what enrollment is for, `run --state` now answers them as yours; only if it confuses one "
+               "with another: enroll 2 more takes of each into the same --state")
+
+
 def _runtime_with_state(args: argparse.Namespace) -> Any:
     """The bundle's runtime with ``--state`` when that file exists (checked before waiting for a port: an
     existing state must be a user state of this bundle)."""
@@ -359,15 +364,7 @@ def _carry_over(args: argparse.Namespace, out: TextIO | None) -> int:
             reports = rt.carry_over(old)
         except ValueError as e:
             raise DataError(f"--from {args.carry}: {e}") from None
-        for r in reports:
-            if d.json:
-                d.emit({"enroll": r.to_json()})
-            else:
-                d.line(r.text())
-                for w in r.warnings:
-                    d.line(f"  warning: {w}")
-                for n in r.notes:
-                    d.line(f"  note: {n}")
+        _show_reports(d, reports)
         accepted = [r for r in reports if r.accepted]
         st = rt.user_state
         stats: dict[str, Any] = {"carried_from": str(src), "from_bundle": old.checksum,
