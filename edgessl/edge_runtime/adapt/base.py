@@ -140,9 +140,10 @@ class Adapter:
         """Load ``state_path`` if it exists (after :meth:`attach`); True when a state was restored.
 
         A state file that cannot be used (empty, truncated, not a state, another method's or another
-        bundle's) never stops the runtime (a user state given by mistake is a ValueError, left as it is): it is renamed aside to ``PATH.bad-<time>`` with a warning that
+        bundle's) never stops the runtime: it is renamed aside to ``PATH.bad-<time>`` with a warning that
         says why, and the adapter starts from the source model (so a service restarted in a loop, or given
-        a new model, keeps running, and the file is kept for a look).
+        a new model, keeps running, and the file is kept for a look). A user state given here by mistake is
+        a ValueError, and left as it is.
         """
         if not self.state_path or not os.path.lexists(self.state_path):
             return False
