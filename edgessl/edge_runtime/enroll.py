@@ -150,7 +150,7 @@ class EnrollReport:
         differs: the takes are nearer another gesture's training examples than their own (a person's own way of
             making it: what enrollment is for; one of ``notes`` says which).
         flipped: other enrolled takes this enrollment would have turned wrong (what refused it).
-        n_takes: the takes given.
+        n_takes: the takes given; ``total``: the takes of this class the state holds afterwards (with earlier ones).
         guard: which guard refused it: ``"too_close"`` (a new class like another), ``"none_answered"`` (no take
             answered with its label), ``"would_turn"`` (other enrolled takes would turn into it); "" if accepted.
     """
@@ -170,6 +170,7 @@ class EnrollReport:
     reason: str = ""
     n_takes: int = 0
     guard: str = ""
+    total: int = 0
 
     def next_text(self) -> str:
         """What to do after a refusal, in words ("" when accepted)."""
@@ -217,7 +218,8 @@ class EnrollReport:
         if not self.accepted:
             return f"{self.label}: refused ({self.reason}){near}; {self.next_text()}"
         rej = f", {len(self.rejected)} doubtful (answered {', '.join(r['answered'] for r in self.rejected)})" if self.rejected else ""
-        return f"{self.label}: {what}, {self.kept} take(s) enrolled{rej}{near}"
+        held = f" ({self.total} in all)" if self.total > self.kept else ""
+        return f"{self.label}: {what}, {self.kept} take(s) enrolled{held}{rej}{near}"
 
 
 class EnrolledHead:
@@ -460,6 +462,7 @@ class UserState:
             self.new_labels.append(label)
         self.takes, self.classes, self.windows = cand_takes, cand_classes, cand_w
         report.accepted, report.kept = True, int(keep.sum())
+        report.total = int((self.classes == self.labels.index(label)).sum())
         return report
 
     # -- files ----------------------------------------------------------------------------------------

@@ -81,6 +81,12 @@ def test_state_round_trip_and_another_bundle_is_refused(small_bundle, seven_bund
     # the CLI: one line naming the file, a data error
     rc = main(["run", str(seven_bundle), "--port", str(tmp_path / "none"), "--wait", "0", "--state", str(path)])
     assert rc == ExitCode.DATA
+    # more takes of a gesture already enrolled: the report says how many the state holds now (a walkthrough's
+    # second calibration read "1 take(s) enrolled" while the state held 2)
+    Xm, ym = performances(rt.labels, "A", 1, seed=9)
+    more = again.enroll(rt.labels[0], Xm[ym == 0])
+    assert more.accepted and more.total == 3 and "1 take(s) enrolled (3 in all)" in more.text()
+    assert more.to_json()["total"] == 3
 
 
 def test_enrolling_three_takes_per_class_raises_new_users_accuracy(small_bundle):
