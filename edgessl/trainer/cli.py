@@ -13,6 +13,7 @@ import dataclasses
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from edgessl.errors import UsageError
@@ -180,10 +181,20 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
             print(json.dumps({"method": cfg.method.name, "windows": r["n_windows"],
                               "final_loss": r["history"][-1]["loss"] if r["history"] else None,
                               "out": str(a.out),
-                              "next": f"edgessl finetune --data {shlex.quote(cfg.data.spec)} --init {a.out} --out runs/ft"}))  # fmt: skip
+                              "next": f"edgessl finetune --data {shlex.quote(cfg.data.spec)} --init {a.out} "
+                                      f"--out {_free_folder(Path(a.out).parent, 'ft')}"}))  # fmt: skip
     finally:
         teardown()
     return 0
+
+
+def _free_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name2``, ``name3`` ... the first that does not exist (a second model's "next" line
+    named the first one's folder, which finetune refuses)."""
+    k = 1
+    while (parent / (name if k == 1 else f"{name}{k}")).exists():
+        k += 1
+    return parent / (name if k == 1 else f"{name}{k}")
 
 
 def _cmd_finetune(a: argparse.Namespace) -> int:

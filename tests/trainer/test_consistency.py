@@ -172,4 +172,8 @@ def test_finetune_init_without_data_does_not_fall_back_to_synthetic_data(pretrai
     assert f"was trained on {spec}; give --data {spec}" in err and not (tmp_path / "ft" / "model.pt").exists()
     assert main(["pretrain", "--data", spec, "--epochs", "1", "--config", str(pretrained / "small.toml"), "--out",
                  str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
-    assert json.loads(capsys.readouterr().out)["next"] == f"edgessl finetune --data {spec} --init {tmp_path / 'pt'} --out runs/ft"
+    assert json.loads(capsys.readouterr().out)["next"] == f"edgessl finetune --data {spec} --init {tmp_path / 'pt'} --out {tmp_path / 'ft'}"
+    from edgessl.trainer.cli import _free_folder
+
+    (tmp_path / "ft").mkdir(exist_ok=True)  # a second model: the suggestion names a folder finetune will take
+    assert _free_folder(tmp_path, "ft") == tmp_path / "ft2"
