@@ -54,3 +54,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
 def save_npz_atomic(path: str | Path, **arrays: Any) -> None:
     """``np.savez`` to exactly ``path``, atomically (a file object: np.savez would append ".npz" to a name)."""
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def free_path(parent: str | Path, stem: str, suffix: str = "") -> Path:
+    """``parent/stem+suffix``, or ``stem2``, ``stem3`` ... the first that does not exist: a name to suggest
+    that no command will refuse as taken (or, for a user state, extend with someone else's takes)."""
+    k = 1
+    while (Path(parent) / f"{stem}{'' if k == 1 else k}{suffix}").exists():
+        k += 1
+    return Path(parent) / f"{stem}{'' if k == 1 else k}{suffix}"

@@ -283,7 +283,9 @@ def unknown_counts(rt: GestureRuntime) -> tuple[int, str]:
 def new_state_name() -> str:
     """A user state file name for the advice to enroll that names no existing file (enroll would extend it:
     another person's takes)."""
-    return next(n for n in (f"you{'' if k == 1 else k}.npz" for k in range(1, 10**6)) if not os.path.exists(n))
+    from edgessl.atomic import free_path
+
+    return str(free_path(".", "you", ".npz"))
 
 
 def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None, said: bool = False) -> str:

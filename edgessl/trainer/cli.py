@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgessl.atomic import free_path
 from edgessl.errors import UsageError
 from edgessl.trainer.config_file import check_keys, load_config_file, merge
 from edgessl.trainer.recipes import AUTO, NAMES, recipe_spec, resolve
@@ -182,19 +183,10 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
                               "final_loss": r["history"][-1]["loss"] if r["history"] else None,
                               "out": str(a.out),
                               "next": f"edgessl finetune --data {shlex.quote(cfg.data.spec)} --init {a.out} "
-                                      f"--out {_free_folder(Path(a.out).parent, 'ft')}"}))  # fmt: skip
+                                      f"--out {free_path(Path(a.out).parent, 'ft')}"}))  # fmt: skip
     finally:
         teardown()
     return 0
-
-
-def _free_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``name2``, ``name3`` ... the first that does not exist (a second model's "next" line
-    named the first one's folder, which finetune refuses)."""
-    k = 1
-    while (parent / (name if k == 1 else f"{name}{k}")).exists():
-        k += 1
-    return parent / (name if k == 1 else f"{name}{k}")
 
 
 def _cmd_finetune(a: argparse.Namespace) -> int:

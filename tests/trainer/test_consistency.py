@@ -173,7 +173,7 @@ def test_finetune_init_without_data_does_not_fall_back_to_synthetic_data(pretrai
     assert main(["pretrain", "--data", spec, "--epochs", "1", "--config", str(pretrained / "small.toml"), "--out",
                  str(tmp_path / "pt"), "--quiet"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["next"] == f"edgessl finetune --data {spec} --init {tmp_path / 'pt'} --out {tmp_path / 'ft'}"
-    from edgessl.trainer.cli import _free_folder
+    from edgessl.atomic import free_path
 
     (tmp_path / "ft").mkdir(exist_ok=True)  # a second model: the suggestion names a folder finetune will take
-    assert _free_folder(tmp_path, "ft") == tmp_path / "ft2"
+    assert free_path(tmp_path, "ft") == tmp_path / "ft2"
