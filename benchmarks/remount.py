@@ -4,7 +4,7 @@ The model is built as the README's own-board path builds it (benchmarks/own_data
 performances of each gesture + 180 s unlabelled on the simulated board as user A, pretrain, finetune, export,
 all defaults). Then a new session of the same person (1800 s of device time, random gestures) is streamed
 three times through `edgessl run` with the default decisions: the board as recorded; the board turned 30°
-on its mount (`edgessl simulate --faults mount=30`, an axis fixed by the seed) without adaptation
+on its mount (`edgessl simulate --faults mount=30`, one oblique axis) without adaptation
 (`--adapt none`); and turned with the default adaptation. Each is scored against what the simulated person
 performed (own_data.score): over the whole session and over its second half (after adaptation had time to
 settle). Writes benchmarks/results/remount.json.

@@ -304,7 +304,7 @@ def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None, said:
     return (f"{share['unknown']} of {share['decided']} gestures ({share['share']:.0%}) answered unknown as unsure or "
             f"unlike training, where the export calibrated {share['calibrated']:.0%} on its validation gestures: this "
             f"person's way of performing them (or the mounting) differs from {who}; {enroll} --calibrate teaches the "
-            f"model theirs (each gesture once{', added to the state' if state else ''})")
+            f"model theirs and finds a turned mounting (each gesture once{', added to the state' if state else ''})")
 
 
 def unclassified_text(rt: GestureRuntime, enroll: str) -> str:

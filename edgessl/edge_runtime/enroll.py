@@ -48,7 +48,8 @@ __all__ = ["BundleTemplates", "EnrollReport", "EnrolledHead", "StateMismatch", "
            "prototype_scale"]
 
 STATE_FORMAT = "edgessl-user-state"
-STATE_VERSION = 3  # 2: the takes' windows are kept (template matching); 3: the user's segmentation profile;
+STATE_VERSION = 4  # 2: the takes' windows are kept (template matching); 3: the user's segmentation profile;
+# 4: the board's mounting (written only by states that hold one: the others stay readable by earlier runtimes);
 # states of earlier versions still load
 # weight of the template distance against the head's logits, in units of the distance between two different
 # gestures: chosen among 2, 4, 8, 16, 32 on the held-out days of the training users of uWave (users 1-4), not
@@ -320,11 +321,15 @@ class UserState:
         segmentation: how ``run`` cuts this user's gestures from the stream: None or ``"default"`` (the bundle's
             segmentation), ``"gentle"`` (:func:`edgessl.segmenter.profile`: for slow or small gestures, chosen by
             ``edgessl enroll`` with :func:`edgessl.segmenter.choose_segmentation`).
+        mounting: ``[3, 3]``, how the user's board is turned from the training data's axes (``model = mounting
+            @ board``; :mod:`edgessl.edge_runtime.mounting`), applied to every window before the model; None: as in
+            training. The takes' ``windows`` are kept in the training data's axes.
     """
 
     def __init__(self, checksum: str, bundle_labels: list[str], new_labels: list[str] | None = None,
                  takes: np.ndarray | None = None, classes: np.ndarray | None = None, dim: int | None = None,
-                 windows: np.ndarray | None = None, segmentation: str | None = None):  # fmt: skip
+                 windows: np.ndarray | None = None, segmentation: str | None = None,
+                 mounting: np.ndarray | None = None):  # fmt: skip
         if segmentation not in (None, *PROFILES):
             raise ValueError(f"unknown segmentation profile {segmentation!r}; expected one of {', '.join(PROFILES)}")
         self.segmentation = None if segmentation == "default" else segmentation
@@ -335,6 +340,7 @@ class UserState:
         self.takes = np.zeros((0, d), np.float32) if takes is None else np.asarray(takes, np.float32)
         self.classes = np.zeros(0, np.int64) if classes is None else np.asarray(classes, np.int64)
         self.windows = None if windows is None else np.asarray(windows, np.float32)
+        self.mounting = None if mounting is None else np.asarray(mounting, np.float32)
 
     @property
     def labels(self) -> list[str]:
@@ -468,11 +474,12 @@ class UserState:
     # -- files ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write to exactly ``path``, atomically (a temporary file in the same folder, then a rename)."""
-        save_npz_atomic(path, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION),
+        save_npz_atomic(path, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION if self.mounting is not None else 3),
                         bundle=np.array(self.checksum), bundle_labels=np.array(self.bundle_labels, dtype=str),
                         new_labels=np.array(self.new_labels, dtype=str), takes=self.takes,
                         classes=self.classes, **({} if self.windows is None else {"windows": self.windows}),
-                        **({} if self.segmentation is None else {"segmentation": np.array(self.segmentation)}))  # fmt: skip
+                        **({} if self.segmentation is None else {"segmentation": np.array(self.segmentation)}),
+                        **({} if self.mounting is None else {"mounting": self.mounting}))  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path, checksum: str | None = None) -> UserState:
@@ -493,7 +500,8 @@ class UserState:
                 st = cls(str(z["bundle"]), [str(s) for s in z["bundle_labels"]], [str(s) for s in z["new_labels"]],
                          z["takes"].astype(np.float32), z["classes"].astype(np.int64),
                          windows=z["windows"].astype(np.float32) if "windows" in z.files else None,
-                         segmentation=str(z["segmentation"]) if "segmentation" in z.files else None)  # fmt: skip
+                         segmentation=str(z["segmentation"]) if "segmentation" in z.files else None,
+                         mounting=z["mounting"].astype(np.float32) if "mounting" in z.files else None)  # fmt: skip
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no user state there (a new user enrolls first: GestureRuntime.enroll, "
                                     "then user_state.save(path); or edgessl enroll)") from e  # fmt: skip
@@ -507,6 +515,8 @@ class UserState:
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, {len(st.classes)} classes)")
         if st.windows is not None and (st.windows.ndim != 3 or len(st.windows) != len(st.takes)):
             raise StateMismatch(f"{path}: damaged user state ({len(st.takes)} takes, windows {st.windows.shape})")
+        if st.mounting is not None and (st.mounting.shape != (3, 3) or not np.all(np.isfinite(st.mounting))):
+            raise StateMismatch(f"{path}: damaged user state (mounting of shape {st.mounting.shape})")
         if checksum is not None and st.checksum != checksum:
             err = StateMismatch(f"{path}: user state of another bundle (checksum {st.checksum[:12]}…; this bundle "
                                 f"{checksum[:12]}…; the sha256 of each bundle's manifest); after a model update, carry "

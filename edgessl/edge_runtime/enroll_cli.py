@@ -12,6 +12,10 @@ An enrollment refused because another gesture has too few takes to be told from 
 calibration) is followed by one more round in the same session: the takes
 :attr:`~edgessl.edge_runtime.enroll.EnrollReport.remedy` asks for (2 more of that gesture, then the refused one).
 
+A calibration first finds how the board is mounted (:meth:`~edgessl.edge_runtime.runtime.GestureRuntime.fit_mounting`:
+a board turned in its case, worn the other way round); a turn it keeps is said (``# mounting: ...``; ``--json``:
+a ``mounting`` line) and kept in the state, and the takes are enrolled in the training data's axes.
+
 When the default cut splits the user's takes into pieces (slow or small gestures), the takes are cut again
 with the gentle cut and the state keeps it (:func:`edgessl.segmenter.choose_segmentation`).
 
@@ -39,6 +43,7 @@ from edgessl.edge_runtime.enroll import EnrollReport, remedy_text
 from edgessl.errors import DataError, DeviceError, UsageError
 from edgessl.firmware_bridge.flags import add_text_board_flags, board_flags_text
 from edgessl.segmenter import SegmentChoice, SegmentParams, choose_segmentation, motion_rows, profile, segment_signal
+from edgessl.units import g_channels
 
 if TYPE_CHECKING:
     from edgessl.firmware_bridge.transport import ImuStream
@@ -204,20 +209,33 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             stats["segmentation"] = cut
         flagged = 0
 
-        def enroll_takes(bufs: list[TakeBuffer], wanted: list[str]) -> list[EnrollReport]:
+        def takes_of(bufs: list[TakeBuffer], wanted: list[str]) -> dict[str, np.ndarray]:
             nonlocal flagged
-            out_: list[EnrollReport] = []
+            got = {}
             for label in wanted:
                 if not bufs:
                     break
                 x, n_flagged = bufs[0].windows(label, rt.rate_hz, rt.window, rt.metadata["input_mode"])
                 flagged += n_flagged
                 if len(x):
-                    out_.append(rt.enroll(label, x))
+                    got[label] = x
+            return got
+
+        def enroll_takes(got: dict[str, np.ndarray]) -> list[EnrollReport]:
+            out_ = [rt.enroll(label, x) for label, x in got.items()]
             _show_reports(d, out_)
             return out_
 
-        reports = enroll_takes(buffers, labels)
+        first = takes_of(buffers, labels)
+        mount = None
+        if args.calibrate and first and len(g_channels(rt.bundle.units)) == 3:
+            # the board's mounting first: the takes are enrolled in the training data's axes
+            mount = rt.fit_mounting(first)
+            if d.json:
+                d.emit({"mounting": mount.to_json()})
+            elif mount.accepted:
+                d.line(f"# {mount.text()}")
+        reports = enroll_takes(first)
         # a gesture refused because another one has too few takes to be told from it: one more round, now,
         # with the remedy (measured: re-enrolling the refused gesture alone was refused again; see remedy)
         refused = [r for r in reports if not r.accepted and r.flipped]
@@ -240,7 +258,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             params2 = profile(seg, "gentle") if seg is not None and gentle else params
             guide2 = Guide(list(plan), plan, args.countdown, params2, d, ask, guide.gentle_note, in_turn=False)
             stats2, _, dev2 = capture(args, d, guide2, params2, open_more)
-            second = enroll_takes(more, list(plan))
+            second = enroll_takes(takes_of(more, list(plan)))
             retried = {r.label for r in second}
             reports = [r for r in reports if r.accepted or r.label not in retried] + second
             stats["retake"] = {"plan": plan, "stopped_by": stats2["stopped_by"], "misses": guide2.misses,
@@ -254,7 +272,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         st = rt.user_state
         if st is not None and cut is not None and cut["profile"] == "gentle":
             st.segmentation = "gentle"
-        if accepted and st is not None:
+        if (accepted or (mount is not None and mount.accepted)) and st is not None:
             st.save(args.state)
             stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels)
         if d.json:
@@ -442,8 +460,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the user's state file (.npz): created, or extended when it exists (same bundle only)")
     p.add_argument("--label", default=None,
                    help="the gesture to enroll: a new class, or one of the bundle's to personalise (default: none)")
-    p.add_argument("--calibrate", action="store_true", help="prompt each of the bundle's gestures instead of --label; any enrollment also "
-                        "checks whether your gestures need the gentle cut (slow or small gestures)")
+    p.add_argument("--calibrate", action="store_true", help="prompt each of the bundle's gestures instead of --label, and find how your board is "
+                        "mounted (turned in its case, worn the other way round: corrected from then on); any "
+                        "enrollment also checks whether your gestures need the gentle cut (slow or small gestures)")
     p.add_argument("--from", dest="carry", default=None, metavar="OLD_STATE",
                    help="after a model update: enroll the takes that a user state of the earlier bundle keeps into "
                         "--state (a new file), no board needed; OLD_STATE is not changed (default: none)")

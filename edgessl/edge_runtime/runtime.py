@@ -34,6 +34,7 @@ from edgessl import preprocess
 from edgessl.edge_runtime.adapt import AdaptContext, Adapter, InputMoments, SslHead
 from edgessl.edge_runtime.bundle import ENCODER_FP32, ENCODER_INT8, Bundle, open_bundle
 from edgessl.edge_runtime.enroll import BundleTemplates, EnrolledHead, EnrollReport, StateMismatch, UserState
+from edgessl.edge_runtime.mounting import MountFit, fit_mounting, mount_matrix
 from edgessl.edge_runtime.stream import ModelInput, StreamWindower
 from edgessl.segmenter import SegmentParams, motion_rows, profile
 from edgessl.units import UnitWatch, g_channels
@@ -286,6 +287,7 @@ class GestureRuntime:
         self._bundle_roughness = self.roughness_threshold if decision.roughness_threshold is None else None
         self.user_state: UserState | None = None
         self._enrolled: EnrolledHead | None = None
+        self._mount: np.ndarray | None = None  # [C, C]: the user state's mounting on the channels (None: none)
         if user_state is not None:
             self.load_user_state(user_state)
         # one window at a time on the CPU (the live path): inputs and outputs bound once to fixed buffers,
@@ -405,6 +407,7 @@ class GestureRuntime:
         if hasattr(self, "windower") and self.segmentation is not None and self.windower.seg != self.segmentation:
             self.windower = self._make_windower()  # the user's cut (a state loaded while running: a fresh stream)
         self.labels = st.labels
+        self._mount = None if st.mounting is None else mount_matrix(st.mounting, list(self.bundle.units))
         self._enrolled = st.head(self.W, self.b, self.prototypes, self.templates) if len(st.takes) else None
         if self._bundle_roughness is not None and st.windows is not None and len(st.windows):
             # a gesture the user enrolled is never noise to them (a shake is rough): the gate rises to cover
@@ -426,6 +429,10 @@ class GestureRuntime:
         if problem := label_problem(label, self.labels):
             raise ValueError(problem)
         x = self._checked(np.asarray(windows))
+        return self._enroll(label, x if self._mount is None else np.einsum("ij,njt->nit", self._mount, x))
+
+    def _enroll(self, label: str, x: np.ndarray) -> EnrollReport:
+        """:meth:`enroll` of checked windows in the training data's axes (the mounting applied)."""
         g = g_channels(self.bundle.units)
         if self.bundle.segmentation is not None and g:  # a cut gesture moves; a still window is no performance
             if preprocess.is_still(x[:, g]).all():
@@ -441,6 +448,41 @@ class GestureRuntime:
         report = self.user_state.enroll(label, e, self.W, self.b, self.prototypes, windows=x, templates=self.templates)
         self._use_state()
         return report
+
+    def fit_mounting(self, takes: dict[str, np.ndarray]) -> MountFit:
+        """Find how the user's board is turned from the training data's axes, from a take of each of the
+        bundle's gestures (``{label: windows [N, C, T]}``, as :meth:`enroll` takes them, before enrolling them:
+        ``edgessl enroll --calibrate`` calls this first), and keep the turn in the user state when it explains
+        the takes far better than the mounting in use (:mod:`edgessl.edge_runtime.mounting`); from then on
+        every window, and the takes enrolled after, are turned into the training data's axes.
+
+        Raises:
+            ValueError: a label the bundle does not know, windows :meth:`enroll` would refuse, or a bundle
+                without an accelerometer in g.
+        """
+        X, y = [], []
+        for label, w in takes.items():
+            if label not in self.bundle.labels:
+                raise ValueError(f"{label!r} is not one of the bundle's gestures ({', '.join(self.bundle.labels)}): "
+                                 "a mounting is found from the gestures the model knows")  # fmt: skip
+            x = self._checked(np.asarray(w))
+            X.append(x)
+            y += [self.bundle.labels.index(label)] * len(x)
+        if not X:
+            raise ValueError("no takes: a mounting is found from a take of each of the bundle's gestures")
+        current = self.user_state.mounting if self.user_state is not None else None
+        adapter, self.adapter = self.adapter, None  # the bundle's own head judges the turn
+        try:
+            fit = fit_mounting(lambda x: self.embed(x) @ self.W.T + self.b, np.concatenate(X), np.array(y),
+                               list(self.bundle.units), current)  # fmt: skip
+        finally:
+            self.adapter = adapter
+        if fit.accepted:
+            if self.user_state is None:
+                self.user_state = UserState(self.bundle.checksum, self.bundle.labels, dim=self.W.shape[1])
+            self.user_state.mounting = fit.rotation
+            self._use_state()
+        return fit
 
     def carry_over(self, state: UserState | str | Path) -> list[EnrollReport]:
         """Enroll the takes another bundle's user state keeps (after a model update: a state is tied to its
@@ -473,11 +515,16 @@ class GestureRuntime:
             x = np.stack([preprocess.resample_to_length(w, self.window) for w in x]).astype(np.float32)
         if self.user_state is None:
             self.user_state = UserState(self.bundle.checksum, self.bundle.labels, dim=self.W.shape[1],
-                                        segmentation=old.segmentation)  # fmt: skip
-        elif old.segmentation and not self.user_state.segmentation:
-            self.user_state.segmentation = old.segmentation
+                                        segmentation=old.segmentation, mounting=old.mounting)  # fmt: skip
+        else:
+            if old.segmentation and not self.user_state.segmentation:
+                self.user_state.segmentation = old.segmentation
+            if old.mounting is not None and self.user_state.mounting is None:
+                self.user_state.mounting = old.mounting
         self._use_state()
-        return [self.enroll(label, x[old.classes == c]) for c, label in enumerate(old.labels) if (old.classes == c).any()]
+        # the kept windows are in the training data's axes already (the old state's mounting applied)
+        return [self._enroll(label, self._checked(x[old.classes == c])) for c, label in enumerate(old.labels)
+                if (old.classes == c).any()]  # fmt: skip
 
     def takes(self, recording: np.ndarray, rate_hz: float | None = None) -> np.ndarray:
         """The performances in ``recording [C, N]`` (the bundle's channels and units; a gesture made a few
@@ -569,6 +616,8 @@ class GestureRuntime:
 
     def _classify_one(self, window: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
+        if self._mount is not None:  # the user's board turned into the training data's axes
+            window = self._mount @ self._checked(window)[0]
         e = self.embed(window)
         e0 = e[0]
         head_probs, src = None, None
