@@ -242,11 +242,11 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
         first_update_t: float | None = None
         with GestureRuntime(bundle, decision=decision, adapter=build_adapter(adapt)) as rt1:
             reports = []
-            if enroll:
-                for lb in rt1.labels:
-                    take = resample_to_length(R @ make_gesture(GESTURES.index(lb), user, 100.0, rng, syn.noise_g),
-                                              rt1.window)  # fmt: skip
-                    reports.append(rt1.enroll(lb, take[None]).text())
+            if enroll:  # as `edgessl enroll --calibrate`: the mounting from one take each, then the takes
+                takes = {lb: resample_to_length(R @ make_gesture(GESTURES.index(lb), user, 100.0, rng, syn.noise_g),
+                                                rt1.window)[None] for lb in rt1.labels}  # fmt: skip
+                reports.append(rt1.fit_mounting(takes).text())
+                reports += [rt1.enroll(lb, take).text() for lb, take in takes.items()]
             for i in range(0, len(t_long), 10):
                 found += [{**e.to_json(), "label_index": rt1.labels.index(e.label)}
                           for e in rt1.feed(x_run[i : i + 10], t_long[i : i + 10])]  # fmt: skip
