@@ -73,13 +73,14 @@ class MountFit:
 
 
 def mount_matrix(rotation: np.ndarray, units: list[str]) -> np.ndarray:
-    """The ``[C, C]`` matrix that turns a window's channels: ``rotation`` on the accelerometer's axes (the first
-    three in g) and on the gyroscope's (the first three in rad/s), the other channels as they are."""
-    from edgessl.units import triad
-
+    """The ``[C, C]`` matrix that turns a window's channels: ``rotation`` on every triad of channels in g (an
+    accelerometer; UCI HAR's body and total acceleration are two) and in rad/s (a gyroscope), in their order;
+    the other channels as they are."""
     M = np.eye(len(units), dtype=np.float32)
-    for tri in (triad(units, "g"), triad(units, "rad/s")):
-        if len(tri) == 3:
+    for unit in ("g", "rad/s"):
+        idx = [i for i, u in enumerate(units) if u == unit]
+        for k in range(0, len(idx) - len(idx) % 3, 3):
+            tri = idx[k : k + 3]
             M[np.ix_(tri, tri)] = rotation
     return M
 

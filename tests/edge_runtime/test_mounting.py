@@ -121,6 +121,11 @@ def test_the_mounting_turns_the_accelerometer_and_gyroscope_axes_only():
     np.testing.assert_allclose(M[:3, :3], TURN)
     np.testing.assert_allclose(M[3:6, 3:6], TURN)
     assert M[6, 6] == 1 and np.count_nonzero(M[:3, 3:]) == 0 and np.count_nonzero(M[6, :6]) == 0
+    # UCI HAR's layout: body acceleration, gyroscope, total acceleration: every triad turns with the board
+    H = mount_matrix(TURN, ["g"] * 3 + ["rad/s"] * 3 + ["g"] * 3)
+    for tri in (slice(0, 3), slice(3, 6), slice(6, 9)):
+        np.testing.assert_allclose(H[tri, tri], TURN)
+    assert np.count_nonzero(H[:3, 6:]) == 0
 
 
 def test_a_model_update_carries_the_mounting_and_does_not_turn_the_takes_twice(small_bundle, tmp_path):
