@@ -427,6 +427,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         model_mismatch,
     )
     from edgessl.edge_runtime.enroll import StateMismatch, is_user_state
+    from edgessl.edge_runtime.mounting import mount_angle
     from edgessl.edge_runtime.rate import RateMeter
     from edgessl.edge_runtime.runtime import (
         MOVEMENTS_NOT_CLASSIFIED,
@@ -591,6 +592,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                 "gesture(s)" if us is not None else "")  # fmt: skip
                     if us is not None and us.segmentation == "gentle":
                         enrolled += " (gentle cut: slow gestures kept whole, events about 0.35 s later)"
+                    if us is not None and us.mounting is not None:
+                        enrolled += f" (board turned {mount_angle(us.mounting):.0f}°: corrected)"
                     print(f"# {Path(args.bundle).name}: {rt.labels} | {rt.metadata['input_mode']} | providers "
                           f"{rt.providers} | device {dev.mode} {dev.channel_names} at "
                           f"{f'{dev.sample_rate:.4g} Hz' if dev.sample_rate else 'the rate its lines arrive at'}"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MIN_GAIN", "MountFit", "fit_mounting", "mount_matrix"]
+__all__ = ["MIN_GAIN", "MountFit", "fit_mounting", "mount_angle", "mount_matrix"]
 
 # nats of mean log-probability per take the turn must add over the mounting in use (see the module docstring)
 MIN_GAIN = 1.0
@@ -83,6 +83,11 @@ def mount_matrix(rotation: np.ndarray, units: list[str]) -> np.ndarray:
             tri = idx[k : k + 3]
             M[np.ix_(tri, tri)] = rotation
     return M
+
+
+def mount_angle(rotation: np.ndarray) -> float:
+    """How far ``rotation [3, 3]`` turns, in degrees (0 to 180)."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def fit_mounting(logits: Callable[[np.ndarray], np.ndarray], windows: np.ndarray, classes: np.ndarray,

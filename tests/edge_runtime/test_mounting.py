@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from edgessl.cli import build_parser, main
 from edgessl.edge_runtime.enroll import StateMismatch, UserState
-from edgessl.edge_runtime.mounting import MIN_GAIN, fit_mounting, mount_matrix
+from edgessl.edge_runtime.mounting import MIN_GAIN, fit_mounting, mount_angle, mount_matrix
 from edgessl.edge_runtime.runtime import GestureRuntime
 
 from .test_enroll import performances
@@ -49,6 +49,7 @@ def test_the_fit_finds_the_turn_and_keeps_a_straight_board_as_it_is():
     assert fit.accepted and fit.right_after == 8 and fit.right_before < 8, fit
     assert angle_between(fit.rotation, TURN.T) < 3, fit  # the turn undone
     assert fit.angle_deg == pytest.approx(120, abs=3) and "your board is turned 120°" in fit.text()
+    assert mount_angle(fit.rotation) == pytest.approx(fit.angle_deg, abs=0.01)
     assert fit.to_json()["accepted"] is True and np.array(fit.to_json()["rotation"]).shape == (3, 3)
     straight = fit_mounting(logits, X, y, units)
     assert not straight.accepted and straight.gain < MIN_GAIN and "as in training" in straight.text(), straight
@@ -169,3 +170,4 @@ def test_cli_calibration_on_a_turned_board_says_so_and_run_answers_its_gestures(
         args.func(args, out=buf)
     said = buf.getvalue()
     assert said.count(" square ") >= 2, said[-2000:]
+    assert f"(board turned {mount_angle(st.mounting):.0f}°: corrected)" in said  # run's first line says it
