@@ -508,8 +508,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     else:
                         note(said)
             if rt.user_state is not None:  # in a service's log too: which user's enrollment is in use
-                stats["user_state"] = {"path": args.state, "takes": rt.user_state.counts(),
-                                       "segmentation": rt.user_state.segmentation or "default"}  # fmt: skip
+                st = rt.user_state
+                # the board's turn the state corrects (the stats' adaptation "correction" is the adapter's own)
+                stats["user_state"] = {"path": args.state, "takes": st.counts(),
+                                       "segmentation": st.segmentation or "default",
+                                       "mounting_deg": None if st.mounting is None else round(mount_angle(st.mounting), 1)}  # fmt: skip
                 if args.json:
                     emit({"user_state": stats["user_state"]})
             meter = RateMeter()  # the status line's rate and the page's

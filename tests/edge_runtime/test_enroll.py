@@ -178,7 +178,7 @@ def test_cli_enroll_against_a_cued_simulator_then_run_reports_the_new_label(seve
     assert labels.count(NEW) >= 2, labels
     assert open_bundle(seven_bundle).checksum == before  # the bundle is never modified
     # a service's log says whose enrollment it runs with, first and in the final stats
-    used = {"path": str(state), "takes": {NEW: 3}, "segmentation": "default"}
+    used = {"path": str(state), "takes": {NEW: 3}, "segmentation": "default", "mounting_deg": None}
     assert events[0] == {"providers": ["CPUExecutionProvider"]}
     assert events[1] == {"user_state": used} and events[-1]["stats"]["user_state"] == used
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -171,3 +172,10 @@ def test_cli_calibration_on_a_turned_board_says_so_and_run_answers_its_gestures(
     said = buf.getvalue()
     assert said.count(" square ") >= 2, said[-2000:]
     assert f"(board turned {mount_angle(st.mounting):.0f}°: corrected)" in said  # run's first line says it
+    with SimulatedImu(*make_source("synthetic", None, seed=7, user="A", perform="square:1"), speed=4.0, link=link,
+                      faults=faults):  # fmt: skip
+        assert main(["run", str(small_bundle), "--port", link, "--state", str(state), "--seconds", "3", "--json"]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    head = next(ln["user_state"] for ln in lines if "user_state" in ln)
+    stats = next(ln["stats"] for ln in lines if "stats" in ln)
+    assert head["mounting_deg"] == stats["user_state"]["mounting_deg"] == round(mount_angle(st.mounting), 1)
