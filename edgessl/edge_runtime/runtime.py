@@ -426,13 +426,13 @@ class GestureRuntime:
             ValueError: another shape, non-finite values, (a segment bundle in g) takes of which none moves, or
                 a label the runtime cannot tell apart (``unknown``, empty, or another case of a known one).
         """
-        if problem := label_problem(label, self.labels):
-            raise ValueError(problem)
         x = self._checked(np.asarray(windows))
         return self._enroll(label, x if self._mount is None else np.einsum("ij,njt->nit", self._mount, x))
 
     def _enroll(self, label: str, x: np.ndarray) -> EnrollReport:
         """:meth:`enroll` of checked windows in the training data's axes (the mounting applied)."""
+        if problem := label_problem(label, self.labels):
+            raise ValueError(problem)
         g = g_channels(self.bundle.units)
         if self.bundle.segmentation is not None and g:  # a cut gesture moves; a still window is no performance
             if preprocess.is_still(x[:, g]).all():
