@@ -17,7 +17,6 @@ repeats (each its own model and sessions).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -29,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from own_data import edgessl, read_jsonl, read_jsonl_text, repeat_dir, score, simulator  # noqa: E402
-from remount import build  # noqa: E402
+from remount import board_args, build  # noqa: E402
 
 CASES = [("A", 0), ("A", 30), ("A", 90), ("A", 180), ("B", 0), ("B", 90)]
 
@@ -72,13 +71,7 @@ def session(bundle: Path, work: Path, name: str, user: str, seed: int, seconds: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--speed", type=float, default=8.0, help="simulator playback speed (signals are unchanged)")
-    ap.add_argument("--seconds", type=float, default=400.0, help="device seconds of each live session")
-    ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mounting.json"))
-    a = ap.parse_args()
+    a = board_args(__doc__, 400.0, "mounting.json")
     runs = []
     for k in range(a.repeats):
         with repeat_dir(a.keep, k) as work:

@@ -60,14 +60,19 @@ def session(bundle: Path, work: Path, name: str, seed: int, seconds: float, spee
             "second_half_performed": later["performed"], "adaptation": stats.get("adaptation")}  # fmt: skip
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def board_args(doc: str, seconds: float, result: str) -> argparse.Namespace:
+    """The flags of a benchmark of repeated simulated-board sessions (this one's and mounting.py's)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--speed", type=float, default=8.0, help="simulator playback speed (signals are unchanged)")
-    ap.add_argument("--seconds", type=float, default=1800.0, help="device seconds of each live session")
+    ap.add_argument("--seconds", type=float, default=seconds, help="device seconds of each live session")
     ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "remount.json"))
-    a = ap.parse_args()
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / result))
+    return ap.parse_args()
+
+
+def main() -> None:
+    a = board_args(__doc__, 1800.0, "remount.json")
     runs = []
     for k in range(a.repeats):
         with repeat_dir(a.keep, k) as work:
