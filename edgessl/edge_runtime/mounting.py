@@ -63,8 +63,9 @@ class MountFit:
             return (f"mounting: your board is turned {self.angle_deg:.0f}° (about the axis {ax}) from the training "
                     f"data's; corrected from now on (the bundle answers {self.right_after} of {self.takes} takes "
                     f"right, {self.right_before} as mounted)")  # fmt: skip
-        return (f"mounting: as in training (the best turn, {self.angle_deg:.0f}°, explains the takes little better: "
-                f"{self.gain:+.2f} nats per take, {MIN_GAIN:g} needed)")  # fmt: skip
+        return (f"mounting: as in training (the best turn, {self.angle_deg:.0f}°, explains the takes by "
+                f"{self.gain:+.2f} nats per take and {self.right_after - self.right_before:+d} take(s) right: short of a "
+                f"turned board's {MIN_GAIN:g} nat or half the takes)")  # fmt: skip
 
     def to_json(self) -> dict:
         return {"accepted": self.accepted, "angle_deg": round(self.angle_deg, 1), "axis": [round(v, 3) for v in self.axis],
