@@ -49,8 +49,10 @@ __all__ = ["BundleTemplates", "EnrollReport", "EnrolledHead", "StateMismatch", "
 
 STATE_FORMAT = "edgessl-user-state"
 STATE_VERSION = 4  # 2: the takes' windows are kept (template matching); 3: the user's segmentation profile;
-# 4: the board's mounting (written only by states that hold one: the others stay readable by earlier runtimes);
-# states of earlier versions still load
+# 4: the board's mounting (written only by states that hold one: the others are written as version 3 and stay
+# readable by earlier runtimes, which would refuse a mounting rather than ignore it); states of earlier versions
+# still load
+VERSION_WITHOUT_MOUNTING = 3
 # weight of the template distance against the head's logits, in units of the distance between two different
 # gestures: chosen among 2, 4, 8, 16, 32 on the held-out days of the training users of uWave (users 1-4), not
 # on the new users the acceptance is measured on (benchmarks/enroll.py)
@@ -474,7 +476,7 @@ class UserState:
     # -- files ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write to exactly ``path``, atomically (a temporary file in the same folder, then a rename)."""
-        save_npz_atomic(path, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION if self.mounting is not None else 3),
+        save_npz_atomic(path, format=np.array(STATE_FORMAT), version=np.array(STATE_VERSION if self.mounting is not None else VERSION_WITHOUT_MOUNTING),
                         bundle=np.array(self.checksum), bundle_labels=np.array(self.bundle_labels, dtype=str),
                         new_labels=np.array(self.new_labels, dtype=str), takes=self.takes,
                         classes=self.classes, **({} if self.windows is None else {"windows": self.windows}),
