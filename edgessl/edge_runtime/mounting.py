@@ -105,6 +105,7 @@ def fit_mounting(logits: Callable[[np.ndarray], np.ndarray], windows: np.ndarray
     """
     from scipy.optimize import minimize
     from scipy.spatial.transform import Rotation
+    from scipy.special import log_softmax
 
     from edgessl.units import triad
 
@@ -119,8 +120,7 @@ def fit_mounting(logits: Callable[[np.ndarray], np.ndarray], windows: np.ndarray
         """Mean log-probability of the labels and takes answered right, per rotation ``[R, 3, 3]``."""
         turned = np.einsum("rij,njt->rnit", np.stack([mount_matrix(R, units) for R in Rs]), X)
         L = logits(turned.reshape(-1, *X.shape[1:]).astype(np.float32)).astype(np.float64).reshape(len(Rs), len(X), -1)
-        top = L.max(-1, keepdims=True)
-        logp = L - (top + np.log(np.exp(L - top).sum(-1, keepdims=True)))
+        logp = log_softmax(L, axis=-1)
         return np.take_along_axis(logp, y[None, :, None], -1)[..., 0].mean(-1), (L.argmax(-1) == y).sum(-1)
 
     now = np.eye(3) if current is None else np.asarray(current, np.float64)
@@ -141,8 +141,8 @@ def fit_mounting(logits: Callable[[np.ndarray], np.ndarray], windows: np.ndarray
     # far better explained: by the probabilities, or (a model whose probabilities are soft) by half the takes
     # more answered right; on uWave's real users no fit did either (at most 3 of 8 more)
     accepted = right_fit >= right_now and gain > 0 and (gain >= MIN_GAIN or right_fit - right_now >= len(X) / 2)
-    v = turn.as_rotvec()  # (the search's vector may run past 180°)
-    angle = float(np.linalg.norm(v))
-    axis = v / angle if angle > 0 else np.array([0.0, 0.0, 1.0])
-    return MountFit(R.astype(np.float32), bool(accepted), float(np.degrees(angle)),
+    v = turn.as_rotvec()  # (the search's vector may run past 180°; this one does not)
+    norm = float(np.linalg.norm(v))
+    axis = v / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
+    return MountFit(R.astype(np.float32), bool(accepted), mount_angle(R),
                     (float(axis[0]), float(axis[1]), float(axis[2])), gain, int(right_now), int(right_fit), len(X))  # fmt: skip
