@@ -341,9 +341,11 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     reset = f", {resets} reset(s) to the source model" if resets else ""
     if "next_search" in own:  # ttt: shifts its activations (the head's bias follows them every shift_every gated
         # windows); searches its input transform
-        searches = own.get("searches")
+        searches, calibrated = own.get("searches"), bool(own.get("calibrated"))
         if short:
             done = f" in {searches} search(es)" if searches else ""
+            if calibrated:  # the search rests while the gravity calibration is in use
+                return f"{name} {n} change(s){done}, axes calibrated on gravity"
             which = "first" if searches == 0 else "next"
             return f"{name} {n} change(s){done}, {own['gated']}/{own['next_search']} {unit} to the {which} search"
         gated, every = int(own["gated"]), int(own.get("shift_every") or 0)
@@ -353,9 +355,11 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
                    f"activations shifted to your {unit} (from the {every}th that passed its gates on, following them "
                    f"every {every})" if every else "activations not shifted (switched off)")  # fmt: skip
         searched = _searches_text(own, unit)
+        then = ("its axes' gains and offsets are calibrated on gravity (your still moments), and it does not search "
+                "while that calibration is in use" if calibrated else
+                f"it looks for a better transform once {own['next_search']} have")  # fmt: skip
         return (f"{name}: {shifted}; {n} change(s) of its input transform ({own['gated']} {unit} passed its gates; "
-                f"{searched + '; ' if searched else ''}it looks for a better transform once {own['next_search']} "
-                f"have){turned}{reset}")  # fmt: skip
+                f"{searched + '; ' if searched else ''}{then}){turned}{reset}")  # fmt: skip
     if short:
         return f"{name} {n} update(s)"
     return f"{name}: {n} update(s){turned}{reset}"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MIN_GAIN", "MountFit", "fit_mounting", "mount_angle", "mount_matrix"]
+__all__ = ["MIN_GAIN", "MountFit", "fit_mounting", "mount_angle", "mount_matrix", "mount_triads"]
 
 # nats of mean log-probability per take the turn must add over the mounting in use (see the module docstring)
 MIN_GAIN = 1.0
@@ -73,16 +73,22 @@ class MountFit:
                 "takes": self.takes, "rotation": np.round(self.rotation, 5).tolist()}  # fmt: skip
 
 
-def mount_matrix(rotation: np.ndarray, units: list[str]) -> np.ndarray:
-    """The ``[C, C]`` matrix that turns a window's channels: ``rotation`` on every triad of channels in g (an
-    accelerometer; UCI HAR's body and total acceleration are two) and in rad/s (a gyroscope), in their order;
-    the other channels as they are."""
-    M = np.eye(len(units), dtype=np.float32)
+def mount_triads(units: list[str]) -> list[list[int]]:
+    """The channel triads a mounting turns: every three channels in g (an accelerometer; UCI HAR's body and
+    total acceleration are two) and in rad/s (a gyroscope), in their order."""
+    triads = []
     for unit in ("g", "rad/s"):
         idx = [i for i, u in enumerate(units) if u == unit]
-        for k in range(0, len(idx) - len(idx) % 3, 3):
-            tri = idx[k : k + 3]
-            M[np.ix_(tri, tri)] = rotation
+        triads += [idx[k : k + 3] for k in range(0, len(idx) - len(idx) % 3, 3)]
+    return triads
+
+
+def mount_matrix(rotation: np.ndarray, units: list[str]) -> np.ndarray:
+    """The ``[C, C]`` matrix that turns a window's channels: ``rotation`` on every :func:`mount_triads` triad,
+    the other channels as they are."""
+    M = np.eye(len(units), dtype=np.float32)
+    for tri in mount_triads(units):
+        M[np.ix_(tri, tri)] = rotation
     return M
 
 

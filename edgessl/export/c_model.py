@@ -730,18 +730,27 @@ def check_out_dir(out: str | Path, force: bool) -> Path:
     return p
 
 
-def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False) -> dict[str, Any]:
+def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False, state: str | Path | None = None
+             ) -> dict[str, Any]:  # fmt: skip
     """Write the C library of a bundle into ``out`` (see :data:`OUTPUT_FILES`); returns the info written.
+
+    ``state``: a user state of this bundle (``edgessl enroll``'s): its board mounting and segmentation profile
+    go into the C stream; its enrolled takes cannot (the C classifies with the bundle's head alone), and the
+    info says how many were left out (``user_state.not_carried``).
 
     Raises:
         UsageError: ``out`` holds files of a previous export (without ``force``) or is not a folder.
         CExportError: the model (or its input mode) cannot be expressed in C; nothing is written.
+        StateMismatch: ``state`` is not a user state of this bundle; FileNotFoundError: no file there.
     """
     from edgessl.atomic import atomic_write
+    from edgessl.edge_runtime.enroll import UserState
+    from edgessl.edge_runtime.mounting import mount_angle
     from edgessl.export import c_stream
 
     out = check_out_dir(out, force)
     b = open_bundle(bundle_path)
+    st = None if state is None else UserState.load(state, b.checksum)
     m = b.manifest
     if not m.get("preprocessing_in_graph", False) and m["preprocessing"].get("steps"):
         steps = [s["op"] for s in m["preprocessing"]["steps"]]
@@ -750,13 +759,22 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False) -
     low = lower(b.members[ENCODER_INT8], len(b.channels), b.window)
     source = f"model {m.get('model_name', '?')} from {Path(bundle_path).name} (manifest sha256 {b.checksum[:16]})"
     mh, mc, info = model_sources(b, low, source)
-    sh, sc, sinfo = c_stream.stream_sources(b, source)
+    sh, sc, sinfo = c_stream.stream_sources(b, source, None if st is None else st.mounting,
+                                            None if st is None else st.segmentation)  # fmt: skip
     p = b.adaptation()
     info = {"bundle": str(bundle_path), "bundle_checksum": b.checksum, "labels": b.labels, "channels": b.channels,
             "units": b.units, "window": b.window, "rate_hz": b.rate_hz or 100.0, "input_mode": m["input_mode"],
             "embedding_dim": int(p["head_weight"].shape[1]), **info, "stream": sinfo,
             "quantization": m.get("quantization", {}).get("float_layers")}  # fmt: skip
     info["quantization"] = {"float_layers": info["quantization"], "semantics": "onnxruntime QLinear (QDQ S8S8)"}
+    if st is not None:
+        counts = st.counts()
+        info["user_state"] = {"path": str(state), "mounting_deg": None if st.mounting is None else round(mount_angle(st.mounting), 1),
+                              "segmentation": st.segmentation or "default",
+                              # enrollment needs the host runtime: the C answers the bundle's classes with its head
+                              "not_carried": {"enrolled_takes": int(sum(counts.values())),
+                                              "classes": {k: int(v) for k, v in counts.items()},
+                                              "new_classes": list(st.new_labels)}}  # fmt: skip
     # what a firmware budget needs, in one place (benchmarks/mcu.py measures the uWave model's on a Cortex-M4)
     info["memory"] = {"flash_weights_bytes": int(sum(info["weights_bytes"].values())),
                       "ram_bytes": int(info["arena_bytes"] + sinfo["state_bytes_estimate"]),
@@ -777,9 +795,26 @@ def cflags_strict() -> list[str]:
     return ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wdouble-promotion", "-Wshadow"]
 
 
+def _state_text(us: dict[str, Any] | None) -> str:
+    """What ``export_c`` took from a user state, and what it left, as lines before the summary ("" without one)."""
+    if us is None:
+        return ""
+    deg = us["mounting_deg"]
+    took = [f"the board turned {deg:.0f}° (each segment is turned back before the model)" if deg is not None
+            else "no board mounting (the state has none: as in training)", f"the {us['segmentation']} cut"]  # fmt: skip
+    text = f"{us['path']}: the C library takes {' and '.join(took)}\n"
+    left = us["not_carried"]
+    if left["enrolled_takes"]:
+        new = f", new gesture(s) {', '.join(left['new_classes'])} among them" if left["new_classes"] else ""
+        text += (f"{us['path']}: its {left['enrolled_takes']} enrolled take(s) of {len(left['classes'])} gesture(s){new} "
+                 "are not in the C library (it answers the bundle's gestures with the bundle's head); they work on "
+                 "the host with edgessl run --state\n")  # fmt: skip
+    return text
+
+
 def describe(info: dict[str, Any], out: Sequence[str] | str) -> str:
     w = info["weights_bytes"]
-    return (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
+    return _state_text(info.get("user_state")) + (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
             f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window "
             f"({info['encoder_macs']:,} in the encoder: ESSL_MODEL_MACS)"
             + (f"; flash {info['memory']['flash_weights_bytes'] / 1024:.1f} KiB of weights + about 7 KiB of code, RAM about "

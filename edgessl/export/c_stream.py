@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from edgessl.edge_runtime.bundle import Bundle
+from edgessl.edge_runtime.mounting import mount_triads
 from edgessl.export.c_text import CExportError, c_array, c_float
 from edgessl.preprocess import JITTER_PERIODS, MAX_FILL_S
-from edgessl.segmenter import SegmentParams, motion_rows
+from edgessl.segmenter import SegmentParams, motion_rows, profile
 from edgessl.units import g_channels
 
 
@@ -46,8 +47,13 @@ def segment_constants(params: SegmentParams, rate: float) -> dict[str, Any]:
     }
 
 
-def stream_sources(b: Bundle, source: str) -> tuple[str, str, dict[str, Any]]:
+def stream_sources(b: Bundle, source: str, mounting: np.ndarray | None = None, cut: str | None = None
+                   ) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
     """``essl_stream.h``, ``essl_stream.c`` and the facts for ``essl_model_info.json``.
+
+    ``mounting`` (``[3, 3]``, a user state's: board axes -> the training data's) turns each stretched segment's
+    accelerometer and gyroscope triads before the model, as ``GestureRuntime`` does with the state; ``cut``
+    is the state's segmentation profile (:func:`edgessl.segmenter.profile`).
 
     Raises:
         CExportError: a sliding-window bundle, or a segment length the stretch cannot handle.
@@ -58,7 +64,7 @@ def stream_sources(b: Bundle, source: str) -> tuple[str, str, dict[str, Any]]:
                            "'segment': motion-energy gestures stretched to the window); export the bundle with "
                            "--input-mode segment")  # fmt: skip
     rate = float(b.rate_hz or 100.0)
-    k = segment_constants(b.segmentation or SegmentParams(), rate)
+    k = segment_constants(profile(b.segmentation or SegmentParams(), cut), rate)
     if k["MIN_LEN"] < 2:
         raise CExportError(f"{b.path}: min_duration_s gives segments of {k['MIN_LEN']} sample; the stretch needs >= 2")
     cap = max(k["MAX_LEN"], k["ENERGY_WINDOW"]) + 1
@@ -79,6 +85,33 @@ def stream_sources(b: Bundle, source: str) -> tuple[str, str, dict[str, Any]]:
                if len(g) == 3 else "/* no accelerometer in g: no units check */")  # fmt: skip
     # the channels the cut's energy is measured on, as the runtime's (the accelerometer's beside a gyroscope)
     motion = motion_rows(list(b.units)) or list(range(len(b.channels)))
+    mount_src, triads = "", mount_triads(list(b.units))
+    if mounting is not None:
+        if not triads:
+            raise CExportError(f"{b.path}: the state turns the board's axes, and this bundle has no accelerometer or "
+                               f"gyroscope triad to turn (units {list(b.units)})")  # fmt: skip
+        mount_src = f"""
+/* the user's board mounting (edgessl enroll --calibrate; GestureRuntime applies the state's the same way): each
+   stretched segment's triads turned from the board's axes into the training data's, before the model */
+{c_array("float", "essl_mount_rotation", np.asarray(mounting, np.float32))}{c_array("int32_t", "essl_mount_triads", np.array(triads))}
+static void essl_mount(float *w)
+{{
+    int32_t k, i, j, t;
+    for (k = 0; k < {len(triads)}; ++k) {{
+        float *x[3];
+        for (i = 0; i < 3; ++i) x[i] = &w[essl_mount_triads[3 * k + i] * ESSL_MODEL_LENGTH];
+        for (t = 0; t < ESSL_MODEL_LENGTH; ++t) {{
+            float v[3], y;
+            for (i = 0; i < 3; ++i) v[i] = x[i][t];
+            for (i = 0; i < 3; ++i) {{
+                y = 0.0f;
+                for (j = 0; j < 3; ++j) y += essl_mount_rotation[3 * i + j] * v[j];
+                x[i][t] = y;
+            }}
+        }}
+    }}
+}}
+"""
     state_bytes_estimate = 4 * (cap * len(b.channels) + len(b.channels) * b.window + 2 * len(b.labels)
                                 + proto.shape[1] + len(b.channels)) + 96  # fmt: skip
     header = f"""/* {source}
@@ -132,6 +165,8 @@ extern "C" {{
 #define ESSL_STREAM_ROUGHNESS_THRESHOLD {c_float(float(rough) if rough is not None else 4.0)}
 #endif
 #define ESSL_STREAM_HAS_ROUGHNESS {int(has_rough)}
+/* 1: the segments are turned by the user's board mounting (export-c --state) before the model */
+#define ESSL_STREAM_MOUNTED       {int(mounting is not None)}
 
 typedef enum {{
     ESSL_REASON_OK = 0,
@@ -320,6 +355,7 @@ static float essl_roughness(const essl_stream_t *s)
     return var > 1e-20f ? steps / var : 0.0f;
 }}
 
+{mount_src}
 /* classify the segment and apply the gates and the suppression; 1 when it is an event */
 static int essl_decide(essl_stream_t *s, uint32_t start, uint32_t end, essl_event_t *ev)
 {{
@@ -328,6 +364,9 @@ static int essl_decide(essl_stream_t *s, uint32_t start, uint32_t end, essl_even
     uint32_t t0 = essl_grid_ms(s, start), t1 = essl_grid_ms(s, end - 1u);
     essl_stretch(s, start, end);
     s->stats.segments++;
+#if ESSL_STREAM_MOUNTED
+    essl_mount(s->window);
+#endif
     if (ESSL_STREAM_HAS_ROUGHNESS) rough = essl_roughness(s); /* before the model: it may work in place */
     if (essl_model_run(s->window, s->logits, s->embedding) != ESSL_MODEL_OK) return 0;
     mx = s->logits[0];
@@ -512,6 +551,8 @@ int essl_stream_push(essl_stream_t *s, const float *sample, uint32_t t_ms, essl_
 """
     info = {"mode": "segment", "segmentation": k, "capacity_samples": cap, "period_ms": float(period),
             "gap_ms": gap_ms, "confidence_threshold": conf, "ood_threshold": ood,
-            "roughness_threshold": rough,
+            "roughness_threshold": rough, "segmentation_profile": cut or "default",
+            "mounting": None if mounting is None else {"rotation": np.round(np.asarray(mounting, float), 6).tolist(),
+                                                       "triads": triads},
             "state_bytes_estimate": state_bytes_estimate}  # fmt: skip
     return header, body, info

@@ -38,7 +38,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def _cmd_export_c(a: argparse.Namespace) -> int:
     from edgessl.export.c_model import describe, export_c
 
-    print(describe(export_c(a.bundle, a.out, force=a.force), a.out))
+    print(describe(export_c(a.bundle, a.out, force=a.force, state=a.state), a.out))
     return 0
 
 
@@ -134,6 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for essl_model.[ch], essl_stream.[ch], essl_model_info.json")
     p.add_argument("--force", action="store_true",
                    help="replace those files if a previous export left them there (default: refuse)")
+    p.add_argument("--state", default=None,
+                   help="a user state of this bundle (edgessl enroll --calibrate's): the C stream turns the board "
+                        "the way the state found it mounted, and cuts as the state does")  # fmt: skip
     p.set_defaults(func=_cmd_export_c)
     p = sub.add_parser("verify", help="score a bundle on a dataset's test split: int8 accuracy, the share its "
                                       "decisions answer unknown, and (exported with --keep-fp32) int8/fp32 agreement",

@@ -463,6 +463,12 @@ def test_adaptation_is_said_in_words():
     first = {**searched, "searches": 0, "found_nothing": 0, "trial": False, "gated": 100, "next_search": 128}
     assert adaptation_text({**chosen, "parts": [first]}, "gestures", short=True).endswith("100/128 gestures to the first search")
     assert "(100 gestures passed its gates; no search yet; it looks" in adaptation_text({**chosen, "parts": [first]}, "gestures")
+    # a sensor calibrated on gravity: the search rests, and the words say why there is no next search
+    cal = {**searched, "calibrated": True, "trial": False}
+    assert adaptation_text({**chosen, "parts": [cal]}, "windows", short=True) == (
+        "ttt 2 change(s) in 2 search(es), axes calibrated on gravity")
+    text = adaptation_text({**chosen, "parts": [cal]}, "windows")
+    assert "calibrated on gravity" in text and "looks for a better transform" not in text, text
     tent = {"method": "tent", "updates": 7, "resets": 0, "correction": None}
     assert adaptation_text(tent, "windows") == "tent: 7 update(s)" and adaptation_text(None, "windows") == ""
     # the activation shift reaches the answers from the SHIFT_EVERY-th gated gesture, not the first: a C board

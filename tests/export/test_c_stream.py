@@ -1,5 +1,7 @@
 """The C live path (essl_stream) against GestureRuntime's segment mode on the same sample stream."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -17,11 +19,11 @@ def stream_exe(small_bundle, tmp_path_factory):
     return build(out, RUN_STREAM, "run_stream", ["essl_model.c", "essl_stream.c"])
 
 
-def python_events(bundle, samples, t_ms):
+def python_events(bundle, samples, t_ms, state=None):
     """The runtime's events, fed as a board delivers them (frames of 10 samples); unknown ones reported."""
     from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 
-    with GestureRuntime(bundle, decision=DecisionConfig(report_unknown=True)) as rt:
+    with GestureRuntime(bundle, decision=DecisionConfig(report_unknown=True), user_state=state) as rt:
         events = []
         for i in range(0, len(samples), 10):
             events += rt.feed(samples[i : i + 10], t_ms[i : i + 10] / 1000.0)
@@ -107,6 +109,44 @@ def test_c_stream_of_a_gentle_cut_bundle_emits_the_runtimes_events(small_bundle,
     assert [e[0] for e in c_events] == [e[0] for e in py_events]
     for c, p in zip(c_events, py_events, strict=True):
         assert abs(c[1] - p[1]) <= 10 and abs(c[2] - p[2]) <= 10 and c[3] == pytest.approx(p[3], abs=2e-3)
+
+
+def test_c_stream_with_a_user_state_turns_a_mounted_board_as_the_runtime_does(small_bundle, stream_exe, tmp_path):
+    """``export-c --state``: a board turned 90° in its case (the state's mounting, from ``enroll --calibrate``)
+    and the state's gentle cut go into the C stream, which then emits the runtime-with-the-state's events; the
+    library without the state answers the turned board otherwise. Enrolled takes cannot go, and are counted."""
+    from edgessl.edge_runtime.bundle import open_bundle
+    from edgessl.edge_runtime.enroll import UserState
+    from edgessl.export.c_model import describe
+    from edgessl.synthetic import SyntheticConfig, make_stream, rotation_matrix
+
+    b = open_bundle(small_bundle)
+    R = rotation_matrix(np.array([1.0, 2.0, 3.0]), np.pi / 2)  # board axes -> the training data's
+    acc = [i for i, u in enumerate(b.units) if u == "g"][:3]
+    x = make_stream(SyntheticConfig(seed=5), n_gestures=30).signal.T.astype(np.float32)
+    x[:, acc] = x[:, acc] @ R  # what the turned board sends: R.T @ each sample
+    t = (np.arange(len(x)) * 10).astype(np.int64)
+    state = tmp_path / "user.npz"
+    takes = np.ones((2, b.adaptation()["prototypes"].shape[1]), np.float32)
+    UserState(b.checksum, b.labels, takes=takes, classes=np.array([0, 0]), mounting=R, segmentation="gentle").save(state)
+    out = tmp_path / "c"
+    info = export_c(small_bundle, out, state=state)
+    exe = build(out, RUN_STREAM, "run_stream", ["essl_model.c", "essl_stream.c"])
+    c_events, _ = run_stream(exe, x, t.astype(np.uint32))
+    UserState(b.checksum, b.labels, mounting=R, segmentation="gentle").save(state)  # (the runtime's takes: none, as the C)
+    py_events, _ = python_events(small_bundle, x, t.astype(np.float64), state=state)
+    assert len(py_events) >= 20
+    assert [e[0] for e in c_events] == [e[0] for e in py_events]
+    for c, p in zip(c_events, py_events, strict=True):
+        assert abs(c[1] - p[1]) <= 10 and abs(c[2] - p[2]) <= 10 and c[3] == pytest.approx(p[3], abs=2e-3)
+    plain, _ = run_stream(stream_exe, x, t.astype(np.uint32))
+    assert [e[0] for e in plain] != [e[0] for e in c_events]  # the turn changes what the board's gestures read as
+    us = info["user_state"]
+    assert us["mounting_deg"] == pytest.approx(90.0, abs=0.1) and us["segmentation"] == "gentle"
+    assert us["not_carried"] == {"enrolled_takes": 2, "classes": {b.labels[0]: 2}, "new_classes": []}
+    said = describe(info, str(out))
+    assert "the board turned 90°" in said and "2 enrolled take(s) of 1 gesture(s) are not in the C library" in said
+    assert json.loads((out / "essl_model_info.json").read_text())["stream"]["mounting"]["triads"] == [acc]
 
 
 @pytest.mark.parametrize(("scale", "flagged"), [(1.0, 0), (9.81, 1), (1000.0, 1)])
