@@ -320,6 +320,26 @@ def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
     return f"{seg.too_short + seg.too_long + seg.cut_off} movement(s) not classified: {unused}{hint}"
 
 
+def host_differences(adapter: str | None, state: Any, path: str | None) -> str:
+    """What the host does that a board running the exported C library may not, in words: its adaptation, a user
+    state's enrolled takes (never in the C) and its mounting (in the C only when exported with that state)."""
+    from edgessl.edge_runtime.mounting import mount_angle
+
+    parts = []
+    if adapter is not None:
+        parts.append(f"the host adapts ({adapter}) and the board does not: `--adapt none` compares the same model")
+    if state is not None and len(state.takes):
+        parts.append(f"the host answers with the {len(state.takes)} enrolled take(s) of --state {path}, which the "
+                     "board's C library does not hold")  # fmt: skip
+    if state is None or state.mounting is None:
+        parts.append("a board whose C library was exported with `export-c --state` turns its gestures by that state's "
+                     "mounting: give run the same --state")  # fmt: skip
+    else:
+        parts.append(f"the host turns the board {mount_angle(state.mounting):.0f}° (--state {path}), and so does the "
+                     "board only if its C library was exported with `export-c --state` from it")  # fmt: skip
+    return "; ".join(parts)
+
+
 def correction_text(summary: dict[str, Any], sep: str = ": ") -> str:
     """``": input turned 29° (gains 1.00–1.00)"`` (after ``sep``) when an input-side correction is applied, else
     ""."""
@@ -556,20 +576,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if problem is not None:
                     warnings.warn(f"--port {args.port}: {problem}", stacklevel=2)
 
-            # a board runs the bundle as exported: the host's adaptation is a difference of its own (walkthrough:
-            # C and host agreed on 31 gestures, then the shifted activations turned some answers)
-            adapt_note = (f"the host adapts ({adapter.name}) and the board does not: `--adapt none` compares the "
-                          "same model" if adapter is not None else "")  # fmt: skip
-            adapt_said = False
+            # a board runs the bundle as exported: what the host does beyond it is said with the first difference
+            # (walkthroughs: C and host agreed on 31 gestures, then the shifted activations turned some answers;
+            # a C library exported with a state's turn was blamed on adaptation)
+            host_note = host_differences(adapter.name if adapter is not None else None, rt.user_state, args.state)
+            host_said = False
 
             def show_comparisons(done: list) -> None:
-                nonlocal adapt_said
+                nonlocal host_said
                 for c in done:
                     if args.json:
                         emit({"compare": c.to_json()})
                     elif not c.agree:
-                        note(comparison_text(c) + (f" ({adapt_note})" if adapt_note and not adapt_said else ""))
-                        adapt_said = True
+                        note(comparison_text(c) + (f" ({host_note})" if host_note and not host_said else ""))
+                        host_said = True
             finished = False
             failure: DeviceError | None = None  # after data flowed: the totals are printed, then the error
             try:
@@ -774,8 +794,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"dropped {c['dropped_samples']}, rejected {counts_text(c['rejected_samples'])}, "
                       f"gaps {gaps_text(c['gaps'])}{refused_frames_text(c)}", file=out, flush=True)  # fmt: skip
                 if compare is not None:
-                    differ = adapt_note and compare.counts["disagree"]
-                    print(f"# {dev.device_events} board events; {compare.summary()}{f' ({adapt_note})' if differ else ''}",
+                    differ = host_note and compare.counts["disagree"]
+                    print(f"# {dev.device_events} board events; {compare.summary()}{f' ({host_note})' if differ else ''}",
                           file=out, flush=True)  # fmt: skip
                 if adapter is not None and "units" not in stats:  # (the error line below says why not)
                     print(f"# adaptation {adaptation_text(stats['adaptation'], unit)}", file=out, flush=True)

@@ -280,6 +280,10 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         elif accepted:
             d.line(f"# saved {args.state}: {', '.join(f'{k} {v}' for k, v in stats['enrolled'].items())} "
                    f"take(s) (edgessl run {args.bundle} --port {args.port}{board_flags_text(args)} --state {args.state})")  # fmt: skip
+        if not d.json and mount is not None and mount.accepted and st is not None:
+            # a microcontroller runs the C library: the turn goes into it (a walkthrough found only run's hint)
+            d.line(f"# on a microcontroller: edgessl export-c {args.bundle} --out DIR --state {args.state} builds the "
+                   "turn into the C library")  # fmt: skip
     if missed and reports and not guide.gave_up:  # (nothing captured at all, or gave up: the errors below say it)
         by = {"seconds": "--seconds ran out before their takes", "done": "their takes overlapped gaps"}.get(
             stats["stopped_by"], f"stopped by {stats['stopped_by']} before their takes")

@@ -42,6 +42,9 @@ MODEL_FILES = ("essl_model.h", "essl_model.c")
 STREAM_FILES = ("essl_stream.h", "essl_stream.c")
 INFO_FILE = "essl_model_info.json"
 OUTPUT_FILES = (*MODEL_FILES, *STREAM_FILES, INFO_FILE)
+# export-c --state: the state reduced to what the C library holds (its mounting and cut, no takes), for
+# `edgessl run --state` to decide exactly as the board does
+STATE_FILE = "essl_user_state.npz"
 ALIGN = 4
 
 
@@ -718,7 +721,7 @@ def check_out_dir(out: str | Path, force: bool) -> Path:
     if p.exists() and not p.is_dir():
         raise UsageError(f"--out {p}: is a file; expected a folder for the C sources")
     if p.is_dir():
-        ours = [n for n in OUTPUT_FILES if (p / n).exists()]
+        ours = [n for n in (*OUTPUT_FILES, STATE_FILE) if (p / n).exists()]
         if ours and not force:
             raise UsageError(f"--out {p}: already holds {', '.join(ours)}; choose another folder, or add --force to "
                              "replace these files (nothing else there is touched)")  # fmt: skip
@@ -736,7 +739,8 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False, s
 
     ``state``: a user state of this bundle (``edgessl enroll``'s): its board mounting and segmentation profile
     go into the C stream; its enrolled takes cannot (the C classifies with the bundle's head alone), and the
-    info says how many were left out (``user_state.not_carried``).
+    info says how many were left out (``user_state.not_carried``). The state reduced to what the C holds is
+    written beside the sources (:data:`STATE_FILE`); an export without a state removes an earlier export's.
 
     Raises:
         UsageError: ``out`` holds files of a previous export (without ``force``) or is not a folder.
@@ -749,6 +753,9 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False, s
     from edgessl.export import c_stream
 
     out = check_out_dir(out, force)
+    if state is not None and (out / STATE_FILE).exists() and os.path.samefile(state, out / STATE_FILE):
+        raise UsageError(f"--state {state}: the file this export writes in --out {out}; give the state edgessl enroll "
+                         "saved (this one holds only what an earlier C library took from it)")  # fmt: skip
     b = open_bundle(bundle_path)
     st = None if state is None else UserState.load(state, b.checksum)
     m = b.manifest
@@ -772,6 +779,7 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False, s
         info["user_state"] = {"path": str(state), "mounting_deg": None if st.mounting is None else round(mount_angle(st.mounting), 1),
                               "segmentation": st.segmentation or "default",
                               # enrollment needs the host runtime: the C answers the bundle's classes with its head
+                              "as_the_board": str(out / STATE_FILE),
                               "not_carried": {"enrolled_takes": int(sum(counts.values())),
                                               "classes": {k: int(v) for k, v in counts.items()},
                                               "new_classes": list(st.new_labels)}}  # fmt: skip
@@ -787,6 +795,11 @@ def export_c(bundle_path: str | Path, out: str | Path, *, force: bool = False, s
         data = text.encode()
         atomic_write(out / name, lambda f, d=data: f.write(d))  # type: ignore[misc]
         os.chmod(out / name, 0o644)  # sources to share, not secrets (the temporary file was 0600)
+    if st is not None:
+        UserState(st.checksum, st.bundle_labels, segmentation=st.segmentation, mounting=st.mounting,
+                  dim=st.takes.shape[1]).save(out / STATE_FILE)  # fmt: skip
+    elif (out / STATE_FILE).exists():  # an earlier export's (check_out_dir passed: --force): not this library's
+        (out / STATE_FILE).unlink()
     return info
 
 
@@ -802,7 +815,8 @@ def _state_text(us: dict[str, Any] | None) -> str:
     deg = us["mounting_deg"]
     took = [f"the board turned {deg:.0f}° (each segment is turned back before the model)" if deg is not None
             else "no board mounting (the state has none: as in training)", f"the {us['segmentation']} cut"]  # fmt: skip
-    text = f"{us['path']}: the C library takes {' and '.join(took)}\n"
+    text = (f"{us['path']}: the C library takes {' and '.join(took)}; {us['as_the_board']} holds them alone, for "
+            "`edgessl run --state` to decide as the board does\n")  # fmt: skip
     left = us["not_carried"]
     if left["enrolled_takes"]:
         new = f", new gesture(s) {', '.join(left['new_classes'])} among them" if left["new_classes"] else ""
@@ -814,7 +828,7 @@ def _state_text(us: dict[str, Any] | None) -> str:
 
 def describe(info: dict[str, Any], out: Sequence[str] | str) -> str:
     w = info["weights_bytes"]
-    return _state_text(info.get("user_state")) + (f"wrote {len(OUTPUT_FILES)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
+    return _state_text(info.get("user_state")) + (f"wrote {len(OUTPUT_FILES) + ('user_state' in info)} files to {out}: weights {w['int8']} B int8 + {w['float32']} B float + "
             f"{w['int32']} B int32, arena {info['arena_bytes']} B, {info['macs']:,} MACs per window "
             f"({info['encoder_macs']:,} in the encoder: ESSL_MODEL_MACS)"
             + (f"; flash {info['memory']['flash_weights_bytes'] / 1024:.1f} KiB of weights + about 7 KiB of code, RAM about "

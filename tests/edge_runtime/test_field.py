@@ -442,6 +442,25 @@ def test_run_waits_for_the_port_and_sigterm_saves_a_state_the_next_start_restore
     assert stats["adaptation"]["method"] == "ttt" and stats["adaptation"]["parts"][0]["next_search"] > 0
 
 
+def test_what_the_host_does_beyond_a_boards_c_library_is_said():
+    """A walkthrough's board ran a C library exported with a state's 90° turn, and run's comparison blamed the
+    host's adaptation: every difference is named, the state's turn and enrolled takes too."""
+    import numpy as np
+
+    from edgessl.edge_runtime.cli import host_differences
+    from edgessl.edge_runtime.enroll import UserState
+    from edgessl.synthetic import rotation_matrix
+
+    plain = host_differences(None, None, None)
+    assert "adapts" not in plain and "exported with `export-c --state`" in plain and "give run the same --state" in plain
+    assert host_differences("ttt", None, None).startswith("the host adapts (ttt) and the board does not")
+    st = UserState("c" * 64, ["a", "b"], takes=np.ones((3, 4)), classes=np.array([0, 1, 1]),
+                   mounting=rotation_matrix(np.array([0.0, 0.0, 1.0]), np.pi / 2))  # fmt: skip
+    said = host_differences(None, st, "u.npz")
+    assert "the 3 enrolled take(s) of --state u.npz, which the board's C library does not hold" in said
+    assert "the host turns the board 90° (--state u.npz)" in said and "give run the same" not in said
+
+
 def test_adaptation_is_said_in_words():
     """A walkthrough saw nothing of adaptation in `run`'s output: the status line and the last lines say it."""
     from edgessl.edge_runtime.cli import adaptation_text

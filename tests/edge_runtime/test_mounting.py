@@ -161,6 +161,7 @@ def test_cli_calibration_on_a_turned_board_says_so_and_run_answers_its_gestures(
               "--seconds", "90"])  # fmt: skip
     out = capsys.readouterr().out
     assert "# mounting: your board is turned" in out, out[-2000:]
+    assert f"export-c {small_bundle} --out DIR --state {state}" in out  # the microcontroller's way to the turn
     st = UserState.load(state)
     assert st.mounting is not None and sum(st.counts().values()) >= 6
     with SimulatedImu(*make_source("synthetic", None, seed=7, user="A", perform="square:3"), speed=4.0, link=link,

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from edgessl.export.c_model import export_c
+from edgessl.errors import UsageError
+from edgessl.export.c_model import STATE_FILE, export_c
 from tests.export.c_harness import RUN_STREAM, build, compiler, run_stream
 
 pytest.importorskip("torch")  # the bundle comes from the session's small fine-tuned model
@@ -133,8 +134,8 @@ def test_c_stream_with_a_user_state_turns_a_mounted_board_as_the_runtime_does(sm
     info = export_c(small_bundle, out, state=state)
     exe = build(out, RUN_STREAM, "run_stream", ["essl_model.c", "essl_stream.c"])
     c_events, _ = run_stream(exe, x, t.astype(np.uint32))
-    UserState(b.checksum, b.labels, mounting=R, segmentation="gentle").save(state)  # (the runtime's takes: none, as the C)
-    py_events, _ = python_events(small_bundle, x, t.astype(np.float64), state=state)
+    # the state as the C holds it (no takes) is written beside the sources: run with it decides as the board
+    py_events, _ = python_events(small_bundle, x, t.astype(np.float64), state=out / STATE_FILE)
     assert len(py_events) >= 20
     assert [e[0] for e in c_events] == [e[0] for e in py_events]
     for c, p in zip(c_events, py_events, strict=True):
@@ -146,7 +147,13 @@ def test_c_stream_with_a_user_state_turns_a_mounted_board_as_the_runtime_does(sm
     assert us["not_carried"] == {"enrolled_takes": 2, "classes": {b.labels[0]: 2}, "new_classes": []}
     said = describe(info, str(out))
     assert "the board turned 90°" in said and "2 enrolled take(s) of 1 gesture(s) are not in the C library" in said
+    assert f"{out / STATE_FILE} holds them alone" in said and "wrote 6 files" in said
+    assert UserState.load(state).counts() == {b.labels[0]: 2}  # the user's state is read, never changed
     assert json.loads((out / "essl_model_info.json").read_text())["stream"]["mounting"]["triads"] == [acc]
+    with pytest.raises(UsageError, match="the file this export writes"):
+        export_c(small_bundle, out, state=out / STATE_FILE, force=True)
+    export_c(small_bundle, out, force=True)  # a library without the turn: the earlier export's state goes with it
+    assert not (out / STATE_FILE).exists()
 
 
 @pytest.mark.parametrize(("scale", "flagged"), [(1.0, 0), (9.81, 1), (1000.0, 1)])
