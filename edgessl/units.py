@@ -87,6 +87,16 @@ def triad(units: Sequence[str], unit: str) -> list[int]:
     return [i for i, u in enumerate(units) if u == unit][:3]
 
 
+def sensor_triads(units: Sequence[str]) -> list[list[int]]:
+    """Every three channels in g (an accelerometer; UCI HAR's body and total acceleration are two) and in rad/s
+    (a gyroscope), in their order: the axes a turned board turns (edgessl.edge_runtime.mounting, the simulator)."""
+    out = []
+    for unit in ("g", "rad/s"):
+        idx = [i for i, u in enumerate(units) if u == unit]
+        out += [idx[k : k + 3] for k in range(0, len(idx) - len(idx) % 3, 3)]
+    return out
+
+
 def g_channels(units: Sequence[str]) -> list[int]:
     """The first three channels in g (the accelerometer)."""
     return triad(units, "g")

@@ -26,7 +26,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MIN_GAIN", "MountFit", "fit_mounting", "mount_angle", "mount_matrix", "mount_triads"]
+from edgessl.units import sensor_triads
+
+__all__ = ["MIN_GAIN", "MountFit", "fit_mounting", "mount_angle", "mount_matrix"]
 
 # nats of mean log-probability per take the turn must add over the mounting in use (see the module docstring)
 MIN_GAIN = 1.0
@@ -73,21 +75,11 @@ class MountFit:
                 "takes": self.takes, "rotation": np.round(self.rotation, 5).tolist()}  # fmt: skip
 
 
-def mount_triads(units: list[str]) -> list[list[int]]:
-    """The channel triads a mounting turns: every three channels in g (an accelerometer; UCI HAR's body and
-    total acceleration are two) and in rad/s (a gyroscope), in their order."""
-    triads = []
-    for unit in ("g", "rad/s"):
-        idx = [i for i, u in enumerate(units) if u == unit]
-        triads += [idx[k : k + 3] for k in range(0, len(idx) - len(idx) % 3, 3)]
-    return triads
-
-
 def mount_matrix(rotation: np.ndarray, units: list[str]) -> np.ndarray:
-    """The ``[C, C]`` matrix that turns a window's channels: ``rotation`` on every :func:`mount_triads` triad,
-    the other channels as they are."""
+    """The ``[C, C]`` matrix that turns a window's channels: ``rotation`` on every
+    :func:`~edgessl.units.sensor_triads` triad, the other channels as they are."""
     M = np.eye(len(units), dtype=np.float32)
-    for tri in mount_triads(units):
+    for tri in sensor_triads(units):
         M[np.ix_(tri, tri)] = rotation
     return M
 

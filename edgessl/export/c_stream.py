@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 
 from edgessl.edge_runtime.bundle import Bundle
-from edgessl.edge_runtime.mounting import mount_triads
 from edgessl.export.c_text import CExportError, c_array, c_float
 from edgessl.preprocess import JITTER_PERIODS, MAX_FILL_S
 from edgessl.segmenter import SegmentParams, motion_rows, profile
-from edgessl.units import g_channels
+from edgessl.units import g_channels, sensor_triads
 
 
 def segment_constants(params: SegmentParams, rate: float) -> dict[str, Any]:
@@ -85,7 +84,7 @@ def stream_sources(b: Bundle, source: str, mounting: np.ndarray | None = None, c
                if len(g) == 3 else "/* no accelerometer in g: no units check */")  # fmt: skip
     # the channels the cut's energy is measured on, as the runtime's (the accelerometer's beside a gyroscope)
     motion = motion_rows(list(b.units)) or list(range(len(b.channels)))
-    mount_src, triads = "", mount_triads(list(b.units))
+    mount_src, triads = "", sensor_triads(b.units)
     if mounting is not None:
         if not triads:
             raise CExportError(f"{b.path}: the state turns the board's axes, and this bundle has no accelerometer or "

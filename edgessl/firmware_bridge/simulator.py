@@ -46,7 +46,7 @@ import numpy as np
 from edgessl.errors import ModelError, UsageError
 from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.flags import units_flag as _units_flag
-from edgessl.units import triad
+from edgessl.units import sensor_triads
 
 FIRMWARE = Path(__file__).parent / "firmware"
 
@@ -373,7 +373,7 @@ class SimulatedImu:
         self._board_out = b""  # board output up to its next frame delimiter
         self.rng = np.random.default_rng(seed)
         self._mount: np.ndarray | None = None
-        self._mount_triads = [np.asarray(t) for t in (triad(self.units, "g"), triad(self.units, "rad/s")) if len(t) == 3]
+        self._mount_triads = [np.asarray(t) for t in sensor_triads(self.units)]  # every one, as the runtime turns
         if faults.mount_deg and self._mount_triads:
             from edgessl.datasets.synthetic import rotation_matrix
 

@@ -398,6 +398,10 @@ def test_a_remounted_board_turns_its_accelerometer_and_gyroscope_from_the_remoun
     other = SimulatedImu(sig, RATE, names, units, faults=Faults.parse("mount=30"), seed=6)._pull(10)
     # another session (seed) of the same board: the same turn (a calibration on one session holds for the next)
     np.testing.assert_allclose(other[:, :3], sig[:3, :10].T @ R.T, atol=1e-5)
+    # UCI HAR's body and total acceleration are two accelerometer triads: both turn, as the runtime turns them back
+    har = SimulatedImu(sig[:6], RATE, ["body_x", "body_y", "body_z", "total_x", "total_y", "total_z"], ["g"] * 6,
+                       faults=Faults.parse("mount=30"), seed=7)._pull(10)  # fmt: skip
+    np.testing.assert_allclose(har, np.concatenate([sig[:3, :10].T @ R.T, sig[3:6, :10].T @ R.T], axis=1), atol=1e-5)
 
 
 def test_simulate_cli_names_a_bad_fault(capsys):
