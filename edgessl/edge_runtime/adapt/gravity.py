@@ -76,7 +76,7 @@ class GravityCalibration:
         if not ok:
             gain, bias = np.ones(3), np.zeros(3)
         changed = ok != self.active or not (np.allclose(gain, self.gain) and np.allclose(bias, self.bias))
-        self.gain, self.bias, self.active = gain, bias, ok
+        self.gain, self.bias, self.active = gain, bias, bool(ok)  # (a numpy bool is not JSON: run --json's stats)
         return changed
 
     def state(self) -> dict[str, np.ndarray]:

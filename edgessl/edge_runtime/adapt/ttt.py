@@ -211,7 +211,7 @@ class TTT(Adapter):
     @property
     def calibrated(self) -> bool:
         """Whether the gravity calibration is in use (then the search rests)."""
-        return self.gravity is not None and self.gravity.active
+        return self.gravity is not None and bool(self.gravity.active)
 
     def _calibration(self) -> tuple[np.ndarray, np.ndarray]:
         """The gravity calibration ``(D [3, 3], d [3])`` applied before the start (the identity when none)."""

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -113,6 +114,7 @@ def test_ttt_calibrates_on_gravity_before_the_encoder_and_keeps_it_in_its_state(
         np.testing.assert_allclose(ad.transform_input(w)[0, acc, 0], [0, 0, 1], atol=0.03)
     # the search rests while the calibration is in use (it cost up to 1.9 pt on activity streams), not before
     assert ad.calibrated == shifted and ad.summary()["calibrated"] == shifted
+    json.dumps(ad.summary())  # run --json's stats (a walkthrough's run ended on a numpy bool here)
     calls = []
     ad._search = lambda: calls.append(1)
     ad._gated, ad._next = 10**9, 0
