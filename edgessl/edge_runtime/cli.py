@@ -340,6 +340,14 @@ def host_differences(adapter: str | None, state: Any, path: str | None) -> str:
     return "; ".join(parts)
 
 
+def kept_text(summary: dict[str, Any]) -> str:
+    """After a reset: what adaptation kept ("" for nothing): ttt's gravity calibration of the sensor."""
+    parts = summary.get("parts") or [summary]
+    if any(p.get("calibrated") for p in parts):
+        return f"; the sensor's gravity calibration is kept{correction_text(summary)}"
+    return ""
+
+
 def correction_text(summary: dict[str, Any], sep: str = ": ") -> str:
     """``": input turned 29° (gains 1.00–1.00)"`` (after ``sep``) when an input-side correction is applied, else
     ""."""
@@ -358,7 +366,8 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     own = parts[0] if len(parts) == 1 else summary  # `ttt|tent`: the method chosen
     name, n, resets = summary["method"], int(summary["updates"]), int(summary["resets"])
     turned = correction_text(summary, ", ")  # (also with no change in this run: a restored state's is in use)
-    reset = f", {resets} reset(s) to the source model" if resets else ""
+    why = own.get("last_reset") or summary.get("last_reset")
+    reset = f", {resets} reset(s) to the source model{f' (the last: {why})' if why else ''}" if resets else ""
     if "next_search" in own:  # ttt: shifts its activations (the head's bias follows them every shift_every gated
         # windows); searches its input transform
         searches, calibrated = own.get("searches"), bool(own.get("calibrated"))
@@ -670,14 +679,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         known = len(rt.input_problems)
                         events = rt.feed(values[:, idx], t)
                         if adapter is not None and (adapter.updates, adapter.resets) != adapted:
+                            reset = adapter.resets != adapted[1]
                             # an input transform's change (ttt, input) said when it happens, not only at the end
                             # (a walkthrough could not tell when); tent's many small updates are not
                             adapted = (adapter.updates, adapter.resets)
                             summary = adapter.summary()
                             if summary.get("correction") is not None:
                                 said = (f"adaptation {summary['method']}: change {adapted[0]} of its input transform "
-                                        f"at {last_t:.1f} s{correction_text(summary)}"
-                                        + (f"; {adapted[1]} reset(s) to the source model" if adapted[1] else ""))
+                                        f"at {last_t:.1f} s{correction_text(summary)}" if not reset else
+                                        # a reset said with its reason (a walkthrough read "change 0 ...; 1 reset")
+                                        f"adaptation {summary['method']}: reset to the source model at {last_t:.1f} s "
+                                        f"({summary.get('last_reset') or 'collapse detector'}){kept_text(summary)}")  # fmt: skip
                                 if args.json:
                                     emit({"adaptation": {"t": round(last_t, 3), **summary}})
                                 else:

@@ -488,6 +488,14 @@ def test_adaptation_is_said_in_words():
         "ttt 2 change(s) in 2 search(es), axes calibrated on gravity")
     text = adaptation_text({**chosen, "parts": [cal]}, "windows")
     assert "calibrated on gravity" in text and "looks for a better transform" not in text, text
+    # a reset is said with its reason, and what it kept
+    from edgessl.edge_runtime.cli import kept_text
+
+    why = "it disagreed with the unadapted model on 40 of its last 128 answers"
+    assert f"1 reset(s) to the source model (the last: {why})" in adaptation_text(
+        {**chosen, "parts": [{**cal, "last_reset": why}]}, "windows")
+    assert kept_text({**chosen, "parts": [cal]}).startswith("; the sensor's gravity calibration is kept")
+    assert kept_text(chosen) == ""
     tent = {"method": "tent", "updates": 7, "resets": 0, "correction": None}
     assert adaptation_text(tent, "windows") == "tent: 7 update(s)" and adaptation_text(None, "windows") == ""
     # the activation shift reaches the answers from the SHIFT_EVERY-th gated gesture, not the first: a C board

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgessl.atomic import save_npz_atomic
 from edgessl.edge_runtime.adapt.context import AdaptContext
-from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, Safeguards, collapsed, entropy, is_idle
+from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, Safeguards, collapse_reason, entropy, is_idle
 from edgessl.errors import npz_load_text
 
 STATE_FORMAT = "edgessl-adapt/1"
@@ -133,7 +133,11 @@ class Adapter:
         return 1.0 - float((self.ctx.prototypes @ en).max())
 
     def collapsed(self) -> bool:
-        return collapsed(self.recent, self.sg, self.K, self.checks_disagreement)
+        """The collapse detector; when it fires, why is kept in ``last_reset`` (said by ``run``)."""
+        why = collapse_reason(self.recent, self.sg, self.K, self.checks_disagreement)
+        if why is not None:
+            self.last_reset = why
+        return why is not None
 
     # -- persistence -------------------------------------------------------------------------------
     def restore(self) -> bool:
@@ -175,7 +179,8 @@ class Adapter:
         correction ``x -> A x + c`` (``input``, ``ttt``), its rotation angle in degrees and per-axis gains
         (the norms of ``A``'s columns) and whether it is applied."""
         out: dict[str, Any] = {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
-                               "restored": bool(self.restored), "correction": None}  # fmt: skip
+                               "restored": bool(self.restored), "correction": None,
+                               "last_reset": getattr(self, "last_reset", None)}  # fmt: skip
         A = getattr(self, "A", None)
         if isinstance(A, np.ndarray) and A.shape == (3, 3):
             U, _, Vt = np.linalg.svd(A)

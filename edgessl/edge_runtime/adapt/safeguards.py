@@ -83,13 +83,21 @@ def is_idle(window: np.ndarray, idle_std: float) -> bool:
 def collapsed(recent: PredictionHistory, sg: Safeguards, n_classes: int, check_disagreement: bool = True) -> bool:
     """True when the adapted predictions are much less diverse than the source's on the same windows, or
     (with ``check_disagreement``) disagree with them too often; never before half the history is filled."""
+    return collapse_reason(recent, sg, n_classes, check_disagreement) is not None
+
+
+def collapse_reason(recent: PredictionHistory, sg: Safeguards, n_classes: int, check_disagreement: bool = True
+                    ) -> str | None:  # fmt: skip
+    """Why :func:`collapsed` is True, in words (None when it is not)."""
     if len(recent) < sg.history // 2:
-        return False
+        return None
     n = len(recent)
     h = _entropy_of_counts(recent.adapted, n)
-    low_div = h < sg.collapse_entropy_frac * math.log(n_classes) and h < 0.8 * _entropy_of_counts(recent.source, n)
-    disagree = check_disagreement and recent.disagree > sg.max_disagreement * n
-    return low_div or disagree
+    if h < sg.collapse_entropy_frac * math.log(n_classes) and h < 0.8 * _entropy_of_counts(recent.source, n):
+        return f"its last {n} answers had become far less varied than the unadapted model's"
+    if check_disagreement and recent.disagree > sg.max_disagreement * n:
+        return f"it disagreed with the unadapted model on {recent.disagree} of its last {n} answers"
+    return None
 
 
 def _entropy_of_counts(counts: list[int], n: int) -> float:

@@ -289,7 +289,12 @@ class TTT(Adapter):
         self.recent.record(k, src)
         if self.recent.seen % self.sg.check_every == 0 and self.collapsed():
             self.resets += 1
+            # back to the source model, but the sensor's gravity calibration stays: it never depends on the
+            # answers (a walkthrough's activity stream was reset three times, and calibrated again each time)
+            gravity, self.gravity = self.gravity, None
             self.reset()
+            self.gravity = gravity
+            self._compose()
             return
         means, var = window_moments(window)  # once, for the calibration's still test and the idle gate
         if self.gravity is not None:  # still windows (idle ones most of all) are what the calibration learns from

@@ -115,6 +115,16 @@ def test_ttt_calibrates_on_gravity_before_the_encoder_and_keeps_it_in_its_state(
     # the search rests while the calibration is in use (it cost up to 1.9 pt on activity streams), not before
     assert ad.calibrated == shifted and ad.summary()["calibrated"] == shifted
     json.dumps(ad.summary())  # run --json's stats (a walkthrough's run ended on a numpy bool here)
+    # a collapse reset goes back to the source model and keeps the sensor's calibration (it never depends on the
+    # answers; a walkthrough's activity stream was reset three times and calibrated again each time)
+    A_before, detector = ad.A.copy(), ad.collapsed
+    ad.collapsed = lambda: True
+    for _ in range(ad.sg.check_every):
+        ad.observe(np.array(S[0], np.float32), np.asarray(ctx.prototypes[:1]), np.full(len(ctx.labels), 1 / len(ctx.labels)))
+    ad.collapsed = detector
+    assert ad.resets == 1 and ad.calibrated == shifted
+    if shifted:
+        np.testing.assert_allclose(ad.A, A_before, atol=0.02)  # (the still window above may refit it a little)
     calls = []
     ad._search = lambda: calls.append(1)
     ad._gated, ad._next = 10**9, 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgessl.edge_runtime.adapt import Safeguards, Tent, build_adapter
-from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, collapsed, is_idle, window_moments
+from edgessl.edge_runtime.adapt.safeguards import PredictionHistory, collapse_reason, collapsed, is_idle, window_moments
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.synthetic import SyntheticConfig, make_dataset
 
@@ -100,3 +100,5 @@ def test_window_moments_and_collapse_check_match_their_numpy_definitions():
         H = lambda p: -sum(q * np.log(q) for q in p if q > 0)  # noqa: E731
         want = (H(pa) < sg.collapse_entropy_frac * np.log(4) and H(pa) < 0.8 * H(ps)) or disagree > sg.max_disagreement * 20
         assert collapsed(h, sg, 4) == want
+        why = collapse_reason(h, sg, 4)  # said by run with the reset (a walkthrough saw resets and no reason)
+        assert (why is not None) == want and (why is None or "less varied" in why or f"on {disagree} of its last 20" in why)
