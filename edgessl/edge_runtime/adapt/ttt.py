@@ -163,11 +163,13 @@ class TTT(Adapter):
         self.sd0 = np.maximum(ctx.embedding_std.astype(np.float64), 1e-6)
         super().attach(ctx)
 
-    def reset(self) -> None:
+    def reset(self, keep_calibration: bool = False) -> None:
+        """Back to the source model; ``keep_calibration``: but the sensor's gravity calibration stays (the
+        collapse detector's reset: the calibration never depends on the answers)."""
         super().reset()
         if self.input is not None:
             self.input.reset()
-        if self.gravity is not None:
+        if self.gravity is not None and not keep_calibration:
             self.gravity.reset()
         self.theta = np.zeros(12)
         # the start the refinement applies after: the identity until a search finds input's proposal better
@@ -289,12 +291,8 @@ class TTT(Adapter):
         self.recent.record(k, src)
         if self.recent.seen % self.sg.check_every == 0 and self.collapsed():
             self.resets += 1
-            # back to the source model, but the sensor's gravity calibration stays: it never depends on the
-            # answers (a walkthrough's activity stream was reset three times, and calibrated again each time)
-            gravity, self.gravity = self.gravity, None
-            self.reset()
-            self.gravity = gravity
-            self._compose()
+            # (a walkthrough's activity stream was reset three times, and calibrated again each time)
+            self.reset(keep_calibration=True)
             return
         means, var = window_moments(window)  # once, for the calibration's still test and the idle gate
         if self.gravity is not None:  # still windows (idle ones most of all) are what the calibration learns from
