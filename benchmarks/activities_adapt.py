@@ -10,7 +10,9 @@ deg/s, people 2, 4 and 9 held out; ``finetune --recipe activities`` and ``export
 per seed). Every recording of the held-out people is fed through :class:`GestureRuntime` with the default
 decisions (the bundle's gates, ``DecisionConfig()``), 10 samples per call, a fresh runtime (and adapter) per
 recording, with adaptation ``none`` and the default ``ttt|tent``; as recorded, and with a sensor error applied to
-the accelerometer first (per-axis gain in [0.8, 1.2] and offset in [−0.1, 0.1] g, drawn per seed). ``per_sample``:
+the accelerometer first (per-axis gain in [0.8, 1.2] and offset in [−0.1, 0.1] g, drawn per seed). The held-out
+people chose the rule for the shift's running mean (per window's worth of new samples); the folder's test people
+(``activities.py``'s, first seed only) check it once. ``per_sample``:
 the share of annotated samples whose shown answer (the last event's label) is right; ``first_60s``: the same over
 each recording's first minute.
 
@@ -20,6 +22,7 @@ each recording's first minute.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -61,14 +64,19 @@ def main() -> None:
             rng = np.random.default_rng(500 + seed)
             sensor = (rng.uniform(0.8, 1.2, 3), rng.uniform(-0.1, 0.1, 3))
             row: dict[str, Any] = {"sensor_gain": sensor[0].round(3).tolist(), "sensor_offset_g": sensor[1].round(3).tolist()}
-            for name, err in (("as_recorded", None), ("sensor_error", sensor)):
-                for adapt in ("none", DEFAULT_METHOD):
-                    r = live(bundle, files, d.smoothing, d.hits, adapt=adapt, sensor=err)
-                    row[f"{name}/{adapt}"] = {"per_sample": r["per_sample"], "first_60s": r["first_60s"],
-                                              "answer_changes": r["answer_changes"], "events": r["events"]}  # fmt: skip
-                    print(seed, name, adapt, row[f"{name}/{adapt}"], flush=True)
+            people = [("", files)]
+            if seed == args.seeds[0]:
+                r, _ = edgessl("data", "info", f"dir:{rec}?{SPEC_OPTIONS}", "--json")
+                test = set(json.loads(r.stdout.strip().splitlines()[-1])["split"]["test_users"])
+                people.append(("test_people/", [f for f in sorted(rec.glob("*/*.csv")) if f.parent.name in test]))
+            for (who, fs), (name, err), adapt in itertools.product(people, (("as_recorded", None), ("sensor_error", sensor)),
+                                                                   ("none", DEFAULT_METHOD)):  # fmt: skip
+                r = live(bundle, fs, d.smoothing, d.hits, adapt=adapt, sensor=err)
+                row[f"{who}{name}/{adapt}"] = {"per_sample": r["per_sample"], "first_60s": r["first_60s"],
+                                               "answer_changes": r["answer_changes"], "events": r["events"]}  # fmt: skip
+                print(seed, who + name, adapt, row[f"{who}{name}/{adapt}"], flush=True)
             out["seeds"][seed] = row
-    keys = [k for k in out["seeds"][args.seeds[0]] if "/" in k]
+    keys = [k for k in out["seeds"][args.seeds[0]] if "/" in k and not k.startswith("test_people/")]
     out["mean"] = {k: {m: round(float(np.mean([r[k][m] for r in out["seeds"].values()])), 3)
                        for m in ("per_sample", "first_60s")} for k in keys}  # fmt: skip
     out["minutes"] = round((time.perf_counter() - t0) / 60, 1)

@@ -38,6 +38,12 @@ class Adapter:
     uses_pseudo_labels = True  # methods that learn from predicted labels need the entropy gate
     uses_ood_gate = True  # no updates from windows far from every class prototype
     checks_disagreement = True  # reset when adapted and source predictions disagree too often
+    # the share of each observed window's samples that are new (the runtime's own sliding windows overlap: stride /
+    # window; a caller's windows to classify(): 1); running statistics move per window's worth of new samples
+    new_share = 1.0
+
+    def set_new_share(self, share: float) -> None:
+        self.new_share = share
 
     # set by attach()
     ctx: AdaptContext

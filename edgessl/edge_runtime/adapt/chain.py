@@ -30,6 +30,10 @@ class Chain(Adapter):
     def resets(self) -> int:  # type: ignore[override]
         return sum(p.resets for p in self.parts)
 
+    def set_new_share(self, share: float) -> None:
+        for p in self.parts:
+            p.set_new_share(share)
+
     def attach(self, ctx: AdaptContext) -> None:
         """Attach every part; a part this bundle cannot support (e.g. input-side correction on z-scored
         inputs, ttt without a self-supervised head) is left out with a warning, so the default chain runs
