@@ -340,6 +340,16 @@ def host_differences(adapter: str | None, state: Any, path: str | None) -> str:
     return "; ".join(parts)
 
 
+def calibration_text(summary: dict[str, Any], t: float) -> str:
+    """The sensor's gravity calibration coming in (or going) at ``t`` seconds, in words."""
+    cal = next((p["calibration"] for p in summary.get("parts") or [summary] if p.get("calibration")), None)
+    if cal is None:
+        return f"adaptation {summary['method']}: the gravity calibration of the sensor is no longer in use at {t:.1f} s"
+    return (f"adaptation {summary['method']}: the accelerometer calibrated on gravity at {t:.1f} s (gains "
+            f"{', '.join(f'{v:.3f}' for v in cal['gain'])}, offsets {', '.join(f'{v:+.3f}' for v in cal['offset_g'])} g: "
+            "your sensor's readings mapped onto the training sensor's)")  # fmt: skip
+
+
 def kept_text(summary: dict[str, Any]) -> str:
     """After a reset: what adaptation kept ("" for nothing): ttt's gravity calibration of the sensor."""
     parts = summary.get("parts") or [summary]
@@ -531,7 +541,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             stats["providers"] = list(rt.providers)  # in a service's log: whether the GPU is in use
             if args.json:
                 emit({"providers": stats["providers"]})
-            adapted = (adapter.updates, adapter.resets) if adapter is not None else (0, 0)
+            adapted = (adapter.updates, adapter.resets, adapter.calibrated) if adapter is not None else (0, 0, False)
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
                 if rt.restored_state and adapter is not None:  # said at once: a restored turn changes every answer
@@ -678,18 +688,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             feed.samples(t, values)
                         known = len(rt.input_problems)
                         events = rt.feed(values[:, idx], t)
-                        if adapter is not None and (adapter.updates, adapter.resets) != adapted:
-                            reset = adapter.resets != adapted[1]
+                        if adapter is not None and (adapter.updates, adapter.resets, adapter.calibrated) != adapted:
+                            reset, calibrated = adapter.resets != adapted[1], adapter.calibrated != adapted[2]
                             # an input transform's change (ttt, input) said when it happens, not only at the end
                             # (a walkthrough could not tell when); tent's many small updates are not
-                            adapted = (adapter.updates, adapter.resets)
+                            adapted = (adapter.updates, adapter.resets, adapter.calibrated)
                             summary = adapter.summary()
                             if summary.get("correction") is not None:
-                                said = (f"adaptation {summary['method']}: change {adapted[0]} of its input transform "
-                                        f"at {last_t:.1f} s{correction_text(summary)}" if not reset else
+                                said = (f"adaptation {summary['method']}: reset to the source model at {last_t:.1f} s "
                                         # a reset said with its reason (a walkthrough read "change 0 ...; 1 reset")
-                                        f"adaptation {summary['method']}: reset to the source model at {last_t:.1f} s "
-                                        f"({summary.get('last_reset') or 'collapse detector'}){kept_text(summary)}")  # fmt: skip
+                                        f"({summary.get('last_reset') or 'collapse detector'}){kept_text(summary)}"
+                                        if reset else calibration_text(summary, last_t) if calibrated else
+                                        f"adaptation {summary['method']}: change {adapted[0]} of its input transform "
+                                        f"at {last_t:.1f} s{correction_text(summary)}")  # fmt: skip
                                 if args.json:
                                     emit({"adaptation": {"t": round(last_t, 3), **summary}})
                                 else:

@@ -496,6 +496,13 @@ def test_adaptation_is_said_in_words():
         {**chosen, "parts": [{**cal, "last_reset": why}]}, "windows")
     assert kept_text({**chosen, "parts": [cal]}).startswith("; the sensor's gravity calibration is kept")
     assert kept_text(chosen) == ""
+    from edgessl.edge_runtime.cli import calibration_text
+
+    came = {**chosen, "parts": [{**cal, "calibration": {"gain": [1.07, 0.97, 0.99], "offset_g": [0.06, -0.03, 0.0]}}]}
+    assert calibration_text(came, 245.0) == ("adaptation ttt: the accelerometer calibrated on gravity at 245.0 s (gains "
+                                             "1.070, 0.970, 0.990, offsets +0.060, -0.030, +0.000 g: your sensor's "
+                                             "readings mapped onto the training sensor's)")  # fmt: skip
+    assert "no longer in use at 9.0 s" in calibration_text(chosen, 9.0)
     tent = {"method": "tent", "updates": 7, "resets": 0, "correction": None}
     assert adaptation_text(tent, "windows") == "tent: 7 update(s)" and adaptation_text(None, "windows") == ""
     # the activation shift reaches the answers from the SHIFT_EVERY-th gated gesture, not the first: a C board

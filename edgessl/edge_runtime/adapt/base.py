@@ -45,6 +45,11 @@ class Adapter:
     def set_new_share(self, share: float) -> None:
         self.new_share = share
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether a calibration of the sensor (``ttt``'s on gravity) is in use."""
+        return False
+
     # set by attach()
     ctx: AdaptContext
     K: int

@@ -34,6 +34,10 @@ class Chain(Adapter):
         for p in self.parts:
             p.set_new_share(share)
 
+    @property
+    def calibrated(self) -> bool:
+        return any(p.calibrated for p in self.parts)
+
     def attach(self, ctx: AdaptContext) -> None:
         """Attach every part; a part this bundle cannot support (e.g. input-side correction on z-scored
         inputs, ttt without a self-supervised head) is left out with a warning, so the default chain runs

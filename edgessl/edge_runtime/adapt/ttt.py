@@ -484,7 +484,10 @@ class TTT(Adapter):
         return {**super().summary(), "gated": self._gated, "next_search": max(self._next, self.buffer, wait),
                 "shift_every": SHIFT_EVERY if self.shift else 0, "searches": self.searches,
                 "found_nothing": self.found_nothing, "trial": self._pending is not None,
-                "rejected_trials": self.rejected_trials, "drifts": self.drifts, "calibrated": self.calibrated}  # fmt: skip
+                "rejected_trials": self.rejected_trials, "drifts": self.drifts, "calibrated": self.calibrated,
+                # the gravity calibration in use (a walkthrough found its offsets only in the state file)
+                "calibration": {"gain": [round(float(v), 4) for v in g.gain], "offset_g": [round(float(v), 4) for v in g.bias]}
+                if (g := self.gravity) is not None and g.active else None}  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
         st = {"theta": self.theta, "mu": self._running_mean(), "A0": self.A0, "c0": self.c0,

@@ -115,6 +115,12 @@ def test_ttt_calibrates_on_gravity_before_the_encoder_and_keeps_it_in_its_state(
     # the search rests while the calibration is in use (it cost up to 1.9 pt on activity streams), not before
     assert ad.calibrated == shifted and ad.summary()["calibrated"] == shifted
     json.dumps(ad.summary())  # run --json's stats (a walkthrough's run ended on a numpy bool here)
+    cal = ad.summary()["calibration"]  # what run says when it comes in (a walkthrough found it only in the state)
+    if shifted:
+        np.testing.assert_allclose(np.array(cal["gain"]) * gain, 1.0, atol=0.03)
+        np.testing.assert_allclose(np.array(cal["gain"]) * bias + np.array(cal["offset_g"]), 0.0, atol=0.03)
+    else:
+        assert cal is None
     # a collapse reset goes back to the source model and keeps the sensor's calibration (it never depends on the
     # answers; a walkthrough's activity stream was reset three times and calibrated again each time)
     A_before, detector = ad.A.copy(), ad.collapsed
