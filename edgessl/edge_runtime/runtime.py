@@ -609,12 +609,17 @@ class GestureRuntime:
             ValueError: another shape (the message gives the expected one), an empty batch, or NaN/inf values.
         """
         x = np.asarray(window)
-        if self.adapter is not None:
-            self.adapter.set_new_share(1.0)  # a caller's windows: each one new
+        self._new_share(1.0)  # a caller's windows: each one new
         if x.ndim == 3:
             # the whole batch is checked before any window reaches an adapter: all or nothing
             return [self._classify_one(w) for w in self._checked(x)]
         return self._classify_one(x)
+
+    def _new_share(self, share: float) -> None:
+        """Tell the adapter the share of new samples in the windows it will observe (only when it changes: a
+        classify() call is the per-window path)."""
+        if self.adapter is not None and self.adapter.new_share != share:
+            self.adapter.set_new_share(share)
 
     def _classify_one(self, window: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
@@ -758,8 +763,8 @@ class GestureRuntime:
             seg = self.windower.segmenter
             self.stats["movements_too_short"], self.stats["movements_too_long"] = seg.too_short, seg.too_long
             self.stats["movements_cut_off"] = seg.cut_off
-        if self.adapter is not None and inputs:  # its windows overlap by all but a stride (sliding windows)
-            self.adapter.set_new_share(min(1.0, self.bundle.stride / self.window) if self.windower.mode == "sliding" else 1.0)
+        if inputs:  # the windower's sliding windows overlap by all but a stride
+            self._new_share(min(1.0, self.bundle.stride / self.window) if self.windower.mode == "sliding" else 1.0)
         for inp in inputs:
             pred = self._classify_one(inp.x)
             self.latencies_ms.append(pred.latency_ms)

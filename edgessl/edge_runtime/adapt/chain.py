@@ -31,6 +31,7 @@ class Chain(Adapter):
         return sum(p.resets for p in self.parts)
 
     def set_new_share(self, share: float) -> None:
+        self.new_share = share
         for p in self.parts:
             p.set_new_share(share)
 
