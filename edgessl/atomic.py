@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_npz_atomic"]
+__all__ = ["atomic_write", "save_npz_atomic", "write_problem"]
 
 
 def _umask() -> int:
@@ -49,6 +49,23 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_problem(path: str | Path) -> str | None:
+    """Why :func:`atomic_write` of ``path`` would fail now (no such folder, or one it cannot write in), else None.
+    Tried with a temporary file in the folder, removed at once: a read-only mount or an immutable folder pass
+    ``os.access`` and still refuse (a walkthrough's enroll recorded every take, then lost them at the save)."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        return f"no folder {parent}"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".check", dir=parent)
+    except OSError as e:
+        return f"cannot write in {parent} ({e.strerror or e})"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return None
 
 
 def save_npz_atomic(path: str | Path, **arrays: Any) -> None:

@@ -414,7 +414,7 @@ def _verdict(rt: dict) -> str:
 def _since_md(s: dict | None, method: str) -> str:
     if s is None:
         return (" Its input transform did not change in this session (the activation shift reaches the answers from "
-                f"the {SHIFT_EVERY}th gesture that passes its gates)." if "ttt" in method else
+                f"the {SHIFT_EVERY}th gesture it learns from)." if "ttt" in method else
                 " Adaptation made no update in this session.")  # fmt: skip
     return (f" From its first update on ({s['gestures']} gestures), unadapted {s['unadapted']:.3f}, adapted "
             f"{s['adapted']:.3f}.")
@@ -422,7 +422,7 @@ def _since_md(s: dict | None, method: str) -> str:
 
 def _adapt_words(method: str, updates: int) -> str:
     """What the adapter did, in words: ``ttt`` shifts its activations (from the ``SHIFT_EVERY``-th gesture that
-    passes its gates on) and counts only the changes of its input transform as updates."""
+    it learns from on) and counts only the changes of its input transform as updates."""
     if "ttt" in method:
         return (f"{method}: activations shifted from the {SHIFT_EVERY}th gesture, {updates} change(s) of its input "
                 "transform")

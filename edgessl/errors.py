@@ -137,6 +137,8 @@ def classify(e: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.DEVICE, _one_line(str(e))
     if _foreign(e, "zipfile", "BadZipFile"):  # np.load of a truncated .npz
         return ExitCode.DATA, f"not a readable zip archive (truncated or not an .npz?): {_one_line(str(e))}"
+    if _foreign(e, "zlib", "error"):  # a damaged byte in a compressed member (.npz, a bundle)
+        return ExitCode.DATA, f"a compressed archive is damaged (a changed byte?): {_one_line(str(e))}"
     if isinstance(e, UnicodeDecodeError):
         return ExitCode.DATA, f"expected UTF-8 text: {_one_line(str(e))}"
     if isinstance(e, json.JSONDecodeError):

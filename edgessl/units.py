@@ -138,15 +138,23 @@ def unit_problem_text(names: Sequence[str], values: np.ndarray, spec: str | None
             f"median (gravity alone is 1 g): {like}; {fix}")  # fmt: skip
 
 
-def with_units_flag(problem: str, channels: str | None = None) -> str:
+def with_units_flag(problem: str, channels: str | None = None, declared: dict[str, str] | None = None) -> str:
     """A live board's unit problem (:func:`unit_problem_text`, :func:`gyro_problem_text`) with the remedy a text
     board has without a firmware change: ``--units`` of the commands that open a port, and ``--channels
-    CHANNELS`` with it for a board whose values have no names (``--units`` converts named values only)."""
+    CHANNELS`` with it for a board whose values have no names (``--units`` converts named values only).
+    ``declared``: the units ``--units`` already gave (``{"gyro": "dps"}``): values still wrong after that
+    conversion are not that sensor's, so the remedy is the channel order, not the unit."""
     # (°/s or the gyroscope's raw counts: gyro_problem_text cannot tell them apart, so both are named)
     gyro = "gyro=deg/s (raw counts: gyro=131LSB/dps for an MPU-6050 at ±250 °/s)"
     flags = [f for like, f in ((_LIKE_M_S2, "acc=m/s2"), (_LIKE_MG, "acc=mg"), (_LIKE_DEG_S, gyro)) if like in problem]
     if counts := re.search(r"raw counts \((\d+) per g", problem):
         flags.append(f"acc={counts.group(1)}LSB/g")
+    given = [f"{k}={v}" for k, v in (declared or {}).items() if any(f.startswith(f"{k}=") for f in flags)]
+    if given:  # converted as declared and still not that sensor's values: another sensor's, in another order
+        order = f" (--channels {channels} names them in the order the board sends them)" if channels else ""
+        return (f"{problem} — after --units {','.join(given)} converted them: these are likely another sensor's "
+                f"values, so check the channel order: --channels must name the board's values in the order it "
+                f"sends them{order}")  # fmt: skip
     if not flags:
         return problem
     names = f" --channels {channels} (the board's values have no names; --units converts the named ones)" if channels else ""

@@ -26,3 +26,21 @@ def test_a_gyroscope_in_degrees_a_second_or_raw_counts_is_named():
     w = UnitWatch(["acc_x", "acc_y", "acc_z", *names], ["g"] * 3 + ["rad/s"] * 3, samples=200)
     both = w.add(np.concatenate([acc * 1000, moving * 57.3], axis=1))
     assert both is not None and "look like mg" in both and "°/s" in both
+
+
+def test_values_still_wrong_after_the_declared_unit_point_to_the_channel_order():
+    """A walkthrough's 6-axis board sends acc (mg) then gyro (°/s) but --channels named gyro first: with --units
+    gyro=dps the accelerometer's mg, converted as °/s, look like °/s still; naming the unit again would not help."""
+    from edgessl.units import gyro_problem_text, with_units_flag
+
+    rng = np.random.default_rng(1)
+    mg = np.tile([10.0, -980.0, 40.0], (200, 1)) + rng.normal(0, 400, (200, 3))  # a moving accelerometer in mg
+    problem = gyro_problem_text(["gyro_x", "gyro_y", "gyro_z"], mg * np.pi / 180)  # converted as if °/s
+    assert problem is not None
+    plain = with_units_flag(problem)
+    assert "--units gyro=deg/s" in plain and "channel order" not in plain
+    said = with_units_flag(problem, "gyro_x,gyro_y,gyro_z,acc_x,acc_y,acc_z", {"acc": "mg", "gyro": "dps"})
+    assert "after --units gyro=dps converted them" in said and "check the channel order" in said
+    assert "--units gyro=deg/s" not in said and "--channels gyro_x,gyro_y,gyro_z,acc_x,acc_y,acc_z" in said
+    # another sensor's unit declared: this one's remedy is still its unit
+    assert "--units gyro=deg/s" in with_units_flag(problem, None, {"acc": "mg"})

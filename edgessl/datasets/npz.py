@@ -7,6 +7,7 @@ layout into windows, train/test by the per-recording array ``S`` (see :meth:`Str
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def read_npz(path: str | Path) -> WindowDataset | StreamDataset:
     try:
         with z:
             return _read_opened(path, z)
-    except (OSError, zipfile.BadZipFile, EOFError) as e:  # a member read lazily from a damaged archive
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as e:  # a member read lazily from a damaged archive
         raise DataFormatError(f"{path}: a damaged .npz archive (reading its arrays: {npz_load_text(e)})") from e
 
 

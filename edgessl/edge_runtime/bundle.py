@@ -21,6 +21,7 @@ import io
 import json
 import posixpath
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def open_bundle(path: str | Path) -> Bundle:
                 raise BundleError(f"{p}: member {info.filename} is {info.file_size} bytes; the limit is {MAX_MEMBER_BYTES}")
             try:
                 members[info.filename] = zf.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:  # zlib: a flipped byte in its data
                 raise BundleError(f"{p}: member {info.filename} is damaged ({e})") from e
     try:
         manifest = json.loads(members[MANIFEST])
@@ -180,7 +181,7 @@ def _check_consistency(p: Path, manifest: dict[str, Any], adaptation: bytes) -> 
     try:
         with np.load(io.BytesIO(adaptation), allow_pickle=False) as z:
             shapes = {k: z[k].shape for k in ("head_weight", "prototypes") if k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, zipfile.BadZipFile, zlib.error) as e:
         raise BundleError(f"{p}: member {ADAPTATION} is not a readable .npz without pickles ({e})") from e
     head = shapes.get("head_weight")
     if head is not None:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from edgessl.atomic import write_problem
 from edgessl.console import counts_text, gaps_text
 from edgessl.dashboard import add_serve_flag, serving
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
@@ -234,15 +235,16 @@ _one_line_warning = warning_printer("run")
 
 
 def say_input_problems(problems: list[str], port: str, stats: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None,
-                       warn: bool = True, text_board: bool = False, channels: str | None = None) -> None:  # fmt: skip
+                       warn: bool = True, text_board: bool = False, channels: str | None = None,
+                       declared: dict[str, str] | None = None) -> None:  # fmt: skip
     """What the runtime found wrong in the board's first seconds (``rt.input_problems`` since the last call:
     an accelerometer not in g), named by ``--port``: in the final stats, a JSON line (``emit``) and, with
     ``warn`` (a command that goes on), a warning; for a ``text_board``, with ``--units`` as a remedy (and
-    ``--channels channels`` with it when its values have no names)."""
+    ``--channels channels`` with it when its values have no names; ``declared``: the units ``--units`` gave)."""
     from edgessl.units import with_units_flag
 
     # the model would see 1000× its gestures: every answer meaningless
-    for problem in ([with_units_flag(p, channels) for p in problems] if text_board else problems):
+    for problem in ([with_units_flag(p, channels, declared) for p in problems] if text_board else problems):
         stats["units"] = problem
         if emit is not None:
             emit({"warning": f"--port {port}: {problem}"})
@@ -304,7 +306,8 @@ def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None, said:
     return (f"{share['unknown']} of {share['decided']} gestures ({share['share']:.0%}) answered unknown as unsure or "
             f"unlike training, where the export calibrated {share['calibrated']:.0%} on its validation gestures: this "
             f"person's way of performing them (or the mounting) differs from {who}; {enroll} --calibrate teaches the "
-            f"model theirs and finds a turned mounting (each gesture once{', added to the state' if state else ''})")
+            f"model theirs and finds a turned mounting (each gesture once{', added to the state' if state else ''}; "
+            f"with this run stopped: the port is one program's at a time)")
 
 
 def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
@@ -388,16 +391,19 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
             which = "first" if searches == 0 else "next"
             return f"{name} {n} change(s){done}, {own['gated']}/{own['next_search']} {unit} to the {which} search"
         gated, every = int(own["gated"]), int(own.get("shift_every") or 0)
-        shifted = (f"no {unit[:-1]} passed its gates yet, nothing adapted" if not gated else
-                   f"activations not shifted yet (they follow your {unit} from the {every}th that passes its gates)"
+        shifted = (f"no {unit[:-1]} learned from yet, nothing adapted" if not gated else
+                   f"activations not shifted yet (they follow your {unit} from the {every}th it learns from)"
                    if gated < every else
-                   f"activations shifted to your {unit} (from the {every}th that passed its gates on, following them "
+                   f"activations shifted to your {unit} (from the {every}th it learned from on, following them "
                    f"every {every})" if every else "activations not shifted (switched off)")  # fmt: skip
         searched = _searches_text(own, unit)
         then = ("its axes' gains and offsets are calibrated on gravity (your still moments), and it does not search "
                 "while that calibration is in use" if calibrated else
                 f"it looks for a better transform once {own['next_search']} have")  # fmt: skip
-        return (f"{name}: {shifted}; {n} change(s) of its input transform ({own['gated']} {unit} passed its gates; "
+        # (a walkthrough read "7 gestures passed its gates" of 22 reported, none unknown, as a contradiction)
+        learned = (f"{own['gated']} {unit} learned from, of those answered: its safeguards skip the first ones and any "
+                   "unlike the training ones, still, or of a class that dominates the recent answers")  # fmt: skip
+        return (f"{name}: {shifted}; {n} change(s) of its input transform ({learned}; "
                 f"{searched + '; ' if searched else ''}{then}){turned}{reset}")  # fmt: skip
     if short:
         return f"{name} {n} update(s)"
@@ -511,6 +517,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stats: dict[str, Any] = {"events": 0, "gestures": 0, "stopped_by": "seconds"}
     if args.state is not None and not os.path.isfile(args.state):
         raise UsageError(f"--state {args.state}: no such file; expected a user state written by edgessl enroll")
+    if args.adapt_state is not None and (problem := write_problem(args.adapt_state)):  # not only at the first save
+        raise UsageError(f"--adapt-state {args.adapt_state}: {problem}; expected a path in a folder this user can write")
     if args.adapt_state is not None and os.path.isfile(args.adapt_state):
         if args.state is not None and os.path.samefile(args.adapt_state, args.state):
             raise UsageError(f"--adapt-state {args.adapt_state}: the same file as --state; expected another file (the "
@@ -707,7 +715,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                     note(said)
                         # (no warning: the run stops, and its error line says it)
                         say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
-                                           warn=False, text_board=dev.mode == "text",
+                                           warn=False, text_board=dev.mode == "text", declared=dev.declared,
                                            channels=",".join(rt.channels) if unnamed_channels(dev.channel_names) else None)  # fmt: skip
                         for g in events:
                             if compare is not None:

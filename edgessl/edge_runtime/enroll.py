@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +79,14 @@ def is_user_state(path: str | Path) -> bool:
     """Whether ``path`` is a user state file (``edgessl enroll``'s, by its format tag), whatever its bundle."""
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         return False
     if not isinstance(z, np.lib.npyio.NpzFile):
         return False
     with z:
         try:
             return "format" in z.files and str(z["format"]) == STATE_FORMAT
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
             return False
 
 
@@ -507,7 +508,7 @@ class UserState:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no user state there (a new user enrolls first: GestureRuntime.enroll, "
                                     "then user_state.save(path); or edgessl enroll)") from e  # fmt: skip
-        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             if isinstance(e, StateMismatch):
                 raise
             raise StateMismatch(f"{path}: not a readable user state, damaged or truncated ({npz_load_text(e)}); enroll "

@@ -13,8 +13,8 @@ calibration) is followed by one more round in the same session: the takes
 :attr:`~edgessl.edge_runtime.enroll.EnrollReport.remedy` asks for (2 more of that gesture, then the refused one).
 
 A calibration first finds how the board is mounted (:meth:`~edgessl.edge_runtime.runtime.GestureRuntime.fit_mounting`:
-a board turned in its case, worn the other way round); a turn it keeps is said (``# mounting: ...``; ``--json``:
-a ``mounting`` line) and kept in the state, and the takes are enrolled in the training data's axes.
+a board turned in its case, worn the other way round); what it found is said (``# mounting: ...``; ``--json``:
+a ``mounting`` line), a turn is kept in the state, and the takes are enrolled in the training data's axes.
 
 When the default cut splits the user's takes into pieces (slow or small gestures), the takes are cut again
 with the gentle cut and the state keeps it (:func:`edgessl.segmenter.choose_segmentation`).
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from edgessl.atomic import write_problem
 from edgessl.datasets.session import take_counts, usable_take
 from edgessl.edge_runtime.enroll import EnrollReport, remedy_text
 from edgessl.errors import DataError, DeviceError, UsageError
@@ -233,7 +234,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
             mount = rt.fit_mounting(first)
             if d.json:
                 d.emit({"mounting": mount.to_json()})
-            elif mount.accepted:
+            else:  # a board as in training is said too (a walkthrough could not tell whether it was looked for)
                 d.line(f"# {mount.text()}")
         reports = enroll_takes(first)
         # a gesture refused because another one has too few takes to be told from it: one more round, now,
@@ -273,7 +274,7 @@ def enroll(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if st is not None and cut is not None and cut["profile"] == "gentle":
             st.segmentation = "gentle"
         if (accepted or (mount is not None and mount.accepted)) and st is not None:
-            st.save(args.state)
+            _save(st, args.state)
             stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels)
         if d.json:
             d.emit({"stats": stats})
@@ -334,6 +335,15 @@ def _show_reports(d: Any, reports: list[EnrollReport]) -> None:
                "with another: enroll 2 more takes of each into the same --state")
 
 
+def _save(st: Any, path: str) -> None:
+    """The user state saved to ``--state``; a write refused is named by the flag (not by the temporary file)."""
+    try:
+        st.save(path)
+    except OSError as e:
+        raise UsageError(f"--state {path}: cannot save the user state ({e.strerror or e}); expected a path in a "
+                         "folder this user can write") from e  # fmt: skip
+
+
 def _runtime_with_state(args: argparse.Namespace) -> Any:
     """The bundle's runtime with ``--state`` when that file exists (checked before waiting for a port: an
     existing state must be a user state of this bundle)."""
@@ -343,6 +353,8 @@ def _runtime_with_state(args: argparse.Namespace) -> Any:
     state_path = Path(args.state)
     if not state_path.parent.is_dir():
         raise UsageError(f"--state {args.state}: no folder {state_path.parent}; expected a path in an existing folder")
+    if problem := write_problem(state_path):  # before the takes are performed, not at the save after them
+        raise UsageError(f"--state {args.state}: {problem}; expected a path in a folder this user can write")
     if state_path.exists() and not state_path.is_file():
         raise UsageError(f"--state {args.state}: exists and is not a file; expected a user state file (new or existing)")
     try:
@@ -392,7 +404,7 @@ def _carry_over(args: argparse.Namespace, out: TextIO | None) -> int:
         stats: dict[str, Any] = {"carried_from": str(src), "from_bundle": old.checksum,
                                  "refused": [r.label for r in reports if not r.accepted]}  # fmt: skip
         if accepted and st is not None:
-            st.save(args.state)
+            _save(st, args.state)
             stats.update(state=str(args.state), enrolled=st.counts(), labels=st.labels, segmentation=st.segmentation)
         if d.json:
             d.emit({"stats": stats})

@@ -306,12 +306,12 @@ def monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     if rt is None:
                         if units is not None and (problem := units.add(ev.values)):
                             say_input_problems([problem], args.port, stats, emit if args.json else None,
-                                               text_board=dev.mode == "text")  # fmt: skip
+                                               text_board=dev.mode == "text", declared=dev.declared)  # fmt: skip
                         continue
                     known = len(rt.input_problems)
                     events = rt.feed(ev.values[:, idx], ev.t_device)
                     say_input_problems(rt.input_problems[known:], args.port, stats, emit if args.json else None,
-                                       text_board=dev.mode == "text",
+                                       text_board=dev.mode == "text", declared=dev.declared,
                                        channels=",".join(rt.channels) if unnamed_channels(dev.channel_names) else None)  # fmt: skip
                     for g in events:
                         if feed is not None:

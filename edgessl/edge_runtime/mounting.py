@@ -63,7 +63,7 @@ class MountFit:
         ax = ", ".join(f"{v:+.2f}" for v in self.axis)
         if self.accepted:
             return (f"mounting: your board is turned {self.angle_deg:.0f}° (about the axis {ax}) from the training "
-                    f"data's; corrected from now on (the bundle answers {self.right_after} of {self.takes} takes "
+                    f"data's (how it sits and how it is held, together); corrected from now on (the bundle answers {self.right_after} of {self.takes} takes "
                     f"right, {self.right_before} as mounted)")  # fmt: skip
         return (f"mounting: as in training (the best turn, {self.angle_deg:.0f}°, explains the takes by "
                 f"{self.gain:+.2f} nats per take and {self.right_after - self.right_before:+d} take(s) right: short of a "

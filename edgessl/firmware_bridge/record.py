@@ -744,7 +744,7 @@ def capture(args: argparse.Namespace, d: Display, guide: Guide | None, params: S
                     meter.add(ev.t_host, len(ev.values))
                     problem = units.add(ev.values)
                     if problem:  # within 2 s: a session in mg or m/s² would be refused by pretrain and finetune
-                        problem = stats["units"] = with_units_flag(problem) if dev.mode == "text" else problem
+                        problem = stats["units"] = with_units_flag(problem, declared=dev.declared) if dev.mode == "text" else problem
                         d.end()
                         print(f"edgessl record: warning: --port {args.port}: {problem} (this recording goes on "
                               "with the values as they come: the data commands refuse it unless its unit is declared)",

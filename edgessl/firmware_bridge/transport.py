@@ -42,6 +42,10 @@ STATES = ("waiting", "streaming", "reconnecting", "lost", "closed")
 # a text device given --rate whose lines arrive at a rate off by more than this share (over RATE_CHECK_S s of
 # arrivals without a pause) is warned about: USB and the host keep jitter far below it over seconds
 RATE_TOLERANCE, RATE_CHECK_S = 0.2, 5.0
+# a text device's arrivals, (host time, readings so far), kept for the rate over the last ARRIVAL_KEEP_S s, one
+# per ARRIVAL_STEP_S at most (a read sooner moves the newest): by time, not by read, since a USB board's lines
+# come in reads of a few each and a count of reads spanned too little time to check its rate at all
+ARRIVAL_KEEP_S, ARRIVAL_STEP_S = 25.0, 0.02
 StateHook = Callable[[str], None]
 
 
@@ -494,7 +498,7 @@ class ImuStream:
         self._line_width_run: tuple[int, int] = (0, 0)  # (width, consecutive lines of it)
         self._text_t = 0.0
         self._text_count = 0
-        self._text_times: list[tuple[float, int]] = []
+        self._text_times: collections.deque[tuple[float, int]] = collections.deque()
         self._rate_checked, self._rate_said = float("-inf"), False  # new_rate_problem's
         self._held_rows: list[tuple[float, ...] | None] = []
         self._held_reasons: list[str] = []
@@ -842,7 +846,7 @@ class ImuStream:
     def arrival_rate(self, span_s: float = RATE_CHECK_S, longest: bool = False) -> float | None:
         """Text mode: readings per second of host time over the last ``span_s`` s of arrivals with no pause
         of a second or more between them (an unplug or a stalled board is no rate); None until that much came.
-        With ``longest``, over all such arrivals kept (the last 500 reads), if they span ``span_s`` s or more.
+        With ``longest``, over all such arrivals kept (:data:`ARRIVAL_KEEP_S`), if they span ``span_s`` s or more.
         The oldest arrival's readings are not counted: they may have waited in the port's buffer."""
         ts = self._text_times
         if self.info is not None or len(ts) < 2:
@@ -1120,8 +1124,13 @@ class ImuStream:
         if not rows:
             return events
         self._text_count += len(rows)
-        self._text_times.append((t_host, self._text_count))
-        self._text_times = self._text_times[-500:]
+        ts = self._text_times
+        if len(ts) >= 2 and t_host - ts[-2][0] < ARRIVAL_STEP_S:
+            ts[-1] = (t_host, self._text_count)
+        else:
+            ts.append((t_host, self._text_count))
+        while t_host - ts[0][0] > ARRIVAL_KEEP_S:
+            ts.popleft()
         rate = self.sample_rate
         if rate is None or self._held_rows:
             # hold the first readings until their arrival times tell the rate: no made-up spacing goes out

@@ -62,7 +62,8 @@ def test_many_more_unknown_answers_than_calibrated_point_to_enrollment(small_bun
     assert said.startswith(f"{share['unknown']} of {share['decided']} gestures (100%) answered unknown")
     assert f"calibrated {share['calibrated']:.0%}" in said and said.endswith(f"{cmd} --calibrate teaches the model "
                                                                              "theirs and finds a turned mounting (each "
-                                                                             "gesture once)")  # fmt: skip
+                                                                             "gesture once; with this run stopped: the "
+                                                                             "port is one program's at a time)")  # fmt: skip
     assert "enrollment in anna.npz" in unfamiliar_text(share, cmd, "anna.npz")
     # too few gestures to judge: nothing said yet
     early, _ = decided(DecisionConfig(confidence=1.01), until=t[-1] * 0.2)

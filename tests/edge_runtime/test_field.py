@@ -469,19 +469,20 @@ def test_adaptation_is_said_in_words():
            "correction": {"active": True, "rotation_deg": 29.6, "gains": [0.98, 1.0, 1.03]}}  # fmt: skip
     chosen = {"method": "ttt", "updates": 2, "resets": 1, "correction": ttt["correction"], "parts": [ttt]}
     text = adaptation_text(chosen, "gestures")
-    assert "2 change(s) of its input transform" in text and "300 gestures passed its gates" in text
+    assert "2 change(s) of its input transform" in text and "300 gestures learned from, of those answered: its safeguards skip" in text
     assert "input turned 30° (gains 0.98–1.03)" in text and "1 reset(s)" in text
     assert adaptation_text(chosen, "gestures", short=True) == "ttt 2 change(s), 300/512 gestures to the next search"
     # a search that found nothing is said (a walkthrough saw the next search move from 128 to 384, nothing else)
     searched = {**ttt, "updates": 0, "searches": 2, "found_nothing": 1, "rejected_trials": 0, "trial": True}
     text = adaptation_text({**chosen, "updates": 0, "parts": [searched]}, "gestures")
-    assert ("0 change(s) of its input transform (300 gestures passed its gates; 2 search(es): 1 found nothing better, "
+    assert ("0 change(s) of its input transform (300 gestures learned from, of those answered: its safeguards skip the first ones and any "
+            "unlike the training ones, still, or of a class that dominates the recent answers; 2 search(es): 1 found nothing better, "
             "one being checked on the next gestures; it looks") in text, text
     assert adaptation_text({**chosen, "parts": [searched]}, "gestures", short=True) == (
         "ttt 2 change(s) in 2 search(es), 300/512 gestures to the next search")
     first = {**searched, "searches": 0, "found_nothing": 0, "trial": False, "gated": 100, "next_search": 128}
     assert adaptation_text({**chosen, "parts": [first]}, "gestures", short=True).endswith("100/128 gestures to the first search")
-    assert "(100 gestures passed its gates; no search yet; it looks" in adaptation_text({**chosen, "parts": [first]}, "gestures")
+    assert "dominates the recent answers; no search yet; it looks" in adaptation_text({**chosen, "parts": [first]}, "gestures")
     # a sensor calibrated on gravity: the search rests, and the words say why there is no next search
     cal = {**searched, "calibrated": True, "trial": False}
     assert adaptation_text({**chosen, "parts": [cal]}, "windows", short=True) == (
@@ -513,9 +514,9 @@ def test_adaptation_is_said_in_words():
         part = {**ttt, "gated": gated, "shift_every": SHIFT_EVERY}
         return adaptation_text({**chosen, "updates": 0, "parts": [part]}, "gestures")
 
-    assert said(0).startswith("ttt: no gesture passed its gates yet, nothing adapted")
+    assert said(0).startswith("ttt: no gesture learned from yet, nothing adapted")
     assert said(SHIFT_EVERY - 1).startswith(f"ttt: activations not shifted yet (they follow your gestures from the "
-                                            f"{SHIFT_EVERY}th that passes its gates)")  # fmt: skip
+                                            f"{SHIFT_EVERY}th it learns from)")  # fmt: skip
     assert said(SHIFT_EVERY).startswith(f"ttt: activations shifted to your gestures (from the {SHIFT_EVERY}th")
 
 

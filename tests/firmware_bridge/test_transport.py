@@ -241,6 +241,21 @@ def test_a_text_device_given_a_wrong_rate_is_named_pauses_and_backlog_are_no_rat
     assert s.arrival_rate() == pytest.approx(200.0) and s.rate_problem() is None
 
 
+def test_a_wrong_rate_is_named_when_a_board_sends_its_lines_in_many_small_reads():
+    """A USB-CDC board at 208 Hz read 2 lines at a time (about 100 reads a second): the arrivals kept span
+    enough time to check the given rate (a walkthrough's --rate 100 went unnoticed when 500 reads were kept:
+    2.4 s of them, never the 5 s the check needs)."""
+    s = ImuStream("loop://", mode="text", rate_hz=100.0)
+    s.lines.decode(b"0.0,0.0,1.0\n")  # the width, as the handshake reads it
+    line = b"0.01,-0.02,0.98\n"
+    for i in range(1040):  # 10 s: 2080 readings
+        s._on_lines(s.lines.decode(line * 2), 1000.0 + i / 104.0)
+    assert s.arrival_rate() == pytest.approx(208.0, rel=0.01)
+    problem = s.rate_problem()
+    assert problem is not None and "--rate says 100 Hz" in problem and "give --rate 208" in problem
+    assert len(s._text_times) < 600  # by time, not by read: one arrival per 20 ms at most
+
+
 @pytest.mark.parametrize("header, channels, names, units", [
     (b"acc_x,acc_y,acc_z\n", None, ["acc_x", "acc_y", "acc_z"], ["g"] * 3),  # a header names them: units as the loaders
     (b"", None, ["ch0", "ch1", "ch2"], ["unknown"] * 3),

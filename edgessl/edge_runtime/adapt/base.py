@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,7 @@ class Adapter:
             self.load(self.state_path)
             self.restored = True
             return True
-        except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             self.reset()  # a load that failed half-way must not leave half a state behind
             aside = set_aside(self.state_path)
             where = f"moved to {aside}" if aside else "could not be moved aside"
