@@ -54,6 +54,12 @@ class StateReporter:
         text = in_use_text(self.port)
         return f"; {text}" if text else ""
 
+    def _missing(self) -> str:
+        """``"; it is not there: …"`` for a port path that does not exist (yet), else ""."""
+        if "://" in self.port or os.path.exists(self.port):
+            return ""
+        return "; it is not there: if the name is wrong, `edgessl devices` lists the boards it finds"
+
     def report(self, state: str) -> None:
         if state == "closed":
             return
@@ -66,10 +72,12 @@ class StateReporter:
             self.emit({"device": {"state": state, "port": self.port, **({"why": held[2:]} if held else {})}})
             if held:  # a service's journal: who keeps it waiting
                 warnings.warn(f"waiting for {self.port}{held}", stacklevel=2)
+            elif state == "waiting" and first and self._missing():  # ... or that its name may be wrong (a
+                # walkthrough's service with a mistyped port said "waiting" only in its events file)
+                warnings.warn(f"waiting for {self.port}{self._missing()}", stacklevel=2)
         elif state == "waiting":
             limit = "forever" if self.wait is None else f"up to {self.wait:g} s"
-            missing = ("; it is not there: if the name is wrong, `edgessl devices` lists the boards it finds"
-                       if "://" not in self.port and not os.path.exists(self.port) else "")  # fmt: skip
+            missing = self._missing()
             self.note(f"waiting for {self.port} ({limit}; --wait sets the limit{missing}{self._holders()})")
         elif state == "reconnecting":
             self.note(f"{self.port} went away; waiting for it to come back{self.gone}")

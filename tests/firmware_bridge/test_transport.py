@@ -321,6 +321,32 @@ def test_a_service_waiting_for_a_held_port_logs_who_holds_it(monkeypatch):
     assert len(caught) == 1 and "in use by edgessl (pid 4242)" in str(caught[0].message)
 
 
+def test_a_service_waiting_for_a_port_that_is_not_there_says_so_in_its_journal(monkeypatch, tmp_path):
+    """A walkthrough's service with a mistyped port waited forever, saying so only in its events file (stdout):
+    the journal (stderr) says once that the port is not there and how to find the right name."""
+    import warnings
+
+    from edgessl.firmware_bridge import ports
+    from edgessl.firmware_bridge.states import StateReporter
+
+    monkeypatch.setattr(ports, "port_holders", lambda path: [])
+    lines: list[dict] = []
+    rep = StateReporter(str(tmp_path / "ttyACM7"), None, json_mode=True, emit=lines.append, note=print)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep.report("waiting")
+        rep.report("streaming")
+        rep.report("waiting")  # (once)
+    assert [x["device"]["state"] for x in lines] == ["waiting", "streaming", "waiting"]
+    assert len(caught) == 1 and "it is not there" in str(caught[0].message) and "edgessl devices" in str(caught[0].message)
+    there = tmp_path / "ttyACM0"
+    there.touch()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        StateReporter(str(there), None, json_mode=True, emit=lines.append, note=print).report("waiting")
+    assert not caught
+
+
 def test_a_suggested_command_keeps_the_text_board_flags():
     """`enroll` ended with `(edgessl run ... --port P --state S)` without the --channels and --units it was given:
     copied, it exited 3 on the walkthrough's text board. Suggested commands carry the port flags given."""
