@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import sys
+import zlib
 
 import pytest
 import serial
@@ -58,6 +59,8 @@ CASES = [
     (DeviceLost("cannot open /dev/ttyUSB9"), ExitCode.DEVICE, "/dev/ttyUSB9"),
     (ProtocolError("device info has 0 channels"), ExitCode.DEVICE, "0 channels"),
     (serial.SerialException("could not open port /dev/ttyS9"), ExitCode.DEVICE, "/dev/ttyS9"),
+    (zlib.error("Error -3 while decompressing data: invalid bit length repeat"), ExitCode.DATA,
+     "a compressed archive is damaged"),  # a flipped byte in an .npz member
     (_missing("torch"), ExitCode.MISSING_EXTRA, "pip install '.[train]'"),
     (_missing("matplotlib.pyplot"), ExitCode.MISSING_EXTRA, "training extra (matplotlib)"),
     (_missing("onnxruntime"), ExitCode.MISSING_EXTRA, "'onnxruntime', which is not installed"),
