@@ -18,6 +18,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from edgessl import __version__
 from edgessl.errors import ExitCode, classify
@@ -96,13 +97,16 @@ class CliParser(argparse.ArgumentParser):
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from edgessl.datasets import StreamDataset, describe, load
+    from edgessl.datasets import StreamDataset, WindowDataset, describe, load
 
     ds = load(args.spec)
     print(ds.summary())
     sessions = describe(ds) if isinstance(ds, StreamDataset) and "input_mode" in ds.extra else None
     if sessions is not None:
         _print_sessions(sessions)
+    windows = _window_counts(ds) if isinstance(ds, WindowDataset) else None
+    if windows is not None:
+        _print_window_counts(windows)
     if args.json:
         if isinstance(ds, StreamDataset):
             info = {"kind": "stream", "recordings": ds.n_recordings, "samples": int(ds.signal.shape[1])}
@@ -111,8 +115,38 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
         info.update(channels=ds.channel_names, units=ds.channel_units, classes=ds.class_names, rate_hz=ds.rate_hz)
         if sessions is not None:
             info.update(sessions)
+        if windows is not None:
+            info.update(windows)
         print(json.dumps(info))
     return 0
+
+
+def _window_counts(ds: Any) -> dict[str, Any]:  # (a WindowDataset: imported with the loaders, not at start-up)
+    """A window data set's counts per class and per group (subject, day ...) in each split, and which groups
+    are on both sides: a test split that shares its people with training measures no new person (a
+    walkthrough read the UCR uWave file's test figure as one; all 8 subjects are in both)."""
+    import numpy as np
+
+    per_class = {name: [int((ds.y_train == c).sum()), int((ds.y_test == c).sum())] for c, name in enumerate(ds.class_names)}
+    groups: dict[str, Any] = {}
+    for key, (tr, te) in ds.groups.items():
+        a, b = set(np.asarray(tr).tolist()), set(np.asarray(te).tolist())
+        groups[key] = {"train": len(a), "test": len(b), "both": sorted(int(g) for g in a & b)}
+    return {"per_class_train_test": per_class, "groups": groups}
+
+
+def _print_window_counts(d: dict[str, Any]) -> None:
+    print("per class (train/test): " + ", ".join(f"{c} {a}/{b}" for c, (a, b) in d["per_class_train_test"].items()))
+    for key, g in d["groups"].items():
+        both = g["both"]
+        print(f"{key}: {g['train']} in train, {g['test']} in test" + (f", {len(both)} in both" if both else ", none in both"))
+    subject = d["groups"].get("subject") or d["groups"].get("user")
+    if subject and subject["both"]:
+        print(f"note: the test split shares {len(subject['both'])} of its {subject['test']} people with the training "
+              "split: its figure is not one for a new person (a dir: folder with a subfolder per person is split by "
+              "person: docs/data.md)")
+    elif subject is None:
+        print("note: no per-person ids in this file: whether the test split holds new people is not known")
 
 
 def _print_sessions(d: dict) -> None:

@@ -46,3 +46,32 @@ def test_data_info_cli_reports_bad_spec_clearly(capsys):
 
     assert main(["data", "info", "bogus:thing"]) == 2  # usage: a bad --data spec (docs/errors.md)
     assert "unknown dataset kind 'bogus'" in capsys.readouterr().err
+
+
+def test_data_info_counts_a_window_file_per_class_and_person_and_says_when_people_are_on_both_sides(tmp_path, capsys):
+    """A walkthrough read the UCR uWave file's test figure as one on new people: all 8 are in both splits, and
+    `data info` printed one summary line. It now counts per class and per group, and says so."""
+    import json
+
+    import numpy as np
+
+    from edgessl.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3, 16)).astype(np.float32)
+    y = np.array([0, 1] * 6)
+    base = dict(X_train=X, y_train=y, X_test=X[:4], y_test=y[:4], class_names=np.array(["a", "b"]),
+                channel_names=np.array(["acc_x", "acc_y", "acc_z"]), channel_units=np.array(["g"] * 3))  # fmt: skip
+    shared, apart = tmp_path / "shared.npz", tmp_path / "apart.npz"
+    np.savez(shared, **base, subject_train=np.repeat([1, 2, 3], 4), subject_test=np.array([3, 3, 4, 4]))
+    np.savez(apart, **base, subject_train=np.repeat([1, 2, 3], 4), subject_test=np.array([5, 5, 6, 6]))
+    assert main(["data", "info", f"npz:{shared}", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "per class (train/test): a 6/2, b 6/2" in out and "subject: 3 in train, 2 in test, 1 in both" in out
+    assert "shares 1 of its 2 people with the training split: its figure is not one for a new person" in out
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["groups"]["subject"] == {"train": 3, "test": 2, "both": [3]}
+    assert info["per_class_train_test"] == {"a": [6, 2], "b": [6, 2]}
+    assert main(["data", "info", f"npz:{apart}"]) == 0
+    out = capsys.readouterr().out
+    assert "subject: 3 in train, 2 in test, none in both" in out and "not one for a new person" not in out

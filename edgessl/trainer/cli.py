@@ -183,7 +183,10 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
                               "final_loss": r["history"][-1]["loss"] if r["history"] else None,
                               "out": str(a.out),
                               "next": f"edgessl finetune --data {shlex.quote(cfg.data.spec)} --init {a.out} "
-                                      f"--out {free_path(Path(a.out).parent, 'ft')}"}))  # fmt: skip
+                                      f"--out {free_path(Path(a.out).parent, 'ft')}",
+                              # a walkthrough copied it for a 5-per-class budget: the recipe follows the budget
+                              "with_few_labels": "add --labels-per-class K when only K windows per class are "
+                                                 "labelled (the few-labels recipe)"}))  # fmt: skip
     finally:
         teardown()
     return 0

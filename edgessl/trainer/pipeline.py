@@ -704,7 +704,12 @@ def _finetune(cfg: FinetuneConfig, out_dir: str | Path, progress: bool, plots: b
     cfg = run.cfg  # with the encoder's input channels
     if progress:
         what = "linear probe, frozen encoder" if cfg.mode == "linear" else "the whole network"
-        print(f"finetune ({what}): {len(run.tr)} labelled training windows, {len(run.va)} validation, "
+        # a label budget bounds the training labels only (a walkthrough took "40 labelled, 192 validation" for
+        # a 5-per-class run): said, with what the validation labels decide
+        budget = cfg.labels_per_class is not None or cfg.label_fraction is not None
+        beyond = (" (labelled, beyond the label budget: they select the epoch and set the export's unknown-answer "
+                  "gates)" if budget and len(run.va) else "")  # fmt: skip
+        print(f"finetune ({what}): {len(run.tr)} labelled training windows, {len(run.va)} validation{beyond}, "
               f"{len(run.X_test)} test; init={cfg.init or 'scratch'}", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     model, method, history = _train(run, run.Xtr, run.ytr)
@@ -1111,4 +1116,8 @@ def evaluate_encoder(init: str, data: DataConfig, val_fraction: float = 0.2, see
                 "test_accuracy": ev.accuracy(ev.knn_predict(E_tr, ds.y_train[tr], E_te, k, ds.n_classes), ds.y_test)},
         "dataset": ds.name,
         "init": str(init),
+        # what the probe and k-NN learned from: every labelled training window but validation's (a walkthrough
+        # took the probe's figure for a few-label one)
+        "protocol": f"fitted on {len(tr)} labelled training windows (all but the {len(va)} of validation, which "
+                    "selects weight decay and k); test split scored once",
     }  # fmt: skip
