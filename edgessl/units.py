@@ -151,10 +151,10 @@ def with_units_flag(problem: str, channels: str | None = None, declared: dict[st
         flags.append(f"acc={counts.group(1)}LSB/g")
     given = [f"{k}={v}" for k, v in (declared or {}).items() if any(f.startswith(f"{k}=") for f in flags)]
     if given:  # converted as declared and still not that sensor's values: another sensor's, in another order
-        order = f" (--channels {channels} names them in the order the board sends them)" if channels else ""
+        # (``channels`` is the model's list, not the board's order: not suggested here)
         return (f"{problem} — after --units {','.join(given)} converted them: these are likely another sensor's "
-                f"values, so check the channel order: --channels must name the board's values in the order it "
-                f"sends them{order}")  # fmt: skip
+                "values, so check the channel order: --channels must name the board's values in the order it "
+                "sends them")  # fmt: skip
     if not flags:
         return problem
     names = f" --channels {channels} (the board's values have no names; --units converts the named ones)" if channels else ""
