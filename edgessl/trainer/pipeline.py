@@ -666,6 +666,9 @@ def _self_train(run: _Run, model: Classifier, method: SupervisedMethod, history:
         pick, pseudo = pseudo_labels(ev.predict_logits(model, run.U), run.cfg.pseudo_fraction)
         own = pick < len(run.pool)  # picked from the training split (the others come from cfg.unlabelled)
         X_fit, y_fit = np.concatenate([run.Xtr, run.U[pick]]), np.concatenate([run.ytr, pseudo])
+        if run.progress:  # before its epochs (a walkthrough read the line after them as the next round's)
+            print(f"self-training round {r + 1}/{run.cfg.self_train_rounds}: training again, on the labelled windows and "
+                  f"{len(pick)} pseudo-labelled ones", flush=True)  # fmt: skip
         model, method, history = _train(run, X_fit, y_fit)
         rounds.append({"round": r + 1, "pseudo_labels": len(pick),
                        "val_accuracy": float(max(h["val_accuracy"] for h in history)),
@@ -673,9 +676,6 @@ def _self_train(run: _Run, model: Classifier, method: SupervisedMethod, history:
                        # took no part in training
                        "pseudo_label_accuracy_diagnostic": float(np.mean(pseudo[own] == run.ds.y_train[run.pool[pick[own]]]))
                        if own.any() else None})  # fmt: skip
-        if run.progress:
-            print(f"self-training round {r + 1}/{run.cfg.self_train_rounds}: training again, on the labelled windows and "
-                  f"{len(pick)} pseudo-labelled ones", flush=True)  # fmt: skip
     return model, method, history, X_fit, y_fit, rounds
 
 
