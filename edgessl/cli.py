@@ -107,6 +107,9 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     windows = _window_counts(ds) if isinstance(ds, WindowDataset) else None
     if windows is not None:
         _print_window_counts(windows)
+    labelled = _stream_label_seconds(ds) if isinstance(ds, StreamDataset) and sessions is None else None
+    if labelled:  # a stream file's labels (a walkthrough had to read HAPT's activities from the arrays)
+        print("labelled seconds per class: " + ", ".join(f"{c} {v:g}" for c, v in labelled.items()))
     if args.json:
         if isinstance(ds, StreamDataset):
             info = {"kind": "stream", "recordings": ds.n_recordings, "samples": int(ds.signal.shape[1])}
@@ -117,6 +120,8 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
             info.update(sessions)
         if windows is not None:
             info.update(windows)
+        if labelled:
+            info.update(labelled_seconds=labelled)
         print(json.dumps(info))
     return 0
 
@@ -133,6 +138,24 @@ def _window_counts(ds: Any) -> dict[str, Any]:  # (a WindowDataset: imported wit
         a, b = set(np.asarray(tr).tolist()), set(np.asarray(te).tolist())
         groups[key] = {"train": len(a), "test": len(b), "both": sorted(int(g) for g in a & b)}
     return {"per_class_train_test": per_class, "groups": groups}
+
+
+def _stream_label_seconds(ds: Any) -> dict[str, float]:
+    """A stream's labelled time per class in seconds (per-sample or per-recording labels; samples without a
+    label and a stream without a rate: nothing)."""
+    import numpy as np
+
+    if not ds.rate_hz:
+        return {}
+    if ds.sample_labels is not None:
+        counts = np.bincount(ds.sample_labels[ds.sample_labels >= 0], minlength=len(ds.class_names))
+    elif ds.recording_labels is not None:
+        lengths = np.diff(ds.offsets)
+        keep = ds.recording_labels >= 0
+        counts = np.bincount(ds.recording_labels[keep], weights=lengths[keep], minlength=len(ds.class_names))
+    else:
+        return {}
+    return {name: round(float(n) / ds.rate_hz, 1) for name, n in zip(ds.class_names, counts, strict=False) if n}
 
 
 def _print_window_counts(d: dict[str, Any]) -> None:

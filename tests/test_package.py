@@ -75,3 +75,20 @@ def test_data_info_counts_a_window_file_per_class_and_person_and_says_when_peopl
     assert main(["data", "info", f"npz:{apart}"]) == 0
     out = capsys.readouterr().out
     assert "subject: 3 in train, 2 in test, none in both" in out and "not one for a new person" not in out
+
+
+def test_data_info_gives_a_labelled_streams_seconds_per_class():
+    """A walkthrough read HAPT's activities from the arrays: `data info` now gives each class's labelled time."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgessl.cli import _stream_label_seconds
+
+    per_sample = SimpleNamespace(rate_hz=50.0, class_names=["walk", "sit", "lie"], offsets=np.array([0, 300]),
+                                 sample_labels=np.array([0] * 100 + [-1] * 50 + [1] * 150), recording_labels=None)  # fmt: skip
+    assert _stream_label_seconds(per_sample) == {"walk": 2.0, "sit": 3.0}
+    per_recording = SimpleNamespace(rate_hz=100.0, class_names=["a", "b"], offsets=np.array([0, 150, 250, 300]),
+                                    sample_labels=None, recording_labels=np.array([1, 0, 1]))  # fmt: skip
+    assert _stream_label_seconds(per_recording) == {"a": 1.0, "b": 2.0}
+    assert _stream_label_seconds(SimpleNamespace(**{**vars(per_recording), "rate_hz": None})) == {}

@@ -307,7 +307,8 @@ def unfamiliar_text(share: dict[str, Any], enroll: str, state: str | None, said:
             f"unlike training, where the export calibrated {share['calibrated']:.0%} on its validation gestures: this "
             f"person's way of performing them (or the mounting) differs from {who}; {enroll} --calibrate teaches the "
             f"model theirs and finds a turned mounting (each gesture once{', added to the state' if state else ''}; "
-            "with this run stopped: the port is one program's at a time)")
+            "with this run stopped: the port is one program's at a time). If those were no gestures but everyday "
+            "movement (getting up, turning round), `unknown` was the right answer: enrolling will not help there")
 
 
 def unclassified_text(rt: GestureRuntime, enroll: str) -> str:
