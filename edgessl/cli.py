@@ -126,7 +126,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _window_counts(ds: Any) -> dict[str, Any]:  # (a WindowDataset: imported with the loaders, not at start-up)
+def _window_counts(ds: Any) -> dict[str, Any]:  # (a WindowDataset, typed Any: the loaders load on demand)
     """A window data set's counts per class and per group (subject, day ...) in each split, and which groups
     are on both sides: a test split that shares its people with training measures no new person (a
     walkthrough read the UCR uWave file's test figure as one; all 8 subjects are in both)."""

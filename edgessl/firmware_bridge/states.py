@@ -72,9 +72,9 @@ class StateReporter:
             self.emit({"device": {"state": state, "port": self.port, **({"why": held[2:]} if held else {})}})
             if held:  # a service's journal: who keeps it waiting
                 warnings.warn(f"waiting for {self.port}{held}", stacklevel=2)
-            elif state == "waiting" and first and self._missing():  # ... or that its name may be wrong (a
-                # walkthrough's service with a mistyped port said "waiting" only in its events file)
-                warnings.warn(f"waiting for {self.port}{self._missing()}", stacklevel=2)
+            elif state == "waiting" and first and (missing := self._missing()):  # ... or that its name may be
+                # wrong (a walkthrough's service with a mistyped port said "waiting" only in its events file)
+                warnings.warn(f"waiting for {self.port}{missing}", stacklevel=2)
         elif state == "waiting":
             limit = "forever" if self.wait is None else f"up to {self.wait:g} s"
             missing = self._missing()
