@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+import numpy as np
 import serial
 
 from edgessl.firmware_bridge import protocol as P
@@ -167,6 +168,7 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
     status: P.AckStatus | None = None
     binary = was_streaming = False
     readings, width, header = 0, 0, None
+    values: list[tuple[float, ...]] = []  # the first readings: what their units look like
     # text rate: readings that arrived after the first chunk (what was buffered before the port opened is no rate)
     first_chunk: float | None = None
     last_chunk = 0.0
@@ -207,6 +209,8 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
                     readings += 1
                     width = len(ln.values)
                     last_chunk = now
+                    if len(values) < 200:
+                        values.append(ln.values)
             if readings and first_chunk is None and now - t0 > 0.05:
                 first_chunk, counted_from = now, readings
         if info is not None or (status is not None and status != P.AckStatus.OK):
@@ -243,9 +247,24 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
         if rate and speed and speed != 1.0:  # `edgessl simulate --speed k` sends its lines k times faster
             rate /= speed
             about = f" at about {rate:.0f} Hz (lines arrive {speed:g}x faster: the simulator's --speed)"
-        return Probe("text", f"text lines (CSV), {width} values per line{names}{about}",
+        units = _text_units_hint(values, width, header, example)
+        return Probe("text", f"text lines (CSV), {width} values per line{names}{about}{units}",
                      {"values_per_line": width, "header": header, "rate_hz": rate})  # fmt: skip
     return Probe("no answer", f"nothing understood within {timeout:g} s")
+
+
+def _text_units_hint(values: list, width: int, header: list[str] | None, example: str) -> str:
+    """``"; …"``: what a text board's accelerometer values look like when not g (mg, m/s², raw counts), with the
+    flags that convert them; the accelerometer is the header's ``acc`` channels, else the first three values
+    (a walkthrough's board printed mg and °/s, which `devices` did not say; `monitor` does once they are named)."""
+    from edgessl.units import g_channels, unit_from_channel, unit_problem_text, with_units_flag
+
+    rows = np.array([v for v in values if len(v) == width], np.float64)
+    idx = g_channels([unit_from_channel(n) for n in header]) if header else [0, 1, 2]
+    if len(rows) < 10 or len(idx) != 3 or max(idx) >= width:
+        return ""
+    problem = unit_problem_text([header[i] if header else f"value {i + 1}" for i in idx], rows[:, idx])
+    return f"; {with_units_flag(problem, None if header else example)}" if problem else ""
 
 
 def probe(path: str, timeout: float = 1.0) -> Probe:

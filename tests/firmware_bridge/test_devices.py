@@ -59,6 +59,17 @@ def test_text_device_is_recognised_by_its_lines_and_rate(source, tmp_path):
     assert pr.info["header"] is None and "(no header line: name them, e.g. --channels acc_x,acc_y,acc_z)" in pr.detail
 
 
+def test_a_text_device_in_mg_is_said_with_the_flags_that_convert_it(source, tmp_path):
+    """A walkthrough's board printed mg (and °/s) without a header; `devices` found it and said nothing of its
+    units (`monitor` warned only once its values were named). The probe now says what they look like."""
+    with SimulatedImu(*source, mode="csv", link=str(tmp_path / "imu"), text_scale=[1000.0] * 3) as sim:
+        pr = D.probe(sim.path, timeout=1.5)
+    assert pr.answer == "text" and "they look like mg" in pr.detail, pr.detail
+    assert "--units acc=mg --channels acc_x,acc_y,acc_z" in pr.detail
+    with SimulatedImu(*source, mode="csv", link=str(tmp_path / "imu2")) as sim:  # in g: nothing to say
+        assert "look like" not in D.probe(sim.path, timeout=1.5).detail
+
+
 def test_a_silent_port_and_a_missing_one_do_not_hang(tmp_path):
     master, slave = os.openpty()  # nobody answers on the other side
     try:
