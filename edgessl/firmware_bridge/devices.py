@@ -29,6 +29,7 @@ from edgessl.firmware_bridge import protocol as P
 from edgessl.firmware_bridge.flags import channels_example
 from edgessl.firmware_bridge.ports import argv_flag, port_holders, simulate_processes, simulator_speed
 from edgessl.firmware_bridge.transport import list_devices
+from edgessl.units import g_channels, unit_from_channel, unit_problem_text, with_units_flag
 
 __all__ = ["ANSWERS", "Probe", "candidates", "port_holders", "probe", "probe_all", "register"]
 
@@ -253,12 +254,10 @@ def _converse(ser: serial.SerialBase, timeout: float) -> Probe:
     return Probe("no answer", f"nothing understood within {timeout:g} s")
 
 
-def _text_units_hint(values: list, width: int, header: list[str] | None, example: str) -> str:
+def _text_units_hint(values: list[tuple[float, ...]], width: int, header: list[str] | None, example: str) -> str:
     """``"; …"``: what a text board's accelerometer values look like when not g (mg, m/s², raw counts), with the
     flags that convert them; the accelerometer is the header's ``acc`` channels, else the first three values
     (a walkthrough's board printed mg and °/s, which `devices` did not say; `monitor` does once they are named)."""
-    from edgessl.units import g_channels, unit_from_channel, unit_problem_text, with_units_flag
-
     rows = np.array([v for v in values if len(v) == width], np.float64)
     idx = g_channels([unit_from_channel(n) for n in header]) if header else [0, 1, 2]
     if len(rows) < 10 or len(idx) != 3 or max(idx) >= width:
