@@ -71,12 +71,16 @@ def write_npz(path: Path, raw, train: np.ndarray, test: np.ndarray, drop: int | 
 
 def train(root: Path, name: str, npz: Path, seed: int, epochs: int) -> tuple[Path, dict]:
     out = root / f"{name}_{seed}"
-    if not (out / "model.essl").exists():  # --workdir: reuse a bundle of an earlier run with the same settings
+    if not (out / "metrics.json").exists():  # --workdir: reuse a model of an earlier run with the same settings
         cfg = FinetuneConfig(data=DataConfig(spec=f"npz:{npz}"), labels_per_class=5,
                              fit=FitConfig(epochs=epochs, batch_size=64, warmup_epochs=3, seed=seed, drop_last=False))  # fmt: skip
         finetune(cfg, out, progress=False, plots=False)
-        export_bundle(out, out / "model.essl", ExportConfig(min_agreement=0.0), progress=False)
-    return out / "model.essl", json.loads((out / "metrics.json").read_text())
+    # a bundle for gestures, as a user's gesture recordings give: one whole gesture per window (segment input
+    # mode, with its noise gate); the windows' file has a rate, so the export's automatic choice would be sliding
+    bundle = out / "model_segment.essl"
+    if not bundle.exists():
+        export_bundle(out, bundle, ExportConfig(min_agreement=0.0, input_mode="segment"), progress=False)
+    return bundle, json.loads((out / "metrics.json").read_text())
 
 
 def run_stream(rt: GestureRuntime, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
@@ -233,8 +237,9 @@ def main() -> None:
             bundle, metrics = train(root, "u14", root / "u14.npz", seed, epochs)
             r = rows.setdefault("personalise", {})
             for users, (Xs, ys, ss) in (("new_users", (X, y, s)), ("training_users_held_out_days", (Xv, yv, sv))):
-                for k, adapt in ((0, None), (1, None), (3, None), (1, "ttt"), (3, "ttt")):
-                    if users != "new_users" and adapt:
+                for k, adapt in ((0, None), (1, None), (3, None), (0, "ttt"), (0, "ttt+clusters"), (1, "ttt"), (3, "ttt"),
+                                 (1, "ttt+clusters"), (3, "ttt+clusters")):  # fmt: skip
+                    if users != "new_users" and adapt and k:
                         continue
                     key = f"{users}/{'none' if not k else f'enrolled_{k}'}{'+' + adapt if adapt else ''}"
                     shown = shown_by.setdefault((seed, users), []) if k and not adapt else None

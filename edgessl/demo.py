@@ -220,7 +220,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
                     break
             latencies = list(rt.latencies_ms)
             unknown_adapt = _unknown(rt.stats)
-            adapter_info = {"updates": rt.adapter.updates, "resets": rt.adapter.resets} if rt.adapter else {}
+            adapter_info = {"updates": _changes(rt.adapter), "resets": rt.adapter.resets} if rt.adapter else {}
         sim.stop()
     t_rec = np.concatenate(recorded_t)
     acc_live, _ = stream_accuracy(events, truth, 100.0)
@@ -255,7 +255,7 @@ def run_demo(data: str, out: Path, quick: bool, cfg: DemoConfig | None = None, f
             acc, ok = stream_accuracy(found, long.extra["events"], 100.0)
             runs[name] = {"accuracy": acc, "ok": ok, "unknown": _unknown(rt1.stats), "events": len(found),
                           "first_update_t": first_update_t,
-                          "enrollment": reports, **({"updates": rt1.adapter.updates, "resets": rt1.adapter.resets,
+                          "enrollment": reports, **({"updates": _changes(rt1.adapter), "resets": rt1.adapter.resets,
                                                      "method": rt1.adapter.name} if rt1.adapter else {})}  # fmt: skip
     acc_base, ok_base = runs["unadapted"]["accuracy"], runs["unadapted"]["ok"]
     acc_adapt, ok_adapt = runs["adapted"]["accuracy"], runs["adapted"]["ok"]
@@ -420,12 +420,19 @@ def _since_md(s: dict | None, method: str) -> str:
             f"{s['adapted']:.3f}.")
 
 
+def _changes(adapter) -> int:
+    """The adapter's updates less the regroupings of ``clusters`` (which the report words apart)."""
+    parts = adapter.summary().get("parts") or [adapter.summary()]
+    return sum(int(p["updates"]) for p in parts if p["method"] != "clusters")
+
+
 def _adapt_words(method: str, updates: int) -> str:
     """What the adapter did, in words: ``ttt`` shifts its activations (from the ``SHIFT_EVERY``-th gesture that
     it learns from on) and counts only the changes of its input transform as updates."""
     if "ttt" in method:
-        return (f"{method}: activations shifted from the {SHIFT_EVERY}th gesture, {updates} change(s) of its input "
-                "transform")
+        groups = ", your gestures grouped from the 16th (clusters)" if "clusters" in method else ""
+        return (f"{method}: activations shifted from the {SHIFT_EVERY}th gesture{groups}, {updates} change(s) of its "
+                "input transform")
     return f"{method}, {updates} update(s)"
 
 

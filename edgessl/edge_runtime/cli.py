@@ -376,6 +376,30 @@ def adaptation_text(summary: dict[str, Any] | None, unit: str, short: bool = Fal
     ("gestures" for a segment bundle, "windows" else). ``short``: the status line's few words."""
     if summary is None:
         return ""
+    parts = summary.get("parts") or [summary]
+    groups = next((p for p in parts if p.get("method") == "clusters"), None)
+    rest = [p for p in parts if p is not groups]
+    if groups is None:
+        return _method_text(summary, unit, short)
+    if not rest:
+        return groups_text(groups, unit, short)
+    own = rest[0] if len(rest) == 1 else {**summary, "method": "+".join(p["method"] for p in rest)}
+    return f"{_method_text({**own, 'resets': summary['resets']}, unit, short)}; {groups_text(groups, unit, short)}"
+
+
+def groups_text(g: dict[str, Any], unit: str, short: bool = False) -> str:
+    """What ``clusters`` does, in words, from its summary."""
+    kept, groups, least = int(g["gestures_kept"]), int(g["groups"]), int(g["min_members"])
+    if short:
+        return f"groups {groups} of {kept}" if groups else f"grouping from {least} ({kept})"
+    if not groups:
+        return (f"clusters: {kept} of your {unit} kept; it groups them from the {least}th on, and each group then "
+                f"answers as most of its {unit} were answered")  # fmt: skip
+    return (f"clusters: your last {kept} {unit} in {groups} group(s) of alike ones, each answered as most of its "
+            f"{unit} were: a {unit[:-1]} inside a group leans to the group's answer")  # fmt: skip
+
+
+def _method_text(summary: dict[str, Any], unit: str, short: bool) -> str:
     parts = summary.get("parts") or []
     own = parts[0] if len(parts) == 1 else summary  # `ttt|tent`: the method chosen
     name, n, resets = summary["method"], int(summary["updates"]), int(summary["resets"])
@@ -876,9 +900,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "feed the model, instead of stopping with a device error")  # fmt: skip
     p.add_argument("--providers", default="CPU", help="onnxruntime providers in order, e.g. TensorRT,CUDA,CPU")
     p.add_argument("--adapt", default=DEFAULT_METHOD,
-                   help="test-time adaptation: none, t3a, tent, ttt, input, a chain like input+tent, or the first "
-                        f"available of a|b (default {DEFAULT_METHOD}: ttt where the model takes accelerometer axes "
-                        "in g, else tent; best in benchmarks/results/tta_shift.json)")
+                   help="test-time adaptation: none, t3a, tent, ttt, input, clusters, a chain like input+tent, or "
+                        f"the first available of a|b (default {DEFAULT_METHOD}: ttt where the model takes "
+                        "accelerometer axes in g, else tent; and, for a gesture model, clusters: your own gestures "
+                        "grouped, each group answered as most of its gestures were; best in "
+                        "benchmarks/results/tta_shift.json and enroll.json)")
     p.add_argument("--adapt-state", default=None,
                    help="file to restore adapted state from and save it to (exactly this path; saved atomically "
                         "every --save-every seconds and at exit, SIGTERM included; an unusable one is set aside)")  # fmt: skip

@@ -364,7 +364,7 @@ class GestureRuntime:
             units=tuple(self.bundle.units), preprocess=self.preprocess, head_weight=self.W, head_bias=self.b,
             prototypes=self.prototypes, embedding_mean=p["embedding_mean"], embedding_std=p["embedding_std"],
             ood_threshold=self.ood_threshold, embed=self.embed, ssl_head=SslHead.from_params(p),
-            input_moments=InputMoments.from_params(p),
+            input_moments=InputMoments.from_params(p), segments=self.bundle.manifest["input_mode"] == "segment",
         )  # fmt: skip
 
     # -- enrollment (see edgessl.edge_runtime.enroll) ------------------------------------------------------

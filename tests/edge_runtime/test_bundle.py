@@ -42,7 +42,7 @@ def test_an_older_schema_1_bundle_still_opens_classifies_and_adapts(small_bundle
             assert all(np.isfinite(rt.classify(x).probs).all() for x in X)
     # the default's ttt starts from the identity without the input moments
     with GestureRuntime(old, decision=ANY, adapter=build_adapter(DEFAULT_METHOD)) as rt:
-        assert rt.adapter is not None and rt.adapter.name == "ttt"
+        assert rt.adapter is not None and rt.adapter.name == "ttt+clusters"
         assert all(np.isfinite(rt.classify(x).probs).all() for x in X)
     # moments without their natural level (an export between the two): input correction runs, level 0
     mid = rewrite(small_bundle, "mid.essl", drop_arrays=("input_moments_natural",))

@@ -420,7 +420,7 @@ def test_run_waits_for_the_port_and_sigterm_saves_a_state_the_next_start_restore
         if sim is not None:
             sim.stop()
     with np.load(state) as z:
-        assert str(z["format"]) == STATE_FORMAT and str(z["method"]) == "ttt"  # the default's choice here
+        assert str(z["format"]) == STATE_FORMAT and str(z["method"]) == "ttt+clusters"  # the default's choice here
         saved = {k: z[k] for k in z.files if k not in ("format", "method", "bundle")}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     ad = build_adapter(DEFAULT_METHOD, state_path=str(state))
@@ -439,7 +439,8 @@ def test_run_waits_for_the_port_and_sigterm_saves_a_state_the_next_start_restore
     assert notes and notes[0].startswith(f"adaptation state restored from {state}"), r.stdout[:500]
     assert state.exists() and not list(tmp_path.glob("adapt_state.bad-*"))
     # what adaptation did is in the stats (and, in words, in the last lines of a terminal's or a log's run)
-    assert stats["adaptation"]["method"] == "ttt" and stats["adaptation"]["parts"][0]["next_search"] > 0
+    assert stats["adaptation"]["method"] == "ttt+clusters" and stats["adaptation"]["parts"][0]["next_search"] > 0
+    assert stats["adaptation"]["parts"][1]["method"] == "clusters"
 
 
 def test_what_the_host_does_beyond_a_boards_c_library_is_said():
@@ -806,7 +807,7 @@ def test_an_adapters_state_says_it_was_restored_and_keeps_the_way_to_the_next_se
         build_adapter(DEFAULT_METHOD).save()
     # a state saved before the way to the next search was kept loads as before (no `progress` array)
     with np.load(state) as z:
-        old = {k: z[k] for k in z.files if k != "progress"}
+        old = {k: z[k] for k in z.files if not k.endswith("progress")}  # (ttt's, in the default chain: 0.progress)
     np.savez(tmp_path / "old.npz", **old)
     older = build_adapter(DEFAULT_METHOD, state_path=str(tmp_path / "old.npz"))
     with GestureRuntime(ttt_bundle, adapter=older, decision=ANY) as rt:

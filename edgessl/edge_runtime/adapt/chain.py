@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgessl.edge_runtime.adapt.base import Adapter
+from edgessl.edge_runtime.adapt.clusters import Clusters
 from edgessl.edge_runtime.adapt.context import AdaptContext
+
+
+def input_key(parts: list[Adapter]) -> tuple:
+    """What the input transforms of ``parts`` are now (``input``'s, ``ttt``'s, in chains too): equal keys, equal
+    transforms."""
+    out: list[Any] = []
+    for p in parts:
+        if isinstance(p, Chain):
+            out.append(input_key(p.parts))
+        elif isinstance(A := getattr(p, "A", None), np.ndarray):
+            out.append((A.tobytes(), np.asarray(p.c).tobytes()) if getattr(p, "active", False) else None)  # type: ignore[attr-defined]
+    return tuple(out)
 
 
 class Chain(Adapter):
@@ -46,6 +61,8 @@ class Chain(Adapter):
         self.ctx = ctx
         kept = []
         for p in self.parts:
+            if isinstance(p, Clusters) and not ctx.segments:
+                continue  # a sliding-window bundle's windows are not whole gestures to group
             try:
                 p.attach(ctx)
                 kept.append(p)
@@ -54,6 +71,14 @@ class Chain(Adapter):
         if not kept:
             raise ValueError(f"none of the adaptation methods {self.name} is available for this bundle")
         self.parts = kept
+        for i, p in enumerate(kept):
+            if isinstance(p, Clusters):  # on top of the head of the parts before it
+                before = kept[:i]
+                if before:
+                    p.base_logits = before[-1].logits
+                p.input_version = functools.partial(input_key, before)
+                p.reset()  # (its state starts under the transform in use now)
+        self.name = "+".join(p.name for p in kept)  # (after a|b parts chose)
 
     def reset(self) -> None:
         for p in self.parts:
@@ -77,10 +102,23 @@ class Chain(Adapter):
 
     def summary(self) -> dict[str, Any]:
         """The chain's counts, and the input correction of the first part that has one."""
-        parts = [{**p.summary(), "restored": bool(self.restored or p.restored)} for p in self.parts]  # (the chain restores)
+        parts = []  # every method in use, a chain's in it too (ttt|tent+clusters: ttt, clusters)
+        for p in self.parts:
+            leaves = p.summary()["parts"] if isinstance(p, Chain) else [p.summary()]
+            parts += [{**q, "restored": bool(self.restored or p.restored or q["restored"])} for q in leaves]  # (the chain restores)
         correction = next((s["correction"] for s in parts if s["correction"] is not None), None)
         return {"method": self.name, "updates": int(self.updates), "resets": int(self.resets),
                 "restored": bool(self.restored), "correction": correction, "parts": parts}  # fmt: skip
+
+    def _load_npz(self, path: str | Path, z: np.lib.npyio.NpzFile) -> None:
+        """A state of the chain, or one of the method it runs beside ``clusters`` alone (``ttt``, the default
+        before ``ttt|tent+clusters``): that part takes it and the groups start afresh (a service's state carries
+        over an update)."""
+        rest = [p for p in self.parts if not isinstance(p, Clusters)]
+        if len(rest) == 1 < len(self.parts) and "method" in z.files and str(z["method"]) == rest[0].name:
+            rest[0]._load_npz(path, z)
+            return
+        super()._load_npz(path, z)
 
     def load_state(self, st: dict[str, np.ndarray]) -> None:
         for i, p in enumerate(self.parts):

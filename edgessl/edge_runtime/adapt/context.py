@@ -91,6 +91,7 @@ class AdaptContext:
             adapter's own input transform).
         ssl_head: the self-supervised head, if the model was fine-tuned with one.
         input_moments: the training signal's moments, if the bundle records them.
+        segments: whether each window is one whole gesture (a segment bundle), not a sliding window.
     """
 
     bundle: str
@@ -107,6 +108,7 @@ class AdaptContext:
     embed: Callable[[np.ndarray], np.ndarray]
     ssl_head: SslHead | None = None
     input_moments: InputMoments | None = None
+    segments: bool = False
 
     @property
     def n_classes(self) -> int:
