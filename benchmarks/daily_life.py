@@ -12,9 +12,10 @@ device, now worn through everyday life. Every event that names a gesture there i
 per minute of daily activity, and by what the recording's labels say at the event's middle (continuous
 activity, a postural transition, or unlabelled stretches: turns and stops). Also with the session after the
 daily activity (the same recording first, then the gestures, one runtime): what everyday movement costs the
-gestures that follow.
+gestures that follow. Each with the bundle's calibrated confidence gate and with the ``--confidences`` given
+(``edgessl run --confidence``), the gestures and the daily activity alike: the trade between the two.
 
-    python benchmarks/daily_life.py [--seeds 3] [--recordings 8] [--workdir DIR]
+    python benchmarks/daily_life.py [--seeds 3] [--recordings 8] [--confidences 0.6,0.7] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -91,11 +92,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--recordings", type=int, default=8)
     ap.add_argument("--workdir", default=None, help="keep the demo models here and reuse those already there")
+    ap.add_argument("--confidences", default="0.6,0.7", type=lambda v: [float(c) for c in v.split(",") if c],
+                    help="--confidence gates tried besides the bundle's (the gestures and the daily activity alike)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "daily_life.json"))
     a = ap.parse_args()
     hapt = load_stream("npz:hapt_raw_streams.npz")
     names = list(hapt.class_names)
-    decision = dataclasses.replace(DecisionConfig(), report_unknown=True)
     rows: list[dict] = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
@@ -106,56 +108,67 @@ def main() -> None:
                 run_demo("synthetic", bundle.parent, quick=False, cfg=DemoConfig(seed=seed), force=True)
             x, truth = gesture_session(seed)
             for adapt in ("none", DEFAULT_METHOD):
-                state = root / f"state_{seed}_{adapt.replace('|', '_')}.npz"
-                ad = build_adapter(adapt)
-                with GestureRuntime(bundle, decision=decision, adapter=ad) as rt:
-                    acc = stream_accuracy(feed(rt, x), truth, RATE)[0]
-                    if ad is not None:
-                        ad.save(state)
-                row: dict = {"seed": seed, "adapt": adapt, "gestures_accuracy": acc, "recordings": []}
-                minutes, total = 0.0, 0
-                for k in range(a.recordings):
-                    y, lab = daily(hapt, k)
-                    with GestureRuntime(bundle, decision=decision,
-                                        adapter=build_adapter(adapt, str(state)) if ad is not None else None) as rt:  # fmt: skip
-                        fg = false_gestures(feed(rt, y), lab, names, 0.0)
-                    # the daily activity first, then the gestures, one runtime
-                    with GestureRuntime(bundle, decision=decision, adapter=build_adapter(adapt)) as rt:
-                        feed(rt, y)
-                        t0 = len(y) / RATE + 5.0
-                        ev = feed(rt, x, t0)
-                        truth_after = np.array([(s + t0 * RATE, e + t0 * RATE, lb) for s, e, lb in truth])
-                        fg["gestures_accuracy_after"] = stream_accuracy(ev, truth_after, RATE)[0]
-                    fg["minutes"] = round(len(y) / RATE / 60, 2)
-                    minutes += fg["minutes"]
-                    total += fg["false_gestures"]
-                    row["recordings"].append(fg)
-                    print(f"seed {seed} {adapt:20s} recording {k}: {fg}", flush=True)
-                row["false_per_minute"] = total / minutes
-                row["gestures_accuracy_after_daily"] = float(np.mean([r["gestures_accuracy_after"] for r in row["recordings"]]))
-                rows.append(row)
-                print(f"seed {seed} {adapt:20s} gestures {acc:.3f}, after daily activity "
-                      f"{row['gestures_accuracy_after_daily']:.3f}; false gestures {row['false_per_minute']:.2f}/min "
-                      f"over {minutes:.1f} min", flush=True)  # fmt: skip
+                for gate in (None, *a.confidences):  # None: the bundle's calibrated gate (run's default)
+                    rows.append(one(bundle, root, seed, adapt, gate, x, truth, hapt, names, a.recordings))
                 Path(a.out).write_text(json.dumps(_final(rows, a, t_start), indent=2) + "\n")
     print(f"wrote {a.out}")
 
 
+def one(bundle: Path, root: Path, seed: int, adapt: str, gate: float | None, x: np.ndarray, truth: np.ndarray, hapt,
+        names: list[str], recordings: int) -> dict:  # fmt: skip
+    """The gesture session, then each daily recording with the state the session left; at the bundle's gate also
+    the daily recording first and the gestures after it."""
+    decision = dataclasses.replace(DecisionConfig() if gate is None else DecisionConfig(confidence=gate), report_unknown=True)
+    state = root / f"state_{seed}_{adapt.replace('|', '_')}_{gate}.npz"
+    ad = build_adapter(adapt)
+    with GestureRuntime(bundle, decision=decision, adapter=ad) as rt:
+        acc = stream_accuracy(feed(rt, x), truth, RATE)[0]
+        if ad is not None:
+            ad.save(state)
+    row: dict = {"seed": seed, "adapt": adapt, "confidence": gate, "gestures_accuracy": acc, "recordings": []}
+    minutes, total = 0.0, 0
+    for k in range(recordings):
+        y, lab = daily(hapt, k)
+        with GestureRuntime(bundle, decision=decision,
+                            adapter=build_adapter(adapt, str(state)) if ad is not None else None) as rt:  # fmt: skip
+            fg = false_gestures(feed(rt, y), lab, names, 0.0)
+        if gate is None:  # the daily activity first, then the gestures, one runtime
+            with GestureRuntime(bundle, decision=decision, adapter=build_adapter(adapt)) as rt:
+                feed(rt, y)
+                t0 = len(y) / RATE + 5.0
+                ev = feed(rt, x, t0)
+                truth_after = np.array([(s + t0 * RATE, e + t0 * RATE, lb) for s, e, lb in truth])
+                fg["gestures_accuracy_after"] = stream_accuracy(ev, truth_after, RATE)[0]
+        fg["minutes"] = round(len(y) / RATE / 60, 2)
+        minutes += fg["minutes"]
+        total += fg["false_gestures"]
+        row["recordings"].append(fg)
+    row["false_per_minute"] = total / minutes
+    if gate is None:
+        row["gestures_accuracy_after_daily"] = float(np.mean([r["gestures_accuracy_after"] for r in row["recordings"]]))
+    print(f"seed {seed} {adapt:20s} confidence {gate or 'bundle'}: gestures {acc:.3f}, false gestures "
+          f"{row['false_per_minute']:.2f}/min over {minutes:.1f} min"
+          + (f", gestures after daily activity {row['gestures_accuracy_after_daily']:.3f}" if gate is None else ""),
+          flush=True)  # fmt: skip
+    return row
+
+
 def _final(rows: list[dict], a, t_start: float) -> dict:
     summary = {}
-    for adapt in sorted({r["adapt"] for r in rows}):
-        rr = [r for r in rows if r["adapt"] == adapt]
+    for adapt, gate in sorted({(r["adapt"], r["confidence"]) for r in rows}, key=lambda k: (k[0], k[1] or 0.0)):
+        rr = [r for r in rows if r["adapt"] == adapt and r["confidence"] == gate]
         by: dict[str, int] = {}
         for r in rr:
             for rec in r["recordings"]:
                 for k_, v in rec["by_activity"].items():
                     by[k_] = by.get(k_, 0) + v
-        summary[adapt] = {key: {"mean": round(float(np.mean([r[key] for r in rr])), 4),
-                                "std": round(float(np.std([r[key] for r in rr])), 4),
-                                "values": [round(float(r[key]), 4) for r in rr]}
-                          for key in ("false_per_minute", "gestures_accuracy", "gestures_accuracy_after_daily")}  # fmt: skip
-        summary[adapt]["false_gestures_by_activity"] = by
-    return {"protocol": PROTOCOL, "seeds": a.seeds, "recordings": a.recordings, "summary": summary, "runs": rows,
+        keys = ("false_per_minute", "gestures_accuracy") + (("gestures_accuracy_after_daily",) if gate is None else ())
+        summary[f"{adapt}, confidence {gate or 'bundle'}"] = {
+            **{key: {"mean": round(float(np.mean([r[key] for r in rr])), 4), "std": round(float(np.std([r[key] for r in rr])), 4),
+                     "values": [round(float(r[key]), 4) for r in rr]} for key in keys},
+            "false_gestures_by_activity": by}  # fmt: skip
+    return {"protocol": PROTOCOL, "seeds": a.seeds, "recordings": a.recordings, "confidences": a.confidences,
+            "summary": summary, "runs": rows,
             "minutes": round((time.perf_counter() - t_start) / 60, 1),
             "machine": {"cpu": platform.machine(), "threads_onnxruntime": 1}}  # fmt: skip
 
