@@ -12,6 +12,7 @@ import numpy as np
 from edgessl.edge_runtime.adapt.base import Adapter
 from edgessl.edge_runtime.adapt.clusters import Clusters
 from edgessl.edge_runtime.adapt.context import AdaptContext
+from edgessl.preprocess import softmax
 
 
 def input_key(parts: list[Adapter]) -> tuple:
@@ -94,8 +95,15 @@ class Chain(Adapter):
 
     def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
                 src: int | None = None) -> None:  # fmt: skip
+        base = probs
+        rest = [p for p in self.parts if not isinstance(p, Clusters)]
+        if rest and len(rest) < len(self.parts):
+            # the parts before clusters learn from what their own head says, as without it (given the answers
+            # with the groups' prior, ttt took the disagreement for a collapse and lost a rotated mounting's
+            # correction: tta_shift.py's remount 0.686 -> 0.434)
+            base = softmax(rest[-1].logits(e)[0].astype(np.float64))
         for p in self.parts:  # each part computes the bundle's head's class itself when it needs it
-            p.observe(window, e, probs, ood)
+            p.observe(window, e, probs if isinstance(p, Clusters) else base, ood)
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, p in enumerate(self.parts) for k, v in p.state().items()}
