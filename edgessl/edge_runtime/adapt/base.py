@@ -91,6 +91,10 @@ class Adapter:
         """Embeddings ``[N, D]`` -> logits ``[N, K]``."""
         return e @ self.W0.T + self.b0
 
+    def ungrouped_logits(self, e: np.ndarray) -> np.ndarray:
+        """:meth:`logits` without the prior of ``clusters``' groups (what an enrollment decides with)."""
+        return self.logits(e)
+
     def head_bias(self) -> list[float] | None:
         """The bias of the adapted head when its weights are the bundle's (as Python floats), so the runtime
         computes the logits with the prototype similarities in one product; None when :meth:`logits` must be

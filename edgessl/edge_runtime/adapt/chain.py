@@ -93,6 +93,10 @@ class Chain(Adapter):
     def logits(self, e: np.ndarray) -> np.ndarray:
         return self.parts[-1].logits(e)
 
+    def ungrouped_logits(self, e: np.ndarray) -> np.ndarray:
+        rest = [p for p in self.parts if not isinstance(p, Clusters)]
+        return rest[-1].ungrouped_logits(e) if rest else self.parts[-1].ungrouped_logits(e)
+
     def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
                 src: int | None = None) -> None:  # fmt: skip
         base = probs

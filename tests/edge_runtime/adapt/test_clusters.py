@@ -11,6 +11,7 @@ from edgessl.edge_runtime.adapt.clusters import group
 from edgessl.edge_runtime.runtime import DecisionConfig, GestureRuntime
 from edgessl.export.pipeline import ExportConfig, export_bundle
 from edgessl.preprocess import PreprocessSpec, softmax
+from edgessl.synthetic import SyntheticConfig, make_dataset
 
 ANY = DecisionConfig(confidence=0.0, ood_threshold=float("inf"), roughness_threshold=float("inf"))
 K, D = 4, 16
@@ -136,3 +137,16 @@ def test_the_default_on_a_gesture_bundle_keeps_and_restores_its_groups(small_bun
         g2 = [p for p in again.parts if isinstance(p, Clusters)][0]
         assert g2.n == kept
         assert (g2.C is None) == (groups.C is None)
+
+
+def test_with_an_enrollment_the_takes_decide_without_the_groups(small_bundle):
+    """The same answers as ``ttt|tent`` alone once a user state is in use (the groups keep out of the enrolled rule)."""
+    X = make_dataset(SyntheticConfig(reps=6, length=128)).X_test[:60]
+    answers = {}
+    for method in (DEFAULT_METHOD, "ttt|tent"):
+        with GestureRuntime(small_bundle, decision=ANY, adapter=build_adapter(method)) as rt:
+            rt.enroll(rt.labels[0], X[:2])
+            answers[method] = [rt.classify(x).index for x in X[2:]]
+            if method == DEFAULT_METHOD:
+                assert [p for p in rt.adapter.parts if isinstance(p, Clusters)][0].n >= 16  # grouping went on
+    assert answers[DEFAULT_METHOD] == answers["ttt|tent"]
