@@ -362,3 +362,15 @@ def test_the_contract_itself_fails_on_a_crashing_loader(tmp_path, monkeypatch):
     path = _write(str(tmp_path), "rec.csv", b"time_s,acc_x\n0,1\n")
     with pytest.raises(AssertionError, match="exit 70"):
         check_spec(f"csv:{path}", path)
+
+
+@pytest.mark.parametrize("subject_test", [np.array(0.0, np.float32), np.array([1, 2]), np.array([0.5] * 40)])
+def test_npz_group_arrays_of_another_shape_are_a_data_error(tmp_path, subject_test):
+    """A fuzz case: a scalar ``subject_test`` reached ``data info``'s group counts (exit 70, TypeError)."""
+    path = tmp_path / "groups.npz"
+    arrays = _valid_windows(np.random.default_rng(0))
+    arrays["subject_train"] = np.arange(len(arrays["y_train"])) % 3
+    arrays["subject_test"] = subject_test if subject_test.ndim == 0 or len(subject_test) != 40 else subject_test[: len(arrays["y_test"])]
+    np.savez(path, **arrays)
+    code, _, err = _data_info(f"npz:{path}")
+    assert code == 3 and "subject_test" in err and "groups.npz" in err and len(err.strip().splitlines()) == 1, err

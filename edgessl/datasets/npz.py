@@ -90,6 +90,20 @@ def _str_list(a: np.ndarray) -> list[str]:
     return [str(s) for s in a.tolist()]
 
 
+def _group(path: Path, z: Any, key: str, n: int) -> np.ndarray:
+    """The group array ``key`` (``subject_train`` ...): one whole number per window of its split.
+
+    Raises:
+        DataFormatError: another shape or values that are not whole numbers (naming the file and the array).
+    """
+    a = z[key]
+    whole = a.dtype.kind in "iub" or (a.dtype.kind == "f" and bool(np.all(np.isfinite(a) & (a == np.round(a)))))
+    if a.ndim != 1 or len(a) != n or not whole:
+        raise DataFormatError(f"{path}: {key} holds {a.dtype} values of shape {a.shape}; expected one whole number "
+                              f"per window of its split ({n}), e.g. the subject of each")  # fmt: skip
+    return a.astype(np.int64)
+
+
 def _npz_meta(path: Path, z: Any, channel_names: list[str]) -> tuple[float | None, list[str]]:
     known = SHARED_FILES.get(path.stem, {})
     rate = float(z["rate_hz"]) if "rate_hz" in z.files else known.get("rate_hz")
@@ -141,8 +155,8 @@ def _read_opened(path: Path, z: Any) -> WindowDataset | StreamDataset:
     for split, y in (("y_train", y_train), ("y_test", y_test)):
         _check_labels(path, split, y, classes, allow_unlabelled=False)
     groups = {
-        k[: -len("_train")]: (z[k].astype(np.int64), z[k[: -len("_train")] + "_test"].astype(np.int64))
-        for k in files
+        k[: -len("_train")]: (_group(path, z, k, len(y_train)), _group(path, z, k[: -len("_train")] + "_test", len(y_test)))
+        for k in sorted(files)
         if k.endswith("_train") and k not in ("X_train", "y_train") and k[: -len("_train")] + "_test" in files
     }
     rate, units = _npz_meta(path, z, channels)

@@ -391,7 +391,7 @@ def groups_text(g: dict[str, Any], unit: str, short: bool = False) -> str:
     """What ``clusters`` does, in words, from its summary."""
     kept, groups, least = int(g["gestures_kept"]), int(g["groups"]), int(g["min_members"])
     if short:
-        return f"groups {groups} of {kept}" if groups else f"grouping from {least} ({kept})"
+        return f"your {kept} {unit} in {groups} groups" if groups else f"grouping your {unit} from the {least}th ({kept})"
     if not groups:
         return (f"clusters: {kept} of your {unit} kept; it groups them from the {least}th on, and each group then "
                 f"answers as most of its {unit} were answered")  # fmt: skip
@@ -574,7 +574,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             stats["providers"] = list(rt.providers)  # in a service's log: whether the GPU is in use
             if args.json:
                 emit({"providers": stats["providers"]})
-            adapted = (adapter.updates, adapter.resets, adapter.calibrated) if adapter is not None else (0, 0, False)
+            # (clusters' regroupings are not changes to say: the status line shows its groups)
+            adapted = (adapter.changes, adapter.resets, adapter.calibrated) if adapter is not None else (0, 0, False)
             if args.adapt_state:
                 stats["adapt_state"] = {"path": args.adapt_state, "restored": rt.restored_state}
                 if rt.restored_state and adapter is not None:  # said at once: a restored turn changes every answer
@@ -583,6 +584,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         emit({"note": said})
                     else:
                         note(said)
+                elif adapter is not None and not args.json:  # where it goes (a walkthrough's first start said nothing)
+                    note(f"adaptation state: none at {args.adapt_state} yet; saved there every {args.save_every:g} s "
+                         "and at exit")  # fmt: skip
             if rt.user_state is not None:  # in a service's log too: which user's enrollment is in use
                 st = rt.user_state
                 # the board's turn the state corrects (the stats' adaptation "correction" is the adapter's own)
@@ -721,11 +725,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             feed.samples(t, values)
                         known = len(rt.input_problems)
                         events = rt.feed(values[:, idx], t)
-                        if adapter is not None and (adapter.updates, adapter.resets, adapter.calibrated) != adapted:
+                        if adapter is not None and (adapter.changes, adapter.resets, adapter.calibrated) != adapted:
                             reset, calibrated = adapter.resets != adapted[1], adapter.calibrated != adapted[2]
                             # an input transform's change (ttt, input) said when it happens, not only at the end
                             # (a walkthrough could not tell when); tent's many small updates are not
-                            adapted = (adapter.updates, adapter.resets, adapter.calibrated)
+                            adapted = (adapter.changes, adapter.resets, adapter.calibrated)
                             summary = adapter.summary()
                             if summary.get("correction") is not None:
                                 said = (f"adaptation {summary['method']}: reset to the source model at {last_t:.1f} s "

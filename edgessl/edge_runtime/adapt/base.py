@@ -47,6 +47,12 @@ class Adapter:
         self.new_share = share
 
     @property
+    def changes(self) -> int:
+        """Updates a user is told of as they happen (``run``'s change lines): all of a method's, but none of
+        ``clusters``' regroupings (a walkthrough read 42 of them as 42 changes of ``ttt``'s input transform)."""
+        return self.updates
+
+    @property
     def calibrated(self) -> bool:
         """Whether a calibration of the sensor (``ttt``'s on gravity) is in use."""
         return False

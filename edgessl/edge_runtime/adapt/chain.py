@@ -46,6 +46,10 @@ class Chain(Adapter):
     def resets(self) -> int:  # type: ignore[override]
         return sum(p.resets for p in self.parts)
 
+    @property
+    def changes(self) -> int:
+        return sum(p.changes for p in self.parts)
+
     def set_new_share(self, share: float) -> None:
         self.new_share = share
         for p in self.parts:

@@ -103,6 +103,10 @@ class Clusters(Adapter):
     def _head(self, e: np.ndarray) -> np.ndarray:
         return self.base_logits(e) if self.base_logits is not None else e @ self.W0.T + self.b0
 
+    @property
+    def changes(self) -> int:  # regroupings are not said one by one (the status line shows the groups)
+        return 0
+
     def ungrouped_logits(self, e: np.ndarray) -> np.ndarray:
         return self._head(e)
 
