@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgessl.edge_runtime.adapt import DEFAULT_METHOD
+from edgessl.edge_runtime.adapt.clusters import MIN_MEMBERS
 from edgessl.edge_runtime.adapt.ttt import SHIFT_EVERY
 
 
@@ -427,7 +428,7 @@ def _adapt_words(method: str, updates: int) -> str:
     """What the adapter did, in words: ``ttt`` shifts its activations (from the ``SHIFT_EVERY``-th gesture that
     it learns from on) and counts only the changes of its input transform as updates."""
     if "ttt" in method:
-        groups = ", your gestures grouped from the 16th (clusters)" if "clusters" in method else ""
+        groups = f", your gestures grouped from the {MIN_MEMBERS}th (clusters)" if "clusters" in method else ""
         return (f"{method}: activations shifted from the {SHIFT_EVERY}th gesture{groups}, {updates} change(s) of its "
                 "input transform")
     return f"{method}, {updates} update(s)"

@@ -97,14 +97,18 @@ class Chain(Adapter):
     def logits(self, e: np.ndarray) -> np.ndarray:
         return self.parts[-1].logits(e)
 
+    @property
+    def _ungrouped(self) -> list[Adapter]:
+        """The parts whose head ``clusters`` refines (all of them without it)."""
+        return [p for p in self.parts if not isinstance(p, Clusters)]
+
     def ungrouped_logits(self, e: np.ndarray) -> np.ndarray:
-        rest = [p for p in self.parts if not isinstance(p, Clusters)]
-        return rest[-1].ungrouped_logits(e) if rest else self.parts[-1].ungrouped_logits(e)
+        return (self._ungrouped or self.parts)[-1].ungrouped_logits(e)
 
     def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
                 src: int | None = None) -> None:  # fmt: skip
         base = probs
-        rest = [p for p in self.parts if not isinstance(p, Clusters)]
+        rest = self._ungrouped
         if rest and len(rest) < len(self.parts):
             # the parts before clusters learn from what their own head says, as without it (given the answers
             # with the groups' prior, ttt took the disagreement for a collapse and lost a rotated mounting's
@@ -130,7 +134,7 @@ class Chain(Adapter):
         """A state of the chain, or one of the method it runs beside ``clusters`` alone (``ttt``, the default
         before ``ttt|tent+clusters``): that part takes it and the groups start afresh (a service's state carries
         over an update)."""
-        rest = [p for p in self.parts if not isinstance(p, Clusters)]
+        rest = self._ungrouped
         if len(rest) == 1 < len(self.parts) and "method" in z.files and str(z["method"]) == rest[0].name:
             rest[0]._load_npz(path, z)
             return

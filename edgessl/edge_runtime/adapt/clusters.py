@@ -36,6 +36,8 @@ from edgessl.edge_runtime.adapt.base import Adapter
 from edgessl.edge_runtime.adapt.context import AdaptContext
 from edgessl.preprocess import softmax
 
+MIN_MEMBERS = 16  # gestures kept before the groups count
+
 
 def group(Z: np.ndarray, P: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """k-means of unit-norm embeddings ``Z [N, D]`` (cosine), started from the mean of each class the head
@@ -73,7 +75,7 @@ class Clusters(Adapter):
     # a chain hands it the logits of the part before it and what its input transform is (Chain.attach), and
     # leaves it out without a word on a sliding-window bundle
 
-    def __init__(self, buffer: int = 256, min_members: int = 16, iterations: int = 10, weight: float = 2.0,
+    def __init__(self, buffer: int = 256, min_members: int = MIN_MEMBERS, iterations: int = 10, weight: float = 2.0,
                  **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.buffer, self.min_members, self.iterations, self.weight = buffer, min_members, iterations, weight
