@@ -12,7 +12,6 @@ import numpy as np
 from edgessl.edge_runtime.adapt.base import Adapter
 from edgessl.edge_runtime.adapt.clusters import Clusters
 from edgessl.edge_runtime.adapt.context import AdaptContext
-from edgessl.preprocess import softmax
 
 
 def input_key(parts: list[Adapter]) -> tuple:
@@ -108,12 +107,12 @@ class Chain(Adapter):
     def observe(self, window: np.ndarray, e: np.ndarray, probs: np.ndarray, ood: float | None = None,
                 src: int | None = None) -> None:  # fmt: skip
         base = probs
-        rest = self._ungrouped
-        if rest and len(rest) < len(self.parts):
+        grouping = next((p for p in self.parts if isinstance(p, Clusters)), None)
+        if grouping is not None and len(self.parts) > 1:
             # the parts before clusters learn from what their own head says, as without it (given the answers
             # with the groups' prior, ttt took the disagreement for a collapse and lost a rotated mounting's
-            # correction: tta_shift.py's remount 0.686 -> 0.434)
-            base = softmax(rest[-1].logits(e)[0].astype(np.float64))
+            # correction: tta_shift.py's remount 0.686 -> 0.434); clusters kept those logits from the answer
+            base = grouping.base_probs(e)
         for p in self.parts:  # each part computes the bundle's head's class itself when it needs it
             p.observe(window, e, probs if isinstance(p, Clusters) else base, ood)
 

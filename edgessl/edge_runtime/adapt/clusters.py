@@ -82,6 +82,7 @@ class Clusters(Adapter):
         self.buffer, self.min_members, self.iterations, self.weight = buffer, min_members, iterations, weight
         self.base_logits: Callable[[np.ndarray], np.ndarray] | None = None
         self.input_version: Callable[[], Any] = lambda: None  # what the input transform in front is (a chain's)
+        self._last: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0))  # (e, the base head's logits)
 
     def attach(self, ctx: AdaptContext) -> None:
         if not ctx.segments:
@@ -113,8 +114,16 @@ class Clusters(Adapter):
     def ungrouped_logits(self, e: np.ndarray) -> np.ndarray:
         return self._head(e)
 
+    def base_probs(self, e: np.ndarray) -> np.ndarray:
+        """The probabilities of the head it refines for embedding ``e [1, D]`` (the logits :meth:`logits` just
+        computed for it when it is the same array: the chain's parts before it learn from these)."""
+        last_e, last = self._last
+        base = last if last_e is e else self._head(e)
+        return softmax(base[0].astype(np.float64))
+
     def logits(self, e: np.ndarray) -> np.ndarray:
         out = self._head(e)
+        self._last = (e, out)
         if self.C is None:
             return out
         if len(e) == 1:  # the live path: one gesture
